@@ -1,0 +1,46 @@
+# socd developer commands. `make run` and `make test` do all set-up on a fresh
+# Debian/Ubuntu machine (they install what is missing with apt-get and pip).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SERVICES_DIR ?= /tmp/socd-services
+export SOCD_SERVICES_DIR := $(SERVICES_DIR)
+
+.PHONY: run test unit integration lint bench services services-down venv clean test-rules
+
+$(VENV)/.installed: pyproject.toml
+	@bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## Run socd on its embedded default (sample data -> SQLite store, /metrics on :9797).
+run: venv
+	$(VENV)/bin/socd run
+
+## Start real Mosquitto, Elasticsearch and Prometheus (idempotent).
+services:
+	@bash scripts/services.sh up
+
+services-down:
+	@bash scripts/services.sh down
+
+## Everything: lint, unit, integration and end-to-end tests against real services.
+test: venv services
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -p no:cacheprovider tests
+
+unit: venv
+	$(PY) -m pytest -p no:cacheprovider tests -m "not integration and not e2e"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+
+## Benchmarks; prints JSON results.
+bench: venv services
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Output plugins: sinks that store alerts and notifiers that tell people."""

@@ -1,0 +1,1 @@
+"""Input plugins: each collector receives records from one kind of source."""

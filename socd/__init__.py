@@ -1,0 +1,3 @@
+"""socd: a security-operations monitoring daemon for a provincial SOC."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from socd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Turns a loaded :class:`~socd.config.Config` into live plugin objects."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from socd.classify import Classifier
+from socd.config import Config, Plugin
+from socd.deadletter import DeadLetter
+from socd.errors import ConfigError, ConfigProblem
+from socd.metrics import init_decoder
+from socd.plugins import Decoder, PluginContext
+
+
+def dead_letter_for(config: Config) -> DeadLetter:
+    dl = config.document.dead_letter
+    return DeadLetter(os.path.join(config.state_dir, dl.path), max_file_bytes=dl.max_file_bytes,
+                      max_files=dl.max_files)
+
+
+def context(config: Config, name: str, dead_letter: DeadLetter) -> PluginContext:
+    return PluginContext(name=name, dead_letter=dead_letter, config_dir=config.config_dir,
+                         state_dir=config.state_dir)
+
+
+def instantiate(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> Any:
+    return plugin.cls(plugin.config, context(config, plugin.name, dead_letter))
+
+
+def build_decoders(config: Config, dead_letter: DeadLetter) -> dict[str, Decoder]:
+    """All configured decoders (mapping files are read and checked here)."""
+    decoders: dict[str, Decoder] = {}
+    problems: list[ConfigProblem] = []
+    for name, plugin in config.decoders.items():
+        try:
+            decoders[name] = instantiate(config, plugin, dead_letter)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        init_decoder(name)
+    if problems:
+        raise ConfigError(problems)
+    return decoders
+
+
+def build_classifier(config: Config) -> Classifier:
+    """The classification step, with its IoC lists loaded."""
+    cls_cfg = config.document.classification
+    paths = [config.resolve(p) for p in cls_cfg.ioc_files]
+    problems = []
+    for i, path in enumerate(paths):
+        if not os.path.isfile(path):
+            problems.append(ConfigProblem(config.file, f"classification.ioc_files[{i}]",
+                                          f"no such file: {path}"))
+    if problems:
+        raise ConfigError(problems)
+    return Classifier.from_files(cls_cfg, paths)

@@ -1,0 +1,415 @@
+"""Loading and validating socd's one YAML configuration file.
+
+Validation happens in two steps, as CrowdSec and Vector do: everything that
+can be checked without I/O here (types, unknown keys, plugin types, decoder
+references), then runtime checks (sink health checks) in ``check-config
+--connect`` and at start-up. Every problem carries the file, the key path, the
+line and, for a misspelled key, the key that was probably meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from socd.errors import ConfigError, ConfigProblem, PluginError
+from socd.registry import Kind, known_types, lookup, unknown_type_message
+from socd.severity import Severity
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PluginConfig(StrictModel):
+    """Base for a plugin's config; ``type`` selects the plugin."""
+
+    type: str
+
+
+class CollectorConfig(PluginConfig):
+    """Options every collector has."""
+
+    decoder: str = Field("json", description="Name of the decoder for this source's records.")
+    batch_max_events: int = Field(500, ge=1, le=100_000,
+                                  description="Largest batch handed to the pipeline.")
+
+
+class SinkConfig(PluginConfig):
+    """Options every sink has; the pipeline uses them to batch and retry."""
+
+    select: Literal["alerts", "all"] = Field(
+        "alerts", description="`alerts`: only events with event.kind=alert; `all`: everything."
+    )
+    batch_max_events: int = Field(1000, ge=1, le=100_000, description="Events per write.")
+    flush_interval_secs: float = Field(1.0, gt=0, le=300,
+                                       description="Longest wait before a partial batch is written.")
+    queue_max_batches: int = Field(64, ge=1, le=100_000,
+                                   description="Batches waiting for this sink before intake blocks.")
+    retry_max_backoff_secs: float = Field(30.0, gt=0, le=3600,
+                                          description="Cap of the exponential retry backoff.")
+
+
+class DecoderConfig(PluginConfig):
+    """Options every decoder has."""
+
+    severity_table: str | None = Field(
+        None, description="Built-in table mapping socd.vendor_severity (vietnamese, suricata, "
+        "wazuh, cef, sigma).")
+    keep_original: bool = Field(False, description="Keep the raw record in event.original.")
+
+
+class LogConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="`auto`: console on a terminal, JSON lines otherwise (journald).")
+
+
+class HttpConfig(StrictModel):
+    enabled: bool = True
+    host: str = Field("127.0.0.1", description="Address for /metrics, /healthz and /readyz.")
+    port: int = Field(9797, ge=0, le=65535, description="0 picks a free port (tests).")
+
+
+class PipelineConfig(StrictModel):
+    queue_max_batches: int = Field(64, ge=1, le=100_000,
+                                   description="Batches waiting for decoding before intake blocks.")
+    drain_timeout_secs: float = Field(30.0, ge=0, le=3600,
+                                      description="How long shutdown waits for sinks to drain.")
+
+
+class DeadLetterConfig(StrictModel):
+    path: str = Field("dead-letter", description="Directory, relative to state_dir.")
+    max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024,
+                                description="A dead-letter file rotates past this size.")
+    max_files: int = Field(20, ge=1, description="Rotated files kept; the oldest is removed.")
+
+
+class ClassificationConfig(StrictModel):
+    default_alert_severity: Severity = Field(
+        Severity.MEDIUM, description="Severity of an alert whose source gave none we can map.")
+    default_layer: int = Field(2, ge=1, le=4, description="Layer of alerts that name none.")
+    default_asset_kind: str = Field("unknown", description="Asset kind of events that name none.")
+    ioc_files: list[str] = Field(
+        default_factory=list, description="Plain-text IoC lists (one IP, CIDR, domain or hash "
+        "a line) marked on matching events.")
+
+
+def _default_state_dir() -> str:
+    # systemd sets STATE_DIRECTORY from StateDirectory=; fall back to XDG.
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "socd")
+
+
+class DocumentConfig(StrictModel):
+    """The top level of the YAML file. Plugin sections are checked against their
+    own models once their ``type`` is known."""
+
+    state_dir: str = Field(default_factory=_default_state_dir,
+                           description="Where the store, spool and dead letters live.")
+    exit_when_done: bool = Field(False, description="Exit once every one-shot collector has "
+                                 "finished and the pipeline drained (batch imports).")
+    log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    dead_letter: DeadLetterConfig = DeadLetterConfig()
+    classification: ClassificationConfig = ClassificationConfig()
+    decoders: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    collectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Plugin:
+    """A configured plugin: its name, class and validated config."""
+
+    name: str
+    cls: Any
+    config: Any  # an instance of cls.Config
+
+    def same_as(self, other: Plugin | None) -> bool:
+        return other is not None and self.cls is other.cls and self.config == other.config
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A loaded, fully validated configuration."""
+
+    file: str
+    document: DocumentConfig
+    config_dir: str
+    state_dir: str
+    decoders: dict[str, Plugin] = field(default_factory=dict)
+    collectors: dict[str, Plugin] = field(default_factory=dict)
+    sinks: dict[str, Plugin] = field(default_factory=dict)
+
+    def resolve(self, path: str) -> str:
+        """A path from the config, relative to the config file's folder."""
+        return resolve_path(self.config_dir, path)
+
+
+def resolve_path(base: str, path: str) -> str:
+    expanded = os.path.expanduser(path)
+    return expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(base, expanded))
+
+
+DEFAULT_CONFIG_NAME = "default/config.yaml"
+
+
+def default_config_path() -> str:
+    """The config shipped inside the package (the embedded default)."""
+    return str(resources.files("socd").joinpath(DEFAULT_CONFIG_NAME))
+
+
+# Decoders every config has without declaring them.
+BUILTIN_DECODERS: Mapping[str, dict[str, Any]] = {
+    "json": {"type": "json"},
+    "server_edr": {"type": "mapping", "mapping": "server_edr"},
+    "workstation_edr": {"type": "mapping", "mapping": "workstation_edr"},
+}
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         env: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute and validate a config file; raise :class:`ConfigError`."""
+    file = str(path) if path is not None else default_config_path()
+    environ = os.environ if env is None else env
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(file, "", "not UTF-8 text")]) from exc
+    return loads(text, file=file, env=environ)
+
+
+def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if env is None else env
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {problem}", line=line)]) from exc
+    lines = _line_index(node) if node is not None else {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigProblem(file, "", "the top level must be a mapping", line=1)])
+
+    problems: list[ConfigProblem] = []
+
+    def problem(loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
+        problems.append(ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc)))
+
+    raw = _substitute(raw, environ, (), problem)
+    try:
+        doc = DocumentConfig.model_validate(raw)
+    except ValidationError as exc:
+        _report(exc, DocumentConfig, (), problem)
+        raise ConfigError(problems) from None
+
+    config_dir = os.path.dirname(os.path.abspath(file))
+    state_dir = resolve_path(config_dir, doc.state_dir)
+
+    decoders_raw = {**BUILTIN_DECODERS, **doc.decoders}
+    decoders = _plugins("decoder", "decoders", decoders_raw, DecoderConfig, problem)
+    collectors = _plugins("collector", "collectors", doc.collectors, CollectorConfig, problem)
+    sinks = _plugins("sink", "sinks", doc.sinks, SinkConfig, problem)
+    if doc.notifiers:
+        problem(("notifiers",), "no notifier types are available in this version",
+                "remove the notifiers section")
+
+    for name, plugin in collectors.items():
+        for loc, ref in _decoder_refs(plugin.config):
+            if ref not in decoders:
+                close = difflib.get_close_matches(ref, list(decoders), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else (
+                    f"declare it under decoders: or use one of {', '.join(sorted(decoders))}")
+                problem(("collectors", name, *loc), f"unknown decoder {ref!r}", hint)
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(file=file, document=doc, config_dir=config_dir, state_dir=state_dir,
+                  decoders=decoders, collectors=collectors, sinks=sinks)
+
+
+def _decoder_refs(config: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """Every decoder name a collector config refers to, with its key path."""
+    refs: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(getattr(config, "decoder", None), str):
+        refs.append((("decoder",), config.decoder))
+    for i, sub in enumerate(getattr(config, "subscriptions", None) or []):
+        if getattr(sub, "decoder", None):
+            refs.append((("subscriptions", i, "decoder"), sub.decoder))
+    return refs
+
+
+def _plugins(kind: Kind, section: str, raw: Mapping[str, Any], base: type[PluginConfig],
+             problem: typing.Callable[..., None]) -> dict[str, Plugin]:
+    out: dict[str, Plugin] = {}
+    for name, body in raw.items():
+        loc: tuple[Any, ...] = (section, name)
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}", str(name)):
+            problem(loc, f"invalid {kind} name {name!r}",
+                    "use letters, digits, '_', '-' or '.'; names become metric labels")
+            continue
+        if not isinstance(body, Mapping):
+            problem(loc, f"a {kind} must be a mapping with a 'type' key")
+            continue
+        type_ = body.get("type")
+        if not isinstance(type_, str):
+            problem((*loc, "type"), f"missing 'type'; known {kind} types: "
+                    f"{', '.join(known_types(kind))}")
+            continue
+        try:
+            cls = lookup(kind, type_).load()
+        except PluginError as exc:
+            message = str(exc)
+            if "unknown" in message:
+                message = unknown_type_message(kind, type_)
+            problem((*loc, "type"), message)
+            continue
+        model: type[BaseModel] = cls.Config
+        try:
+            config = model.model_validate(dict(body))
+        except ValidationError as exc:
+            _report(exc, model, loc, problem)
+            continue
+        out[str(name)] = Plugin(str(name), cls, config)
+    return out
+
+
+def _report(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...],
+            problem: typing.Callable[..., None]) -> None:
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        full = (*prefix, *loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            options = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.6)
+            hint = (f"did you mean {close[0]!r}?" if close else
+                    f"valid keys here: {', '.join(options)}" if options else None)
+            problem(full, f"unknown key {loc[-1]!r}", hint)
+        elif kind == "missing":
+            problem(full, "required key is missing")
+        else:
+            problem(full, f"{err['msg']} (got {_short(err.get('input'))})")
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that describes the object at ``loc`` inside ``model``."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+        else:
+            current = _container_item(current)
+            if current is None:
+                return None
+        current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _container_item(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (list, tuple, set, frozenset) and args:
+        return _unwrap(args[0])
+    if origin is dict and len(args) == 2:
+        return _unwrap(args[1])
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _substitute(value: Any, env: Mapping[str, str], loc: tuple[Any, ...],
+                problem: typing.Callable[..., None]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values (never in keys)."""
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problem(loc, f"environment variable {name} is not set",
+                    f"export {name}=... or write ${{{name}:-default}}")
+            return ""
+        return _ENV.sub(repl, value) if "${" in value else value
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, (*loc, k), problem) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, (*loc, i), problem) for i, v in enumerate(value)]
+    return value
+
+
+def _line_index(node: yaml.Node) -> dict[tuple[Any, ...], int]:
+    index: dict[tuple[Any, ...], int] = {}
+
+    def walk(n: yaml.Node, loc: tuple[Any, ...]) -> None:
+        index[loc] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                key = key_node.value
+                index[(*loc, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*loc, key))
+                index[(*loc, key)] = key_node.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*loc, i))
+
+    walk(node, ())
+    return index
+
+
+def _line_for(lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    key = tuple(str(p) if not isinstance(p, int) else p for p in loc)
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key[:-1]
+    return None

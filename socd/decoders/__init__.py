@@ -1,0 +1,1 @@
+"""Decoders: one vendor format each, into the ECS + ``socd.*`` event model."""

@@ -1,0 +1,142 @@
+"""What every decoder shares: JSON framing and the finishing touches on an event."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from socd.errors import DecodeError
+from socd.event import Event, fingerprint, normalize, now_iso, set_severity
+from socd.plugins import DecodeFailure, DecodeResult, RawRecord
+from socd.severity import BUILTIN_TABLES, Severity, SeverityTable
+
+_ISO_CACHE: dict[int, str] = {}
+
+
+def _received_iso(received: float) -> str:
+    # Many records of one batch share the same receive second; cache the text.
+    key = int(received * 1000)
+    text = _ISO_CACHE.get(key)
+    if text is None:
+        from datetime import UTC, datetime
+
+        text = datetime.fromtimestamp(received, UTC).isoformat(timespec="milliseconds")
+        text = text.replace("+00:00", "Z")
+        if len(_ISO_CACHE) > 4096:
+            _ISO_CACHE.clear()
+        _ISO_CACHE[key] = text
+    return text
+
+
+def split_json(data: bytes) -> tuple[list[tuple[Any, bytes | None]], list[DecodeFailure]]:
+    """Split a payload into JSON values: one object, an array, or NDJSON lines.
+
+    Returns ``(value, raw_line)`` pairs (``raw_line`` set for NDJSON, so a bad
+    line is dead-lettered alone) and failures for what could not be parsed.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        stripped = data.strip()
+        if b"\n" in stripped:
+            items: list[tuple[Any, bytes | None]] = []
+            failures: list[DecodeFailure] = []
+            for line in stripped.split(b"\n"):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    items.append((orjson.loads(line), line))
+                except orjson.JSONDecodeError as line_exc:
+                    failures.append(DecodeFailure(_json_reason(line), line, str(line_exc)))
+            return items, failures
+        return [], [DecodeFailure(_json_reason(data), data, str(exc))]
+    if isinstance(value, list):
+        return [(item, None) for item in value], []
+    return [(value, None)], []
+
+
+def _json_reason(data: bytes) -> str:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid_utf8"
+    return "invalid_json"
+
+
+class BaseDecoder:
+    """Turns JSON values into events; subclasses implement :meth:`convert`."""
+
+    name: str
+
+    def __init__(self, name: str, *, severity_table: str | None = None,
+                 keep_original: bool = False) -> None:
+        self.name = name
+        self.keep_original = keep_original
+        self.severity_table: SeverityTable | None = (
+            BUILTIN_TABLES[severity_table] if severity_table else None)
+
+    def convert(self, obj: dict[str, Any]) -> Event:
+        raise NotImplementedError
+
+    def decode(self, record: RawRecord) -> DecodeResult:
+        result = DecodeResult()
+        items, result.failures = split_json(record.data)
+        digest = hashlib.blake2b(record.data, digest_size=16).digest()
+        created = _received_iso(record.received)
+        for index, (obj, line) in enumerate(items):
+            if not isinstance(obj, dict):
+                raw = line if line is not None else orjson.dumps(obj)
+                result.failures.append(
+                    DecodeFailure("not_an_object", raw, f"expected a JSON object, got "
+                                  f"{type(obj).__name__}"))
+                continue
+            try:
+                event = self.convert(obj)
+                self.finish(event, record, created, digest, index,
+                            line if line is not None else None)
+            except DecodeError as exc:
+                raw = line if line is not None else orjson.dumps(obj)
+                result.failures.append(DecodeFailure(exc.reason, raw, exc.detail))
+                continue
+            result.events.append(event)
+        return result
+
+    def finish(self, event: Event, record: RawRecord, created: str, digest: bytes, index: int,
+               line: bytes | None) -> None:
+        """Stamp provenance, fingerprint and severity, then normalize types."""
+        ev = event.setdefault("event", {})
+        if not isinstance(ev, dict):
+            raise DecodeError("invalid_field", "event must be an object")
+        ev.setdefault("created", created)
+        ev["hash"] = fingerprint(self.name, digest, str(index))
+        ev["ingested"] = now_iso()
+        if self.keep_original:
+            ev["original"] = (line if line is not None else record.data).decode(
+                "utf-8", "replace")
+        socd = event.setdefault("socd", {})
+        if not isinstance(socd, dict):
+            raise DecodeError("invalid_field", "socd must be an object")
+        socd["collector"] = record.collector
+        socd["decoder"] = self.name
+        if record.source:
+            socd["source"] = record.source
+        if "severity" in socd:
+            try:
+                set_severity(event, Severity(socd["severity"]))
+            except ValueError as exc:
+                raise DecodeError("invalid_field", f"socd.severity {socd['severity']!r} is not "
+                                  "low, medium, high or critical") from exc
+        elif self.severity_table is not None and socd.get("vendor_severity") is not None:
+            sev = self.severity_table.lookup(socd["vendor_severity"])
+            if sev is not None:
+                set_severity(event, sev)
+        if "vendor_severity" in socd and socd["vendor_severity"] is not None:
+            socd["vendor_severity"] = str(socd["vendor_severity"])
+        normalize(event)
+
+
+Factory = Callable[[dict[str, Any]], Event]

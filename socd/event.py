@@ -1,0 +1,319 @@
+"""The one event model that flows through socd.
+
+An event is a nested ``dict`` shaped like the Elastic Common Schema (ECS) plus
+a ``socd`` namespace for the SOC's own facts. Plain dicts are used on purpose:
+they cost nothing to build, serialize straight to JSON with orjson and index
+into Elasticsearch unchanged. :data:`FIELDS` is the contract: every field socd
+sets or reads by name is declared there with its Elasticsearch type, and the
+index template and ``docs/events.md`` are generated from it.
+
+An *alert* is an event with ``event.kind == "alert"``: vendor alerts (EDR, IDS)
+are alerts as received; rules turn plain events into alerts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from socd.errors import DecodeError
+from socd.severity import Severity
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A field of the event model: its dotted name, Elasticsearch type and meaning."""
+
+    name: str
+    type: str
+    doc: str
+    array: bool = False
+
+
+def _f(name: str, type_: str, doc: str, *, array: bool = False) -> Field:
+    return Field(name, type_, doc, array)
+
+
+FIELDS: Final[tuple[Field, ...]] = (
+    _f("@timestamp", "date", "When the event happened, per its source (RFC 3339 with offset)."),
+    _f("message", "text", "Human-readable summary or the original log line."),
+    _f("tags", "keyword", "Free tags set by decoders and rules.", array=True),
+    _f("event.id", "keyword", "The source's own identifier of the event or alert."),
+    _f("event.kind", "keyword", "`alert` for alerts, `event` for plain events."),
+    _f("event.category", "keyword", "ECS category (`malware`, `authentication`, ...).",
+       array=True),
+    _f("event.type", "keyword", "ECS type (`info`, `start`, `denied`, ...).", array=True),
+    _f("event.action", "keyword", "What the source did or saw (`quarantined`, ...)."),
+    _f("event.outcome", "keyword", "`success`, `failure` or `unknown`."),
+    _f("event.module", "keyword", "The product family (`server_edr`, `suricata`, ...)."),
+    _f("event.dataset", "keyword", "The source data set (`suricata.eve`, `system.auth`)."),
+    _f("event.provider", "keyword", "The sub-source inside the product."),
+    _f("event.severity", "long", "The source's numeric severity, when it has one."),
+    _f("event.created", "date", "When socd received the record."),
+    _f("event.ingested", "date", "When socd finished normalizing the event."),
+    _f("event.hash", "keyword",
+       "Deterministic fingerprint of the raw record; the Elasticsearch document id."),
+    _f("event.original", "keyword", "The raw record, when a decoder keeps it (not indexed)."),
+    _f("host.name", "keyword", "Name of the host the event is about."),
+    _f("host.hostname", "keyword", "Host name as reported by the host."),
+    _f("host.ip", "ip", "Addresses of the host.", array=True),
+    _f("host.id", "keyword", "Agent-assigned host identifier."),
+    _f("host.os.full", "keyword", "Operating system, full text."),
+    _f("host.os.name", "keyword", "Operating system name."),
+    _f("source.ip", "ip", "Source address."),
+    _f("source.port", "long", "Source port."),
+    _f("source.domain", "keyword", "Source domain name."),
+    _f("source.bytes", "long", "Bytes sent from the source."),
+    _f("source.packets", "long", "Packets sent from the source."),
+    _f("destination.ip", "ip", "Destination address."),
+    _f("destination.port", "long", "Destination port."),
+    _f("destination.domain", "keyword", "Destination domain name."),
+    _f("destination.bytes", "long", "Bytes sent from the destination."),
+    _f("destination.packets", "long", "Packets sent from the destination."),
+    _f("network.transport", "keyword", "`tcp`, `udp`, `icmp`, ..."),
+    _f("network.protocol", "keyword", "Application protocol (`http`, `dns`, `ssh`)."),
+    _f("network.direction", "keyword", "`inbound`, `outbound`, `internal`, `external`."),
+    _f("network.bytes", "long", "Total bytes of the connection."),
+    _f("user.name", "keyword", "User name."),
+    _f("user.domain", "keyword", "User's domain."),
+    _f("process.name", "keyword", "Process name."),
+    _f("process.pid", "long", "Process id."),
+    _f("process.executable", "keyword", "Path of the executable."),
+    _f("process.command_line", "keyword", "Full command line."),
+    _f("process.parent.name", "keyword", "Parent process name."),
+    _f("file.path", "keyword", "Full path of the file."),
+    _f("file.name", "keyword", "File name."),
+    _f("file.hash.md5", "keyword", "MD5 of the file."),
+    _f("file.hash.sha1", "keyword", "SHA-1 of the file."),
+    _f("file.hash.sha256", "keyword", "SHA-256 of the file."),
+    _f("url.full", "keyword", "Full URL."),
+    _f("url.domain", "keyword", "Domain part of the URL."),
+    _f("dns.question.name", "keyword", "Queried name."),
+    _f("rule.id", "keyword", "Identifier of the rule or signature that fired."),
+    _f("rule.name", "keyword", "Name of the rule, signature or threat."),
+    _f("rule.category", "keyword", "Category of the rule."),
+    _f("rule.description", "text", "What the rule detects."),
+    _f("rule.ruleset", "keyword", "The rule pack the rule belongs to."),
+    _f("rule.reference", "keyword", "Link or reference for the rule."),
+    _f("threat.technique.id", "keyword", "MITRE ATT&CK technique ids.", array=True),
+    _f("observer.type", "keyword", "What kind of product saw it (`edr`, `ids`, `firewall`)."),
+    _f("observer.vendor", "keyword", "Vendor of the observing product."),
+    _f("observer.product", "keyword", "Observing product."),
+    _f("observer.hostname", "keyword", "Host name of the observing sensor."),
+    _f("observer.name", "keyword", "Configured name of the observer."),
+    _f("agent.id", "keyword", "Identifier of the agent that shipped the record."),
+    _f("agent.name", "keyword", "Name of the agent."),
+    _f("log.level", "keyword", "Log level of the original record."),
+    _f("log.file.path", "keyword", "File the record was read from."),
+    _f("log.syslog.facility.name", "keyword", "Syslog facility."),
+    _f("log.syslog.severity.name", "keyword", "Syslog severity."),
+    _f("socd.severity", "keyword", "SOC severity code: `low`, `medium`, `high`, `critical`."),
+    _f("socd.severity_label", "keyword",
+       "Vietnamese label (NFC): `thấp`, `trung bình`, `cao`, `nghiêm trọng`."),
+    _f("socd.vendor_severity", "keyword", "The vendor's original severity value, as text."),
+    _f("socd.layer", "byte", "Layer of the 4-layer protection model (1-4) the event belongs to."),
+    _f("socd.asset_kind", "keyword",
+       "`server`, `workstation`, `network`, `application` or `unknown`."),
+    _f("socd.unit", "keyword", "The agency (đơn vị) owning the affected asset."),
+    _f("socd.system_level", "byte", "Security level (cấp độ 1-5) of the affected system."),
+    _f("socd.collector", "keyword", "Name of the collector that received the record."),
+    _f("socd.decoder", "keyword", "Name of the decoder that produced the event."),
+    _f("socd.source", "keyword", "Where the record came from: topic, file or peer address."),
+    _f("socd.vendor", "flattened",
+       "The vendor's whole original record, searchable by key but not mapped."),
+    _f("socd.ioc.matched", "boolean", "True when an address or hash is on an IoC list."),
+    _f("socd.ioc.values", "keyword", "The values that matched an IoC list.", array=True),
+    _f("socd.ioc.refs", "keyword", "References of the matching IoC entries.", array=True),
+)
+
+FIELDS_BY_NAME: Final[Mapping[str, Field]] = {f.name: f for f in FIELDS}
+
+ASSET_KINDS: Final = frozenset({"server", "workstation", "network", "application", "unknown"})
+LAYERS: Final = (1, 2, 3, 4)
+
+_INT_FIELDS = tuple(f.name for f in FIELDS if f.type in {"long", "byte"})
+_IP_FIELDS = tuple(f.name for f in FIELDS if f.type == "ip")
+_MISSING = object()
+
+
+def get(event: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """Value at a dotted ``path`` of a nested event, or ``default``."""
+    node: Any = event
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return default
+        node = node.get(part, _MISSING)
+        if node is _MISSING:
+            return default
+    return node
+
+
+def put(event: Event, path: str, value: Any) -> None:
+    """Set ``value`` at a dotted ``path``, creating intermediate objects."""
+    parts = path.split(".")
+    node = event
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def pop(event: Event, path: str) -> Any:
+    """Remove and return the value at ``path`` (``None`` when absent)."""
+    parts = path.split(".")
+    node: Any = event
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node.pop(parts[-1], None) if isinstance(node, dict) else None
+
+
+def unflatten(obj: Mapping[str, Any]) -> Event:
+    """Turn ``{"source.ip": x}`` style keys into nested objects (recursively).
+
+    ``@timestamp`` keeps its dot-free name; nested and dotted forms may be mixed.
+    """
+    out: Event = {}
+    for key, value in obj.items():
+        v = unflatten(value) if isinstance(value, Mapping) else value
+        if "." in key:
+            existing = get(out, key, _MISSING)
+            if isinstance(existing, dict) and isinstance(v, dict):
+                existing.update(v)
+            else:
+                put(out, key, v)
+        elif isinstance(v, dict) and isinstance(out.get(key), dict):
+            out[key].update(v)
+        else:
+            out[key] = v
+    return out
+
+
+def fingerprint(*parts: bytes | str) -> str:
+    """A stable 20-byte hex digest used as the event's document id."""
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(value: Any) -> str:
+    """Normalize a timestamp (ISO 8601 text or epoch seconds/ms) to RFC 3339."""
+    if isinstance(value, bool):
+        raise DecodeError("invalid_field", "@timestamp must be a date, not a boolean")
+    if isinstance(value, int | float):
+        seconds = value / 1000 if value > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+        except (OverflowError, OSError, ValueError) as exc:
+            raise DecodeError("invalid_field", f"@timestamp {value!r} out of range") from exc
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise DecodeError("invalid_field", f"@timestamp {value[:64]!r} is not ISO 8601") from exc
+        if parsed.tzinfo is None:
+            # A timestamp with no offset is taken as UTC; decoders that know the
+            # source's zone (Vietnam is +07:00) attach it before this point.
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.isoformat()
+    raise DecodeError("invalid_field", f"@timestamp has type {type(value).__name__}")
+
+
+def _coerce_int(event: Event, path: str) -> None:
+    value = get(event, path, _MISSING)
+    if value is _MISSING or value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        put(event, path, int(value))
+        return
+    if isinstance(value, float) and value.is_integer():
+        put(event, path, int(value))
+        return
+    raise DecodeError("invalid_field", f"{path} must be an integer, got {str(value)[:64]!r}")
+
+
+def _check_ip(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            pass
+        else:
+            return
+    raise DecodeError("invalid_field", f"{path} is not an IP address: {str(value)[:64]!r}")
+
+
+def normalize(event: Event, *, received: float | None = None) -> Event:
+    """Check and coerce the typed fields of ``event`` in place and return it.
+
+    Raises :class:`DecodeError` with reason ``invalid_field`` when a field has a
+    value its Elasticsearch type would reject, so such events are dead-lettered
+    here instead of failing a bulk request later.
+    """
+    ts = event.get("@timestamp")
+    event["@timestamp"] = parse_timestamp(ts) if ts is not None else now_iso()
+    for path in _INT_FIELDS:
+        _coerce_int(event, path)
+    for path in _IP_FIELDS:
+        value = get(event, path, _MISSING)
+        if value is _MISSING or value is None:
+            continue
+        if isinstance(value, list):
+            for item in value:
+                _check_ip(item, path)
+        else:
+            _check_ip(value, path)
+    socd = event.get("socd")
+    if isinstance(socd, dict):
+        layer = socd.get("layer")
+        if layer is not None and layer not in LAYERS:
+            raise DecodeError("invalid_field", f"socd.layer must be 1-4, got {layer!r}")
+        level = socd.get("system_level")
+        if level is not None and not (isinstance(level, int) and 1 <= level <= 5):
+            raise DecodeError("invalid_field", f"socd.system_level must be 1-5, got {level!r}")
+        unit = socd.get("unit")
+        if isinstance(unit, str):
+            socd["unit"] = unicodedata.normalize("NFC", unit)
+    return event
+
+
+def set_severity(event: Event, severity: Severity) -> None:
+    """Set the severity code and its Vietnamese label together."""
+    socd = event.setdefault("socd", {})
+    socd["severity"] = severity.value
+    socd["severity_label"] = severity.label
+
+
+def dumps(event: Mapping[str, Any]) -> bytes:
+    """Serialize an event to compact JSON (UTF-8, non-ASCII kept)."""
+    return orjson.dumps(event)
+
+
+def iter_leaf_paths(event: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Yield ``(dotted_path, value)`` for every leaf of a nested event."""
+    for key, value in event.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from iter_leaf_paths(value, path + ".")
+        else:
+            yield path, value

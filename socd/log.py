@@ -1,0 +1,60 @@
+"""structlog set-up: JSON lines for journald and files, readable output on a terminal."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+
+_SECRET_KEYS = re.compile(r"pass(word)?|secret|token|api_?key|authorization|credential",
+                          re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@",
+                              re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Never log secrets: mask values of secret-looking keys and URL credentials."""
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEYS.search(key) and value not in (None, ""):
+            event_dict[key] = REDACTED
+        elif isinstance(value, str) and "@" in value:
+            event_dict[key] = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", value)
+    return event_dict
+
+
+def _json_dumps(obj: Any, **_kw: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def setup(level: str = "info", fmt: str = "auto") -> None:
+    """Configure structlog and the stdlib logging of libraries we use."""
+    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
+    renderer: Any = (structlog.dev.ConsoleRenderer(colors=True) if use_console
+                     else structlog.processors.JSONRenderer(serializer=_json_dumps))
+    numeric = logging.getLevelName(level.upper())
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer]
+        if not use_console else [*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries (elastic_transport, aiohttp, paho) log through stdlib logging;
+    # keep them at WARNING so their request chatter does not flood the journal.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)

@@ -1,0 +1,145 @@
+"""The plugin roles: one small typed Protocol per kind.
+
+Ownership rules, so every plugin behaves the same:
+
+* The **pipeline** owns all queues. A collector never sees a queue; it calls
+  the ``emit`` coroutine it is given, which blocks while the pipeline is full
+  (that wait is the back-pressure a collector passes on to its source).
+* ``Collector.run`` runs until it is cancelled (live sources) or until its input
+  is exhausted (one-shot sources). Cancellation is how the daemon stops intake;
+  ``run`` must let ``CancelledError`` propagate after closing its resources.
+* A **decoder** is synchronous and pure: bytes in, events and failures out. It
+  never raises for bad input; it reports a :class:`DecodeFailure` instead.
+* A **sink** stores batches. ``write`` returns only when the batch is stored
+  durably; it raises :class:`~socd.errors.SinkError` otherwise and the pipeline
+  retries it. Per-document rejections are the sink's to dead-letter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from socd.event import Event
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One unit of input as a collector received it, before decoding."""
+
+    data: bytes
+    decoder: str
+    collector: str
+    source: str = ""
+    received: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class DecodeFailure:
+    """A record (or part of one) that could not be decoded."""
+
+    reason: str
+    raw: bytes
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class DecodeResult:
+    events: list[Event] = field(default_factory=list)
+    failures: list[DecodeFailure] = field(default_factory=list)
+
+
+class Ack:
+    """Calls ``callback`` once every sink has stored the batch it belongs to.
+
+    Collectors that can confirm delivery upstream (file offsets, MQTT acks)
+    pass a callback; the pipeline sets ``pending`` to the number of sinks.
+    """
+
+    __slots__ = ("_callback", "pending")
+
+    def __init__(self, callback: Callable[[], None] | None = None) -> None:
+        self._callback = callback
+        self.pending = 0
+
+    def done(self) -> None:
+        self.pending -= 1
+        if self.pending <= 0 and self._callback is not None:
+            callback, self._callback = self._callback, None
+            callback()
+
+
+Emit = Callable[[list[RawRecord], Ack | None], Awaitable[None]]
+
+
+@runtime_checkable
+class Collector(Protocol):
+    """Receives records from one source and hands them to ``emit`` in batches."""
+
+    name: str
+
+    async def run(self, emit: Emit) -> None:
+        """Collect until cancelled, or until a one-shot input is exhausted."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """True once connected/listening; feeds ``/readyz``."""
+        ...
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """Turns the bytes of one record into zero or more normalized events."""
+
+    name: str
+
+    def decode(self, record: RawRecord) -> DecodeResult:
+        """Decode ``record``; bad input becomes failures, never an exception."""
+        ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Stores events (Elasticsearch, SQLite, a file...)."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Open connections, install templates/schemas."""
+        ...
+
+    async def healthcheck(self) -> None:
+        """Raise :class:`~socd.errors.HealthCheckError` when the target is unusable."""
+        ...
+
+    async def write(self, events: Sequence[Event]) -> None:
+        """Store ``events`` durably or raise :class:`~socd.errors.SinkError`."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release resources; called once, after the last write."""
+        ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Tells people about alerts (e-mail, chat, webhook). Filled in by later work."""
+
+    name: str
+
+    async def notify(self, alerts: Sequence[Event]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PluginContext:
+    """What every plugin may use besides its own config."""
+
+    name: str
+    dead_letter: Any  # socd.deadletter.DeadLetter; typed loosely to avoid an import cycle
+    config_dir: str = "."
+    state_dir: str = "."

@@ -1,0 +1,82 @@
+"""Maps a config ``type:`` to the plugin class that implements it.
+
+Plugins are imported lazily, so socd starts without loading what it does not
+use, and a known type whose module cannot be imported ("not built": a missing
+optional library) is reported differently from a type nobody has heard of.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from socd.errors import PluginError
+
+Kind = Literal["collector", "decoder", "sink", "notifier"]
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSpec:
+    """Where a plugin type is implemented and what it is for."""
+
+    kind: Kind
+    type: str
+    target: str  # "module:Class"
+    summary: str
+
+    def load(self) -> Any:
+        """Import and return the plugin class."""
+        module_name, _, attr = self.target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PluginError(
+                f"{self.kind} type {self.type!r} is known but cannot be loaded: {exc}"
+            ) from exc
+        return getattr(module, attr)
+
+
+_BUILTIN: tuple[PluginSpec, ...] = (
+    PluginSpec("collector", "mqtt", "socd.collectors.mqtt:MqttCollector",
+               "Subscribe to MQTT topics (QoS 1, persistent session)."),
+    PluginSpec("collector", "file", "socd.collectors.file:FileCollector",
+               "Read JSON-lines or text files once (replay/import)."),
+    PluginSpec("decoder", "json", "socd.decoders.json:JsonDecoder",
+               "ECS-shaped JSON objects, arrays or NDJSON."),
+    PluginSpec("decoder", "mapping", "socd.decoders.mapping:MappingDecoder",
+               "Vendor JSON mapped to ECS by a YAML field mapping."),
+    PluginSpec("sink", "elasticsearch", "socd.alerting.elasticsearch:ElasticsearchSink",
+               "Bulk-index into Elasticsearch with an explicit index template."),
+    PluginSpec("sink", "ndjson", "socd.alerting.ndjson:NdjsonSink",
+               "Append events as JSON lines to a file or stdout."),
+    PluginSpec("sink", "sqlite", "socd.alerting.sqlite:SqliteSink",
+               "The embedded alert store (SQLite)."),
+)  # fmt: skip
+
+REGISTRY: Mapping[Kind, Mapping[str, PluginSpec]] = {
+    kind: {s.type: s for s in _BUILTIN if s.kind == kind}
+    for kind in ("collector", "decoder", "sink", "notifier")
+}
+
+
+def known_types(kind: Kind) -> list[str]:
+    return sorted(REGISTRY[kind])
+
+
+def lookup(kind: Kind, type_: str) -> PluginSpec:
+    """The spec for ``type_``; an unknown type lists the known ones."""
+    spec = REGISTRY[kind].get(type_)
+    if spec is None:
+        raise PluginError(unknown_type_message(kind, type_))
+    return spec
+
+
+def unknown_type_message(kind: Kind, type_: str) -> str:
+    known = known_types(kind)
+    close = difflib.get_close_matches(type_, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(known) if known else "(none yet)"
+    return f"unknown {kind} type {type_!r}{hint} Known {kind} types: {listed}"

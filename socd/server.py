@@ -1,0 +1,311 @@
+"""The daemon: startup, serve, drain, shutdown; reload on SIGHUP.
+
+Lifecycle (like uvicorn's ``Server``):
+
+1. **startup**: build decoders, classifier and sinks from the config; start
+   sinks (an unreachable Elasticsearch is not fatal: its runner retries);
+   start the HTTP endpoint, the pipeline, then the collectors; tell systemd
+   ``READY=1``.
+2. **serve**: until SIGTERM/SIGINT, or until every one-shot collector has
+   finished when ``exit_when_done`` is set. SIGHUP reloads.
+3. **drain**: stop intake (cancel collectors: unacknowledged MQTT messages stay
+   with the broker), push everything queued to the sinks within
+   ``pipeline.drain_timeout_secs``; what still cannot be written then is
+   dead-lettered, so nothing is lost either way.
+4. **shutdown**: close sinks, stop HTTP, ``STOPPING=1``, restore signal handlers.
+
+A second SIGINT/SIGTERM during the drain skips the wait (the drain-timeout
+path runs at once, dead-lettering what is left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from socd import __version__, metrics, systemd
+from socd import config as config_mod
+from socd.components import build_classifier, build_decoders, dead_letter_for, instantiate
+from socd.config import Config, Plugin
+from socd.errors import ConfigError, HealthCheckError, SocdError
+from socd.http import HttpServer, make_app
+from socd.pipeline import Pipeline, SinkRunner
+from socd.plugins import Collector
+
+log = structlog.get_logger("socd.server")
+
+_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class _CollectorTask:
+    def __init__(self, plugin: Plugin, collector: Collector, task: asyncio.Task[None]) -> None:
+        self.plugin = plugin
+        self.collector = collector
+        self.task = task
+        self.finished = False
+
+
+class Daemon:
+    """One running socd. ``serve()`` returns when the daemon has stopped."""
+
+    def __init__(self, config: Config, *,
+                 on_idle: Callable[[Daemon], Any] | None = None) -> None:
+        self.config = config
+        self.on_idle = on_idle
+        self.dead_letter = dead_letter_for(config)
+        self.pipeline: Pipeline | None = None
+        self.http: HttpServer | None = None
+        self.collectors: dict[str, _CollectorTask] = {}
+        self.sink_plugins: dict[str, Plugin] = {}
+        self.runners: dict[str, SinkRunner] = {}
+        self.should_exit = asyncio.Event()
+        self.force_exit = False
+        self.started_at = time.time()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._previous_handlers: dict[int, Any] = {}
+        self._reload_lock = asyncio.Lock()
+        self._idle_reported = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def serve(self) -> None:
+        self._install_signal_handlers()
+        try:
+            await self.startup()
+            await self.should_exit.wait()
+            await self.shutdown()
+        finally:
+            self._restore_signal_handlers()
+
+    async def startup(self) -> None:
+        cfg = self.config
+        systemd.notify("STATUS=starting")
+        decoders = build_decoders(cfg, self.dead_letter)
+        classifier = build_classifier(cfg)
+        for name, plugin in cfg.sinks.items():
+            self.runners[name] = await self._start_sink(plugin)
+            self.sink_plugins[name] = plugin
+        if not self.runners:
+            log.warning("no sinks configured: every event will be dead-lettered")
+        self.pipeline = Pipeline(decoders, classifier, list(self.runners.values()),
+                                 self.dead_letter, cfg.document.pipeline.queue_max_batches)
+        self.pipeline.start()
+        if cfg.document.http.enabled:
+            app = make_app(self.readiness, self.pipeline.update_gauges)
+            self.http = HttpServer(app, cfg.document.http.host, cfg.document.http.port)
+            await self.http.start()
+            log.info("http endpoint listening", url=f"http://{self.http.host}:{self.http.port}",
+                     paths=["/metrics", "/healthz", "/readyz"])
+        for plugin in cfg.collectors.values():
+            self._start_collector(plugin)
+        self._spawn(self._heartbeat(), "heartbeat")
+        log.info("socd started", version=__version__, config=cfg.file,
+                 collectors=list(cfg.collectors), sinks=list(cfg.sinks))
+        systemd.notify("READY=1", f"STATUS=running; {len(cfg.collectors)} collectors, "
+                       f"{len(cfg.sinks)} sinks")
+        if not self.collectors:
+            self._spawn(self._report_idle(), "idle")
+
+    async def shutdown(self) -> None:
+        assert self.pipeline is not None
+        systemd.notify("STOPPING=1", "STATUS=draining")
+        log.info("stopping intake")
+        await self._stop_collectors(list(self.collectors))
+        timeout = 0.0 if self.force_exit else self.config.document.pipeline.drain_timeout_secs
+        log.info("draining to sinks", timeout_secs=timeout,
+                 queued_events=self.pipeline.intake_events
+                 + sum(r.queued_events for r in self.runners.values()))
+        lost = await self.pipeline.close(timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        for name, runner in self.runners.items():
+            try:
+                await runner.sink.close()
+            except Exception:
+                log.exception("sink close failed", sink=name)
+        if self.http is not None:
+            await self.http.stop()
+        self.dead_letter.close()
+        log.info("socd stopped", events=self.pipeline.events_processed, dead_lettered_at_exit=lost)
+
+    def request_exit(self) -> None:
+        if self.should_exit.is_set():
+            self.force_exit = True
+            if self.pipeline is not None:
+                # Second signal: give up waiting for sinks; what is queued is dead-lettered.
+                self.pipeline.abort()
+        self.should_exit.set()
+
+    # -- components ----------------------------------------------------------
+
+    async def _start_sink(self, plugin: Plugin) -> SinkRunner:
+        sink = instantiate(self.config, plugin, self.dead_letter)
+        await sink.start()
+        runner = SinkRunner(plugin.name, sink, plugin.config, self.dead_letter)
+        try:
+            await sink.healthcheck()
+            runner._set_up(True)
+        except HealthCheckError as exc:
+            log.warning("sink health check failed at start; writes will retry", sink=plugin.name,
+                        error=str(exc))
+        return runner
+
+    def _start_collector(self, plugin: Plugin) -> None:
+        collector = instantiate(self.config, plugin, self.dead_letter)
+        task = asyncio.create_task(self._supervise(plugin.name, collector),
+                                   name=f"collector/{plugin.name}")
+        self.collectors[plugin.name] = _CollectorTask(plugin, collector, task)
+
+    async def _supervise(self, name: str, collector: Collector) -> None:
+        """Run a collector; restart it with backoff if it fails."""
+        assert self.pipeline is not None
+        delay = 1.0
+        while True:
+            try:
+                await collector.run(self.pipeline.submit)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.ERRORS.labels(f"collector/{name}", type(exc).__name__).inc()
+                metrics.COMPONENT_UP.labels("collector", name).set(0)
+                log.exception("collector failed; restarting", collector=name,
+                              retry_in_secs=delay)
+                await asyncio.sleep(delay)
+                delay = min(60.0, delay * 2)
+                continue
+            break
+        entry = self.collectors.get(name)
+        if entry is not None:
+            entry.finished = True
+        log.info("collector finished", collector=name)
+        if all(c.finished for c in self.collectors.values()):
+            self._spawn(self._report_idle(), "idle")
+
+    async def _stop_collectors(self, names: list[str]) -> None:
+        entries = [self.collectors.pop(n) for n in names if n in self.collectors]
+        for entry in entries:
+            entry.task.cancel()
+        for entry in entries:
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry.task
+            metrics.COMPONENT_UP.labels("collector", entry.plugin.name).set(0)
+
+    async def _report_idle(self) -> None:
+        """Every collector is one-shot and done: wait until all is stored, then report."""
+        if self._idle_reported or self.pipeline is None:
+            return
+        await self.pipeline.barrier()
+        self._idle_reported = True
+        log.info("all input processed", events=self.pipeline.events_processed)
+        if self.on_idle is not None:
+            result = self.on_idle(self)
+            if asyncio.iscoroutine(result):
+                await result
+        if self.config.document.exit_when_done:
+            self.should_exit.set()
+
+    # -- reload --------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Reload config and rules atomically; a bad config keeps the old one."""
+        async with self._reload_lock:
+            try:
+                new = config_mod.load(self.config.file)
+                decoders = build_decoders(new, self.dead_letter)
+                classifier = build_classifier(new)
+            except (ConfigError, OSError) as exc:
+                metrics.CONFIG_RELOADS.labels("failure").inc()
+                log.error("reload rejected; the running configuration stays in force",
+                          config=self.config.file, error=str(exc))
+                systemd.notify("STATUS=running; last reload rejected (see log)")
+                return False
+            assert self.pipeline is not None
+            try:
+                runners = dict(self.runners)
+                started: list[str] = []
+                for name, plugin in new.sinks.items():
+                    if not plugin.same_as(self.sink_plugins.get(name)):
+                        runners[name] = await self._start_sink(plugin)
+                        started.append(name)
+                for name in list(runners):
+                    if name not in new.sinks:
+                        del runners[name]
+            except SocdError as exc:
+                metrics.CONFIG_RELOADS.labels("failure").inc()
+                log.error("reload rejected: a sink failed to start", error=str(exc))
+                return False
+            retired = await self.pipeline.replace(decoders=decoders, processor=classifier,
+                                                  runners=list(runners.values()))
+            for runner in retired:
+                await runner.wait()
+                await runner.sink.close()
+            old_collectors = {n: c.plugin for n, c in self.collectors.items()}
+            changed = [n for n, p in old_collectors.items()
+                       if not p.same_as(new.collectors.get(n))]
+            await self._stop_collectors(changed)
+            self.config = new
+            for name, plugin in new.collectors.items():
+                if name not in self.collectors:
+                    self._start_collector(plugin)
+            self.runners = runners
+            self.sink_plugins = dict(new.sinks)
+            metrics.CONFIG_RELOADS.labels("success").inc()
+            log.info("configuration reloaded", restarted_collectors=changed,
+                     restarted_sinks=started, retired_sinks=[r.name for r in retired])
+            systemd.notify("STATUS=running; configuration reloaded")
+            return True
+
+    # -- health ----------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        collectors = {n: (c.finished or c.collector.ready) for n, c in self.collectors.items()}
+        sinks = {n: r.up for n, r in self.runners.items()}
+        ready = (self.pipeline is not None and not self.should_exit.is_set()
+                 and all(collectors.values()) and all(sinks.values()))
+        return ready, {"collectors": collectors, "sinks": sinks}
+
+    async def _heartbeat(self) -> None:
+        interval = systemd.watchdog_interval()
+        period = min(interval, 10.0) if interval else 10.0
+        while True:
+            await asyncio.sleep(period)
+            if interval:
+                systemd.notify("WATCHDOG=1")
+            if self.pipeline is not None:
+                self.pipeline.update_gauges()
+                systemd.notify(f"STATUS=running; {self.pipeline.events_processed} events "
+                               f"processed")
+
+    # -- signals ---------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in _HANDLED:
+            self._previous_handlers[sig] = signal.getsignal(sig)
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _restore_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig, handler in self._previous_handlers.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)
+        self._previous_handlers.clear()
+
+    def _on_signal(self, sig: int) -> None:
+        if sig == signal.SIGHUP:
+            log.info("SIGHUP received: reloading configuration")
+            self._spawn(self.reload(), "reload")
+            return
+        log.info("signal received: shutting down", signal=signal.Signals(sig).name)
+        self.request_exit()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -17,6 +17,7 @@ both); tested against 8.19.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -173,11 +174,9 @@ class ElasticsearchSink:
         ts: str = event["@timestamp"]
         # RFC 3339 "2026-11-16T08:12:44+07:00": the UTC day keeps one index per day
         # whatever offsets the sources use.
-        if ts.endswith("Z") or ts.endswith("+00:00"):
+        if ts.endswith(("Z", "+00:00")):
             day = ts[:10]
         else:
-            from datetime import UTC, datetime
-
             day = datetime.fromisoformat(ts).astimezone(UTC).date().isoformat()
         return f"{self.config.index_prefix}-{day.replace('-', '.')}"
 

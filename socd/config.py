@@ -55,10 +55,10 @@ class SinkConfig(PluginConfig):
         "alerts", description="`alerts`: only events with event.kind=alert; `all`: everything."
     )
     batch_max_events: int = Field(1000, ge=1, le=100_000, description="Events per write.")
-    flush_interval_secs: float = Field(1.0, gt=0, le=300,
-                                       description="Longest wait before a partial batch is written.")
-    queue_max_batches: int = Field(64, ge=1, le=100_000,
-                                   description="Batches waiting for this sink before intake blocks.")
+    flush_interval_secs: float = Field(
+        1.0, gt=0, le=300, description="Longest wait before a partial batch is written.")
+    queue_max_batches: int = Field(
+        64, ge=1, le=100_000, description="Batches waiting for this sink before intake blocks.")
     retry_max_backoff_secs: float = Field(30.0, gt=0, le=3600,
                                           description="Cap of the exponential retry backoff.")
 

@@ -230,7 +230,8 @@ def parse_timestamp(value: Any) -> str:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise DecodeError("invalid_field", f"@timestamp {value[:64]!r} is not ISO 8601") from exc
+            raise DecodeError("invalid_field",
+                              f"@timestamp {value[:64]!r} is not ISO 8601") from exc
         if parsed.tzinfo is None:
             # A timestamp with no offset is taken as UTC; decoders that know the
             # source's zone (Vietnam is +07:00) attach it before this point.
@@ -241,7 +242,8 @@ def parse_timestamp(value: Any) -> str:
 
 def _coerce_int(event: Event, path: str) -> None:
     value = get(event, path, _MISSING)
-    if value is _MISSING or value is None or (isinstance(value, int) and not isinstance(value, bool)):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if value is _MISSING or value is None or is_int:
         return
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         put(event, path, int(value))

@@ -277,12 +277,12 @@ class Pipeline:
         await self.control(swap)
         return retired
 
-    async def close(self, timeout: float) -> int:
-        """Finish intake, drain to the sinks within ``timeout``; returns the number of
+    async def close(self, drain_timeout: float) -> int:
+        """Finish intake, drain to the sinks within ``drain_timeout``; returns the number of
         events dead-lettered because the timeout passed (or :meth:`abort` was called)."""
         drain = asyncio.create_task(self._drain(), name="pipeline/drain")
         abort = asyncio.create_task(self._abort.wait(), name="pipeline/abort")
-        done, _ = await asyncio.wait({drain, abort}, timeout=timeout,
+        done, _ = await asyncio.wait({drain, abort}, timeout=drain_timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         abort.cancel()
         if drain in done:
@@ -297,7 +297,7 @@ class Pipeline:
         for runner in self.runners:
             lost += runner.abort()
         log.error("drain did not finish; undelivered events dead-lettered",
-                  timeout_secs=timeout, events=lost, file=self.dead_letter.path)
+                  timeout_secs=drain_timeout, events=lost, file=self.dead_letter.path)
         return lost
 
     def abort(self) -> None:

@@ -133,10 +133,10 @@ BUILTIN_TABLES: Mapping[str, SeverityTable] = {
             "low": "low", "medium": "medium", "high": "high", "very-high": "critical",
             "very high": "critical", "unknown": "low",
         },
-    ),  # fmt: skip
+    ),
     "sigma": SeverityTable(
         "sigma",
         {"informational": "low", "low": "low", "medium": "medium", "high": "high",
          "critical": "critical"},
-    ),  # fmt: skip
+    ),
 }

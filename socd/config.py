@@ -223,23 +223,23 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
         problems.append(ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc)))
 
     raw = _substitute(raw, environ, (), problem)
+    doc: DocumentConfig | None = None
     try:
         doc = DocumentConfig.model_validate(raw)
     except ValidationError as exc:
         _report(exc, DocumentConfig, (), problem)
-        raise ConfigError(problems) from None
 
-    config_dir = os.path.dirname(os.path.abspath(file))
-    state_dir = resolve_path(config_dir, doc.state_dir)
+    def section(name: str) -> Mapping[str, Any]:
+        # Plugin sections are checked even when the rest of the document is not
+        # valid, so one run of check-config reports every problem.
+        value = getattr(doc, name) if doc is not None else raw.get(name)
+        return value if isinstance(value, Mapping) else {}
 
-    decoders_raw = {**BUILTIN_DECODERS, **doc.decoders}
+    decoders_raw = {**BUILTIN_DECODERS, **section("decoders")}
     decoders = _plugins("decoder", "decoders", decoders_raw, DecoderConfig, problem)
-    collectors = _plugins("collector", "collectors", doc.collectors, CollectorConfig, problem)
-    sinks = _plugins("sink", "sinks", doc.sinks, SinkConfig, problem)
-    if doc.notifiers:
-        problem(("notifiers",), "no notifier types are available in this version",
-                "remove the notifiers section")
-
+    collectors = _plugins("collector", "collectors", section("collectors"), CollectorConfig,
+                          problem)
+    sinks = _plugins("sink", "sinks", section("sinks"), SinkConfig, problem)
     for name, plugin in collectors.items():
         for loc, ref in _decoder_refs(plugin.config):
             if ref not in decoders:
@@ -247,6 +247,15 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
                 hint = f"did you mean {close[0]!r}?" if close else (
                     f"declare it under decoders: or use one of {', '.join(sorted(decoders))}")
                 problem(("collectors", name, *loc), f"unknown decoder {ref!r}", hint)
+    if doc is None:
+        raise ConfigError(problems)
+
+    config_dir = os.path.dirname(os.path.abspath(file))
+    state_dir = resolve_path(config_dir, doc.state_dir)
+    if doc.notifiers:
+        problem(("notifiers",), "no notifier types are available in this version",
+                "remove the notifiers section")
+
 
     if problems:
         raise ConfigError(problems)

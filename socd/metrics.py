@@ -65,7 +65,8 @@ QUEUE_DEPTH = Gauge(
 )
 PROCESSING_LATENCY = Histogram(
     "socd_processing_latency_seconds",
-    "Time from receipt by a collector to storage by a sink.",
+    "Time from receipt by a collector to storage by a sink, observed once per "
+    "received batch (an MQTT message, a file chunk).",
     ["sink"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,

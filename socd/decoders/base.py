@@ -59,6 +59,24 @@ def split_json(data: bytes) -> tuple[list[tuple[Any, bytes | None]], list[Decode
     return [(value, None)], []
 
 
+def _raw_item(data: bytes, items: list[tuple[Any, bytes | None]], index: int,
+              line: bytes | None) -> bytes:
+    """The original bytes of one failed item, for the dead-letter file.
+
+    Decoders may change the parsed object in place, so it is never re-serialized:
+    an NDJSON line or a lone object is dead-lettered as received; an element of
+    an array is taken from a fresh parse of the payload (failures are rare).
+    """
+    if line is not None:
+        return line
+    if len(items) == 1:
+        return data
+    try:
+        return orjson.dumps(orjson.loads(data)[index])
+    except (orjson.JSONDecodeError, IndexError, TypeError):
+        return data
+
+
 def _json_reason(data: bytes) -> str:
     try:
         data.decode("utf-8")
@@ -89,7 +107,7 @@ class BaseDecoder:
         created = _received_iso(record.received)
         for index, (obj, line) in enumerate(items):
             if not isinstance(obj, dict):
-                raw = line if line is not None else orjson.dumps(obj)
+                raw = _raw_item(record.data, items, index, line)
                 result.failures.append(
                     DecodeFailure("not_an_object", raw, f"expected a JSON object, got "
                                   f"{type(obj).__name__}"))
@@ -99,7 +117,7 @@ class BaseDecoder:
                 self.finish(event, record, created, digest, index,
                             line if line is not None else None)
             except DecodeError as exc:
-                raw = line if line is not None else orjson.dumps(obj)
+                raw = _raw_item(record.data, items, index, line)
                 result.failures.append(DecodeFailure(exc.reason, raw, exc.detail))
                 continue
             result.events.append(event)

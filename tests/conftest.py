@@ -1,0 +1,59 @@
+"""Shared fixtures: the real services started by ``make services``.
+
+Integration and end-to-end tests talk to a real Mosquitto, Elasticsearch and
+Prometheus whose endpoints ``scripts/services.sh up`` writes to
+``$SOCD_SERVICES_DIR/services.json``. When that file is missing or a service
+does not answer, the tests that need it FAIL with a message saying how to
+start them; they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES_DIR = Path(os.environ.get("SOCD_SERVICES_DIR", "/tmp/socd-services"))
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, Any]:
+    """Endpoints of the running services; fails (never skips) when they are down."""
+    path = SERVICES_DIR / "services.json"
+    if not path.exists():
+        pytest.fail(f"{path} not found: start the real services with `make services` "
+                    "(make test does this)", pytrace=False)
+    data: dict[str, Any] = json.loads(path.read_text())
+    for name in ("MQTT", "ES", "PROMETHEUS"):
+        host, port = data[f"{name}_HOST"], int(data[f"{name}_PORT"])
+        if not _reachable(host, port):
+            pytest.fail(f"{name} at {host}:{port} (from {path}) is not answering; "
+                        "run `make services`", pytrace=False)
+    return data
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique name for this test's topic, index or collector."""
+    return uuid.uuid4().hex[:10]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

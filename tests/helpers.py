@@ -203,7 +203,8 @@ class SocdProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"socd did not stop within {timeout}s:\n{self.log_tail()}")
+            tail = self.log_tail()
+            raise AssertionError(f"socd did not stop within {timeout}s:\n{tail}") from None
         self._log.close()
         return rc
 

@@ -122,7 +122,8 @@ def test_n_events_arrive_exactly_once_with_the_right_fields(
     assert by_sev == {"medium": 300 + ids["medium"], "high": 1300 + ids["high"],
                       "critical": 300, "low": ids["low"]}
     res = _prom_query(services, f'up{{test="{label}"}}')
-    assert res and res[0]["value"][1] == "1"
+    assert res
+    assert res[0]["value"][1] == "1"
 
     assert socd.stop() == 0
 
@@ -187,7 +188,8 @@ def test_sigterm_under_load_drains_and_loses_nothing(services, unique, socd_proc
 
     events = socd.log_events()
     stopped = [e for e in events if e.get("event") == "socd stopped"]
-    assert stopped and stopped[-1]["dead_lettered_at_exit"] == 0
+    assert stopped
+    assert stopped[-1]["dead_lettered_at_exit"] == 0
 
     # Restart with the same persistent session: everything arrives, exactly once.
     again = socd_process()
@@ -209,7 +211,8 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(services, unique, socd_pr
     wait_for(lambda: any(e.get("event", "").startswith("reload rejected")
                          for e in socd.log_events()), 30, "the reload to be rejected")
     rejected = next(e for e in socd.log_events() if e.get("event", "").startswith("reload"))
-    assert "index_prefx" in rejected["error"] and "did you mean" in rejected["error"]
+    assert "index_prefx" in rejected["error"]
+    assert "did you mean" in rejected["error"]
     socd.assert_running()
 
     # The old configuration still works end to end.

@@ -91,6 +91,10 @@ class ElasticsearchSink:
         number_of_shards: int = Field(1, ge=1)
         number_of_replicas: int = Field(0, ge=0)
         refresh: bool = Field(False, description="Refresh after each bulk (tests only).")
+        bulk_max_bytes: int = Field(
+            8 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024,
+            description="Largest bulk request body; bigger writes are split. Keep it well "
+            "under the server's http.max_content_length and indexing-pressure limit.")
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:
         self.name = ctx.name
@@ -98,6 +102,9 @@ class ElasticsearchSink:
         self.ctx = ctx
         self.client: AsyncElasticsearch | None = None
         self._template_ready = False
+        # event.hash of documents dead-lettered in a bulk that is being retried for
+        # other items: a retry must not dead-letter (and count) them twice.
+        self._rejected: dict[str, None] = {}
 
     def _make_client(self) -> AsyncElasticsearch:
         cfg = self.config
@@ -184,11 +191,32 @@ class ElasticsearchSink:
         if self.client is None:
             raise SinkError("client not started")
         await self._ensure_template()
+        chunk: list[Event] = []
         parts: list[bytes] = []
+        size = 0
+        limit = self.config.bulk_max_bytes
+        retry = 0
         for event in events:
-            action = {"create": {"_index": self._index_for(event), "_id": event["event"]["hash"]}}
-            parts.append(orjson.dumps(action))
-            parts.append(orjson.dumps(event))
+            ev_hash = event["event"]["hash"]
+            if ev_hash in self._rejected:
+                continue
+            action = orjson.dumps({"create": {"_index": self._index_for(event), "_id": ev_hash}})
+            doc = orjson.dumps(event)
+            if parts and size + len(action) + len(doc) + 2 > limit:
+                retry += await self._bulk(chunk, parts)
+                chunk, parts, size = [], [], 0
+            chunk.append(event)
+            parts += (action, doc)
+            size += len(action) + len(doc) + 2
+        if parts:
+            retry += await self._bulk(chunk, parts)
+        if retry:
+            raise SinkError(f"{retry} documents were rejected temporarily (429/5xx)")
+        self._rejected.clear()
+
+    async def _bulk(self, events: list[Event], parts: list[bytes]) -> int:
+        """One bulk request; returns how many items must be retried."""
+        assert self.client is not None
         body = b"\n".join(parts) + b"\n"
         try:
             resp = await self.client.bulk(
@@ -202,7 +230,7 @@ class ElasticsearchSink:
             raise SinkError(f"bulk request failed: {exc}",
                             retryable=exc.status_code in _RETRYABLE_STATUS) from exc
         if not resp.get("errors"):
-            return
+            return 0
         retry = 0
         for event, item in zip(events, resp["items"], strict=True):
             result = item.get("create", {})
@@ -213,12 +241,13 @@ class ElasticsearchSink:
                 retry += 1
                 continue
             error = result.get("error", {})
+            if len(self._rejected) < 100_000:
+                self._rejected[event["event"]["hash"]] = None
             self.ctx.dead_letter.write(
                 stage=f"sink/{self.name}", reason="rejected_document", event=event,
                 collector=event.get("socd", {}).get("collector", ""),
                 detail=f"{status} {error.get('type', '')}: {error.get('reason', '')}")
-        if retry:
-            raise SinkError(f"{retry} documents were rejected temporarily (429/5xx)")
+        return retry
 
     async def close(self) -> None:
         if self.client is not None:

@@ -67,6 +67,8 @@ class FileCollector:
 
     async def _read(self, path: str, emit: Emit) -> None:
         limit = self.config.batch_max_events
+        max_bytes = self.config.batch_max_bytes
+        size = 0
         max_line = self.config.max_line_bytes
         batch: list[RawRecord] = []
         opener = gzip.open if path.endswith(".gz") else open
@@ -83,9 +85,11 @@ class FileCollector:
                                                collector=self.name, source=path)
                     continue
                 batch.append(RawRecord(line, self.config.decoder, self.name, path, now))
-                if len(batch) >= limit:
+                size += len(line)
+                if len(batch) >= limit or size >= max_bytes:
                     await emit(batch, None)
                     batch = []
+                    size = 0
                     now = time.time()
         if batch:
             await emit(batch, None)

@@ -150,7 +150,9 @@ class MqttCollector:
     async def _consume(self, client: aiomqtt.Client, emit: Emit) -> None:
         paho: Any = client._client
         limit = self.config.batch_max_events
+        limit_bytes = self.config.batch_max_bytes
         max_bytes = self.config.max_message_bytes
+        size = 0
         batch: list[RawRecord] = []
         acks: list[tuple[int, int]] = []
         messages = client.messages
@@ -166,13 +168,15 @@ class MqttCollector:
             else:
                 batch.append(RawRecord(data, self._decoder_for(message.topic), self.name,
                                        topic))
+                size += len(data)
             acks.append((message.mid, message.qos))
-            if len(batch) >= limit or len(messages) == 0:
+            if len(batch) >= limit or size >= limit_bytes or len(messages) == 0:
                 await emit(batch, None)
                 for mid, qos in acks:
                     paho.ack(mid, qos)
                 batch = []
                 acks = []
+                size = 0
 
     def _set_ready(self, ready: bool) -> None:
         self._ready = ready

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.registry import Kind, known_types, lookup, unknown_type_message
-from socd.severity import Severity
+from socd.severity import BUILTIN_TABLES, Severity
 
 
 class StrictModel(BaseModel):
@@ -45,7 +45,10 @@ class CollectorConfig(PluginConfig):
 
     decoder: str = Field("json", description="Name of the decoder for this source's records.")
     batch_max_events: int = Field(500, ge=1, le=100_000,
-                                  description="Largest batch handed to the pipeline.")
+                                  description="Largest batch handed to the pipeline (records).")
+    batch_max_bytes: int = Field(1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+                                 description="A batch is handed over once its records reach "
+                                 "this many bytes, even if it has fewer records.")
 
 
 class SinkConfig(PluginConfig):
@@ -71,6 +74,15 @@ class DecoderConfig(PluginConfig):
         "wazuh, cef, sigma).")
     keep_original: bool = Field(False, description="Keep the raw record in event.original.")
 
+    @field_validator("severity_table")
+    @classmethod
+    def _known_table(cls, value: str | None) -> str | None:
+        # Checked here so check-config reports it instead of a KeyError at start-up.
+        if value is not None and value not in BUILTIN_TABLES:
+            raise ValueError(f"unknown severity table {value!r}; known tables: "
+                             f"{', '.join(sorted(BUILTIN_TABLES))}")
+        return value
+
 
 class LogConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -87,6 +99,11 @@ class HttpConfig(StrictModel):
 class PipelineConfig(StrictModel):
     queue_max_batches: int = Field(64, ge=1, le=100_000,
                                    description="Batches waiting for decoding before intake blocks.")
+    max_buffered_bytes: int = Field(
+        16 * 1024 * 1024, ge=64 * 1024, le=4 * 1024 * 1024 * 1024,
+        description="Raw input held in memory (received but not yet stored by every sink) "
+        "before collectors must wait. This bounds memory whatever the batch shapes: decoded "
+        "events take roughly ten times their raw size.")
     drain_timeout_secs: float = Field(30.0, ge=0, le=3600,
                                       description="How long shutdown waits for sinks to drain.")
 
@@ -325,7 +342,7 @@ def _report(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...
         elif kind == "missing":
             problem(full, "required key is missing")
         else:
-            problem(full, f"{err['msg']} (got {_short(err.get('input'))})")
+            problem(full, f"{err['msg']}{_got(loc, err.get('input'))}")
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -361,6 +378,16 @@ def _container_item(tp: Any) -> Any:
     if origin is dict and len(args) == 2:
         return _unwrap(args[1])
     return None
+
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|credential", re.IGNORECASE)
+
+
+def _got(loc: tuple[Any, ...], value: Any) -> str:
+    """`` (got <value>)``, except for secrets and whole sections (which may hold secrets)."""
+    if isinstance(value, Mapping | list) or any(_SECRET_KEY.search(str(p)) for p in loc):
+        return ""
+    return f" (got {_short(value)})"
 
 
 def _short(value: Any) -> str:

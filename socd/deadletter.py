@@ -74,7 +74,13 @@ class DeadLetter:
         self._fh.close()
         self._fh = None
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        os.replace(self.path, os.path.join(self.directory, f"dead-letter-{stamp}.ndjson"))
+        # A sequence number keeps two rotations within one second from overwriting
+        # each other; fixed width keeps the names in chronological order.
+        prefix = f"dead-letter-{stamp}-"
+        seqs = [int(f[len(prefix):].split(".")[0]) for f in os.listdir(self.directory)
+                if f.startswith(prefix) and f[len(prefix):].split(".")[0].isdigit()]
+        seq = max(seqs, default=-1) + 1
+        os.replace(self.path, os.path.join(self.directory, f"{prefix}{seq:04d}.ndjson"))
         rotated = sorted(f for f in os.listdir(self.directory) if f.startswith("dead-letter-"))
         for old in rotated[: max(0, len(rotated) - self.max_files)]:
             os.unlink(os.path.join(self.directory, old))

@@ -246,8 +246,13 @@ def _coerce_int(event: Event, path: str) -> None:
     if value is _MISSING or value is None or is_int:
         return
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        put(event, path, int(value))
-        return
+        try:
+            number = int(value)
+        except ValueError:  # "--5", "²": isdigit() accepts what int() refuses
+            number = None
+        if number is not None:
+            put(event, path, number)
+            return
     if isinstance(value, float) and value.is_integer():
         put(event, path, int(value))
         return

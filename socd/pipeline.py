@@ -124,6 +124,9 @@ class SinkRunner:
             if first is None:
                 break
             buffer = [first]
+            # Batches taken from the queue count as in flight at once, so abort()
+            # dead-letters them even while this loop still waits for a fuller batch.
+            self._in_flight = buffer
             count = len(first.events)
             deadline = loop.time() + interval
             while count < limit:
@@ -147,8 +150,25 @@ class SinkRunner:
     async def _write(self, batches: list[EventBatch]) -> None:
         self._in_flight = batches
         events = [e for b in batches for e in self._select(b.events)]
+        # One received batch may hold many events (an MQTT message with an array of
+        # thousands): writes never exceed batch_max_events, whatever came in.
+        limit = self.config.batch_max_events
+        for start in range(0, len(events), limit):
+            await self._write_chunk(events[start:start + limit])
+        now = time.time()
+        latency = metrics.PROCESSING_LATENCY.labels(self.name)
+        for batch in batches:
+            self.queued_events -= len(batch.events)
+            if batch.events:
+                latency.observe(max(0.0, now - batch.received))
+            if batch.ack is not None:
+                batch.ack.done()
+        self._in_flight = []
+
+    async def _write_chunk(self, events: list[Event]) -> None:
+        """Write one chunk: retry retryable errors with backoff, dead-letter the rest."""
         attempt = 0
-        while events:
+        while True:
             started = time.perf_counter()
             try:
                 await self.sink.write(events)
@@ -181,15 +201,6 @@ class SinkRunner:
             metrics.EVENTS_SENT.labels(self.name).inc(len(events))
             self._set_up(True)
             break
-        now = time.time()
-        latency = metrics.PROCESSING_LATENCY.labels(self.name)
-        for batch in batches:
-            self.queued_events -= len(batch.events)
-            if batch.events:
-                latency.observe(max(0.0, now - batch.received))
-            if batch.ack is not None:
-                batch.ack.done()
-        self._in_flight = []
 
     def _set_up(self, up: bool) -> None:
         if up != self.up:
@@ -202,7 +213,8 @@ class Pipeline:
 
     def __init__(self, decoders: Mapping[str, Decoder], processor: Processor,
                  runners: Sequence[SinkRunner], dead_letter: DeadLetter,
-                 queue_max_batches: int = 64) -> None:
+                 queue_max_batches: int = 64,
+                 max_buffered_bytes: int = 16 * 1024 * 1024) -> None:
         self.decoders = dict(decoders)
         self.processor = processor
         self.runners = list(runners)
@@ -213,6 +225,9 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._current: Batch | None = None
         self._abort = asyncio.Event()
+        self.max_buffered_bytes = max_buffered_bytes
+        self.buffered_bytes = 0
+        self._freed = asyncio.Event()
 
     def start(self) -> None:
         for runner in self.runners:
@@ -226,16 +241,42 @@ class Pipeline:
                 ack.done()
             return
         metrics.EVENTS_RECEIVED.labels(records[0].collector).inc(len(records))
+        size = sum(len(r.data) for r in records)
+        # Always admit a batch when nothing is buffered, however big it is.
+        while self.buffered_bytes and self.buffered_bytes + size > self.max_buffered_bytes:
+            self._freed.clear()
+            await self._freed.wait()
         self.intake_events += len(records)
-        await self.intake.put(Batch(records, ack))
+        await self.intake.put(Batch(records, self._budget(size, ack)))
+
+    def _budget(self, size: int, ack: Ack | None) -> Ack:
+        """Account ``size`` bytes until every sink has stored the batch (or it is
+        dead-lettered), then release them and call the collector's ack."""
+        self.buffered_bytes += size
+
+        def release() -> None:
+            self.buffered_bytes -= size
+            self._freed.set()
+            if ack is not None:
+                ack.pending = 1
+                ack.done()
+
+        return Ack(release)
 
     def try_submit(self, records: list[RawRecord], ack: Ack | None = None) -> bool:
         """Queue a batch only if there is room now (HTTP 429, UDP drop counting)."""
+        if not records:
+            if ack is not None:
+                ack.done()
+            return True
         if self.intake.full():
+            return False
+        size = sum(len(r.data) for r in records)
+        if self.buffered_bytes and self.buffered_bytes + size > self.max_buffered_bytes:
             return False
         metrics.EVENTS_RECEIVED.labels(records[0].collector).inc(len(records))
         self.intake_events += len(records)
-        self.intake.put_nowait(Batch(records, ack))
+        self.intake.put_nowait(Batch(records, self._budget(size, ack)))
         return True
 
     async def control(self, action: Callable[[], Any]) -> None:

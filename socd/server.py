@@ -94,7 +94,8 @@ class Daemon:
         if not self.runners:
             log.warning("no sinks configured: every event will be dead-lettered")
         self.pipeline = Pipeline(decoders, classifier, list(self.runners.values()),
-                                 self.dead_letter, cfg.document.pipeline.queue_max_batches)
+                                 self.dead_letter, cfg.document.pipeline.queue_max_batches,
+                                 cfg.document.pipeline.max_buffered_bytes)
         self.pipeline.start()
         if cfg.document.http.enabled:
             app = make_app(self.readiness, self.pipeline.update_gauges)

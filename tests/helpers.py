@@ -194,9 +194,10 @@ class SocdProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
-    def stop(self, timeout: float = 60) -> int:
+    def stop(self, timeout: float = 60, *, send_signal: bool = True) -> int:
+        """SIGTERM (unless already sent: a second one forces the exit) and wait."""
         assert self.proc is not None
-        if self.proc.poll() is None:
+        if send_signal and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout)

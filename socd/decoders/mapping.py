@@ -38,7 +38,8 @@ from socd.severity import Severity, SeverityTable
 class TimestampSpec(StrictModel):
     field: str
     format: str | None = Field(None, description="strptime format; ISO 8601 when unset.")
-    timezone: str = Field("+07:00", description="Offset for timestamps that carry none.")
+    timezone: str = Field("+07:00", pattern=r"^[+-]?([01]?\d|2[0-3])(:[0-5]\d)?$",
+                          description="Offset for timestamps that carry none.")
 
 
 class SeveritySpec(StrictModel):

@@ -183,7 +183,7 @@ def test_sigterm_under_load_drains_and_loses_nothing(services, unique, socd_proc
         wait_for(lambda: metric(socd.metrics(), "socd_events_received_total") > 0, 30,
                  "socd to start consuming")
         socd.signal(signal.SIGTERM)
-        assert socd.stop(timeout=90) == 0
+        assert socd.stop(timeout=90, send_signal=False) == 0
         pub.publish(topic, payloads[len(payloads) // 2:])
 
     events = socd.log_events()

@@ -13,6 +13,7 @@ are alerts as received; rules turn plain events into alerts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import unicodedata
@@ -145,11 +146,28 @@ _IP_FIELDS = tuple(f.name for f in FIELDS if f.type == "ip")
 _MISSING = object()
 
 
+def _typed_tree() -> dict[str, Any]:
+    """The integer and IP fields as a tree of path parts -> "int" / "ip", so that
+    normalize() walks only the branches an event actually has."""
+    tree: dict[str, Any] = {}
+    for kind, paths in (("int", _INT_FIELDS), ("ip", _IP_FIELDS)):
+        for path in paths:
+            parts = path.split(".")
+            node = tree
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+            node[parts[-1]] = kind
+    return tree
+
+
+_TYPED_TREE: Final = _typed_tree()
+
+
 def get(event: Mapping[str, Any], path: str, default: Any = None) -> Any:
     """Value at a dotted ``path`` of a nested event, or ``default``."""
     node: Any = event
     for part in path.split("."):
-        if not isinstance(node, Mapping):
+        if type(node) is not dict and not isinstance(node, Mapping):
             return default
         node = node.get(part, _MISSING)
         if node is _MISSING:
@@ -159,7 +177,11 @@ def get(event: Mapping[str, Any], path: str, default: Any = None) -> Any:
 
 def put(event: Event, path: str, value: Any) -> None:
     """Set ``value`` at a dotted ``path``, creating intermediate objects."""
-    parts = path.split(".")
+    put_parts(event, path.split("."), value)
+
+
+def put_parts(event: Event, parts: list[str] | tuple[str, ...], value: Any) -> None:
+    """:func:`put` with the path already split (for hot loops)."""
     node = event
     for part in parts[:-1]:
         child = node.get(part)
@@ -242,32 +264,60 @@ def parse_timestamp(value: Any) -> str:
 
 def _coerce_int(event: Event, path: str) -> None:
     value = get(event, path, _MISSING)
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if value is _MISSING or value is None or is_int:
+    if value is _MISSING or value is None:
         return
+    number = _as_int(value, path)
+    if number is not value:
+        put(event, path, number)
+
+
+def _as_int(value: Any, path: str) -> int:
+    """``value`` as an int (the same object when it already is one)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         try:
-            number = int(value)
+            return int(value)
         except ValueError:  # "--5", "²": isdigit() accepts what int() refuses
-            number = None
-        if number is not None:
-            put(event, path, number)
-            return
+            pass
     if isinstance(value, float) and value.is_integer():
-        put(event, path, int(value))
-        return
+        return int(value)
     raise DecodeError("invalid_field", f"{path} must be an integer, got {str(value)[:64]!r}")
 
 
+@functools.lru_cache(maxsize=65536)
+def _is_ip(value: str) -> bool:
+    # The same addresses recur in almost every batch; parsing is the costly part.
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_ip(value: Any, path: str) -> None:
-    if isinstance(value, str):
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            pass
-        else:
-            return
+    if isinstance(value, str) and _is_ip(value):
+        return
     raise DecodeError("invalid_field", f"{path} is not an IP address: {str(value)[:64]!r}")
+
+
+def _check_typed(node: dict[str, Any], tree: dict[str, Any], prefix: str) -> None:
+    for key, spec in tree.items():
+        value = node.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            continue
+        if type(spec) is dict:
+            if type(value) is dict:
+                _check_typed(value, spec, f"{prefix}{key}.")
+            continue
+        if spec == "int":
+            if type(value) is not int:
+                node[key] = _as_int(value, f"{prefix}{key}")
+        elif isinstance(value, list):
+            for item in value:
+                _check_ip(item, f"{prefix}{key}")
+        else:
+            _check_ip(value, f"{prefix}{key}")
 
 
 def normalize(event: Event, *, received: float | None = None) -> Event:
@@ -279,17 +329,7 @@ def normalize(event: Event, *, received: float | None = None) -> Event:
     """
     ts = event.get("@timestamp")
     event["@timestamp"] = parse_timestamp(ts) if ts is not None else now_iso()
-    for path in _INT_FIELDS:
-        _coerce_int(event, path)
-    for path in _IP_FIELDS:
-        value = get(event, path, _MISSING)
-        if value is _MISSING or value is None:
-            continue
-        if isinstance(value, list):
-            for item in value:
-                _check_ip(item, path)
-        else:
-            _check_ip(value, path)
+    _check_typed(event, _TYPED_TREE, "")
     socd = event.get("socd")
     if isinstance(socd, dict):
         layer = socd.get("layer")

@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError
 from socd.config import DecoderConfig, StrictModel, _report, resolve_path
 from socd.decoders.base import BaseDecoder
 from socd.errors import ConfigError, ConfigProblem, DecodeError
-from socd.event import Event, get, put
+from socd.event import Event, get, put_parts
 from socd.plugins import PluginContext
 from socd.severity import Severity, SeverityTable
 
@@ -97,7 +97,8 @@ class MappingDecoder(BaseDecoder):
         super().__init__(ctx.name, severity_table=config.severity_table,
                          keep_original=config.keep_original)
         self.path, self.spec = load_mapping(config.mapping, ctx.config_dir)
-        self._fields = [(dst, src.split(".")) for dst, src in self.spec.fields.items()]
+        self._fields = [(dst.split("."), src.split(".")) for dst, src in self.spec.fields.items()]
+        self._constants = [(dst.split("."), value) for dst, value in self.spec.constants.items()]
         sev = self.spec.severity
         self._severity = (
             (sev.field, SeverityTable(self.spec.name, {k: v.value for k, v in sev.table.items()},
@@ -115,9 +116,9 @@ class MappingDecoder(BaseDecoder):
                     break
                 value = value.get(part)
             if value is not None and value != "":
-                put(event, dst, value)
-        for dst, value in self.spec.constants.items():
-            put(event, dst, value)
+                put_parts(event, dst, value)
+        for parts, const in self._constants:
+            put_parts(event, parts, const)
         ts = self.spec.timestamp
         if ts is not None:
             raw_ts = get(obj, ts.field)

@@ -102,8 +102,8 @@ class ElasticsearchSink:
         self.ctx = ctx
         self.client: AsyncElasticsearch | None = None
         self._template_ready = False
-        # event.hash of documents dead-lettered in a bulk that is being retried for
-        # other items: a retry must not dead-letter (and count) them twice.
+        # event.hash of recently dead-lettered documents (bounded, oldest evicted):
+        # when a bulk is retried for other items, they are not dead-lettered twice.
         self._rejected: dict[str, None] = {}
 
     def _make_client(self) -> AsyncElasticsearch:
@@ -212,7 +212,6 @@ class ElasticsearchSink:
             retry += await self._bulk(chunk, parts)
         if retry:
             raise SinkError(f"{retry} documents were rejected temporarily (429/5xx)")
-        self._rejected.clear()
 
     async def _bulk(self, events: list[Event], parts: list[bytes]) -> int:
         """One bulk request; returns how many items must be retried."""
@@ -241,8 +240,9 @@ class ElasticsearchSink:
                 retry += 1
                 continue
             error = result.get("error", {})
-            if len(self._rejected) < 100_000:
-                self._rejected[event["event"]["hash"]] = None
+            if len(self._rejected) >= 10_000:
+                del self._rejected[next(iter(self._rejected))]
+            self._rejected[event["event"]["hash"]] = None
             self.ctx.dead_letter.write(
                 stage=f"sink/{self.name}", reason="rejected_document", event=event,
                 collector=event.get("socd", {}).get("collector", ""),

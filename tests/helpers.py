@@ -234,3 +234,80 @@ def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:
     t = threading.Thread(target=fn, daemon=True)
     t.start()
     return t
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a real service that can simulate an outage:
+    while ``down``, new connections are closed at once and open ones are cut."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        import socket
+
+        self.target = (target_host, target_port)
+        self.down = False
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._conns: list[Any] = []
+        self._lock = threading.Lock()
+        self._stop = False
+        run_in_thread(self._accept)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def set_down(self, down: bool) -> None:
+        self.down = down
+        if down:
+            with self._lock:
+                for sock in self._conns:
+                    self._close(sock)
+                self._conns.clear()
+
+    @staticmethod
+    def _close(sock: Any) -> None:
+        import contextlib
+        import socket
+
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._stop:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self.down:
+                self._close(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                self._close(client)
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            run_in_thread(lambda a=client, b=upstream: self._pipe(a, b))
+            run_in_thread(lambda a=upstream, b=client: self._pipe(a, b))
+
+    def _pipe(self, src: Any, dst: Any) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        self._close(src)
+        self._close(dst)
+
+    def close(self) -> None:
+        self._stop = True
+        self._close(self._server)
+        self.set_down(True)

@@ -17,6 +17,7 @@ from tests.e2e.conftest import daemon_config
 from tests.helpers import (
     SEVERITIES_VI,
     Publisher,
+    TcpProxy,
     ecs_alert,
     es_client,
     es_count,
@@ -237,3 +238,33 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(services, unique, socd_pr
              "3 events in the new NDJSON sink")
     wait_for(lambda: es_count(es, f"socd-e2e-{unique}-*") == 8, 60, "8 documents")
     assert socd.stop() == 0
+
+
+def test_elasticsearch_outage_loses_nothing(services, unique, socd_process, tmp_path: Path):
+    es_host, es_port = services["ES_HOST"], int(services["ES_PORT"])
+    proxy = TcpProxy(es_host, es_port)
+    proxy.set_down(True)
+    try:
+        config = daemon_config(services, unique, tmp_path / "state")
+        config["sinks"]["es"]["hosts"] = [proxy.url]
+        config["sinks"]["es"]["retry_max_backoff_secs"] = 1
+        socd = socd_process(config, start=False).start(wait_ready=False)
+        wait_for(lambda: socd._get("/healthz")[0] == 200, 60, "socd /healthz")
+        with Publisher(services) as pub:
+            pub.publish(f"socd-e2e/{unique}/ids",
+                        [_dumps(ecs_alert(i, unique)) for i in range(500)])
+        wait_for(lambda: metric(socd.metrics(), "socd_errors_total", component="sink/es") >= 3,
+                 60, "failed writes to be retried")
+        assert socd._get("/readyz")[0] == 503  # not ready while a sink is down
+        assert metric(socd.metrics(), "socd_events_sent_total", sink="es") == 0
+
+        proxy.set_down(False)
+        es = es_client(services)
+        wait_for(lambda: es_count(es, f"socd-e2e-{unique}-*") >= 500, 60,
+                 "500 documents after the outage")
+        wait_for(socd.ready, 30, "socd ready again")
+        assert es_count(es, f"socd-e2e-{unique}-*") == 500
+        assert metric(socd.metrics(), "socd_events_dropped_total") == 0
+        assert socd.stop() == 0
+    finally:
+        proxy.close()

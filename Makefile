@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SERVICES_DIR ?= /tmp/socd-services
 export SOCD_SERVICES_DIR := $(SERVICES_DIR)
 
-.PHONY: run test unit integration lint bench services services-down venv clean test-rules
+.PHONY: run test unit integration lint bench services services-down venv clean
 
 $(VENV)/.installed: pyproject.toml
 	@bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"

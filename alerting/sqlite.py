@@ -35,11 +35,16 @@ class SqliteSink:
         log.info("alert store open", sink=self.name, path=self.path)
 
     async def healthcheck(self) -> None:
+        store = self.store
         try:
-            store = self.store or await asyncio.to_thread(AlertStore, self.path)
+            if store is None:
+                store = await asyncio.to_thread(AlertStore, self.path)
             await asyncio.to_thread(store.count)
         except Exception as exc:
             raise HealthCheckError(f"sqlite store {self.path}: {exc}") from exc
+        finally:
+            if store is not None and store is not self.store:
+                await asyncio.to_thread(store.close)
 
     async def write(self, events: Sequence[Event]) -> None:
         if self.store is None:

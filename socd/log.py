@@ -21,11 +21,20 @@ REDACTED = "***"
 def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """Never log secrets: mask values of secret-looking keys and URL credentials."""
     for key, value in list(event_dict.items()):
-        if _SECRET_KEYS.search(key) and value not in (None, ""):
-            event_dict[key] = REDACTED
-        elif isinstance(value, str) and "@" in value:
-            event_dict[key] = _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", value)
+        event_dict[key] = _redact_value(key, value, 0)
     return event_dict
+
+
+def _redact_value(key: Any, value: Any, depth: int) -> Any:
+    if isinstance(key, str) and _SECRET_KEYS.search(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", value) if "@" in value else value
+    if depth < 4 and isinstance(value, dict):  # nested mappings (a config section, ...)
+        return {k: _redact_value(k, v, depth + 1) for k, v in value.items()}
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_redact_value("", v, depth + 1) for v in value]
+    return value
 
 
 def _json_dumps(obj: Any, **_kw: Any) -> str:

@@ -33,7 +33,7 @@ from socd import __version__, metrics, systemd
 from socd import config as config_mod
 from socd.components import build_classifier, build_decoders, dead_letter_for, instantiate
 from socd.config import Config, Plugin
-from socd.errors import ConfigError, HealthCheckError, SocdError
+from socd.errors import HealthCheckError
 from socd.http import HttpServer, make_app
 from socd.pipeline import Pipeline, SinkRunner
 from socd.plugins import Collector
@@ -220,16 +220,16 @@ class Daemon:
                 new = config_mod.load(self.config.file)
                 decoders = build_decoders(new, self.dead_letter)
                 classifier = build_classifier(new)
-            except (ConfigError, OSError) as exc:
+            except Exception as exc:  # whatever goes wrong, the running config stays
                 metrics.CONFIG_RELOADS.labels("failure").inc()
                 log.error("reload rejected; the running configuration stays in force",
                           config=self.config.file, error=str(exc))
                 systemd.notify("STATUS=running; last reload rejected (see log)")
                 return False
             assert self.pipeline is not None
+            runners = dict(self.runners)
+            started: list[str] = []
             try:
-                runners = dict(self.runners)
-                started: list[str] = []
                 for name, plugin in new.sinks.items():
                     if not plugin.same_as(self.sink_plugins.get(name)):
                         runners[name] = await self._start_sink(plugin)
@@ -237,9 +237,12 @@ class Daemon:
                 for name in list(runners):
                     if name not in new.sinks:
                         del runners[name]
-            except SocdError as exc:
+            except Exception as exc:
                 metrics.CONFIG_RELOADS.labels("failure").inc()
                 log.error("reload rejected: a sink failed to start", error=str(exc))
+                for name in started:  # the new sinks never saw an event: just close them
+                    with contextlib.suppress(Exception):
+                        await runners[name].sink.close()
                 return False
             retired = await self.pipeline.replace(decoders=decoders, processor=classifier,
                                                   runners=list(runners.values()))

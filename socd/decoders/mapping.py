@@ -8,7 +8,7 @@ A new EDR product needs a mapping file, not code. The shipped mappings live in
         type: mapping
         mapping: server_edr              # or: /etc/socd/mappings/acme.yaml
 
-Mapping file format (see docs/decoders.md)::
+Mapping file format (see docs/configuration.md, "Mapping files")::
 
     name: server_edr
     timestamp: {field: detected_at, format: "%d/%m/%Y %H:%M:%S", timezone: "+07:00"}

@@ -171,10 +171,19 @@ def main() -> int:
         "mqtt_to_elasticsearch_single": lambda: mqtt_to_es(
             _services(), "mqtt_to_elasticsearch_single", args.single_events, 1),
     }
+    # Collector benchmarks live beside this file as scripts/bench_<area>.py, each with
+    # BENCHMARKS = {"name": callable returning a result dict (or a list of them)}.
+    import importlib
+
+    for path in sorted(Path(__file__).parent.glob("bench_*.py")):
+        module = importlib.import_module(f"scripts.{path.stem}")
+        benches.update(module.BENCHMARKS)
     for name, bench in benches.items():
         if args.only and name != args.only:
             continue
-        print(json.dumps(bench(), ensure_ascii=False), flush=True)
+        result = bench()
+        for item in result if isinstance(result, list) else [result]:
+            print(json.dumps(item, ensure_ascii=False), flush=True)
     return 0
 
 

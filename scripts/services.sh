@@ -730,9 +730,26 @@ lock_state() {
     flock -w 900 9 || die "another services.sh holds $STATE_DIR/.lock"
 }
 
+# test_packages : the extra Debian packages listed in deploy/dev/apt-packages.txt.
+test_packages() {
+    local list="$TEMPLATE_DIR/apt-packages.txt" cmd pkg missing=()
+    [ -f "$list" ] || return 0
+    while read -r cmd pkg; do
+        case "$cmd" in ''|'#'*) continue ;; esac
+        if [ "$cmd" = "-" ]; then
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" \
+                || missing+=("$pkg")
+        elif ! find_cmd "$cmd" >/dev/null; then
+            missing+=("$pkg")
+        fi
+    done <"$list"
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 cmd_up() {
     need_cmd curl curl
     need_cmd flock util-linux
+    test_packages
     lock_state
     local t
     t=$SECONDS; mosquitto_up;     log "mosquitto step took $((SECONDS - t))s"

@@ -3,9 +3,12 @@
 Delivery guarantee: subscriptions use QoS 1 on a persistent session (fixed
 client id, ``clean_session: false``) and socd acknowledges a message only once
 it sits in the pipeline's bounded queue. Until then the broker keeps it, so a
-restart of the broker or of socd loses nothing, and a full pipeline holds acks
-back, which makes the broker stop sending (its in-flight window fills): that is
-how back-pressure reaches the source.
+broker restart, a network cut or a socd restart (SIGTERM drains the queue
+before exit) loses nothing, and a full pipeline holds acks back, which makes
+the broker stop sending (its in-flight window fills): that is how back-pressure
+reaches the source. What is acknowledged but not yet stored lives in memory
+(at most ``pipeline.max_buffered_bytes``): a crash of the socd process (SIGKILL,
+OOM) loses that part; the on-disk spool of the delivery work closes this gap.
 
 Payloads may be one JSON object, an array or NDJSON; the subscription's
 decoder splits them.
@@ -24,7 +27,7 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from socd import metrics
-from socd.config import CollectorConfig, StrictModel
+from socd.config import CollectorConfig, StrictModel, resolve_path
 from socd.plugins import Emit, PluginContext, RawRecord
 
 log = structlog.get_logger("socd.collectors.mqtt")
@@ -100,9 +103,15 @@ class MqttCollector:
         tls = self.config.tls
         if tls is None:
             return None
-        ctx = ssl.create_default_context(cafile=tls.ca_file)
+        base = self.ctx.config_dir
+
+        def path(p: str | None) -> str | None:
+            return resolve_path(base, p) if p else None
+
+        ctx = ssl.create_default_context(cafile=path(tls.ca_file))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         if tls.cert_file:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+            ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
         ctx.check_hostname = tls.verify_hostname
         return ctx
 

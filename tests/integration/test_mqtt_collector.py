@@ -107,3 +107,27 @@ async def test_oversize_payload_is_dead_lettered_not_emitted(services, unique, t
     assert [r.data for r in received.records] == [b'{"ok": 1}']
     dead = (tmp_path / "dead-letter.ndjson").read_text()
     assert '"reason":"oversize"' in dead
+
+
+async def test_two_instances_in_a_share_group_split_one_stream(services, unique, tmp_path):
+    topic = f"it/{unique}/split"
+    sub = [{"topic": f"$share/socd-{unique}/{topic}"}]
+    a, b = Received(), Received()
+    task_a = await _run(_collector(services, unique + "a", tmp_path / "a", subscriptions=sub), a)
+    task_b = await _run(_collector(services, unique + "b", tmp_path / "b", subscriptions=sub), b)
+    payloads = [f'{{"n": {i}}}'.encode() for i in range(200)]
+    with Publisher(services) as pub:
+        await asyncio.to_thread(pub.publish, topic, payloads)
+
+    async def both() -> None:
+        while len(a.records) + len(b.records) < 200:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(both(), 30)
+    await asyncio.sleep(0.5)
+    await _stop(task_a)
+    await _stop(task_b)
+    got = [r.data for r in a.records + b.records]
+    assert sorted(got) == sorted(payloads)  # each message went to exactly one instance
+    assert a.records  # both instances took a share
+    assert b.records

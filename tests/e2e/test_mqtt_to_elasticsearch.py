@@ -268,3 +268,38 @@ def test_elasticsearch_outage_loses_nothing(services, unique, socd_process, tmp_
         assert socd.stop() == 0
     finally:
         proxy.close()
+
+
+def test_a_stuck_sink_pushes_back_to_the_broker_with_bounded_memory(
+        services, unique, socd_process, tmp_path: Path):
+    proxy = TcpProxy(services["ES_HOST"], int(services["ES_PORT"]))
+    proxy.set_down(True)
+    try:
+        config = daemon_config(services, unique, tmp_path / "state")
+        config["pipeline"]["max_buffered_bytes"] = 256 * 1024
+        config["sinks"]["es"]["hosts"] = [proxy.url]
+        config["sinks"]["es"]["retry_max_backoff_secs"] = 1
+        socd = socd_process(config, start=False).start(wait_ready=False)
+        wait_for(lambda: socd._get("/healthz")[0] == 200, 60, "socd /healthz")
+        total = 20_000  # ~9 MB of alerts, 35 times the memory budget
+        payloads = [_dumps(server_edr_record(i, unique)) for i in range(total)]
+        pub = Publisher(services)
+        # Publishing does not wait for socd: the broker queues what socd does not take.
+        infos = [pub.client.publish(f"socd-e2e/{unique}/server", p, qos=1) for p in payloads]
+        for info in infos:
+            info.wait_for_publish(60)
+        time.sleep(3)
+        m = socd.metrics()
+        taken = metric(m, "socd_events_received_total", collector="mqtt")
+        assert 0 < taken < total / 4, "socd kept taking messages although nothing drains"
+        assert metric(m, "socd_events_dropped_total") == 0
+
+        proxy.set_down(False)
+        es = es_client(services)
+        wait_for(lambda: es_count(es, f"socd-e2e-{unique}-*") >= total, 120,
+                 f"{total} documents once Elasticsearch is back")
+        assert es_count(es, f"socd-e2e-{unique}-*") == total
+        pub.close()
+        assert socd.stop() == 0
+    finally:
+        proxy.close()

@@ -92,25 +92,41 @@ _HASH_PATHS = ("file.hash.sha256", "file.hash.sha1", "file.hash.md5")
 _DOMAIN_PATHS = ("dns.question.name", "url.domain", "destination.domain")
 
 
-class Classifier:
-    """Severity, layer and asset kind for alerts; IoC marking for all events."""
+class Enricher(Protocol):
+    """Adds what socd knows about the event's asset (socd.enrich.Enricher)."""
 
-    def __init__(self, config: ClassificationConfig, iocs: IocSet | None = None) -> None:
+    def enrich(self, event: Event) -> None: ...
+
+
+class Classifier:
+    """Severity, layer and asset kind for alerts; IoC marking for all events.
+
+    An :class:`Enricher` (asset inventory, GeoIP), when given, runs on every event
+    first, so the IoC marking and the alert defaults see its unit and asset kind.
+    """
+
+    def __init__(self, config: ClassificationConfig, iocs: IocSet | None = None,
+                 enricher: Enricher | None = None) -> None:
         self.config = config
         self.iocs = iocs or IocSet()
+        self.enricher = enricher
 
     @classmethod
-    def from_files(cls, config: ClassificationConfig, paths: Iterable[str]) -> Classifier:
+    def from_files(cls, config: ClassificationConfig, paths: Iterable[str],
+                   enricher: Enricher | None = None) -> Classifier:
         iocs = IocSet()
         for path in paths:
             with open(path, encoding="utf-8") as fh:
                 iocs.add_lines(fh, default_ref=path.rsplit("/", 1)[-1])
-        return cls(config, iocs)
+        return cls(config, iocs, enricher)
 
     def process(self, events: list[Event]) -> list[Event]:
         cfg = self.config
         check_iocs = len(self.iocs) > 0
+        enrich = self.enricher.enrich if self.enricher is not None else None
         for event in events:
+            if enrich is not None:
+                enrich(event)
             socd: dict[str, Any] = event["socd"]
             if "asset_kind" not in socd:
                 socd["asset_kind"] = cfg.default_asset_kind

@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     with_config(replay)
     replay.add_argument("--format", "-f", required=True,
                         help="decoder name: a built-in one (json, server_edr, "
-                        "workstation_edr) or one declared in the config")
+                        "workstation_edr, syslog, cef, suricata, wazuh, winlogbeat) or one "
+                        "declared in the config")
     replay.add_argument("--alerts-only", action="store_true", help="write only alerts")
     replay.add_argument("--stats", action="store_true",
                         help="print counts and speed as JSON to stderr at the end")

@@ -8,6 +8,7 @@ from typing import Any
 from socd.classify import Classifier
 from socd.config import Config, Plugin
 from socd.deadletter import DeadLetter
+from socd.enrich import build_enricher
 from socd.errors import ConfigError, ConfigProblem
 from socd.metrics import init_decoder
 from socd.plugins import Decoder, PluginContext
@@ -44,14 +45,19 @@ def build_decoders(config: Config, dead_letter: DeadLetter) -> dict[str, Decoder
 
 
 def build_classifier(config: Config) -> Classifier:
-    """The classification step, with its IoC lists loaded."""
+    """The classification step, with its IoC lists and asset inventory loaded."""
     cls_cfg = config.document.classification
     paths = [config.resolve(p) for p in cls_cfg.ioc_files]
-    problems = []
+    problems: list[ConfigProblem] = []
     for i, path in enumerate(paths):
         if not os.path.isfile(path):
             problems.append(ConfigProblem(config.file, f"classification.ioc_files[{i}]",
                                           f"no such file: {path}"))
+    enricher = None
+    try:
+        enricher = build_enricher(config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return Classifier.from_files(cls_cfg, paths)
+    return Classifier.from_files(cls_cfg, paths, enricher=enricher)

@@ -125,6 +125,18 @@ class ClassificationConfig(StrictModel):
         "a line) marked on matching events.")
 
 
+class EnrichmentConfig(StrictModel):
+    assets_file: str | None = Field(
+        None, description="Asset inventory (YAML or CSV, by extension) giving each IP, network "
+        "or host name its unit, security level and asset kind; see docs/enrichment.md.")
+    geoip_city_db: str | None = Field(
+        None, description="MaxMind GeoIP2/GeoLite2 City .mmdb file: country, city and location "
+        "of public addresses (needs the maxminddb package).")
+    geoip_asn_db: str | None = Field(
+        None, description="MaxMind GeoLite2 ASN .mmdb file: AS number and organization of "
+        "public addresses (needs the maxminddb package).")
+
+
 def _default_state_dir() -> str:
     # systemd sets STATE_DIRECTORY from StateDirectory=; fall back to XDG.
     if os.environ.get("STATE_DIRECTORY"):
@@ -146,6 +158,7 @@ class DocumentConfig(StrictModel):
     pipeline: PipelineConfig = PipelineConfig()
     dead_letter: DeadLetterConfig = DeadLetterConfig()
     classification: ClassificationConfig = ClassificationConfig()
+    enrichment: EnrichmentConfig = EnrichmentConfig()
     decoders: dict[str, dict[str, Any]] = Field(default_factory=dict)
     collectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -199,6 +212,11 @@ BUILTIN_DECODERS: Mapping[str, dict[str, Any]] = {
     "json": {"type": "json"},
     "server_edr": {"type": "mapping", "mapping": "server_edr"},
     "workstation_edr": {"type": "mapping", "mapping": "workstation_edr"},
+    "syslog": {"type": "syslog"},
+    "cef": {"type": "cef"},
+    "suricata": {"type": "suricata"},
+    "wazuh": {"type": "wazuh"},
+    "winlogbeat": {"type": "winlogbeat"},
 }
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -253,7 +271,9 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
         return value if isinstance(value, Mapping) else {}
 
     decoders_raw = {**BUILTIN_DECODERS, **section("decoders")}
-    decoders = _plugins("decoder", "decoders", decoders_raw, DecoderConfig, problem)
+    user_decoders = set(section("decoders"))
+    decoders = _plugins("decoder", "decoders", decoders_raw, DecoderConfig, problem,
+                        optional=set(BUILTIN_DECODERS) - user_decoders)
     collectors = _plugins("collector", "collectors", section("collectors"), CollectorConfig,
                           problem)
     sinks = _plugins("sink", "sinks", section("sinks"), SinkConfig, problem)
@@ -288,11 +308,19 @@ def _decoder_refs(config: Any) -> list[tuple[tuple[Any, ...], str]]:
     for i, sub in enumerate(getattr(config, "subscriptions", None) or []):
         if getattr(sub, "decoder", None):
             refs.append((("subscriptions", i, "decoder"), sub.decoder))
+    sources = getattr(config, "sources", None)
+    if isinstance(sources, dict):  # webhook: a decoder per source
+        for name, source in sources.items():
+            if getattr(source, "decoder", None):
+                refs.append((("sources", name, "decoder"), source.decoder))
     return refs
 
 
 def _plugins(kind: Kind, section: str, raw: Mapping[str, Any], base: type[PluginConfig],
-             problem: typing.Callable[..., None]) -> dict[str, Plugin]:
+             problem: typing.Callable[..., None],
+             optional: set[str] | None = None) -> dict[str, Plugin]:
+    """Validate each plugin section; names in ``optional`` (built-in decoders) are
+    left out quietly when their module cannot be imported."""
     out: dict[str, Plugin] = {}
     for name, body in raw.items():
         loc: tuple[Any, ...] = (section, name)
@@ -311,6 +339,8 @@ def _plugins(kind: Kind, section: str, raw: Mapping[str, Any], base: type[Plugin
         try:
             cls = lookup(kind, type_).load()
         except PluginError as exc:
+            if optional and name in optional:
+                continue
             message = str(exc)
             if "unknown" in message:
                 message = unknown_type_message(kind, type_)

@@ -60,6 +60,7 @@ class Daemon:
         self.on_idle = on_idle
         self.dead_letter = dead_letter_for(config)
         self.pipeline: Pipeline | None = None
+        self.classifier: Any = None
         self.http: HttpServer | None = None
         self.collectors: dict[str, _CollectorTask] = {}
         self.sink_plugins: dict[str, Plugin] = {}
@@ -88,6 +89,7 @@ class Daemon:
         systemd.notify("STATUS=starting")
         decoders = build_decoders(cfg, self.dead_letter)
         classifier = build_classifier(cfg)
+        self.classifier = classifier
         for name, plugin in cfg.sinks.items():
             self.runners[name] = await self._start_sink(plugin)
             self.sink_plugins[name] = plugin
@@ -159,9 +161,20 @@ class Daemon:
 
     def _start_collector(self, plugin: Plugin) -> None:
         collector = instantiate(self.config, plugin, self.dead_letter)
+        self._share_iocs(collector)
         task = asyncio.create_task(self._supervise(plugin.name, collector),
                                    name=f"collector/{plugin.name}")
         self.collectors[plugin.name] = _CollectorTask(plugin, collector, task)
+
+    def _share_iocs(self, collector: Any) -> None:
+        """Give collectors with an IoC hook (the network sensor) the daemon's IoC
+        lists, unless they load lists of their own."""
+        if not hasattr(collector, "ioc_lookup") or self.classifier is None:
+            return
+        if getattr(collector.config, "ioc_files", None):
+            return
+        iocs = self.classifier.iocs
+        collector.ioc_lookup = iocs.match_ip if (iocs.ips or iocs.networks) else None
 
     async def _supervise(self, name: str, collector: Collector) -> None:
         """Run a collector; restart it with backoff if it fails."""
@@ -254,6 +267,9 @@ class Daemon:
                        if not p.same_as(new.collectors.get(n))]
             await self._stop_collectors(changed)
             self.config = new
+            self.classifier = classifier
+            for entry in self.collectors.values():
+                self._share_iocs(entry.collector)
             for name, plugin in new.collectors.items():
                 if name not in self.collectors:
                     self._start_collector(plugin)

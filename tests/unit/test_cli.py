@@ -100,11 +100,11 @@ def test_replay_missing_file(isolated_env: Path,
 
 def test_replay_unknown_format(isolated_env: Path,
                                capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    code, _, err = run_replay(capsysbinary, "--format", "cef",
+    code, _, err = run_replay(capsysbinary, "--format", "leef2",
                               str(SAMPLE_DIR / "ids.ndjson"))
     assert code == cli.EXIT_CONFIG
-    assert "unknown format 'cef'" in err
-    assert "json, server_edr, workstation_edr" in err
+    assert "unknown format 'leef2'" in err
+    assert "json, server_edr, suricata, syslog, wazuh, winlogbeat, workstation_edr" in err
 
 
 def test_replay_bad_lines_exit_non_zero_but_keep_good_ones(

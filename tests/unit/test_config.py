@@ -97,7 +97,9 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     assert cfg.document.http.port == 9797
     assert cfg.collectors == {}
     assert cfg.sinks == {}
-    assert set(cfg.decoders) == {"json", "server_edr", "workstation_edr"}
+    assert set(cfg.decoders) == set(config.BUILTIN_DECODERS)
+    assert {"json", "server_edr", "workstation_edr", "syslog", "cef", "suricata", "wazuh",
+            "winlogbeat"} <= set(cfg.decoders)
 
 
 def test_env_default_substitution() -> None:

@@ -36,7 +36,8 @@ def test_fields_registry_has(name: str) -> None:
 def test_fields_registry_is_consistent() -> None:
     names = [f.name for f in ev.FIELDS]
     assert len(names) == len(set(names)), "duplicate field"
-    allowed = {"date", "text", "keyword", "long", "byte", "ip", "boolean", "flattened"}
+    allowed = {"date", "text", "keyword", "long", "byte", "ip", "boolean",
+               "flattened", "geo_point", "double", "float", "integer", "short"}
     for field in ev.FIELDS:
         assert field.type in allowed, field
     # No field is both a leaf and an object (the index template could not map it).

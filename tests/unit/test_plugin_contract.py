@@ -24,10 +24,18 @@ SAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "collector": {
         "file": {"type": "file", "paths": ["logs/*.ndjson"]},
         "mqtt": {"type": "mqtt", "topics": ["edr/#"]},
+        "sensor": {"type": "sensor", "pcap_files": ["capture.pcap"]},
+        "syslog": {"type": "syslog", "listeners": [{"protocol": "udp", "port": 5514}]},
+        "webhook": {"type": "webhook", "sources": {"ids": {"token": "0123456789abcdef"}}},
     },
     "decoder": {
         "json": {"type": "json"},
         "mapping": {"type": "mapping", "mapping": "server_edr"},
+        "syslog": {"type": "syslog"},
+        "cef": {"type": "cef"},
+        "suricata": {"type": "suricata"},
+        "wazuh": {"type": "wazuh"},
+        "winlogbeat": {"type": "winlogbeat"},
     },
     "sink": {
         "elasticsearch": {"type": "elasticsearch"},
@@ -182,7 +190,7 @@ def test_only_socd_series_in_registry() -> None:
 
 @pytest.mark.parametrize(("kind", "typo", "hint"), [
     ("collector", "mqqt", "did you mean 'mqtt'?"),
-    ("collector", "syslog", ""),
+    ("collector", "kafka", ""),
     ("decoder", "mapings", "did you mean 'mapping'?"),
     ("sink", "sqlit", "did you mean 'sqlite'?"),
     ("sink", "kafka", ""),

@@ -1,0 +1,543 @@
+"""The ``syslog`` collector: a syslog server on UDP, TCP and TLS (RFC 5426/6587/5425).
+
+Each listener is one socket. TCP and TLS streams are split into messages by
+RFC 6587 octet counting (``123 <34>1 ...``) or by newlines; ``framing: auto``
+picks per connection from the first byte (a digit means octet counting).
+
+Back-pressure: a TCP/TLS connection awaits ``emit`` when its batch is full, so
+it stops reading and the sender's TCP window closes. UDP cannot push back: the
+socket is drained into a bounded buffer (``udp_buffer_records``) and datagrams
+that do not fit are dead-lettered with reason ``udp_overflow`` (counted in
+``socd_events_dropped_total``). Datagrams the kernel drops before socd reads
+them (socket buffer full) are only visible in ``/proc/net/udp``/``netstat -su``.
+
+Every record's ``source`` is the peer, ``udp://10.0.0.1:51514`` style.
+Dead-letter reasons (stage ``collect``): ``oversize``, ``sender_not_allowed``,
+``udp_overflow``, ``truncated_frame``, ``framing_error``, ``shutdown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+import time
+from typing import Literal
+
+import structlog
+from pydantic import Field, field_validator, model_validator
+
+from socd import metrics
+from socd.config import CollectorConfig, StrictModel, resolve_path
+from socd.errors import SocdError
+from socd.plugins import Emit, PluginContext, RawRecord
+
+log = structlog.get_logger("socd.collectors.syslog")
+
+Drop = tuple[str, bytes, str]  # (reason, raw, detail)
+_WS = b" \t\r\n\x00"
+
+
+class ListenerTls(StrictModel):
+    cert_file: str = Field(description="Server certificate (PEM), relative to the config folder.")
+    key_file: str = Field(description="Private key of the certificate (PEM).")
+    ca_file: str | None = Field(None, description="CA bundle for client certificates.")
+    require_client_cert: bool = Field(False, description="Mutual TLS: refuse clients "
+                                      "without a certificate signed by `ca_file`.")
+
+    @model_validator(mode="after")
+    def _ca_for_mtls(self) -> ListenerTls:
+        if self.require_client_cert and not self.ca_file:
+            raise ValueError("require_client_cert needs ca_file")
+        return self
+
+
+class Listener(StrictModel):
+    protocol: Literal["udp", "tcp", "tls"]
+    host: str = Field("0.0.0.0", description="Address to bind (`::` for IPv6).")  # noqa: S104
+    port: int = Field(514, ge=0, le=65535, description="0 picks a free port (tests).")
+    framing: Literal["auto", "octet_counting", "newline"] = Field(
+        "auto", description="TCP/TLS only: RFC 6587 octet counting, newline, or `auto` "
+        "(per connection: a first byte that is a digit means octet counting).")
+    tls: ListenerTls | None = None
+
+    @model_validator(mode="after")
+    def _tls_only_for_tls(self) -> Listener:
+        if self.protocol == "tls" and self.tls is None:
+            raise ValueError("a tls listener needs `tls: {cert_file, key_file}`")
+        if self.protocol != "tls" and self.tls is not None:
+            raise ValueError(f"`tls` is only valid with protocol tls, not {self.protocol}")
+        return self
+
+
+class Framer:
+    """Splits a TCP byte stream into syslog messages (RFC 6587).
+
+    :meth:`feed` returns complete frames and drops ``(reason, raw, detail)``;
+    :meth:`finish` handles what is left when the connection closes.
+    """
+
+    __slots__ = ("discarding", "max_bytes", "mode", "pending", "skip")
+
+    def __init__(self, framing: str = "auto", max_bytes: int = 64 * 1024) -> None:
+        self.mode: str | None = None if framing == "auto" else framing
+        self.max_bytes = max_bytes
+        self.pending = b""
+        self.skip = 0  # octet counting: bytes of an oversize frame still to discard
+        self.discarding = False  # newline: inside an oversize line
+
+    def feed(self, data: bytes) -> tuple[list[bytes], list[Drop]]:
+        frames: list[bytes] = []
+        drops: list[Drop] = []
+        buf = self.pending + data if self.pending else data
+        self.pending = b""
+        if self.mode is None:
+            start = buf.lstrip(_WS)
+            if not start:
+                return frames, drops
+            self.mode = "octet_counting" if 48 <= start[0] <= 57 else "newline"
+        if self.mode == "octet_counting":
+            buf = self._octets(buf, frames, drops)
+            if buf is None:
+                return frames, drops
+        self._lines(buf, frames, drops)
+        return frames, drops
+
+    def _octets(self, buf: bytes, frames: list[bytes], drops: list[Drop]) -> bytes | None:
+        """Consume octet-counted frames; returns the rest to read as newline-framed
+        (after a framing error) or ``None``."""
+        pos = 0
+        n = len(buf)
+        max_bytes = self.max_bytes
+        while pos < n:
+            if self.skip:
+                take = min(self.skip, n - pos)
+                self.skip -= take
+                pos += take
+                continue
+            while pos < n and buf[pos] in _WS:
+                pos += 1
+            if pos >= n:
+                break
+            space = buf.find(b" ", pos, pos + 11)
+            if space < 0:
+                if n - pos > 10 or not buf[pos:].isdigit():
+                    return self._framing_error(buf, pos, drops)
+                break
+            digits = buf[pos:space]
+            if not digits.isdigit():
+                return self._framing_error(buf, pos, drops)
+            length = int(digits)
+            start = space + 1
+            if length > max_bytes:
+                avail = min(n - start, length, max_bytes)
+                drops.append(("oversize", buf[start:start + avail],
+                              f"octet-counted frame of {length} bytes > {max_bytes}"))
+                self.skip = length - (n - start) if n - start < length else 0
+                pos = start + min(n - start, length)
+                continue
+            if n - start < length:
+                break
+            frames.append(buf[start:start + length])
+            pos = start + length
+        self.pending = buf[pos:] if pos < n else b""
+        return None
+
+    def _framing_error(self, buf: bytes, pos: int, drops: list[Drop]) -> bytes:
+        """Bad octet count: dead-letter up to the next newline and fall back to
+        newline framing (as rsyslog does)."""
+        self.mode = "newline"
+        end = buf.find(b"\n", pos)
+        if end < 0:
+            end = len(buf)
+        drops.append(("framing_error", buf[pos:min(end, pos + self.max_bytes)],
+                      "invalid octet count; switching this connection to newline framing"))
+        return buf[end + 1:] if end < len(buf) else b""
+
+    def _lines(self, buf: bytes, frames: list[bytes], drops: list[Drop]) -> None:
+        max_bytes = self.max_bytes
+        if self.discarding:
+            end = buf.find(b"\n")
+            if end < 0:
+                return
+            self.discarding = False
+            buf = buf[end + 1:]
+        parts = buf.split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            if len(part) > max_bytes:
+                drops.append(("oversize", part[:max_bytes],
+                              f"line of {len(part)} bytes > {max_bytes}"))
+                continue
+            if part.endswith(b"\r"):
+                part = part[:-1]
+            if part.strip(_WS):
+                frames.append(part)
+        if len(rest) > max_bytes:
+            drops.append(("oversize", rest[:max_bytes],
+                          f"line longer than {max_bytes} bytes; skipped to the next newline"))
+            self.discarding = True
+            rest = b""
+        self.pending = rest
+
+    def finish(self) -> tuple[list[bytes], list[Drop]]:
+        """The connection closed: the last unterminated line is a message; a partial
+        octet-counted frame is dead-lettered."""
+        rest, self.pending = self.pending, b""
+        if self.discarding or not rest.strip(_WS):
+            return [], []
+        if self.mode == "octet_counting":
+            return [], [("truncated_frame", rest, "connection closed inside an octet-counted "
+                         "frame")]
+        if self.skip:
+            return [], []
+        return [rest.rstrip(b"\r")], []
+
+
+class _Allowlist:
+    def __init__(self, entries: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(e, strict=False) for e in entries]
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, ip: str) -> bool:
+        if not self.networks:
+            return True
+        hit = self._cache.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip.split("%", 1)[0])
+            except ValueError:
+                hit = False
+            else:
+                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+                    addr = addr.ipv4_mapped
+                hit = any(addr in net for net in self.networks)
+            if len(self._cache) > 65536:
+                self._cache.clear()
+            self._cache[ip] = hit
+        return hit
+
+
+def _peer(scheme: str, addr: object) -> tuple[str, str]:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        ip, port = str(addr[0]), addr[1]
+        if ip.startswith("::ffff:") and "." in ip:
+            ip = ip[7:]
+        host = f"[{ip}]" if ":" in ip else ip
+        return ip, f"{scheme}://{host}:{port}"
+    return "", f"{scheme}://{addr}"
+
+
+class SyslogCollector:
+    """Syslog server: UDP, TCP (octet counting or newline framing) and TLS listeners."""
+
+    class Config(CollectorConfig):
+        type: Literal["syslog"]
+        decoder: str = Field("syslog", description="Decoder for the messages (`syslog`, "
+                             "`cef`, or one you declare).")
+        listeners: list[Listener] = Field(min_length=1)
+        max_message_bytes: int = Field(64 * 1024, ge=480, le=16 * 1024 * 1024,
+                                       description="Longer messages are dead-lettered "
+                                       "(`oversize`).")
+        allowed_senders: list[str] = Field(default_factory=list, description="IPs or CIDRs "
+                                           "allowed to send; empty allows everyone.")
+        flush_interval_secs: float = Field(0.05, gt=0, le=10, description="Longest wait "
+                                           "before a partial TCP batch is handed over.")
+        udp_buffer_records: int = Field(50_000, ge=100, le=10_000_000, description="UDP "
+                                        "datagrams buffered while the pipeline is busy; more "
+                                        "are dead-lettered (`udp_overflow`).")
+        udp_receive_buffer_bytes: int = Field(8 * 1024 * 1024, ge=65536,
+                                              description="SO_RCVBUF of UDP sockets (capped "
+                                              "by net.core.rmem_max).")
+        max_connections: int = Field(1000, ge=1, description="Concurrent TCP/TLS "
+                                     "connections per listener; more are refused.")
+
+        @field_validator("allowed_senders")
+        @classmethod
+        def _networks(cls, value: list[str]) -> list[str]:
+            for entry in value:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{entry!r} is not an IP address or CIDR") from exc
+            return value
+
+    def __init__(self, config: Config, ctx: PluginContext) -> None:
+        self.name = ctx.name
+        self.config = config
+        self.ctx = ctx
+        self.allowed = _Allowlist(config.allowed_senders)
+        self.addresses: list[tuple[str, str, int]] = []
+        self.connections = 0
+        self._ready = False
+        self._servers: list[asyncio.Server] = []
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._udp_socks: list[socket.socket] = []
+        self._udp_buf: list[RawRecord] = []
+        self._udp_wakeup = asyncio.Event()
+        self._batch: list[RawRecord] = []
+        self._batch_bytes = 0
+        self._pending = asyncio.Event()
+        self._source_cache: dict[object, tuple[str, str]] = {}
+        self._received = metrics.EVENTS_RECEIVED.labels(self.name)
+        metrics.init_collector(self.name)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self, emit: Emit) -> None:
+        self._emit = emit
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for listener in self.config.listeners:
+                await self._listen(loop, listener)
+            tasks.append(asyncio.create_task(self._flusher(), name=f"syslog/{self.name}/flush"))
+            if self._udp_socks:
+                tasks.append(asyncio.create_task(self._udp_pump(),
+                                                 name=f"syslog/{self.name}/udp"))
+            self._set_ready(True)
+            log.info("syslog listening", collector=self.name,
+                     listeners=[f"{p}://{h}:{port}" for p, h, port in self.addresses])
+            await asyncio.gather(*tasks)
+        finally:
+            self._set_ready(False)
+            for task in tasks:
+                task.cancel()
+            for server in self._servers:
+                server.close()
+            conns = list(self._conn_tasks)
+            for conn in conns:
+                conn.cancel()
+            if conns:
+                # Let them run their cleanup (a last unterminated line joins the batch).
+                await asyncio.wait(conns, timeout=2)
+            for sock in self._udp_socks:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(sock.fileno())
+                sock.close()
+            self._servers = []
+            self._udp_socks = []
+            leftover = self._udp_buf + self._batch
+            self._udp_buf, self._batch, self._batch_bytes = [], [], 0
+            for record in leftover:
+                self.ctx.dead_letter.write(stage="collect", reason="shutdown", raw=record.data,
+                                           collector=self.name, source=record.source,
+                                           detail="buffered in the collector at shutdown")
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop, listener: Listener) -> None:
+        where = f"{listener.protocol}://{listener.host}:{listener.port}"
+        try:
+            if listener.protocol == "udp":
+                family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                                        self.config.udp_receive_buffer_bytes)
+                    sock.setblocking(False)
+                    sock.bind((listener.host, listener.port))
+                except BaseException:
+                    sock.close()
+                    raise
+                self._udp_socks.append(sock)
+                loop.add_reader(sock.fileno(), self._udp_ready, sock)
+                port = sock.getsockname()[1]
+            else:
+                ssl_ctx = self._tls_context(listener) if listener.protocol == "tls" else None
+
+                async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                 listener: Listener = listener) -> None:
+                    task = asyncio.current_task()
+                    assert task is not None
+                    self._conn_tasks.add(task)
+                    try:
+                        await self._connection(reader, writer, listener)
+                    except asyncio.CancelledError:
+                        pass  # the collector is stopping; asyncio would log it as an error
+                    finally:
+                        self._conn_tasks.discard(task)
+
+                server = await asyncio.start_server(
+                    handle, listener.host, listener.port, ssl=ssl_ctx, reuse_address=True,
+                    limit=256 * 1024, ssl_handshake_timeout=10 if ssl_ctx else None)
+                self._servers.append(server)
+                port = server.sockets[0].getsockname()[1]
+        except OSError as exc:
+            raise SocdError(f"syslog collector {self.name!r}: cannot listen on {where}: "
+                            f"{exc.strerror or exc}") from exc
+        except ssl.SSLError as exc:
+            raise SocdError(f"syslog collector {self.name!r}: TLS setup for {where} failed: "
+                            f"{exc}") from exc
+        self.addresses.append((listener.protocol, listener.host, port))
+
+    def _tls_context(self, listener: Listener) -> ssl.SSLContext:
+        tls = listener.tls
+        assert tls is not None
+        base = self.ctx.config_dir
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(resolve_path(base, tls.cert_file), resolve_path(base, tls.key_file))
+        if tls.ca_file:
+            ctx.load_verify_locations(resolve_path(base, tls.ca_file))
+            ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
+        return ctx
+
+    def _set_ready(self, ready: bool) -> None:
+        self._ready = ready
+        metrics.COMPONENT_UP.labels("collector", self.name).set(1 if ready else 0)
+
+    def _drop(self, reason: str, raw: bytes, source: str, detail: str = "",
+              count: bool = True) -> None:
+        if count:
+            self._received.inc()
+        self.ctx.dead_letter.write(stage="collect", reason=reason, raw=raw,
+                                   collector=self.name, source=source, detail=detail)
+
+    # -- UDP -----------------------------------------------------------------------------
+
+    def _udp_ready(self, sock: socket.socket) -> None:
+        """Drain the socket (many datagrams per wake-up, unlike asyncio's transport)."""
+        buf = self._udp_buf
+        limit = self.config.udp_buffer_records
+        max_bytes = self.config.max_message_bytes
+        decoder = self.config.decoder
+        name = self.name
+        cache = self._source_cache
+        allowed = self.allowed
+        now = time.time()
+        added = False
+        recv = sock.recvfrom
+        for _ in range(1024):
+            try:
+                data, addr = recv(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # ICMP errors surface here on some systems
+                log.debug("udp receive error", collector=name, error=str(exc))
+                break
+            peer = cache.get(addr)
+            if peer is None:
+                peer = _peer("udp", addr)
+                if len(cache) > 10_000:
+                    cache.clear()
+                cache[addr] = peer
+            if not allowed(peer[0]):
+                self._drop("sender_not_allowed", data, peer[1])
+                continue
+            if len(data) > max_bytes:
+                self._drop("oversize", data[:max_bytes], peer[1],
+                           f"datagram of {len(data)} bytes > {max_bytes}")
+                continue
+            if not data.strip(_WS):
+                continue
+            if len(buf) >= limit:
+                self._drop("udp_overflow", data, peer[1],
+                           f"{limit} datagrams already buffered (pipeline busy)")
+                continue
+            buf.append(RawRecord(data, decoder, name, peer[1], now))
+            added = True
+        if added:
+            self._udp_wakeup.set()
+
+    async def _udp_pump(self) -> None:
+        emit = self._emit
+        max_events = self.config.batch_max_events
+        max_bytes = self.config.batch_max_bytes
+        while True:
+            await self._udp_wakeup.wait()
+            self._udp_wakeup.clear()
+            while self._udp_buf:
+                buf = self._udp_buf
+                take = min(len(buf), max_events)
+                size = 0
+                for i in range(take):
+                    size += len(buf[i].data)
+                    if size >= max_bytes:
+                        take = i + 1
+                        break
+                batch = buf[:take]
+                del buf[:take]
+                await emit(batch, None)
+
+    # -- TCP / TLS -----------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          listener: Listener) -> None:
+        ip, source = _peer(listener.protocol, writer.get_extra_info("peername"))
+        if not self.allowed(ip):
+            self._drop("sender_not_allowed", b"", source, "connection closed at accept",
+                       count=False)
+            writer.close()
+            return
+        if self.connections >= self.config.max_connections * len(self._servers):
+            log.warning("too many syslog connections; refusing", collector=self.name,
+                        source=source, limit=self.config.max_connections)
+            metrics.ERRORS.labels(f"collector/{self.name}", "too_many_connections").inc()
+            writer.close()
+            return
+        self.connections += 1
+        framer = Framer(listener.framing, self.config.max_message_bytes)
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                frames, drops = framer.feed(data)
+                for reason, raw, detail in drops:
+                    self._drop(reason, raw, source, detail)
+                if frames:
+                    await self._add(frames, source)
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            log.info("syslog connection ended with an error", collector=self.name,
+                     source=source, error=str(exc) or type(exc).__name__)
+        finally:
+            self.connections -= 1
+            frames, drops = framer.finish()
+            for reason, raw, detail in drops:
+                self._drop(reason, raw, source, detail)
+            if frames:
+                self._append(frames, source)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _append(self, frames: list[bytes], source: str) -> None:
+        now = time.time()
+        decoder = self.config.decoder
+        name = self.name
+        batch = self._batch
+        for frame in frames:
+            batch.append(RawRecord(frame, decoder, name, source, now))
+            self._batch_bytes += len(frame)
+        self._pending.set()
+
+    async def _add(self, frames: list[bytes], source: str) -> None:
+        """Add frames to the shared batch; hand it over (and wait) once it is full."""
+        self._append(frames, source)
+        if (len(self._batch) >= self.config.batch_max_events
+                or self._batch_bytes >= self.config.batch_max_bytes):
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        self._batch_bytes = 0
+        limit = self.config.batch_max_events
+        for start in range(0, len(batch), limit):
+            await self._emit(batch[start:start + limit], None)
+
+    async def _flusher(self) -> None:
+        interval = self.config.flush_interval_secs
+        while True:
+            await self._pending.wait()
+            await asyncio.sleep(interval)
+            self._pending.clear()
+            await self._flush()

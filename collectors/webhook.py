@@ -1,0 +1,359 @@
+"""The ``webhook`` collector: an HTTP(S) endpoint that vendors POST JSON batches to.
+
+``POST <path>/<source>`` with ``Authorization: Bearer <token>``; each source has
+its own token (and optionally its own decoder). Bodies may be one JSON object,
+a JSON array, or NDJSON (``Content-Type: application/json`` or
+``application/x-ndjson``), optionally gzip-compressed (``Content-Encoding:
+gzip``).
+
+Framing: the collector splits the body into one record per NDJSON line or per
+array element (an object is one record), so the pipeline counts records, and
+the decoder dead-letters a bad record on its own with its own bytes.
+
+A request is all or nothing:
+
+* ``202 {"accepted": n}`` only once all ``n`` records sit in the pipeline's
+  bounded queue (from there the drain on SIGTERM stores or dead-letters them);
+* ``429`` + ``Retry-After`` when the pipeline stayed full for
+  ``queue_wait_secs``; nothing was queued, the client retries;
+* ``503`` + ``Retry-After`` when socd is stopping; nothing was queued;
+* ``400`` when the body is empty, or is not UTF-8, or not a single JSON value
+  in it parses (neither a JSON document nor any NDJSON line). Such a body
+  (except an empty one) is dead-lettered whole with its raw bytes
+  (stage ``collect``), so a misconfigured sender is visible in
+  ``socd_events_dropped_total``. A body with *some* bad NDJSON lines is
+  accepted: the decoder dead-letters each bad line;
+* ``401`` for an unknown source or a wrong token (same body for both; tokens
+  are compared in constant time and never logged); ``413`` when the
+  (decompressed) body exceeds ``max_body_bytes``; ``415`` for another content type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import ssl
+import time
+import zlib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+import structlog
+from aiohttp import web
+from prometheus_client import Counter
+from pydantic import Field, SecretStr, field_validator
+
+from socd import metrics
+from socd.config import CollectorConfig, StrictModel, resolve_path
+from socd.plugins import Emit, PluginContext, RawRecord
+
+log = structlog.get_logger("socd.collectors.webhook")
+
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson",
+                          "application/jsonlines", "application/jsonl"})
+
+
+def _requests_counter() -> Counter:
+    # The module may be imported twice (as collectors.webhook and socd.collectors.webhook):
+    # register the family once in socd's registry.
+    name = "socd_webhook_requests"
+    existing = metrics.REGISTRY._names_to_collectors.get(name + "_total")
+    if isinstance(existing, Counter):
+        return existing
+    return Counter(name + "_total", "Webhook requests answered, by collector and HTTP status.",
+                   ["collector", "code"], registry=metrics.REGISTRY)
+
+
+REQUESTS = _requests_counter()
+
+
+class Source(StrictModel):
+    token: SecretStr = Field(description="Bearer token of this source; write `${ENV_VAR}`, "
+                             "never the token itself. At least 16 characters.")
+    decoder: str | None = Field(None, description="Decoder for this source's records; "
+                                "defaults to the collector's decoder.")
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("the token must have at least 16 characters")
+        return value
+
+
+class TlsConfig(StrictModel):
+    cert_file: str = Field(description="Server certificate chain (PEM), relative to the "
+                           "config file's folder.")
+    key_file: str = Field(description="Private key (PEM).")
+
+
+class BodyError(Exception):
+    """A request body that cannot be accepted: HTTP status and a reason code."""
+
+    def __init__(self, status: int, reason: str, message: str,
+                 raw: bytes | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.raw = raw
+
+
+def split_body(body: bytes, content_type: str) -> list[bytes]:
+    """The records in a request body (one per NDJSON line or array element).
+
+    Raises :class:`BodyError` (400) when the body is empty, not UTF-8, or holds
+    no JSON value at all. NDJSON lines that do not parse are kept: the decoder
+    dead-letters them one by one.
+    """
+    if not body.strip():
+        raise BodyError(400, "empty_body", "the body is empty")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(400, "invalid_utf8", f"the body is not UTF-8 ({exc.reason} at byte "
+                        f"{exc.start})", raw=body) from None
+    if content_type not in NDJSON_TYPES:
+        try:
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            if b"\n" not in body.strip():
+                raise BodyError(400, "invalid_json", f"the body is not JSON: {exc}",
+                                raw=body) from None
+        else:
+            if isinstance(value, list):
+                return [orjson.dumps(item) for item in value]
+            return [body.strip()]
+    lines = [line for line in (raw.strip() for raw in body.split(b"\n")) if line]
+    for line in lines:
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        return lines
+    raise BodyError(400, "invalid_json", "no line of the body is JSON", raw=body)
+
+
+class WebhookCollector:
+    """Receives JSON/NDJSON batches over HTTP(S), one bearer token per source."""
+
+    class Config(CollectorConfig):
+        type: Literal["webhook"]
+        host: str = Field("127.0.0.1", description="Listen address; `0.0.0.0` for all.")
+        port: int = Field(8088, ge=0, le=65535, description="0 picks a free port (tests).")
+        path: str = Field("/ingest", pattern=r"^/[A-Za-z0-9_./-]*$",
+                          description="URL prefix; sources POST to `<path>/<source>`.")
+        sources: dict[str, Source] = Field(
+            min_length=1, description="Source name -> token (and decoder). The name is the "
+            "last URL segment and the records' `source`.")
+        max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
+                                    description="Larger bodies (after gzip decompression) "
+                                    "get 413.")
+        queue_wait_secs: float = Field(2.0, ge=0, le=60, description="How long a request "
+                                       "waits for room in a full pipeline before 429.")
+        retry_after_secs: int = Field(5, ge=1, le=3600,
+                                      description="`Retry-After` of 429 and 503 answers.")
+        tls: TlsConfig | None = None
+
+    def __init__(self, config: Config, ctx: PluginContext) -> None:
+        self.name = ctx.name
+        self.config = config
+        self.ctx = ctx
+        self.prefix = config.path.rstrip("/") or ""
+        self._tokens: dict[str, bytes] = {
+            name: src.token.get_secret_value().encode() for name, src in config.sources.items()}
+        self._decoders = {name: src.decoder or config.decoder
+                          for name, src in config.sources.items()}
+        # Compared against when the source is unknown, so both failures cost the same.
+        self._dummy = secrets.token_bytes(32)
+        self._ready = False
+        self._stopping = False
+        self._emit: Emit | None = None
+        self._last_auth_log = 0.0
+        self.port = config.port
+        metrics.init_collector(self.name)
+        for code in ("202", "400", "401", "413", "429", "503"):
+            REQUESTS.labels(self.name, code)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    # -- server ---------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes + 1)
+        app.router.add_post(self.prefix + "/{source}", self.handle)
+        return app
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if tls is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(resolve_path(self.ctx.config_dir, tls.cert_file),
+                            resolve_path(self.ctx.config_dir, tls.key_file))
+        return ctx
+
+    async def run(self, emit: Emit) -> None:
+        self._emit = emit
+        self._stopping = False
+        # auto_decompress off: gzip is inflated here, bounded by max_body_bytes, and a
+        # corrupt stream can be dead-lettered with the bytes as they were sent.
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=5.0,
+                               auto_decompress=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.config.host, self.config.port,
+                               ssl_context=self._ssl_context())
+            await site.start()
+            server = site._server
+            if server is not None and self.config.port == 0:
+                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._set_ready(True)
+            log.info("webhook listening", collector=self.name,
+                     url=f"{'https' if self.config.tls else 'http'}://{self.config.host}:"
+                     f"{self.port}{self.prefix}/<source>", sources=sorted(self._tokens))
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            # In-flight requests waiting for room answer 503; the rest finish.
+            self._stopping = True
+            self._set_ready(False)
+            await runner.cleanup()
+
+    def _set_ready(self, ready: bool) -> None:
+        self._ready = ready
+        metrics.COMPONENT_UP.labels("collector", self.name).set(1 if ready else 0)
+
+    # -- requests ---------------------------------------------------------------
+
+    def _authorized(self, source: str, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        given = token.strip().encode() if scheme.lower() == "bearer" else b""
+        expected = self._tokens.get(source)
+        ok = hmac.compare_digest(given, expected if expected is not None else self._dummy)
+        return ok and expected is not None
+
+    def _answer(self, status: int, body: Mapping[str, Any],
+                headers: Mapping[str, str] | None = None) -> web.Response:
+        REQUESTS.labels(self.name, str(status)).inc()
+        return web.Response(status=status, body=orjson.dumps(body),
+                            content_type="application/json", headers=headers)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        source = request.match_info["source"]
+        if not self._authorized(source, request.headers.get("Authorization", "")):
+            now = time.monotonic()
+            if now - self._last_auth_log >= 10:  # a flood of bad tokens must not flood the log
+                self._last_auth_log = now
+                log.warning("webhook request refused: unknown source or bad token",
+                            collector=self.name, source=source[:64], peer=request.remote)
+            return self._answer(401, {"error": "unauthorized"},
+                                {"WWW-Authenticate": 'Bearer realm="socd"'})
+        if self._stopping:
+            return self._unavailable()
+        content_type = request.content_type
+        if (content_type not in JSON_TYPES and content_type not in NDJSON_TYPES
+                and "Content-Type" in request.headers):
+            return self._answer(415, {"error": "unsupported_media_type", "detail":
+                                      "use application/json or application/x-ndjson"})
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return self._too_large()
+        try:
+            body = await self._read(request, limit)
+            items = split_body(body, content_type)
+        except BodyError as exc:
+            if exc.raw is not None:
+                metrics.EVENTS_RECEIVED.labels(self.name).inc()
+                self.ctx.dead_letter.write(stage="collect", reason=exc.reason, raw=exc.raw,
+                                           collector=self.name, source=source, detail=str(exc))
+            if exc.status == 413:
+                return self._too_large()
+            return self._answer(exc.status, {"error": exc.reason, "detail": str(exc)})
+        now = time.time()
+        decoder = self._decoders[source]
+        name = self.name
+        records = [RawRecord(item, decoder, name, source, now) for item in items]
+        queued = await self._submit(records)
+        if queued is None:
+            return self._unavailable()
+        if not queued:
+            return self._answer(429, {"error": "pipeline_full", "detail":
+                                      f"not queued; retry after {self.config.retry_after_secs} s"},
+                                {"Retry-After": str(self.config.retry_after_secs)})
+        return self._answer(202, {"accepted": len(records)})
+
+    async def _read(self, request: web.Request, limit: int) -> bytes:
+        """The body, gunzipped when sent with ``Content-Encoding: gzip``; at most ``limit``
+        bytes after decompression (a gzip bomb stops at the limit)."""
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "", "gzip", "x-gzip"):
+            raise BodyError(415, "unsupported_encoding",
+                            f"Content-Encoding {encoding[:32]!r} is not supported; use gzip")
+        gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding.endswith("gzip") else None
+        raw: list[bytes] = []
+        out: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(256 * 1024)
+            if not chunk:
+                break
+            raw.append(chunk)
+            if gunzip is not None:
+                try:
+                    chunk = gunzip.decompress(chunk, limit + 1 - size)
+                except zlib.error as exc:
+                    raise BodyError(400, "invalid_gzip", f"cannot gunzip the body: {exc}",
+                                    raw=b"".join(raw)) from None
+                if gunzip.unconsumed_tail:
+                    raise BodyError(413, "too_large", f"body larger than {limit} bytes")
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(413, "too_large", f"body larger than {limit} bytes")
+            out.append(chunk)
+        if gunzip is not None and raw and not gunzip.eof:
+            raise BodyError(400, "invalid_gzip", "the gzip stream is truncated",
+                            raw=b"".join(raw))
+        return b"".join(out)
+
+    async def _submit(self, records: list[RawRecord]) -> bool | None:
+        """Queue the batch; False when the pipeline stayed full, None when stopping."""
+        emit = self._emit
+        assert emit is not None
+        pipeline = getattr(emit, "__self__", None)
+        try_submit = getattr(pipeline, "try_submit", None)
+        wait = self.config.queue_wait_secs
+        if try_submit is None:
+            # A plain emit coroutine (tests, benchmarks): bounded by a timeout.
+            try:
+                await asyncio.wait_for(emit(records, None), wait or 0.001)
+            except TimeoutError:
+                return False
+            return True
+        deadline = time.monotonic() + wait
+        delay = 0.005
+        while not try_submit(records, None):
+            if self._stopping:
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(0.1, delay * 2)
+        return True
+
+    def _too_large(self) -> web.Response:
+        limit = self.config.max_body_bytes
+        return self._answer(413, {"error": "too_large",
+                                  "detail": f"the body exceeds max_body_bytes ({limit})"})
+
+    def _unavailable(self) -> web.Response:
+        return self._answer(503, {"error": "stopping", "detail": "socd is stopping"},
+                            {"Retry-After": str(self.config.retry_after_secs)})
+
+
+__all__ = ["BodyError", "WebhookCollector", "split_body"]

@@ -1,0 +1,640 @@
+"""Event enrichment: the asset inventory (unit, security level, asset kind) and GeoIP.
+
+Runs on every event after decoding and before classification (the classifier calls
+:meth:`Enricher.enrich`). The rules, in short (docs/enrichment.md has the long form):
+
+* The event is matched to **one asset**: first the host the event is about
+  (``host.ip`` exact, then ``host.name`` / ``host.hostname``, then ``host.ip`` in a
+  CIDR), else the protected end of a network event: ``destination.ip`` when
+  ``network.direction`` is ``inbound``, ``source.ip`` when ``outbound``, and when the
+  direction is unknown ``destination.ip`` first, then ``source.ip``.
+* The inventory **wins** for ``socd.unit`` and ``socd.system_level``. For
+  ``socd.asset_kind`` an exact match (IP, host name) wins too; a CIDR match only fills a
+  kind the decoder left unset or ``unknown``.
+* GeoIP/ASN (optional, MaxMind ``.mmdb`` read with ``maxminddb``) is added to
+  ``source.*`` and ``destination.*`` for public addresses only.
+
+Lookups are dictionary lookups: exact IPs and host names in one dict each, CIDRs in
+one dict per prefix length keyed by the network's integer, probed from the longest
+prefix down, so an event costs a handful of dict probes whatever the inventory size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+import functools
+import ipaddress
+import os
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from socd.config import StrictModel, _line_for, _line_index
+from socd.errors import ConfigError, ConfigProblem
+from socd.event import Event
+from socd.severity import BUILTIN_TABLES, Severity
+
+if TYPE_CHECKING:
+    from socd.config import Config
+
+AssetKind = Literal["server", "workstation", "network", "application"]
+KEY_COLUMNS = ("ip", "cidr", "hostname")
+
+
+class AssetEntry(StrictModel):
+    """One row of the inventory: keys (ip / cidr / hostname) and what they map to."""
+
+    ip: list[str] = Field(default_factory=list, description="Exact addresses of the asset.")
+    cidr: list[str] = Field(default_factory=list, description="Networks (longest prefix wins).")
+    hostname: list[str] = Field(default_factory=list,
+                                description="Host names (case-insensitive).")
+    unit: str | None = Field(None, description="Owning agency (đơn vị), e.g. 'Sở Tài chính'.")
+    system_level: int | None = Field(None, ge=1, le=5,
+                                     description="Security level (cấp độ) 1-5.")
+    asset_kind: AssetKind | None = None
+    owner: str | None = Field(None, description="Person or team responsible.")
+    criticality: Severity | None = Field(
+        None, description="low, medium, high or critical (Vietnamese labels accepted).")
+    description: str | None = Field(None, description="Free text; not copied to events.")
+
+    @field_validator("ip", "cidr", "hostname", mode="before")
+    @classmethod
+    def _as_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [part for part in (p.strip() for p in value.replace(";", " ").split())
+                    if part]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return [str(value)]
+        return value
+
+    @field_validator("unit", "owner", "description", mode="before")
+    @classmethod
+    def _nfc(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = unicodedata.normalize("NFC", value.strip())
+            return value or None
+        return value
+
+    @field_validator("criticality", mode="before")
+    @classmethod
+    def _criticality(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        sev = BUILTIN_TABLES["vietnamese"].lookup(value) if isinstance(value, str) else None
+        if sev is None:
+            raise ValueError("criticality must be low, medium, high or critical "
+                             "(or thấp, trung bình, cao, nghiêm trọng)")
+        return sev
+
+    @field_validator("system_level", "asset_kind", mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+    @model_validator(mode="after")
+    def _has_key_and_value(self) -> AssetEntry:
+        if not (self.ip or self.cidr or self.hostname):
+            raise ValueError("an entry needs an ip, cidr or hostname")
+        if all(v is None for v in (self.unit, self.system_level, self.asset_kind, self.owner,
+                                   self.criticality)):
+            raise ValueError("an entry sets nothing: give unit, system_level, asset_kind, "
+                             "owner or criticality")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """What the inventory says about one key."""
+
+    key: str
+    matched_by: str  # ip | cidr | hostname
+    unit: str | None
+    system_level: int | None
+    asset_kind: str | None
+    owner: str | None
+    criticality: str | None
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_ip(text: str) -> tuple[int, int, str] | None:
+    """(version, integer, canonical text) of an address, or None."""
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:  # type: ignore[union-attr]
+        addr = addr.ipv4_mapped  # type: ignore[union-attr]
+    return addr.version, int(addr), str(addr)
+
+
+def fold_hostname(name: str) -> str:
+    return unicodedata.normalize("NFC", name).strip().casefold().rstrip(".")
+
+
+class Inventory:
+    """Asset lookups by exact IP, CIDR (longest prefix) and host name."""
+
+    def __init__(self, source: str = "") -> None:
+        self.source = source
+        self.ips: dict[str, Asset] = {}
+        self.hosts: dict[str, Asset] = {}
+        self._short_hosts: dict[str, Asset | None] = {}
+        self._nets: dict[int, dict[int, dict[int, Asset]]] = {4: {}, 6: {}}
+        self._prefixes: dict[int, list[int]] = {4: [], 6: []}
+
+    def __len__(self) -> int:
+        return (len(self.ips) + len(self.hosts)
+                + sum(len(d) for nets in self._nets.values() for d in nets.values()))
+
+    # -- building ----------------------------------------------------------------------
+
+    def add(self, entry: AssetEntry) -> None:
+        """Index an entry whose keys were validated by :func:`_check_keys`."""
+        def asset(key: str, matched_by: str) -> Asset:
+            return Asset(key, matched_by, entry.unit, entry.system_level, entry.asset_kind,
+                         entry.owner, entry.criticality.value if entry.criticality else None)
+
+        for text in entry.ip:
+            parsed = _parse_ip(text)
+            if parsed is not None:
+                self.ips[parsed[2]] = asset(parsed[2], "ip")
+        for text in entry.cidr:
+            net = ipaddress.ip_network(text.strip(), strict=True)
+            bits = 32 if net.version == 4 else 128
+            shift = bits - net.prefixlen
+            table = self._nets[net.version].setdefault(net.prefixlen, {})
+            table[int(net.network_address) >> shift] = asset(str(net), "cidr")
+            self._prefixes[net.version] = sorted(self._nets[net.version], reverse=True)
+        for text in entry.hostname:
+            folded = fold_hostname(text)
+            self.hosts[folded] = asset(text.strip(), "hostname")
+            short = folded.split(".", 1)[0]
+            if short != folded:
+                # An FQDN also answers to its short name, unless two FQDNs share it.
+                self._short_hosts[short] = (
+                    None if short in self._short_hosts else self.hosts[folded])
+
+    # -- lookups -----------------------------------------------------------------------
+
+    def exact_ip(self, text: str) -> Asset | None:
+        hit = self.ips.get(text)
+        if hit is not None or not self.ips:
+            return hit
+        parsed = _parse_ip(text)
+        return self.ips.get(parsed[2]) if parsed is not None else None
+
+    def cidr(self, text: str) -> Asset | None:
+        parsed = _parse_ip(text)
+        if parsed is None:
+            return None
+        version, number, _ = parsed
+        bits = 32 if version == 4 else 128
+        nets = self._nets[version]
+        for prefixlen in self._prefixes[version]:
+            hit = nets[prefixlen].get(number >> (bits - prefixlen))
+            if hit is not None:
+                return hit
+        return None
+
+    def match_ip(self, text: str) -> Asset | None:
+        """Exact address first, then the longest CIDR that contains it."""
+        return self.exact_ip(text) or self.cidr(text)
+
+    def match_host(self, name: str) -> Asset | None:
+        folded = fold_hostname(name)
+        hit = self.hosts.get(folded)
+        if hit is not None:
+            return hit
+        short = folded.split(".", 1)[0]
+        if short != folded:
+            hit = self.hosts.get(short)
+            if hit is not None:
+                return hit
+        return self._short_hosts.get(folded)
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def load_inventory(path: str) -> Inventory:
+    """Read and validate an inventory file (``.yaml``/``.yml`` or ``.csv``)."""
+    lower = path.lower()
+    if lower.endswith((".yaml", ".yml")):
+        rows = _yaml_rows(path)
+    elif lower.endswith(".csv"):
+        rows = _csv_rows(path)
+    else:
+        raise ConfigError([ConfigProblem(path, "", "unknown inventory format",
+                                         "name the file .yaml, .yml or .csv")])
+    inventory = Inventory(path)
+    problems: list[ConfigProblem] = []
+    seen: dict[tuple[str, str], int | None] = {}
+    for where, line, raw in rows:
+        if isinstance(raw, _RowError):
+            problems.append(ConfigProblem(path, where, str(raw), line=line))
+            continue
+        if not isinstance(raw, Mapping):
+            problems.append(ConfigProblem(path, where, "an entry must be a mapping of "
+                                          "keys to values", line=line))
+            continue
+        try:
+            entry = AssetEntry.model_validate(dict(raw))
+        except ValidationError as exc:
+            problems.extend(_entry_problems(path, where, line, exc))
+            continue
+        key_problems = _check_keys(path, where, line, entry, seen)
+        if key_problems:
+            problems.extend(key_problems)
+            continue
+        inventory.add(entry)
+    if problems:
+        raise ConfigError(problems)
+    return inventory
+
+
+Row = tuple[str, int | None, Any]
+
+
+class _RowError(str):
+    """A CSV row that cannot become an entry (the message says why)."""
+
+    __slots__ = ()
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, "", f"cannot read asset inventory: "
+                                         f"{exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(path, "", "not UTF-8 text",
+                                         "save the file as UTF-8 (Excel: CSV UTF-8)")]) from exc
+
+
+def _yaml_rows(path: str) -> list[Row]:
+    text = _read_text(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError([ConfigProblem(
+            path, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
+            line=mark.line + 1 if mark is not None else None)]) from exc
+    lines = _line_index(node) if node is not None else {}
+    prefix: tuple[Any, ...] = ()
+    if isinstance(data, Mapping) and "assets" in data:
+        extra = sorted(set(data) - {"assets"})
+        if extra:
+            raise ConfigError([ConfigProblem(path, str(extra[0]), "unknown top-level key",
+                                             "the file holds an `assets:` list only",
+                                             _line_for(lines, (extra[0],)))])
+        data, prefix = data["assets"], ("assets",)
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ConfigError([ConfigProblem(path, "", "the inventory must be a list of entries "
+                                         "(or a mapping with an `assets:` list)", line=1)])
+    return [(f"{'assets' if prefix else ''}[{i}]", _line_for(lines, (*prefix, i)), item)
+            for i, item in enumerate(data)]
+
+
+def _csv_rows(path: str) -> list[Row]:
+    text = _read_text(path)
+    lines = text.splitlines()
+    # Comment lines (# ...) and blank lines are skipped; line numbers stay the file's.
+    numbered = [(n, line) for n, line in enumerate(lines, 1)
+                if line.strip() and not line.lstrip().startswith("#")]
+    if not numbered:
+        return []
+    reader = csv.reader([line for _, line in numbered])
+    try:
+        records = list(reader)
+    except csv.Error as exc:
+        raise ConfigError([ConfigProblem(path, "", f"invalid CSV: {exc}")]) from exc
+    header = [h.strip().lower() for h in records[0]]
+    known = set(AssetEntry.model_fields)
+    problems = []
+    for column in header:
+        if column not in known:
+            close = difflib.get_close_matches(column, sorted(known), n=1)
+            problems.append(ConfigProblem(
+                path, f"column {column!r}", "unknown column",
+                f"did you mean {close[0]!r}?" if close else
+                f"columns: {', '.join(sorted(known))}", numbered[0][0]))
+    if not set(header) & set(KEY_COLUMNS):
+        problems.append(ConfigProblem(path, "header", "no key column",
+                                      "the header needs ip, cidr or hostname",
+                                      numbered[0][0]))
+    if problems:
+        raise ConfigError(problems)
+    rows: list[Row] = []
+    for (line_no, _), record in zip(numbered[1:], records[1:], strict=False):
+        if len(record) > len(header):
+            rows.append((f"row {line_no}", line_no,
+                         _RowError(f"too many cells ({len(record)} for {len(header)} "
+                                   "columns); quote cells that contain a comma")))
+            continue
+        values = {h: (v.strip() or None) for h, v in zip(header, record, strict=False)}
+        rows.append((f"row {line_no}", line_no, values))
+    return rows
+
+
+def _entry_problems(path: str, where: str, line: int | None,
+                    exc: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int))
+        key = f"{where}.{loc}" if loc else where
+        if err["type"] == "extra_forbidden":
+            name = str(err["loc"][-1])
+            close = difflib.get_close_matches(name, sorted(AssetEntry.model_fields), n=1)
+            problems.append(ConfigProblem(
+                path, key, f"unknown key {name!r}",
+                f"did you mean {close[0]!r}?" if close else
+                f"valid keys: {', '.join(AssetEntry.model_fields)}", line))
+            continue
+        message = str(err["msg"]).removeprefix("Value error, ")
+        value = err.get("input")
+        got = "" if isinstance(value, dict | list) or value is None else f" (got {value!r:.60})"
+        hint = {"system_level": "security levels (cấp độ) are 1 to 5",
+                "asset_kind": "server, workstation, network or application"}.get(loc)
+        problems.append(ConfigProblem(path, key, message + got, hint, line))
+    return problems
+
+
+def _check_keys(path: str, where: str, line: int | None, entry: AssetEntry,
+                seen: dict[tuple[str, str], int | None]) -> list[ConfigProblem]:
+    problems = []
+    keys: list[tuple[str, str]] = []
+    for text in entry.ip:
+        parsed = _parse_ip(text)
+        if parsed is None:
+            hint = "use the cidr column for a network" if "/" in text else None
+            problems.append(ConfigProblem(path, f"{where}.ip",
+                                          f"not an IP address: {text!r:.60}", hint, line))
+        else:
+            keys.append(("ip", parsed[2]))
+    for text in entry.cidr:
+        try:
+            net = ipaddress.ip_network(text.strip(), strict=True)
+        except ValueError as exc:
+            hint = None
+            with contextlib.suppress(ValueError):
+                hint = f"did you mean {ipaddress.ip_network(text.strip(), strict=False)}?"
+            problems.append(ConfigProblem(path, f"{where}.cidr",
+                                          f"not a network: {text!r:.60} ({exc})", hint, line))
+            continue
+        keys.append(("cidr", str(net)))
+    for text in entry.hostname:
+        if any(ch.isspace() for ch in text) or "/" in text:
+            problems.append(ConfigProblem(path, f"{where}.hostname",
+                                          f"not a host name: {text!r:.60}", None, line))
+        else:
+            keys.append(("hostname", fold_hostname(text)))
+    for key in keys:
+        if key in seen:
+            first = seen[key]
+            problems.append(ConfigProblem(
+                path, f"{where}.{key[0]}", f"{key[1]} is listed twice",
+                f"first listed on line {first}" if first else "each key may appear once",
+                line))
+        else:
+            seen[key] = line
+    return problems
+
+
+# -- GeoIP -----------------------------------------------------------------------------
+
+
+class GeoIP:
+    """City and ASN lookups in MaxMind databases, for public addresses only."""
+
+    def __init__(self, city_db: str | None, asn_db: str | None) -> None:
+        import maxminddb
+
+        self._readers: list[Any] = []
+        self._city = maxminddb.open_database(city_db) if city_db else None
+        self._asn = maxminddb.open_database(asn_db) if asn_db else None
+        self._readers = [r for r in (self._city, self._asn) if r is not None]
+        self.lookup: Callable[[str], dict[str, Any] | None] = functools.lru_cache(
+            maxsize=65536)(self._lookup)
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.close()
+
+    def _lookup(self, text: str) -> dict[str, Any] | None:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            return None
+        if not addr.is_global:
+            return None
+        out: dict[str, Any] = {}
+        if self._city is not None:
+            record = self._city.get(str(addr))
+            if isinstance(record, dict):
+                geo = _geo(record)
+                if geo:
+                    out["geo"] = geo
+        if self._asn is not None:
+            record = self._asn.get(str(addr))
+            if isinstance(record, dict):
+                as_: dict[str, Any] = {}
+                number = record.get("autonomous_system_number")
+                if isinstance(number, int):
+                    as_["number"] = number
+                org = record.get("autonomous_system_organization")
+                if isinstance(org, str) and org:
+                    as_["organization"] = {"name": org}
+                if as_:
+                    out["as"] = as_
+        return out or None
+
+
+def _geo(record: Mapping[str, Any]) -> dict[str, Any]:
+    geo: dict[str, Any] = {}
+    country = record.get("country")
+    if isinstance(country, dict) and isinstance(country.get("iso_code"), str):
+        geo["country_iso_code"] = country["iso_code"]
+    city = record.get("city")
+    if isinstance(city, dict):
+        names = city.get("names")
+        if isinstance(names, dict) and isinstance(names.get("en"), str):
+            geo["city_name"] = names["en"]
+    location = record.get("location")
+    if isinstance(location, dict):
+        lat, lon = location.get("latitude"), location.get("longitude")
+        if isinstance(lat, int | float) and isinstance(lon, int | float):
+            geo["location"] = {"lat": lat, "lon": lon}
+    return geo
+
+
+# -- the enricher ----------------------------------------------------------------------
+
+_SIDES = {"inbound": ("destination",), "outbound": ("source",)}
+_UNKNOWN_SIDES = ("destination", "source")
+
+
+class Enricher:
+    """Applies the inventory and GeoIP to events, in place."""
+
+    def __init__(self, inventory: Inventory | None = None, geoip: GeoIP | None = None) -> None:
+        self.inventory = inventory if inventory is not None and len(inventory) else None
+        self.geoip = geoip
+
+    def close(self) -> None:
+        if self.geoip is not None:
+            self.geoip.close()
+
+    def enrich(self, event: Event) -> None:
+        if self.inventory is not None:
+            found = self.find(event)
+            if found is not None:
+                _apply(event, *found)
+        if self.geoip is not None:
+            for side in ("source", "destination"):
+                node = event.get(side)
+                if isinstance(node, dict):
+                    ip = node.get("ip")
+                    if isinstance(ip, str):
+                        info = self.geoip.lookup(ip)
+                        if info:
+                            node.update(info)
+
+    def process(self, events: list[Event]) -> list[Event]:
+        for event in events:
+            self.enrich(event)
+        return events
+
+    def find(self, event: Event) -> tuple[Asset, str] | None:
+        """The inventory entry the event is about and the field that matched it."""
+        inv = self.inventory
+        if inv is None:
+            return None
+        host = event.get("host")
+        ips: list[str] = []
+        if isinstance(host, dict):
+            raw = host.get("ip")
+            ips = [ip for ip in (raw if isinstance(raw, list) else [raw])
+                   if isinstance(ip, str)]
+            for ip in ips:
+                hit = inv.exact_ip(ip)
+                if hit is not None:
+                    return hit, "host.ip"
+            for field in ("name", "hostname"):
+                name = host.get(field)
+                if isinstance(name, str) and name:
+                    hit = inv.match_host(name)
+                    if hit is not None:
+                        return hit, f"host.{field}"
+            for ip in ips:
+                hit = inv.cidr(ip)
+                if hit is not None:
+                    return hit, "host.ip"
+        network = event.get("network")
+        direction = network.get("direction") if isinstance(network, dict) else None
+        sides = _SIDES.get(direction, _UNKNOWN_SIDES) if isinstance(direction, str) \
+            else _UNKNOWN_SIDES
+        for side in sides:
+            node = event.get(side)
+            if isinstance(node, dict):
+                ip = node.get("ip")
+                if isinstance(ip, str):
+                    hit = inv.match_ip(ip)
+                    if hit is not None:
+                        return hit, f"{side}.ip"
+        return None
+
+
+def _apply(event: Event, asset: Asset, field: str) -> None:
+    socd = event.get("socd")
+    if not isinstance(socd, dict):
+        socd = {}
+        event["socd"] = socd
+    if asset.unit is not None:
+        socd["unit"] = asset.unit
+    if asset.system_level is not None:
+        socd["system_level"] = asset.system_level
+    if asset.asset_kind is not None and (
+            asset.matched_by != "cidr" or socd.get("asset_kind") in (None, "unknown")):
+        socd["asset_kind"] = asset.asset_kind
+    info: dict[str, Any] = {"field": field, "matched_by": asset.matched_by, "key": asset.key}
+    if asset.owner is not None:
+        info["owner"] = asset.owner
+    if asset.criticality is not None:
+        info["criticality"] = asset.criticality
+    socd["asset"] = info
+
+
+# -- building from the config ----------------------------------------------------------
+
+
+def build_enricher(config: Config) -> Enricher | None:
+    """The enricher the config asks for, or None; raises :class:`ConfigError`."""
+    enr = config.document.enrichment
+    if not (enr.assets_file or enr.geoip_city_db or enr.geoip_asn_db):
+        return None
+    problems: list[ConfigProblem] = []
+    inventory = None
+    if enr.assets_file:
+        path = config.resolve(enr.assets_file)
+        if not os.path.isfile(path):
+            problems.append(ConfigProblem(config.file, "enrichment.assets_file",
+                                          f"no such file: {path}",
+                                          "paths are relative to the config file"))
+        else:
+            try:
+                inventory = load_inventory(path)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+    geoip = None
+    dbs = {key: config.resolve(value) for key, value in
+           (("geoip_city_db", enr.geoip_city_db), ("geoip_asn_db", enr.geoip_asn_db)) if value}
+    for key, path in dbs.items():
+        if not os.path.isfile(path):
+            problems.append(ConfigProblem(config.file, f"enrichment.{key}",
+                                          f"no such file: {path}",
+                                          "paths are relative to the config file"))
+    if dbs and not problems:
+        geoip, geo_problems = _open_geoip(config.file, dbs)
+        problems.extend(geo_problems)
+    if problems:
+        raise ConfigError(problems)
+    return Enricher(inventory, geoip)
+
+
+def _open_geoip(file: str, dbs: Mapping[str, str]) -> tuple[GeoIP | None,
+                                                              list[ConfigProblem]]:
+    try:
+        import maxminddb
+    except ImportError:
+        return None, [ConfigProblem(file, f"enrichment.{key}",
+                                    "GeoIP needs the maxminddb package",
+                                    "pip install 'socd[geoip]' (or maxminddb)")
+                      for key in dbs]
+    problems = []
+    for key, path in dbs.items():
+        try:
+            maxminddb.open_database(path).close()
+        except (OSError, ValueError, RuntimeError) as exc:
+            problems.append(ConfigProblem(file, f"enrichment.{key}",
+                                          f"cannot open MaxMind database {path}: {exc}",
+                                          "give a .mmdb file (GeoLite2-City / GeoLite2-ASN)"))
+    if problems:
+        return None, problems
+    return GeoIP(dbs.get("geoip_city_db"), dbs.get("geoip_asn_db")), []

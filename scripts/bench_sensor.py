@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import resource
 import struct
 import subprocess
 import sys
@@ -59,6 +58,16 @@ def write_pcap(path: str, packets: int, flows: int, *, flood: bool = False) -> N
             writer.write_packet(data, sec=int(ts), usec=round((ts % 1) * 1e6))
 
 
+def _vm_hwm_mb() -> float:
+    # VmHWM belongs to this process image; getrusage's ru_maxrss survives execve and
+    # would report the parent's peak when the bench runs after other benchmarks.
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def _replay(path: str, max_flows: int) -> dict[str, Any]:
     from socd.collectors.sensor import SensorCollector
     from socd.decoders.json import JsonDecoder
@@ -81,7 +90,7 @@ async def _replay(path: str, max_flows: int) -> dict[str, Any]:
     await collector.run(emit)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "packets": collector.packets, **counts,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": _vm_hwm_mb()}
 
 
 def _child() -> None:

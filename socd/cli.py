@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -48,7 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--stats", action="store_true",
                         help="print counts and speed as JSON to stderr at the end")
     replay.add_argument("files", nargs="+", metavar="FILE", help="input files ('-' = stdin)")
+
+    # Command groups of the subsystems (rules, IoC store, blocking) live beside their
+    # code: each module has register(sub, with_config), whose parsers set `handler`.
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub, with_config)
     return parser
+
+
+_COMMAND_MODULES = ("socd.engine.cli", "socd.ioc.cli", "socd.block.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "replay":
             return _replay(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
     except ConfigError as exc:
         _print_config_error(exc)
         return EXIT_CONFIG

@@ -56,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise  # a missing dependency inside the module: a real error
             continue
         module.register(sub, with_config)
     return parser

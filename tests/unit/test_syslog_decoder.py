@@ -28,7 +28,7 @@ from socd.event import FIELDS_BY_NAME, iter_leaf_paths, normalize
 from socd.plugins import DecodeResult, PluginContext, RawRecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-SYSLOG_FIXTURES = sorted((FIXTURES / "syslog").glob("*.log"))
+SYSLOG_FIXTURES = sorted(p for p in (FIXTURES / "syslog").glob("*.log") if "bad" not in p.name)
 CEF_FIXTURE = FIXTURES / "cef" / "firewalls.cef"
 # 2024-06-15 12:00:00 +07:00, so RFC 3164 dates are resolved against a fixed "now".
 RECEIVED = datetime.fromisoformat("2024-06-15T12:00:00+07:00").timestamp()

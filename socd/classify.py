@@ -15,10 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from socd import metrics
 from socd.config import ClassificationConfig
 from socd.event import Event, get, set_severity
+from socd.ioc.allowlist import Allowlist
+from socd.ioc.importers import load_text_lists
+from socd.ioc.store import IocStore
 from socd.severity import Severity
+
+log = structlog.get_logger("socd.classify")
 
 
 class Processor(Protocol):
@@ -73,6 +80,14 @@ class IocSet:
             else:
                 self.domains[lowered.rstrip(".")] = ref
 
+    def match_ref(self, kind: str, value: str) -> str | None:
+        """Reference of the entry matching the value (the IocStore interface)."""
+        if kind == "ip":
+            return self.match_ip(value)
+        if kind == "hash":
+            return self.hashes.get(value.lower())
+        return self.domains.get(value.lower().rstrip("."))
+
     def match_ip(self, value: str) -> str | None:
         ref = self.ips.get(value)
         if ref is not None or not self.networks:
@@ -90,6 +105,7 @@ class IocSet:
 _IP_PATHS = ("source.ip", "destination.ip")
 _HASH_PATHS = ("file.hash.sha256", "file.hash.sha1", "file.hash.md5")
 _DOMAIN_PATHS = ("dns.question.name", "url.domain", "destination.domain")
+_IOC_PATHS = (("ip", _IP_PATHS), ("hash", _HASH_PATHS), ("domain", _DOMAIN_PATHS))
 
 
 class Enricher(Protocol):
@@ -105,23 +121,50 @@ class Classifier:
     first, so the IoC marking and the alert defaults see its unit and asset kind.
     """
 
-    def __init__(self, config: ClassificationConfig, iocs: IocSet | None = None,
+    def __init__(self, config: ClassificationConfig, iocs: IocSet | IocStore | None = None,
                  enricher: Enricher | None = None) -> None:
         self.config = config
-        self.iocs = iocs or IocSet()
+        self.iocs: IocSet | IocStore = iocs if iocs is not None else IocSet()
         self.enricher = enricher
+        # The rules engine (socd.engine.RuleEngine), run after classification on the
+        # whole batch; set by socd.components.build_classifier.
+        self.rules: Any = None
+
+    def carry_state_from(self, old: Classifier) -> None:
+        """On reload: keep the rules' windows for rules whose definition is unchanged."""
+        if self.rules is not None and old.rules is not None:
+            self.rules.carry_state_from(old.rules)
+
+    def ioc_lookup(self, kind: str, value: str, source: str | None = None) -> bool:
+        """The rules engine's `ioc` condition."""
+        iocs = self.iocs
+        if source is None or not isinstance(iocs, IocStore):
+            if isinstance(iocs, IocStore):
+                return iocs.lookup(kind, value)
+            return iocs.match_ref(kind, value) is not None
+        return any(e.source == source for e in iocs.entries_for(kind, value))
 
     @classmethod
     def from_files(cls, config: ClassificationConfig, paths: Iterable[str],
-                   enricher: Enricher | None = None) -> Classifier:
-        iocs = IocSet()
-        for path in paths:
-            with open(path, encoding="utf-8") as fh:
-                iocs.add_lines(fh, default_ref=path.rsplit("/", 1)[-1])
-        return cls(config, iocs, enricher)
+                   enricher: Enricher | None = None, *, db_path: str | None = None,
+                   allowlist: Allowlist | None = None, min_confidence: int = 0,
+                   refresh_secs: float = 10.0) -> Classifier:
+        """A classifier whose IoC store holds the plain-text lists at ``paths`` and, when
+        ``db_path`` is given, the entries imported there with ``socd ioc import``."""
+        static, refused = load_text_lists(paths, allowlist)
+        for entry, reason in refused:
+            log.warning("IoC list entry refused", value=entry.value, source=entry.source,
+                        reason=reason)
+        store = IocStore(db_path, static=static, allowlist=allowlist,
+                         min_confidence=min_confidence, refresh_secs=refresh_secs,
+                         create=False)
+        return cls(config, store, enricher)
 
     def process(self, events: list[Event]) -> list[Event]:
         cfg = self.config
+        refresh = getattr(self.iocs, "maybe_refresh", None)
+        if refresh is not None:
+            refresh()  # picks up `socd ioc import` and expiry; cheap, usually a time check
         check_iocs = len(self.iocs) > 0
         enrich = self.enricher.enrich if self.enricher is not None else None
         for event in events:
@@ -141,38 +184,33 @@ class Classifier:
                 socd["layer"] = cfg.default_layer
             metrics.ALERTS.labels(socd["severity"], str(socd["layer"]),
                                   socd["asset_kind"]).inc()
+        if self.rules is not None:
+            count = len(events)
+            events = self.rules.process(events)
+            for alert in events[count:]:
+                socd = alert.setdefault("socd", {})
+                socd.setdefault("asset_kind", cfg.default_asset_kind)
+                socd.setdefault("layer", cfg.default_layer)
+                if "severity" not in socd:
+                    set_severity(alert, cfg.default_alert_severity)
+                metrics.ALERTS.labels(socd["severity"], str(socd["layer"]),
+                                      socd["asset_kind"]).inc()
         return events
 
     def _mark_iocs(self, event: Event, socd: dict[str, Any]) -> None:
         values: list[str] = []
         refs: list[str] = []
         kinds: set[str] = set()
-        for path in _IP_PATHS:
-            ip = get(event, path)
-            if ip:
-                ref = self.iocs.match_ip(ip)
-                if ref is not None:
-                    values.append(ip)
-                    refs.append(ref)
-                    kinds.add("ip")
-        if self.iocs.hashes:
-            for path in _HASH_PATHS:
-                h = get(event, path)
-                if isinstance(h, str):
-                    ref = self.iocs.hashes.get(h.lower())
+        match = self.iocs.match_ref
+        for kind, paths in _IOC_PATHS:
+            for path in paths:
+                value = get(event, path)
+                if value and isinstance(value, str):
+                    ref = match(kind, value)
                     if ref is not None:
-                        values.append(h)
+                        values.append(value)
                         refs.append(ref)
-                        kinds.add("hash")
-        if self.iocs.domains:
-            for path in _DOMAIN_PATHS:
-                d = get(event, path)
-                if isinstance(d, str):
-                    ref = self.iocs.domains.get(d.lower().rstrip("."))
-                    if ref is not None:
-                        values.append(d)
-                        refs.append(ref)
-                        kinds.add("domain")
+                        kinds.add(kind)
         if not values:
             return
         socd["ioc"] = {"matched": True, "values": values, "refs": sorted(set(refs))}

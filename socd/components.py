@@ -8,8 +8,10 @@ from typing import Any
 from socd.classify import Classifier
 from socd.config import Config, Plugin
 from socd.deadletter import DeadLetter
+from socd.engine import build_engine
 from socd.enrich import build_enricher
 from socd.errors import ConfigError, ConfigProblem
+from socd.ioc.allowlist import load_allowlist
 from socd.metrics import init_decoder
 from socd.plugins import Decoder, PluginContext
 
@@ -58,6 +60,17 @@ def build_classifier(config: Config) -> Classifier:
         enricher = build_enricher(config)
     except ConfigError as exc:
         problems.extend(exc.problems)
+    allowlist = None
+    try:
+        allowlist = load_allowlist(config)
+    except (OSError, ValueError) as exc:
+        problems.append(ConfigProblem(config.file, "allowlist.files", str(exc)))
     if problems:
         raise ConfigError(problems)
-    return Classifier.from_files(cls_cfg, paths, enricher=enricher)
+    ioc_cfg = config.document.ioc
+    db_path = os.path.join(config.state_dir, ioc_cfg.db_path) if ioc_cfg.enabled else None
+    classifier = Classifier.from_files(
+        cls_cfg, paths, enricher=enricher, db_path=db_path, allowlist=allowlist,
+        min_confidence=ioc_cfg.min_confidence, refresh_secs=ioc_cfg.refresh_interval_secs)
+    classifier.rules = build_engine(config, ioc_lookup=classifier.ioc_lookup)
+    return classifier

@@ -137,12 +137,60 @@ class EnrichmentConfig(StrictModel):
         "public addresses (needs the maxminddb package).")
 
 
+class RulesConfig(StrictModel):
+    paths: list[str] = Field(
+        default_factory=lambda: ["builtin"],
+        description="Rule files, directories (every *.yaml below) and globs; see docs/rules.md. "
+        "`builtin` is the shipped rule pack; listing paths replaces the default, so add "
+        "`builtin` to keep it.")
+    max_out_of_order_secs: float = Field(
+        300, ge=0, le=7 * 86400,
+        description="Events older than the newest event time seen minus this are still "
+        "matched by stateless rules but left out of threshold and sequence windows.")
+    disabled: list[str] = Field(default_factory=list,
+                                description="Ids of rules to switch off.")
+
+
 def _default_state_dir() -> str:
     # systemd sets STATE_DIRECTORY from StateDirectory=; fall back to XDG.
     if os.environ.get("STATE_DIRECTORY"):
         return os.environ["STATE_DIRECTORY"].split(":")[0]
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return os.path.join(base, "socd")
+
+
+class IocConfig(StrictModel):
+    enabled: bool = Field(True, description="Match events against the IoC store (`socd ioc "
+                          "import`); the plain-text classification.ioc_files are matched "
+                          "either way.")
+    db_path: str = Field("ioc.db", description="The IoC database (SQLite), relative to "
+                         "state_dir.")
+    min_confidence: int = Field(0, ge=0, le=100,
+                                description="Entries with a lower confidence never match.")
+    refresh_interval_secs: float = Field(
+        10.0, gt=0, le=3600, description="How often the daemon looks for imports by "
+        "`socd ioc` and reloads its index (expired entries stop matching at once).")
+
+
+class AllowlistConfig(StrictModel):
+    cidrs: list[str] = Field(default_factory=list, description="The SOC's own networks and "
+                             "addresses: never IoCs, never blocked.")
+    hosts: list[str] = Field(default_factory=list, description="Own host names; each also "
+                             "covers the names below it.")
+    files: list[str] = Field(default_factory=list, description="Files with one CIDR, address "
+                             "or host name a line (`#` comments).")
+
+    @field_validator("cidrs")
+    @classmethod
+    def _valid_cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or CIDR: {item!r}") from None
+        return value
 
 
 class DocumentConfig(StrictModel):
@@ -159,6 +207,9 @@ class DocumentConfig(StrictModel):
     dead_letter: DeadLetterConfig = DeadLetterConfig()
     classification: ClassificationConfig = ClassificationConfig()
     enrichment: EnrichmentConfig = EnrichmentConfig()
+    rules: RulesConfig = RulesConfig()
+    ioc: IocConfig = IocConfig()
+    allowlist: AllowlistConfig = AllowlistConfig()
     decoders: dict[str, dict[str, Any]] = Field(default_factory=dict)
     collectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)

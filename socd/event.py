@@ -231,6 +231,22 @@ FIELDS: Final[tuple[Field, ...]] = (
        "RFC 5424 STRUCTURED-DATA: SD-ID -> {PARAM-NAME: value}."),
     _f("log.source.address", "keyword", "Network peer (`ip:port`) that sent the record."),
     _f("observer.version", "keyword", "Version of the observing product."),
+    # -- rules engine (socd.engine, docs/rules.md) -------------------------------------
+    _f("socd.rule.count", "long",
+       "Events counted by the rule that fired (distinct values, sequence steps; 1 if stateless)."),
+    _f("socd.rule.window", "long", "Time window of the rule that fired, seconds."),
+    _f("socd.rule.group", "flattened",
+       "The values of the rule's group_by / by fields that fired ({field: value})."),
+    _f("socd.rule.trigger_hashes", "keyword",
+       "event.hash of the events that made the rule fire (at most 20).", array=True),
+    _f("socd.rule.escalated", "boolean",
+       "True when the alert's severity was raised by the rule's escalate: setting."),
+    _f("socd.actions.block.value", "keyword",
+       "A value (IP, domain, hash) the rule asks to block.", array=True),
+    _f("socd.actions.block.ttl_secs", "long", "How long to block it, seconds.", array=True),
+    _f("socd.actions.block.reason", "keyword", "Why: the rule id and title.", array=True),
+    _f("socd.actions.notify", "keyword",
+       "Notification tags of the rule that fired (`irt`, ...).", array=True),
 )
 
 FIELDS_BY_NAME: Final[Mapping[str, Field]] = {f.name: f for f in FIELDS}

@@ -70,6 +70,8 @@ _BUILTIN: tuple[PluginSpec, ...] = (
                "Append events as JSON lines to a file or stdout."),
     PluginSpec("sink", "sqlite", "socd.alerting.sqlite:SqliteSink",
                "The embedded alert store (SQLite)."),
+    PluginSpec("sink", "blocker", "socd.block.sink:BlockerSink",
+               "Block decisions: nftables/ipset and feeds for firewall appliances."),
 )  # fmt: skip
 
 REGISTRY: Mapping[Kind, Mapping[str, PluginSpec]] = {

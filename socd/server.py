@@ -35,6 +35,7 @@ from socd.components import build_classifier, build_decoders, dead_letter_for, i
 from socd.config import Config, Plugin
 from socd.errors import HealthCheckError
 from socd.http import HttpServer, make_app
+from socd.ioc.allowlist import load_allowlist
 from socd.pipeline import Pipeline, SinkRunner
 from socd.plugins import Collector
 
@@ -149,6 +150,9 @@ class Daemon:
 
     async def _start_sink(self, plugin: Plugin) -> SinkRunner:
         sink = instantiate(self.config, plugin, self.dead_letter)
+        if hasattr(sink, "use_allowlist"):
+            # The blocker must honour the top-level allowlist of own infrastructure.
+            sink.use_allowlist(load_allowlist(self.config))
         await sink.start()
         runner = SinkRunner(plugin.name, sink, plugin.config, self.dead_letter)
         try:
@@ -173,8 +177,8 @@ class Daemon:
             return
         if getattr(collector.config, "ioc_files", None):
             return
-        iocs = self.classifier.iocs
-        collector.ioc_lookup = iocs.match_ip if (iocs.ips or iocs.networks) else None
+        # Always hooked: entries imported later (`socd ioc import`) are seen too.
+        collector.ioc_lookup = self.classifier.iocs.match_ip
 
     async def _supervise(self, name: str, collector: Collector) -> None:
         """Run a collector; restart it with backoff if it fails."""
@@ -233,6 +237,8 @@ class Daemon:
                 new = config_mod.load(self.config.file)
                 decoders = build_decoders(new, self.dead_letter)
                 classifier = build_classifier(new)
+                if self.classifier is not None:
+                    classifier.carry_state_from(self.classifier)
             except Exception as exc:  # whatever goes wrong, the running config stays
                 metrics.CONFIG_RELOADS.labels("failure").inc()
                 log.error("reload rejected; the running configuration stays in force",

@@ -19,12 +19,31 @@ SAMPLES = [
 ]
 
 
-def run_replay(capsysbinary: pytest.CaptureFixture[bytes],
-               *args: str) -> tuple[int, list[dict], str]:
+def run_replay(capsysbinary: pytest.CaptureFixture[bytes], *args: str,
+               rule_alerts: bool = False) -> tuple[int, list[dict], str]:
+    """Run `socd replay`; the decoded events, or with ``rule_alerts`` only the alerts
+    the shipped rules raised (event.dataset socd.rules)."""
     code = cli.main(["replay", *args])
     out, err = capsysbinary.readouterr()
     lines = [orjson.loads(line) for line in out.splitlines()]
+    lines = [e for e in lines if (e["event"].get("dataset") == "socd.rules") == rule_alerts]
     return code, lines, err.decode()
+
+
+def test_replay_runs_the_shipped_rules(isolated_env: Path,
+                                      capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    path = str(SAMPLE_DIR / "server-edr.ndjson")
+    code, alerts, _ = run_replay(capsysbinary, "--format", "server_edr", path,
+                                 rule_alerts=True)
+    assert code == 0
+    assert alerts
+    for alert in alerts:
+        assert alert["event"]["kind"] == "alert"
+        assert alert["rule"]["id"]
+        assert alert["socd"]["severity_label"] in {"thấp", "trung bình", "cao", "nghiêm trọng"}
+    # Replays are deterministic: the same input gives the same alert ids.
+    _, again, _ = run_replay(capsysbinary, "--format", "server_edr", path, rule_alerts=True)
+    assert [a["event"]["hash"] for a in again] == [a["event"]["hash"] for a in alerts]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,6 +67,8 @@ def test_replay_sample_writes_ndjson(fmt: str, sample: str, isolated_env: Path,
     records = [line for line in path.read_bytes().splitlines() if line.strip()]
     code, events, err = run_replay(capsysbinary, "--format", fmt, str(path))
     assert code == 0, err
+    # The shipped rules add alerts of their own (event.dataset socd.rules).
+    events = [e for e in events if e["event"].get("dataset") != "socd.rules"]
     assert len(events) == len(records)
     for event in events:
         assert event["socd"]["decoder"] == fmt
@@ -85,7 +106,10 @@ def test_replay_stats(isolated_env: Path, capsysbinary: pytest.CaptureFixture[by
     code, events, err = run_replay(capsysbinary, "--format", "json", "--stats", path, path)
     assert code == 0
     stats = orjson.loads(err.strip().splitlines()[-1])
-    assert stats["records"] == stats["events"] == len(events)
+    _, rule_alerts, _ = run_replay(capsysbinary, "--format", "json", path, path,
+                                   rule_alerts=True)
+    assert stats["records"] == len(events)
+    assert stats["events"] == len(events) + len(rule_alerts)
     assert stats["failed"] == {}
 
 

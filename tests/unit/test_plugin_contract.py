@@ -38,6 +38,7 @@ SAMPLES: dict[str, dict[str, dict[str, Any]]] = {
         "winlogbeat": {"type": "winlogbeat"},
     },
     "sink": {
+        "blocker": {"type": "blocker", "backend": "none"},
         "elasticsearch": {"type": "elasticsearch"},
         "ndjson": {"type": "ndjson", "path": "out.ndjson"},
         "sqlite": {"type": "sqlite"},

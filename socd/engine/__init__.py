@@ -1,0 +1,91 @@
+"""The detection rules engine (docs/rules.md).
+
+Entry points for the pipeline::
+
+    engine = build_engine(config)            # raises ConfigError
+    events = engine.process(events)          # input events + new alerts
+    new.carry_state_from(old)                # on reload
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+from socd.config import Config
+from socd.engine.compiler import IocLookup
+from socd.engine.engine import RuleEngine, event_time
+from socd.engine.loader import CompiledRule, expand_paths, load_files, load_paths, load_text
+from socd.errors import ConfigError, ConfigProblem
+
+__all__ = ["CompiledRule", "RuleEngine", "build_engine", "event_time", "expand_paths",
+           "ioc_lookup_from_files", "load_config_rules", "load_files", "load_paths",
+           "load_text"]
+
+
+def load_config_rules(config: Config) -> list[CompiledRule]:
+    """Every rule the config names (disabled ones included, marked by the caller)."""
+    cfg = config.document.rules
+    files = expand_paths(cfg.paths, config.config_dir)
+    problems: list[ConfigProblem] = []
+    for i, raw in enumerate(cfg.paths):
+        if raw != "builtin" and not any(ch in raw for ch in "*?["):
+            path = config.resolve(raw)
+            if not os.path.exists(path):
+                problems.append(ConfigProblem(config.file, f"rules.paths[{i}]",
+                                              f"no such file or directory: {path}"))
+    if problems:
+        raise ConfigError(problems)
+    return load_files(files)
+
+
+def ioc_lookup_from_files(paths: list[str]) -> IocLookup:
+    """A lookup over plain-text IoC lists (socd.classify.IocSet), until socd.ioc exists."""
+    from socd.classify import IocSet
+
+    iocs = IocSet()
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            iocs.add_lines(fh, default_ref=path.rsplit("/", 1)[-1])
+
+    def lookup(kind: str, value: str, source: str | None = None) -> bool:
+        if kind == "ip":
+            ref = iocs.match_ip(value)
+        elif kind == "domain":
+            ref = iocs.domains.get(value)
+        else:
+            ref = iocs.hashes.get(value)
+        return ref is not None and (source is None or ref == source)
+    return lookup
+
+
+def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> RuleEngine:
+    """The rules engine for ``config``: rules loaded and compiled; raises ConfigError.
+
+    ``ioc_lookup(kind, value[, source]) -> bool`` serves ``ioc`` conditions; by
+    default the lists of ``classification.ioc_files`` are used (loaded only when a
+    rule needs them).
+    """
+    cfg = config.document.rules
+    rules = load_config_rules(config)
+    known = {r.id for r in rules}
+    problems = []
+    for i, rule_id in enumerate(cfg.disabled):
+        if rule_id not in known:
+            close = difflib.get_close_matches(rule_id, sorted(known), n=1)
+            problems.append(ConfigProblem(
+                config.file, f"rules.disabled[{i}]", f"no rule has id {rule_id!r}",
+                f"did you mean {close[0]!r}?" if close else "see `socd rules list`"))
+    if problems:
+        raise ConfigError(problems)
+    disabled = set(cfg.disabled)
+    active = [r for r in rules if r.rule.enabled and r.id not in disabled]
+    if ioc_lookup is None and any(r.uses_ioc for r in active):
+        paths = [config.resolve(p) for p in config.document.classification.ioc_files]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise ConfigError([ConfigProblem(config.file, "classification.ioc_files",
+                                             f"no such file: {missing[0]}")])
+        ioc_lookup = ioc_lookup_from_files(paths)
+    return RuleEngine(active, ioc_lookup=ioc_lookup,
+                      max_out_of_order_secs=cfg.max_out_of_order_secs)

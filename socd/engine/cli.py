@@ -1,0 +1,66 @@
+"""``socd test-rules`` and ``socd rules list``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from socd import config as config_mod
+from socd.engine.loader import CompiledRule, load_paths
+
+
+def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+    test = sub.add_parser("test-rules", help="run the tests written in rule files")
+    with_config(test)
+    test.add_argument("-k", dest="keyword", metavar="SUBSTRING",
+                      help="only tests whose 'rule-id: test name' contains SUBSTRING")
+    test.add_argument("paths", nargs="*", metavar="PATH",
+                      help="rule files or directories (default: the configured rule paths)")
+    test.set_defaults(handler=_test_rules)
+
+    rules = sub.add_parser("rules", help="inspect detection rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    listing = rules_sub.add_parser("list", help="id, severity, layer, enabled and file of "
+                                   "every rule")
+    with_config(listing)
+    listing.add_argument("paths", nargs="*", metavar="PATH",
+                         help="rule files or directories (default: the configured rule paths)")
+    listing.set_defaults(handler=_list_rules)
+
+    from socd.sigma_cli import add_import_sigma
+
+    add_import_sigma(rules_sub)
+
+
+def _load(args: argparse.Namespace) -> tuple[list[CompiledRule], set[str]]:
+    if args.paths:
+        return load_paths(args.paths), set()
+    from socd.engine import load_config_rules
+
+    cfg = config_mod.load(args.config)
+    return load_config_rules(cfg), set(cfg.document.rules.disabled)
+
+
+def _test_rules(args: argparse.Namespace) -> int:
+    from socd.engine.testing import report, run_tests
+
+    rules, _ = _load(args)
+    outcomes = run_tests(rules, args.keyword)
+    return report(rules, outcomes, sys.stdout)
+
+
+def _list_rules(args: argparse.Namespace) -> int:
+    rules, disabled = _load(args)
+    rows = [("ID", "SEVERITY", "LAYER", "ENABLED", "FILE")]
+    for r in rules:
+        enabled = r.rule.enabled and r.id not in disabled
+        where = r.file if r.line is None else f"{r.file}:{r.line}"
+        rows.append((r.id, r.rule.severity.value, str(r.rule.layer),
+                     "yes" if enabled else "no", where))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  "
+              + row[4])
+    return 0

@@ -1,0 +1,601 @@
+"""Condition trees -> plain Python closures (no ``eval``).
+
+Each leaf becomes a closure over a precomputed field getter and a scalar test;
+groups become ``all``/``any``/``not`` over their children. Arrays match when any
+element matches. String comparisons fold case with :meth:`str.casefold` (cached)
+unless ``case: sensitive``. CIDR lists become sorted, merged integer ranges
+searched with :func:`bisect`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import functools
+import ipaddress
+import math
+import re
+import socket
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from socd.errors import ConfigProblem
+from socd.event import Event
+
+Matcher = Callable[[Event], bool]
+Test = Callable[[Any], bool]
+IocLookup = Callable[..., bool]
+
+STRING_OPS = ("equals", "in", "prefix", "suffix", "contains", "regex")
+NUMBER_OPS = ("gt", "gte", "lt", "lte")
+OPS = (*STRING_OPS, *NUMBER_OPS, "cidr", "exists", "ioc")
+LEAF_KEYS = ("field", "case", *OPS)
+GROUPS = ("all", "any", "not")
+IOC_KINDS = ("ip", "domain", "hash")
+
+# Fields an event is routed on: a rule whose top-level ``all`` holds an equals/in
+# leaf on one of these is only tried on events with one of its values. Most
+# selective first.
+INDEX_FIELDS = ("event.code", "event.action", "winlog.channel", "event.provider",
+                "event.dataset", "event.category", "event.module", "observer.type",
+                "event.kind")
+
+_MISSING = object()
+
+# -- value helpers -------------------------------------------------------------------
+
+_FOLDED: dict[str, str] = {}
+_FOLD_MAX = 200_000
+
+
+def folded(text: str) -> str:
+    """``text.casefold()``, cached (the same values recur in every batch)."""
+    f = _FOLDED.get(text)
+    if f is None:
+        f = text.casefold()
+        if len(_FOLDED) >= _FOLD_MAX:
+            _FOLDED.clear()
+        _FOLDED[text] = f
+    return f
+
+
+def as_text(value: Any) -> str | None:
+    """The text form a string operator compares (numbers as written, bools lowercase)."""
+    t = type(value)
+    if t is str:
+        return value  # type: ignore[no-any-return]
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return str(value)
+    if t is float:
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
+
+
+def index_key(value: Any) -> str | None:
+    text = as_text(value)
+    return folded(text) if text is not None else None
+
+
+def as_number(value: Any) -> float | None:
+    t = type(value)
+    if t is int or t is float:
+        return value  # type: ignore[no-any-return]
+    if t is str:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+@functools.lru_cache(maxsize=131072)
+def ip_int(text: str) -> tuple[int, int] | None:
+    """``(version, integer)`` of an IP address text, or None."""
+    try:
+        if ":" in text:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except (OSError, ValueError):
+        pass
+    try:  # forms inet_pton refuses but ipaddress accepts (IPv6 zone ids)
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return addr.version, int(addr)
+
+
+def make_getter(path: str) -> Callable[[Event], Any]:
+    """A fast getter for a dotted path of a nested event."""
+    parts = tuple(path.split("."))
+    if len(parts) == 1:
+        (a,) = parts
+        return lambda e: e.get(a)
+    if len(parts) == 2:
+        a, b = parts
+
+        def get2(e: Event) -> Any:
+            v = e.get(a)
+            return v.get(b) if type(v) is dict else None
+        return get2
+    if len(parts) == 3:
+        a, b, c = parts
+
+        def get3(e: Event) -> Any:
+            v = e.get(a)
+            if type(v) is not dict:
+                return None
+            v = v.get(b)
+            return v.get(c) if type(v) is dict else None
+        return get3
+
+    def getn(e: Event) -> Any:
+        v: Any = e
+        for p in parts:
+            if type(v) is not dict:
+                return None
+            v = v.get(p)
+        return v
+    return getn
+
+
+# -- compilation ---------------------------------------------------------------------
+
+
+@dataclass
+class IocRef:
+    """Where ``ioc`` leaves find the lookup; set by the engine that runs the rules."""
+
+    lookup: IocLookup | None = None
+
+
+@dataclass
+class Context:
+    """Per-file compilation context: where problems are reported."""
+
+    file: str
+    lines: Mapping[tuple[Any, ...], int] = field(default_factory=dict)
+    problems: list[ConfigProblem] = field(default_factory=list)
+    ioc: IocRef = field(default_factory=IocRef)
+    uses_ioc: bool = False
+
+    def problem(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
+        self.problems.append(ConfigProblem(self.file, dotted(loc), message, hint,
+                                           line_for(self.lines, loc)))
+
+
+def dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def line_for(lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    key = tuple(loc)
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key[:-1]
+    return None
+
+
+def _did_you_mean(key: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(options), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(options)}"
+
+
+def compile_condition(raw: Any, loc: tuple[Any, ...], ctx: Context) -> Matcher | None:
+    """Compile a condition tree; problems go to ``ctx`` (returns None then)."""
+    if not isinstance(raw, Mapping) or not raw:
+        ctx.problem(loc, "a condition must be a mapping: a leaf {field: ..., OP: ...} or "
+                    "all:/any:/not:")
+        return None
+    groups = [k for k in raw if k in GROUPS]
+    if groups:
+        if len(raw) != 1:
+            extra = sorted(str(k) for k in raw if k != groups[0])
+            ctx.problem((*loc, extra[0]), f"{groups[0]}: cannot be combined with other keys",
+                        f"put them in a list under all: (found {', '.join(extra)})")
+            return None
+        kind = groups[0]
+        body = raw[kind]
+        if kind == "not":
+            inner = compile_condition(body, (*loc, "not"), ctx)
+            if inner is None:
+                return None
+            return lambda e: not inner(e)
+        if not isinstance(body, list) or not body:
+            ctx.problem((*loc, kind), f"{kind}: needs a non-empty list of conditions")
+            return None
+        children = [compile_condition(c, (*loc, kind, i), ctx) for i, c in enumerate(body)]
+        if any(c is None for c in children):
+            return None
+        fns: list[Matcher] = [c for c in children if c is not None]
+        if len(fns) == 1:
+            return fns[0]
+        if kind == "all":
+            if len(fns) == 2:
+                f0, f1 = fns
+                return lambda e: f0(e) and f1(e)
+            if len(fns) == 3:
+                f0, f1, f2 = fns
+                return lambda e: f0(e) and f1(e) and f2(e)
+            tup = tuple(fns)
+
+            def all_n(e: Event) -> bool:
+                for f in tup:  # noqa: SIM110
+                    if not f(e):
+                        return False
+                return True
+            return all_n
+        tup = tuple(fns)
+        if len(tup) == 2:
+            g0, g1 = tup
+            return lambda e: g0(e) or g1(e)
+
+        def any_n(e: Event) -> bool:
+            for f in tup:  # noqa: SIM110
+                if f(e):
+                    return True
+            return False
+        return any_n
+    return _compile_leaf(raw, loc, ctx)
+
+
+def _compile_leaf(raw: Mapping[str, Any], loc: tuple[Any, ...], ctx: Context) -> Matcher | None:
+    ok = True
+    for key in raw:
+        if key not in LEAF_KEYS:
+            ctx.problem((*loc, key), f"unknown key {key!r}",
+                        _did_you_mean(str(key), (*LEAF_KEYS, *GROUPS)))
+            ok = False
+    path = raw.get("field")
+    if not isinstance(path, str) or not path:
+        ctx.problem((*loc, "field"), "a condition leaf needs field: (a dotted event path)")
+        ok = False
+    ops = [k for k in raw if k in OPS]
+    if not ops:
+        if ok:
+            ctx.problem(loc, "a condition leaf needs an operator",
+                        f"one of {', '.join(OPS)}")
+        return None
+    if len(ops) > 1:
+        ctx.problem((*loc, ops[1]), f"one operator per leaf, found {', '.join(ops)}",
+                    "combine leaves with all: [...]")
+        return None
+    op = ops[0]
+    case = raw.get("case", "insensitive")
+    if case not in ("insensitive", "sensitive"):
+        ctx.problem((*loc, "case"), f"case must be insensitive or sensitive, got {case!r}")
+        ok = False
+    elif "case" in raw and op not in STRING_OPS:
+        ctx.problem((*loc, "case"), f"case: applies to string operators, not {op}")
+        ok = False
+    if not ok:
+        return None
+    assert isinstance(path, str)
+    getter = make_getter(path)
+    value = raw[op]
+    vloc = (*loc, op)
+    if op == "exists":
+        if not isinstance(value, bool):
+            ctx.problem(vloc, f"exists: takes true or false, got {value!r}")
+            return None
+        if value:
+            return lambda e: getter(e) is not None
+        return lambda e: getter(e) is None
+    test = _scalar_test(op, value, case == "insensitive", vloc, ctx)
+    if test is None:
+        return None
+
+    parts = path.split(".")
+    if len(parts) == 2:
+        a, b = parts
+
+        def leaf2(e: Event) -> bool:
+            v = e.get(a)
+            if type(v) is not dict:
+                return False
+            v = v.get(b)
+            if v is None:
+                return False
+            if type(v) is list:
+                for x in v:  # noqa: SIM110
+                    if x is not None and test(x):
+                        return True
+                return False
+            return test(v)
+        return leaf2
+
+    def leaf(e: Event) -> bool:
+        v = getter(e)
+        if v is None:
+            return False
+        if type(v) is list:
+            for x in v:  # noqa: SIM110
+                if x is not None and test(x):
+                    return True
+            return False
+        return test(v)
+    return leaf
+
+
+def _strings(value: Any, op: str, loc: tuple[Any, ...], ctx: Context,
+             *, allow_list: bool) -> list[str] | None:
+    items = value if isinstance(value, list) and allow_list else [value]
+    if isinstance(value, list) and not value:
+        ctx.problem(loc, f"{op}: needs at least one value")
+        return None
+    out = []
+    for i, item in enumerate(items):
+        text = as_text(item) if not isinstance(item, dict | list) else None
+        if text is None or item is None:
+            ctx.problem((*loc, i) if items is value else loc,
+                        f"{op}: takes {'strings or numbers' if allow_list else 'a value'}, "
+                        f"got {item!r}")
+            return None
+        out.append(unicodedata.normalize("NFC", text))
+    return out
+
+
+def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],  # noqa: PLR0915
+                 ctx: Context) -> Test | None:
+    if op in ("equals", "in"):
+        if op == "equals" and isinstance(value, list):
+            ctx.problem(loc, "equals: takes one value", "use in: [...] for a list")
+            return None
+        if op == "in" and not isinstance(value, list):
+            ctx.problem(loc, "in: takes a list", "use equals: for one value")
+            return None
+        values = _strings(value, op, loc, ctx, allow_list=True)
+        if values is None:
+            return None
+        if insensitive:
+            targets = frozenset(v.casefold() for v in values)
+            if len(targets) == 1:
+                (target,) = targets
+
+                def eq_fold(x: Any) -> bool:
+                    t = x if type(x) is str else as_text(x)
+                    return t is not None and folded(t) == target
+                return eq_fold
+
+            def in_fold(x: Any) -> bool:
+                t = x if type(x) is str else as_text(x)
+                return t is not None and folded(t) in targets
+            return in_fold
+        exact = frozenset(values)
+
+        def in_exact(x: Any) -> bool:
+            t = x if type(x) is str else as_text(x)
+            return t is not None and t in exact
+        return in_exact
+    if op in ("prefix", "suffix", "contains"):
+        values = _strings(value, op, loc, ctx, allow_list=True)
+        if values is None:
+            return None
+        subs = tuple(v.casefold() for v in values) if insensitive else tuple(values)
+        norm: Callable[[str], str] = folded if insensitive else (lambda s: s)
+        if op == "prefix":
+            return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+                norm(t).startswith(subs)
+        if op == "suffix":
+            return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+                norm(t).endswith(subs)
+        if len(subs) == 1:
+            (sub,) = subs
+            return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+                sub in norm(t)
+        if len(subs) <= 4:
+            def contains_any(x: Any) -> bool:
+                t = x if type(x) is str else as_text(x)
+                if t is None:
+                    return False
+                n = norm(t)
+                for s in subs:  # noqa: SIM110
+                    if s in n:
+                        return True
+                return False
+            return contains_any
+        pattern = re.compile("|".join(re.escape(s) for s in sorted(subs, key=len,
+                                                                    reverse=True)))
+        return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+            pattern.search(norm(t)) is not None
+    if op == "regex":
+        if not isinstance(value, str):
+            ctx.problem(loc, f"regex: takes a pattern string, got {value!r}")
+            return None
+        try:
+            pat = re.compile(value, re.IGNORECASE if insensitive else 0)
+        except re.error as exc:
+            ctx.problem(loc, f"invalid regular expression: {exc}",
+                        "Python re syntax; quote the pattern in YAML with single quotes")
+            return None
+        search = pat.search
+        return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+            search(t) is not None
+    if op in NUMBER_OPS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            ctx.problem(loc, f"{op}: takes a number, got {value!r}")
+            return None
+        bound = value
+        cmp = {"gt": lambda n: n > bound, "gte": lambda n: n >= bound,
+               "lt": lambda n: n < bound, "lte": lambda n: n <= bound}[op]
+
+        def number_test(x: Any) -> bool:
+            if type(x) is bool:
+                return False
+            n = as_number(x)
+            return n is not None and not math.isnan(n) and cmp(n)
+        return number_test
+    if op == "cidr":
+        return _cidr_test(value, loc, ctx)
+    if op == "ioc":
+        return _ioc_test(value, loc, ctx)
+    raise AssertionError(op)  # pragma: no cover
+
+
+def cidr_ranges(networks: Iterable[str]) -> dict[int, tuple[list[int], list[int]]]:
+    """Merged, sorted ``(starts, ends)`` integer ranges per IP version."""
+    by_version: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for text in networks:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+        by_version[net.version].append((int(net.network_address), int(net.broadcast_address)))
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for version, ranges in by_version.items():
+        ranges.sort()
+        starts: list[int] = []
+        ends: list[int] = []
+        for lo, hi in ranges:
+            if ends and lo <= ends[-1] + 1:
+                ends[-1] = max(ends[-1], hi)
+            else:
+                starts.append(lo)
+                ends.append(hi)
+        out[version] = (starts, ends)
+    return out
+
+
+def _cidr_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        ctx.problem(loc, "cidr: needs at least one network")
+        return None
+    good = []
+    for i, item in enumerate(items):
+        sub = (*loc, i) if isinstance(value, list) else loc
+        if not isinstance(item, str):
+            ctx.problem(sub, f"cidr: takes CIDR strings like 10.0.0.0/8, got {item!r}")
+            return None
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError as exc:
+            ctx.problem(sub, f"invalid CIDR {item!r}: {exc}",
+                        "write an IPv4 or IPv6 network like 10.0.0.0/8 or 2001:db8::/32")
+            return None
+        good.append(item)
+    ranges = cidr_ranges(good)
+    table = {v: r for v, r in ranges.items() if r[0]}
+    right = bisect.bisect_right
+
+    def in_cidr(x: Any) -> bool:
+        if type(x) is not str:
+            return False
+        parsed = ip_int(x)
+        if parsed is None:
+            return False
+        r = table.get(parsed[0])
+        if r is None:
+            return False
+        n = parsed[1]
+        i = right(r[0], n) - 1
+        return i >= 0 and n <= r[1][i]
+    return in_cidr
+
+
+def _ioc_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
+    source: str | None = None
+    if isinstance(value, Mapping):
+        for key in value:
+            if key not in ("kind", "source"):
+                ctx.problem((*loc, key), f"unknown key {key!r}",
+                            _did_you_mean(str(key), ("kind", "source")))
+                return None
+        kind = value.get("kind")
+        source = value.get("source")
+        if source is not None and not isinstance(source, str):
+            ctx.problem((*loc, "source"), "source: takes the IoC source or letter number")
+            return None
+        kloc: tuple[Any, ...] = (*loc, "kind")
+    else:
+        kind, kloc = value, loc
+    if kind not in IOC_KINDS:
+        close = difflib.get_close_matches(str(kind), IOC_KINDS, n=1)
+        ctx.problem(kloc, f"unknown IoC kind {kind!r}",
+                    f"did you mean {close[0]!r}?" if close else "use ip, domain or hash")
+        return None
+    ctx.uses_ioc = True
+    ref = ctx.ioc
+    if kind == "domain":
+        def norm(s: str) -> str:
+            return s.lower().rstrip(".")
+    elif kind == "hash":
+        norm = str.lower
+    else:
+        def norm(s: str) -> str:
+            return s
+
+    def ioc_test(x: Any) -> bool:
+        lookup = ref.lookup
+        if lookup is None or type(x) is not str:
+            return False
+        if source is None:
+            return bool(lookup(kind, norm(x)))
+        return bool(lookup(kind, norm(x), source))
+    return ioc_test
+
+
+def _leaf_entry(leaf: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    path = leaf.get("field")
+    if path not in INDEX_FIELDS:
+        return None
+    if "equals" in leaf:
+        values = [leaf["equals"]]
+    elif "in" in leaf and isinstance(leaf["in"], list):
+        values = leaf["in"]
+    else:
+        return None
+    if not values or any(isinstance(v, bool) or v is None for v in values):
+        return None
+    keys = [index_key(unicodedata.normalize("NFC", v) if isinstance(v, str) else v)
+            for v in values]
+    if any(k is None for k in keys):
+        return None
+    return path, [k for k in keys if k is not None]
+
+
+Entries = list[tuple[str, list[str]]]
+
+
+def _score(entries: Entries) -> tuple[int, int]:
+    """Lower is better: the least selective field used, then the number of values."""
+    return (max(INDEX_FIELDS.index(p) for p, _ in entries),
+            sum(len(v) for _, v in entries))
+
+
+def index_entries(raw: Any) -> Entries | None:
+    """What a condition requires of the routing fields, as a disjunction.
+
+    Returns ``[(field, folded values), ...]``: the condition can only be true for
+    an event whose ``field`` has one of ``values`` for at least one entry. None
+    when no such requirement can be read off (the rule goes to the catch-all
+    list). The compiled matcher still checks everything, so this only has to be
+    implied by the condition.
+    """
+    if not isinstance(raw, Mapping) or (len(raw) != 1 and "field" not in raw):
+        return None
+    if "all" in raw and len(raw) == 1:
+        items = raw["all"]
+        if not isinstance(items, list):
+            return None
+        options = [e for e in (index_entries(c) for c in items) if e is not None]
+        return min(options, key=_score) if options else None
+    if "any" in raw and len(raw) == 1:
+        items = raw["any"]
+        if not isinstance(items, list) or not items:
+            return None
+        out: Entries = []
+        for c in items:
+            e = index_entries(c)
+            if e is None:
+                return None
+            out.extend(e)
+        return out
+    if "field" in raw:
+        entry = _leaf_entry(raw)
+        return [entry] if entry is not None else None
+    return None  # not: tells nothing

@@ -1,0 +1,530 @@
+"""The rules engine: a :class:`~socd.classify.Processor` that adds rule alerts.
+
+Hot path: each event is routed through an index (:data:`INDEX_FIELDS` values ->
+candidate rules, cached per value combination) so it meets only the rules that
+can match it; compiled closures do the matching; nothing is copied unless a
+rule fires. Stateful rules (threshold, sequence) keep bounded, LRU-evicted
+state per key and measure windows in event time, so replays give the same
+alerts as live processing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from prometheus_client import Counter
+
+from socd.engine.compiler import INDEX_FIELDS, IocLookup, as_text, index_key, make_getter
+from socd.engine.loader import CompiledRule
+from socd.event import Event, fingerprint, set_severity
+from socd.metrics import REGISTRY
+
+RULE_MATCHES = Counter(
+    "socd_rule_matches_total",
+    "Alerts emitted by a detection rule (after suppression).",
+    ["rule"],
+    registry=REGISTRY,
+)
+RULES_SUPPRESSED = Counter(
+    "socd_rules_suppressed_total",
+    "Rule firings dropped by the rule's suppress: window.",
+    ["rule"],
+    registry=REGISTRY,
+)
+RULES_LATE = Counter(
+    "socd_rules_late_events_total",
+    "Events older than the newest event time seen minus rules.max_out_of_order_secs, "
+    "matched by a threshold or sequence rule but left out of its state.",
+    registry=REGISTRY,
+)
+RULES_EVICTED = Counter(
+    "socd_rules_state_evictions_total",
+    "Keys (groups, sequences, suppression entries) dropped from a rule's state because "
+    "it reached its maximum number of keys (least recently used first).",
+    ["rule"],
+    registry=REGISTRY,
+)
+
+MAX_KEYS = 100_000
+MAX_TRIGGER_HASHES = 20
+COPY_SECTIONS = ("host", "source", "destination", "user", "process", "file", "url", "dns",
+                 "observer")
+SOCD_COPY = ("unit", "asset_kind", "system_level", "collector", "vendor_severity")
+
+STATELESS, THRESHOLD, DISTINCT, SEQUENCE = 0, 1, 2, 3
+
+_TS_CACHE: dict[str, float] = {}
+
+
+def event_time(value: Any) -> float | None:
+    """Epoch seconds of an ``@timestamp`` value (cached per text), or None."""
+    if type(value) is str:
+        t = _TS_CACHE.get(value)
+        if t is None:
+            try:
+                dt = datetime.fromisoformat(value)
+            except ValueError:
+                return None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            t = dt.timestamp()
+            if len(_TS_CACHE) >= 65536:
+                _TS_CACHE.clear()
+            _TS_CACHE[value] = t
+        return t
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value / 1000 if value > 1e11 else float(value)
+    return None
+
+
+def _hashable(value: Any) -> Any:
+    if type(value) is list:
+        return tuple(_hashable(v) for v in value)
+    if type(value) is dict:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return value
+
+
+def _key(getters: tuple[Callable[[Event], Any], ...], event: Event) -> tuple[Any, ...]:
+    return tuple(_hashable(g(event)) for g in getters)
+
+
+def _clone(value: Any) -> Any:
+    t = type(value)
+    if t is dict:
+        return {k: _clone(v) for k, v in value.items()}
+    if t is list:
+        return [_clone(v) for v in value]
+    return value
+
+
+def _event_hash(event: Event) -> str:
+    ev = event.get("event")
+    h = ev.get("hash") if type(ev) is dict else None
+    if type(h) is str:
+        return h
+    return fingerprint(orjson.dumps(event, option=orjson.OPT_SORT_KEYS, default=str))
+
+
+class _LRU(OrderedDict[Any, Any]):
+    """An OrderedDict with a size bound; evictions are counted per rule."""
+
+    def __init__(self, limit: int, counter: Any) -> None:
+        super().__init__()
+        self.limit = limit
+        self.counter = counter
+
+    def touch(self, key: Any, default: Callable[[], Any]) -> Any:
+        value = self.get(key)
+        if value is None:
+            value = default()
+            self[key] = value
+            if len(self) > self.limit:
+                self.popitem(last=False)
+                self.counter.inc()
+        else:
+            self.move_to_end(key)
+        return value
+
+
+class RuleState:
+    """Everything a rule remembers between batches."""
+
+    def __init__(self, rule_id: str, limit: int) -> None:
+        evicted = RULES_EVICTED.labels(rule_id)
+        self.groups = _LRU(limit, evicted)      # threshold / distinct / sequence progress
+        self.suppress = _LRU(limit, evicted)    # key -> event time of the last alert
+        self.escalate = _LRU(limit, evicted)    # key -> event times of recent firings
+
+
+class _Slot:
+    """A rule as the hot loop sees it (attributes resolved once)."""
+
+    __slots__ = ("crule", "id", "kind", "match", "order", "state", "steps")
+
+    def __init__(self, crule: CompiledRule, state: RuleState) -> None:
+        self.crule = crule
+        self.id = crule.id
+        self.order = crule.order
+        self.match = crule.match
+        self.steps = crule.steps
+        self.state = state
+        th = crule.rule.threshold
+        if th is not None:
+            self.kind = DISTINCT if th.distinct is not None else THRESHOLD
+        elif crule.rule.sequence is not None:
+            self.kind = SEQUENCE
+        else:
+            self.kind = STATELESS
+
+
+class RuleEngine:
+    """Runs compiled rules over batches of events; see docs/rules.md."""
+
+    def __init__(self, rules: Sequence[CompiledRule], *, ioc_lookup: IocLookup | None = None,
+                 max_out_of_order_secs: float = 300.0, max_keys: int = MAX_KEYS,
+                 include_disabled: bool = False) -> None:
+        self.rules = [r for r in rules if include_disabled or r.rule.enabled]
+        self.max_out_of_order_secs = float(max_out_of_order_secs)
+        self.max_keys = max_keys
+        self.max_time = -math.inf
+        self.ioc_lookup = ioc_lookup
+        for r in self.rules:
+            r.ioc.lookup = ioc_lookup
+        self.state: dict[str, RuleState] = {r.id: RuleState(r.id, max_keys) for r in self.rules}
+        self._by_id = {r.id: r for r in self.rules}
+        self._matches = {r.id: RULE_MATCHES.labels(r.id) for r in self.rules}
+        self._suppressed = {r.id: RULES_SUPPRESSED.labels(r.id) for r in self.rules}
+        self._build_index()
+
+    # -- index ---------------------------------------------------------------------
+
+    def _build_index(self) -> None:
+        self._slots = [_Slot(r, self.state[r.id]) for r in self.rules]
+        used: list[str] = []
+        table: dict[str, dict[str, list[_Slot]]] = {}
+        catch_all: list[_Slot] = []
+        for slot in self._slots:
+            entry = slot.crule.index
+            if entry is None:
+                catch_all.append(slot)
+                continue
+            for path, keys in entry:
+                bucket = table.setdefault(path, {})
+                for k in keys:
+                    slots = bucket.setdefault(k, [])
+                    if slot not in slots:
+                        slots.append(slot)
+        used = [p for p in INDEX_FIELDS if p in table]
+        self._index_paths = used
+        self._index_getters = tuple(make_getter(p) for p in used)
+        self._index_tables = [table[p] for p in used]
+        self._catch_all = catch_all
+        self._dispatch: dict[Any, tuple[_Slot, ...]] = {}
+
+    def _candidates_for(self, values: tuple[Any, ...]) -> tuple[_Slot, ...]:
+        found: dict[int, _Slot] = {s.order: s for s in self._catch_all}
+        for value, tbl in zip(values, self._index_tables, strict=True):
+            if value is None:
+                continue
+            for item in (value if type(value) is tuple else (value,)):
+                k = index_key(item)
+                if k is None:
+                    continue
+                for slot in tbl.get(k, ()):
+                    found[slot.order] = slot
+        return tuple(found[o] for o in sorted(found))
+
+    def candidates(self, event: Event) -> tuple[_Slot, ...]:
+        values = tuple(_hashable(g(event)) for g in self._index_getters)
+        cands = self._dispatch.get(values)
+        if cands is None:
+            cands = self._candidates_for(values)
+            if len(self._dispatch) >= 65536:
+                self._dispatch.clear()
+            self._dispatch[values] = cands
+        return cands
+
+    @staticmethod
+    def _slot_matches(slot: _Slot, event: Event) -> bool:
+        if slot.match is not None and not slot.match(event):
+            return False
+        if slot.kind == SEQUENCE:
+            return any(step(event) for step in slot.steps)
+        return True
+
+    def matching_rules(self, event: Event) -> list[str]:
+        """Ids of the rules whose conditions match ``event`` (through the index)."""
+        return [s.id for s in self.candidates(event) if self._slot_matches(s, event)]
+
+    def matching_rules_bruteforce(self, event: Event) -> list[str]:
+        """:meth:`matching_rules` without the index (for tests)."""
+        return [s.id for s in self._slots if self._slot_matches(s, event)]
+
+    # -- processing ----------------------------------------------------------------
+
+    def process(self, events: list[Event]) -> list[Event]:  # noqa: PLR0915 (hot loop)
+        """Return ``events`` followed by the alerts the rules raised on them."""
+        if not self._slots or not events:
+            return events
+        alerts: list[Event] = []
+        pending: list[tuple[float, int, _Slot, Event, list[int] | None]] = []
+        getters = self._index_getters
+        dispatch = self._dispatch
+        bound = self.max_out_of_order_secs
+        max_time = self.max_time
+        late_count = 0
+        for n, event in enumerate(events):
+            values = tuple([_hashable(g(event)) for g in getters])
+            cands = dispatch.get(values)
+            if cands is None:
+                cands = self.candidates(event)
+            ts = event_time(event.get("@timestamp"))
+            if ts is None:
+                ts = max_time if max_time > -math.inf else 0.0
+            late = ts < max_time - bound
+            max_time = max(max_time, ts)
+            if not cands:
+                continue
+            counted_late = False
+            for slot in cands:
+                match = slot.match
+                kind = slot.kind
+                if kind == SEQUENCE:
+                    if match is not None and not match(event):
+                        continue
+                    hit = [i for i, step in enumerate(slot.steps) if step(event)]
+                    if not hit:
+                        continue
+                    if late:
+                        counted_late = True
+                        continue
+                    pending.append((ts, n, slot, event, hit))
+                    continue
+                if match is not None and not match(event):
+                    continue
+                if kind == STATELESS:
+                    self._fire(slot, event, ts, 1, (), [_event_hash(event)], alerts)
+                elif late:
+                    counted_late = True
+                else:
+                    pending.append((ts, n, slot, event, None))
+            if counted_late:
+                late_count += 1
+        self.max_time = max_time
+        if late_count:
+            RULES_LATE.inc(late_count)
+        if pending:
+            pending.sort(key=lambda p: (p[0], p[1], p[2].order))
+            for ts, _, slot, event, hit in pending:
+                if slot.kind == THRESHOLD:
+                    self._threshold(slot, event, ts, alerts)
+                elif slot.kind == DISTINCT:
+                    self._distinct(slot, event, ts, alerts)
+                else:
+                    assert hit is not None
+                    self._sequence(slot, event, ts, hit, alerts)
+        if not alerts:
+            return events
+        return events + alerts
+
+    def _threshold(self, slot: _Slot, event: Event, ts: float, alerts: list[Event]) -> None:
+        crule = slot.crule
+        th = crule.rule.threshold
+        assert th is not None
+        assert th.count is not None
+        key = _key(crule.group_getters, event) if crule.group_getters else ()
+        items: list[tuple[float, str]] = slot.state.groups.touch(key, list)
+        item = (ts, _event_hash(event))
+        if not items or ts >= items[-1][0]:
+            items.append(item)
+        else:
+            bisect.insort(items, item)
+        low = items[-1][0] - th.window
+        i = 0
+        while items[i][0] < low:
+            i += 1
+        if i:
+            del items[:i]
+        if len(items) >= th.count:
+            del slot.state.groups[key]
+            hashes = [h for _, h in items]
+            self._fire(slot, event, ts, len(items), key, hashes, alerts)
+
+    def _distinct(self, slot: _Slot, event: Event, ts: float, alerts: list[Event]) -> None:
+        crule = slot.crule
+        th = crule.rule.threshold
+        assert th is not None
+        assert th.distinct is not None
+        assert crule.distinct_getter is not None
+        value = crule.distinct_getter(event)
+        if value is None:
+            return
+        key = _key(crule.group_getters, event) if crule.group_getters else ()
+        seen: dict[str, tuple[float, str]] = slot.state.groups.touch(key, dict)
+        h = _event_hash(event)
+        for v in (value if type(value) is list else (value,)):
+            text = as_text(v)
+            if text is None:
+                continue
+            old = seen.get(text)
+            if old is None or old[0] <= ts:
+                seen[text] = (ts, h)
+        if len(seen) < th.distinct.count:
+            return
+        low = ts - th.window
+        for text in [t for t, (when, _) in seen.items() if when < low or when > ts + th.window]:
+            del seen[text]
+        if len(seen) >= th.distinct.count:
+            del slot.state.groups[key]
+            hashes = [h for _, h in sorted(seen.values())]
+            self._fire(slot, event, ts, len(seen), key, hashes, alerts)
+
+    def _sequence(self, slot: _Slot, event: Event, ts: float, hit: list[int],
+                  alerts: list[Event]) -> None:
+        crule = slot.crule
+        seq = crule.rule.sequence
+        assert seq is not None
+        key = _key(crule.group_getters, event) if crule.group_getters else ()
+        groups = slot.state.groups
+        last = len(slot.steps) - 1
+        parts: list[tuple[float, float, tuple[str, ...]] | None] | None = groups.get(key)
+        if parts is None:
+            if 0 not in hit:
+                return
+            parts = groups.touch(key, lambda: [None] * last)
+        else:
+            groups.move_to_end(key)
+        h = _event_hash(event)
+        for j in reversed(hit):
+            if j == 0:
+                parts[0] = (ts, ts, (h,))
+                continue
+            prev = parts[j - 1]
+            if prev is None or ts < prev[1] or ts - prev[0] > seq.window:
+                continue
+            chain = (prev[0], ts, (*prev[2], h))
+            if j == last:
+                groups.pop(key, None)
+                self._fire(slot, event, ts, len(slot.steps), key, list(chain[2]), alerts)
+                return
+            cur = parts[j]
+            if cur is None or cur[0] <= chain[0] or ts - cur[0] > seq.window:
+                parts[j] = chain
+
+    # -- firing --------------------------------------------------------------------
+
+    def _fire(self, slot: _Slot, event: Event, ts: float, count: int, key: tuple[Any, ...],
+              hashes: list[str], alerts: list[Event]) -> None:
+        crule = slot.crule
+        rule = crule.rule
+        state = slot.state
+        severity = rule.severity
+        escalated = False
+        if rule.escalate is not None and crule.escalate_getters is not None:
+            ekey = _key(crule.escalate_getters, event)
+            times: list[float] = state.escalate.touch(ekey, list)
+            times.append(ts)
+            low = ts - rule.escalate.window
+            times[:] = [t for t in times if t >= low]
+            if len(times) >= rule.escalate.count:
+                times.clear()
+                escalated = True
+                severity = severity.raised()
+        if rule.suppress is not None and crule.suppress_getters is not None:
+            skey = _key(crule.suppress_getters, event)
+            last = state.suppress.get(skey)
+            if not escalated and last is not None and abs(ts - last) < rule.suppress.window:
+                self._suppressed[slot.id].inc()
+                return
+            state.suppress[skey] = ts
+            state.suppress.move_to_end(skey)
+            if len(state.suppress) > state.suppress.limit:
+                state.suppress.popitem(last=False)
+                state.suppress.counter.inc()
+        alerts.append(self._alert(crule, event, count, key, hashes, severity, escalated))
+        self._matches[slot.id].inc()
+
+    def _alert(self, crule: CompiledRule, event: Event, count: int, key: tuple[Any, ...],  # noqa: PLR0915
+               hashes: list[str], severity: Any, escalated: bool) -> Event:
+        rule = crule.rule
+        alert: Event = {"@timestamp": event.get("@timestamp")}
+        for section in COPY_SECTIONS:
+            value = event.get(section)
+            if value is not None:
+                alert[section] = _clone(value)
+        first = hashes[0] if hashes else ""
+        group = {f: _clone(crule.group_getters[i](event)) for i, f in
+                 enumerate(crule.group_fields)}
+        alert["event"] = {
+            "kind": "alert", "module": "socd", "dataset": "socd.rules",
+            "hash": fingerprint("rule", rule.id,
+                                orjson.dumps([list(v) if isinstance(v, tuple) else v
+                                              for v in key], default=str), first),
+        }
+        created = event.get("event", {}).get("created") if type(event.get("event")) is dict \
+            else None
+        if created is not None:
+            alert["event"]["created"] = created
+        rule_obj: dict[str, Any] = {"id": rule.id, "name": rule.title.vi, "ruleset": "socd"}
+        if rule.description is not None:
+            rule_obj["description"] = rule.description.vi
+        if rule.category is not None:
+            rule_obj["category"] = rule.category
+        if rule.references:
+            rule_obj["reference"] = list(rule.references)
+        if rule.version is not None:
+            rule_obj["version"] = rule.version
+        alert["rule"] = rule_obj
+        techniques = crule.techniques
+        if techniques:
+            alert["threat"] = {"framework": "MITRE ATT&CK",
+                               "technique": {"id": list(techniques)}}
+        if crule.plain_tags:
+            alert["tags"] = list(crule.plain_tags)
+        message = rule.title.vi
+        if group:
+            message += " (" + ", ".join(f"{f}={v}" for f, v in group.items()
+                                        if v is not None) + ")"
+        alert["message"] = message
+        socd: dict[str, Any] = {}
+        src_socd = event.get("socd")
+        if type(src_socd) is dict:
+            for name in SOCD_COPY:
+                if name in src_socd:
+                    socd[name] = _clone(src_socd[name])
+        alert["socd"] = socd
+        set_severity(alert, severity)
+        socd["layer"] = rule.layer
+        meta: dict[str, Any] = {"count": count, "trigger_hashes": hashes[-MAX_TRIGGER_HASHES:]}
+        window = crule.window
+        if window is not None:
+            meta["window"] = int(window)
+        if group:
+            meta["group"] = group
+        if escalated:
+            meta["escalated"] = True
+        socd["rule"] = meta
+        if crule.block or crule.notify:
+            actions: dict[str, Any] = {}
+            if crule.block:
+                reason = f"{rule.id}: {rule.title.vi}"
+                blocks = []
+                for getter, _field, ttl in crule.block:
+                    value = getter(event)
+                    for v in (value if type(value) is list else [value]):
+                        if v is not None:
+                            blocks.append({"value": v, "ttl_secs": int(ttl), "reason": reason})
+                if blocks:
+                    actions["block"] = blocks
+            if crule.notify:
+                actions["notify"] = list(crule.notify)
+            if actions:
+                socd["actions"] = actions
+        return alert
+
+    # -- reload --------------------------------------------------------------------
+
+    def carry_state_from(self, old: RuleEngine) -> list[str]:
+        """Keep the state of rules whose definition is unchanged (SIGHUP reload).
+
+        Returns the ids of the rules whose state was carried over.
+        """
+        carried = []
+        for crule in self.rules:
+            prev = old._by_id.get(crule.id)
+            if prev is not None and prev.def_hash == crule.def_hash:
+                self.state[crule.id] = old.state[crule.id]
+                carried.append(crule.id)
+        self.max_time = max(self.max_time, old.max_time)
+        self._build_index()
+        return carried
+
+    def rule_ids(self) -> Iterable[str]:
+        return (r.id for r in self.rules)

@@ -1,0 +1,637 @@
+"""Reading IoC feeds into :class:`~socd.ioc.store.Entry` lists.
+
+Formats: plain text, CSV, IPsum, STIX 2.1 bundles and MISP event JSON. Every
+parser returns ``(entries, rejected)`` where ``rejected`` lists
+``(where, reason)`` for each input item that was not turned into an entry
+(malformed value, unsupported STIX pattern, MISP attribute of another type...).
+Nothing is ever dropped silently.
+
+Reference (``ref``): an entry's own reference (a ``# ref:`` comment line, a CSV
+column, STIX ``external_references``, a letter number in a MISP event's info or
+tags) wins; ``Options.ref`` is used for entries without one, and failing that
+the source name.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from socd.ioc.allowlist import Allowlist
+from socd.ioc.normalize import IndicatorError, normalize
+from socd.ioc.store import Entry
+
+Rejected = list[tuple[str, str]]
+Parsed = tuple[list[Entry], Rejected]
+
+_REF_LINE = re.compile(
+    r"^#\s*(?:source\s+)?(?:reference|ref|letter|công văn)\s*[:=]\s*(.+)$", re.IGNORECASE)
+LETTER = re.compile(r"\d+/[\w.-]*[A-Za-zĐđ][\w.-]*")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the caller knows about the batch (from the CLI)."""
+
+    source: str
+    ref: str = ""
+    confidence: int = 50
+    expires: int | None = None  # Unix seconds
+    tags: tuple[str, ...] = ()
+    now: int = 0  # 0 = time.time()
+
+    def clock(self) -> int:
+        return self.now or int(time.time())
+
+
+def parse_time(value: Any) -> int | None:
+    """Unix seconds from ISO 8601 (date or date-time), dd/mm/yyyy, or epoch seconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    m = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", text)
+    if m:
+        d, mo, y = (int(g) for g in m.groups())
+        return calendar.timegm((y, mo, d, 0, 0, 0))
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+    except ValueError as exc:
+        raise ValueError(f"not a date: {value!r}") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)  # noqa: UP017 - explicit for readers
+    return int(dt.timestamp())
+
+
+def parse_duration(text: str) -> int:
+    """Seconds from ``30d``, ``12h``, ``90m``, ``2w`` or plain seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhdw]?)\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30d, 12h, 2w)")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[m.group(2)]
+    return int(m.group(1)) * unit
+
+
+def _entry(opts: Options, value: str, kind: str | None = None, *, ref: str = "",
+           confidence: int | None = None, first_seen: int | None = None,
+           last_seen: int | None = None, expires: int | None = None,
+           tags: Iterable[str] = ()) -> Entry:
+    k, v = normalize(value, kind)
+    conf = opts.confidence if confidence is None else confidence
+    if not 0 <= conf <= 100:
+        raise IndicatorError(f"confidence {conf} is not within 0-100")
+    return Entry(k, v, opts.source, ref or opts.ref or opts.source, int(conf), first_seen,
+                 last_seen, expires if expires is not None else opts.expires,
+                 tuple(dict.fromkeys((*opts.tags, *tags))))
+
+
+# -- plain text ----------------------------------------------------------------------
+
+
+def parse_text(lines: Iterable[str], opts: Options) -> Parsed:
+    """One indicator a line (first word), ``#`` comments; kind detected per value.
+
+    A comment ``# ref: 1298/CATTT-NCSC`` (also ``# Source reference: công văn ...``,
+    ``# letter = ...``) sets the reference of the lines below it.
+    """
+    entries: list[Entry] = []
+    rejected: Rejected = []
+    ref = ""
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        m = _REF_LINE.match(line)
+        if m:
+            letter = LETTER.search(m.group(1))
+            ref = letter.group(0) if letter else m.group(1).strip()
+            continue
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        try:
+            entries.append(_entry(opts, words[0], ref=ref))
+        except IndicatorError as exc:
+            rejected.append((f"line {n}: {words[0][:80]}", str(exc)))
+    return entries, rejected
+
+
+def load_text_lists(paths: Iterable[str], allowlist: Allowlist | None = None,
+                    ) -> tuple[list[Entry], list[tuple[Entry, str]]]:
+    """The plain-text lists of ``classification.ioc_files`` (source and default
+    reference: the file name); returns (entries, entries refused by the allowlist).
+    Lines that are not indicators are skipped, as they always were."""
+    entries: list[Entry] = []
+    refused: list[tuple[Entry, str]] = []
+    for path in paths:
+        name = os.path.basename(path)
+        with open(path, encoding="utf-8") as fh:
+            found, _ = parse_text(fh, Options(source=name, ref=name))
+        for entry in found:
+            reason = allowlist.reason(entry.kind, entry.value) if allowlist else None
+            if reason is None:
+                entries.append(entry)
+            else:
+                refused.append((entry, reason))
+    return entries, refused
+
+
+# -- IPsum -------------------------------------------------------------------------------
+
+
+def parse_ipsum(lines: Iterable[str], opts: Options, *, min_count: int = 1) -> Parsed:
+    """``IP<TAB>count`` (count = number of blacklists naming the IP).
+
+    confidence = min(100, count * 10); lines with count < ``min_count`` are left
+    out (reported in ``rejected``, as one summary line).
+    """
+    entries: list[Entry] = []
+    rejected: Rejected = []
+    below = 0
+    ref = opts.ref or "IPsum"
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            rejected.append((f"line {n}: {line[:80]}", "expected 'IP<TAB>count'"))
+            continue
+        count = int(parts[1])
+        if count < min_count:
+            below += 1
+            continue
+        try:
+            entries.append(_entry(opts, parts[0], "ip", ref=ref,
+                                  confidence=min(100, count * 10), tags=(f"lists:{count}",)))
+        except IndicatorError as exc:
+            rejected.append((f"line {n}: {parts[0][:80]}", str(exc)))
+    if below:
+        rejected.append((f"{below} lines", f"count below --min-count {min_count}"))
+    return entries, rejected
+
+
+# -- CSV ---------------------------------------------------------------------------------
+
+CSV_FIELDS = ("value", "kind", "ref", "confidence", "first_seen", "last_seen", "expires", "tags")
+_VALUE_GUESSES = ("value", "indicator", "ioc", "ip", "address", "domain", "hash", "sha256",
+                  "md5", "sha1")
+
+
+def parse_csv(text: str, opts: Options, columns: Mapping[str, str] | None = None) -> Parsed:
+    """A CSV file with a header row. ``columns`` maps our fields (value, kind, ref,
+    confidence, first_seen, last_seen, expires, tags) to header names; unmapped
+    fields use a header of the same name when there is one. ``value`` defaults to
+    the first of value/indicator/ioc/ip/address/domain/hash columns. Tags are
+    separated by ``;`` or ``|``. The delimiter (``,`` ``;`` or tab) is detected."""
+    columns = dict(columns or {})
+    for key in columns:
+        if key not in CSV_FIELDS:
+            raise ValueError(f"unknown CSV field {key!r}; fields: {', '.join(CSV_FIELDS)}")
+    sample = text[:4096]
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), dialect=dialect)
+    headers = {h.strip().lower(): h for h in (reader.fieldnames or [])}
+    mapping: dict[str, str] = {}
+    for fld in CSV_FIELDS:
+        wanted = columns.get(fld)
+        if wanted is not None:
+            if wanted.lower() not in headers:
+                raise ValueError(f"CSV has no column {wanted!r} (columns: "
+                                 f"{', '.join(headers.values())})")
+            mapping[fld] = headers[wanted.lower()]
+        elif fld in headers:
+            mapping[fld] = headers[fld]
+    if "value" not in mapping:
+        guess = next((headers[g] for g in _VALUE_GUESSES if g in headers), None)
+        if guess is None:
+            raise ValueError("cannot tell which CSV column holds the indicator; "
+                             "use --column value=NAME")
+        mapping["value"] = guess
+    entries: list[Entry] = []
+    rejected: Rejected = []
+    for n, row in enumerate(reader, 2):
+        def col(fld: str, row: dict[str, Any] = row) -> str:
+            name = mapping.get(fld)
+            return (row.get(name) or "").strip() if name else ""
+
+        value = col("value")
+        if not value:
+            rejected.append((f"row {n}", "empty value"))
+            continue
+        try:
+            kind = col("kind").lower() or None
+            if kind in ("ipv4", "ipv6", "ip-dst", "ip-src", "cidr", "address"):
+                kind = "ip"
+            elif kind in ("md5", "sha1", "sha-1", "sha256", "sha-256", "sha512", "filehash"):
+                kind = "hash"
+            elif kind in ("hostname", "fqdn", "domain-name"):
+                kind = "domain"
+            conf_text = col("confidence")
+            tags = [t.strip() for t in re.split(r"[;|]", col("tags")) if t.strip()]
+            entries.append(_entry(
+                opts, value, kind, ref=col("ref"),
+                confidence=int(conf_text) if conf_text else None,
+                first_seen=parse_time(col("first_seen")), last_seen=parse_time(col("last_seen")),
+                expires=parse_time(col("expires")), tags=tags))
+        except (IndicatorError, ValueError) as exc:
+            rejected.append((f"row {n}: {value[:80]}", str(exc)))
+    return entries, rejected
+
+
+# -- STIX 2.1 ----------------------------------------------------------------------------
+
+
+class UnsupportedPattern(ValueError):
+    """A STIX pattern outside the supported subset; str() says why."""
+
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<str>'(?:[^'\\]|\\.)*')
+  | (?P<typed>[thb]'(?:[^'\\]|\\.)*')
+  | (?P<path>[a-z0-9][a-z0-9-]*:(?:[A-Za-z0-9_-]+|'[^']*')
+              (?:\.(?:[A-Za-z0-9_-]+|'[^']*')|\[(?:\d+|\*)\])*)
+  | (?P<op><=|>=|!=|=|<|>)
+  | (?P<punct>[\[\]\(\),])
+  | (?P<num>-?\d+(?:\.\d+)?)
+  | (?P<word>[A-Za-z_]+)
+""", re.VERBOSE)
+
+_PATHS: dict[str, str] = {
+    "ipv4-addr:value": "ip", "ipv6-addr:value": "ip", "domain-name:value": "domain",
+    "network-traffic:dst_ref.value": "ip", "network-traffic:src_ref.value": "ip",
+}
+_HASH_PATH = re.compile(r"file:hashes\.(?:'(?P<q>[^']+)'|(?P<b>[A-Za-z0-9_-]+))$")
+_HASH_NAMES = {"md5": 32, "sha1": 40, "sha-1": 40, "sha256": 64, "sha-256": 64,
+               "sha512": 128, "sha-512": 128}
+
+
+def _tokens(pattern: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(pattern):
+        m = _TOKEN.match(pattern, pos)
+        if m is None:
+            raise UnsupportedPattern(f"cannot read the pattern at {pattern[pos:pos + 20]!r}")
+        pos = m.end()
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            text = m.group()
+            out.append((kind, text.upper() if kind == "word" else text))
+    return out
+
+
+class _PatternParser:
+    """Recursive descent over the STIX pattern grammar; returns the (kind, value)
+    pairs of a pattern that is a disjunction of equality (or ISSUBSET / IN)
+    comparisons on supported paths, else raises :class:`UnsupportedPattern`."""
+
+    def __init__(self, pattern: str) -> None:
+        self.toks = _tokens(pattern)
+        self.i = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self, text: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise UnsupportedPattern("pattern ends unexpectedly")
+        if text is not None and tok[1] != text:
+            raise UnsupportedPattern(f"expected {text!r}, found {tok[1]!r}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> list[tuple[str, str]]:
+        found = self.observations()
+        if self.peek() is not None:
+            raise UnsupportedPattern(f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
+        return found
+
+    def observations(self) -> list[tuple[str, str]]:
+        found = self.observation_and()
+        while self.peek() == ("word", "OR"):
+            self.take()
+            found += self.observation_and()
+        return found
+
+    def observation_and(self) -> list[tuple[str, str]]:
+        found = self.observation()
+        tok = self.peek()
+        if tok in (("word", "AND"), ("word", "FOLLOWEDBY")):
+            raise UnsupportedPattern(f"observations combined with {tok[1]} (only OR is "  # type: ignore[index]
+                                     "supported: an entry matches one value)")
+        return found
+
+    def observation(self) -> list[tuple[str, str]]:
+        tok = self.take()
+        if tok == ("punct", "["):
+            found = self.comparisons()
+            self.take("]")
+        elif tok == ("punct", "("):
+            found = self.observations()
+            self.take(")")
+        else:
+            raise UnsupportedPattern(f"expected '[' or '(', found {tok[1]!r}")
+        nxt = self.peek()
+        if nxt is not None and nxt[0] == "word" and nxt[1] in ("WITHIN", "REPEATS", "START"):
+            raise UnsupportedPattern(f"qualifier {nxt[1]} is not supported")
+        return found
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        found = self.comparison_and()
+        while self.peek() == ("word", "OR"):
+            self.take()
+            found += self.comparison_and()
+        return found
+
+    def comparison_and(self) -> list[tuple[str, str]]:
+        found = self.comparison()
+        if self.peek() == ("word", "AND"):
+            raise UnsupportedPattern("comparisons combined with AND (an entry matches one "
+                                     "value; split the indicator)")
+        return found
+
+    def comparison(self) -> list[tuple[str, str]]:
+        tok = self.take()
+        if tok == ("punct", "("):
+            found = self.comparisons()
+            self.take(")")
+            return found
+        if tok == ("word", "NOT"):
+            raise UnsupportedPattern("negated comparison (NOT)")
+        if tok[0] != "path":
+            raise UnsupportedPattern(f"expected an object path, found {tok[1]!r}")
+        path = tok[1]
+        op = self.take()
+        if op[0] == "word" and op[1] == "NOT":
+            raise UnsupportedPattern("negated comparison (NOT)")
+        kind = self._kind(path)
+        if op == ("op", "="):
+            return [(kind, self._string())]
+        if op == ("word", "IN"):
+            self.take("(")
+            values = [(kind, self._string())]
+            while self.peek() == ("punct", ","):
+                self.take()
+                values.append((kind, self._string()))
+            self.take(")")
+            return values
+        if op == ("word", "ISSUBSET") and kind == "ip":
+            return [(kind, self._string())]
+        raise UnsupportedPattern(f"operator {op[1]} on {path} (supported: =, IN, and "
+                                 "ISSUBSET for addresses)")
+
+    def _string(self) -> str:
+        tok = self.take()
+        if tok[0] != "str":
+            raise UnsupportedPattern(f"expected a quoted string, found {tok[1]!r}")
+        return re.sub(r"\\(.)", r"\1", tok[1][1:-1])
+
+    @staticmethod
+    def _kind(path: str) -> str:
+        if path in _PATHS:
+            return _PATHS[path]
+        m = _HASH_PATH.match(path)
+        if m:
+            name = (m.group("q") or m.group("b")).lower()
+            if name in _HASH_NAMES:
+                return "hash"
+            raise UnsupportedPattern(f"hash algorithm {name!r} (supported: MD5, SHA-1, "
+                                     "SHA-256, SHA-512)")
+        raise UnsupportedPattern(f"object path {path} (supported: ipv4-addr:value, "
+                                 "ipv6-addr:value, domain-name:value, file:hashes.*, "
+                                 "network-traffic:dst_ref.value/src_ref.value)")
+
+
+def parse_stix_pattern(pattern: str) -> list[tuple[str, str]]:
+    """The (kind, raw value) pairs of a supported STIX pattern; raises
+    :class:`UnsupportedPattern` with the reason otherwise."""
+    return _PatternParser(pattern).parse()
+
+
+def _stix_ref(obj: Mapping[str, Any]) -> str:
+    for ext in obj.get("external_references") or []:
+        if isinstance(ext, Mapping):
+            if ext.get("external_id"):
+                return str(ext["external_id"])
+            if ext.get("source_name") and not ext.get("url"):
+                return str(ext["source_name"])
+            if ext.get("url"):
+                return str(ext["url"])
+    return ""
+
+
+def _stix_objects(data: str | bytes) -> list[Any]:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if isinstance(doc, Mapping) and doc.get("type") == "bundle":
+        return list(doc.get("objects") or [])
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, Mapping):
+        return [doc]
+    raise ValueError("not a STIX bundle")
+
+
+def parse_stix(data: str | bytes, opts: Options) -> Parsed:
+    """Indicator objects of a STIX 2.1 bundle (or a single indicator or a list).
+
+    valid_from -> first_seen, valid_until -> expires, confidence -> confidence,
+    external_references (external_id, else source_name, else url) -> ref,
+    labels and indicator_types -> tags. Revoked indicators and ones already
+    expired are reported in ``rejected``.
+    """
+    try:
+        objects = _stix_objects(data)
+    except ValueError as exc:
+        return [], [("file", str(exc))]
+    entries: list[Entry] = []
+    rejected: Rejected = []
+    now = opts.clock()
+    for obj in objects:
+        if not isinstance(obj, Mapping) or obj.get("type") != "indicator":
+            continue
+        where = f"indicator {obj.get('id', '?')}"
+        if obj.get("revoked"):
+            rejected.append((where, "revoked"))
+            continue
+        pattern_type = obj.get("pattern_type", "stix")
+        if pattern_type != "stix":
+            rejected.append((where, f"pattern_type {pattern_type!r} (only 'stix')"))
+            continue
+        pattern = obj.get("pattern")
+        if not isinstance(pattern, str):
+            rejected.append((where, "no pattern"))
+            continue
+        try:
+            pairs = parse_stix_pattern(pattern)
+            first = parse_time(obj.get("valid_from"))
+            until = parse_time(obj.get("valid_until"))
+            conf = obj.get("confidence")
+            confidence = int(conf) if isinstance(conf, int | float) else None
+        except UnsupportedPattern as exc:
+            rejected.append((f"{where}: {pattern[:100]}", f"unsupported pattern: {exc}"))
+            continue
+        except ValueError as exc:
+            rejected.append((where, str(exc)))
+            continue
+        if until is not None and until <= now:
+            rejected.append((where, f"expired (valid_until {obj.get('valid_until')})"))
+            continue
+        tags = [str(t) for t in (*(obj.get("labels") or ()), *(obj.get("indicator_types") or ()))]
+        ref = _stix_ref(obj)
+        for kind, value in pairs:
+            try:
+                entries.append(_entry(opts, value, kind, ref=ref, confidence=confidence,
+                                      first_seen=first, expires=until, tags=tags))
+            except IndicatorError as exc:
+                rejected.append((f"{where}: {value[:80]}", str(exc)))
+    return entries, rejected
+
+
+# -- MISP --------------------------------------------------------------------------------
+
+_MISP_TYPES: dict[str, tuple[str, int | None]] = {
+    # type -> (kind, which part of a composite "a|b" value; None = whole value)
+    "ip-src": ("ip", None), "ip-dst": ("ip", None),
+    "ip-src|port": ("ip", 0), "ip-dst|port": ("ip", 0),
+    "domain": ("domain", None), "hostname": ("domain", None),
+    "domain|ip": ("domain", 0), "hostname|port": ("domain", 0),
+    "md5": ("hash", None), "sha1": ("hash", None), "sha256": ("hash", None),
+    "sha512": ("hash", None),
+    "filename|md5": ("hash", 1), "filename|sha1": ("hash", 1), "filename|sha256": ("hash", 1),
+    "filename|sha512": ("hash", 1),
+}
+
+
+def _tag_names(obj: Mapping[str, Any]) -> list[str]:
+    return [str(t.get("name")) for t in obj.get("Tag") or [] if isinstance(t, Mapping)
+            and t.get("name")]
+
+
+def parse_misp(data: str | bytes, opts: Options, *, include_non_ids: bool = False) -> Parsed:
+    """A MISP event export (``{"Event": {...}}``, a bare event, a list of them, or a
+    ``{"response": [...]}`` search result).
+
+    Attributes of Event.Attribute and Event.Object[].Attribute whose type is an
+    address, host name or hash (see ``_MISP_TYPES``) become entries; ``domain|ip``
+    gives both. Attributes with ``to_ids`` false are left out (reported) unless
+    ``include_non_ids``. The reference is a letter number found in Event.info or
+    the event's tags, else Event.info itself; tags of the event and the attribute
+    become entry tags; the attribute's first_seen (or timestamp) -> first_seen.
+    """
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return [], [("file", f"not JSON: {exc}")]
+    if isinstance(doc, Mapping) and "response" in doc:
+        doc = doc["response"]
+    events = doc if isinstance(doc, list) else [doc]
+    entries: list[Entry] = []
+    rejected: Rejected = []
+    for item in events:
+        event = item.get("Event", item) if isinstance(item, Mapping) else None
+        if not isinstance(event, Mapping) or not ("Attribute" in event or "Object" in event):
+            rejected.append(("file", "not a MISP event (no Event.Attribute or Event.Object)"))
+            continue
+        info = str(event.get("info") or "")
+        event_tags = _tag_names(event)
+        letter = LETTER.search(" ".join([info, *event_tags]))
+        ref = letter.group(0) if letter else info[:120]
+        attributes: list[tuple[str, Mapping[str, Any]]] = [
+            ("Attribute", a) for a in event.get("Attribute") or []]
+        for obj in event.get("Object") or []:
+            if isinstance(obj, Mapping):
+                name = obj.get("name", "object")
+                attributes += [(f"Object {name}", a) for a in obj.get("Attribute") or []]
+        for where, attr in attributes:
+            _misp_attribute(opts, where, attr, ref, event_tags, include_non_ids, entries,
+                            rejected)
+    return entries, rejected
+
+
+def _misp_attribute(opts: Options, where: str, attr: Mapping[str, Any], ref: str,
+                    event_tags: list[str], include_non_ids: bool, entries: list[Entry],
+                    rejected: Rejected) -> None:
+    if not isinstance(attr, Mapping):
+        rejected.append((where, "attribute is not an object"))
+        return
+    type_ = str(attr.get("type", ""))
+    value = str(attr.get("value", ""))
+    label = f"{where} {type_} {value[:80]}"
+    if attr.get("deleted"):
+        rejected.append((label, "deleted attribute"))
+        return
+    spec = _MISP_TYPES.get(type_)
+    if spec is None:
+        rejected.append((label, f"attribute type {type_!r} is not an address, host name "
+                         "or hash"))
+        return
+    if not include_non_ids and not _truthy(attr.get("to_ids", True)):
+        rejected.append((label, "to_ids is false (not meant for detection)"))
+        return
+    kind, part = spec
+    parts = value.split("|")
+    raw = value if part is None else (parts[part] if len(parts) > part else "")
+    try:
+        first = parse_time(attr.get("first_seen")) or parse_time(attr.get("timestamp"))
+        last = parse_time(attr.get("last_seen"))
+        tags = [*event_tags, *_tag_names(attr)]
+        entries.append(_entry(opts, raw, kind, ref=ref, first_seen=first, last_seen=last,
+                              tags=tags))
+        if type_ == "domain|ip" and len(parts) == 2:
+            entries.append(_entry(opts, parts[1], "ip", ref=ref, first_seen=first,
+                                  last_seen=last, tags=tags))
+    except (IndicatorError, ValueError) as exc:
+        rejected.append((label, str(exc)))
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+# -- dispatch ----------------------------------------------------------------------------
+
+FORMATS = ("text", "csv", "ipsum", "stix", "misp")
+
+
+def parse_file(path: str, fmt: str, opts: Options, *, columns: Mapping[str, str] | None = None,
+               min_count: int = 1, include_non_ids: bool = False) -> Parsed:
+    """Read one file in the given format."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if fmt == "stix":
+        return parse_stix(data, opts)
+    if fmt == "misp":
+        return parse_misp(data, opts, include_non_ids=include_non_ids)
+    text = data.decode("utf-8-sig", errors="replace")
+    if fmt == "text":
+        return parse_text(text.splitlines(), opts)
+    if fmt == "ipsum":
+        return parse_ipsum(text.splitlines(), opts, min_count=min_count)
+    if fmt == "csv":
+        return parse_csv(text, opts, columns)
+    raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+

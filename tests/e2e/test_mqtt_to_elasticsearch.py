@@ -303,3 +303,30 @@ def test_a_stuck_sink_pushes_back_to_the_broker_with_bounded_memory(
         assert socd.stop() == 0
     finally:
         proxy.close()
+
+
+def test_rule_alerts_reach_elasticsearch(services, unique, socd_process, tmp_path: Path):
+    config = daemon_config(services, unique, tmp_path / "state")
+    config["rules"] = {"paths": ["builtin"]}
+    socd = socd_process(config)
+    # A critical server-EDR alert that the EDR could not clean: the shipped pack
+    # raises its own alert on top of the vendor's.
+    records = [server_edr_record(i, unique, "Nghiêm trọng") for i in range(3)]
+    for r in records:
+        r["action"] = "detected"
+        r["category"] = "Webshell"
+        r["threat_name"] = "Backdoor.PHP.WebShell.gen"
+    with Publisher(services) as pub:
+        pub.publish(f"socd-e2e/{unique}/server", [_dumps(r) for r in records])
+    es = es_client(services)
+    index = f"socd-e2e-{unique}-*"
+    wait_for(lambda: es_count(es, index) > 3, 60, "rule alerts in Elasticsearch")
+    time.sleep(1)
+    res = es.search(index=index, query={"term": {"event.dataset": "socd.rules"}}, size=50)
+    hits = [h["_source"] for h in res["hits"]["hits"]]
+    assert hits
+    for alert in hits:
+        assert alert["rule"]["id"]
+        assert alert["socd"]["severity"] in {"low", "medium", "high", "critical"}
+        assert alert["host"]["name"].startswith("srv-")
+    assert socd.stop() == 0

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ssl
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -107,7 +108,14 @@ async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path):
 
         def produce() -> None:
             for i in range(total):
-                infos.append(pub.publish("ids/alerts", f'{{"n": {i}}}'.encode(), qos=1))
+                payload = f'{{"n": {i}}}'.encode()
+                info = pub.publish("ids/alerts", payload, qos=1)
+                while info.rc == paho.MQTT_ERR_NO_CONN:
+                    # Like an EDR console: while the broker is away, retry (QoS 1 allows
+                    # duplicates; the assertion counts distinct payloads).
+                    time.sleep(0.05)
+                    info = pub.publish("ids/alerts", payload, qos=1)
+                infos.append(info)
                 if i == total // 2:
                     broker.stop()
                     broker.start()

@@ -8,17 +8,27 @@ synthetic rules when the pack has fewer than 40) and an IoC lookup over 1M
 addresses, in batches of 1000 as the pipeline hands them over. Only
 ``engine.process`` is timed.
 
-    .venv/bin/python scripts/bench_rules.py [--events N] [--iocs N]
+``replay_edr_with_pack``: ~100k server-EDR vendor lines (the sample repeated with
+unique ``alert_id``) through ``socd replay --format server_edr --stats`` in-process,
+with a config whose ``classification.ioc_files`` is a 1M-address text list.
+
+    .venv/bin/python scripts/bench_rules.py [--events N] [--iocs N] [--only NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -70,9 +80,7 @@ def bench_rules_engine(events: int = 100_000, iocs: int = 1_000_000) -> dict[str
                                     start=len(rules))
         assert not problems, problems
         rules += extra
-    ioc_ips = {f"198.18.{(i >> 8) & 255}.{i & 255}" if i < 65536 else
-               f"{100 + (i >> 16) % 100}.{(i >> 8) & 255}.{i & 255}.{i % 7}"
-               for i in range(iocs)}
+    ioc_ips = set(_ioc_ips(iocs))
 
     def lookup(kind: str, value: str, source: str | None = None) -> bool:
         return kind == "ip" and value in ioc_ips
@@ -91,15 +99,90 @@ def bench_rules_engine(events: int = 100_000, iocs: int = 1_000_000) -> dict[str
             "events_per_sec": round(len(decoded) / seconds), "target": 20000, "goal": 50000}
 
 
-BENCHMARKS = {"rules_engine": bench_rules_engine}
+def _ioc_ips(n: int) -> list[str]:
+    """``n`` distinct IPv4 addresses (198.18.0.0/16 first, then 100-199.x.y.z)."""
+    return [f"198.18.{(i >> 8) & 255}.{i & 255}" if i < 65536 else
+            f"{100 + (i >> 16) % 100}.{(i >> 8) & 255}.{i & 255}.{i % 7}"
+            for i in range(n)]
+
+
+def _edr_lines(target: int) -> list[bytes]:
+    """``target`` server-EDR vendor lines: the sample repeated, alert_id made unique."""
+    samples = [orjson.loads(line) for line in SAMPLE.read_bytes().splitlines() if line.strip()]
+    out: list[bytes] = []
+    i = 0
+    while len(out) < target:
+        for doc in samples:
+            i += 1
+            out.append(orjson.dumps({**doc, "alert_id": f"{doc.get('alert_id', 'SG')}-{i}"}))
+            if len(out) >= target:
+                break
+    return out
+
+
+def bench_replay_edr_with_pack(events: int = 100_000, iocs: int = 1_000_000) -> dict[str, Any]:
+    """``socd replay --format server_edr FILE --stats`` in-process, the full rule pack and a
+    1M-line ``classification.ioc_files`` list loaded; stdout goes to /dev/null.
+
+    ``events_per_sec`` is input lines / the replay's own seconds (from ``--stats``, so
+    config and IoC loading are left out); ``end_to_end_events_per_sec`` counts the whole
+    command. ``ioc_load_seconds`` is building the classifier (rule pack + IoC list) once
+    on its own.
+    """
+    from socd import cli
+    from socd.components import build_classifier
+
+    with tempfile.TemporaryDirectory(prefix="socd-bench-") as tmp:
+        ioc_path = os.path.join(tmp, "iocs.txt")
+        with open(ioc_path, "w", encoding="ascii") as fh:
+            fh.write("\n".join(_ioc_ips(iocs)) + "\n")
+        input_path = os.path.join(tmp, "server-edr.ndjson")
+        with open(input_path, "wb") as fh:
+            fh.write(b"\n".join(_edr_lines(events)) + b"\n")
+        config_path = os.path.join(tmp, "config.yaml")
+        with open(config_path, "w", encoding="utf-8") as fh:
+            fh.write(f"state_dir: {json.dumps(os.path.join(tmp, 'state'))}\n"
+                     f"classification:\n  ioc_files: [{json.dumps(ioc_path)}]\n")
+
+        cfg = config_mod.load(config_path)
+        started = time.perf_counter()
+        classifier = build_classifier(cfg)
+        ioc_load = time.perf_counter() - started
+        rules = len(classifier.rules.rules) if classifier.rules is not None else 0
+        del classifier
+
+        err = io.StringIO()
+        with open(os.devnull, "w", encoding="utf-8") as devnull, \
+                contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(err):
+            started = time.perf_counter()
+            code = cli.main(["replay", "-c", config_path, "--format", "server_edr",
+                             input_path, "--stats"])
+            total = time.perf_counter() - started
+    stats_line = [line for line in err.getvalue().splitlines() if line.startswith("{")]
+    stats = json.loads(stats_line[-1]) if stats_line else {}
+    seconds = float(stats.get("seconds") or total)
+    return {"benchmark": "replay_edr_with_pack", "exit": code, "rules": rules,
+            "lines": events, "events": stats.get("events"), "alerts": stats.get("alerts"),
+            "iocs": iocs, "ioc_load_seconds": round(ioc_load, 3),
+            "replay_seconds": round(seconds, 3), "total_seconds": round(total, 3),
+            "events_per_sec": round(events / seconds),
+            "end_to_end_events_per_sec": round(events / total),
+            "target": 20000, "goal": 50000}
+
+
+BENCHMARKS = {"rules_engine": bench_rules_engine,
+              "replay_edr_with_pack": bench_replay_edr_with_pack}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--iocs", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=sorted(BENCHMARKS), help="run one benchmark")
     args = parser.parse_args()
-    print(json.dumps(bench_rules_engine(args.events, args.iocs), ensure_ascii=False))
+    for name, fn in BENCHMARKS.items():
+        if args.only is None or args.only == name:
+            print(json.dumps(fn(args.events, args.iocs), ensure_ascii=False), flush=True)
     return 0
 
 

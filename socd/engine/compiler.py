@@ -232,7 +232,9 @@ def compile_condition(raw: Any, loc: tuple[Any, ...], ctx: Context) -> Matcher |
                         return False
                 return True
             return all_n
-        tup = tuple(fns)
+        tup = tuple(_merge_regexes(body, fns, loc, ctx))
+        if len(tup) == 1:
+            return tup[0]
         if len(tup) == 2:
             g0, g1 = tup
             return lambda e: g0(e) or g1(e)
@@ -599,3 +601,100 @@ def index_entries(raw: Any) -> Entries | None:
         entry = _leaf_entry(raw)
         return [entry] if entry is not None else None
     return None  # not: tells nothing
+
+
+# -- optimisations ---------------------------------------------------------------------
+
+_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsu]+)\)")
+_UNMERGEABLE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(|\(\?[aiLmsux-]*x")
+
+
+def _regex_leaf(raw: Any) -> tuple[str, str, str] | None:
+    """``(field, case, pattern)`` of a leaf that is just a regex test, else None."""
+    if not isinstance(raw, Mapping) or "regex" not in raw or \
+            any(k not in ("field", "regex", "case") for k in raw):
+        return None
+    path, pattern, case = raw.get("field"), raw["regex"], raw.get("case", "insensitive")
+    if not isinstance(path, str) or not isinstance(pattern, str) or \
+            case not in ("insensitive", "sensitive") or _UNMERGEABLE.search(pattern):
+        return None
+    return path, case, pattern
+
+
+def _merge_regexes(body: list[Any], fns: list[Matcher], loc: tuple[Any, ...],
+                   ctx: Context) -> list[Matcher]:
+    """The children of an ``any:``, with regex leaves on the same field (and case) merged
+    into one alternation (one search instead of several). Order does not matter in an
+    ``any:``; a merge that does not compile leaves the leaves as they are."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, raw in enumerate(body):
+        info = _regex_leaf(raw)
+        if info is not None:
+            groups.setdefault(info[:2], []).append(i)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return fns
+    replaced: dict[int, Matcher | None] = {}
+    for (path, case), idxs in groups.items():
+        parts = []
+        for i in idxs:
+            pattern = body[i]["regex"]
+            m = _GLOBAL_FLAGS.match(pattern)
+            if m is not None:  # a leading (?i) applies to its own alternative only
+                pattern = f"(?{m.group(1)}:{pattern[m.end():]})"
+            parts.append(f"(?:{pattern})")
+        merged = "|".join(parts)
+        try:
+            re.compile(merged, re.IGNORECASE if case == "insensitive" else 0)
+        except re.error:
+            continue
+        scratch = Context(ctx.file, ioc=ctx.ioc)
+        fn = _compile_leaf({"field": path, "regex": merged, "case": case}, loc, scratch)
+        if fn is None or scratch.problems:
+            continue
+        replaced[idxs[0]] = fn
+        for i in idxs[1:]:
+            replaced[i] = None
+    out: list[Matcher] = []
+    for i, fn in enumerate(fns):
+        if i not in replaced:
+            out.append(fn)
+        elif (r := replaced[i]) is not None:
+            out.append(r)
+    return out
+
+
+NOT_ROUTED = object()
+
+
+def _implied_leaf(raw: Any, entry: tuple[str, list[str]]) -> bool:
+    """Whether leaf ``raw`` holds for every event the index routes through ``entry``."""
+    return isinstance(raw, Mapping) and "field" in raw and \
+        all(k in ("field", "case", "equals", "in") for k in raw) and \
+        raw.get("case", "insensitive") == "insensitive" and _leaf_entry(raw) == entry
+
+
+def routed_condition(raw: Any) -> Any:
+    """``raw`` without the routing leaf the index already checked.
+
+    When a condition's index requirement (:func:`index_entries`) is a single
+    equals/in leaf on a routing field, every event the index hands over satisfies
+    that leaf, so the matcher used after routing can skip it. Returns the reduced
+    condition, None when nothing is left to check, or :data:`NOT_ROUTED` when no
+    leaf can be dropped.
+    """
+    entries = index_entries(raw)
+    if entries is None or len(entries) != 1:
+        return NOT_ROUTED
+    entry = entries[0]
+    if _implied_leaf(raw, entry):
+        return None
+    if isinstance(raw, Mapping) and len(raw) == 1 and isinstance(raw.get("all"), list):
+        items = raw["all"]
+        for i, item in enumerate(items):
+            if _implied_leaf(item, entry):
+                rest = items[:i] + items[i + 1:]
+                if not rest:
+                    return None
+                return rest[0] if len(rest) == 1 else {"all": rest}
+    return NOT_ROUTED

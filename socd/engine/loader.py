@@ -23,12 +23,14 @@ from pydantic import BaseModel, ValidationError
 
 from socd import config as config_mod
 from socd.engine.compiler import (
+    NOT_ROUTED,
     Context,
     IocRef,
     Matcher,
     compile_condition,
     index_entries,
     make_getter,
+    routed_condition,
 )
 from socd.engine.model import DURATION_HINT, Rule, RuleFile
 from socd.errors import ConfigError, ConfigProblem
@@ -69,6 +71,10 @@ class CompiledRule:
     notify: list[str] = field(default_factory=list)
     techniques: list[str] = field(default_factory=list)
     plain_tags: list[str] = field(default_factory=list)
+    # ``match`` minus the leaf the index already checked (only valid for events the
+    # index routed to this rule), when ``routed_ok``
+    routed: Matcher | None = None
+    routed_ok: bool = False
 
     @property
     def id(self) -> str:
@@ -235,6 +241,15 @@ def compile_rule(body: Any, loc: tuple[Any, ...], ctx: Context,
         index=_rule_index(rule),
         def_hash=definition_hash(rule), ioc=ioc, uses_ioc=uses_ioc)
     _prepare(compiled)
+    if rule.match is not None and compiled.index is not None and \
+            index_entries(rule.match) is not None:
+        reduced = routed_condition(rule.match)
+        if reduced is not NOT_ROUTED:
+            scratch = Context(ctx.file, ioc=ioc)
+            routed = compile_condition(reduced, (*loc, "match"), scratch) \
+                if reduced is not None else None
+            if not scratch.problems:
+                compiled.routed, compiled.routed_ok = routed, True
     return compiled
 
 

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from socd.config import DecoderConfig
 from socd.decoders.base import BaseDecoder
+from socd.decoders.base import int_or_none as _int
 from socd.errors import DecodeError
 from socd.event import Event, parse_timestamp
 from socd.plugins import PluginContext
@@ -32,19 +33,6 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        try:
-            return int(value)
-        except ValueError:
-            return None
-    return None
 
 
 def _texts(value: Any) -> list[str]:

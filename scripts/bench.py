@@ -9,8 +9,9 @@ Run with ``make bench`` (starts Mosquitto and Elasticsearch first). Scenarios:
   every event stored, then the document count is checked in Elasticsearch.
 * ``mqtt_to_elasticsearch_single``: the same with one alert per MQTT message (how
   most EDR consoles forward), which is bound by per-message costs.
-* ``decode_classify``: the decode + classify stages alone, in this process, on
-  the bundled server-EDR sample: the CPU ceiling of the pipeline.
+* ``decode_classify``: the decode + classify stages alone (classification includes
+  the shipped rule pack), in this process, on the bundled server-EDR sample: the
+  CPU ceiling of the pipeline.
 
 Options: ``--events N`` scales the batched scenario; ``--only NAME`` runs one.
 """
@@ -154,7 +155,8 @@ def decode_classify(rounds: int = 20) -> dict[str, Any]:
             classifier.process(events)
             n += len(events)
         elapsed = time.perf_counter() - start
-    return {"benchmark": "decode_classify", "decoder": "server_edr (mapping)", "events": n,
+    return {"benchmark": "decode_classify", "decoder": "server_edr (mapping)",
+            "rules": len(getattr(classifier.rules, "rules", []) or []), "events": n,
             "seconds": round(elapsed, 3), "events_per_sec": round(n / elapsed)}
 
 

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from importlib import resources
 from typing import Any, Literal
 
+import orjson
 import yaml
 from pydantic import Field, ValidationError
 
@@ -97,8 +98,19 @@ class MappingDecoder(BaseDecoder):
         super().__init__(ctx.name, severity_table=config.severity_table,
                          keep_original=config.keep_original)
         self.path, self.spec = load_mapping(config.mapping, ctx.config_dir)
-        self._fields = [(dst.split("."), src.split(".")) for dst, src in self.spec.fields.items()]
-        self._constants = [(dst.split("."), value) for dst, value in self.spec.constants.items()]
+        # Hot path: constants are serialized once and each event starts as a parse of
+        # them (faster than setting each one); fields are (parent path, leaf key,
+        # top-level source key or None, source path). A constant wins over a field
+        # with the same destination, as the mapping format documents.
+        template: Event = {}
+        for dst, value in self.spec.constants.items():
+            put_parts(template, dst.split("."), value)
+        self._template = orjson.dumps(template)
+        constant_paths = set(self.spec.constants)
+        self._fields = [
+            (tuple(dst.split(".")[:-1]), dst.split(".")[-1],
+             src if "." not in src else None, src.split("."))
+            for dst, src in self.spec.fields.items() if dst not in constant_paths]
         sev = self.spec.severity
         self._severity = (
             (sev.field, SeverityTable(self.spec.name, {k: v.value for k, v in sev.table.items()},
@@ -107,18 +119,32 @@ class MappingDecoder(BaseDecoder):
         self._tz = _parse_offset(ts.timezone) if ts else timezone(timedelta(hours=7))
 
     def convert(self, obj: dict[str, Any]) -> Event:
-        event: Event = {}
-        for dst, src in self._fields:
-            value: Any = obj
-            for part in src:
-                if not isinstance(value, dict):
-                    value = None
-                    break
-                value = value.get(part)
-            if value is not None and value != "":
-                put_parts(event, dst, value)
-        for parts, const in self._constants:
-            put_parts(event, parts, const)
+        event: Event = orjson.loads(self._template)
+        nodes: dict[tuple[str, ...], dict[str, Any]] = {(): event}
+        for parent, leaf, key, src in self._fields:
+            value: Any
+            if key is not None:
+                value = obj.get(key)
+            else:
+                value = obj
+                for part in src:
+                    if not isinstance(value, dict):
+                        value = None
+                        break
+                    value = value.get(part)
+            if value is None or value == "":
+                continue
+            node = nodes.get(parent)
+            if node is None:
+                node = event
+                for part in parent:
+                    child = node.get(part)
+                    if not isinstance(child, dict):
+                        child = {}
+                        node[part] = child
+                    node = child
+                nodes[parent] = node
+            node[leaf] = value
         ts = self.spec.timestamp
         if ts is not None:
             raw_ts = get(obj, ts.field)

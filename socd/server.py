@@ -279,6 +279,11 @@ class Daemon:
             for name, plugin in new.collectors.items():
                 if name not in self.collectors:
                     self._start_collector(plugin)
+            for name in changed:
+                if name not in new.collectors:
+                    # Removed for good: drop its "up" series so no alert keeps firing.
+                    with contextlib.suppress(KeyError):
+                        metrics.COMPONENT_UP.remove("collector", name)
             self.runners = runners
             self.sink_plugins = dict(new.sinks)
             metrics.CONFIG_RELOADS.labels("success").inc()

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from socd.config import DecoderConfig
-from socd.event import Event
+from socd.event import Event, put
 from socd.plugins import DecodeResult, PluginContext, RawRecord
 
 _KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z0-9_.\[\]-]{1,128})=")
@@ -235,19 +235,7 @@ def parse_leef(text: str) -> dict[str, Any] | None:
             "product_version": parts[2], "event_id": parts[3], "attributes": values}
 
 
-def _put(event: Event, path: str, value: Any) -> None:
-    node = event
-    parts = path.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def _apply(event: Event, mapping: dict[str, tuple[str, str]], values: dict[str, str]) -> None:
+def apply_fields(event: Event, mapping: dict[str, tuple[str, str]], values: dict[str, str]) -> None:
     """Set the ECS fields ``mapping`` names from ``values``; invalid values are skipped
     (they stay in the vendor namespace)."""
     for key, value in values.items():
@@ -282,7 +270,7 @@ def _apply(event: Event, mapping: dict[str, tuple[str, str]], values: dict[str, 
                 continue
         elif kind == "sha256" and len(value) != 64:
             continue
-        _put(event, path, out)
+        put(event, path, out)
 
 
 def cef_timestamp(value: str, tz: Any) -> str | None:
@@ -334,7 +322,7 @@ def apply_cef(event: Event, cef: dict[str, Any], tz: Any) -> None:
     ev = event.setdefault("event", {})
     ev["kind"] = "alert"
     event["message"] = cef["name"]
-    _apply(event, _CEF_MAP, ext)
+    apply_fields(event, _CEF_MAP, ext)
     if "user" not in event and ext.get("duser"):
         event["user"] = {"name": ext["duser"]}
     if "destinationUserName" in ext and "user" not in event:
@@ -387,7 +375,7 @@ def apply_leef(event: Event, leef: dict[str, Any]) -> None:
     """Fill ``event`` from a parsed LEEF record (kept as ``event.kind: event``)."""
     attrs: dict[str, str] = leef["attributes"]
     event["message"] = f"{leef['vendor']} {leef['product']} {leef['event_id']}".strip()
-    _apply(event, _LEEF_MAP, attrs)
+    apply_fields(event, _LEEF_MAP, attrs)
     observer = event.setdefault("observer", {})
     if leef["vendor"]:
         observer["vendor"] = leef["vendor"]

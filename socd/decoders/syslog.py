@@ -37,6 +37,7 @@ from socd.decoders.base import BaseDecoder, _received_iso
 from socd.decoders.cef import (
     _TRANSPORTS,
     apply_cef,
+    apply_fields,
     apply_leef,
     find_cef,
     find_leef,
@@ -163,39 +164,6 @@ def parse_structured_data(text: str) -> tuple[dict[str, dict[str, str]] | None, 
     if i < n and text[i] == " ":
         i += 1
     return sd, text[i:]
-
-
-def _put(event: Event, path: str, value: Any) -> None:
-    node = event
-    parts = path.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def _apply_kv(event: Event, mapping: dict[str, tuple[str, str]], values: dict[str, str]) -> None:
-    for key, value in values.items():
-        spec = mapping.get(key)
-        if spec is None or value == "":
-            continue
-        path, kind = spec
-        out: Any = value
-        if kind == "ip":
-            if not valid_ip(value):
-                continue
-        elif kind in ("port", "int"):
-            if not value.isdigit() or not value.isascii() or len(value) > 18:
-                continue
-            out = int(value)
-            if kind == "port" and out > 65535:
-                continue
-        elif kind == "lower":
-            out = value.lower()
-        _put(event, path, out)
 
 
 class SyslogDecoder(BaseDecoder):
@@ -628,7 +596,7 @@ class SyslogDecoder(BaseDecoder):
         event["host"] = {"hostname": dev, "name": dev}
         event["observer"] = {"hostname": dev, "vendor": "Fortinet", "product": "FortiGate",
                              "type": "firewall"}
-        _apply_kv(event, _FORTI_MAP, kv)
+        apply_fields(event, _FORTI_MAP, kv)
         proto = kv.get("proto")
         if proto:
             event.setdefault("network", {})["transport"] = _TRANSPORTS.get(proto, proto)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,8 +22,6 @@ def _received_iso(received: float) -> str:
     key = int(received * 1000)
     text = _ISO_CACHE.get(key)
     if text is None:
-        from datetime import UTC, datetime
-
         text = datetime.fromtimestamp(received, UTC).isoformat(timespec="milliseconds")
         text = text.replace("+00:00", "Z")
         if len(_ISO_CACHE) > 4096:

@@ -182,8 +182,7 @@ class Classifier:
                 set_severity(event, cfg.default_alert_severity)
             if "layer" not in socd:
                 socd["layer"] = cfg.default_layer
-            metrics.ALERTS.labels(socd["severity"], str(socd["layer"]),
-                                  socd["asset_kind"]).inc()
+            metrics.count_alert(socd)
         if self.rules is not None:
             count = len(events)
             events = self.rules.process(events)
@@ -193,8 +192,7 @@ class Classifier:
                 socd.setdefault("layer", cfg.default_layer)
                 if "severity" not in socd:
                     set_severity(alert, cfg.default_alert_severity)
-                metrics.ALERTS.labels(socd["severity"], str(socd["layer"]),
-                                      socd["asset_kind"]).inc()
+                metrics.count_alert(socd)
         return events
 
     def _mark_iocs(self, event: Event, socd: dict[str, Any]) -> None:

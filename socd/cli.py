@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("socd.engine.cli", "socd.ioc.cli", "socd.block.cli")
+_COMMAND_MODULES = ("socd.engine.cli", "socd.ioc.cli", "socd.block.cli", "socd.alert_cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

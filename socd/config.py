@@ -51,8 +51,22 @@ class CollectorConfig(PluginConfig):
                                  "this many bytes, even if it has fewer records.")
 
 
+class SpoolConfig(StrictModel):
+    """The durable on-disk spool in front of a sink (see docs/architecture.md)."""
+
+    enabled: bool = Field(False, description="When the sink fails, store its batches on disk "
+                          "and acknowledge the input; drain them in order once it is back.")
+    path: str | None = Field(None, description="Spool file, relative to state_dir (default "
+                             "`spool/<sink name>.db`).")
+    max_bytes: int = Field(1024 * 1024 * 1024, ge=1024 * 1024,
+                           description="Largest spool. When full, intake waits (back-pressure "
+                           "to the sources); nothing is dropped.")
+    warn_ratio: float = Field(0.8, gt=0, le=1, description="A warning is logged (and the "
+                              "spool alert fires) once the spool is this full.")
+
+
 class SinkConfig(PluginConfig):
-    """Options every sink has; the pipeline uses them to batch and retry."""
+    """Options every sink has; the pipeline uses them to batch, retry and spool."""
 
     select: Literal["alerts", "all"] = Field(
         "alerts", description="`alerts`: only events with event.kind=alert; `all`: everything."
@@ -64,6 +78,21 @@ class SinkConfig(PluginConfig):
         64, ge=1, le=100_000, description="Batches waiting for this sink before intake blocks.")
     retry_max_backoff_secs: float = Field(30.0, gt=0, le=3600,
                                           description="Cap of the exponential retry backoff.")
+    spool: SpoolConfig = SpoolConfig()
+
+
+class NotifierConfig(PluginConfig):
+    """Options every notifier (a channel to people) has."""
+
+    rate_limit_per_minute: int = Field(
+        60, ge=1, le=100_000, description="Messages a minute this channel may send; more wait "
+        "in the send queue (counted in socd_notifications_throttled_total), never dropped.")
+    timeout_secs: float = Field(15.0, gt=0, le=300, description="Timeout of one send.")
+    retry_max_backoff_secs: float = Field(
+        300.0, gt=0, le=86400, description="Cap of the exponential backoff between attempts.")
+    max_attempts: int = Field(
+        0, ge=0, description="Attempts before a message is dead-lettered; 0 retries forever "
+        "(the default: an outage of the mail server loses nothing).")
 
 
 class DecoderConfig(PluginConfig):
@@ -151,6 +180,81 @@ class RulesConfig(StrictModel):
                                 description="Ids of rules to switch off.")
 
 
+class QuietHoursConfig(StrictModel):
+    start: str = Field("22:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                       description="Start of the quiet period (local time, HH:MM).")
+    end: str = Field("06:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                     description="End of the quiet period (HH:MM); may be earlier than start.")
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA time zone of start and end.")
+    override_severities: list[Severity] = Field(
+        default_factory=lambda: [Severity.CRITICAL],
+        description="Alerts of these severities are sent at once even in quiet hours; the "
+        "others are held and sent as one digest when the quiet period ends.")
+
+
+class GroupingConfig(StrictModel):
+    group_by: list[str] = Field(
+        default_factory=lambda: ["rule.id", "socd.unit"],
+        description="Event fields whose values make a group: alerts of one group go out "
+        "together (like Alertmanager's group_by).")
+    group_wait_secs: float = Field(30.0, ge=0, le=86400,
+                                   description="Wait after a group's first alert, to collect "
+                                   "others before the first message.")
+    group_interval_secs: float = Field(300.0, ge=0, le=86400,
+                                       description="Wait before a message about alerts added "
+                                       "to a group that was already notified.")
+    repeat_interval_secs: float = Field(
+        4 * 3600.0, ge=0, le=30 * 86400,
+        description="An alert with the same dedup key as one already sent is counted, not "
+        "sent again, within this time.")
+    dedup_by: list[str] = Field(
+        default_factory=lambda: ["rule.id", "source.ip", "destination.ip", "host.name",
+                                 "socd.ioc.values"],
+        description="Fields that make two alerts the same for repeat_interval.")
+    digest_max_alerts: int = Field(20, ge=1, le=1000,
+                                   description="Alerts listed in one message; the rest of the "
+                                   "group is summarized by count.")
+
+
+class RouteMatch(StrictModel):
+    """Conditions of a route; each listed key must match (a list means any of)."""
+
+    severity: list[Severity] = Field(default_factory=list)
+    min_severity: Severity | None = Field(None, description="This severity or higher.")
+    unit: list[str] = Field(default_factory=list, description="socd.unit values.")
+    layer: list[int] = Field(default_factory=list, description="socd.layer values (1-4).")
+    asset_kind: list[str] = Field(default_factory=list)
+    rule: list[str] = Field(default_factory=list, description="rule.id values or globs.")
+    tags: list[str] = Field(default_factory=list, description="Any of these in `tags`.")
+
+
+class RouteConfig(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+    match: RouteMatch = RouteMatch()
+    notifiers: list[str] = Field(min_length=1, description="Names under `notifiers:`.")
+    continue_: bool = Field(False, alias="continue",
+                            description="Go on to later routes after this one matched.")
+    quiet_hours: bool = Field(True, description="Apply notifications.quiet_hours to this "
+                              "route (when that is set).")
+    grouping: GroupingConfig | None = Field(None, description="Overrides the default grouping.")
+
+
+class NotificationsConfig(StrictModel):
+    language: Literal["vi", "en"] = Field("vi", description="Language of the built-in "
+                                          "message templates.")
+    templates_dir: str | None = Field(
+        None, description="Folder with title.<lang>.j2 / text.<lang>.j2 / html.<lang>.j2 "
+        "templates that replace the built-in ones (Jinja2, sandboxed).")
+    queue_path: str = Field("notify.db", description="The durable send queue (SQLite), "
+                            "relative to state_dir.")
+    grouping: GroupingConfig = GroupingConfig()
+    quiet_hours: QuietHoursConfig | None = Field(None, description="Unset: no quiet hours.")
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="Checked in order; an alert goes to the notifiers "
+        "of the first route it matches (and of later ones while `continue` is true). Alerts "
+        "no route matches are counted as `unrouted`.")
+
+
 def _default_state_dir() -> str:
     # systemd sets STATE_DIRECTORY from StateDirectory=; fall back to XDG.
     if os.environ.get("STATE_DIRECTORY"):
@@ -214,6 +318,7 @@ class DocumentConfig(StrictModel):
     collectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notifications: NotificationsConfig = NotificationsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +344,7 @@ class Config:
     decoders: dict[str, Plugin] = field(default_factory=dict)
     collectors: dict[str, Plugin] = field(default_factory=dict)
     sinks: dict[str, Plugin] = field(default_factory=dict)
+    notifiers: dict[str, Plugin] = field(default_factory=dict)
 
     def resolve(self, path: str) -> str:
         """A path from the config, relative to the config file's folder."""
@@ -340,15 +446,21 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
 
     config_dir = os.path.dirname(os.path.abspath(file))
     state_dir = resolve_path(config_dir, doc.state_dir)
-    if doc.notifiers:
-        problem(("notifiers",), "no notifier types are available in this version",
-                "remove the notifiers section")
-
+    notifiers = _plugins("notifier", "notifiers", section("notifiers"), NotifierConfig, problem)
+    for i, route in enumerate(doc.notifications.routes):
+        for j, ref in enumerate(route.notifiers):
+            if ref not in notifiers and ref not in section("notifiers"):
+                close = difflib.get_close_matches(ref, list(section("notifiers")), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else (
+                    "declare it under notifiers:" if not section("notifiers") else
+                    f"use one of {', '.join(sorted(section('notifiers')))}")
+                problem(("notifications", "routes", i, "notifiers", j),
+                        f"unknown notifier {ref!r}", hint)
 
     if problems:
         raise ConfigError(problems)
     return Config(file=file, document=doc, config_dir=config_dir, state_dir=state_dir,
-                  decoders=decoders, collectors=collectors, sinks=sinks)
+                  decoders=decoders, collectors=collectors, sinks=sinks, notifiers=notifiers)
 
 
 def _decoder_refs(config: Any) -> list[tuple[tuple[Any, ...], str]]:

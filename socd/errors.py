@@ -77,3 +77,15 @@ class SinkError(SocdError):
 
 class HealthCheckError(SocdError):
     """A sink or collector failed its start-up health check."""
+
+
+class NotifyError(SocdError):
+    """A notification could not be sent. ``retryable`` errors (timeouts, 5xx, 429,
+    connection refused) keep the message in the send queue; the others (a 4xx
+    that will never change, a template error) are dead-lettered."""
+
+    def __init__(self, message: str, *, retryable: bool = True,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after

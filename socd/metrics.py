@@ -96,6 +96,96 @@ DEAD_LETTERS = Counter(
     ["stage"],
     registry=REGISTRY,
 )
+COLLECTOR_LAST_RECEIVED = Gauge(
+    "socd_collector_last_received_timestamp_seconds",
+    "Unix time a collector last handed records to the pipeline (a silent source shows as "
+    "`time() - this` growing).",
+    ["collector"],
+    registry=REGISTRY,
+)
+COLLECTOR_LAG = Histogram(
+    "socd_collector_lag_seconds",
+    "How old events are when socd receives them (receipt time minus the event's own "
+    "@timestamp), observed once per received batch on its oldest event.",
+    ["collector"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 86400),
+    registry=REGISTRY,
+)
+SPOOL_BYTES = Gauge(
+    "socd_spool_bytes",
+    "Bytes of events waiting in a sink's on-disk spool.",
+    ["sink"],
+    registry=REGISTRY,
+)
+SPOOL_EVENTS = Gauge(
+    "socd_spool_events",
+    "Events waiting in a sink's on-disk spool.",
+    ["sink"],
+    registry=REGISTRY,
+)
+SPOOL_MAX_BYTES = Gauge(
+    "socd_spool_max_bytes",
+    "Configured size cap of a sink's spool (spool.max_bytes).",
+    ["sink"],
+    registry=REGISTRY,
+)
+SPOOL_WRITTEN = Counter(
+    "socd_spool_written_total",
+    "Events written to a sink's spool because the sink failed or had a backlog.",
+    ["sink"],
+    registry=REGISTRY,
+)
+SPOOL_DRAINED = Counter(
+    "socd_spool_drained_total",
+    "Events taken from a sink's spool and stored by the sink.",
+    ["sink"],
+    registry=REGISTRY,
+)
+ALERTS_BY_UNIT = Counter(
+    "socd_alerts_by_unit_total",
+    "Alerts by owning unit (đơn vị) and SOC severity. Units beyond the first "
+    "200 seen are counted as `other`, so the series stay bounded.",
+    ["unit", "severity"],
+    registry=REGISTRY,
+)
+NOTIFY_ALERTS = Counter(
+    "socd_notification_alerts_total",
+    "What the notification core did with each alert: `routed`, `unrouted` (no route "
+    "matched), `deduplicated` (same alert within repeat_interval), `deferred_quiet` "
+    "(held for quiet hours). Nothing leaves without being counted here.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_SENT = Counter(
+    "socd_notifications_sent_total",
+    "Messages delivered, by notifier.",
+    ["notifier"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_FAILED = Counter(
+    "socd_notifications_failed_total",
+    "Failed send attempts by notifier and outcome (`retry` or `dead_letter`).",
+    ["notifier", "outcome"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_THROTTLED = Counter(
+    "socd_notifications_throttled_total",
+    "Messages held back by a notifier's rate limit (they are sent later).",
+    ["notifier"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_GROUPED = Counter(
+    "socd_notifications_grouped_alerts_total",
+    "Alerts that went out inside a digest message rather than a message of their own.",
+    ["notifier"],
+    registry=REGISTRY,
+)
+NOTIFY_QUEUE = Gauge(
+    "socd_notification_queue_depth",
+    "Messages waiting in the durable send queue, by notifier.",
+    ["notifier"],
+    registry=REGISTRY,
+)
 BUILD_INFO = Info("socd_build", "socd version.", registry=REGISTRY)
 BUILD_INFO.info({"version": __version__})
 
@@ -103,12 +193,16 @@ for _stage in ("intake",):
     QUEUE_DEPTH.labels(_stage).set(0)
 for _result in ("success", "failure"):
     CONFIG_RELOADS.labels(_result)
+for _outcome in ("routed", "unrouted", "deduplicated", "deferred_quiet"):
+    NOTIFY_ALERTS.labels(_outcome)
 
 
 def init_collector(name: str) -> None:
     """Create a collector's series at zero so they exist before the first event."""
     EVENTS_RECEIVED.labels(name)
     COMPONENT_UP.labels("collector", name).set(0)
+    COLLECTOR_LAST_RECEIVED.labels(name)
+    COLLECTOR_LAG.labels(name)
 
 
 def init_sink(name: str) -> None:
@@ -122,3 +216,39 @@ def init_sink(name: str) -> None:
 
 def init_decoder(name: str) -> None:
     EVENTS_DECODED.labels(name)
+
+
+def init_spool(name: str, max_bytes: int) -> None:
+    SPOOL_BYTES.labels(name).set(0)
+    SPOOL_EVENTS.labels(name).set(0)
+    SPOOL_MAX_BYTES.labels(name).set(max_bytes)
+    SPOOL_WRITTEN.labels(name)
+    SPOOL_DRAINED.labels(name)
+
+
+def init_notifier(name: str) -> None:
+    """Create a notifier's series at zero so Grafana and alert rules see them."""
+    NOTIFICATIONS_SENT.labels(name)
+    for outcome in ("retry", "dead_letter"):
+        NOTIFICATIONS_FAILED.labels(name, outcome)
+    NOTIFICATIONS_THROTTLED.labels(name)
+    NOTIFICATIONS_GROUPED.labels(name)
+    NOTIFY_QUEUE.labels(name).set(0)
+    COMPONENT_UP.labels("notifier", name).set(0)
+
+
+_UNITS: set[str] = set()
+MAX_UNITS = 200
+
+
+def count_alert(socd: dict[str, object]) -> None:
+    """Count one classified alert in socd_alerts_total and socd_alerts_by_unit_total."""
+    severity = str(socd["severity"])
+    ALERTS.labels(severity, str(socd["layer"]), str(socd["asset_kind"])).inc()
+    unit = str(socd.get("unit") or "unknown")
+    if unit not in _UNITS:
+        if len(_UNITS) >= MAX_UNITS:
+            unit = "other"
+        else:
+            _UNITS.add(unit)
+    ALERTS_BY_UNIT.labels(unit, severity).inc()

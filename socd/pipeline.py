@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -240,7 +241,7 @@ class Pipeline:
             if ack is not None:
                 ack.done()
             return
-        metrics.EVENTS_RECEIVED.labels(records[0].collector).inc(len(records))
+        _count_received(records)
         size = sum(len(r.data) for r in records)
         # Always admit a batch when nothing is buffered, however big it is.
         while self.buffered_bytes and self.buffered_bytes + size > self.max_buffered_bytes:
@@ -274,7 +275,7 @@ class Pipeline:
         size = sum(len(r.data) for r in records)
         if self.buffered_bytes and self.buffered_bytes + size > self.max_buffered_bytes:
             return False
-        metrics.EVENTS_RECEIVED.labels(records[0].collector).inc(len(records))
+        _count_received(records)
         self.intake_events += len(records)
         self.intake.put_nowait(Batch(records, self._budget(size, ack)))
         return True
@@ -419,6 +420,8 @@ class Pipeline:
     async def _handle(self, batch: Batch) -> None:
         events: list[Event] = []
         received = time.time()
+        if batch.records:
+            collector = batch.records[0].collector
         dead_letter = self.dead_letter
         for record in batch.records:
             received = min(received, record.received)
@@ -437,6 +440,7 @@ class Pipeline:
                 metrics.EVENTS_DECODED.labels(decoder.name).inc(len(result.events))
                 events.extend(result.events)
         if events:
+            _observe_lag(collector, received, events)
             events = self.processor.process(events)
         self.events_processed += len(events)
         runners = self.runners
@@ -454,3 +458,22 @@ class Pipeline:
             await runner.put(out)
         # Let collectors and the HTTP server run between CPU-bound batches.
         await asyncio.sleep(0)
+
+
+def _count_received(records: list[RawRecord]) -> None:
+    collector = records[0].collector
+    metrics.EVENTS_RECEIVED.labels(collector).inc(len(records))
+    metrics.COLLECTOR_LAST_RECEIVED.labels(collector).set(records[-1].received)
+
+
+def _observe_lag(collector: str, received: float, events: list[Event]) -> None:
+    """Observe receipt time minus the first event's own time, once per batch (one
+    parse a batch keeps it off the hot path)."""
+    ts = events[0].get("@timestamp")
+    if not isinstance(ts, str):
+        return
+    try:
+        value = datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return
+    metrics.COLLECTOR_LAG.labels(collector).observe(max(0.0, received - value))

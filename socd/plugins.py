@@ -124,13 +124,50 @@ class Sink(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class Notification:
+    """One message for one notifier: a single alert, or a digest of similar ones.
+
+    The notification core renders ``title``/``text``/``html`` from templates
+    before a notifier sees it; a notifier only shapes them into its channel's
+    payload (an e-mail, a chat message, Alertmanager alerts...).
+    """
+
+    id: str  # stable across retries: receivers may use it to drop duplicates
+    route: str  # the routing rule that selected it
+    group_key: str  # what the grouped alerts have in common, e.g. "rule.id=R1,socd.unit=X"
+    severity: str  # highest SOC severity label among the alerts ("nghiêm trọng"...)
+    title: str  # one line, rendered
+    text: str  # plain text (Markdown-safe), rendered; Vietnamese by default
+    html: str | None = None  # HTML body for e-mail, rendered
+    alerts: list[Event] = field(default_factory=list)  # at most digest_max_alerts
+    total: int = 0  # alerts this message stands for (>= len(alerts))
+    created: float = field(default_factory=time.time)
+
+
 @runtime_checkable
 class Notifier(Protocol):
-    """Tells people about alerts (e-mail, chat, webhook). Filled in by later work."""
+    """Delivers notifications to one channel (e-mail, chat, webhook, MQTT...).
+
+    ``send`` returns once the receiver accepted the message; it raises
+    :class:`~socd.errors.NotifyError` otherwise (``retryable`` decides whether the
+    send queue tries again). Rate limits, retries and grouping are the core's job.
+    """
 
     name: str
 
-    async def notify(self, alerts: Sequence[Event]) -> None: ...
+    async def start(self) -> None:
+        """Open long-lived connections (MQTT); most notifiers have nothing to do."""
+        ...
+
+    async def healthcheck(self) -> None:
+        """Raise :class:`~socd.errors.HealthCheckError` when the channel is unusable
+        (``socd check-config --connect``); must not send a message."""
+        ...
+
+    async def send(self, notification: Notification) -> None:
+        """Deliver one notification or raise :class:`~socd.errors.NotifyError`."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -72,6 +72,23 @@ _BUILTIN: tuple[PluginSpec, ...] = (
                "The embedded alert store (SQLite)."),
     PluginSpec("sink", "blocker", "socd.block.sink:BlockerSink",
                "Block decisions: nftables/ipset and feeds for firewall appliances."),
+    PluginSpec("notifier", "email", "socd.alerting.notifiers.email:EmailNotifier",
+               "E-mail over SMTP (STARTTLS or implicit TLS, AUTH)."),
+    PluginSpec("notifier", "webhook", "socd.alerting.notifiers.webhook:WebhookNotifier",
+               "Generic JSON webhook (bearer token or HMAC-SHA256 signature)."),
+    PluginSpec("notifier", "telegram", "socd.alerting.notifiers.telegram:TelegramNotifier",
+               "Telegram Bot API sendMessage to a chat or group."),
+    PluginSpec("notifier", "slack", "socd.alerting.notifiers.chat:SlackNotifier",
+               "Slack incoming webhook."),
+    PluginSpec("notifier", "mattermost", "socd.alerting.notifiers.chat:MattermostNotifier",
+               "Mattermost incoming webhook (Slack-compatible)."),
+    PluginSpec("notifier", "teams", "socd.alerting.notifiers.chat:TeamsNotifier",
+               "Microsoft Teams webhook (Workflows / connector card)."),
+    PluginSpec("notifier", "mqtt", "socd.alerting.notifiers.mqtt:MqttNotifier",
+               "Publish notifications as JSON to an MQTT topic (QoS 1)."),
+    PluginSpec("notifier", "alertmanager",
+               "socd.alerting.notifiers.alertmanager:AlertmanagerNotifier",
+               "Prometheus Alertmanager v2 API (POST /api/v2/alerts)."),
 )  # fmt: skip
 
 REGISTRY: Mapping[Kind, Mapping[str, PluginSpec]] = {

@@ -103,7 +103,11 @@ def test_panels_cover_the_requested_metrics() -> None:
     for name in ("socd_alerts_total", "socd_ioc_hits_total", "socd_blocks_active",
                  "socd_events_received_total", "socd_events_dropped_total", "socd_queue_depth",
                  "socd_sink_write_seconds_bucket", "socd_processing_latency_seconds_bucket",
-                 "socd_component_up", "socd_config_reloads_total", "socd_rule_matches_total"):
+                 "socd_component_up", "socd_config_reloads_total", "socd_rule_matches_total",
+                 "socd_alerts_by_unit_total", "socd_spool_events", "socd_notification_alerts_total",
+                 "socd_notifications_sent_total", "socd_notifications_failed_total",
+                 "socd_notification_queue_depth", "socd_collector_lag_seconds_bucket",
+                 "socd_collector_last_received_timestamp_seconds"):
         assert name in used, f"no panel shows {name}"
     by = " ".join(exprs())
     for label in ("severity", "asset_kind", "layer"):

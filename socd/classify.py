@@ -182,6 +182,7 @@ class Classifier:
                 set_severity(event, cfg.default_alert_severity)
             if "layer" not in socd:
                 socd["layer"] = cfg.default_layer
+            _mark_new(socd)
             metrics.count_alert(socd)
         if self.rules is not None:
             count = len(events)
@@ -192,6 +193,7 @@ class Classifier:
                 socd.setdefault("layer", cfg.default_layer)
                 if "severity" not in socd:
                     set_severity(alert, cfg.default_alert_severity)
+                _mark_new(socd)
                 metrics.count_alert(socd)
         return events
 
@@ -225,3 +227,11 @@ class Classifier:
             set_severity(event, Severity.HIGH)
             event.setdefault("rule", {}).setdefault("name", "IoC match")
             event["rule"].setdefault("id", "socd-ioc-match")
+
+
+def _mark_new(socd: dict[str, Any]) -> None:
+    """Every alert enters the lifecycle as ``new`` (socd.alerts, docs/alerts.md)."""
+    alert = socd.get("alert")
+    if not isinstance(alert, dict):
+        alert = socd["alert"] = {}
+    alert.setdefault("status", "new")

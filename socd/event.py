@@ -134,6 +134,14 @@ FIELDS: Final[tuple[Field, ...]] = (
     _f("socd.ioc.matched", "boolean", "True when an address or hash is on an IoC list."),
     _f("socd.ioc.values", "keyword", "The values that matched an IoC list.", array=True),
     _f("socd.ioc.refs", "keyword", "References of the matching IoC entries.", array=True),
+    # -- alert lifecycle (socd.alerts, `socd alert`, docs/alerts.md) ---------------------
+    _f("socd.alert.status", "keyword",
+       "Lifecycle status of an alert: `new`, `acknowledged`, `false_positive` (cảnh báo "
+       "nhầm) or `resolved`; classification sets `new`."),
+    _f("socd.alert.assignee", "keyword", "The analyst handling the alert."),
+    _f("socd.alert.updated", "date", "When the status or assignee last changed."),
+    _f("socd.alert.updated_by", "keyword", "Who made the last lifecycle change."),
+    _f("socd.alert.note", "text", "The note given with the last lifecycle change."),
     # -- vendor decoders (suricata, wazuh, winlogbeat) ---------------------------------
     _f("event.code", "keyword", "The source's event code (Windows event id)."),
     _f("event.reason", "keyword", "Why the event happened (failed logon reason, ...)."),

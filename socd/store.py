@@ -1,9 +1,23 @@
 """The embedded alert store (SQLite).
 
 It keeps alerts where there is no Elasticsearch (the embedded default, small
-sites), and later the alert lifecycle, IoCs and block decisions. SQLite in WAL
-mode gives durable writes with one ``fsync`` per transaction and lets the CLI
-read while the daemon writes.
+sites) and the alert lifecycle (status, assignee, history; see
+:mod:`socd.alerts` and docs/alerts.md). SQLite in WAL mode gives durable writes
+with one ``fsync`` per transaction and lets the CLI read and update while the
+daemon writes.
+
+Guarantees:
+
+* An alert is stored once (``id`` = ``event.hash``): the sink's ``INSERT OR
+  IGNORE`` skips a retried or redelivered alert and so never resets a status,
+  an assignee or a note set by ``socd alert``.
+* Every lifecycle change is one short ``BEGIN IMMEDIATE`` transaction that reads
+  the current row, applies the caller's decision and appends to
+  ``alert_history``: two operators acting at once are serialized, and the
+  history always explains the current status.
+* Opening a version 1 file migrates it to version 2 in place, in one
+  transaction (a crash leaves the old schema, never half a new one). A file
+  written by a newer socd is refused rather than misread.
 """
 
 from __future__ import annotations
@@ -11,15 +25,24 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from socd.event import Event, get
+from socd.errors import SocdError
+from socd.event import Event, get, now_iso
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
+SCHEMA_VERSION = "2"
+
+# Version 2, created as a whole in a new file. A version 1 file gets the same
+# shape from _MIGRATE_1_2. ``ts_ms`` (epoch milliseconds of @timestamp) exists
+# because @timestamp keeps its source's offset, so its text does not sort in
+# time order across sources.
+_SCHEMA_2 = (
+    """CREATE TABLE alerts (
     id             TEXT PRIMARY KEY,          -- event.hash: a retry never duplicates
     ts             TEXT NOT NULL,             -- @timestamp (RFC 3339)
     kind           TEXT NOT NULL,             -- event.kind
@@ -35,13 +58,132 @@ CREATE TABLE IF NOT EXISTS alerts (
     destination_ip TEXT,
     ioc            INTEGER NOT NULL DEFAULT 0,
     status         TEXT NOT NULL DEFAULT 'new',
-    doc            BLOB NOT NULL              -- the whole event as JSON
-);
-CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (ts);
-CREATE INDEX IF NOT EXISTS alerts_severity ON alerts (severity, asset_kind);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-SCHEMA_VERSION = "1"
+    doc            BLOB NOT NULL,             -- the whole event as JSON, as received
+    assignee       TEXT,
+    status_by      TEXT,                      -- who made the last lifecycle change
+    status_note    TEXT,                      -- its note
+    status_at      TEXT,                      -- its time (RFC 3339, UTC)
+    ts_ms          INTEGER                    -- @timestamp as epoch milliseconds
+)""",
+    "CREATE INDEX alerts_ts ON alerts (ts)",
+    "CREATE INDEX alerts_severity ON alerts (severity, asset_kind)",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+_HISTORY = (
+    """CREATE TABLE alert_history (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id    TEXT NOT NULL,
+    ts          TEXT NOT NULL,                -- RFC 3339, UTC
+    action      TEXT NOT NULL,                -- ack, reopen, resolve, false_positive, assign
+    status_from TEXT,
+    status_to   TEXT,
+    "by"        TEXT,
+    note        TEXT
+)""",
+    "CREATE INDEX alert_history_alert ON alert_history (alert_id, id)",
+    "CREATE INDEX alerts_ts_ms ON alerts (ts_ms)",
+    "CREATE INDEX alerts_status ON alerts (status, rule_id)",
+    "CREATE INDEX alerts_rule ON alerts (rule_id)",
+)
+_MIGRATE_1_2 = (
+    "ALTER TABLE alerts ADD COLUMN assignee TEXT",
+    "ALTER TABLE alerts ADD COLUMN status_by TEXT",
+    "ALTER TABLE alerts ADD COLUMN status_note TEXT",
+    "ALTER TABLE alerts ADD COLUMN status_at TEXT",
+    "ALTER TABLE alerts ADD COLUMN ts_ms INTEGER",
+    # SQLite's julianday() reads RFC 3339 with an offset or Z and fractions.
+    "UPDATE alerts SET ts_ms = CAST(round((julianday(ts) - 2440587.5) * 86400000) AS INTEGER)",
+)
+
+_SELECT = ("SELECT id, ts, ts_ms, kind, severity, layer, asset_kind, unit, module, rule_id, "
+           "rule_name, host_name, source_ip, destination_ip, ioc, status, assignee, status_by, "
+           "status_note, status_at, doc FROM alerts")
+
+KEEP: Any = object()
+"""``Change.assignee`` default: leave the assignee as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """One row of ``alerts``: the indexed columns, the lifecycle state and the event."""
+
+    id: str
+    ts: str
+    ts_ms: int | None
+    kind: str
+    severity: str | None
+    layer: int | None
+    asset_kind: str | None
+    unit: str | None
+    module: str | None
+    rule_id: str | None
+    rule_name: str | None
+    host_name: str | None
+    source_ip: str | None
+    destination_ip: str | None
+    ioc: bool
+    status: str
+    assignee: str | None
+    status_by: str | None
+    status_note: str | None
+    status_at: str | None
+    doc: bytes
+
+    def event(self) -> Event:
+        """The stored event with its current ``socd.alert.*`` lifecycle fields."""
+        event: Event = orjson.loads(self.doc)
+        socd = event.setdefault("socd", {})
+        alert = socd.get("alert")
+        if not isinstance(alert, dict):
+            alert = socd["alert"] = {}
+        alert["status"] = self.status
+        for key, value in (("assignee", self.assignee), ("updated", self.status_at),
+                           ("updated_by", self.status_by), ("note", self.status_note)):
+            if value is not None:
+                alert[key] = value
+        return event
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One lifecycle change of an alert."""
+
+    id: int
+    alert_id: str
+    ts: str
+    action: str
+    status_from: str | None
+    status_to: str | None
+    by: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a lifecycle decision wants written (see :meth:`AlertStore.update`)."""
+
+    action: str
+    status: str
+    by: str
+    note: str | None = None
+    assignee: Any = KEEP  # str, None (unassign) or KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    """The result of :meth:`AlertStore.update`: the row before and after."""
+
+    before: StoredAlert
+    after: StoredAlert
+    changed: bool  # False: the decision was a no-op, nothing was written
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCounts:
+    rule_id: str
+    rule_name: str
+    total: int
+    false_positives: int
 
 
 class AlertStore:
@@ -53,24 +195,67 @@ class AlertStore:
         os.makedirs(parent, mode=0o750, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                         (SCHEMA_VERSION,))
+        try:
+            # busy_timeout first: switching to WAL and migrating wait for a writer.
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- schema --------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # the daemon and the CLI may open a v1 file at once
+        try:
+            self._create_or_upgrade(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _create_or_upgrade(self, db: sqlite3.Connection) -> None:
+        def exists(table: str) -> bool:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                              (table,)).fetchone() is not None
+
+        has_meta = exists("meta")
+        row = (db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+               if has_meta else None)
+        version = row[0] if row else ("1" if exists("alerts") else None)
+        if version is None:
+            for statement in (*_SCHEMA_2, *_HISTORY):
+                db.execute(statement)
+        elif version == "1":
+            if not has_meta:
+                db.execute(_SCHEMA_2[3])
+            for statement in (*_MIGRATE_1_2, *_HISTORY):
+                db.execute(statement)
+        elif version != SCHEMA_VERSION:
+            raise SocdError(f"{self.path}: alert store schema version {version} is newer than "
+                            f"this socd supports ({SCHEMA_VERSION}); upgrade socd")
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+    def schema_version(self) -> str:
+        return str(self.query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
+
+    # -- the sink's side -------------------------------------------------------------------
 
     def insert(self, events: Sequence[Event]) -> int:
-        """Insert events; ones already stored (same id) are skipped. Returns new rows."""
+        """Insert events; ones already stored (same id) are skipped, so their lifecycle
+        state is never reset. Returns new rows."""
         rows = [_row(e) for e in events]
         with self._lock:
             before = self._db.total_changes
-            self._db.execute("BEGIN")
+            self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO alerts (id, ts, kind, severity, layer, asset_kind, "
                     "unit, module, rule_id, rule_name, host_name, source_ip, destination_ip, "
-                    "ioc, doc) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                    "ioc, doc, status, ts_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -90,13 +275,134 @@ class AlertStore:
                           "WHERE kind = 'alert' GROUP BY severity, asset_kind")
         return {(str(s), str(a)): int(n) for s, a, n in rows}
 
+    # -- the lifecycle ---------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> StoredAlert | None:
+        rows = self.query(f"{_SELECT} WHERE id = ?", (alert_id,))
+        return _alert(rows[0]) if rows else None
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids of alerts (event.kind alert) starting with ``prefix`` (lower-case hex)."""
+        # A range scan on the primary key: `prefix <= id < prefix + "g"` for hex ids.
+        rows = self.query("SELECT id FROM alerts WHERE id >= ? AND id < ? AND kind = 'alert' "
+                          "ORDER BY id LIMIT ?", (prefix, prefix + "g", limit))
+        return [str(r[0]) for r in rows]
+
+    def find(self, *, status: str | None = None, severity: str | None = None,
+             unit: str | None = None, rule: str | None = None, since_ms: int | None = None,
+             limit: int = 50) -> list[StoredAlert]:
+        """Alerts matching every given filter, newest first."""
+        where: list[str] = ["kind = 'alert'"]
+        params: list[Any] = []
+        for column, value in (("status", status), ("severity", severity), ("unit", unit)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if rule is not None:
+            where.append("(rule_id = ? OR rule_name = ?)")
+            params += [rule, rule]
+        if since_ms is not None:
+            where.append("ts_ms >= ?")
+            params.append(since_ms)
+        params.append(limit)
+        rows = self.query(f"{_SELECT} WHERE {' AND '.join(where)} "
+                          "ORDER BY ts_ms DESC, id LIMIT ?", params)
+        return [_alert(r) for r in rows]
+
+    def history(self, alert_id: str) -> list[HistoryEntry]:
+        rows = self.query('SELECT id, alert_id, ts, action, status_from, status_to, "by", note '
+                          "FROM alert_history WHERE alert_id = ? ORDER BY id", (alert_id,))
+        return [HistoryEntry(*r) for r in rows]
+
+    def update(self, alert_id: str,
+               decide: Callable[[StoredAlert], Change | None]) -> Updated | None:
+        """Read the alert, let ``decide`` choose a change, write it and its history entry,
+        all in one transaction. ``decide`` returns ``None`` for a no-op and may raise to
+        refuse (nothing is written). Returns ``None`` when no such alert exists."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchall()
+                if not rows:
+                    db.execute("ROLLBACK")
+                    return None
+                before = _alert(rows[0])
+                change = decide(before)
+                if change is None:
+                    db.execute("ROLLBACK")
+                    return Updated(before, before, changed=False)
+                now = now_iso()
+                assignee = before.assignee if change.assignee is KEEP else change.assignee
+                db.execute("UPDATE alerts SET status = ?, assignee = ?, status_by = ?, "
+                           "status_note = ?, status_at = ? WHERE id = ?",
+                           (change.status, assignee, change.by, change.note, now, alert_id))
+                db.execute('INSERT INTO alert_history (alert_id, ts, action, status_from, '
+                           'status_to, "by", note) VALUES (?,?,?,?,?,?,?)',
+                           (alert_id, now, change.action, before.status, change.status,
+                            change.by, change.note))
+                after = _alert(db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchone())
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return Updated(before, after, changed=True)
+
+    def status_counts(self, since_ms: int | None = None) -> dict[str, int]:
+        """Alerts by current status (alert time at or after ``since_ms``, if given)."""
+        rows = self.query("SELECT status, count(*) FROM alerts WHERE kind = 'alert' "
+                          "AND (?1 IS NULL OR ts_ms >= ?1) GROUP BY status", (since_ms,))
+        return {str(s): int(n) for s, n in rows}
+
+    def rule_counts(self, since_ms: int | None = None) -> list[RuleCounts]:
+        """Per rule: alerts and how many of them are now false positives (most first).
+
+        A rule is its ``rule.id``; vendor alerts that carry only a ``rule.name`` (the
+        EDR threat names) are grouped by that name."""
+        rows = self.query(
+            "SELECT coalesce(rule_id, ''), coalesce(max(rule_name), ''), count(*), "
+            "sum(status = 'false_positive') AS fp FROM alerts "
+            "WHERE kind = 'alert' AND (?1 IS NULL OR ts_ms >= ?1) "
+            # A rule is its id, else (vendor alerts naming only a threat) its name.
+            "GROUP BY CASE WHEN coalesce(rule_id, '') = '' THEN 'name:' || "
+            "coalesce(rule_name, '') ELSE 'id:' || rule_id END "
+            "ORDER BY fp DESC, count(*) DESC, 1, 2", (since_ms,))
+        return [RuleCounts(str(r), str(n), int(t), int(f or 0)) for r, n, t, f in rows]
+
+    def false_positives_by_rule(self, limit: int = 500) -> dict[str, int]:
+        """False positives per rule id, else rule name (cheap: the status index finds
+        the rows)."""
+        rows = self.query("SELECT coalesce(nullif(rule_id, ''), rule_name, ''), count(*) AS n "
+                          "FROM alerts WHERE status = 'false_positive' AND kind = 'alert' "
+                          "GROUP BY CASE WHEN coalesce(rule_id, '') = '' THEN 'name:' || "
+                          "coalesce(rule_name, '') ELSE 'id:' || rule_id END "
+                          "ORDER BY n DESC, 1 LIMIT ?", (limit,))
+        return {str(r): int(n) for r, n in rows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
 
+def _alert(row: Sequence[Any]) -> StoredAlert:
+    values = list(row)
+    values[14] = bool(values[14])
+    return StoredAlert(*values)
+
+
+def _epoch_ms(ts: str) -> int | None:
+    try:
+        return int(datetime.fromisoformat(ts).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+_STATUSES = frozenset({"new", "acknowledged", "false_positive", "resolved"})
+
+
 def _row(event: Event) -> tuple[Any, ...]:
     socd = event.get("socd", {})
+    status = get(event, "socd.alert.status")
     return (
         event["event"]["hash"],
         event["@timestamp"],
@@ -113,4 +419,6 @@ def _row(event: Event) -> tuple[Any, ...]:
         get(event, "destination.ip"),
         1 if get(event, "socd.ioc.matched") else 0,
         orjson.dumps(event),
+        status if status in _STATUSES else "new",
+        _epoch_ms(event["@timestamp"]),
     )

@@ -60,6 +60,7 @@ from socd.config import (
     CollectorConfig,
     DecoderConfig,
     DocumentConfig,
+    NotifierConfig,
     SinkConfig,
 )
 from socd.decoders.mapping import MappingSpec, load_mapping
@@ -185,8 +186,10 @@ DESCRIPTIONS: Mapping[str, str] = {
     "DocumentConfig.decoders": "Named decoders, added to the built-in ones listed below.",
     "DocumentConfig.collectors": "Named collectors. The name is the `collector` metric label.",
     "DocumentConfig.sinks": "Named sinks. The name is the `sink` metric label.",
-    "DocumentConfig.notifiers": "Reserved for notifiers. No notifier type exists in this "
-                                "version, so any entry here is reported as an error.",
+    "DocumentConfig.notifiers": "Named notifiers (channels to people). The name is the "
+                                "`notifier` metric label; routes refer to it.",
+    "DocumentConfig.notifications": "Routing, grouping, quiet hours and templates of "
+                                    "notifications (docs/notifications.md).",
     "LogConfig.level": "Lowest level written to the log.",
     "HttpConfig.enabled": "Serve the HTTP endpoint at all.",
     "MqttCollector.Config.host": "Broker host name or address.",
@@ -318,9 +321,10 @@ KIND_SECTIONS: Sequence[tuple[str, str, type[BaseModel], str]] = (
     ("sink", "sinks", SinkConfig,
      "A sink stores events. The pipeline gives each sink its own bounded queue, batches "
      "its writes and retries failed writes with exponential backoff."),
-    ("notifier", "notifiers", BaseModel,
-     "Notifiers (e-mail, chat, webhook) are declared in the registry's Protocols but no "
-     "type exists in this version."),
+    ("notifier", "notifiers", NotifierConfig,
+     "A notifier delivers rendered notifications to people (docs/notifications.md). The "
+     "notification core routes and groups alerts, keeps messages in a durable queue, and "
+     "rate-limits and retries each notifier's sends; a notifier only talks to its channel."),
 )
 
 PLUGIN_NOTES: Mapping[tuple[str, str], str] = {
@@ -351,6 +355,35 @@ PLUGIN_NOTES: Mapping[tuple[str, str], str] = {
         "write. Supports Elasticsearch 8.x and 9.x.",
     ("sink", "ndjson"):
         "One JSON event per line. Meant for debugging, tests and hand-offs to other tools.",
+    ("notifier", "email"):
+        "One e-mail per notification over SMTP: `security: starttls` (default, required "
+        "upgrade), `tls` (implicit) or `none`; AUTH with `username`/`password`. The subject "
+        "is the rendered title, the body the text with an HTML alternative; `Message-ID` "
+        "comes from the notification id, so a resend is recognisable as the same message.",
+    ("notifier", "webhook"):
+        "The notification as JSON (`id`, `route`, `group_key`, `severity`, "
+        "`severity_label`, `title`, `text`, `total`, `created`, `alerts`). Sends "
+        "`Idempotency-Key` and, with `hmac_secret`, `X-Socd-Signature: sha256=<HMAC of the "
+        "body>`. 429/5xx/network errors are retried, other 4xx dead-lettered.",
+    ("notifier", "telegram"):
+        "Bot API `sendMessage` with HTML formatting (alert data escaped); texts over "
+        "Telegram's 4096-character limit are cut with a `…(+N)` marker. The bot token is "
+        "never logged.",
+    ("notifier", "slack"):
+        "Slack incoming webhook: the title in bold, then the text (mrkdwn, escaped).",
+    ("notifier", "mattermost"):
+        "Mattermost incoming webhook (Slack-compatible payload); optional `username`, "
+        "`channel` and `icon_url` overrides.",
+    ("notifier", "teams"):
+        "Microsoft Teams through a Workflows webhook: an Adaptive Card with the title and "
+        "text.",
+    ("notifier", "mqtt"):
+        "Publishes the webhook JSON to a topic (which may contain `{severity}` and "
+        "`{route}`), QoS 1 by default, over one persistent connection.",
+    ("notifier", "alertmanager"):
+        "`POST /api/v2/alerts` with one Alertmanager alert per socd alert: bounded labels "
+        "(`alertname` = rule id, `severity`, `unit`, `layer`, `asset_kind`, `host`...), the "
+        "rendered texts as annotations, `endsAt` = now + `resolve_after_secs`.",
     ("sink", "sqlite"):
         "The embedded alert store: SQLite in WAL mode, one transaction per batch, "
         "`event.hash` as primary key (a retried batch never duplicates a row).",

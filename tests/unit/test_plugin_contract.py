@@ -12,10 +12,10 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from socd import config, metrics, registry
 from socd.components import build_decoders, dead_letter_for, instantiate
-from socd.config import CollectorConfig, DecoderConfig, SinkConfig
+from socd.config import CollectorConfig, DecoderConfig, NotifierConfig, SinkConfig
 from socd.errors import ConfigError, PluginError
 from socd.pipeline import SinkRunner
-from socd.plugins import Collector, Decoder, RawRecord, Sink
+from socd.plugins import Collector, Decoder, Notifier, RawRecord, Sink
 
 from .conftest import sample_value, series_exists
 
@@ -43,10 +43,22 @@ SAMPLES: dict[str, dict[str, dict[str, Any]]] = {
         "ndjson": {"type": "ndjson", "path": "out.ndjson"},
         "sqlite": {"type": "sqlite"},
     },
-    "notifier": {},
+    "notifier": {
+        "email": {"type": "email", "host": "smtp.example.vn", "from_addr": "soc@example.vn",
+                  "to": ["analyst@example.vn"]},
+        "webhook": {"type": "webhook", "url": "https://siem.example.vn/hook"},
+        "telegram": {"type": "telegram", "bot_token": "123:abc", "chat_id": "-1001"},
+        "slack": {"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"},
+        "mattermost": {"type": "mattermost", "url": "https://mm.example.vn/hooks/x"},
+        "teams": {"type": "teams", "url": "https://prod.westeurope.logic.azure.com/x"},
+        "mqtt": {"type": "mqtt"},
+        "alertmanager": {"type": "alertmanager"},
+    },
 }
-BASES = {"collector": CollectorConfig, "decoder": DecoderConfig, "sink": SinkConfig}
-SECTIONS = {"collector": "collectors", "decoder": "decoders", "sink": "sinks"}
+BASES = {"collector": CollectorConfig, "decoder": DecoderConfig, "sink": SinkConfig,
+         "notifier": NotifierConfig}
+SECTIONS = {"collector": "collectors", "decoder": "decoders", "sink": "sinks",
+            "notifier": "notifiers"}
 FORBIDDEN_LABELS = {"ip", "address", "addr", "message", "msg", "host", "source", "topic",
                     "path", "file", "user", "hash", "detail", "event"}
 
@@ -56,7 +68,8 @@ def registered(kind: str) -> list[str]:
 
 
 def all_types() -> list[tuple[str, str]]:
-    return [(kind, t) for kind in ("collector", "decoder", "sink") for t in registered(kind)]
+    return [(kind, t) for kind in ("collector", "decoder", "sink", "notifier")
+            for t in registered(kind)]
 
 
 def load_one(tmp_path: Path, kind: str, type_: str, name: str) -> config.Config:
@@ -209,9 +222,23 @@ def test_unknown_type_lists_known_types(kind: str, typo: str, hint: str) -> None
     assert f"Known {kind} types: {', '.join(registered(kind))}" in str(direct.value)
 
 
-def test_notifier_kind_has_no_types_yet() -> None:
-    assert registry.known_types("notifier") == []
-    with pytest.raises(PluginError, match=r"Known notifier types: \(none yet\)"):
+@pytest.mark.parametrize("type_", registered("notifier"))
+def test_notifier_contract(type_: str, tmp_path: Path, uid: str) -> None:
+    name = f"{uid}_{type_}"
+    cfg = load_one(tmp_path, "notifier", type_, name)
+    dl = dead_letter_for(cfg)
+    notifier = instantiate(cfg, cfg.notifiers[name], dl)  # no I/O before start()
+    assert isinstance(notifier, Notifier)
+    assert notifier.name == name
+    metrics.init_notifier(name)  # what the notification core does for each notifier
+    assert sample_value("socd_notifications_sent_total", notifier=name) == 0
+    assert sample_value("socd_notification_queue_depth", notifier=name) == 0
+    assert sample_value("socd_component_up", kind="notifier", name=name) == 0
+    dl.close()
+
+
+def test_unknown_notifier_type_lists_known_types() -> None:
+    with pytest.raises(PluginError, match=r"Known notifier types: alertmanager, email"):
         registry.lookup("notifier", "smtp")
 
 

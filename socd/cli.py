@@ -139,7 +139,13 @@ def _check(args: argparse.Namespace) -> int:
     sinks = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.sinks.values()]
     collectors = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.collectors.values()]
     if args.connect:
-        failures = asyncio.run(_healthchecks(sinks))
+        from socd.components import build_notifications
+
+        core = build_notifications(cfg, dead_letter)
+        notifiers = list(core.notifiers.values()) if core is not None else []
+        failures = asyncio.run(_healthchecks(sinks, notifiers))
+        if core is not None:
+            failures += [f"notifications: {p}" for p in core.renderer.problems()]
         if failures:
             for failure in failures:
                 print(f"socd: health check failed: {failure}", file=sys.stderr)
@@ -149,13 +155,23 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _healthchecks(sinks: list[Any]) -> list[str]:
+async def _healthchecks(sinks: list[Any], notifiers: Sequence[Any] = ()) -> list[str]:
     failures = []
     for sink in sinks:
         try:
             await sink.healthcheck()
         except HealthCheckError as exc:
             failures.append(f"sink {sink.name}: {exc}")
+    for notifier in notifiers:
+        try:
+            await notifier.healthcheck()
+        except Exception as exc:  # a channel plugin's own error types are failures too
+            failures.append(f"notifier {notifier.name}: {exc}")
+        finally:
+            try:
+                await notifier.close()
+            except Exception as exc:
+                failures.append(f"notifier {notifier.name}: close failed: {exc}")
     return failures
 
 

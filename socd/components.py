@@ -74,3 +74,24 @@ def build_classifier(config: Config) -> Classifier:
         min_confidence=ioc_cfg.min_confidence, refresh_secs=ioc_cfg.refresh_interval_secs)
     classifier.rules = build_engine(config, ioc_lookup=classifier.ioc_lookup)
     return classifier
+
+
+def build_notifications(config: Config, dead_letter: DeadLetter) -> Any:
+    """The notification core (a :class:`socd.notify.core.NotificationCore`) with its
+    notifiers, or None when no notifier or no route is configured. Nothing is opened
+    or sent here: ``start()`` does that."""
+    ncfg = config.document.notifications
+    if not config.notifiers or not ncfg.routes:
+        return None
+    from socd.notify.core import NotificationCore, queue_path
+
+    templates_dir = config.resolve(ncfg.templates_dir) if ncfg.templates_dir else None
+    if templates_dir is not None and not os.path.isdir(templates_dir):
+        raise ConfigError([ConfigProblem(config.file, "notifications.templates_dir",
+                                         f"no such folder: {templates_dir}")])
+    notifiers = {name: instantiate(config, plugin, dead_letter)
+                 for name, plugin in config.notifiers.items()}
+    return NotificationCore(ncfg, notifiers,
+                            {name: plugin.config for name, plugin in config.notifiers.items()},
+                            path=queue_path(config.state_dir, ncfg), dead_letter=dead_letter,
+                            templates_dir=templates_dir)

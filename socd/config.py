@@ -191,6 +191,18 @@ class QuietHoursConfig(StrictModel):
         description="Alerts of these severities are sent at once even in quiet hours; the "
         "others are held and sent as one digest when the quiet period ends.")
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "Asia/Ho_Chi_Minh)") from None
+        return value
+
 
 class GroupingConfig(StrictModel):
     group_by: list[str] = Field(
@@ -219,18 +231,22 @@ class GroupingConfig(StrictModel):
 class RouteMatch(StrictModel):
     """Conditions of a route; each listed key must match (a list means any of)."""
 
-    severity: list[Severity] = Field(default_factory=list)
+    severity: list[Severity] = Field(default_factory=list, description="socd.severity codes.")
     min_severity: Severity | None = Field(None, description="This severity or higher.")
     unit: list[str] = Field(default_factory=list, description="socd.unit values.")
     layer: list[int] = Field(default_factory=list, description="socd.layer values (1-4).")
-    asset_kind: list[str] = Field(default_factory=list)
+    asset_kind: list[str] = Field(default_factory=list, description="socd.asset_kind values.")
     rule: list[str] = Field(default_factory=list, description="rule.id values or globs.")
     tags: list[str] = Field(default_factory=list, description="Any of these in `tags`.")
 
 
 class RouteConfig(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
-    match: RouteMatch = RouteMatch()
+    # `continue` is a Python keyword: the field is continue_, the YAML key `continue`.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$",
+                      description="Unique; keys the route's groups in the queue.")
+    match: RouteMatch = Field(RouteMatch(), description="Conditions; all must hold.")
     notifiers: list[str] = Field(min_length=1, description="Names under `notifiers:`.")
     continue_: bool = Field(False, alias="continue",
                             description="Go on to later routes after this one matched.")
@@ -247,12 +263,24 @@ class NotificationsConfig(StrictModel):
         "templates that replace the built-in ones (Jinja2, sandboxed).")
     queue_path: str = Field("notify.db", description="The durable send queue (SQLite), "
                             "relative to state_dir.")
-    grouping: GroupingConfig = GroupingConfig()
+    grouping: GroupingConfig = Field(GroupingConfig(),
+                                     description="Default grouping of every route.")
     quiet_hours: QuietHoursConfig | None = Field(None, description="Unset: no quiet hours.")
     routes: list[RouteConfig] = Field(
         default_factory=list, description="Checked in order; an alert goes to the notifiers "
         "of the first route it matches (and of later ones while `continue` is true). Alerts "
         "no route matches are counted as `unrouted`.")
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_routes(cls, value: list[RouteConfig]) -> list[RouteConfig]:
+        # A route's name keys its groups in the send queue: two routes must not share one.
+        seen: set[str] = set()
+        for route in value:
+            if route.name in seen:
+                raise ValueError(f"route name {route.name!r} is used twice")
+            seen.add(route.name)
+        return value
 
 
 def _default_state_dir() -> str:

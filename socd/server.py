@@ -31,7 +31,13 @@ import structlog
 
 from socd import __version__, metrics, systemd
 from socd import config as config_mod
-from socd.components import build_classifier, build_decoders, dead_letter_for, instantiate
+from socd.components import (
+    build_classifier,
+    build_decoders,
+    build_notifications,
+    dead_letter_for,
+    instantiate,
+)
 from socd.config import Config, Plugin
 from socd.errors import HealthCheckError
 from socd.http import HttpServer, make_app
@@ -66,6 +72,9 @@ class Daemon:
         self.collectors: dict[str, _CollectorTask] = {}
         self.sink_plugins: dict[str, Plugin] = {}
         self.runners: dict[str, SinkRunner] = {}
+        # The notification core is fed like a sink, but is not one of config.sinks.
+        self.notify_core: Any = None
+        self.notify_runner: SinkRunner | None = None
         self.should_exit = asyncio.Event()
         self.force_exit = False
         self.started_at = time.time()
@@ -94,9 +103,17 @@ class Daemon:
         for name, plugin in cfg.sinks.items():
             self.runners[name] = await self._start_sink(plugin)
             self.sink_plugins[name] = plugin
+        self.notify_core = build_notifications(cfg, self.dead_letter)
+        if self.notify_core is not None:
+            await self.notify_core.start()
+            self.notify_runner = self._notification_runner(self.notify_core)
+            self.notify_runner._set_up(True)
         if not self.runners:
-            log.warning("no sinks configured: every event will be dead-lettered")
-        self.pipeline = Pipeline(decoders, classifier, list(self.runners.values()),
+            log.warning("no sinks configured: every event will be dead-lettered"
+                        if self.notify_core is None else
+                        "no sinks configured: events are not stored, alerts only notified")
+        self.pipeline = Pipeline(decoders, classifier, self._with_notifications(self.runners,
+                                                                       self.notify_runner),
                                  self.dead_letter, cfg.document.pipeline.queue_max_batches,
                                  cfg.document.pipeline.max_buffered_bytes)
         self.pipeline.start()
@@ -110,7 +127,8 @@ class Daemon:
             self._start_collector(plugin)
         self._spawn(self._heartbeat(), "heartbeat")
         log.info("socd started", version=__version__, config=cfg.file,
-                 collectors=list(cfg.collectors), sinks=list(cfg.sinks))
+                 collectors=list(cfg.collectors), sinks=list(cfg.sinks),
+                 notifiers=list(cfg.notifiers) if self.notify_core is not None else [])
         systemd.notify("READY=1", f"STATUS=running; {len(cfg.collectors)} collectors, "
                        f"{len(cfg.sinks)} sinks")
         if not self.collectors:
@@ -133,6 +151,12 @@ class Daemon:
                 await runner.sink.close()
             except Exception:
                 log.exception("sink close failed", sink=name)
+        if self.notify_runner is not None:
+            # Pending groups and unsent messages stay in the queue file for the next start.
+            try:
+                await self.notify_runner.sink.close()
+            except Exception:
+                log.exception("notification core close failed")
         if self.http is not None:
             await self.http.stop()
         self.dead_letter.close()
@@ -162,6 +186,47 @@ class Daemon:
             log.warning("sink health check failed at start; writes will retry", sink=plugin.name,
                         error=str(exc))
         return runner
+
+    def _notification_runner(self, core: Any) -> SinkRunner:
+        from socd.notify.core import RUNNER_NAME, runner_config
+
+        return SinkRunner(RUNNER_NAME, core, runner_config(), self.dead_letter)
+
+    @staticmethod
+    def _with_notifications(runners: dict[str, SinkRunner],
+                            notify_runner: SinkRunner | None) -> list[SinkRunner]:
+        """The runners the pipeline feeds: the sinks, then the notification core."""
+        return [*runners.values(), *([notify_runner] if notify_runner is not None else [])]
+
+    def _next_notify_runner(self, changed: bool, core: Any) -> SinkRunner | None:
+        if not changed:
+            return self.notify_runner
+        return self._notification_runner(core) if core is not None else None
+
+    async def _switch_notifications(self, new: Config, changed: bool, core: Any,
+                                    runner: SinkRunner | None) -> None:
+        """After a reload retired the old core (closed, its last batch written): start
+        the new one on the same queue file, so nothing pending is lost. Unchanged: only
+        re-read the operator's templates."""
+        if not changed:
+            if self.notify_core is not None and new.document.notifications.templates_dir:
+                self.notify_core.reload_templates()
+            return
+        self.notify_core, self.notify_runner = core, runner
+        if core is None or runner is None:
+            return
+        try:
+            await core.start()
+            runner._set_up(True)
+        except Exception as exc:  # its writes retry opening the queue
+            log.error("notification core failed to start", error=str(exc))
+
+    def _notifications_changed(self, new: Config) -> bool:
+        old = self.config
+        if (new.document.notifications != old.document.notifications
+                or new.state_dir != old.state_dir or set(new.notifiers) != set(old.notifiers)):
+            return True
+        return any(not p.same_as(old.notifiers.get(n)) for n, p in new.notifiers.items())
 
     def _start_collector(self, plugin: Plugin) -> None:
         collector = instantiate(self.config, plugin, self.dead_letter)
@@ -239,6 +304,10 @@ class Daemon:
                 classifier = build_classifier(new)
                 if self.classifier is not None:
                     classifier.carry_state_from(self.classifier)
+                notify_changed = self._notifications_changed(new)
+                # Built, not started: the new core opens the queue file only once the
+                # old one has written its last batch and closed.
+                new_core = build_notifications(new, self.dead_letter) if notify_changed else None
             except Exception as exc:  # whatever goes wrong, the running config stays
                 metrics.CONFIG_RELOADS.labels("failure").inc()
                 log.error("reload rejected; the running configuration stays in force",
@@ -263,11 +332,14 @@ class Daemon:
                     with contextlib.suppress(Exception):
                         await runners[name].sink.close()
                 return False
-            retired = await self.pipeline.replace(decoders=decoders, processor=classifier,
-                                                  runners=list(runners.values()))
+            notify_runner = self._next_notify_runner(notify_changed, new_core)
+            retired = await self.pipeline.replace(
+                decoders=decoders, processor=classifier,
+                runners=self._with_notifications(runners, notify_runner))
             for runner in retired:
                 await runner.wait()
                 await runner.sink.close()
+            await self._switch_notifications(new, notify_changed, new_core, notify_runner)
             old_collectors = {n: c.plugin for n, c in self.collectors.items()}
             changed = [n for n, p in old_collectors.items()
                        if not p.same_as(new.collectors.get(n))]
@@ -288,7 +360,8 @@ class Daemon:
             self.sink_plugins = dict(new.sinks)
             metrics.CONFIG_RELOADS.labels("success").inc()
             log.info("configuration reloaded", restarted_collectors=changed,
-                     restarted_sinks=started, retired_sinks=[r.name for r in retired])
+                     restarted_sinks=started, retired_sinks=[r.name for r in retired],
+                     restarted_notifications=notify_changed)
             systemd.notify("STATUS=running; configuration reloaded")
             return True
 
@@ -297,6 +370,8 @@ class Daemon:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         collectors = {n: (c.finished or c.collector.ready) for n, c in self.collectors.items()}
         sinks = {n: r.up for n, r in self.runners.items()}
+        if self.notify_runner is not None:
+            sinks[self.notify_runner.name] = self.notify_runner.up
         ready = (self.pipeline is not None and not self.should_exit.is_set()
                  and all(collectors.values()) and all(sinks.values()))
         return ready, {"collectors": collectors, "sinks": sinks}

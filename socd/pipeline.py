@@ -6,7 +6,9 @@ cost of queueing is amortized and memory is bounded by
 stage before it wait: a slow sink slows the decoder, which slows intake, which
 a collector passes on to its source (TCP window, HTTP 429, MQTT acks held
 back). Nothing is dropped silently: every record that is not delivered is
-counted in ``socd_events_dropped_total{stage,reason}`` and dead-lettered.
+counted in ``socd_events_dropped_total{stage,reason}`` and dead-lettered. A sink
+with ``spool.enabled`` puts what it cannot store yet on disk instead
+(:mod:`socd.spool`), so an outage of that sink does not hold the sources back.
 
 Control messages (sink swaps on reload, barriers) travel through the intake
 queue in order with the data, so a reload never races a batch in flight.
@@ -15,6 +17,9 @@ queue in order with the data, so a reload never races a batch in flight.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,12 +30,14 @@ from typing import Any
 import structlog
 
 from socd import metrics
+from socd import spool as spool_mod
 from socd.classify import Processor
-from socd.config import SinkConfig
+from socd.config import SinkConfig, resolve_path
 from socd.deadletter import DeadLetter
 from socd.errors import SinkError
 from socd.event import Event
 from socd.plugins import Ack, Decoder, RawRecord, Sink
+from socd.spool import Spool
 
 log = structlog.get_logger("socd.pipeline")
 
@@ -58,9 +65,24 @@ class Control:
 
 
 class SinkRunner:
-    """Owns one sink's queue: batches, writes, retries, acknowledges."""
+    """Owns one sink's queue: batches, writes, retries, acknowledges.
 
-    def __init__(self, name: str, sink: Sink, config: SinkConfig, dead_letter: DeadLetter) -> None:
+    Without a spool, a chunk that fails with a retryable error is retried in place
+    with exponential backoff and jitter; the batch is acknowledged once stored.
+
+    With ``spool.enabled`` (see :mod:`socd.spool`) the first failure of a chunk sends
+    it to the on-disk spool instead and the batch is acknowledged as soon as the
+    chunk is on disk. While the spool holds anything, every later chunk is appended
+    too (so the order of the input holds), and a drainer task writes the oldest
+    chunks to the sink with the same backoff. Once the spool is empty, chunks go
+    straight to the sink again (one attempt, no disk I/O). A direct write and a
+    drain write never run at the same time (the spool's lock). On stop, what is
+    spooled stays on disk for the next start: a drain write already under way may
+    finish (a few seconds at most), but nothing is retried or waited for.
+    """
+
+    def __init__(self, name: str, sink: Sink, config: SinkConfig, dead_letter: DeadLetter,
+                 *, state_dir: str | None = None) -> None:
         self.name = name
         self.sink = sink
         self.config = config
@@ -71,9 +93,30 @@ class SinkRunner:
         self._in_flight: list[EventBatch] = []
         self._alerts_only = config.select == "alerts"
         self._task: asyncio.Task[None] | None = None
+        # The chunks of the buffer being written and how many are done (stored,
+        # spooled or dead-lettered): abort() spools only the rest.
+        self._chunks: list[list[Event]] | None = None
+        self._chunks_done = 0
+        self._append_job: concurrent.futures.Future[None] | None = None
+        self.spool: Spool | None = None
+        self.spool_path: str | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        # Set by stop: the drainer finishes the write it is in (so a stored chunk is
+        # also removed, not sent again at the next start) but starts no new one.
+        self._stopping = asyncio.Event()
+        self._drain_busy = False
+        if config.spool.enabled:
+            base = state_dir if state_dir is not None else _state_dir_of(sink, dead_letter)
+            self.spool_path = resolve_path(
+                base, config.spool.path or os.path.join("spool", f"{name}.db"))
         metrics.init_sink(name)
 
     def start(self) -> None:
+        if self.spool_path is not None:
+            spool_cfg = self.config.spool
+            self.spool = spool_mod.acquire(self.spool_path, name=self.name,
+                                           max_bytes=spool_cfg.max_bytes,
+                                           warn_ratio=spool_cfg.warn_ratio)
         self._task = asyncio.create_task(self._run(), name=f"sink/{self.name}")
 
     async def put(self, batch: EventBatch) -> None:
@@ -90,9 +133,60 @@ class SinkRunner:
             await asyncio.wait({self._task})
 
     def abort(self) -> int:
-        """Cancel the runner; dead-letter everything not yet written. Returns the count."""
+        """Cancel the runner; dead-letter everything not yet written. Returns the count.
+
+        With a spool, what it holds stays there, and what is not yet written is
+        appended to it (a blocking write, at shutdown only); only what does not fit
+        or cannot be written is dead-lettered."""
         if self._task is not None:
             self._task.cancel()
+        if self._drainer is not None:
+            self._drainer.cancel()
+        spool = self.spool if self.spool is not None and self.spool.is_open else None
+        if spool is None:
+            return self._abort_dead_letter()
+        pending = list(self._in_flight)
+        self._in_flight = []
+        chunks: list[list[Event]] = []
+        if pending and self._chunks is not None:
+            start = self._chunks_done
+            job = self._append_job
+            if job is not None and start < len(self._chunks):
+                # The chunk being appended when the task was cancelled: once the
+                # worker thread has finished it, it is either on disk or not.
+                concurrent.futures.wait([job])
+                if not job.cancelled() and job.exception() is None:
+                    start += 1
+            chunks.extend(self._chunks[start:])
+        else:
+            for batch in pending:
+                chunks.extend(self._split(self._select(batch.events)))
+        self._chunks = None
+        self._append_job = None
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item is not None:
+                pending.append(item)
+                chunks.extend(self._split(self._select(item.events)))
+        lost = spooled = 0
+        for chunk in chunks:
+            if spool.append_blocking(chunk):
+                spooled += len(chunk)
+                continue
+            for event in chunk:
+                self.dead_letter.write(stage=f"sink/{self.name}", reason="shutdown_timeout",
+                                       event=event, collector=event["socd"].get("collector", ""))
+                lost += 1
+        for batch in pending:
+            if batch.ack is not None:
+                batch.ack.done()
+        self.queued_events = 0
+        if spooled:
+            log.warning("undelivered events spooled at shutdown", sink=self.name,
+                        events=spooled, spool_events=spool.events, file=spool.path)
+        return lost
+
+    def _abort_dead_letter(self) -> int:
         lost = 0
         pending = list(self._in_flight)
         self._in_flight = []
@@ -115,7 +209,21 @@ class SinkRunner:
             return list(events)
         return [e for e in events if e["event"].get("kind") == "alert"]
 
+    def _split(self, events: list[Event]) -> list[list[Event]]:
+        # One received batch may hold many events (an MQTT message with an array of
+        # thousands): writes never exceed batch_max_events, whatever came in.
+        limit = self.config.batch_max_events
+        return [events[start:start + limit] for start in range(0, len(events), limit)]
+
     async def _run(self) -> None:
+        try:
+            if self.spool is not None:
+                await self._open_spool()
+            await self._batch_loop()
+        finally:
+            await self._close_spool()
+
+    async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         interval = self.config.flush_interval_secs
         limit = self.config.batch_max_events
@@ -151,11 +259,15 @@ class SinkRunner:
     async def _write(self, batches: list[EventBatch]) -> None:
         self._in_flight = batches
         events = [e for b in batches for e in self._select(b.events)]
-        # One received batch may hold many events (an MQTT message with an array of
-        # thousands): writes never exceed batch_max_events, whatever came in.
-        limit = self.config.batch_max_events
-        for start in range(0, len(events), limit):
-            await self._write_chunk(events[start:start + limit])
+        self._chunks = self._split(events)
+        self._chunks_done = 0
+        for chunk in self._chunks:
+            if self.spool is None:
+                await self._write_chunk(chunk)
+            else:
+                await self._store_chunk(chunk)
+            self._chunks_done += 1
+        self._chunks = None
         now = time.time()
         latency = metrics.PROCESSING_LATENCY.labels(self.name)
         for batch in batches:
@@ -166,47 +278,214 @@ class SinkRunner:
                 batch.ack.done()
         self._in_flight = []
 
-    async def _write_chunk(self, events: list[Event]) -> None:
-        """Write one chunk: retry retryable errors with backoff, dead-letter the rest."""
+    async def _attempt(self, events: list[Event]) -> tuple[str, BaseException | None]:
+        """One write: ``stored``, ``rejected`` (dead-lettered, never retried) or
+        ``failed`` (may succeed later; counted, and the sink marked down)."""
+        started = time.perf_counter()
+        try:
+            await self.sink.write(events)
+        except SinkError as exc:
+            metrics.ERRORS.labels(f"sink/{self.name}", type(exc).__name__).inc()
+            if not exc.retryable:
+                for event in events:
+                    self.dead_letter.write(stage=f"sink/{self.name}", reason="rejected",
+                                           event=event, detail=str(exc))
+                return _REJECTED, exc
+            self._set_up(False)
+            return _FAILED, exc
+        except Exception as exc:
+            metrics.ERRORS.labels(f"sink/{self.name}", type(exc).__name__).inc()
+            self._set_up(False)
+            return _FAILED, exc
+        elapsed = time.perf_counter() - started
+        metrics.SINK_BATCH_SECONDS.labels(self.name).observe(elapsed)
+        metrics.EVENTS_SENT.labels(self.name).inc(len(events))
+        self._set_up(True)
+        return _STORED, None
+
+    async def _write_chunk(self, events: list[Event]) -> bool:
+        """Write one chunk: retry retryable errors with backoff, dead-letter the rest.
+        True when the sink stored it, False when it was dead-lettered."""
         attempt = 0
         while True:
-            started = time.perf_counter()
-            try:
-                await self.sink.write(events)
-            except SinkError as exc:
-                metrics.ERRORS.labels(f"sink/{self.name}", type(exc).__name__).inc()
-                if not exc.retryable:
-                    for event in events:
-                        self.dead_letter.write(stage=f"sink/{self.name}", reason="rejected",
-                                               event=event, detail=str(exc))
-                    break
-                self._set_up(False)
-                attempt += 1
-                delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(attempt, 16))
+            outcome, exc = await self._attempt(events)
+            if outcome != _FAILED:
+                return outcome == _STORED
+            attempt += 1
+            delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(attempt, 16))
+            if isinstance(exc, SinkError):
                 delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
                 log.warning("sink write failed; retrying", sink=self.name, error=str(exc),
                             attempt=attempt, retry_in_secs=round(delay, 2), events=len(events))
-                await asyncio.sleep(delay)
-                continue
+            else:
+                log.error("sink write raised unexpectedly; retrying", sink=self.name,
+                          attempt=attempt, exc_info=exc)
+            await asyncio.sleep(delay)
+
+    # -- the spool ---------------------------------------------------------------
+
+    async def _store_chunk(self, events: list[Event]) -> None:
+        """Write one chunk directly while the spool is empty, else (or when that one
+        attempt fails) append it to the spool."""
+        spool = self.spool
+        assert spool is not None
+        self._append_job = None
+        if spool.events == 0:
+            async with spool.lock:
+                # Checked again under the lock: the drainer may have been finishing.
+                if spool.events == 0:
+                    outcome, exc = await self._attempt(events)
+                    if outcome != _FAILED:
+                        return
+                    if isinstance(exc, SinkError):
+                        log.warning("sink write failed; spooling until it is back",
+                                    sink=self.name, error=str(exc), events=len(events),
+                                    file=spool.path)
+                    else:
+                        log.error("sink write raised unexpectedly; spooling", sink=self.name,
+                                  events=len(events), file=spool.path, exc_info=exc)
+        await self._append(spool, events)
+
+    async def _append(self, spool: Spool, events: list[Event]) -> None:
+        blob = spool.encode(events)
+        try:
+            await spool.reserve(len(blob))
+            self._append_job = spool.submit(blob, len(events), reserved=True)
+            await asyncio.wrap_future(self._append_job)
+        except Exception as exc:
+            # The disk failed us (full, read-only, corrupt): keep the events in memory
+            # and retry the sink in place, as without a spool. Older spooled chunks may
+            # then arrive after this one; a loss would be worse.
+            metrics.ERRORS.labels(f"sink/{self.name}", "SpoolError").inc()
+            log.error("spool append failed; writing to the sink in place", sink=self.name,
+                      file=spool.path, events=len(events), exc_info=exc)
+            self._append_job = None
+            async with spool.lock:
+                await self._write_chunk(events)
+            return
+        self._append_job = None
+        spool.after_append()
+
+    async def _open_spool(self) -> None:
+        spool = self.spool
+        assert spool is not None
+        try:
+            await spool.open()
+        except Exception as exc:
+            metrics.ERRORS.labels(f"sink/{self.name}", "SpoolError").inc()
+            log.error("cannot open the spool; writes retry in place without it",
+                      sink=self.name, file=spool.path, exc_info=exc)
+            self.spool = None
+            await spool_mod.release(spool)
+            return
+        if spool.events and spool.holders == 1:  # not a reload sharing it
+            log.warning("spool holds events from an earlier run; draining them first",
+                        sink=self.name, events=spool.events, spool_bytes=spool.bytes,
+                        file=spool.path)
+        self._drainer = asyncio.create_task(self._drain_spool(spool),
+                                            name=f"sink/{self.name}/spool")
+
+    async def _close_spool(self) -> None:
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            self._stopping.set()
+            if self._drain_busy:
+                await asyncio.wait({drainer}, timeout=_DRAIN_STOP_GRACE_SECS)
+            if not drainer.done():
+                # Idle, or a write that hangs: its chunk stays spooled and is sent
+                # again at the next start (idempotent sinks store it once).
+                drainer.cancel()
+                await asyncio.wait({drainer})
+        spool, self.spool = self.spool, None
+        if spool is None:
+            return
+        if spool.events:
+            log.warning("spooled events kept for the next start", sink=self.name,
+                        events=spool.events, file=spool.path)
+        await spool_mod.release(spool)
+
+    async def _drain_spool(self, spool: Spool) -> None:
+        """Write the spool's oldest chunks to the sink until it is empty; then sleep
+        until the next append."""
+        limit = self.config.batch_max_events
+        failures = 0
+        while not self._stopping.is_set():
+            spool.appended.clear()
+            try:
+                while spool.events > 0 and not self._stopping.is_set():
+                    async with spool.lock:
+                        self._drain_busy = True
+                        try:
+                            seq_ids, events = await spool.peek(limit)
+                            if not seq_ids:
+                                break
+                            outcomes = [await self._drain_chunk(chunk)
+                                        for chunk in self._split(events)]
+                            if _FAILED in outcomes:
+                                return  # stopping: the rows stay for the next start
+                            stored = sum(len(chunk) for chunk, outcome
+                                         in zip(self._split(events), outcomes, strict=True)
+                                         if outcome == _STORED)
+                            await spool.remove(seq_ids, drained=stored)
+                        finally:
+                            self._drain_busy = False
+                    if spool.events == 0:
+                        log.info("spool drained; writing to the sink directly again",
+                                 sink=self.name)
+                failures = 0
             except Exception as exc:
-                metrics.ERRORS.labels(f"sink/{self.name}", type(exc).__name__).inc()
-                self._set_up(False)
-                attempt += 1
-                delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(attempt, 16))
-                log.exception("sink write raised unexpectedly; retrying", sink=self.name,
-                              attempt=attempt)
+                # The spool file itself failed (disk error): keep trying, never lose it.
+                failures += 1
+                metrics.ERRORS.labels(f"sink/{self.name}", "SpoolError").inc()
+                delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(failures, 16))
+                log.error("spool drain failed; retrying", sink=self.name, file=spool.path,
+                          retry_in_secs=round(delay, 2), exc_info=exc)
                 await asyncio.sleep(delay)
                 continue
-            elapsed = time.perf_counter() - started
-            metrics.SINK_BATCH_SECONDS.labels(self.name).observe(elapsed)
-            metrics.EVENTS_SENT.labels(self.name).inc(len(events))
-            self._set_up(True)
-            break
+            if self._stopping.is_set():
+                return
+            await spool.appended.wait()
+
+    async def _drain_chunk(self, events: list[Event]) -> str:
+        """:meth:`_write_chunk` for the drainer: ``stored`` or ``rejected``; or
+        ``failed`` once the runner is stopping (no retry then, and no waiting)."""
+        attempt = 0
+        while True:
+            outcome, exc = await self._attempt(events)
+            if outcome != _FAILED or self._stopping.is_set():
+                return outcome
+            attempt += 1
+            delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(attempt, 16))
+            if isinstance(exc, SinkError):
+                delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+                log.warning("sink write failed; retrying from the spool", sink=self.name,
+                            error=str(exc), attempt=attempt, retry_in_secs=round(delay, 2),
+                            events=len(events))
+            else:
+                log.error("sink write raised unexpectedly; retrying from the spool",
+                          sink=self.name, attempt=attempt, exc_info=exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return _FAILED
 
     def _set_up(self, up: bool) -> None:
         if up != self.up:
             self.up = up
             metrics.COMPONENT_UP.labels("sink", self.name).set(1 if up else 0)
+
+
+def _state_dir_of(sink: Sink, dead_letter: DeadLetter) -> str:
+    """The state_dir when the caller did not pass it: the sink's plugin context if
+    it kept one, else the parent of the dead-letter directory (its default place)."""
+    state_dir = getattr(getattr(sink, "ctx", None), "state_dir", None)
+    if isinstance(state_dir, str):
+        return state_dir
+    return os.path.dirname(os.path.abspath(dead_letter.directory))
+
+
+_STORED, _REJECTED, _FAILED = "stored", "rejected", "failed"
+_DRAIN_STOP_GRACE_SECS = 5.0  # how long stop() lets a drain write under way finish
 
 
 class Pipeline:

@@ -178,7 +178,8 @@ class Daemon:
             # The blocker must honour the top-level allowlist of own infrastructure.
             sink.use_allowlist(load_allowlist(self.config))
         await sink.start()
-        runner = SinkRunner(plugin.name, sink, plugin.config, self.dead_letter)
+        runner = SinkRunner(plugin.name, sink, plugin.config, self.dead_letter,
+                            state_dir=self.config.state_dir)
         try:
             await sink.healthcheck()
             runner._set_up(True)

@@ -279,6 +279,8 @@ def test_a_stuck_sink_pushes_back_to_the_broker_with_bounded_memory(
         config["pipeline"]["max_buffered_bytes"] = 256 * 1024
         config["sinks"]["es"]["hosts"] = [proxy.url]
         config["sinks"]["es"]["retry_max_backoff_secs"] = 1
+        # A full spool (1 MiB, the smallest allowed) pushes back like a full queue.
+        config["sinks"]["es"]["spool"] = {"enabled": True, "max_bytes": 1024 * 1024}
         socd = socd_process(config, start=False).start(wait_ready=False)
         wait_for(lambda: socd._get("/healthz")[0] == 200, 60, "socd /healthz")
         total = 20_000  # ~9 MB of alerts, 35 times the memory budget

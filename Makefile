@@ -44,3 +44,19 @@ bench: venv services
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+.PHONY: install uninstall deb
+
+## Install socd as a hardened systemd service: venv in /opt/socd, config in /etc/socd
+## (never overwritten), unit and user (docs/deployment-systemd.md). Options, e.g.
+## INSTALL_ARGS="--prefix /opt/socd --etc /etc/socd" or "--no-systemd".
+install:
+	@bash scripts/install.sh $(INSTALL_ARGS)
+
+## Remove the venv and the unit; keeps /etc/socd and /var/lib/socd (INSTALL_ARGS=--purge).
+uninstall:
+	@bash scripts/install.sh --uninstall $(INSTALL_ARGS)
+
+## Debian package dist/socd_<version>_<arch>.deb (dpkg-deb, same layout as install).
+deb:
+	@bash scripts/build-deb.sh

@@ -188,6 +188,9 @@ DESCRIPTIONS: Mapping[str, str] = {
     "DocumentConfig.sinks": "Named sinks. The name is the `sink` metric label.",
     "DocumentConfig.notifiers": "Named notifiers (channels to people). The name is the "
                                 "`notifier` metric label; routes refer to it.",
+    "DocumentConfig.sharing": "Layer-4 sharing with the national centre (docs/sharing.md).",
+    "DocumentConfig.incidents": "Incident tracking, deadline reminders and the documents' "
+                                "contact block (docs/incidents.md).",
     "DocumentConfig.notifications": "Routing, grouping, quiet hours and templates of "
                                     "notifications (docs/notifications.md).",
     "LogConfig.level": "Lowest level written to the log.",

@@ -11,7 +11,8 @@ Asking for the status an alert already has is a no-op, not an error; nothing goe
 back to ``new``.
 
 The embedded store (:mod:`socd.store`) is the record: each change is checked and
-written there in one transaction with its history entry. Elasticsearch documents
+written there in one transaction with its history entry, then appended to the
+hash-chained audit log (:mod:`socd.audit`, ``audit.db`` beside the store). Elasticsearch documents
 (same id, ``event.hash``) are then brought to the store's state with
 :func:`update_elasticsearch`; that step is idempotent, so re-running a command
 after an Elasticsearch outage repairs it.
@@ -237,9 +238,22 @@ def assign(store: AlertStore, alert_id: str, to: str | None, *, by: str,
 
 
 def _update(store: AlertStore, alert_id: str, decide: Any) -> Updated:
-    updated = store.update(alert_id, decide)
+    made: list[Change] = []
+
+    def deciding(current: StoredAlert) -> Change | None:
+        change: Change | None = decide(current)
+        if change is not None:
+            made.append(change)
+        return change
+
+    updated = store.update(alert_id, deciding)
     if updated is None:
         raise AlertNotFound(f"no alert with id {alert_id}")
+    if updated.changed:
+        # Every committed change goes to the hash-chained audit log (socd.audit).
+        from socd.audit import record_alert_change
+
+        record_alert_change(store.path, updated, made[-1].action)
     return updated
 
 

@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMAND_MODULES = ("socd.engine.cli", "socd.ioc.cli", "socd.block.cli", "socd.alert_cli")
+_COMMAND_MODULES = ("socd.engine.cli", "socd.ioc.cli", "socd.block.cli", "socd.alert_cli",
+                    "socd.incident_cli", "socd.share_cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

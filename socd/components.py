@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
+
+import structlog
 
 from socd.classify import Classifier
 from socd.config import Config, Plugin
@@ -14,6 +18,8 @@ from socd.errors import ConfigError, ConfigProblem
 from socd.ioc.allowlist import load_allowlist
 from socd.metrics import init_decoder
 from socd.plugins import Decoder, PluginContext
+
+log = structlog.get_logger("socd.components")
 
 
 def dead_letter_for(config: Config) -> DeadLetter:
@@ -95,3 +101,43 @@ def build_notifications(config: Config, dead_letter: DeadLetter) -> Any:
                             {name: plugin.config for name, plugin in config.notifiers.items()},
                             path=queue_path(config.state_dir, ncfg), dead_letter=dead_letter,
                             templates_dir=templates_dir)
+
+
+class Periodic:
+    """A background service that runs a blocking function in a thread every
+    ``interval`` seconds (first run at start); it logs errors and goes on."""
+
+    def __init__(self, name: str, fn: Callable[[], Any], interval: float) -> None:
+        self.name = name
+        self.fn = fn
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=self.name)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.fn)
+            except Exception:
+                log.exception("periodic task failed", task=self.name)
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+def build_services(config: Config, dead_letter: DeadLetter) -> list[Any]:
+    """The daemon's background services for ``config`` (built, not started)."""
+    from socd.incidents.reminders import ReminderService
+    from socd.sharing.records import refresh_metrics
+
+    return [
+        ReminderService.from_config(config, dead_letter),
+        # /metrics shows the last layer-4 exchange even when `socd share push` ran it.
+        Periodic("sharing-metrics", lambda: refresh_metrics(config), 60.0),
+    ]

@@ -72,6 +72,8 @@ _BUILTIN: tuple[PluginSpec, ...] = (
                "The embedded alert store (SQLite)."),
     PluginSpec("sink", "blocker", "socd.block.sink:BlockerSink",
                "Block decisions: nftables/ipset and feeds for firewall appliances."),
+    PluginSpec("sink", "syslog_cef", "socd.alerting.cef:SyslogCefSink",
+               "Forward alerts as CEF over syslog (UDP, TCP, TLS) to an upstream SIEM."),
     PluginSpec("notifier", "email", "socd.alerting.notifiers.email:EmailNotifier",
                "E-mail over SMTP (STARTTLS or implicit TLS, AUTH)."),
     PluginSpec("notifier", "webhook", "socd.alerting.notifiers.webhook:WebhookNotifier",

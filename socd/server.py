@@ -35,6 +35,7 @@ from socd.components import (
     build_classifier,
     build_decoders,
     build_notifications,
+    build_services,
     dead_letter_for,
     instantiate,
 )
@@ -75,6 +76,9 @@ class Daemon:
         # The notification core is fed like a sink, but is not one of config.sinks.
         self.notify_core: Any = None
         self.notify_runner: SinkRunner | None = None
+        # Background services built from the config (incident reminders, report
+        # schedules...): each has async start()/stop() and is rebuilt on reload.
+        self.services: list[Any] = []
         self.should_exit = asyncio.Event()
         self.force_exit = False
         self.started_at = time.time()
@@ -125,6 +129,8 @@ class Daemon:
                      paths=["/metrics", "/healthz", "/readyz"])
         for plugin in cfg.collectors.values():
             self._start_collector(plugin)
+        self.services = build_services(cfg, self.dead_letter)
+        await self._start_services(self.services)
         self._spawn(self._heartbeat(), "heartbeat")
         log.info("socd started", version=__version__, config=cfg.file,
                  collectors=list(cfg.collectors), sinks=list(cfg.sinks),
@@ -157,6 +163,7 @@ class Daemon:
                 await self.notify_runner.sink.close()
             except Exception:
                 log.exception("notification core close failed")
+        await self._stop_services(self.services)
         if self.http is not None:
             await self.http.stop()
         self.dead_letter.close()
@@ -294,6 +301,36 @@ class Daemon:
         if self.config.document.exit_when_done:
             self.should_exit.set()
 
+    def _restart_collectors(self, new: Config, changed: list[str]) -> None:
+        """After a reload: share the new IoC index, start new and changed collectors,
+        forget the series of removed ones."""
+        for entry in self.collectors.values():
+            self._share_iocs(entry.collector)
+        for name, plugin in new.collectors.items():
+            if name not in self.collectors:
+                self._start_collector(plugin)
+        for name in changed:
+            if name not in new.collectors:
+                # Removed for good: drop its "up" series so no alert keeps firing.
+                with contextlib.suppress(KeyError):
+                    metrics.COMPONENT_UP.remove("collector", name)
+
+    async def _start_services(self, services: list[Any]) -> None:
+        for service in services:
+            try:
+                await service.start()
+            except Exception:  # a background service must not stop the daemon
+                log.exception("background service failed to start",
+                              service=type(service).__name__)
+
+    async def _stop_services(self, services: list[Any]) -> None:
+        for service in services:
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("background service failed to stop",
+                              service=type(service).__name__)
+
     # -- reload --------------------------------------------------------------
 
     async def reload(self) -> bool:
@@ -309,6 +346,7 @@ class Daemon:
                 # Built, not started: the new core opens the queue file only once the
                 # old one has written its last batch and closed.
                 new_core = build_notifications(new, self.dead_letter) if notify_changed else None
+                new_services = build_services(new, self.dead_letter)
             except Exception as exc:  # whatever goes wrong, the running config stays
                 metrics.CONFIG_RELOADS.labels("failure").inc()
                 log.error("reload rejected; the running configuration stays in force",
@@ -341,22 +379,15 @@ class Daemon:
                 await runner.wait()
                 await runner.sink.close()
             await self._switch_notifications(new, notify_changed, new_core, notify_runner)
-            old_collectors = {n: c.plugin for n, c in self.collectors.items()}
-            changed = [n for n, p in old_collectors.items()
-                       if not p.same_as(new.collectors.get(n))]
+            changed = [n for n, c in self.collectors.items()
+                       if not c.plugin.same_as(new.collectors.get(n))]
             await self._stop_collectors(changed)
+            await self._stop_services(self.services)
+            self.services = new_services
+            await self._start_services(self.services)
             self.config = new
             self.classifier = classifier
-            for entry in self.collectors.values():
-                self._share_iocs(entry.collector)
-            for name, plugin in new.collectors.items():
-                if name not in self.collectors:
-                    self._start_collector(plugin)
-            for name in changed:
-                if name not in new.collectors:
-                    # Removed for good: drop its "up" series so no alert keeps firing.
-                    with contextlib.suppress(KeyError):
-                        metrics.COMPONENT_UP.remove("collector", name)
+            self._restart_collectors(new, changed)
             self.runners = runners
             self.sink_plugins = dict(new.sinks)
             metrics.CONFIG_RELOADS.labels("success").inc()

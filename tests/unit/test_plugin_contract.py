@@ -42,6 +42,7 @@ SAMPLES: dict[str, dict[str, dict[str, Any]]] = {
         "elasticsearch": {"type": "elasticsearch"},
         "ndjson": {"type": "ndjson", "path": "out.ndjson"},
         "sqlite": {"type": "sqlite"},
+        "syslog_cef": {"type": "syslog_cef", "host": "siem.example.vn"},
     },
     "notifier": {
         "email": {"type": "email", "host": "smtp.example.vn", "from_addr": "soc@example.vn",

@@ -36,6 +36,7 @@ from tests.conftest import free_port  # noqa: E402
 from tests.helpers import (  # noqa: E402
     Publisher,
     SocdProcess,
+    es_cleanup,
     es_client,
     es_count,
     metric,
@@ -112,8 +113,7 @@ def mqtt_to_es(services: dict[str, Any], name: str, events: int,
             rc = socd.stop()
         finally:
             socd.kill()
-            es.indices.delete(index=f"socd-bench-{run}-*", allow_no_indices=True)
-            es.indices.delete_index_template(name=f"socd-bench-{run}")
+            es_cleanup(es, f"socd-bench-{run}")
             es.close()
     return {
         "benchmark": name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,6 +87,19 @@ class Publisher:
 
 def es_client(services: dict[str, Any]) -> Elasticsearch:
     return Elasticsearch(services["ES_URL"], request_timeout=30)
+
+
+def es_cleanup(es: Elasticsearch, prefix: str) -> None:
+    """Delete what an Elasticsearch sink with ``index_prefix=prefix`` created: its
+    indices (the hidden dead-letter ones too), index and component templates."""
+    with contextlib.suppress(Exception):
+        es.indices.delete(index=f"{prefix}-*", allow_no_indices=True, expand_wildcards="all")
+    for name in (prefix, f"{prefix}-deadletter"):
+        with contextlib.suppress(Exception):
+            es.indices.delete_index_template(name=name)
+    for name in (f"{prefix}-mappings", f"{prefix}-settings"):
+        with contextlib.suppress(Exception):
+            es.cluster.delete_component_template(name=name)
 
 
 def es_count(es: Elasticsearch, index: str) -> int:

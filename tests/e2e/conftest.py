@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import free_port
-from tests.helpers import SocdProcess, es_client
+from tests.helpers import SocdProcess, es_cleanup, es_client
 
 
 def daemon_config(services: dict[str, Any], unique: str, state: Path,
@@ -72,8 +72,7 @@ def socd_process(tmp_path: Path, services: dict[str, Any],
         proc.kill()
     es = es_client(services)
     with contextlib.suppress(Exception):
-        es.indices.delete(index=f"socd-e2e-{unique}-*", allow_no_indices=True)
-        es.indices.delete_index_template(name=f"socd-e2e-{unique}")
+        es_cleanup(es, f"socd-e2e-{unique}")
     es.close()
 
 

@@ -17,7 +17,7 @@ from socd.event import Event, fingerprint, normalize, set_severity
 from socd.plugins import PluginContext
 from socd.severity import Severity
 from tests.conftest import free_port
-from tests.helpers import es_client
+from tests.helpers import es_cleanup, es_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -81,8 +81,7 @@ async def setup(services: dict[str, Any], unique: str, tmp_path: Path):
     yield sinks, cfg, prefix
     await sinks.close()
     es = es_client(services)
-    es.indices.delete(index=f"{prefix}-*", allow_no_indices=True)
-    es.indices.delete_index_template(name=prefix)
+    es_cleanup(es, prefix)
     es.close()
 
 

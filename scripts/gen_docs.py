@@ -188,6 +188,7 @@ DESCRIPTIONS: Mapping[str, str] = {
     "DocumentConfig.sinks": "Named sinks. The name is the `sink` metric label.",
     "DocumentConfig.notifiers": "Named notifiers (channels to people). The name is the "
                                 "`notifier` metric label; routes refer to it.",
+    "DocumentConfig.reports": "Scheduled reports (docs/reports.md).",
     "DocumentConfig.sharing": "Layer-4 sharing with the national centre (docs/sharing.md).",
     "DocumentConfig.incidents": "Incident tracking, deadline reminders and the documents' "
                                 "contact block (docs/incidents.md).",

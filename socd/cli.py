@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _COMMAND_MODULES = ("socd.engine.cli", "socd.ioc.cli", "socd.block.cli", "socd.alert_cli",
-                    "socd.incident_cli", "socd.share_cli")
+                    "socd.incident_cli", "socd.share_cli", "socd.report_cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -134,10 +134,15 @@ class Periodic:
 def build_services(config: Config, dead_letter: DeadLetter) -> list[Any]:
     """The daemon's background services for ``config`` (built, not started)."""
     from socd.incidents.reminders import ReminderService
+    from socd.reports.schedule import ReportScheduler
     from socd.sharing.records import refresh_metrics
 
-    return [
+    services: list[Any] = [
         ReminderService.from_config(config, dead_letter),
         # /metrics shows the last layer-4 exchange even when `socd share push` ran it.
         Periodic("sharing-metrics", lambda: refresh_metrics(config), 60.0),
     ]
+    reports = ReportScheduler.from_config(config, dead_letter)  # None unless reports.enabled
+    if reports is not None:
+        services.append(reports)
+    return services

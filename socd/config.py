@@ -373,6 +373,7 @@ class IncidentsConfig(StrictModel):
         return value
 
 
+from socd.reports.config import ReportsConfig  # noqa: E402 - no cycle: imports no socd module
 from socd.sharing.config import SharingConfig  # noqa: E402 - no cycle: it has its own base
 
 
@@ -400,6 +401,7 @@ class DocumentConfig(StrictModel):
     notifications: NotificationsConfig = NotificationsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     sharing: SharingConfig = SharingConfig()
+    reports: ReportsConfig = ReportsConfig()
 
 
 @dataclass(frozen=True, slots=True)

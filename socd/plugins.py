@@ -143,6 +143,9 @@ class Notification:
     alerts: list[Event] = field(default_factory=list)  # at most digest_max_alerts
     total: int = 0  # alerts this message stands for (>= len(alerts))
     created: float = field(default_factory=time.time)
+    # (file name, MIME type, content): files for channels that carry them (e-mail);
+    # reports use it, alert notifications never do.
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
 
 
 @runtime_checkable

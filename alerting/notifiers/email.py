@@ -87,6 +87,10 @@ def build_message(notification: Notification, *, from_addr: str, to: Sequence[st
     if notification.html:
         msg.add_alternative(notification.html, subtype="html", charset="utf-8",
                             cte="quoted-printable")
+    for filename, mime, content in notification.attachments:
+        maintype, _, subtype = mime.partition("/")
+        msg.add_attachment(content, maintype=maintype, subtype=subtype or "octet-stream",
+                           filename=filename)
     return msg
 
 

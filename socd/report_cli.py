@@ -1,0 +1,99 @@
+"""``socd report``: a weekly, monthly or six-monthly report in Vietnamese.
+
+``socd report weekly|monthly|semiannual [--from DATE --to DATE] --format
+md|html|pdf|xlsx [--unit U] [--out FILE] [--source auto|store|elasticsearch]``
+
+The numbers come from Elasticsearch when the config has an ``elasticsearch`` sink and
+from the embedded store (``sqlite`` sink) otherwise; ``--source`` forces one. Both give
+the same numbers. Without dates the period is the last full week (Monday-Sunday),
+month or half-year in Asia/Ho_Chi_Minh. Without ``--out`` text formats go to stdout
+and binary ones (pdf, xlsx) to ``<slug>.<format>`` in the current folder.
+
+Exit codes: 0 written, 1 the data could not be read or a format cannot be produced,
+2 usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("report", help="a weekly, monthly or six-monthly report (Vietnamese)")
+    p.add_argument("kind", choices=("weekly", "monthly", "semiannual"),
+                   help="weekly (tuần), monthly (bản tin tháng) or semiannual (6 tháng)")
+    with_config(p)
+    p.add_argument("--from", dest="date_from", metavar="DATE",
+                   help="first day, dd/mm/yyyy or yyyy-mm-dd (default: the last full "
+                   "week / month / half-year)")
+    p.add_argument("--to", dest="date_to", metavar="DATE",
+                   help="last day, inclusive (default: the kind's length from --from)")
+    p.add_argument("--format", "-f", dest="fmt", default="md",
+                   choices=("md", "html", "pdf", "xlsx"), help="output format (default md)")
+    p.add_argument("--unit", help="only alerts of this unit (socd.unit, exactly)")
+    p.add_argument("--out", "-o", help="output file ('-' = stdout)")
+    p.add_argument("--source", choices=("auto", "store", "elasticsearch"), default="auto",
+                   help="where alerts are counted (default: Elasticsearch when configured)")
+    p.add_argument("--sink", help="name of the sqlite or elasticsearch sink to read")
+    p.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from socd import config as config_mod
+    from socd.reports.data import ReportError, ReportSetupError, build_report
+    from socd.reports.periods import PeriodError, period_for
+    from socd.reports.render import RenderError, render
+    from socd.reports.sources import SideSources
+    from socd.reports.vn import fmt_int
+
+    cfg = config_mod.load(args.config)
+    reports_cfg = getattr(cfg.document, "reports", None)
+    timezone = getattr(reports_cfg, "timezone", "Asia/Ho_Chi_Minh")
+    try:
+        period = period_for(args.kind, args.date_from, args.date_to, timezone=timezone)
+    except PeriodError as exc:
+        print(f"socd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        backend = _backend(cfg, args.source, args.sink)
+    except ReportError as exc:
+        print(f"socd: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ReportSetupError) else EXIT_FAILURE
+    try:
+        data = build_report(backend, period, unit=args.unit, sides=SideSources.from_config(cfg))
+        body = render(data, args.fmt)
+    except (ReportError, RenderError) as exc:
+        print(f"socd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except sqlite3.Error as exc:
+        print(f"socd: cannot read the alert store: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        backend.close()
+    out = args.out
+    if out is None and args.fmt in ("pdf", "xlsx"):
+        out = f"{period.slug}.{args.fmt}"
+    if out is None or out == "-":
+        sys.stdout.buffer.write(body)
+        sys.stdout.buffer.flush()
+        return EXIT_OK
+    tmp = f"{out}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(body)
+    os.replace(tmp, out)
+    print(f"{out}: {data.title} ({args.fmt}, {fmt_int(len(body))} bytes, "
+          f"{fmt_int(data.total)} alerts, source {data.source})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _backend(cfg: Any, source: str, sink: str | None) -> Any:
+    from socd.reports.data import backend_for
+
+    return backend_for(cfg, source, sink=sink)

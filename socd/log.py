@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -41,6 +42,21 @@ def _json_dumps(obj: Any, **_kw: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
+class _JsonFormatter(logging.Formatter):
+    """Library records as JSON lines too, so every journal line parses with jq."""
+
+    converter = time.gmtime
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "event": _URL_CREDENTIALS.sub(rf"\g<scheme>{REDACTED}@", record.getMessage()),
+            "level": record.levelname.lower(), "logger": record.name,
+            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + "Z"}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return _json_dumps(entry)
+
+
 def setup(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog and the stdlib logging of libraries we use."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -50,6 +66,10 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact,
     ]
+    if not use_console:
+        # Which module logged: lets `journalctl -o cat | jq 'select(.module == "pipeline")'`.
+        shared.append(structlog.processors.CallsiteParameterAdder(
+            {structlog.processors.CallsiteParameter.MODULE}))
     renderer: Any = (structlog.dev.ConsoleRenderer(colors=True) if use_console
                      else structlog.processors.JSONRenderer(serializer=_json_dumps))
     numeric = logging.getLevelName(level.upper())
@@ -63,7 +83,8 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
     # Libraries (elastic_transport, aiohttp, paho) log through stdlib logging;
     # keep them at WARNING so their request chatter does not flood the journal.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s")
+                         if use_console else _JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

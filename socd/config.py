@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.registry import Kind, known_types, lookup, unknown_type_message
 from socd.severity import BUILTIN_TABLES, Severity
+from socd.tz import TimeZone
 
 
 class StrictModel(BaseModel):
@@ -185,23 +186,13 @@ class QuietHoursConfig(StrictModel):
                        description="Start of the quiet period (local time, HH:MM).")
     end: str = Field("06:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                      description="End of the quiet period (HH:MM); may be earlier than start.")
-    timezone: str = Field("Asia/Ho_Chi_Minh", description="IANA time zone of start and end.")
+    timezone: TimeZone = Field("Asia/Ho_Chi_Minh",
+                               description="IANA time zone of start and end.")
     override_severities: list[Severity] = Field(
         default_factory=lambda: [Severity.CRITICAL],
         description="Alerts of these severities are sent at once even in quiet hours; the "
         "others are held and sent as one digest when the quiet period ends.")
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
-                             "Asia/Ho_Chi_Minh)") from None
-        return value
 
 
 class GroupingConfig(StrictModel):
@@ -350,7 +341,7 @@ class IncidentsConfig(StrictModel):
                                  "(the metrics still show overdue incidents).")
     check_interval_secs: float = Field(60.0, gt=0, le=3600, description="How often the daemon "
                                        "checks the deadlines and refreshes the metrics.")
-    timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone of the times in "
+    timezone: TimeZone = Field("Asia/Ho_Chi_Minh", description="Time zone of the times in "
                           "reminders and documents.")
     contact: ContactConfig = ContactConfig()
 
@@ -361,16 +352,6 @@ class IncidentsConfig(StrictModel):
             raise ValueError("offsets are hours before the deadline: each must be > 0")
         return sorted(set(value), reverse=True)
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
 
 from socd.reports.config import ReportsConfig  # noqa: E402 - no cycle: imports no socd module

@@ -10,7 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from socd.tz import TimeZone
 
 
 class _Strict(BaseModel):
@@ -58,7 +60,7 @@ class ReportsConfig(_Strict):
     notifiers: list[str] = Field(default_factory=list, description="Notifiers (names under "
                                  "`notifiers:`) that receive each report; e-mail notifiers "
                                  "send the HTML report as the message body.")
-    timezone: str = Field("Asia/Ho_Chi_Minh", description="Time zone of the schedules, "
+    timezone: TimeZone = Field("Asia/Ho_Chi_Minh", description="Time zone of the schedules, "
                           "periods and dates in the reports.")
     source: Literal["auto", "store", "elasticsearch"] = Field(
         "auto", description="Where alerts are counted: Elasticsearch when configured, "
@@ -67,16 +69,6 @@ class ReportsConfig(_Strict):
     catch_up_hours: float = Field(24.0, ge=0, description="At start, generate a report "
                                   "whose due time passed at most this long ago.")
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
 
 def parse_at(kind: str, at: str | None) -> tuple[int, int, int]:

@@ -8,7 +8,6 @@ covered in tests/unit/test_elasticsearch_template.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from socd.errors import HealthCheckError, SinkError
 from socd.event import fingerprint, normalize, set_severity
 from socd.plugins import PluginContext
 from socd.severity import Severity
-from tests.helpers import TcpProxy, es_client, es_count
+from tests.helpers import TcpProxy, es_cleanup, es_client, es_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -46,15 +45,7 @@ def _event(i: int, run: str) -> dict[str, Any]:
     return normalize(event)
 
 
-def cleanup(es: Elasticsearch, prefix: str) -> None:
-    """Indices (the hidden dead-letter ones too), then templates, then components."""
-    es.indices.delete(index=f"{prefix}-*", allow_no_indices=True, expand_wildcards="all")
-    for name in (prefix, f"{prefix}-deadletter"):
-        with contextlib.suppress(Exception):
-            es.indices.delete_index_template(name=name)
-    for name in (f"{prefix}-mappings", f"{prefix}-settings"):
-        with contextlib.suppress(Exception):
-            es.cluster.delete_component_template(name=name)
+cleanup = es_cleanup
 
 
 async def eventually(predicate: Callable[[], Any], within: float, what: str) -> Any:

@@ -88,6 +88,10 @@ install -m 0644 "$src/deploy/debian/rules.d-README" "$stage/etc/socd/rules.d/REA
 install -m 0644 "$src/deploy/systemd/socd.service" "$stage/usr/lib/systemd/system/socd.service"
 install -m 0644 "$src/deploy/systemd/socd.sysusers" "$stage/usr/lib/sysusers.d/socd.conf"
 install -m 0644 "$src/docs/deployment-systemd.md" "$venv/share/doc/socd/deployment-systemd.md"
+install -m 0644 "$src/docs/runbook.md" "$venv/share/doc/socd/runbook.md"
+install -m 0644 "$src/deploy/prometheus/socd-alerts.yml" "$venv/share/doc/socd/examples/socd-alerts.yml"
+install -m 0644 "$src/deploy/grafana/socd-dashboard.json" \
+    "$venv/share/doc/socd/examples/socd-dashboard.json"
 install -m 0644 "$src/deploy/systemd/socd.yaml" "$venv/share/doc/socd/examples/socd.yaml"
 install -m 0644 "$src"/deploy/systemd/socd.service.d/*.conf \
     "$venv/share/doc/socd/examples/socd.service.d/"

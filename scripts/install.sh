@@ -137,7 +137,9 @@ done
 # 4. Documentation and drop-in examples.
 doc="$venv/share/doc/socd"
 install -d -m 0755 "$doc/examples/socd.service.d"
-install -m 0644 "$src/docs/deployment-systemd.md" "$doc/"
+install -m 0644 "$src/docs/deployment-systemd.md" "$src/docs/runbook.md" "$doc/"
+install -m 0644 "$src/deploy/prometheus/socd-alerts.yml" \
+    "$src/deploy/grafana/socd-dashboard.json" "$doc/examples/"
 install -m 0644 "$src/deploy/systemd/socd.yaml" "$doc/examples/"
 install -m 0644 "$src"/deploy/systemd/socd.service.d/*.conf "$doc/examples/socd.service.d/"
 

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -192,7 +193,7 @@ class EmailNotifier:
             raise HealthCheckError(
                 f"{smtp_error(self.what, exc)} ({self.config.host}:{self.port})") from None
         finally:
-            smtp.close()
+            await _closed(smtp)
 
     async def send(self, notification: Notification) -> None:
         cfg = self.config
@@ -209,13 +210,22 @@ class EmailNotifier:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise smtp_error(self.what, exc) from None
         finally:
-            smtp.close()
+            await _closed(smtp)
         if refused:
             log.warning("recipients refused", notifier=self.name,
                         refused={k: f"{v.code} {v.message}" for k, v in refused.items()})
 
     async def close(self) -> None:
         return None
+
+
+async def _closed(smtp: aiosmtplib.SMTP) -> None:
+    """Close the client and let the loop run the transport's pending close callbacks:
+    after a failed TLS handshake the socket is only released by ``connection_lost``,
+    which would otherwise wait for the next loop iteration (a leaked fd at shutdown)."""
+    smtp.close()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
 
 def _bare(value: str) -> str:

@@ -122,14 +122,16 @@ def test_batches_are_stored_and_bad_requests_refused(tmp_path: Path, unique: str
 @pytest.mark.usefixtures("token_env")
 def test_full_pipeline_answers_429_with_retry_after(tmp_path: Path, unique: str) -> None:
     port = free_port()
-    # Elasticsearch on a closed port: the sink never drains, the small pipeline fills up.
+    # Elasticsearch on a closed port and no spool: the sink never drains, the small
+    # pipeline fills up, and the drain timeout dead-letters what was accepted.
     config = socd_config(
         tmp_path, port, queue_wait_secs=0.5, retry_after_secs=9,
         pipeline={"queue_max_batches": 1, "max_buffered_bytes": 65536,
                   "drain_timeout_secs": 1},
         sink={"type": "elasticsearch", "hosts": ["http://127.0.0.1:9"], "select": "all",
               "queue_max_batches": 1, "batch_max_events": 100,
-              "request_timeout_secs": 1, "retry_max_backoff_secs": 1})
+              "request_timeout_secs": 1, "retry_max_backoff_secs": 1,
+              "spool": {"enabled": False}})
     socd = SocdProcess(config, tmp_path)
     socd.start(wait_ready=False)
     url = f"http://127.0.0.1:{port}/ingest/ids"

@@ -59,6 +59,9 @@ def _config(services: dict[str, Any], run: str, state: Path) -> dict[str, Any]:
         "state_dir": str(state),
         "log": {"level": "warning"},
         "http": {"host": "127.0.0.1", "port": free_port()},
+        # Transport only: the rule pack's own alerts would add documents and make the
+        # exact count (lost or duplicated) meaningless. decode_classify measures rules.
+        "rules": {"paths": []},
         "collectors": {"mqtt": {
             "type": "mqtt", "host": services["MQTT_HOST"], "port": int(services["MQTT_PORT"]),
             "client_id": f"socd-bench-{run}", "decoder": "server_edr",

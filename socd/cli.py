@@ -139,14 +139,18 @@ def _check(args: argparse.Namespace) -> int:
     build_classifier(cfg)
     sinks = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.sinks.values()]
     collectors = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.collectors.values()]
-    if args.connect:
-        from socd.components import build_notifications
+    from socd.components import build_notifications
 
-        core = build_notifications(cfg, dead_letter)
+    # Templates are local files: a broken one is a configuration error, found offline.
+    core = build_notifications(cfg, dead_letter)
+    template_problems = core.renderer.problems() if core is not None else []
+    if template_problems:
+        for problem in template_problems:
+            print(f"socd: {cfg.file}: notifications: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.connect:
         notifiers = list(core.notifiers.values()) if core is not None else []
         failures = asyncio.run(_healthchecks(sinks, notifiers))
-        if core is not None:
-            failures += [f"notifications: {p}" for p in core.renderer.problems()]
         if failures:
             for failure in failures:
                 print(f"socd: health check failed: {failure}", file=sys.stderr)

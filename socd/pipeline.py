@@ -617,8 +617,12 @@ class Pipeline:
         lost += self._dead_letter_intake()
         for runner in self.runners:
             lost += runner.abort()
-        log.error("drain did not finish; undelivered events dead-lettered",
-                  timeout_secs=drain_timeout, events=lost, file=self.dead_letter.path)
+        if lost:
+            log.error("drain did not finish; undelivered events dead-lettered",
+                      timeout_secs=drain_timeout, events=lost, file=self.dead_letter.path)
+        else:
+            log.warning("drain did not finish; what was not stored stays in the spools",
+                        timeout_secs=drain_timeout)
         return lost
 
     def abort(self) -> None:

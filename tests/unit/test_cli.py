@@ -184,3 +184,20 @@ def test_socd_config_env_is_the_default(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("SOCD_CONFIG", str(cfg))
     assert cli.main(["check-config"]) == 0
     assert f"{cfg}: OK" in capsys.readouterr().out
+
+
+def test_check_config_rejects_a_broken_notification_template(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "title.vi.j2").write_text("{{ alerts[0].rule.name | no_such_filter }}")
+    config = tmp_path / "socd.yaml"
+    config.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        "notifiers:\n  irt: {type: webhook, url: 'http://127.0.0.1:9/hook'}\n"
+        f"notifications:\n  templates_dir: {templates}\n"
+        "  routes: [{name: all, notifiers: [irt]}]\n")
+    assert cli.main(["check-config", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "notifications: template title.vi.j2" in err
+    assert "no_such_filter" in err

@@ -42,6 +42,7 @@ import orjson
 import structlog
 
 from socd.errors import SocdError
+from socd.sqlite import open_db
 
 log = structlog.get_logger("socd.audit")
 
@@ -132,12 +133,9 @@ class AuditLog:
     def __init__(self, path: str, key: bytes | None = None, *, use_env: bool = True) -> None:
         self.path = path
         self.key = key if key is not None else (env_key() if use_env else None)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = open_db(path, synchronous="FULL")
         try:
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _SCHEMA:

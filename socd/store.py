@@ -22,7 +22,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +33,7 @@ import orjson
 
 from socd.errors import SocdError
 from socd.event import Event, get, now_iso
+from socd.sqlite import open_db
 
 SCHEMA_VERSION = "2"
 
@@ -191,15 +191,9 @@ class AlertStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, mode=0o750, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = open_db(path, busy_timeout_ms=5000)
         try:
-            # busy_timeout first: switching to WAL and migrating wait for a writer.
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except BaseException:
             self._db.close()

@@ -24,14 +24,14 @@ import bisect
 import contextlib
 import ipaddress
 import math
-import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from socd.sqlite import open_db
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Kind = Literal["ipv4", "ipv6", "domain"]
@@ -344,12 +344,8 @@ class BlockStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db = open_db(path, synchronous="FULL", busy_timeout_ms=5000)
         self._db.executescript(SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
 

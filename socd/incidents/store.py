@@ -32,6 +32,7 @@ from socd.incidents.model import (
     notify_due,
     report_due,
 )
+from socd.sqlite import open_db
 
 SCHEMA_VERSION: Final = "1"
 DB_NAME: Final = "incidents.db"
@@ -129,13 +130,9 @@ class IncidentStore:
         self.path = path
         self.audit_path = audit_path or os.path.join(
             os.path.dirname(os.path.abspath(path)), audit.DB_NAME)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = open_db(path)
         try:
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for statement in _SCHEMA:

@@ -48,6 +48,7 @@ from prometheus_client import Gauge
 from socd import metrics
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.normalize import KINDS, event_domain, ip_int, ip_range
+from socd.sqlite import open_db
 
 IOC_ENTRIES = Gauge(
     "socd_ioc_entries",
@@ -148,11 +149,7 @@ _ENTRY_SQL = ("SELECT i.kind, i.value, i.source, a.ref, a.confidence, i.first_se
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA busy_timeout=10000")
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
+    return open_db(path)
 
 
 def _row_entry(row: Sequence[Any]) -> Entry:

@@ -18,11 +18,11 @@ called from one thread at a time (the core runs them on a dedicated thread).
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from socd.sqlite import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -97,12 +97,8 @@ class NotifyStore:
     """The SQLite file behind the notification core (see the module docstring)."""
 
     def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db = open_db(path, synchronous="FULL")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:

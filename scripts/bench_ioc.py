@@ -15,7 +15,6 @@ Options: ``--entries N`` (default 1,000,000), ``--only NAME``.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.benchlib import standalone  # noqa: E402
 from socd.ioc.store import Entry, IocDatabase  # noqa: E402
 
 LOAD_TARGET_SECS = 2.0
@@ -170,18 +170,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=sorted(BENCHMARKS))
-    args = parser.parse_args()
-    ok = True
-    for name, fn in BENCHMARKS.items():
-        if args.only and name != args.only:
-            continue
-        result = fn(args.entries)
-        ok = ok and bool(result["meets_target"])
-        print(json.dumps(result, ensure_ascii=False), flush=True)
-    return 0 if ok else 1
+    return standalone(__doc__ or "", BENCHMARKS, "entries", 1_000_000)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ Options: ``--events N`` (default 200,000).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -31,6 +29,7 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from scripts.benchlib import standalone  # noqa: E402
 from socd.config import SinkConfig  # noqa: E402
 from socd.deadletter import DeadLetter  # noqa: E402
 from socd.decoders.json import JsonDecoder  # noqa: E402
@@ -184,18 +183,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--only", choices=sorted(BENCHMARKS))
-    args = parser.parse_args()
-    ok = True
-    for name, fn in BENCHMARKS.items():
-        if args.only and name != args.only:
-            continue
-        result = fn(args.events)
-        ok = ok and bool(result["meets_target"])
-        print(json.dumps(result, ensure_ascii=False), flush=True)
-    return 0 if ok else 1
+    return standalone(__doc__ or "", BENCHMARKS, "events", 200_000)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,13 @@ ERRORS = Counter(
     ["component", "error_type"],
     registry=REGISTRY,
 )
+ADDRESSES_REFUSED = Counter(
+    "socd_addresses_refused_total",
+    "Values refused by the address gate (socd.netaddr), by reason: empty, too_long, "
+    "bad_character, scope_id, syntax, host_bits.",
+    ["reason"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "socd_queue_depth",
     "Events waiting in a pipeline queue.",

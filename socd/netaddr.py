@@ -1,0 +1,181 @@
+"""The one gate every IP address and network passes on its way into socd.
+
+Addresses arrive from hostile places: syslog lines, webhook bodies, IoC
+appendices, rule actions, the command line. :mod:`ipaddress` is lenient in ways
+that matter downstream: it accepts IPv6 zone ids (``2001:db8::5%eth0``, and the
+text after ``%`` may hold spaces, newlines or ``;``), keeps IPv4-mapped IPv6
+forms (``::ffff:203.0.113.9``) distinct from the IPv4 address they name, and
+tolerates surrounding whitespace in some callers. A value that later becomes an
+nftables set element, an ipset line or a line of a firewall feed must be exactly
+one canonical address or network and nothing else.
+
+So every caller uses these functions:
+
+* :func:`parse_address` / :func:`parse_network` return :mod:`ipaddress` objects
+  in canonical form: no scope id, IPv4-mapped addresses *and networks* turned
+  into IPv4, host bits of a network cleared;
+* :func:`canonical` returns the text form (a /32 or /128 network is written as
+  an address);
+* :func:`is_address` is the cheap yes/no used on every event field;
+* :func:`safe_element` checks a text about to be written into a firewall
+  command or feed against a strict character set (digits, hex letters, ``.``,
+  ``:`` and ``/``), as the last line of defence.
+
+What fails raises :class:`AddressError` whose ``reason`` is one of
+:data:`REASONS`; the refusal is counted in ``socd_addresses_refused_total``.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from typing import Final
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Every reason an address can be refused for (the label values of the metric).
+REASONS: Final = ("empty", "too_long", "bad_character", "scope_id", "syntax", "host_bits")
+
+# Longest legitimate text: a full IPv6 address with an embedded IPv4 tail and a prefix
+# ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128" is 49 characters).
+MAX_LENGTH: Final = 64
+
+_ALLOWED = re.compile(r"[0-9A-Fa-f.:/]+")
+_MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+class AddressError(ValueError):
+    """A value that is not a canonical IP address or network; ``reason`` says why."""
+
+    def __init__(self, reason: str, value: object) -> None:
+        self.reason = reason
+        shown = str(value)
+        if len(shown) > MAX_LENGTH:
+            shown = shown[:MAX_LENGTH] + "..."
+        super().__init__(f"not an IP address or network ({reason.replace('_', ' ')}): {shown!r}")
+
+
+def _count(reason: str) -> None:
+    from socd.metrics import ADDRESSES_REFUSED  # noqa: PLC0415 - metrics import prometheus
+
+    ADDRESSES_REFUSED.labels(reason).inc()
+
+
+def _screen(value: object) -> str:
+    """The text of ``value`` when it may be an address; AddressError otherwise."""
+    if not isinstance(value, str):
+        raise AddressError("syntax", value)
+    if not value:
+        raise AddressError("empty", value)
+    if len(value) > MAX_LENGTH:
+        raise AddressError("too_long", value)
+    if _ALLOWED.fullmatch(value) is None:
+        raise AddressError("scope_id" if "%" in value else "bad_character", value)
+    return value
+
+
+def _unmap_address(addr: IPAddress) -> IPAddress:
+    if isinstance(addr, ipaddress.IPv6Address):
+        mapped = addr.ipv4_mapped
+        if mapped is not None:
+            return mapped
+    return addr
+
+
+def _unmap_network(net: IPNetwork) -> IPNetwork:
+    if (isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96
+            and net.subnet_of(_MAPPED_V4)):
+        first = net.network_address.ipv4_mapped
+        assert first is not None
+        return ipaddress.IPv4Network((first, net.prefixlen - 96))
+    return net
+
+
+def _refuse(exc: AddressError, count: bool) -> AddressError:
+    if count:
+        _count(exc.reason)
+    return exc
+
+
+def parse_address(value: object, *, count: bool = True) -> IPAddress:
+    """The canonical address ``value`` names: no prefix, no scope id, mapped IPv6 as IPv4."""
+    try:
+        text = _screen(value)
+        if "/" in text:
+            raise AddressError("syntax", value)
+        try:
+            return _unmap_address(ipaddress.ip_address(text))
+        except ValueError:
+            raise AddressError("syntax", value) from None
+    except AddressError as exc:
+        raise _refuse(exc, count) from None
+
+
+def parse_network(value: object, *, strict: bool = False, count: bool = True) -> IPNetwork:
+    """The canonical network ``value`` names (an address is its /32 or /128).
+
+    With ``strict`` a network with host bits set (``10.0.0.7/24``) is refused
+    (reason ``host_bits``); otherwise the host bits are cleared.
+    """
+    try:
+        text = _screen(value)
+        try:
+            net = ipaddress.ip_network(text, strict=strict)
+        except ValueError as exc:
+            reason = "host_bits" if strict and "host bits set" in str(exc) else "syntax"
+            raise AddressError(reason, value) from None
+        return _unmap_network(net)
+    except AddressError as exc:
+        raise _refuse(exc, count) from None
+
+
+def canonical(value: object, *, count: bool = True) -> str:
+    """The canonical text of an address or network: ``10.0.0.7``, ``10.0.0.0/24``,
+    ``2001:db8::/32``; a host network (/32, /128) is written as the address."""
+    net = parse_network(value, count=count)
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return str(net)
+
+
+def canonical_address(value: object, *, count: bool = True) -> str:
+    """The canonical text of an address (no networks)."""
+    return str(parse_address(value, count=count))
+
+
+@functools.lru_cache(maxsize=65536)
+def _is_address(value: str) -> bool:
+    try:
+        parse_address(value, count=False)
+    except AddressError:
+        return False
+    return True
+
+
+def is_address(value: object) -> bool:
+    """True when ``value`` is a string that :func:`parse_address` accepts (cached; the
+    same addresses recur in almost every batch). Never counts a refusal."""
+    return isinstance(value, str) and _is_address(value)
+
+
+def is_network(value: object) -> bool:
+    """True when ``value`` is an address or network :func:`parse_network` accepts."""
+    try:
+        parse_network(value, count=False)
+    except AddressError:
+        return False
+    return True
+
+
+def safe_element(text: str) -> str:
+    """``text`` unchanged when it may be written into an nft/ipset command or a feed line.
+
+    Only for text produced by :func:`canonical` and the like: a final check that
+    no character outside ``[0-9A-Fa-f.:/]`` (so no space, newline, ``;``, ``%`` or
+    brace) ever reaches a firewall. Raises :class:`AddressError` otherwise.
+    """
+    if not text or len(text) > MAX_LENGTH or _ALLOWED.fullmatch(text) is None:
+        raise AddressError("bad_character", text)
+    return text

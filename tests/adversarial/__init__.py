@@ -1,0 +1,1 @@
+"""Adversarial tests: crafted input against a real running socd (docs/threat-model.md)."""

@@ -13,9 +13,7 @@ are alerts as received; rules turn plain events into alerts.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import ipaddress
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any, Final
 
 import orjson
 
+from socd import netaddr
 from socd.errors import DecodeError
 from socd.severity import Severity
 
@@ -406,20 +405,15 @@ def _as_int(value: Any, path: str) -> int:
     raise DecodeError("invalid_field", f"{path} must be an integer, got {str(value)[:64]!r}")
 
 
-@functools.lru_cache(maxsize=65536)
-def _is_ip(value: str) -> bool:
-    # The same addresses recur in almost every batch; parsing is the costly part.
+def _canonical_ip(value: Any, path: str) -> str:
+    """The canonical text of an address field (the one gate, cached there): no zone id,
+    no whitespace, IPv4-mapped IPv6 as IPv4, so rules, IoC lookups and block
+    decisions all see one spelling of each address."""
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_ip(value: Any, path: str) -> None:
-    if isinstance(value, str) and _is_ip(value):
-        return
-    raise DecodeError("invalid_field", f"{path} is not an IP address: {str(value)[:64]!r}")
+        return netaddr.canonical_address(value)
+    except netaddr.AddressError as exc:
+        raise DecodeError("invalid_field", f"{path} is not an IP address ({exc.reason}): "
+                          f"{str(value)[:64]!r}") from None
 
 
 def _check_typed(node: dict[str, Any], tree: dict[str, Any], prefix: str) -> None:
@@ -435,10 +429,14 @@ def _check_typed(node: dict[str, Any], tree: dict[str, Any], prefix: str) -> Non
             if type(value) is not int:
                 node[key] = _as_int(value, f"{prefix}{key}")
         elif isinstance(value, list):
-            for item in value:
-                _check_ip(item, f"{prefix}{key}")
+            for i, item in enumerate(value):
+                text = _canonical_ip(item, f"{prefix}{key}")
+                if text != item:
+                    value[i] = text
         else:
-            _check_ip(value, f"{prefix}{key}")
+            text = _canonical_ip(value, f"{prefix}{key}")
+            if text != value:
+                node[key] = text
 
 
 def normalize(event: Event, *, received: float | None = None) -> Event:
@@ -446,7 +444,9 @@ def normalize(event: Event, *, received: float | None = None) -> Event:
 
     Raises :class:`DecodeError` with reason ``invalid_field`` when a field has a
     value its Elasticsearch type would reject, so such events are dead-lettered
-    here instead of failing a bulk request later.
+    here instead of failing a bulk request later. Address fields must pass
+    :mod:`socd.netaddr` (an IPv6 zone id is refused) and are rewritten to their
+    canonical text (``::ffff:203.0.113.9`` becomes ``203.0.113.9``).
     """
     ts = event.get("@timestamp")
     event["@timestamp"] = parse_timestamp(ts) if ts is not None else now_iso()

@@ -16,13 +16,16 @@ So every caller uses these functions:
   into IPv4, host bits of a network cleared;
 * :func:`canonical` returns the text form (a /32 or /128 network is written as
   an address);
-* :func:`is_address` is the cheap yes/no used on every event field;
+* :func:`canonical_address` and :func:`is_address` are cached: they run on
+  every address field of every event;
 * :func:`safe_element` checks a text about to be written into a firewall
   command or feed against a strict character set (digits, hex letters, ``.``,
   ``:`` and ``/``), as the last line of defence.
 
 What fails raises :class:`AddressError` whose ``reason`` is one of
-:data:`REASONS`; the refusal is counted in ``socd_addresses_refused_total``.
+:data:`REASONS`; the refusal is counted in ``socd_addresses_refused_total``
+(callers that must first rule out a domain name parse with ``count=False`` and
+call :func:`count_refusal` themselves).
 """
 
 from __future__ import annotations
@@ -57,10 +60,18 @@ class AddressError(ValueError):
         super().__init__(f"not an IP address or network ({reason.replace('_', ' ')}): {shown!r}")
 
 
-def _count(reason: str) -> None:
-    from socd.metrics import ADDRESSES_REFUSED  # noqa: PLC0415 - metrics import prometheus
+def count_refusal(reason: str) -> None:
+    """Count one refusal with ``reason`` (one of :data:`REASONS`).
+
+    For callers that parse with ``count=False`` because a refusal may still be
+    something else (a domain name, a hash) and count only once they know."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown reason {reason!r}: one of {', '.join(REASONS)}")
+    # Imported here: the gate itself must not pull in prometheus_client.
+    from socd.metrics import ADDRESSES_REFUSED
 
     ADDRESSES_REFUSED.labels(reason).inc()
+
 
 
 def _screen(value: object) -> str:
@@ -95,20 +106,34 @@ def _unmap_network(net: IPNetwork) -> IPNetwork:
 
 def _refuse(exc: AddressError, count: bool) -> AddressError:
     if count:
-        _count(exc.reason)
+        count_refusal(exc.reason)
     return exc
+
+
+def _address(value: object) -> IPAddress:
+    text = _screen(value)
+    if "/" in text:
+        raise AddressError("syntax", value)
+    try:
+        return _unmap_address(ipaddress.ip_address(text))
+    except ValueError:
+        raise AddressError("syntax", value) from None
+
+
+def _network(value: object, strict: bool) -> IPNetwork:
+    text = _screen(value)
+    try:
+        net = ipaddress.ip_network(text, strict=strict)
+    except ValueError as exc:
+        reason = "host_bits" if strict and "host bits set" in str(exc) else "syntax"
+        raise AddressError(reason, value) from None
+    return _unmap_network(net)
 
 
 def parse_address(value: object, *, count: bool = True) -> IPAddress:
     """The canonical address ``value`` names: no prefix, no scope id, mapped IPv6 as IPv4."""
     try:
-        text = _screen(value)
-        if "/" in text:
-            raise AddressError("syntax", value)
-        try:
-            return _unmap_address(ipaddress.ip_address(text))
-        except ValueError:
-            raise AddressError("syntax", value) from None
+        return _address(value)
     except AddressError as exc:
         raise _refuse(exc, count) from None
 
@@ -120,13 +145,7 @@ def parse_network(value: object, *, strict: bool = False, count: bool = True) ->
     (reason ``host_bits``); otherwise the host bits are cleared.
     """
     try:
-        text = _screen(value)
-        try:
-            net = ipaddress.ip_network(text, strict=strict)
-        except ValueError as exc:
-            reason = "host_bits" if strict and "host bits set" in str(exc) else "syntax"
-            raise AddressError(reason, value) from None
-        return _unmap_network(net)
+        return _network(value, strict)
     except AddressError as exc:
         raise _refuse(exc, count) from None
 
@@ -140,24 +159,35 @@ def canonical(value: object, *, count: bool = True) -> str:
     return str(net)
 
 
-def canonical_address(value: object, *, count: bool = True) -> str:
-    """The canonical text of an address (no networks)."""
-    return str(parse_address(value, count=count))
-
-
 @functools.lru_cache(maxsize=65536)
-def _is_address(value: str) -> bool:
+def _address_text(value: str) -> tuple[str, str]:
+    """``(canonical text, "")`` or ``("", reason)``: the cached verdict on one text."""
     try:
-        parse_address(value, count=False)
-    except AddressError:
-        return False
-    return True
+        return str(parse_address(value, count=False)), ""
+    except AddressError as exc:
+        return "", exc.reason
+
+
+def canonical_address(value: object, *, count: bool = True) -> str:
+    """The canonical text of an address (no networks).
+
+    Cached for strings: decoders and the event check call it on every address
+    field, and the same addresses recur in almost every batch. A refusal is
+    counted on every call, cached or not."""
+    if not isinstance(value, str):
+        return str(parse_address(value, count=count))
+    text, reason = _address_text(value)
+    if reason:
+        if count:
+            count_refusal(reason)
+        raise AddressError(reason, value)
+    return text
 
 
 def is_address(value: object) -> bool:
     """True when ``value`` is a string that :func:`parse_address` accepts (cached; the
     same addresses recur in almost every batch). Never counts a refusal."""
-    return isinstance(value, str) and _is_address(value)
+    return isinstance(value, str) and not _address_text(value)[1]
 
 
 def is_network(value: object) -> bool:

@@ -20,12 +20,11 @@ syslog header. See ``docs/sources/syslog.md`` for the field mapping.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from socd import netaddr
 from socd.config import DecoderConfig
 from socd.event import Event, put
 from socd.plugins import DecodeResult, PluginContext, RawRecord
@@ -88,13 +87,13 @@ _CEF_DATE = re.compile(
     r"(?: ([A-Za-z]{3,4}|[+-]\d{2}:?\d{2}))?$")
 
 
-@functools.lru_cache(maxsize=65536)
-def valid_ip(value: str) -> bool:
+def canonical_ip(value: str) -> str | None:
+    """The canonical text of an address field, None when the address gate refuses it
+    (counted there): a zone id, whitespace or junk never becomes ``source.ip``."""
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+        return netaddr.canonical_address(value)
+    except netaddr.AddressError:
+        return None
 
 
 def unescape(value: str) -> str:
@@ -245,8 +244,8 @@ def apply_fields(event: Event, mapping: dict[str, tuple[str, str]], values: dict
         path, kind = spec
         out: Any = value
         if kind == "ip":
-            out = value.strip()
-            if not valid_ip(out):
+            out = canonical_ip(value.strip())
+            if out is None:
                 continue
         elif kind in ("port", "int"):
             text = value.strip()

@@ -14,14 +14,14 @@ Alerts are ``event.kind: alert``; ``alert.severity`` (1 = most severe) becomes
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
+from socd import netaddr
 from socd.config import DecoderConfig
-from socd.decoders.base import BaseDecoder
+from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder
 from socd.decoders.base import int_or_none as _int
 from socd.errors import DecodeError
 from socd.event import Event, parse_timestamp
@@ -65,16 +65,18 @@ def _date(value: Any) -> str | None:
     return parsed.isoformat()
 
 
-def _is_ip(value: str) -> bool:
+def _ip(value: str) -> str | None:
+    """The canonical text of a resolved address, None when the address gate refuses it."""
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+        return netaddr.canonical_address(value)
+    except netaddr.AddressError:
+        return None
 
 
 class SuricataDecoder(BaseDecoder):
     """Suricata EVE JSON in, ECS events out."""
+
+    socd_keys = VENDOR_SOCD_KEYS
 
     class Config(DecoderConfig):
         type: Literal["suricata"]
@@ -259,8 +261,8 @@ def _dns(dns: dict[str, Any], event: Event) -> None:
                 answers.append({"type": rrtype_key, "data": data})
     if answers:
         out["answers"] = answers
-        resolved = [a["data"] for a in answers
-                    if a.get("type") in {"A", "AAAA"} and "data" in a and _is_ip(a["data"])]
+        resolved = [ip for a in answers if a.get("type") in {"A", "AAAA"} and "data" in a
+                    and (ip := _ip(a["data"])) is not None]
         if resolved:
             out["resolved_ip"] = resolved
     if out:

@@ -16,7 +16,9 @@ Failure reasons (metric labels, a fixed set):
 * ``invalid_cef``: the ``cef`` decoder found no CEF payload.
 
 Typed fields are only set from values checked here (integers parsed, addresses
-validated), so a bad value never fails an event: it stays in ``socd.vendor``.
+passed through :mod:`socd.netaddr` and written canonically: a zone id such as
+``2001:db8::5%x`` is refused and counted), so a bad value never fails an event:
+it stays in ``socd.vendor`` or in the message.
 
 See ``docs/sources/syslog.md`` for the field table.
 """
@@ -33,17 +35,23 @@ from zoneinfo import ZoneInfo
 from pydantic import Field, field_validator
 
 from socd.config import DecoderConfig
-from socd.decoders.base import BaseDecoder, _received_iso
+from socd.decoders.base import (
+    VENDOR_SOCD_KEYS,
+    BaseDecoder,
+    _received_iso,
+    gate_socd,
+    stamp_provenance,
+)
 from socd.decoders.cef import (
     _TRANSPORTS,
     apply_cef,
     apply_fields,
     apply_leef,
+    canonical_ip,
     find_cef,
     find_leef,
     parse_cef,
     parse_leef,
-    valid_ip,
 )
 from socd.event import Event, fingerprint
 from socd.plugins import DecodeFailure, DecodeResult, PluginContext, RawRecord
@@ -169,6 +177,8 @@ def parse_structured_data(text: str) -> tuple[dict[str, dict[str, str]] | None, 
 class SyslogDecoder(BaseDecoder):
     """RFC 3164 / RFC 5424 syslog; CEF, LEEF, FortiGate and sshd/sudo payloads parsed."""
 
+    socd_keys = VENDOR_SOCD_KEYS
+
     class Config(DecoderConfig):
         type: Literal["syslog"]
         timezone: str = Field("+07:00", description="Zone of RFC 3164 timestamps (they have "
@@ -242,11 +252,8 @@ class SyslogDecoder(BaseDecoder):
         ev["ingested"] = _received_iso(time.time())
         if self.keep_original:
             ev["original"] = record.data.decode("utf-8", "replace")
-        socd = event["socd"]
-        socd["collector"] = record.collector
-        socd["decoder"] = self.name
-        if record.source:
-            socd["source"] = record.source
+        socd = gate_socd(event, self.name, self.socd_keys)
+        stamp_provenance(socd, record, self.name)
         severity = socd.get("severity")
         if severity is not None:
             socd["severity_label"] = _LABELS[severity]
@@ -494,8 +501,9 @@ class SyslogDecoder(BaseDecoder):
         ev["dataset"] = "system.auth"
         if user:
             event["user"] = {"name": user}
-        if ip and valid_ip(ip):
-            source: dict[str, Any] = {"ip": ip}
+        addr = canonical_ip(ip) if ip else None
+        if addr is not None:
+            source: dict[str, Any] = {"ip": addr}
             if port and port.isdigit() and port.isascii() and int(port) <= 65535:
                 source["port"] = int(port)
             event["source"] = source

@@ -11,7 +11,10 @@ that do not fit are dead-lettered with reason ``udp_overflow`` (counted in
 ``socd_events_dropped_total``). Datagrams the kernel drops before socd reads
 them (socket buffer full) are only visible in ``/proc/net/udp``/``netstat -su``.
 
-Every record's ``source`` is the peer, ``udp://10.0.0.1:51514`` style.
+Every record's ``source`` is the peer, ``udp://10.0.0.1:51514`` style. Records
+from a listener that cannot authenticate its senders (UDP; TCP/TLS without client
+certificates or ``allowed_senders``) are marked unauthenticated: block decisions
+they cause are refused unless ``allow_unauthenticated_blocking`` is set.
 Dead-letter reasons (stage ``collect``): ``oversize``, ``sender_not_allowed``,
 ``udp_overflow``, ``truncated_frame``, ``framing_error``, ``shutdown``.
 """
@@ -253,6 +256,30 @@ class SyslogCollector:
                                               "by net.core.rmem_max).")
         max_connections: int = Field(1000, ge=1, description="Concurrent TCP/TLS "
                                      "connections per listener; more are refused.")
+        allow_unauthenticated_blocking: bool = Field(
+            False, description="Enforce block decisions caused by messages from listeners "
+            "that cannot authenticate their senders (UDP; TCP/TLS without client "
+            "certificates or `allowed_senders`). Off: such decisions are audited as "
+            "refused (`unauthenticated_source`). On: anyone who can send to the listener "
+            "(UDP senders can be forged) can have any address that is not allowlisted "
+            "blocked.")
+
+        def authenticates(self, listener: Listener) -> bool:
+            """Whether ``listener`` proves who sent a message: a TLS client certificate,
+            or a TCP peer on ``allowed_senders`` (the handshake proves the address). A
+            UDP source address can be forged, so UDP never does."""
+            if listener.protocol == "udp":
+                return False
+            if listener.tls is not None and listener.tls.require_client_cert:
+                return True
+            return bool(self.allowed_senders)
+
+        def unauthenticated_inputs(self) -> list[str]:
+            return [f"{lst.protocol}://{lst.host}:{lst.port}" for lst in self.listeners
+                    if not self.authenticates(lst)]
+
+        def allows_unauthenticated_blocking(self) -> bool:
+            return self.allow_unauthenticated_blocking
 
         @field_validator("allowed_senders")
         @classmethod
@@ -410,6 +437,7 @@ class SyslogCollector:
         name = self.name
         cache = self._source_cache
         allowed = self.allowed
+        blocking = self.config.allow_unauthenticated_blocking
         now = time.time()
         added = False
         recv = sock.recvfrom
@@ -440,7 +468,7 @@ class SyslogCollector:
                 self._drop("udp_overflow", data, peer[1],
                            f"{limit} datagrams already buffered (pipeline busy)")
                 continue
-            buf.append(RawRecord(data, decoder, name, peer[1], now))
+            buf.append(RawRecord(data, decoder, name, peer[1], now, False, blocking))
             added = True
         if added:
             self._udp_wakeup.set()
@@ -483,6 +511,7 @@ class SyslogCollector:
             return
         self.connections += 1
         framer = Framer(listener.framing, self.config.max_message_bytes)
+        authenticated = self.config.authenticates(listener)
         try:
             while True:
                 data = await reader.read(65536)
@@ -492,7 +521,7 @@ class SyslogCollector:
                 for reason, raw, detail in drops:
                     self._drop(reason, raw, source, detail)
                 if frames:
-                    await self._add(frames, source)
+                    await self._add(frames, source, authenticated)
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("syslog connection ended with an error", collector=self.name,
                      source=source, error=str(exc) or type(exc).__name__)
@@ -502,24 +531,25 @@ class SyslogCollector:
             for reason, raw, detail in drops:
                 self._drop(reason, raw, source, detail)
             if frames:
-                self._append(frames, source)
+                self._append(frames, source, authenticated)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _append(self, frames: list[bytes], source: str) -> None:
+    def _append(self, frames: list[bytes], source: str, authenticated: bool) -> None:
         now = time.time()
         decoder = self.config.decoder
         name = self.name
         batch = self._batch
+        blocking = self.config.allow_unauthenticated_blocking
         for frame in frames:
-            batch.append(RawRecord(frame, decoder, name, source, now))
+            batch.append(RawRecord(frame, decoder, name, source, now, authenticated, blocking))
             self._batch_bytes += len(frame)
         self._pending.set()
 
-    async def _add(self, frames: list[bytes], source: str) -> None:
+    async def _add(self, frames: list[bytes], source: str, authenticated: bool) -> None:
         """Add frames to the shared batch; hand it over (and wait) once it is full."""
-        self._append(frames, source)
+        self._append(frames, source, authenticated)
         if (len(self._batch) >= self.config.batch_max_events
                 or self._batch_bytes >= self.config.batch_max_bytes):
             await self._flush()

@@ -19,7 +19,8 @@ import structlog
 
 from socd import metrics
 from socd.config import ClassificationConfig
-from socd.event import Event, get, set_severity
+from socd.decoders.base import count_stripped
+from socd.event import ASSET_KINDS, Event, get, set_severity
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.importers import load_text_lists
 from socd.ioc.store import IocStore
@@ -124,6 +125,8 @@ class Classifier:
     def __init__(self, config: ClassificationConfig, iocs: IocSet | IocStore | None = None,
                  enricher: Enricher | None = None) -> None:
         self.config = config
+        # Label values of socd_alerts_total{asset_kind}: the enum and the configured default.
+        self._asset_kinds = ASSET_KINDS | {config.default_asset_kind}
         self.iocs: IocSet | IocStore = iocs if iocs is not None else IocSet()
         self.enricher = enricher
         # The rules engine (socd.engine.RuleEngine), run after classification on the
@@ -171,6 +174,7 @@ class Classifier:
             if enrich is not None:
                 enrich(event)
             socd: dict[str, Any] = event["socd"]
+            _reset_owned(socd)
             if "asset_kind" not in socd:
                 socd["asset_kind"] = cfg.default_asset_kind
             if check_iocs:
@@ -183,7 +187,7 @@ class Classifier:
             if "layer" not in socd:
                 socd["layer"] = cfg.default_layer
             _mark_new(socd)
-            metrics.count_alert(socd)
+            metrics.count_alert(socd, self._asset_kinds)
         if self.rules is not None:
             count = len(events)
             events = self.rules.process(events)
@@ -194,7 +198,7 @@ class Classifier:
                 if "severity" not in socd:
                     set_severity(alert, cfg.default_alert_severity)
                 _mark_new(socd)
-                metrics.count_alert(socd)
+                metrics.count_alert(socd, self._asset_kinds)
         return events
 
     def _mark_iocs(self, event: Event, socd: dict[str, Any]) -> None:
@@ -229,9 +233,22 @@ class Classifier:
             event["rule"].setdefault("id", "socd-ioc-match")
 
 
+# What classification, the IoC matcher and the rules engine write under socd: an event
+# never arrives with them (decoders drop them, socd.decoders.base.gate_socd); dropping
+# them again here keeps block orders and lifecycle states socd's own even for a decoder
+# that does not go through the gate.
+_OWNED = ("ioc", "alert", "actions", "rule")
+
+
+def _reset_owned(socd: dict[str, Any]) -> None:
+    for key in _OWNED:
+        if key in socd:
+            del socd[key]
+            decoder = socd.get("decoder")
+            count_stripped(decoder if isinstance(decoder, str) else "unknown", key)
+
+
 def _mark_new(socd: dict[str, Any]) -> None:
-    """Every alert enters the lifecycle as ``new`` (socd.alerts, docs/alerts.md)."""
-    alert = socd.get("alert")
-    if not isinstance(alert, dict):
-        alert = socd["alert"] = {}
-    alert.setdefault("status", "new")
+    """Every alert enters the lifecycle as ``new`` (socd.alerts, docs/alerts.md); only
+    the lifecycle commands (`socd alert ...`) change it afterwards."""
+    socd["alert"] = {"status": "new"}

@@ -102,11 +102,16 @@ def _print_config_error(exc: ConfigError) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import structlog
+
     from socd import log
     from socd.server import Daemon
 
     cfg = config_mod.load(args.config)
     log.setup(cfg.document.log.level, cfg.document.log.format)
+    for warning in cfg.warnings:
+        structlog.get_logger("socd.config").warning("configuration warning",
+                                                    problem=str(warning))
     daemon = Daemon(cfg, on_idle=_print_summary)
     asyncio.run(daemon.serve())
     return EXIT_OK
@@ -155,6 +160,8 @@ def _check(args: argparse.Namespace) -> int:
             for failure in failures:
                 print(f"socd: health check failed: {failure}", file=sys.stderr)
             return EXIT_FAILURE
+    for warning in cfg.warnings:
+        print(f"socd: warning: {warning}", file=sys.stderr)
     print(f"{cfg.file}: OK ({len(collectors)} collectors, {len(cfg.decoders)} decoders, "
           f"{len(sinks)} sinks{', all reachable' if args.connect else ''})")
     return EXIT_OK

@@ -51,6 +51,19 @@ class CollectorConfig(PluginConfig):
                                  description="A batch is handed over once its records reach "
                                  "this many bytes, even if it has fewer records.")
 
+    def unauthenticated_inputs(self) -> list[str]:
+        """The inputs (``udp://0.0.0.0:514``...) that cannot authenticate their senders.
+
+        Block decisions caused by their records are refused unless
+        :meth:`allows_unauthenticated_blocking`. Token, broker-login and local-file
+        sources have none; a collector with such inputs overrides this.
+        """
+        return []
+
+    def allows_unauthenticated_blocking(self) -> bool:
+        """The operator's opt-in to enforce blocks from unauthenticated inputs."""
+        return False
+
 
 class SpoolConfig(StrictModel):
     """The durable on-disk spool in front of a sink (see docs/architecture.md)."""
@@ -409,6 +422,8 @@ class Config:
     collectors: dict[str, Plugin] = field(default_factory=dict)
     sinks: dict[str, Plugin] = field(default_factory=dict)
     notifiers: dict[str, Plugin] = field(default_factory=dict)
+    # Valid but risky settings: `check-config` prints them, `socd run` logs them.
+    warnings: tuple[ConfigProblem, ...] = ()
 
     def resolve(self, path: str) -> str:
         """A path from the config, relative to the config file's folder."""
@@ -527,8 +542,43 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
 
     if problems:
         raise ConfigError(problems)
+    warnings = tuple(ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc))
+                     for loc, message, hint in _blocking_warnings(collectors, sinks))
     return Config(file=file, document=doc, config_dir=config_dir, state_dir=state_dir,
-                  decoders=decoders, collectors=collectors, sinks=sinks, notifiers=notifiers)
+                  decoders=decoders, collectors=collectors, sinks=sinks, notifiers=notifiers,
+                  warnings=warnings)
+
+
+def _blocking_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plugin]
+                       ) -> list[tuple[tuple[Any, ...], str, str]]:
+    """A blocker sink beside a collector whose senders are not authenticated: either
+    its blocks are refused (say so) or anyone who can send to it can block addresses."""
+    blockers = sorted(name for name, p in sinks.items() if p.config.type == "blocker")
+    if not blockers:
+        return []
+    which = ", ".join(blockers)
+    out = []
+    for name, plugin in collectors.items():
+        inputs = plugin.config.unauthenticated_inputs()
+        if not inputs:
+            continue
+        listed = ", ".join(inputs)
+        if plugin.config.allows_unauthenticated_blocking():
+            out.append((("collectors", name, "allow_unauthenticated_blocking"),
+                        f"allow_unauthenticated_blocking is on: anyone who can send to "
+                        f"{listed} (UDP senders can be forged) can make the blocker "
+                        f"({which}) block any address that is not allowlisted",
+                        "receive over TCP from allowed_senders or TLS with client "
+                        "certificates, and turn the option off"))
+        else:
+            out.append((("collectors", name),
+                        f"{listed} cannot authenticate its senders: block decisions caused "
+                        f"by its messages are refused (unauthenticated_source) by the "
+                        f"blocker ({which})",
+                        "receive over TCP from allowed_senders or TLS with client "
+                        "certificates, or set allow_unauthenticated_blocking: true to "
+                        "enforce them anyway"))
+    return out
 
 
 def _decoder_refs(config: Any) -> list[tuple[tuple[Any, ...], str]]:

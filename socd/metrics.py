@@ -11,6 +11,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from socd import __version__
+from socd.event import ASSET_KINDS, LAYERS
+from socd.severity import Severity
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -41,7 +43,8 @@ EVENTS_SENT = Counter(
 )
 ALERTS = Counter(
     "socd_alerts_total",
-    "Alerts classified, by SOC severity, protection layer and asset kind.",
+    "Alerts classified, by SOC severity, protection layer and asset kind (a value "
+    "outside its enum is counted as `other`).",
     ["severity", "layer", "asset_kind"],
     registry=REGISTRY,
 )
@@ -246,15 +249,32 @@ def init_notifier(name: str) -> None:
 
 _UNITS: set[str] = set()
 MAX_UNITS = 200
+MAX_UNIT_LABEL_CHARS = 128
+
+# Label values of socd_alerts_total: each label has its enum, and a value outside it
+# (from a decoder plugin, a config default...) is counted as "other", so the number of
+# series has a fixed bound whatever the input says.
+_SEVERITY_LABELS = frozenset(s.value for s in Severity)
+_LAYER_LABELS = frozenset(str(n) for n in LAYERS)
 
 
-def count_alert(socd: dict[str, object]) -> None:
-    """Count one classified alert in socd_alerts_total and socd_alerts_by_unit_total."""
-    severity = str(socd["severity"])
-    ALERTS.labels(severity, str(socd["layer"]), str(socd["asset_kind"])).inc()
+def _label(value: object, allowed: frozenset[str]) -> str:
+    text = str(value)
+    return text if text in allowed else "other"
+
+
+def count_alert(socd: dict[str, object], asset_kinds: frozenset[str] = ASSET_KINDS) -> None:
+    """Count one classified alert in socd_alerts_total and socd_alerts_by_unit_total.
+
+    ``asset_kinds``: the label values allowed for the asset kind (the enum, plus the
+    configured default when the classifier has one outside it).
+    """
+    severity = _label(socd["severity"], _SEVERITY_LABELS)
+    ALERTS.labels(severity, _label(socd["layer"], _LAYER_LABELS),
+                  _label(socd["asset_kind"], asset_kinds)).inc()
     unit = str(socd.get("unit") or "unknown")
     if unit not in _UNITS:
-        if len(_UNITS) >= MAX_UNITS:
+        if len(_UNITS) >= MAX_UNITS or len(unit) > MAX_UNIT_LABEL_CHARS:
             unit = "other"
         else:
             _UNITS.add(unit)

@@ -27,13 +27,24 @@ from socd.event import Event
 
 @dataclass(slots=True)
 class RawRecord:
-    """One unit of input as a collector received it, before decoding."""
+    """One unit of input as a collector received it, before decoding.
+
+    ``authenticated`` and ``blocking_allowed`` are its provenance, which decoders stamp
+    into ``socd.transport`` (never taken from the input; docs/threat-model.md). A
+    collector whose transport cannot prove who sent a record (UDP syslog, TCP/TLS
+    syslog without client certificates or ``allowed_senders``) sets ``authenticated``
+    to False; block decisions caused by such a record are then refused unless the
+    operator opted in for that collector (``blocking_allowed``). Token, broker-login and
+    local-file sources keep the default.
+    """
 
     data: bytes
     decoder: str
     collector: str
     source: str = ""
     received: float = field(default_factory=time.time)
+    authenticated: bool = True
+    blocking_allowed: bool = False
 
 
 @dataclass(slots=True)

@@ -121,6 +121,9 @@ class Request:
     ref: str = ""
     ttl: float | None = None  # None: the policy's default
     actor: str = "socd"
+    # Set when the request must not be enforced whatever the value (e.g.
+    # "unauthenticated_source ..."): audited and reported as a refusal with this reason.
+    refusal: str | None = None
 
 
 @dataclass(slots=True)
@@ -421,7 +424,8 @@ class BlockStore:
                 except ValueError as exc:
                     out.refused.append((req, f"invalid: {exc}"))
                     continue
-                why = guard.why_refused(value, kind) if guard is not None else None
+                why = req.refusal or (guard.why_refused(value, kind) if guard is not None
+                                      else None)
                 if why is not None:
                     out.refused.append((req, why))
                     if value not in refused_seen:  # one audit row per value and batch

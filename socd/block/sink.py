@@ -1,12 +1,16 @@
 """The ``blocker`` sink: alerts in, block decisions out (nftables, ipset, EDL feeds).
 
 Alerts carry block requests in ``socd.actions.block`` (``[{value, ttl_secs,
-reason, ref?}]``, set by the rules engine for rules with a ``block`` action)
+reason}]``, set only by the rules engine for rules with a ``block`` action; the
+origin of the decision is the rule id)
 and, with ``block_ioc_hits: true``, the addresses/domains an IoC list matched
 (``socd.ioc.values``) are blocked too - the remote indicator, never this host
 or the event's own host. Each ``write`` is one SQLite transaction (decisions +
 audit) and then one backend transaction; when the backend fails the batch is
 retried (``SinkError(retryable=True)``) and the next push is a full resync.
+A request caused by an event from an unauthenticated transport (UDP syslog...) is
+audited as refused with the reason ``unauthenticated_source`` unless the collector
+opted in (``allow_unauthenticated_blocking``); see docs/blocking.md.
 """
 
 from __future__ import annotations
@@ -53,10 +57,23 @@ BLOCKS_ACTIVE = Gauge("socd_blocks_active", "Active block decisions by family "
 BLOCK_DECISIONS = Counter("socd_block_decisions_total", "Block decisions by action "
                           "(add, extend, remove, expire, refuse).", ["action"],
                           registry=metrics.REGISTRY)
+UNAUTHENTICATED = "unauthenticated_source"
+REFUSAL_REASONS = (UNAUTHENTICATED, "allowlisted", "too_broad", "invalid", "other")
+BLOCK_REFUSED = Counter("socd_block_refused_total", "Block requests refused, by reason: "
+                        + ", ".join(REFUSAL_REASONS) + ".", ["reason"],
+                        registry=metrics.REGISTRY)
 for _kind in KINDS:
     BLOCKS_ACTIVE.labels(_kind).set(0)
 for _action in ACTIONS:
     BLOCK_DECISIONS.labels(_action)
+for _reason in REFUSAL_REASONS:
+    BLOCK_REFUSED.labels(_reason)
+
+
+def refusal_reason(why: str) -> str:
+    """The bounded label of a refusal text ("allowlisted: own address 10.0.0.1"...)."""
+    head = why.split(":", 1)[0].strip().replace(" ", "_")
+    return head if head in REFUSAL_REASONS else "other"
 
 
 class _Section(BaseModel):
@@ -150,10 +167,18 @@ def make_guard(cfg: BlockerConfig, external: Any = None) -> Guard:
 
 
 def requests_from(alerts: Sequence[Event], cfg: BlockerConfig) -> list[Request]:
-    """The block requests an alert batch carries."""
+    """The block requests an alert batch carries.
+
+    ``socd.actions`` is written only by the rules engine and ``socd.ioc`` only by the
+    IoC matcher (decoders drop both from their input, classification drops them again),
+    so the origin of a request is the rule that fired or the IoC source. A request
+    caused by an event from an unauthenticated transport (``socd.transport``) carries a
+    refusal unless its collector opted in: it is audited, never enforced.
+    """
     out: list[Request] = []
     ioc_ttl = cfg.ioc_ttl
     for alert in alerts:
+        refusal = transport_refusal(alert)
         rule_id = str(get(alert, "rule.id") or "")
         actions = get(alert, "socd.actions.block")
         if isinstance(actions, dict):
@@ -166,15 +191,33 @@ def requests_from(alerts: Sequence[Event], cfg: BlockerConfig) -> list[Request]:
                 out.append(Request(
                     value=str(item["value"]),
                     reason=str(item.get("reason") or get(alert, "rule.name") or "rule"),
-                    origin=str(item.get("origin") or rule_id or "rule"),
+                    origin=rule_id or "rule",
                     ref=str(item.get("ref") or ""),
-                    ttl=float(ttl) if isinstance(ttl, int | float) and ttl > 0 else None))
+                    ttl=float(ttl) if isinstance(ttl, int | float) and ttl > 0 else None,
+                    refusal=refusal))
         if cfg.block_ioc_hits and get(alert, "socd.ioc.matched"):
-            out += _ioc_requests(alert, ioc_ttl)
+            out += _ioc_requests(alert, ioc_ttl, refusal)
     return out
 
 
-def _ioc_requests(alert: Event, ttl: float | None) -> list[Request]:
+def transport_refusal(alert: Event) -> str | None:
+    """Why a block caused by ``alert`` must not be enforced, or None.
+
+    ``socd.transport`` is stamped by the decoders from the record's provenance (never
+    from input): an event from an unauthenticated transport whose collector did not set
+    ``allow_unauthenticated_blocking`` cannot block anything (forged UDP syslog).
+    """
+    transport = get(alert, "socd.transport")
+    if not isinstance(transport, dict) or transport.get("authenticated") is not False:
+        return None
+    if transport.get("blocking") == "allowed":
+        return None
+    collector = get(alert, "socd.collector") or "?"
+    return (f"{UNAUTHENTICATED}: collector {collector} cannot authenticate its senders "
+            "(set allow_unauthenticated_blocking to enforce)")
+
+
+def _ioc_requests(alert: Event, ttl: float | None, refusal: str | None) -> list[Request]:
     ioc = get(alert, "socd.ioc") or {}
     own: set[str] = set()
     for path in ("host.ip", "observer.ip"):
@@ -203,7 +246,7 @@ def _ioc_requests(alert: Event, ttl: float | None) -> list[Request]:
         if norm in own:
             continue  # never the event's own host
         out.append(Request(value=norm, reason=f"IoC hit: {get(alert, 'rule.name') or 'IoC'}",
-                           origin=source, ref=vref, ttl=ttl))
+                           origin=source, ref=vref, ttl=ttl, refusal=refusal))
     return out
 
 
@@ -287,6 +330,7 @@ class BlockerSink:
                     raise SinkError(f"block store {self.path}: {exc}") from exc
                 for req, why in outcome.refused:
                     BLOCK_DECISIONS.labels("refuse").inc()
+                    BLOCK_REFUSED.labels(refusal_reason(why)).inc()
                     log.warning("block refused", value=req.value, why=why, origin=req.origin)
                 self._count(outcome.changes)
                 await self._push(outcome.changes)

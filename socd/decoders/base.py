@@ -8,13 +8,86 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from prometheus_client import Counter
 
+from socd import metrics
 from socd.errors import DecodeError
-from socd.event import Event, fingerprint, normalize, now_iso, set_severity
+from socd.event import ASSET_KINDS, FIELDS, Event, fingerprint, normalize, now_iso, set_severity
 from socd.plugins import DecodeFailure, DecodeResult, RawRecord
 from socd.severity import BUILTIN_TABLES, Severity, SeverityTable
 
 _ISO_CACHE: dict[int, str] = {}
+
+# -- socd.* belongs to socd (docs/events.md, docs/threat-model.md) -----------------------
+#
+# A decoder may put only these keys under ``socd``: the SOC severity and the vendor's,
+# and the facts about the affected asset a source may know (the ECS ``json`` decoder
+# takes them from the input, a mapping file maps vendor fields to them). Everything
+# else in the namespace is written by socd's own stages and is dropped from the input:
+# provenance (collector, decoder, source, transport: stamped here from the record),
+# IoC marks and the alert lifecycle (classification), rule metadata and block/notify
+# actions (the rules engine), asset inventory facts (enrichment).
+INPUT_SOCD_KEYS: frozenset[str] = frozenset(
+    {"severity", "vendor_severity", "layer", "asset_kind", "unit", "system_level", "vendor"})
+# Decoders that build events from a vendor format set only the severities and the raw
+# vendor record.
+VENDOR_SOCD_KEYS: frozenset[str] = frozenset({"severity", "vendor_severity", "vendor"})
+MAX_UNIT_CHARS = 256  # an agency name; longer values are not one (and bloat every index)
+
+# Label values of the stripped-fields counter: the documented socd keys, else "other",
+# so an attacker cannot create series by inventing keys.
+_KNOWN_SOCD_KEYS = frozenset(f.name.split(".")[1] for f in FIELDS if f.name.startswith("socd."))
+INPUT_FIELDS_STRIPPED = Counter(
+    "socd_input_fields_stripped_total",
+    "socd.* keys a decoder dropped from its input (they belong to socd, or had a value "
+    "outside their enum), by decoder and top-level key (`other` for undocumented keys).",
+    ["decoder", "field"], registry=metrics.REGISTRY)
+
+
+def count_stripped(decoder: str, key: str) -> None:
+    """Count one ``socd.<key>`` dropped from an input (bounded labels)."""
+    INPUT_FIELDS_STRIPPED.labels(decoder, key if key in _KNOWN_SOCD_KEYS else "other").inc()
+
+
+def gate_socd(event: Event, decoder: str,
+              allowed: frozenset[str] = INPUT_SOCD_KEYS) -> dict[str, Any]:
+    """Keep only the ``socd`` keys a decoder may produce; return the ``socd`` object.
+
+    Dropped keys are counted in ``socd_input_fields_stripped_total``. ``asset_kind``
+    outside its enum and a ``unit`` that is not a short text are dropped too (they
+    become metric labels and report columns); classification then applies its defaults.
+    """
+    socd = event.get("socd")
+    if socd is None:
+        socd = event["socd"] = {}
+        return socd
+    if not isinstance(socd, dict):
+        raise DecodeError("invalid_field", "socd must be an object")
+    for key in [k for k in socd if k not in allowed]:
+        del socd[key]
+        count_stripped(decoder, key)
+    kind = socd.get("asset_kind")
+    if kind is not None and (not isinstance(kind, str) or kind not in ASSET_KINDS):
+        del socd["asset_kind"]
+        count_stripped(decoder, "asset_kind")
+    unit = socd.get("unit")
+    if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_UNIT_CHARS):
+        del socd["unit"]
+        count_stripped(decoder, "unit")
+    return socd
+
+
+def stamp_provenance(socd: dict[str, Any], record: RawRecord, decoder: str) -> None:
+    """Where the event came from, from the record only (after :func:`gate_socd`)."""
+    socd["collector"] = record.collector
+    socd["decoder"] = decoder
+    if record.source:
+        socd["source"] = record.source
+    if not record.authenticated:
+        # Read by the blocker sink: decisions caused by this event are refused unless
+        # the collector opted in (allow_unauthenticated_blocking).
+        socd["transport"] = {"authenticated": False,
+                             "blocking": "allowed" if record.blocking_allowed else "refused"}
 
 
 def _received_iso(received: float) -> str:
@@ -101,9 +174,15 @@ def _json_reason(data: bytes) -> str:
 
 
 class BaseDecoder:
-    """Turns JSON values into events; subclasses implement :meth:`convert`."""
+    """Turns JSON values into events; subclasses implement :meth:`convert`.
+
+    ``socd_keys`` is the decoder's allowlist of ``socd.*`` keys (see
+    :data:`INPUT_SOCD_KEYS`); :meth:`finish` drops every other key, whether the input
+    carried it or ``convert`` copied it over.
+    """
 
     name: str
+    socd_keys: frozenset[str] = INPUT_SOCD_KEYS
 
     def __init__(self, name: str, *, severity_table: str | None = None,
                  keep_original: bool = False) -> None:
@@ -140,7 +219,8 @@ class BaseDecoder:
 
     def finish(self, event: Event, record: RawRecord, created: str, digest: bytes, index: int,
                line: bytes | None) -> None:
-        """Stamp provenance, fingerprint and severity, then normalize types."""
+        """Drop the socd keys that are socd's own, stamp provenance, fingerprint and
+        severity, then normalize types."""
         ev = event.setdefault("event", {})
         if not isinstance(ev, dict):
             raise DecodeError("invalid_field", "event must be an object")
@@ -150,13 +230,8 @@ class BaseDecoder:
         if self.keep_original:
             ev["original"] = (line if line is not None else record.data).decode(
                 "utf-8", "replace")
-        socd = event.setdefault("socd", {})
-        if not isinstance(socd, dict):
-            raise DecodeError("invalid_field", "socd must be an object")
-        socd["collector"] = record.collector
-        socd["decoder"] = self.name
-        if record.source:
-            socd["source"] = record.source
+        socd = gate_socd(event, self.name, self.socd_keys)
+        stamp_provenance(socd, record, self.name)
         if "severity" in socd:
             try:
                 set_severity(event, Severity(socd["severity"]))

@@ -3,6 +3,12 @@
 Objects may be nested (``{"source": {"ip": ...}}``) or use dotted keys
 (``{"source.ip": ...}``), or mix both. Payloads may hold one object, an array
 of objects, or NDJSON.
+
+Of the ``socd`` namespace, a record may set only ``severity``, ``vendor_severity``,
+``layer``, ``asset_kind``, ``unit``, ``system_level`` and ``vendor`` (checked against
+their enums); every other ``socd.*`` key (actions, IoC marks, alert status, rule
+metadata, provenance...) is socd's own and is dropped and counted
+(:data:`socd.decoders.base.INPUT_SOCD_KEYS`).
 """
 
 from __future__ import annotations

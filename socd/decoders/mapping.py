@@ -26,12 +26,12 @@ from typing import Any, Literal
 
 import orjson
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from socd.config import DecoderConfig, StrictModel, _report, resolve_path
-from socd.decoders.base import BaseDecoder
+from socd.decoders.base import INPUT_SOCD_KEYS, BaseDecoder
 from socd.errors import ConfigError, ConfigProblem, DecodeError
-from socd.event import Event, get, put_parts
+from socd.event import ASSET_KINDS, Event, get, put_parts
 from socd.plugins import PluginContext
 from socd.severity import Severity, SeverityTable
 
@@ -59,6 +59,22 @@ class MappingSpec(StrictModel):
     severity: SeveritySpec | None = None
     constants: dict[str, Any] = Field(default_factory=dict)
     keep_vendor: bool = Field(True, description="Keep the whole vendor record in socd.vendor.")
+
+    @field_validator("fields", "constants")
+    @classmethod
+    def _own_socd_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """A mapping may fill only the socd keys a decoder may set (INPUT_SOCD_KEYS):
+        the rest of the namespace is socd's own (actions, IoC marks, alert status...)."""
+        for dst in value:
+            parts = dst.split(".")
+            if parts[0] == "socd" and (len(parts) < 2 or parts[1] not in INPUT_SOCD_KEYS):
+                raise ValueError(f"{dst!r} is socd's own field; a mapping may set only "
+                                 + ", ".join(f"socd.{k}" for k in sorted(INPUT_SOCD_KEYS)))
+        kind = value.get("socd.asset_kind")
+        if kind is not None and isinstance(kind, str) and kind not in ASSET_KINDS:
+            raise ValueError(f"socd.asset_kind {kind!r} is not one of "
+                             + ", ".join(sorted(ASSET_KINDS)))
+        return value
 
 
 def load_mapping(ref: str, config_dir: str) -> tuple[str, MappingSpec]:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from socd.config import DecoderConfig
-from socd.decoders.base import BaseDecoder
+from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder
 from socd.decoders.base import int_or_none as _int
 from socd.errors import DecodeError
 from socd.event import Event, parse_timestamp
@@ -54,6 +54,8 @@ _SYSCHECK_HASHES = (("md5_after", "md5"), ("sha1_after", "sha1"), ("sha256_after
 
 class WazuhDecoder(BaseDecoder):
     """Wazuh alerts.json in, ECS alerts out."""
+
+    socd_keys = VENDOR_SOCD_KEYS
 
     class Config(DecoderConfig):
         type: Literal["wazuh"]

@@ -56,7 +56,9 @@ MAX_KEYS = 100_000
 MAX_TRIGGER_HASHES = 20
 COPY_SECTIONS = ("host", "source", "destination", "user", "process", "file", "url", "dns",
                  "observer")
-SOCD_COPY = ("unit", "asset_kind", "system_level", "collector", "vendor_severity")
+# "transport" carries the provenance of the event that completed the rule, so the
+# blocker refuses a block caused by an unauthenticated source (socd.block.sink).
+SOCD_COPY = ("unit", "asset_kind", "system_level", "collector", "vendor_severity", "transport")
 
 STATELESS, THRESHOLD, DISTINCT, SEQUENCE = 0, 1, 2, 3
 

@@ -14,6 +14,7 @@ from pydantic import Field
 from socd.config import SinkConfig, resolve_path
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event
+from socd.filemode import open_private
 from socd.plugins import PluginContext
 
 
@@ -36,8 +37,8 @@ class NdjsonSink:
         if self.path == "-":
             self._fh = sys.stdout.buffer
             return
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self._fh = open(self.path, "ab")  # noqa: SIM115, ASYNC230 - opened once at start
+        # alerts are sensitive: 0640 in a 0750 folder whatever the umask (socd.filemode)
+        self._fh = open_private(self.path)
 
     async def healthcheck(self) -> None:
         if self.path != "-" and not os.access(os.path.dirname(self.path) or ".", os.W_OK):

@@ -19,6 +19,7 @@ import orjson
 import structlog
 
 from socd import metrics
+from socd.filemode import open_private
 
 log = structlog.get_logger("socd.deadletter")
 
@@ -66,8 +67,8 @@ class DeadLetter:
 
     def _open(self) -> Any:
         if self._fh is None:
-            os.makedirs(self.directory, mode=0o750, exist_ok=True)
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open across writes
+            # raw input may hold credentials and personal data: 0640 whatever the umask
+            self._fh = open_private(self.path)
         return self._fh
 
     def _rotate(self) -> None:

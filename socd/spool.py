@@ -39,6 +39,7 @@ import orjson
 import structlog
 
 from socd import metrics
+from socd import sqlite as sqlite_files
 from socd.event import Event
 
 log = structlog.get_logger("socd.spool")
@@ -248,12 +249,9 @@ class Spool:
     # -- worker thread ---------------------------------------------------------
 
     def _open_db(self) -> None:
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, mode=0o750, exist_ok=True)
         # Alerts are sensitive: the file (and SQLite's -wal/-shm, which copy its mode)
-        # is not world-readable.
-        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o640))
+        # is created 0640 in a 0750 folder, and tightened if an older one is looser.
+        sqlite_files.prepare(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
             # auto_vacuum only takes effect on a new file (before the first table):

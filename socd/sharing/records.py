@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from socd import metrics
+from socd.sqlite import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -71,10 +72,9 @@ def db_path(config: Any) -> str:
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA busy_timeout=5000")
-    db.execute("PRAGMA journal_mode=WAL")
+    # open_db: created 0640 in a 0750 folder whatever the umask; FULL as before (the
+    # exchange log is evidence of what was sent to the national centre).
+    db = open_db(path, synchronous="FULL", busy_timeout_ms=5000)
     db.executescript(SCHEMA)
     return db
 

@@ -156,6 +156,9 @@ def _register_audit(sub: Any, with_config: Callable[[argparse.ArgumentParser], N
     with_config(p)
     p.add_argument("--head", metavar="SEQ:HASH",
                    help="also check the chain against a head written down earlier")
+    p.add_argument("--allow-unkeyed-before", type=int, metavar="SEQ", default=None,
+                   help="with SOCD_AUDIT_KEY set: records below SEQ were written before the "
+                   "key was configured (from your paper log); record SEQ must be keyed")
     p.set_defaults(handler=_verify)
     p = actions.add_parser("show", help="audit records, oldest first")
     with_config(p)
@@ -601,6 +604,9 @@ def _verify(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EXIT_USAGE
         head = (int(seq), value.lower())
+    if args.allow_unkeyed_before is not None and args.allow_unkeyed_before < 1:
+        print("socd: --allow-unkeyed-before is a record number (1 or more)", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if not os.path.exists(path):
             anchored = read_anchor(anchor_path(path)) or head
@@ -610,7 +616,8 @@ def _verify(args: argparse.Namespace) -> int:
                 return EXIT_FAILURE
             print(f"no audit log at {path} yet (nothing recorded)")
             return EXIT_OK
-        result = verify(path, expected_head=head)
+        result = verify(path, expected_head=head,
+                        allow_unkeyed_before=args.allow_unkeyed_before)
     except AuditError as exc:
         print(f"socd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -625,10 +632,18 @@ def _verify(args: argparse.Namespace) -> int:
         print("(write the head in the paper log; `socd audit verify --head SEQ:HASH` checks "
               "it later)")
         return EXIT_OK
-    print(f"socd: audit log {path} was ALTERED; first bad record: seq {result.first_bad_seq}",
-          file=sys.stderr)
+    if any(p.kind == "unkeyed" for p in result.problems):
+        print(f"socd: audit log {path} is NOT PROTECTED by SOCD_AUDIT_KEY; first bad record: "
+              f"seq {result.first_bad_seq}", file=sys.stderr)
+    else:
+        print(f"socd: audit log {path} was ALTERED; first bad record: seq "
+              f"{result.first_bad_seq}", file=sys.stderr)
     for problem in result.problems:
         print(f"  seq {problem.seq} [{problem.kind}]: {problem.message}", file=sys.stderr)
+    if result.key_starts_at is not None:
+        print(f"(if your paper log says the key was configured before record "
+              f"{result.key_starts_at}, verify with --allow-unkeyed-before "
+              f"{result.key_starts_at})", file=sys.stderr)
     return EXIT_FAILURE
 
 

@@ -183,8 +183,10 @@ def test_hmac_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = AuditLog(path)
     rec = log.append("an", "incident", "SC-2026-0001", "open", {})
     log.close()
+    # the HMAC covers the record and its mode
+    assert rec.mac == "hmac-sha256"
     assert rec.hash == digest(canonical(1, rec.ts, "an", "incident", "SC-2026-0001", "open",
-                                        {}, GENESIS), "khóa-bí-mật".encode())
+                                        {}, GENESIS, mac="hmac-sha256"), "khóa-bí-mật".encode())
     assert verify(path).ok
     # a forger without the key recomputes plain SHA-256: detected
     db = sqlite3.connect(path, isolation_level=None)
@@ -239,3 +241,62 @@ def test_alert_changes_are_audited(tmp_path: Path) -> None:
                                   "assignee_from": "an", "assignee_to": "an",
                                   "note": "quét nội bộ"}
     assert verify(str(tmp_path / "audit.db")).ok
+
+
+def _legacy_keyed_log(path: str, key: bytes) -> None:
+    """A log as written before records had a mode: the chain mode in ``meta``, HMACs over
+    the record alone."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, actor TEXT NOT "
+               "NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL, action TEXT NOT "
+               "NULL, details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('mac', 'hmac-sha256')")
+    prev = GENESIS
+    for seq in (1, 2):
+        value = digest(canonical(seq, "2026-11-01T00:00:00Z", "an", "incident",
+                                 "SC-2026-0001", "open", {}, prev), key)
+        db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?)",
+                   (seq, "2026-11-01T00:00:00Z", "an", "incident", "SC-2026-0001", "open",
+                    "{}", prev, value))
+        prev = value
+    db.close()
+    Path(audit.anchor_path(path)).write_bytes(orjson.dumps({"seq": 2, "hash": prev,
+                                                            "ts": "2026-11-01T00:00:00Z"}))
+
+
+def test_legacy_keyed_log_keeps_verifying(tmp_path: Path) -> None:
+    path = str(tmp_path / "audit.db")
+    _legacy_keyed_log(path, b"k")
+    result = verify(path, key=b"k")
+    assert result.ok, result.problems
+    assert "before anchors carried an HMAC" in result.warnings[0]
+    log = AuditLog(path, b"k")
+    assert [r.mac for r in log.records()] == ["hmac-sha256-v1"] * 2
+    log.append("an", "incident", "SC-2026-0001", "close", {})
+    log.close()
+    assert verify(path, key=b"k").ok
+    with pytest.raises(audit.AuditError, match="keyed"):
+        verify(path, use_env=False)
+    # relabelling a record's mode does not help a forger: the HMAC no longer matches
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE audit SET mac = 'hmac-sha256-v1' WHERE seq = 3")
+    db.close()
+    assert verify(path, key=b"k").first_bad_seq == 3
+
+
+def test_unknown_mode_and_keyed_append_without_key(tmp_path: Path) -> None:
+    path = str(tmp_path / "audit.db")
+    log = AuditLog(path, b"k")
+    log.append("an", "incident", "SC-2026-0001", "open", {})
+    log.close()
+    unkeyed = AuditLog(path, use_env=False)
+    with pytest.raises(audit.AuditError, match="keyed"):
+        unkeyed.append("an", "incident", "SC-2026-0001", "close", {})
+    unkeyed.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE audit SET mac = 'md5' WHERE seq = 1")
+    db.close()
+    result = verify(path, key=b"k")
+    assert [p.kind for p in result.problems] == ["edited", "unkeyed"]
+    assert "unknown hash mode 'md5'" in result.problems[0].message

@@ -259,172 +259,188 @@ def parse_csv(text: str, opts: Options, columns: Mapping[str, str] | None = None
 
 
 class UnsupportedPattern(ValueError):
-    """A STIX pattern outside the supported subset; str() says why."""
+    """A STIX pattern outside the supported subset, or not a valid one; str() says why."""
 
 
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<str>'(?:[^'\\]|\\.)*')
-  | (?P<typed>[thb]'(?:[^'\\]|\\.)*')
-  | (?P<path>[a-z0-9][a-z0-9-]*:(?:[A-Za-z0-9_-]+|'[^']*')
-              (?:\.(?:[A-Za-z0-9_-]+|'[^']*')|\[(?:\d+|\*)\])*)
-  | (?P<op><=|>=|!=|=|<|>)
-  | (?P<punct>[\[\]\(\),])
-  | (?P<num>-?\d+(?:\.\d+)?)
-  | (?P<word>[A-Za-z_]+)
-""", re.VERBOSE)
-
-_PATHS: dict[str, str] = {
-    "ipv4-addr:value": "ip", "ipv6-addr:value": "ip", "domain-name:value": "domain",
-    "network-traffic:dst_ref.value": "ip", "network-traffic:src_ref.value": "ip",
+_PATHS: dict[tuple[str, tuple[Any, ...]], str] = {
+    ("ipv4-addr", ("value",)): "ip", ("ipv6-addr", ("value",)): "ip",
+    ("domain-name", ("value",)): "domain",
+    ("network-traffic", ("dst_ref", "value")): "ip",
+    ("network-traffic", ("src_ref", "value")): "ip",
 }
-_HASH_PATH = re.compile(r"file:hashes\.(?:'(?P<q>[^']+)'|(?P<b>[A-Za-z0-9_-]+))$")
 _HASH_NAMES = {"md5": 32, "sha1": 40, "sha-1": 40, "sha256": 64, "sha-256": 64,
                "sha512": 128, "sha-512": 128}
+_SUPPORTED_PATHS = ("ipv4-addr:value, ipv6-addr:value, domain-name:value, file:hashes.*, "
+                    "network-traffic:dst_ref.value/src_ref.value")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPE = re.compile(r"\\([\\'])")
+# A pattern is one indicator; a longer one is not worth the parser's time and memory.
+_MAX_PATTERN_CHARS = 1024 * 1024
 
 
-def _tokens(pattern: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(pattern):
-        m = _TOKEN.match(pattern, pos)
-        if m is None:
-            raise UnsupportedPattern(f"cannot read the pattern at {pattern[pos:pos + 20]!r}")
-        pos = m.end()
-        kind = m.lastgroup or ""
-        if kind != "ws":
-            text = m.group()
-            out.append((kind, text.upper() if kind == "word" else text))
-    return out
+class _Details:
+    """What ``Pattern.inspect()`` leaves out, from a second walk of the parse tree: AND
+    between comparisons, and the members of each ``IN (...)`` set. A plain object with
+    the listener methods of ANTLR's naming: the walker calls those a listener has, so the
+    grammar package is not imported until a STIX file is read."""
 
+    def __init__(self) -> None:
+        self.comparison_and = False
+        self.sets: dict[str, list[str]] = {}
 
-class _PatternParser:
-    """Recursive descent over the STIX pattern grammar; returns the (kind, value)
-    pairs of a pattern that is a disjunction of equality (or ISSUBSET / IN)
-    comparisons on supported paths, else raises :class:`UnsupportedPattern`."""
+    def exitComparisonExpressionAnd(self, ctx: Any) -> None:
+        if ctx.AND():
+            self.comparison_and = True
 
-    def __init__(self, pattern: str) -> None:
-        self.toks = _tokens(pattern)
-        self.i = 0
+    def exitPropTestSet(self, ctx: Any) -> None:
+        literal = ctx.setLiteral()
+        self.sets[literal.getText()] = [p.getText() for p in literal.primitiveLiteral()]
 
-    def peek(self) -> tuple[str, str] | None:
-        return self.toks[self.i] if self.i < len(self.toks) else None
+    def enterEveryRule(self, ctx: Any) -> None:
+        return None
 
-    def take(self, text: str | None = None) -> tuple[str, str]:
-        tok = self.peek()
-        if tok is None:
-            raise UnsupportedPattern("pattern ends unexpectedly")
-        if text is not None and tok[1] != text:
-            raise UnsupportedPattern(f"expected {text!r}, found {tok[1]!r}")
-        self.i += 1
-        return tok
+    def exitEveryRule(self, ctx: Any) -> None:
+        return None
 
-    def parse(self) -> list[tuple[str, str]]:
-        found = self.observations()
-        if self.peek() is not None:
-            raise UnsupportedPattern(f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
-        return found
+    def visitTerminal(self, node: Any) -> None:
+        return None
 
-    def observations(self) -> list[tuple[str, str]]:
-        found = self.observation_and()
-        while self.peek() == ("word", "OR"):
-            self.take()
-            found += self.observation_and()
-        return found
-
-    def observation_and(self) -> list[tuple[str, str]]:
-        found = self.observation()
-        tok = self.peek()
-        if tok in (("word", "AND"), ("word", "FOLLOWEDBY")):
-            raise UnsupportedPattern(f"observations combined with {tok[1]} (only OR is "  # type: ignore[index]
-                                     "supported: an entry matches one value)")
-        return found
-
-    def observation(self) -> list[tuple[str, str]]:
-        tok = self.take()
-        if tok == ("punct", "["):
-            found = self.comparisons()
-            self.take("]")
-        elif tok == ("punct", "("):
-            found = self.observations()
-            self.take(")")
-        else:
-            raise UnsupportedPattern(f"expected '[' or '(', found {tok[1]!r}")
-        nxt = self.peek()
-        if nxt is not None and nxt[0] == "word" and nxt[1] in ("WITHIN", "REPEATS", "START"):
-            raise UnsupportedPattern(f"qualifier {nxt[1]} is not supported")
-        return found
-
-    def comparisons(self) -> list[tuple[str, str]]:
-        found = self.comparison_and()
-        while self.peek() == ("word", "OR"):
-            self.take()
-            found += self.comparison_and()
-        return found
-
-    def comparison_and(self) -> list[tuple[str, str]]:
-        found = self.comparison()
-        if self.peek() == ("word", "AND"):
-            raise UnsupportedPattern("comparisons combined with AND (an entry matches one "
-                                     "value; split the indicator)")
-        return found
-
-    def comparison(self) -> list[tuple[str, str]]:
-        tok = self.take()
-        if tok == ("punct", "("):
-            found = self.comparisons()
-            self.take(")")
-            return found
-        if tok == ("word", "NOT"):
-            raise UnsupportedPattern("negated comparison (NOT)")
-        if tok[0] != "path":
-            raise UnsupportedPattern(f"expected an object path, found {tok[1]!r}")
-        path = tok[1]
-        op = self.take()
-        if op[0] == "word" and op[1] == "NOT":
-            raise UnsupportedPattern("negated comparison (NOT)")
-        kind = self._kind(path)
-        if op == ("op", "="):
-            return [(kind, self._string())]
-        if op == ("word", "IN"):
-            self.take("(")
-            values = [(kind, self._string())]
-            while self.peek() == ("punct", ","):
-                self.take()
-                values.append((kind, self._string()))
-            self.take(")")
-            return values
-        if op == ("word", "ISSUBSET") and kind == "ip":
-            return [(kind, self._string())]
-        raise UnsupportedPattern(f"operator {op[1]} on {path} (supported: =, IN, and "
-                                 "ISSUBSET for addresses)")
-
-    def _string(self) -> str:
-        tok = self.take()
-        if tok[0] != "str":
-            raise UnsupportedPattern(f"expected a quoted string, found {tok[1]!r}")
-        return re.sub(r"\\(.)", r"\1", tok[1][1:-1])
-
-    @staticmethod
-    def _kind(path: str) -> str:
-        if path in _PATHS:
-            return _PATHS[path]
-        m = _HASH_PATH.match(path)
-        if m:
-            name = (m.group("q") or m.group("b")).lower()
-            if name in _HASH_NAMES:
-                return "hash"
-            raise UnsupportedPattern(f"hash algorithm {name!r} (supported: MD5, SHA-1, "
-                                     "SHA-256, SHA-512)")
-        raise UnsupportedPattern(f"object path {path} (supported: ipv4-addr:value, "
-                                 "ipv6-addr:value, domain-name:value, file:hashes.*, "
-                                 "network-traffic:dst_ref.value/src_ref.value)")
+    def visitErrorNode(self, node: Any) -> None:
+        return None
 
 
 def parse_stix_pattern(pattern: str) -> list[tuple[str, str]]:
     """The (kind, raw value) pairs of a supported STIX pattern; raises
-    :class:`UnsupportedPattern` with the reason otherwise."""
-    return _PatternParser(pattern).parse()
+    :class:`UnsupportedPattern` with the reason otherwise.
+
+    The pattern is parsed by ``stix2-patterns`` (the OASIS grammar); supported: ``=``,
+    ``IN`` and (for addresses) ``ISSUBSET`` comparisons on the paths of ``_PATHS`` and
+    file hashes, joined by OR, with parentheses. A pattern the parser cannot take (a
+    syntax error, nesting beyond Python's recursion limit) is refused with its reason,
+    never raised as anything else: one bad indicator must not end an import."""
+    from stix2patterns.exceptions import ParseException
+    from stix2patterns.v21.pattern import Pattern
+
+    if len(pattern) > _MAX_PATTERN_CHARS:
+        raise UnsupportedPattern(f"pattern longer than {_MAX_PATTERN_CHARS} characters")
+    details = _Details()
+    try:
+        parsed = Pattern(pattern)
+        data = parsed.inspect()
+        parsed.walk(details)
+    except ParseException as exc:
+        raise UnsupportedPattern(_syntax_error(pattern, exc)) from None
+    except RecursionError:
+        raise UnsupportedPattern("nested too deeply for the STIX pattern parser (parentheses "
+                                 "or a long chain of OR): split the indicator") from None
+    except Exception as exc:  # a parser bug on hostile input is one bad indicator too
+        raise UnsupportedPattern(f"the STIX pattern parser failed: {type(exc).__name__}: "
+                                 f"{str(exc)[:200]}") from None
+    for op in ("AND", "FOLLOWEDBY"):
+        if op in data.observation_ops:
+            raise UnsupportedPattern(f"observations combined with {op} (only OR is "
+                                     "supported: an entry matches one value)")
+    if data.qualifiers:
+        qualifier = sorted(data.qualifiers)[0].split()[0]
+        raise UnsupportedPattern(f"qualifier {qualifier} is not supported")
+    if details.comparison_and:
+        raise UnsupportedPattern("comparisons combined with AND (an entry matches one value; "
+                                 "split the indicator)")
+    found: list[tuple[str, str]] = []
+    for obj_type, comparisons in data.comparisons.items():
+        for path, op, value in comparisons:
+            found += _comparison(obj_type, path, op, value, details)
+    return found
+
+
+def _comparison(obj_type: str, path: list[Any], op: str, value: str,
+                details: _Details) -> list[tuple[str, str]]:
+    """The (kind, value) pairs of one comparison of ``Pattern.inspect()``."""
+    shown = _path_text(obj_type, path)
+    kind = _kind(obj_type, tuple(path), shown)
+    if op.startswith("NOT "):
+        raise UnsupportedPattern("negated comparison (NOT)")
+    if op == "=" or (op == "ISSUBSET" and kind == "ip"):
+        return [(kind, _string(value))]
+    if op == "IN":
+        return [(kind, _string(v)) for v in details.sets.get(value, [])]
+    raise UnsupportedPattern(f"operator {op} on {shown} (supported: =, IN, and ISSUBSET for "
+                             "addresses)")
+
+
+def _kind(obj_type: str, path: tuple[Any, ...], shown: str) -> str:
+    kind = _PATHS.get((obj_type, path))
+    if kind is not None:
+        return kind
+    if obj_type == "file" and len(path) == 2 and path[0] == "hashes" \
+            and isinstance(path[1], str):
+        name = path[1].lower()
+        if name in _HASH_NAMES:
+            return "hash"
+        raise UnsupportedPattern(f"hash algorithm {name!r} (supported: MD5, SHA-1, SHA-256, "
+                                 "SHA-512)")
+    raise UnsupportedPattern(f"object path {shown} (supported: {_SUPPORTED_PATHS})")
+
+
+def _path_text(obj_type: str, path: list[Any]) -> str:
+    """``file:hashes.'SHA-256'``, ``x:items[*].name``: the path as a pattern spells it."""
+    text = f"{obj_type}:"
+    for i, step in enumerate(path):
+        if isinstance(step, int):
+            text += f"[{step}]"
+        elif isinstance(step, str):
+            name = step if _IDENTIFIER.fullmatch(step) else "'" + step.replace("'", "\\'") + "'"
+            text += name if i == 0 else f".{name}"
+        else:  # the inspector's marker for [*]
+            text += "[*]"
+    return text[:200]
+
+
+def _string(literal: str) -> str:
+    """The value of a quoted string literal; anything else (a number, h'..', b'..',
+    t'..', true) is refused."""
+    if len(literal) < 2 or literal[0] != "'" or literal[-1] != "'":
+        raise UnsupportedPattern(f"expected a quoted string, found {literal[:80]}")
+    return _ESCAPE.sub(r"\1", literal[1:-1])
+
+
+def _syntax_error(pattern: str, exc: Exception) -> str:
+    """A sentence from the parser's error: what was expected, where."""
+    cause = exc.__cause__
+    token = getattr(cause, "offendingToken", None)
+    if token is None:
+        return f"not a STIX pattern: {exc}"
+    from stix2patterns.v21.grammars.STIXPatternParser import STIXPatternParser as Parser
+
+    column = int(token.column)
+    try:
+        expected = sorted(cause.getExpectedTokens(), key=_display_order)  # type: ignore[union-attr]
+    except Exception:  # the message is a courtesy; the refusal stands
+        expected = []
+    names = " or ".join(_token_name(Parser, t) for t in expected[:6]) or "something else"
+    if token.type == Parser.EOF:
+        return f"pattern ends unexpectedly (expected {names})"
+    if token.type == Parser.InvalidCharacter:
+        return f"cannot read the pattern at {pattern[column:column + 20]!r}"
+    if expected == [Parser.EOF]:
+        return f"unexpected {token.text[:40]!r} after the end of the pattern (column {column})"
+    return f"expected {names}, found {token.text[:40]!r} (column {column})"
+
+
+def _display_order(token_type: int) -> tuple[bool, int]:
+    # '[' first: every observation starts with one, it is the likeliest fix
+    from stix2patterns.v21.grammars.STIXPatternParser import STIXPatternParser as Parser
+
+    return token_type != Parser.LBRACK, token_type
+
+
+def _token_name(parser: Any, token_type: int) -> str:
+    if token_type == parser.EOF:
+        return "the end"
+    literal = parser.literalNames[token_type] if token_type < len(parser.literalNames) else ""
+    if literal and literal != "<INVALID>" and literal.startswith("'"):
+        return literal
+    return str(parser.symbolicNames[token_type])
 
 
 def _stix_ref(obj: Mapping[str, Any]) -> str:
@@ -445,7 +461,10 @@ def _stix_objects(data: str | bytes) -> list[Any]:
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc}") from exc
     if isinstance(doc, Mapping) and doc.get("type") == "bundle":
-        return list(doc.get("objects") or [])
+        objects = doc.get("objects") or []
+        if not isinstance(objects, list):
+            raise ValueError("not a STIX bundle (objects is not a list)")
+        return objects
     if isinstance(doc, list):
         return doc
     if isinstance(doc, Mapping):
@@ -459,7 +478,8 @@ def parse_stix(data: str | bytes, opts: Options) -> Parsed:
     valid_from -> first_seen, valid_until -> expires, confidence -> confidence,
     external_references (external_id, else source_name, else url) -> ref,
     labels and indicator_types -> tags. Revoked indicators and ones already
-    expired are reported in ``rejected``.
+    expired are reported in ``rejected``, and so is every indicator that cannot be
+    read (its pattern or a field of the wrong type): the others are still imported.
     """
     try:
         objects = _stix_objects(data)
@@ -471,42 +491,56 @@ def parse_stix(data: str | bytes, opts: Options) -> Parsed:
     for obj in objects:
         if not isinstance(obj, Mapping) or obj.get("type") != "indicator":
             continue
-        where = f"indicator {obj.get('id', '?')}"
-        if obj.get("revoked"):
-            rejected.append((where, "revoked"))
-            continue
-        pattern_type = obj.get("pattern_type", "stix")
-        if pattern_type != "stix":
-            rejected.append((where, f"pattern_type {pattern_type!r} (only 'stix')"))
-            continue
-        pattern = obj.get("pattern")
-        if not isinstance(pattern, str):
-            rejected.append((where, "no pattern"))
-            continue
+        where = f"indicator {str(obj.get('id', '?'))[:100]}"
         try:
-            pairs = parse_stix_pattern(pattern)
-            first = parse_time(obj.get("valid_from"))
-            until = parse_time(obj.get("valid_until"))
-            conf = obj.get("confidence")
-            confidence = int(conf) if isinstance(conf, int | float) else None
-        except UnsupportedPattern as exc:
-            rejected.append((f"{where}: {pattern[:100]}", f"unsupported pattern: {exc}"))
-            continue
-        except ValueError as exc:
-            rejected.append((where, str(exc)))
-            continue
-        if until is not None and until <= now:
-            rejected.append((where, f"expired (valid_until {obj.get('valid_until')})"))
-            continue
-        tags = [str(t) for t in (*(obj.get("labels") or ()), *(obj.get("indicator_types") or ()))]
-        ref = _stix_ref(obj)
-        for kind, value in pairs:
-            try:
-                entries.append(_entry(opts, value, kind, ref=ref, confidence=confidence,
-                                      first_seen=first, expires=until, tags=tags))
-            except IndicatorError as exc:
-                rejected.append((f"{where}: {value[:80]}", str(exc)))
+            _stix_indicator(obj, where, opts, now, entries, rejected)
+        except (ValueError, TypeError) as exc:
+            rejected.append((where, str(exc)[:300]))
     return entries, rejected
+
+
+def _stix_indicator(obj: Mapping[str, Any], where: str, opts: Options, now: int,
+                    entries: list[Entry], rejected: Rejected) -> None:
+    """One indicator's entries (appended), or why not; a field of the wrong type raises
+    ValueError/TypeError, reported by the caller for this indicator alone."""
+    if obj.get("revoked"):
+        rejected.append((where, "revoked"))
+        return
+    pattern_type = obj.get("pattern_type", "stix")
+    if pattern_type != "stix":
+        rejected.append((where, f"pattern_type {str(pattern_type)[:40]!r} (only 'stix')"))
+        return
+    pattern = obj.get("pattern")
+    if not isinstance(pattern, str):
+        rejected.append((where, "no pattern"))
+        return
+    try:
+        pairs = parse_stix_pattern(pattern)
+    except UnsupportedPattern as exc:
+        rejected.append((f"{where}: {pattern[:100]}", f"unsupported pattern: {exc}"))
+        return
+    first = parse_time(obj.get("valid_from"))
+    until = parse_time(obj.get("valid_until"))
+    conf = obj.get("confidence")
+    confidence = int(conf) if isinstance(conf, int | float) else None
+    if until is not None and until <= now:
+        rejected.append((where, f"expired (valid_until {obj.get('valid_until')})"))
+        return
+    tags = [*_strings(obj, "labels"), *_strings(obj, "indicator_types")]
+    ref = _stix_ref(obj)
+    for kind, value in pairs:
+        try:
+            entries.append(_entry(opts, value, kind, ref=ref, confidence=confidence,
+                                  first_seen=first, expires=until, tags=tags))
+        except IndicatorError as exc:
+            rejected.append((f"{where}: {value[:80]}", str(exc)))
+
+
+def _strings(obj: Mapping[str, Any], key: str) -> list[str]:
+    value = obj.get(key) or []
+    if not isinstance(value, list):
+        raise TypeError(f"{key} is not a list (got {type(value).__name__})")
+    return [str(v) for v in value]
 
 
 # -- MISP --------------------------------------------------------------------------------
@@ -522,11 +556,6 @@ _MISP_TYPES: dict[str, tuple[str, int | None]] = {
     "filename|md5": ("hash", 1), "filename|sha1": ("hash", 1), "filename|sha256": ("hash", 1),
     "filename|sha512": ("hash", 1),
 }
-
-
-def _tag_names(obj: Mapping[str, Any]) -> list[str]:
-    return [str(t.get("name")) for t in obj.get("Tag") or [] if isinstance(t, Mapping)
-            and t.get("name")]
 
 
 def parse_misp(data: str | bytes, opts: Options, *, include_non_ids: bool = False) -> Parsed:
@@ -554,23 +583,55 @@ def parse_misp(data: str | bytes, opts: Options, *, include_non_ids: bool = Fals
         if not isinstance(event, Mapping) or not ("Attribute" in event or "Object" in event):
             rejected.append(("file", "not a MISP event (no Event.Attribute or Event.Object)"))
             continue
-        info = str(event.get("info") or "")
-        event_tags = _tag_names(event)
-        letter = LETTER.search(" ".join([info, *event_tags]))
-        ref = letter.group(0) if letter else info[:120]
-        attributes: list[tuple[str, Mapping[str, Any]]] = [
-            ("Attribute", a) for a in event.get("Attribute") or []]
-        for obj in event.get("Object") or []:
-            if isinstance(obj, Mapping):
-                name = obj.get("name", "object")
-                attributes += [(f"Object {name}", a) for a in obj.get("Attribute") or []]
-        for where, attr in attributes:
-            _misp_attribute(opts, where, attr, ref, event_tags, include_non_ids, entries,
-                            rejected)
+        try:
+            _misp_event(opts, event, include_non_ids, entries, rejected)
+        except (ValueError, TypeError) as exc:
+            rejected.append((f"event {str(event.get('info') or '')[:80]}", str(exc)[:300]))
     return entries, rejected
 
 
-def _misp_attribute(opts: Options, where: str, attr: Mapping[str, Any], ref: str,
+def _misp_event(opts: Options, event: Mapping[str, Any], include_non_ids: bool,
+                entries: list[Entry], rejected: Rejected) -> None:
+    """The entries of one event; an attribute or object that cannot be read is reported
+    alone (one bad attribute never ends the batch)."""
+    info = str(event.get("info") or "")
+    event_tags = _tag_names(event)
+    letter = LETTER.search(" ".join([info, *event_tags]))
+    ref = letter.group(0) if letter else info[:120]
+    attributes: list[tuple[str, Any]] = [
+        ("Attribute", a) for a in _list(event.get("Attribute"), "Event.Attribute")]
+    for obj in _list(event.get("Object"), "Event.Object"):
+        if not isinstance(obj, Mapping):
+            rejected.append(("Object", "object is not a JSON object"))
+            continue
+        name = str(obj.get("name", "object"))[:80]
+        try:
+            attributes += [(f"Object {name}", a)
+                           for a in _list(obj.get("Attribute"), "its Attribute")]
+        except TypeError as exc:
+            rejected.append((f"Object {name}", str(exc)))
+    for where, attr in attributes:
+        try:
+            _misp_attribute(opts, where, attr, ref, event_tags, include_non_ids, entries,
+                            rejected)
+        except (ValueError, TypeError) as exc:
+            rejected.append((where, str(exc)[:300]))
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is not a list (got {type(value).__name__})")
+    return value
+
+
+def _tag_names(obj: Mapping[str, Any]) -> list[str]:
+    return [str(t.get("name")) for t in _list(obj.get("Tag"), "Tag")
+            if isinstance(t, Mapping) and t.get("name")]
+
+
+def _misp_attribute(opts: Options, where: str, attr: Any, ref: str,
                     event_tags: list[str], include_non_ids: bool, entries: list[Entry],
                     rejected: Rejected) -> None:
     if not isinstance(attr, Mapping):
@@ -578,13 +639,13 @@ def _misp_attribute(opts: Options, where: str, attr: Mapping[str, Any], ref: str
         return
     type_ = str(attr.get("type", ""))
     value = str(attr.get("value", ""))
-    label = f"{where} {type_} {value[:80]}"
+    label = f"{where} {type_[:40]} {value[:80]}"
     if attr.get("deleted"):
         rejected.append((label, "deleted attribute"))
         return
     spec = _MISP_TYPES.get(type_)
     if spec is None:
-        rejected.append((label, f"attribute type {type_!r} is not an address, host name "
+        rejected.append((label, f"attribute type {type_[:40]!r} is not an address, host name "
                          "or hash"))
         return
     if not include_non_ids and not _truthy(attr.get("to_ids", True)):
@@ -602,8 +663,8 @@ def _misp_attribute(opts: Options, where: str, attr: Mapping[str, Any], ref: str
         if type_ == "domain|ip" and len(parts) == 2:
             entries.append(_entry(opts, parts[1], "ip", ref=ref, first_seen=first,
                                   last_seen=last, tags=tags))
-    except (IndicatorError, ValueError) as exc:
-        rejected.append((label, str(exc)))
+    except (IndicatorError, ValueError, TypeError) as exc:
+        rejected.append((label, str(exc)[:300]))
 
 
 def _truthy(value: Any) -> bool:

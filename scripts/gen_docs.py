@@ -597,7 +597,11 @@ A `mapping` decoder reads a YAML mapping file. The shipped ones are in
 feature. Keys under `fields` are event fields (dotted paths, docs/events.md); values
 are dotted paths in the vendor record. A vendor path that is missing or empty in a
 record leaves the field unset. `constants` are set on every event after the fields;
-`severity` maps the vendor value through its own table (docs/severity.md).
+`severity` maps the vendor value through its own table (docs/severity.md). Of the
+`socd` namespace, `fields` and `constants` may set only `socd.severity`,
+`socd.vendor_severity`, `socd.layer`, `socd.asset_kind`, `socd.unit`,
+`socd.system_level` and `socd.vendor`: a mapping naming another `socd.*` field is
+refused when it is loaded.
 
 """
 
@@ -750,7 +754,14 @@ Elasticsearch index template are generated from it. Events may carry other field
   position of the object inside the record. The same record decoded again gets the
   same hash. It is the Elasticsearch `_id` and the SQLite primary key, which is what
   makes retries and redeliveries idempotent.
-* `socd.collector`, `socd.decoder` and `socd.source` record the provenance.
+* `socd.collector`, `socd.decoder` and `socd.source` record the provenance, and
+  `socd.transport` whether the sender was authenticated.
+* The `socd` namespace belongs to socd. A record may set only `socd.severity`,
+  `socd.vendor_severity`, `socd.layer`, `socd.asset_kind`, `socd.unit`,
+  `socd.system_level` and `socd.vendor`; decoders drop every other `socd.*` key of
+  their input (IoC marks, alert status, rule metadata, block and notify actions,
+  provenance) and count it in `socd_input_fields_stripped_total`. Those are written
+  only by classification, the rules engine and the lifecycle commands.
 * Fields of type `long` and `byte` that hold integer text (`"443"`) become integers;
   `ip` fields must hold IP addresses; `socd.layer` must be 1-4 and
   `socd.system_level` 1-5. An event that breaks one of these rules is not delivered:
@@ -785,7 +796,8 @@ it, otherwise `classification.default_asset_kind` applies. The summary table of
 `socd run` uses the Vietnamese names.
 
 {asset_table}
-The loader does not reject other values; they are stored as written.
+Decoders drop any other value (counted in `socd_input_fields_stripped_total`) and the
+default applies; a mapping file whose constant names another kind is refused.
 
 ### Agency and security level: `socd.unit`, `socd.system_level`
 
@@ -801,6 +813,11 @@ The loader does not reject other values; they are stored as written.
 * `socd.collector`, `socd.decoder`: the names, from the configuration, of the
   collector that received the record and the decoder that produced the event.
 * `socd.source`: the MQTT topic, the file path or the peer address.
+* `socd.transport`: set only on events whose sender the collector could not
+  authenticate (UDP syslog; TCP/TLS syslog without client certificates or
+  `allowed_senders`): `authenticated: false`, and `blocking: refused` or `allowed`.
+  The blocker refuses block decisions caused by such events unless the collector sets
+  `allow_unauthenticated_blocking` (docs/blocking.md).
 * `socd.vendor`: the whole vendor record, kept by `mapping` decoders (unless the
   mapping sets `keep_vendor: false`). Elasticsearch indexes it as `flattened`: every
   value is searchable by its key, without a mapping per vendor field.

@@ -128,6 +128,12 @@ FIELDS: Final[tuple[Field, ...]] = (
     _f("socd.collector", "keyword", "Name of the collector that received the record."),
     _f("socd.decoder", "keyword", "Name of the decoder that produced the event."),
     _f("socd.source", "keyword", "Where the record came from: topic, file or peer address."),
+    _f("socd.transport.authenticated", "boolean",
+       "`false` when the collector could not authenticate the sender (UDP syslog; TCP/TLS "
+       "syslog without client certificates or `allowed_senders`); absent otherwise."),
+    _f("socd.transport.blocking", "keyword",
+       "Unauthenticated events only: `refused` (block decisions they cause are audited, "
+       "not enforced) or `allowed` (the collector sets `allow_unauthenticated_blocking`)."),
     _f("socd.vendor", "flattened",
        "The vendor's whole original record, searchable by key but not mapped."),
     _f("socd.ioc.matched", "boolean", "True when an address or hash is on an IoC list."),

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import parse_metrics, metric, wait_for
+from tests.helpers import metric, parse_metrics, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -223,7 +223,8 @@ def test_forged_syslog_blocks_only_where_authenticated_or_opted_in(site: Site) -
     refused = site.logged("block refused", value=VICTIM_UDP)
     assert str(refused[0]["why"]).startswith("unauthenticated_source"), refused
     audit_lines = [line for line in audit.splitlines() if VICTIM_UDP in line]
-    assert audit_lines and all("refuse" in line for line in audit_lines), audit
+    assert audit_lines, audit
+    assert all("refuse" in line for line in audit_lines), audit
     assert any("unauthenticated_source" in line for line in audit_lines), audit
     assert metric(metrics, "socd_block_refused_total", reason="unauthenticated_source") == 1
     assert metric(metrics, "socd_block_decisions_total", action="add") == 2

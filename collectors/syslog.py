@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import ssl
 import time
@@ -32,7 +31,7 @@ from typing import Literal
 import structlog
 from pydantic import Field, field_validator, model_validator
 
-from socd import metrics
+from socd import metrics, netaddr
 from socd.config import CollectorConfig, StrictModel, resolve_path
 from socd.errors import SocdError
 from socd.plugins import Emit, PluginContext, RawRecord
@@ -201,7 +200,7 @@ class Framer:
 
 class _Allowlist:
     def __init__(self, entries: list[str]) -> None:
-        self.networks = [ipaddress.ip_network(e, strict=False) for e in entries]
+        self.networks = [netaddr.parse_network(e, count=False) for e in entries]
         self._cache: dict[str, bool] = {}
 
     def __call__(self, ip: str) -> bool:
@@ -210,12 +209,12 @@ class _Allowlist:
         hit = self._cache.get(ip)
         if hit is None:
             try:
-                addr = ipaddress.ip_address(ip.split("%", 1)[0])
-            except ValueError:
+            # The peer address comes from the kernel: a link-local peer carries its
+            # interface as a zone id, which says nothing about who sent the message.
+                addr = netaddr.parse_address(ip.split("%", 1)[0], count=False)
+            except netaddr.AddressError:
                 hit = False
             else:
-                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-                    addr = addr.ipv4_mapped
                 hit = any(addr in net for net in self.networks)
             if len(self._cache) > 65536:
                 self._cache.clear()
@@ -286,9 +285,10 @@ class SyslogCollector:
         def _networks(cls, value: list[str]) -> list[str]:
             for entry in value:
                 try:
-                    ipaddress.ip_network(entry, strict=False)
-                except ValueError as exc:
-                    raise ValueError(f"{entry!r} is not an IP address or CIDR") from exc
+                    netaddr.parse_network(entry, count=False)
+                except netaddr.AddressError as exc:
+                    raise ValueError(f"{entry!r} is not an IP address or CIDR "
+                                     f"({exc.reason.replace('_', ' ')})") from None
             return value
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:

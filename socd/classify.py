@@ -9,7 +9,6 @@ in ``socd_alerts_total``. The rules engine plugs in at the same place
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from socd import metrics
+from socd import metrics, netaddr
 from socd.config import ClassificationConfig
 from socd.decoders.base import count_stripped
 from socd.event import ASSET_KINDS, Event, get, set_severity
@@ -46,7 +45,7 @@ class IocSet:
     """Indicators loaded from plain-text lists, for membership tests."""
 
     ips: dict[str, str] = field(default_factory=dict)
-    networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = field(
+    networks: list[tuple[netaddr.IPNetwork, str]] = field(
         default_factory=list)
     domains: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
@@ -71,13 +70,15 @@ class IocSet:
     def add(self, value: str, ref: str) -> None:
         try:
             if "/" in value:
-                self.networks.append((ipaddress.ip_network(value, strict=False), ref))
+                self.networks.append((netaddr.parse_network(value, count=False), ref))
             else:
-                self.ips[str(ipaddress.ip_address(value))] = ref
-        except ValueError:
+                self.ips[netaddr.canonical_address(value, count=False)] = ref
+        except netaddr.AddressError as exc:
             lowered = value.lower()
             if len(lowered) in (32, 40, 64) and _HEX.fullmatch(lowered):
                 self.hashes[lowered] = ref
+            elif ":" in value or "/" in value or "%" in value:
+                netaddr.count_refusal(exc.reason)  # a broken address, never a domain
             else:
                 self.domains[lowered.rstrip(".")] = ref
 
@@ -94,8 +95,8 @@ class IocSet:
         if ref is not None or not self.networks:
             return ref
         try:
-            addr = ipaddress.ip_address(value)
-        except ValueError:
+            addr = netaddr.parse_address(value, count=False)
+        except netaddr.AddressError:
             return None
         for net, net_ref in self.networks:
             if addr.version == net.version and addr in net:

@@ -319,13 +319,14 @@ class AllowlistConfig(StrictModel):
     @field_validator("cidrs")
     @classmethod
     def _valid_cidrs(cls, value: list[str]) -> list[str]:
-        import ipaddress
+        from socd import netaddr
 
         for item in value:
             try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"not an address or CIDR: {item!r}") from None
+                netaddr.parse_network(item, count=False)
+            except netaddr.AddressError as exc:
+                raise ValueError(f"not an address or CIDR ({exc.reason.replace('_', ' ')}): "
+                                 f"{item!r}") from None
         return value
 
 

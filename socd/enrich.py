@@ -25,7 +25,6 @@ import contextlib
 import csv
 import difflib
 import functools
-import ipaddress
 import os
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from socd import netaddr
 from socd.config import StrictModel, _line_for, _line_index
 from socd.errors import ConfigError, ConfigProblem
 from socd.event import Event
@@ -129,12 +129,10 @@ class Asset:
 @functools.lru_cache(maxsize=65536)
 def _parse_ip(text: str) -> tuple[int, int, str] | None:
     """(version, integer, canonical text) of an address, or None."""
-    try:
-        addr = ipaddress.ip_address(text.strip())
-    except ValueError:
+    try:  # an inventory cell may carry spaces around the address; nothing else may
+        addr = netaddr.parse_address(text.strip(), count=False)
+    except netaddr.AddressError:
         return None
-    if addr.version == 6 and addr.ipv4_mapped is not None:  # type: ignore[union-attr]
-        addr = addr.ipv4_mapped  # type: ignore[union-attr]
     return addr.version, int(addr), str(addr)
 
 
@@ -170,7 +168,7 @@ class Inventory:
             if parsed is not None:
                 self.ips[parsed[2]] = asset(parsed[2], "ip")
         for text in entry.cidr:
-            net = ipaddress.ip_network(text.strip(), strict=True)
+            net = netaddr.parse_network(text.strip(), strict=True, count=False)
             bits = 32 if net.version == 4 else 128
             shift = bits - net.prefixlen
             table = self._nets[net.version].setdefault(net.prefixlen, {})
@@ -390,11 +388,11 @@ def _check_keys(path: str, where: str, line: int | None, entry: AssetEntry,
             keys.append(("ip", parsed[2]))
     for text in entry.cidr:
         try:
-            net = ipaddress.ip_network(text.strip(), strict=True)
-        except ValueError as exc:
+            net = netaddr.parse_network(text.strip(), strict=True, count=False)
+        except netaddr.AddressError as exc:
             hint = None
-            with contextlib.suppress(ValueError):
-                hint = f"did you mean {ipaddress.ip_network(text.strip(), strict=False)}?"
+            with contextlib.suppress(netaddr.AddressError):
+                hint = f"did you mean {netaddr.canonical(text.strip(), count=False)}?"
             problems.append(ConfigProblem(path, f"{where}.cidr",
                                           f"not a network: {text!r:.60} ({exc})", hint, line))
             continue
@@ -439,8 +437,8 @@ class GeoIP:
 
     def _lookup(self, text: str) -> dict[str, Any] | None:
         try:
-            addr = ipaddress.ip_address(text)
-        except ValueError:
+            addr = netaddr.parse_address(text, count=False)
+        except netaddr.AddressError:
             return None
         if not addr.is_global:
             return None

@@ -183,13 +183,15 @@ def _add(args: argparse.Namespace) -> int:
     cfg, store, loaded = _open(args)
     try:
         ttl = parse_duration(args.ttl) if args.ttl else None
-        req = Request(args.value, args.reason, origin="cli", ref=args.ref, ttl=ttl,
+        # Spaces around a pasted value are the operator's, not part of it; anything else
+        # passes the address gate in decide() (a zone id or newline is refused).
+        req = Request(args.value.strip(), args.reason, origin="cli", ref=args.ref, ttl=ttl,
                       actor=cli_actor())
         guard = make_guard(cfg, load_external_allowlist(loaded))
         outcome = store.decide([req], make_policy(cfg), guard,
                                dry_run=cfg.dry_run)
         if outcome.refused:
-            print(f"socd: refused to block {args.value}: {outcome.refused[0][1]}",
+            print(f"socd: refused to block {_shown(args.value)}: {outcome.refused[0][1]}",
                   file=sys.stderr)
             return EXIT_FAILURE
         if not outcome.changes:
@@ -215,7 +217,8 @@ def _remove(args: argparse.Namespace) -> int:
 
     cfg, store, _ = _open(args)
     try:
-        ch = store.remove(args.value, actor=cli_actor(), why=args.reason, dry_run=cfg.dry_run)
+        ch = store.remove(args.value.strip(), actor=cli_actor(), why=args.reason,
+                          dry_run=cfg.dry_run)
         if ch is None:
             print(f"socd: {args.value} is not actively blocked", file=sys.stderr)
             return EXIT_FAILURE
@@ -279,13 +282,19 @@ def _audit(args: argparse.Namespace) -> int:
 
     _, store, _ = _open(args)
     try:
-        value = normalise(args.value)[0] if args.value else None
+        value = normalise(args.value.strip())[0] if args.value else None
         rows = store.audit(value, limit=args.limit)
     finally:
         store.close()
     for r in rows:
         exp = iso(r["expires"]) if r["expires"] else "-"
-        print(f"{iso(r['ts'])} {r['action']:<7} {r['value']:<40} until {exp} "
+        print(f"{iso(r['ts'])} {r['action']:<7} {_shown(r['value']):<40} until {exp} "
               f"by {r['actor']} [{r['origin']} {r['ref'] or '-'}] {r['why']}"
               f"{' (dry-run)' if r['dry_run'] else ''}")
     return EXIT_OK
+
+
+def _shown(value: str) -> str:
+    """An audited value for the terminal: as is, or escaped when it holds control
+    characters (a value refused or removed as ``invalid_value`` may hold newlines)."""
+    return value if value.isprintable() else repr(value)

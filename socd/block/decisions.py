@@ -31,9 +31,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import structlog
+
+from socd import netaddr
 from socd.sqlite import open_db
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+log = structlog.get_logger("socd.block.decisions")
+
+IPNetwork = netaddr.IPNetwork
 Kind = Literal["ipv4", "ipv6", "domain"]
 Action = Literal["add", "extend", "remove", "expire", "refuse"]
 ACTIONS: tuple[Action, ...] = ("add", "extend", "remove", "expire", "refuse")
@@ -77,38 +82,57 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-def normalise(value: str) -> tuple[str, Kind]:
+def normalise(value: str, *, count: bool = True) -> tuple[str, Kind]:
     """The canonical form of ``value`` and its kind; ValueError when it is neither
     an address, a network nor a domain name.
 
-    Hosts lose their prefix (``10.0.0.7/32`` -> ``10.0.0.7``), networks their
-    host bits (``10.0.0.7/24`` -> ``10.0.0.0/24``), IPv4-mapped IPv6 addresses
-    become IPv4, domains are lower-cased without the final dot.
+    Addresses and networks pass the address gate (:mod:`socd.netaddr`): no zone
+    id, no whitespace or other character outside an address, IPv4-mapped IPv6
+    addresses *and networks* become IPv4 (``::ffff:203.0.113.0/120`` is
+    ``203.0.113.0/24``, so the IPv4 allowlist applies), hosts lose their prefix
+    (``10.0.0.7/32`` -> ``10.0.0.7``), networks their host bits. Domains are
+    lower-cased without the final dot. A refusal is counted in
+    ``socd_addresses_refused_total`` unless ``count`` is False.
     """
-    text = str(value).strip()
-    if not text:
-        raise ValueError("empty value")
+    text = str(value)
     try:
-        net = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        domain = text.lower().rstrip(".")
-        with contextlib.suppress(UnicodeError):
-            domain = domain.encode("idna").decode("ascii")
-        if _DOMAIN.match(domain) and not domain.replace(".", "").isdigit():
+        net = netaddr.parse_network(text, count=False)
+    except netaddr.AddressError as exc:
+        domain = _domain(text)
+        if domain is not None:
             return domain, "domain"
-        raise ValueError(f"not an IP address, network or domain: {value!r}") from None
-    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen == 128:
-        mapped = net.network_address.ipv4_mapped
-        if mapped is not None:
-            net = ipaddress.IPv4Network(mapped)
+        if count:
+            netaddr.count_refusal(exc.reason)
+        raise ValueError(f"not an IP address, network or domain ({exc.reason.replace('_', ' ')})"
+                         f": {text[:64]!r}") from None
     kind: Kind = "ipv4" if net.version == 4 else "ipv6"
     if net.prefixlen == net.max_prefixlen:
         return str(net.network_address), kind
     return str(net), kind
 
 
+def _domain(text: str) -> str | None:
+    """``text`` as a canonical domain name, or None."""
+    domain = text.lower().rstrip(".")
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    if _DOMAIN.match(domain) and not domain.replace(".", "").isdigit():
+        return domain
+    return None
+
+
 def network(value: str) -> IPNetwork:
-    return ipaddress.ip_network(value, strict=False)
+    """The network of a canonical value (an address is its /32 or /128)."""
+    return netaddr.parse_network(value, count=False)
+
+
+def is_canonical(value: str, kind: str) -> bool:
+    """True when ``value`` is exactly what :func:`normalise` makes of it, of ``kind``:
+    what the store, the firewall sets and the feeds may hold."""
+    try:
+        return normalise(value, count=False) == (value, kind)
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +209,11 @@ class Policy:
 
 # ------------------------------------------------------------------ guard ----
 
-_ALWAYS = tuple(ipaddress.ip_network(n) for n in (
+_ALWAYS = tuple(network(n) for n in (
     "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
     "::/128", "::1/128", "fe80::/10", "ff00::/8",
 ))
-PRIVATE = tuple(ipaddress.ip_network(n) for n in (
+PRIVATE = tuple(network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7",
 ))
 
@@ -224,12 +248,12 @@ class Guard:
         self.protected: list[IPNetwork] = list(_ALWAYS)
         if protect_private:
             self.protected += PRIVATE
-        self.own = {normalise(a)[0] for a in (own_addresses() if own is None else own)}
+        self.own = _own_set(own_addresses() if own is None else own)
         self.external = external
         self.min_prefixlen = {4: min_prefixlen4, 6: min_prefixlen6}
 
     def refresh_own(self, own: Iterable[str] | None = None) -> None:
-        self.own = {normalise(a)[0] for a in (own_addresses() if own is None else own)}
+        self.own = _own_set(own_addresses() if own is None else own)
 
     def why_refused(self, value: str, kind: Kind) -> str | None:
         """None when ``value`` (normalised) may be blocked, else the reason."""
@@ -246,8 +270,7 @@ class Guard:
         for protected in self.protected:
             if net.version == protected.version and net.overlaps(protected):
                 return f"allowlisted: always-protected range {protected}"
-        for own in self.own:
-            addr = ipaddress.ip_address(own)
+        for own, addr in self.own.items():
             if addr.version == net.version and addr in net:
                 return f"allowlisted: own address {own}"
         for allowed in self.networks:
@@ -267,6 +290,16 @@ class Guard:
             return bool(ext.is_allowed(value))
         except (ValueError, TypeError):
             return False
+
+
+def _own_set(addresses: Iterable[str]) -> dict[str, netaddr.IPAddress]:
+    """The machine's addresses, canonical; one the gate refuses is left out."""
+    out: dict[str, netaddr.IPAddress] = {}
+    for text in addresses:
+        with contextlib.suppress(netaddr.AddressError):
+            addr = netaddr.parse_address(text, count=False)
+            out[str(addr)] = addr
+    return out
 
 
 def load_external_allowlist(config: Any) -> Any:
@@ -326,6 +359,8 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the block audit trail is append-only'); END;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+#: Audit reason of a stored decision removed because its value fails the address gate.
+INVALID_VALUE = "invalid_value"
 _COLUMNS = ("value, kind, reason, origin, ref, created, updated, expires, count, state, "
             "last_offence, dry_run")
 
@@ -351,6 +386,30 @@ class BlockStore:
         self._db = open_db(path, synchronous="FULL", busy_timeout_ms=5000)
         self._db.executescript(SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
+        self._remove_invalid()
+
+    def _remove_invalid(self) -> None:
+        """Delete decisions whose value the address gate refuses, audited as removals with
+        the reason ``invalid_value``; logged once with the count.
+
+        Before the gate, a value such as ``2001:db8::5%x`` (an IPv6 zone id) could be
+        stored; nft rejected every batch holding it and the feeds served its
+        embedded newlines as extra lines. Such rows are not blocks socd can enforce.
+        """
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM decisions").fetchall()  # noqa: S608
+        bad = [d for d in map(_decision, rows) if not is_canonical(d.value, d.kind)]
+        if not bad:
+            return
+        now = time.time()
+        with self._lock, self._tx():
+            for dec in bad:
+                self._db.execute("DELETE FROM decisions WHERE value = ?", (dec.value,))
+                req = Request(dec.value, INVALID_VALUE, dec.origin, dec.ref, actor="socd")
+                self._audit(now, "remove", dec.value, INVALID_VALUE, req, now, dec.count,
+                            dec.dry_run)
+        log.warning("invalid block values removed", path=self.path, count=len(bad),
+                    values=[d.value[:64] for d in bad[:5]])
 
     def close(self) -> None:
         with self._lock:

@@ -7,6 +7,10 @@
   ``/edl/domains.txt``, protected by a token (``?token=``, ``Authorization: Bearer``,
   or HTTP Basic with the token as password), with ETag/Last-Modified so a
   polling appliance downloads the list only when it changed.
+
+Every line is rebuilt from the parsed value and checked against a strict
+character set (:func:`feed_value`): a stored value that is not exactly one
+address, network or domain is skipped and counted, never served.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import csv
 import hashlib
 import hmac
 import io
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterable
@@ -25,11 +30,13 @@ from email.utils import format_datetime, parsedate_to_datetime
 import structlog
 from aiohttp import web
 
-from socd.block.decisions import Decision
+from socd import netaddr
+from socd.block.decisions import Decision, normalise
 
 log = structlog.get_logger("socd.block.feeds")
 
 FAMILIES = {"ipv4": ("ipv4",), "ipv6": ("ipv6",), "domains": ("domain",)}
+_DOMAIN_LINE = re.compile(r"[a-z0-9_.-]{1,253}")
 
 
 def select(decisions: Iterable[Decision], family: str | int | None = None) -> list[Decision]:
@@ -41,8 +48,42 @@ def select(decisions: Iterable[Decision], family: str | int | None = None) -> li
     return [d for d in decisions if d.kind in kinds]
 
 
+def feed_value(decision: Decision) -> str | None:
+    """The text of ``decision.value`` for one feed line, rebuilt from the parsed value;
+    None when it is not one canonical address, network or domain of its kind.
+
+    A feed line goes to firewall appliances as is: a value with a newline would be
+    several entries (the SOC's own address, ``::/0``) that no guard ever checked.
+    The store refuses such values; this is the last check before they leave socd.
+    A skipped value is counted in ``socd_addresses_refused_total`` and logged.
+    """
+    try:
+        return _feed_text(decision)
+    except netaddr.AddressError as exc:
+        netaddr.count_refusal(exc.reason)
+        log.warning("block feed: invalid value skipped", value=decision.value[:64],
+                    kind=decision.kind, reason=exc.reason)
+        return None
+
+
+def _feed_text(decision: Decision) -> str:
+    value = decision.value
+    if decision.kind == "domain":
+        try:
+            text, kind = normalise(value, count=False)
+        except ValueError:
+            raise netaddr.AddressError("bad_character", value) from None
+        if kind != "domain" or _DOMAIN_LINE.fullmatch(text) is None:
+            raise netaddr.AddressError("bad_character", value)
+        return text
+    net = netaddr.parse_network(value, count=False)
+    if decision.kind != ("ipv4" if net.version == 4 else "ipv6"):
+        raise netaddr.AddressError("syntax", value)
+    return netaddr.safe_element(netaddr.canonical(str(net), count=False))
+
+
 def render_txt(decisions: Iterable[Decision]) -> str:
-    values = sorted({d.value for d in decisions})
+    values = sorted({v for v in map(feed_value, decisions) if v is not None})
     return "".join(v + "\n" for v in values)
 
 
@@ -54,8 +95,9 @@ def render_csv(decisions: Iterable[Decision]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["value", "reason", "origin", "ref", "expires"])
-    for d in sorted(decisions, key=lambda d: d.value):
-        writer.writerow([_cell(d.value), _cell(d.reason), _cell(d.origin), _cell(d.ref),
+    rows = [(value, d) for d in decisions if (value := feed_value(d)) is not None]
+    for value, d in sorted(rows, key=lambda r: r[0]):
+        writer.writerow([_cell(value), _cell(d.reason), _cell(d.origin), _cell(d.ref),
                          iso(d.expires)])
     return buf.getvalue()
 

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 from socd import metrics
 from socd.block.decisions import (
@@ -93,11 +93,18 @@ class EscalationConfig(_Section):
 class EdlConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the EDL server listens on.")
     port: int = Field(9798, ge=0, le=65535, description="Port (0 picks a free one).")
-    token: str = Field(min_length=16, description="Shared secret: `?token=`, Bearer, or "
-                       "HTTP Basic password.")
+    token: SecretStr = Field(description="Shared secret (at least 16 characters; write "
+                             "`${ENV_VAR}`): `?token=`, Bearer, or HTTP Basic password.")
     tls_cert: str | None = Field(None, description="PEM certificate (HTTPS), relative to "
                                  "the config file's folder.")
     tls_key: str | None = Field(None, description="PEM private key for tls_cert.")
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("the EDL token must be at least 16 characters")
+        return value
 
 
 class BlockerConfig(SinkConfig):
@@ -299,7 +306,7 @@ class BlockerSink:
             edl = self.config.edl
             store = self.store
             self.edl = EdlServer(
-                store.active, host=edl.host, port=edl.port, token=edl.token,
+                store.active, host=edl.host, port=edl.port, token=edl.token.get_secret_value(),
                 last_change=store.last_change,
                 tls_cert=resolve_path(self.config_dir, edl.tls_cert) if edl.tls_cert else None,
                 tls_key=resolve_path(self.config_dir, edl.tls_key) if edl.tls_key else None)

@@ -49,8 +49,7 @@ class Ioc:
 def collect_iocs(events: Iterable[dict[str, Any]]) -> list[Ioc]:
     """IoCs of the linked alerts: matched IoC values, source/destination addresses,
     domains, URLs and file hashes; each value once, in first-seen order."""
-    import ipaddress
-
+    from socd import netaddr
     from socd.event import get
 
     seen: dict[str, Ioc] = {}
@@ -64,10 +63,9 @@ def collect_iocs(events: Iterable[dict[str, Any]]) -> list[Ioc]:
                 continue
             k = kind
             if k is None:
-                try:
-                    ipaddress.ip_address(text)
-                    k = "ip"
-                except ValueError:
+                if netaddr.is_address(text):
+                    k, text = "ip", netaddr.canonical_address(text, count=False)
+                else:
                     k = ("hash" if len(text) in (32, 40, 64) and all(
                         c in "0123456789abcdefABCDEF" for c in text)
                          else "url" if "://" in text else "domain" if "." in text else "other")

@@ -17,14 +17,14 @@ A host name covers itself and every name below it (``tinh.gov.vn`` covers
 
 from __future__ import annotations
 
-import ipaddress
 from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
+from socd import netaddr
 from socd.ioc.normalize import IndicatorError, event_domain, ip_int, normalize_domain
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = netaddr.IPNetwork
 
 
 class Allowlist:
@@ -34,8 +34,7 @@ class Allowlist:
         nets: list[Network] = []
         names: set[str] = set()
         for item in cidrs:
-            nets.append(item if isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network)
-                        else _network(str(item)))
+            nets.append(_network(str(item)))  # objects too: a mapped IPv6 one becomes IPv4
         for host in hosts:
             host = host.strip()
             if not host:
@@ -104,15 +103,13 @@ class Allowlist:
 
     def covers(self, cidr: str | Network) -> bool:
         """True when the address or network overlaps any allowlisted network."""
-        net = cidr if isinstance(cidr, ipaddress.IPv4Network | ipaddress.IPv6Network) \
-            else _network(str(cidr))
+        net = _network(str(cidr))
         return self._overlaps(net.version, int(net.network_address),
                               int(net.broadcast_address))
 
     def overlapping(self, cidr: str | Network) -> list[Network]:
         """The allowlisted networks that overlap ``cidr`` (for messages)."""
-        net = cidr if isinstance(cidr, ipaddress.IPv4Network | ipaddress.IPv6Network) \
-            else _network(str(cidr))
+        net = _network(str(cidr))
         return [n for n in self.networks if n.version == net.version and n.overlaps(net)]
 
     def reason(self, kind: str, value: str) -> str | None:
@@ -168,7 +165,10 @@ class Allowlist:
 
 
 def _network(text: str) -> Network:
-    return ipaddress.ip_network(text.strip(), strict=False)
+    """Through the address gate (socd.netaddr): ``::ffff:203.0.113.0/120`` is the IPv4
+    network 203.0.113.0/24, so it meets the IPv4 entries; a zone id is refused
+    (AddressError, a ValueError)."""
+    return netaddr.parse_network(text.strip(), count=False)
 
 
 def _split_lines(lines: Iterable[str], cidrs: list[str], hosts: list[str]) -> None:
@@ -176,7 +176,7 @@ def _split_lines(lines: Iterable[str], cidrs: list[str], hosts: list[str]) -> No
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        if "/" in line or ip_int(line) is not None:
+        if "/" in line or ":" in line or ip_int(line) is not None:  # never a host name
             try:
                 _network(line)
             except ValueError as exc:

@@ -43,12 +43,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import structlog
 from prometheus_client import Gauge
 
 from socd import metrics
 from socd.ioc.allowlist import Allowlist
-from socd.ioc.normalize import KINDS, event_domain, ip_int, ip_range
+from socd.ioc.normalize import (
+    KINDS,
+    IndicatorError,
+    event_domain,
+    ip_int,
+    ip_range,
+    normalize_ip,
+)
 from socd.sqlite import open_db
+
+log = structlog.get_logger("socd.ioc.store")
 
 IOC_ENTRIES = Gauge(
     "socd_ioc_entries",
@@ -148,6 +158,19 @@ _ENTRY_SQL = ("SELECT i.kind, i.value, i.source, a.ref, a.confidence, i.first_se
               "i.last_seen, a.expires, a.tags FROM iocs i JOIN attrs a ON a.id = i.attr")
 
 
+# The IPv4-mapped IPv6 range ::ffff:0:0/96 as stored in `lo` (16-byte big-endian).
+_MAPPED_FIRST = (0xFFFF << 32).to_bytes(16, "big")
+_MAPPED_LAST = ((0xFFFF << 32) | 0xFFFFFFFF).to_bytes(16, "big")
+
+
+def _canonical_ip(value: str) -> bool:
+    """True when a stored IP entry is exactly what the address gate makes of it."""
+    try:
+        return normalize_ip(value, count=False) == value
+    except IndicatorError:
+        return False
+
+
 def _connect(path: str) -> sqlite3.Connection:
     return open_db(path)
 
@@ -172,6 +195,38 @@ class IocDatabase:
         self._db.executescript(SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                          (SCHEMA_VERSION,))
+        self._remove_invalid()
+
+    def _remove_invalid(self) -> None:
+        """Delete IP entries whose value the address gate refuses; logged once with the count.
+
+        Before the gate an entry such as ``2001:db8::5%x`` (an IPv6 zone id, whose text
+        may hold spaces and newlines) or an IPv4-mapped network could be stored; its
+        lookups, exports and block decisions would carry it on. Candidates are found
+        in SQL (a character outside an address, or the IPv4-mapped range) so a
+        million-entry store costs one index scan, then checked by the gate.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT value, source FROM iocs WHERE kind = 'ip' AND (value = '' OR "
+                "value GLOB '*[^0-9a-f.:/]*' OR (fam = 6 AND lo >= ? AND lo <= ?))",
+                (_MAPPED_FIRST, _MAPPED_LAST)).fetchall()
+        bad = [(value, source) for value, source in rows if not _canonical_ip(value)]
+        if not bad:
+            return
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM iocs WHERE kind = 'ip' AND value = ? AND source = ?",
+                               bad)
+                self._drop_unused_attrs()
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        log.warning("invalid IoC addresses removed", path=self.path, count=len(bad),
+                    values=[v[:64] for v, _ in bad[:5]])
 
     def close(self) -> None:
         with self._lock:

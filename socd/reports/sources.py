@@ -334,10 +334,6 @@ def _int(value: Any) -> int:
 
 
 def _is_address(value: str) -> bool:
-    import ipaddress
+    from socd import netaddr
 
-    try:
-        ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return False
-    return True
+    return netaddr.is_network(value)

@@ -11,7 +11,6 @@ incident database is only read when it exists.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import sqlite3
@@ -22,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from socd import netaddr
 from socd.errors import SocdError
 from socd.event import Event, get
 
@@ -256,7 +256,7 @@ class IocLookup:
                "FROM iocs i JOIN attrs a ON a.id = i.attr WHERE ")
         params: list[Any]
         if kind == "ip":
-            addr = ipaddress.ip_address(value)
+            addr = netaddr.parse_address(value, count=False)
             x: Any = int(addr) if addr.version == 4 else addr.packed
             sql += "i.kind = 'ip' AND i.fam = ? AND i.lo <= ? AND i.hi >= ?"
             params = [addr.version, x, x]

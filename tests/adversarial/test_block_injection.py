@@ -85,8 +85,11 @@ def test_zone_id_in_sshd_lines_cannot_stop_enforcement(tmp_path: Path) -> None:
     with ns_pair(tmp_path) as pair:
         table = f"socdg{secrets.token_hex(2)}"
         cfg = _base_config(pair, table)
+        # UDP senders can be forged (finding 8): blocks from this listener are enforced
+        # only because the operator opted in; the zone ids must be refused anyway.
         cfg["collectors"] = {"syslog": {"type": "syslog", "listeners": [
-            {"protocol": "udp", "host": "0.0.0.0", "port": SYSLOG_PORT}]}}
+            {"protocol": "udp", "host": "0.0.0.0", "port": SYSLOG_PORT}],
+            "allow_unauthenticated_blocking": True}}
         socd = NetnsSocd(cfg, pair).start()
         try:
             bad = [_sshd(ip, i) for ip in ZONE_IDS for i in range(5)]

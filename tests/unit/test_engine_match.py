@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from socd import netaddr
 from socd.engine import RuleEngine, load_text
 from socd.engine.compiler import Context, cidr_ranges, compile_condition, ip_int
 from socd.event import unflatten
@@ -140,7 +141,8 @@ def test_cidr_v4_v6_and_garbage() -> None:
     assert not fn(ev(ip="198.51.100.8"))
     assert not fn(ev(ip="2001:db9::1"))
     assert not fn(ev(ip="not an ip"))
-    assert not fn(ev(ip="::ffff:192.0.2.1"))  # IPv4-mapped is IPv6, as in ipaddress
+    assert fn(ev(ip="::ffff:192.0.2.1"))  # IPv4-mapped is the IPv4 address (socd.netaddr)
+    assert not fn(ev(ip="2001:db8::1%eth0"))  # a zone id matches nothing
 
 
 networks = st.one_of(
@@ -167,8 +169,10 @@ def test_cidr_matches_ipaddress(nets: list[Any], addr: Any, near: int) -> None:
         candidates.append(ipaddress.ip_address(edge) if first.version == 4
                           else ipaddress.IPv6Address(edge))
     fn = cond({"field": "ip", "cidr": [str(n) for n in nets]})
+    gated = [netaddr.parse_network(str(n)) for n in nets]  # IPv4-mapped ones become IPv4
     for a in candidates:
-        expected = any(a.version == n.version and a in n for n in nets)
+        b = netaddr.parse_address(str(a))
+        expected = any(b.version == n.version and b in n for n in gated)
         assert fn({"ip": str(a)}) == expected, (a, nets)
 
 
@@ -176,7 +180,8 @@ def test_cidr_ranges_merge() -> None:
     r = cidr_ranges(["10.0.0.0/9", "10.128.0.0/9", "10.0.0.0/16"])
     assert r[4] == ([int(ipaddress.ip_address("10.0.0.0"))],
                     [int(ipaddress.ip_address("10.255.255.255"))])
-    assert ip_int("fe80::1%eth0") is not None
+    assert ip_int("fe80::1%eth0") is None
+    assert ip_int("::ffff:10.0.0.1") == (4, int(ipaddress.ip_address("10.0.0.1")))
 
 
 # -- index correctness -------------------------------------------------------------

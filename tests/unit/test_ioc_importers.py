@@ -91,7 +91,7 @@ def test_csv_with_column_mapping() -> None:
     assert first.first_seen == parse_time("2026-11-10")  # 10/11/2026 is dd/mm/yyyy
     assert by_value["phish.bad.example"].confidence == 50  # empty: the default
     assert reasons(rejected).splitlines() == [
-        "row 6: not an ip: not an IP address or CIDR: 'not an ip'",
+        "row 6: not an ip: not an IP address or CIDR (bad character): 'not an ip'",
         "row 7: 203.0.113.6: confidence 150 is not within 0-100",
         "row 8: 203.0.113.8: not a date: 'yesterday'",
         "row 9: empty value"]

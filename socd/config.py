@@ -133,10 +133,48 @@ class LogConfig(StrictModel):
         "auto", description="`auto`: console on a terminal, JSON lines otherwise (journald).")
 
 
+class HttpLimits(StrictModel):
+    """Timeouts, connection caps and header sizes of an HTTP listener (socd.http).
+
+    Every HTTP listener of socd (`http`, each webhook collector, each blocker's `edl`)
+    has these, so a slow or idle client, or many of them, cannot hold the listener."""
+
+    header_timeout_secs: float = Field(
+        10.0, gt=0, le=600, description="The request line and headers must arrive within "
+        "this, counted from the connection's opening (or the first byte of a later request "
+        "on a kept-alive connection); else the connection is closed. Also the TLS "
+        "handshake timeout.")
+    body_timeout_secs: float = Field(
+        60.0, gt=0, le=3600, description="A request body must arrive within this once the "
+        "headers are in (webhook: 408 and the connection is closed).")
+    idle_timeout_secs: float = Field(
+        30.0, gt=0, le=3600, description="A kept-alive connection with no request for this "
+        "long is closed.")
+    send_timeout_secs: float = Field(
+        30.0, gt=0, le=3600, description="A client that reads nothing of its answer for "
+        "this long (socd's send buffer stays full) has its connection cut.")
+    max_connections: int = Field(
+        1024, ge=1, le=1_000_000, description="Open connections of this listener. When "
+        "full, a new connection closes the oldest one that has no request in progress; "
+        "when every one is busy, the new one gets 503.")
+    max_connections_per_ip: int = Field(
+        128, ge=1, le=1_000_000, description="Open connections from one address (IPv6: "
+        "from one /64); more get 503 at once.")
+    max_request_line_bytes: int = Field(8190, ge=256, le=65536,
+                                        description="Longest request line (else 400).")
+    max_header_field_bytes: int = Field(8190, ge=256, le=65536,
+                                        description="Longest header field (else 400).")
+    max_headers: int = Field(64, ge=8, le=1024, description="Most header fields in a "
+                             "request (else 400).")
+
+
 class HttpConfig(StrictModel):
     enabled: bool = True
     host: str = Field("127.0.0.1", description="Address for /metrics, /healthz and /readyz.")
     port: int = Field(9797, ge=0, le=65535, description="0 picks a free port (tests).")
+    limits: HttpLimits = Field(HttpLimits(), description="Timeouts, connection caps and "
+                               "header sizes of this listener; every HTTP listener of socd "
+                               "(webhook collectors, EDL feeds) has the same `limits`.")
 
 
 class PipelineConfig(StrictModel):
@@ -192,6 +230,12 @@ class RulesConfig(StrictModel):
         "matched by stateless rules but left out of threshold and sequence windows.")
     disabled: list[str] = Field(default_factory=list,
                                 description="Ids of rules to switch off.")
+    max_field_bytes: int = Field(
+        64 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="A regex condition reads at most this many bytes (UTF-8) of a field "
+        "value; the rest of a longer value is not searched (counted in "
+        "socd_rule_fields_truncated_total). Regexes run in linear time (RE2); this bounds "
+        "the time one event with huge fields can take.")
 
 
 class QuietHoursConfig(StrictModel):
@@ -389,10 +433,13 @@ class DocumentConfig(StrictModel):
     rules: RulesConfig = RulesConfig()
     ioc: IocConfig = IocConfig()
     allowlist: AllowlistConfig = AllowlistConfig()
-    decoders: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    collectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The plugin sections as written (secrets substituted, not yet SecretStr): kept out of
+    # repr() so a logged or printed config never shows a token; Config.collectors etc.
+    # hold the validated models, whose secrets are SecretStr.
+    decoders: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
+    collectors: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
+    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
+    notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict, repr=False)
     notifications: NotificationsConfig = NotificationsConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     sharing: SharingConfig = SharingConfig()

@@ -41,6 +41,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from socd import metrics
+from socd.filemode import open_private
 from socd.reports.config import ReportsConfig, ScheduleConfig, parse_at
 from socd.reports.periods import Kind, Period, default_period
 from socd.reports.vn import local_zone
@@ -187,10 +188,9 @@ class ReportScheduler:
 
     def _mark_done(self, slug: str) -> None:
         done = sorted(self._done() | {slug})[-500:]
-        os.makedirs(self.out_dir, mode=0o750, exist_ok=True)
         tmp = self._state_file + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"generated": done}, fh)
+        with open_private(tmp, append=False) as fh:  # 0640 in a 0750 folder, any umask
+            fh.write(json.dumps({"generated": done}).encode())
         os.replace(tmp, self._state_file)
 
     # -- the loop ------------------------------------------------------------------------
@@ -289,10 +289,9 @@ class ReportScheduler:
                           error=str(exc))
                 errors[fmt] = str(exc)
         files: dict[str, str] = {}
-        os.makedirs(self.out_dir, mode=0o750, exist_ok=True)
         for name, body in bodies.items():
             path = os.path.join(self.out_dir, f"{period.slug}.{name}")
-            with open(path + ".tmp", "wb") as fh:
+            with open_private(path + ".tmp", append=False) as fh:  # reports are not public
                 fh.write(body)
             os.replace(path + ".tmp", path)
             files[name] = path

@@ -72,6 +72,15 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(handler=_audit)
 
+    # The privileged firewall writer: a command of its own (no config file), run by
+    # socd-blocker.service with CAP_NET_ADMIN; socd itself never holds the capability.
+    from socd.block import helper
+
+    p = sub.add_parser("block-helper", help="the privileged firewall helper "
+                       "(socd-blocker.service; docs/blocking.md)")
+    helper.add_arguments(p)
+    p.set_defaults(handler=helper.run)
+
 
 def _settings(args: argparse.Namespace) -> tuple[Any, str, Any]:
     """(BlockerConfig, state_dir, loaded Config or None) from the config and overrides."""
@@ -158,16 +167,14 @@ def _push(cfg: Any, changes: list[Any], store: Any) -> str | None:
     async def go() -> None:
         if isinstance(backend, NftBackend) and any(c.action == "add" for c in changes):
             # A new network may overlap an existing element: a full sync is always exact.
-            await backend.run(backend.full_script(store.active(), time.time()))
+            await backend.sync(store.active(), time.time())
             return
-        script = backend.incremental_script(changes, time.time())
         try:
-            if script:
-                await backend.run(script)
+            await backend.apply(changes, time.time())
         except NftError as exc:
             if exc.kind != "conflict":
                 raise
-            await backend.run(backend.full_script(store.active(), time.time()))
+            await backend.sync(store.active(), time.time())
 
     try:
         asyncio.run(go())
@@ -265,12 +272,15 @@ def _sync(args: argparse.Namespace) -> int:
             return EXIT_OK
         active = store.active()
         try:
-            asyncio.run(backend.run(backend.full_script(active, time.time())))
+            outcome = asyncio.run(backend.sync(active, time.time()))
         except NftError as exc:
             print(f"socd: sync failed: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         print(f"synchronised {sum(d.kind != 'domain' for d in active)} blocks to "
               f"{backend.name}")
+        for refusal in outcome.refused:
+            print(f"socd: not pushed: {_shown(refusal.value)} ({refusal.reason})",
+                  file=sys.stderr)
     finally:
         store.close()
     return EXIT_OK

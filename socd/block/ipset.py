@@ -14,31 +14,44 @@ sets from iptables (docs/blocking.md)::
 
 An ipset timeout is at most 2147483 s (~24.8 days): longer blocks are pushed with
 that timeout and refreshed by the sink's periodic resync.
+
+Lines are built from parsed elements (:mod:`socd.block.elements`) only. ``ipset
+restore`` applies line by line and stops at the first line it rejects ("Error in
+line N"), so when a set element is at fault :meth:`IpsetBackend.execute` refuses
+that element alone and goes on from the next line: one bad element never fails a
+batch. As with nftables, ``helper_socket`` sends the batch to the privileged helper.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from socd.block.decisions import Change, Decision
+from socd.block.elements import (
+    Batch,
+    Element,
+    Outcome,
+    Refusal,
+    from_value,
+    report,
+    timeout_secs,
+)
 from socd.block.nft import CAP_HINT, NftError
+from socd.block.protocol import HelperClient, HelperError, encode_request
 
 MAX_TIMEOUT = 2147483
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,20}$")
+_ERROR_LINE = re.compile(r"Error in line (\d+):")
 
 
 class IpsetError(NftError):
     """An ipset run failed (same kinds as :class:`NftError`)."""
-
-
-def _timeout(expires: float, now: float) -> int:
-    return min(MAX_TIMEOUT, max(1, math.ceil(expires - now)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +60,8 @@ class IpsetBackend:
     ipset: str = "ipset"
     maxelem: int = 1_048_576
     run_timeout: float = 60.0
+    #: The privileged helper's socket; None: run ipset in this process.
+    helper_socket: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.set_name):
@@ -61,33 +76,114 @@ class IpsetBackend:
         return (f"create {name} hash:net family {family} timeout 0 maxelem {self.maxelem} "
                 "-exist")
 
-    def full_script(self, decisions: Iterable[Decision], now: float) -> str:
-        lines: list[str] = []
-        live = {4: f"{self.set_name}4", 6: f"{self.set_name}6"}
-        for fam, family in ((4, "inet"), (6, "inet6")):
-            new = f"{live[fam]}-new"
-            lines += [self._create(live[fam], family), self._create(new, family), f"flush {new}"]
+    def full_batch(self, decisions: Iterable[Decision], now: float) -> Batch:
+        """Every active decision (hash:net takes overlapping networks as they are)."""
+        add: list[Element] = []
+        refused: list[Refusal] = []
         for d in decisions:
-            if d.kind in ("ipv4", "ipv6") and d.expires > now:
-                new = f"{live[d.family]}-new"
-                lines.append(f"add {new} {d.value} timeout {_timeout(d.expires, now)} -exist")
-        for fam in (4, 6):
-            lines += [f"swap {live[fam]}-new {live[fam]}", f"destroy {live[fam]}-new"]
-        return "\n".join(lines) + "\n"
+            if d.kind not in ("ipv4", "ipv6") or d.expires <= now:
+                continue
+            found = from_value(d.value, timeout_secs(d.expires, now, MAX_TIMEOUT))
+            if isinstance(found, Refusal):
+                refused.append(found)
+            else:
+                add.append(found)
+        return Batch(True, tuple(add), (), tuple(refused))
 
-    def incremental_script(self, changes: Sequence[Change], now: float) -> str:
-        lines: list[str] = []
+    def incremental_batch(self, changes: Sequence[Change], now: float) -> Batch:
+        add: list[Element] = []
+        remove: list[Element] = []
+        refused: list[Refusal] = []
         for ch in changes:
             d = ch.decision
             if d.kind not in ("ipv4", "ipv6"):
                 continue
-            name = f"{self.set_name}{d.family}"
-            if ch.action == "remove":
-                lines.append(f"del {name} {d.value} -exist")
+            found = from_value(d.value, timeout_secs(d.expires, now, MAX_TIMEOUT))
+            if isinstance(found, Refusal):
+                refused.append(found)
+            elif ch.action == "remove":
+                remove.append(Element(found.net))
             elif ch.action in ("add", "extend") and d.expires > now:
-                # -exist on add replaces the element's timeout.
-                lines.append(f"add {name} {d.value} timeout {_timeout(d.expires, now)} -exist")
+                add.append(found)  # -exist on add replaces the element's timeout
+        return Batch(False, tuple(add), tuple(remove), tuple(refused))
+
+    def lines(self, batch: Batch) -> list[tuple[str, Element | None]]:
+        """The ``ipset restore`` lines of ``batch``, each with the element it writes."""
+        out: list[tuple[str, Element | None]] = []
+        live = {4: f"{self.set_name}4", 6: f"{self.set_name}6"}
+        if batch.full:
+            for fam, family in ((4, "inet"), (6, "inet6")):
+                new = f"{live[fam]}-new"
+                out += [(self._create(live[fam], family), None),
+                        (self._create(new, family), None), (f"flush {new}", None)]
+        for elem in batch.remove:
+            out.append((f"del {live[elem.family]} {elem.text} -exist", elem))
+        for elem in batch.add:
+            name = f"{live[elem.family]}-new" if batch.full else live[elem.family]
+            timeout = min(MAX_TIMEOUT, elem.timeout_secs)
+            out.append((f"add {name} {elem.text} timeout {timeout} -exist", elem))
+        if batch.full:
+            for fam in (4, 6):
+                out += [(f"swap {live[fam]}-new {live[fam]}", None),
+                        (f"destroy {live[fam]}-new", None)]
+        return out
+
+    def render(self, batch: Batch) -> str:
+        lines = [line for line, _ in self.lines(batch)]
         return "\n".join(lines) + "\n" if lines else ""
+
+    def full_script(self, decisions: Iterable[Decision], now: float) -> str:
+        return self.render(self.full_batch(decisions, now))
+
+    def incremental_script(self, changes: Sequence[Change], now: float) -> str:
+        return self.render(self.incremental_batch(changes, now))
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """What the helper is asked to change (it checks the set name is socd's own)."""
+        return {"backend": "ipset", "set_name": self.set_name}
+
+    async def sync(self, decisions: Iterable[Decision], now: float) -> Outcome:
+        return await self._dispatch("sync", self.full_batch(decisions, now))
+
+    async def apply(self, changes: Sequence[Change], now: float) -> Outcome:
+        batch = self.incremental_batch(changes, now)
+        if not len(batch):
+            return report(Outcome(0, list(batch.refused)), self.name)
+        return await self._dispatch("apply", batch)
+
+    async def _dispatch(self, op: str, batch: Batch) -> Outcome:
+        """Apply ``batch`` here or through the helper; refusals are counted and logged."""
+        if self.helper_socket is None:
+            return report(await self.execute(batch), self.name)
+        try:
+            outcome = await HelperClient(self.helper_socket).call(
+                encode_request(op, self.target, batch))
+        except HelperError as exc:
+            raise IpsetError(str(exc), exc.kind) from exc
+        outcome.refused[:0] = batch.refused
+        return report(outcome, self.name)
+
+    async def execute(self, batch: Batch) -> Outcome:
+        """Apply ``batch`` here. ``ipset restore`` stops at the first line it rejects:
+        when that line writes an element, the element is refused and the run goes on
+        from the next line; any other failing line fails the batch."""
+        pending = self.lines(batch)
+        refused = list(batch.refused)
+        while pending:
+            try:
+                await self.run("\n".join(line for line, _ in pending) + "\n")
+                break
+            except IpsetError as exc:
+                number = _failed_line(str(exc))
+                if exc.kind in ("missing", "permission", "timeout") or number is None \
+                        or not 1 <= number <= len(pending) or pending[number - 1][1] is None:
+                    raise
+                bad = pending[number - 1][1]
+                assert bad is not None
+                refused.append(Refusal.of(bad.text, "firewall"))
+                pending = pending[number:]
+        return Outcome(len(batch) - (len(refused) - len(batch.refused)), refused)
 
     def binary(self) -> str:
         path = shutil.which(self.ipset) if not os.path.isabs(self.ipset) else self.ipset
@@ -107,7 +203,8 @@ class IpsetBackend:
         except TimeoutError as exc:
             proc.kill()
             await proc.wait()
-            raise IpsetError(f"ipset did not finish within {self.run_timeout}s") from exc
+            raise IpsetError(f"ipset did not finish within {self.run_timeout}s",
+                             "timeout") from exc
         if proc.returncode != 0:
             text = err.decode(errors="replace").strip()[:2000]
             low = text.lower()
@@ -130,7 +227,24 @@ class IpsetBackend:
         return out.decode()
 
     async def check(self) -> None:
+        """Fails when ipset is missing or may not change the sets (health check);
+        with a helper, when the helper cannot (or cannot be reached)."""
+        if self.helper_socket is None:
+            await self.check_here()
+            return
+        try:
+            await HelperClient(self.helper_socket).call(encode_request("check", self.target))
+        except HelperError as exc:
+            raise IpsetError(str(exc), exc.kind) from exc
+
+    async def check_here(self) -> None:
         await self.list_sets()
 
     async def delete_sets(self) -> None:
         await self.run(f"destroy {self.set_name}4\ndestroy {self.set_name}6\n")
+
+
+def _failed_line(stderr: str) -> int | None:
+    """N of ipset's "Error in line N:", or None."""
+    match = _ERROR_LINE.search(stderr)
+    return int(match.group(1)) if match else None

@@ -22,32 +22,59 @@ argv and no shell. Interval sets reject overlapping elements, so a full sync
 pushes :func:`socd.block.decisions.flatten`'s disjoint networks; ``auto-merge``
 is deliberately not used: it merges adjacent and overlapping elements into one
 with a single timeout, which would lengthen or shorten blocks nobody decided.
+
+Elements are parsed objects (:mod:`socd.block.elements`): a value that is not a
+canonical address or network is refused on its own before any text is written.
+When nft still rejects a batch (the table and the privilege are fine, so an
+element is at fault), :meth:`NftBackend.execute` finds the elements it rejects by
+bisection with ``nft -c`` (check only, nothing applied), refuses those alone and
+applies the rest in one transaction: one bad element never fails a batch.
+
+Where nft runs: with ``helper_socket`` set the batch goes to the privileged helper
+(:mod:`socd.block.helper`, the only process with CAP_NET_ADMIN), which screens it
+again and runs :meth:`NftBackend.execute` itself; without it socd runs nft directly
+(root in a network namespace: tests, development).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from socd.block.decisions import Change, Decision, IPNetwork, flatten
+from socd.block.decisions import Change, Decision, flatten
+from socd.block.elements import (
+    MAX_TIMEOUT_SECS,
+    Batch,
+    Element,
+    Outcome,
+    Refusal,
+    from_value,
+    report,
+    timeout_secs,
+)
+from socd.block.protocol import HelperClient, HelperError, encode_request
 
 CHUNK = 5000  # elements per `add element` statement (all in one transaction)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
-CAP_HINT = ("nft needs the CAP_NET_ADMIN capability: run socd as root, or give the service "
-            "`AmbientCapabilities=CAP_NET_ADMIN` and `CapabilityBoundingSet=CAP_NET_ADMIN` in a "
-            "systemd drop-in (systemctl edit socd)")
+CAP_HINT = ("nft needs the CAP_NET_ADMIN capability. socd.service never holds it; the "
+            "privileged helper socd-blocker.service does: systemctl enable --now "
+            "socd-blocker.socket and set `helper_socket: /run/socd-blocker.sock` in the blocker "
+            "sink (docs/blocking.md). Without the helper only root may push (tests, a network "
+            "namespace)")
+#: Error kinds no element can cause: the batch is not split, the error is raised.
+FATAL = frozenset({"missing", "permission", "timeout"})
 
 
 class NftError(Exception):
     """An nft run failed. ``kind``: ``missing`` (no nft binary), ``permission`` (no
-    CAP_NET_ADMIN), ``conflict`` (an element overlaps or is absent: a full resync
-    fixes it), ``transient`` (anything else; retry)."""
+    CAP_NET_ADMIN), ``conflict`` (an element overlaps or is absent, or the table is
+    gone: a full resync fixes it), ``timeout`` (nft did not finish), ``syntax`` (nft
+    rejected the text), ``transient`` (anything else; retry)."""
 
     def __init__(self, message: str, kind: str = "transient") -> None:
         self.kind = kind
@@ -55,11 +82,7 @@ class NftError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.kind in ("transient", "conflict")
-
-
-def _timeout(expires: float, now: float) -> int:
-    return max(1, math.ceil(expires - now))
+        return self.kind in ("transient", "conflict", "timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +93,8 @@ class NftBackend:
     direction: Literal["both", "inbound"] = "both"
     nft: str = "nft"
     run_timeout: float = 60.0
+    #: The privileged helper's socket; None: run nft in this process.
+    helper_socket: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.table):
@@ -78,6 +103,12 @@ class NftBackend:
     @property
     def name(self) -> str:
         return "nftables"
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """What the helper is asked to change (it checks the table is socd's own)."""
+        return {"backend": "nftables", "table": self.table, "priority": self.priority,
+                "direction": self.direction}
 
     # ------------------------------------------------------------ scripts ----
     def _ref(self, set_name: str = "") -> str:
@@ -107,51 +138,151 @@ class NftBackend:
         return [f"{verb} element {self._ref(set_name)} {{ " + ", ".join(items[i:i + CHUNK])
                 + " }" for i in range(0, len(items), CHUNK)]
 
-    def full_script(self, decisions: Iterable[Decision], now: float) -> str:
-        """One transaction that rebuilds the table and fills both sets: delete it (if
-        present), recreate it (a changed priority or direction applies too; rules
-        are never duplicated), add every active decision. Being one transaction,
-        there is no moment without the blocks."""
-        lines = [f"add table {self._ref()}", f"delete table {self._ref()}",
-                 self.definition().rstrip("\n")]
-        entries = [(d.value, d.expires) for d in decisions
-                   if d.kind in ("ipv4", "ipv6") and d.expires > now]
-        lines += self._add_lines(flatten(entries), now)
-        return "\n".join(lines) + "\n"
+    def full_batch(self, decisions: Iterable[Decision], now: float) -> Batch:
+        """Every active decision as disjoint elements (values that are not a canonical
+        address or network are refused, not written)."""
+        entries: list[tuple[str, float]] = []
+        refused: list[Refusal] = []
+        for d in decisions:
+            if d.kind not in ("ipv4", "ipv6") or d.expires <= now:
+                continue
+            found = from_value(d.value)
+            if isinstance(found, Refusal):
+                refused.append(found)
+            else:
+                entries.append((found.text, d.expires))
+        add = tuple(Element(net, timeout_secs(expires, now, MAX_TIMEOUT_SECS))
+                    for net, expires in flatten(entries))
+        return Batch(True, add, (), tuple(refused))
 
-    def _add_lines(self, flat: Iterable[tuple[IPNetwork, float]], now: float) -> list[str]:
-        by_set: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
-        for net, expires in flat:
-            value = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
-            by_set["blocked4" if net.version == 4 else "blocked6"].append(
-                f"{value} timeout {_timeout(expires, now)}s")
-        out: list[str] = []
-        for set_name, items in by_set.items():
-            out += self._elements("add", set_name, items)
-        return out
-
-    def incremental_script(self, changes: Sequence[Change], now: float) -> str:
+    def incremental_batch(self, changes: Sequence[Change], now: float) -> Batch:
         """Adds, extensions (delete + add, so the timeout is exact on every kernel)
-        and removals in one transaction. The caller makes sure nothing overlaps;
-        a conflict (an element the kernel already dropped) fails the whole
-        transaction and the caller falls back to :meth:`full_script`."""
-        deletes: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
-        adds: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
+        and removals. The caller makes sure nothing overlaps."""
+        add: list[Element] = []
+        remove: list[Element] = []
+        refused: list[Refusal] = []
         for ch in changes:
             d = ch.decision
             if d.kind not in ("ipv4", "ipv6"):
                 continue
-            set_name = "blocked4" if d.kind == "ipv4" else "blocked6"
+            found = from_value(d.value)
+            if isinstance(found, Refusal):
+                refused.append(found)
+                continue
             if ch.action in ("extend", "remove"):
-                deletes[set_name].append(d.value)
+                remove.append(found)
             if ch.action in ("add", "extend") and d.expires > now:
-                adds[set_name].append(f"{d.value} timeout {_timeout(d.expires, now)}s")
+                add.append(Element(found.net, timeout_secs(d.expires, now, MAX_TIMEOUT_SECS)))
+        return Batch(False, tuple(add), tuple(remove), tuple(refused))
+
+    def render(self, batch: Batch) -> str:
+        """The nft script of ``batch``: built from the parsed elements only, each
+        checked against the strict element character set."""
         lines: list[str] = []
+        if batch.full:
+            lines += [f"add table {self._ref()}", f"delete table {self._ref()}",
+                      self.definition().rstrip("\n")]
+        deletes: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
+        adds: dict[str, list[str]] = {"blocked4": [], "blocked6": []}
+        for elem in batch.remove:
+            deletes[f"blocked{elem.family}"].append(elem.text)
+        for elem in batch.add:
+            adds[f"blocked{elem.family}"].append(
+                f"{elem.text} timeout {min(elem.timeout_secs, MAX_TIMEOUT_SECS)}s")
         for set_name, items in deletes.items():
             lines += self._elements("delete", set_name, items)
         for set_name, items in adds.items():
             lines += self._elements("add", set_name, items)
         return "\n".join(lines) + "\n" if lines else ""
+
+    def full_script(self, decisions: Iterable[Decision], now: float) -> str:
+        """One transaction that rebuilds the table and fills both sets: delete it (if
+        present), recreate it (a changed priority or direction applies too; rules
+        are never duplicated), add every active decision. Being one transaction,
+        there is no moment without the blocks."""
+        return self.render(self.full_batch(decisions, now))
+
+    def incremental_script(self, changes: Sequence[Change], now: float) -> str:
+        """Adds, extensions and removals in one transaction. A conflict (an element
+        the kernel already dropped) fails the whole transaction and the caller falls
+        back to :meth:`full_script`."""
+        return self.render(self.incremental_batch(changes, now))
+
+    # ------------------------------------------------------------ applying ----
+    async def sync(self, decisions: Iterable[Decision], now: float) -> Outcome:
+        """Replace the table with ``decisions`` (start-up, resync)."""
+        return await self._dispatch("sync", self.full_batch(decisions, now))
+
+    async def apply(self, changes: Sequence[Change], now: float) -> Outcome:
+        """Apply ``changes``; NftError ``conflict`` asks the caller for a full sync."""
+        batch = self.incremental_batch(changes, now)
+        if not len(batch):
+            return report(Outcome(0, list(batch.refused)), self.name)
+        return await self._dispatch("apply", batch)
+
+    async def _dispatch(self, op: str, batch: Batch) -> Outcome:
+        """Apply ``batch`` here or through the helper; refusals are counted and logged."""
+        if self.helper_socket is None:
+            return report(await self.execute(batch), self.name)
+        try:
+            outcome = await HelperClient(self.helper_socket).call(
+                encode_request(op, self.target, batch))
+        except HelperError as exc:
+            raise NftError(str(exc), exc.kind) from exc
+        outcome.refused[:0] = batch.refused
+        return report(outcome, self.name)
+
+    async def execute(self, batch: Batch) -> Outcome:
+        """Apply ``batch`` here, in one transaction when nft accepts it whole.
+
+        When nft rejects it for a reason an element can cause, the elements nft
+        rejects on their own are found by bisection with ``nft -c`` and refused; the
+        rest is applied in one transaction. A conflict of an incremental batch is
+        raised instead: the caller's full sync repairs the sets.
+        """
+        script = self.render(batch)
+        try:
+            if script:
+                await self.run(script)
+        except NftError as exc:
+            if exc.kind in FATAL or (exc.kind == "conflict" and not batch.full):
+                raise
+            error = exc
+        else:
+            return Outcome(len(batch), list(batch.refused))
+        bad = await self._isolate(batch)
+        if not bad or (len(bad) == len(batch) > 1):
+            raise error  # no element is at fault on its own: the table, nft, the kernel
+        rest = batch.without(bad)
+        await self.run(self.render(rest))
+        return Outcome(len(rest), [*batch.refused,
+                                   *(Refusal.of(e.text, "firewall") for e in bad)])
+
+    async def _isolate(self, batch: Batch) -> list[Element]:
+        """The elements of ``batch`` that nft rejects on their own (``nft -c``)."""
+        items = [(False, e) for e in batch.remove] + [(True, e) for e in batch.add]
+        bad: list[Element] = []
+
+        async def probe(part: list[tuple[bool, Element]]) -> None:
+            sub = Batch(batch.full, tuple(e for is_add, e in part if is_add),
+                        tuple(e for is_add, e in part if not is_add))
+            try:
+                await self.run(self.render(sub), check_only=True)
+            except NftError as exc:
+                if exc.kind in FATAL:
+                    raise
+            else:
+                return
+            if len(part) == 1:
+                bad.append(part[0][1])
+                return
+            middle = len(part) // 2
+            await probe(part[:middle])
+            await probe(part[middle:])
+
+        if items:
+            await probe(items)
+        return bad
 
     # ------------------------------------------------------------- running ----
     def binary(self) -> str:
@@ -179,7 +310,7 @@ class NftBackend:
         except TimeoutError as exc:
             proc.kill()
             await proc.wait()
-            raise NftError(f"nft did not finish within {self.run_timeout}s") from exc
+            raise NftError(f"nft did not finish within {self.run_timeout}s", "timeout") from exc
         if proc.returncode != 0:
             raise classify_error(err.decode(errors="replace"), proc.returncode)
         return out.decode(errors="replace")
@@ -191,7 +322,18 @@ class NftBackend:
         await self.run(f"add table {self._ref()}\ndelete table {self._ref()}\n")
 
     async def check(self) -> None:
-        """Fails when nft is missing or may not change the ruleset (health check).
+        """Fails when nft is missing or may not change the ruleset (health check);
+        with a helper, when the helper cannot (or cannot be reached)."""
+        if self.helper_socket is None:
+            await self.check_here()
+            return
+        try:
+            await HelperClient(self.helper_socket).call(encode_request("check", self.target))
+        except HelperError as exc:
+            raise NftError(str(exc), exc.kind) from exc
+
+    async def check_here(self) -> None:
+        """The health check in this process.
 
         ``nft -c`` (check only) of the table definition validates the syntax but
         not the privilege, so listing the ruleset proves the netlink access.
@@ -207,7 +349,7 @@ def classify_error(stderr: str, returncode: int | None) -> NftError:
     if "operation not permitted" in low or "permission denied" in low:
         return NftError(f"nft refused: {short}. {CAP_HINT}", "permission")
     if "interval overlaps" in low or "element does not exist" in low or "file exists" in low \
-            or "conflicting intervals" in low:
+            or "conflicting intervals" in low or "no such file or directory" in low:
         return NftError(f"nft set conflict: {short}", "conflict")
     if "syntax error" in low:
         return NftError(f"nft rejected the script (a socd bug): {short}", "syntax")

@@ -122,6 +122,11 @@ class BlockerConfig(SinkConfig):
                             description="ipset mode: sets <name>4 and <name>6.")
     nft_path: str = Field("nft", description="nft binary.")
     ipset_path: str = Field("ipset", description="ipset binary.")
+    helper_socket: str | None = Field(
+        None, pattern=r"^/", description="Unix socket of the privileged firewall helper "
+        "(`socd block-helper`, socd-blocker.socket: `/run/socd-blocker.sock`); nft/ipset run "
+        "there and socd holds no capability. Unset: socd runs nft/ipset itself (root in a "
+        "network namespace: tests, development).")
     default_ttl: Duration = Field(86400.0, description="Block duration (24h, 7d, seconds).")
     ioc_ttl: Duration | None = Field(None, description="Duration of IoC-hit blocks "
                                      "(default: default_ttl).")
@@ -154,9 +159,10 @@ class BlockerConfig(SinkConfig):
 def make_backend(cfg: BlockerConfig) -> NftBackend | IpsetBackend | None:
     if cfg.backend == "nftables":
         return NftBackend(table=cfg.table, priority=cfg.priority, direction=cfg.direction,
-                          nft=cfg.nft_path)
+                          nft=cfg.nft_path, helper_socket=cfg.helper_socket)
     if cfg.backend == "ipset":
-        return IpsetBackend(set_name=cfg.ipset_name, ipset=cfg.ipset_path)
+        return IpsetBackend(set_name=cfg.ipset_name, ipset=cfg.ipset_path,
+                            helper_socket=cfg.helper_socket)
     return None
 
 
@@ -354,11 +360,9 @@ class BlockerSink:
         if self._needs_resync or await self._overlapping(changes):
             await self._resync()
             return
-        script = self.backend.incremental_script(changes, time.time())
-        if not script:
-            return
         try:
-            await self.backend.run(script)
+            # Elements the firewall refuses are refused alone (counted, logged).
+            await self.backend.apply(changes, time.time())
         except NftError as exc:
             if exc.kind == "conflict":
                 log.info("incremental update conflicted; full resync", error=str(exc))
@@ -390,9 +394,8 @@ class BlockerSink:
         assert self.store is not None
         self._data_version = await asyncio.to_thread(self.store.data_version)
         decisions = await asyncio.to_thread(self.store.active, None, ("ipv4", "ipv6"))
-        script = self.backend.full_script(decisions, time.time())
         try:
-            await self.backend.run(script)
+            await self.backend.sync(decisions, time.time())
         except NftError as exc:
             self._needs_resync = True
             raise SinkError(f"{self.backend.name} full sync failed: {exc}",

@@ -266,8 +266,8 @@ def test_nft_incremental_script(store: BlockStore) -> None:
 
 def test_nft_error_classes() -> None:
     assert classify_error("Error: Operation not permitted", 1).kind == "permission"
-    assert "AmbientCapabilities=CAP_NET_ADMIN" in str(classify_error("Operation not permitted",
-                                                                     1))
+    # The hint names the remedy: the privileged helper (the daemon never holds the capability).
+    assert "socd-blocker.socket" in str(classify_error("Operation not permitted", 1))
     assert classify_error("Error: interval overlaps with an existing one", 1).kind == "conflict"
     assert classify_error("Error: element does not exist", 1).kind == "conflict"
     assert classify_error("netlink: Error: Device or resource busy", 1).retryable

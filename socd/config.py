@@ -605,7 +605,7 @@ def _blocking_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plu
     if not blockers:
         return []
     which = ", ".join(blockers)
-    out = []
+    out: list[tuple[tuple[Any, ...], str, str]] = []
     for name, plugin in collectors.items():
         inputs = plugin.config.unauthenticated_inputs()
         if not inputs:

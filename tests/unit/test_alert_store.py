@@ -295,9 +295,11 @@ def test_classification_marks_alerts_new(tmp_path: Path, store: AlertStore) -> N
     ])
     assert events[0]["socd"]["alert"] == {"status": "new"}
     assert "alert" not in events[1].get("socd", {})
-    assert events[2]["socd"]["alert"]["status"] == "resolved"
-    store.insert([events[2]])  # a status that came with the alert is kept
-    assert store.get(events[2]["event"]["hash"]).status == "resolved"  # type: ignore[union-attr]
+    # A status that came with the input is not trusted (issue 12, finding 3): every
+    # alert enters the lifecycle as new; only `socd alert ...` changes it.
+    assert events[2]["socd"]["alert"]["status"] == "new"
+    store.insert([events[2]])
+    assert store.get(events[2]["event"]["hash"]).status == "new"  # type: ignore[union-attr]
 
 
 # -- ids -------------------------------------------------------------------------------------

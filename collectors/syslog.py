@@ -34,6 +34,7 @@ from pydantic import Field, field_validator, model_validator
 from socd import metrics, netaddr
 from socd.config import CollectorConfig, StrictModel, resolve_path
 from socd.errors import SocdError
+from socd.http import client_key
 from socd.plugins import Emit, PluginContext, RawRecord
 
 log = structlog.get_logger("socd.collectors.syslog")
@@ -255,6 +256,13 @@ class SyslogCollector:
                                               "by net.core.rmem_max).")
         max_connections: int = Field(1000, ge=1, description="Concurrent TCP/TLS "
                                      "connections per listener; more are refused.")
+        max_connections_per_ip: int = Field(128, ge=1, description="Concurrent TCP/TLS "
+                                            "connections from one address (IPv6: one /64); "
+                                            "more are refused.")
+        idle_timeout_secs: float = Field(3600.0, gt=0, le=7 * 86400, description="A TCP/TLS "
+                                         "connection that sends nothing for this long is "
+                                         "closed (rsyslog and syslog-ng reconnect when they "
+                                         "next send).")
         allow_unauthenticated_blocking: bool = Field(
             False, description="Enforce block decisions caused by messages from listeners "
             "that cannot authenticate their senders (UDP; TCP/TLS without client "
@@ -298,6 +306,8 @@ class SyslogCollector:
         self.allowed = _Allowlist(config.allowed_senders)
         self.addresses: list[tuple[str, str, int]] = []
         self.connections = 0
+        self._per_ip: dict[str, int] = {}
+        self._last_refusal_log = -60.0
         self._ready = False
         self._servers: list[asyncio.Server] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
@@ -503,18 +513,29 @@ class SyslogCollector:
                        count=False)
             writer.close()
             return
-        if self.connections >= self.config.max_connections * len(self._servers):
-            log.warning("too many syslog connections; refusing", collector=self.name,
-                        source=source, limit=self.config.max_connections)
-            metrics.ERRORS.labels(f"collector/{self.name}", "too_many_connections").inc()
+        key = client_key(writer.get_extra_info("peername"))
+        refusal = ("too_many_connections"
+                   if self.connections >= self.config.max_connections * len(self._servers)
+                   else "too_many_from_address"
+                   if self._per_ip.get(key, 0) >= self.config.max_connections_per_ip
+                   else None)
+        if refusal is not None:
+            self._refuse(refusal, source)
             writer.close()
             return
         self.connections += 1
+        self._per_ip[key] = self._per_ip.get(key, 0) + 1
         framer = Framer(listener.framing, self.config.max_message_bytes)
         authenticated = self.config.authenticates(listener)
         try:
             while True:
-                data = await reader.read(65536)
+                try:
+                    async with asyncio.timeout(self.config.idle_timeout_secs):
+                        data = await reader.read(65536)
+                except TimeoutError:
+                    log.info("idle syslog connection closed", collector=self.name,
+                             source=source, idle_secs=self.config.idle_timeout_secs)
+                    break
                 if not data:
                     break
                 frames, drops = framer.feed(data)
@@ -527,6 +548,11 @@ class SyslogCollector:
                      source=source, error=str(exc) or type(exc).__name__)
         finally:
             self.connections -= 1
+            left = self._per_ip.get(key, 1) - 1
+            if left > 0:
+                self._per_ip[key] = left
+            else:
+                self._per_ip.pop(key, None)
             frames, drops = framer.finish()
             for reason, raw, detail in drops:
                 self._drop(reason, raw, source, detail)
@@ -535,6 +561,17 @@ class SyslogCollector:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _refuse(self, reason: str, source: str) -> None:
+        """Count a refused connection; log at most once a minute (a flood of
+        connections must not flood the log)."""
+        metrics.ERRORS.labels(f"collector/{self.name}", reason).inc()
+        now = time.monotonic()
+        if now - self._last_refusal_log >= 60:
+            self._last_refusal_log = now
+            log.warning("syslog connection refused", collector=self.name, source=source,
+                        reason=reason, max_connections=self.config.max_connections,
+                        max_connections_per_ip=self.config.max_connections_per_ip)
 
     def _append(self, frames: list[bytes], source: str, authenticated: bool) -> None:
         now = time.time()

@@ -23,9 +23,17 @@ A request is all or nothing:
   (stage ``collect``), so a misconfigured sender is visible in
   ``socd_events_dropped_total``. A body with *some* bad NDJSON lines is
   accepted: the decoder dead-letters each bad line;
+* ``400 trailing_data`` when bytes follow the end of the gzip stream (a second
+  member, or anything else): the stream must end where the body ends;
 * ``401`` for an unknown source or a wrong token (same body for both; tokens
-  are compared in constant time and never logged); ``413`` when the
-  (decompressed) body exceeds ``max_body_bytes``; ``415`` for another content type.
+  are compared in constant time and never logged); ``408`` when the body does not
+  arrive within ``limits.body_timeout_secs``; ``413`` when the body exceeds
+  ``max_body_bytes``, counted both as sent on the wire and after decompression,
+  while it is read (nothing beyond the limit is ever held); ``415`` for another
+  content type or content encoding.
+
+The listener itself (header and idle timeouts, connection caps) is socd's shared
+one, :class:`socd.http.HttpListener`, configured by ``limits``.
 """
 
 from __future__ import annotations
@@ -46,7 +54,8 @@ from prometheus_client import Counter
 from pydantic import Field, SecretStr, field_validator
 
 from socd import metrics
-from socd.config import CollectorConfig, StrictModel, resolve_path
+from socd.config import CollectorConfig, HttpLimits, StrictModel, resolve_path
+from socd.http import HttpListener
 from socd.plugins import Emit, PluginContext, RawRecord
 
 log = structlog.get_logger("socd.collectors.webhook")
@@ -90,6 +99,9 @@ class TlsConfig(StrictModel):
     key_file: str = Field(description="Private key (PEM).")
 
 
+GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
+
+
 class BodyError(Exception):
     """A request body that cannot be accepted: HTTP status and a reason code."""
 
@@ -99,6 +111,79 @@ class BodyError(Exception):
         self.status = status
         self.reason = reason
         self.raw = raw
+
+
+def content_encoding(header: str) -> str | None:
+    """``gzip`` or None (identity) for a ``Content-Encoding`` header; BodyError 415 for
+    anything else, stacked encodings included (``gzip, gzip`` would multiply a bomb)."""
+    codings = [c.strip().lower() for c in header.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in GZIP_ENCODINGS:
+        return "gzip"
+    raise BodyError(415, "unsupported_encoding",
+                    f"Content-Encoding {header.strip()[:32]!r} is not supported; use gzip")
+
+
+class BodyReader:
+    """Collects a request body chunk by chunk, never holding more than ``limit`` bytes.
+
+    What arrives on the wire counts against ``limit`` (a long stream is refused
+    while it is still arriving, whatever it inflates to), and so does what inflating
+    a gzip body produces (a bomb stops at the limit: zlib is asked for at most the
+    room left). A gzip body must end exactly where its stream ends: a second member
+    or any byte after the end is refused (400 ``trailing_data``), never skipped
+    and kept in memory. Errors are :class:`BodyError`; those answered 400 carry the
+    raw bytes read so far (at most ``limit``) for the dead-letter file.
+    """
+
+    def __init__(self, limit: int, encoding: str | None) -> None:
+        self.limit = limit
+        self.sent = 0  # bytes on the wire
+        self.size = 0  # bytes of body after inflating
+        self._raw: list[bytes] = []
+        self._out: list[bytes] = []
+        self._gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+
+    def feed(self, chunk: bytes) -> None:
+        self.sent += len(chunk)
+        if self.sent > self.limit:
+            raise BodyError(413, "too_large", f"more than {self.limit} bytes sent")
+        if self._gunzip is None:
+            self.size = self.sent
+            self._out.append(chunk)
+            return
+        self._raw.append(chunk)
+        self._inflate(self._gunzip, chunk)
+
+    def _inflate(self, gunzip: Any, data: bytes) -> None:
+        while data:
+            if gunzip.eof:
+                raise BodyError(400, "trailing_data", "bytes follow the end of the gzip "
+                                "stream (a second member or trailing data)", raw=self.raw)
+            try:
+                piece = gunzip.decompress(data, self.limit + 1 - self.size)
+            except zlib.error as exc:
+                raise BodyError(400, "invalid_gzip", f"cannot gunzip the body: {exc}",
+                                raw=self.raw) from None
+            self.size += len(piece)
+            if self.size > self.limit:
+                raise BodyError(413, "too_large",
+                                f"body larger than {self.limit} bytes once gunzipped")
+            self._out.append(piece)
+            data = gunzip.unconsumed_tail or gunzip.unused_data
+
+    @property
+    def raw(self) -> bytes:
+        """The bytes as sent so far."""
+        return b"".join(self._raw if self._gunzip is not None else self._out)
+
+    def finish(self) -> bytes:
+        """The whole body; BodyError 400 when a gzip stream stopped before its end."""
+        if self._gunzip is not None and self.sent and not self._gunzip.eof:
+            raise BodyError(400, "invalid_gzip", "the gzip stream is truncated", raw=self.raw)
+        return b"".join(self._out)
 
 
 def split_body(body: bytes, content_type: str) -> list[bytes]:
@@ -149,13 +234,15 @@ class WebhookCollector:
             min_length=1, description="Source name -> token (and decoder). The name is the "
             "last URL segment and the records' `source`.")
         max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
-                                    description="Larger bodies (after gzip decompression) "
-                                    "get 413.")
+                                    description="Larger bodies get 413, counted as sent "
+                                    "and after gzip decompression, while they are read.")
         queue_wait_secs: float = Field(2.0, ge=0, le=60, description="How long a request "
                                        "waits for room in a full pipeline before 429.")
         retry_after_secs: int = Field(5, ge=1, le=3600,
                                       description="`Retry-After` of 429 and 503 answers.")
         tls: TlsConfig | None = None
+        limits: HttpLimits = Field(HttpLimits(), description="Timeouts, connection caps "
+                                   "and header sizes of the listener (as `http.limits`).")
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:
         self.name = ctx.name
@@ -174,7 +261,7 @@ class WebhookCollector:
         self._last_auth_log = 0.0
         self.port = config.port
         metrics.init_collector(self.name)
-        for code in ("202", "400", "401", "413", "429", "503"):
+        for code in ("202", "400", "401", "408", "413", "415", "429", "503"):
             REQUESTS.labels(self.name, code)
 
     @property
@@ -201,18 +288,15 @@ class WebhookCollector:
     async def run(self, emit: Emit) -> None:
         self._emit = emit
         self._stopping = False
-        # auto_decompress off: gzip is inflated here, bounded by max_body_bytes, and a
-        # corrupt stream can be dead-lettered with the bytes as they were sent.
-        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=5.0,
-                               auto_decompress=False)
-        await runner.setup()
+        # auto_decompress off: gzip is inflated here (BodyReader), bounded by
+        # max_body_bytes, and a corrupt stream can be dead-lettered as it was sent.
+        listener = HttpListener(self.app(), name=f"webhook/{self.name}",
+                                host=self.config.host, port=self.config.port,
+                                limits=self.config.limits, ssl_context=self._ssl_context(),
+                                auto_decompress=False, shutdown_timeout=5.0)
+        await listener.start()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port,
-                               ssl_context=self._ssl_context())
-            await site.start()
-            server = site._server
-            if server is not None and self.config.port == 0:
-                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = listener.port
             self._set_ready(True)
             log.info("webhook listening", collector=self.name,
                      url=f"{'https' if self.config.tls else 'http'}://{self.config.host}:"
@@ -222,7 +306,7 @@ class WebhookCollector:
             # In-flight requests waiting for room answer 503; the rest finish.
             self._stopping = True
             self._set_ready(False)
-            await runner.cleanup()
+            await listener.stop()
 
     def _set_ready(self, ready: bool) -> None:
         self._ready = ready
@@ -262,7 +346,7 @@ class WebhookCollector:
                                       "use application/json or application/x-ndjson"})
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            return self._too_large()
+            return _closing(self._too_large())
         try:
             body = await self._read(request, limit)
             items = split_body(body, content_type)
@@ -271,9 +355,10 @@ class WebhookCollector:
                 metrics.EVENTS_RECEIVED.labels(self.name).inc()
                 self.ctx.dead_letter.write(stage="collect", reason=exc.reason, raw=exc.raw,
                                            collector=self.name, source=source, detail=str(exc))
+            # The rest of the body is not read: the connection cannot carry another request.
             if exc.status == 413:
-                return self._too_large()
-            return self._answer(exc.status, {"error": exc.reason, "detail": str(exc)})
+                return _closing(self._too_large())
+            return _closing(self._answer(exc.status, {"error": exc.reason, "detail": str(exc)}))
         now = time.time()
         decoder = self._decoders[source]
         name = self.name
@@ -288,37 +373,18 @@ class WebhookCollector:
         return self._answer(202, {"accepted": len(records)})
 
     async def _read(self, request: web.Request, limit: int) -> bytes:
-        """The body, gunzipped when sent with ``Content-Encoding: gzip``; at most ``limit``
-        bytes after decompression (a gzip bomb stops at the limit)."""
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("identity", "", "gzip", "x-gzip"):
-            raise BodyError(415, "unsupported_encoding",
-                            f"Content-Encoding {encoding[:32]!r} is not supported; use gzip")
-        gunzip = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding.endswith("gzip") else None
-        raw: list[bytes] = []
-        out: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await request.content.read(256 * 1024)
-            if not chunk:
-                break
-            raw.append(chunk)
-            if gunzip is not None:
-                try:
-                    chunk = gunzip.decompress(chunk, limit + 1 - size)
-                except zlib.error as exc:
-                    raise BodyError(400, "invalid_gzip", f"cannot gunzip the body: {exc}",
-                                    raw=b"".join(raw)) from None
-                if gunzip.unconsumed_tail:
-                    raise BodyError(413, "too_large", f"body larger than {limit} bytes")
-            size += len(chunk)
-            if size > limit:
-                raise BodyError(413, "too_large", f"body larger than {limit} bytes")
-            out.append(chunk)
-        if gunzip is not None and raw and not gunzip.eof:
-            raise BodyError(400, "invalid_gzip", "the gzip stream is truncated",
-                            raw=b"".join(raw))
-        return b"".join(out)
+        """The body (gunzipped when sent with ``Content-Encoding: gzip``), read within
+        ``limits.body_timeout_secs`` (408) and bounded by :class:`BodyReader`."""
+        reader = BodyReader(limit, content_encoding(request.headers.get("Content-Encoding", "")))
+        timeout = self.config.limits.body_timeout_secs
+        try:
+            async with asyncio.timeout(timeout):
+                while chunk := await request.content.read(256 * 1024):
+                    reader.feed(chunk)
+        except TimeoutError:
+            raise BodyError(408, "body_timeout", f"the body did not arrive within "
+                            f"{timeout:g} s") from None
+        return reader.finish()
 
     async def _submit(self, records: list[RawRecord]) -> bool | None:
         """Queue the batch; False when the pipeline stayed full, None when stopping."""
@@ -356,4 +422,9 @@ class WebhookCollector:
                             {"Retry-After": str(self.config.retry_after_secs)})
 
 
-__all__ = ["BodyError", "WebhookCollector", "split_body"]
+def _closing(response: web.Response) -> web.Response:
+    response.force_close()
+    return response
+
+
+__all__ = ["BodyError", "BodyReader", "WebhookCollector", "content_encoding", "split_body"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from socd.components import (
 )
 from socd.config import Config, Plugin
 from socd.errors import HealthCheckError
-from socd.http import HttpServer, make_app
+from socd.http import HttpListener, make_app
 from socd.ioc.allowlist import load_allowlist
 from socd.pipeline import Pipeline, SinkRunner
 from socd.plugins import Collector
@@ -50,6 +51,27 @@ log = structlog.get_logger("socd.server")
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+# Open files socd asks for: every connection of every listener is one (the HTTP
+# listeners' caps are 1024 each by default, syslog's 1000 per listener).
+OPEN_FILES_WANTED = 65536
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` towards ``wanted`` (within the hard limit) and
+    return it. Outside systemd the soft limit is often 1024, so a few hundred idle
+    connections would exhaust descriptors and new clients could not even be accepted;
+    the unit sets ``LimitNOFILE`` itself (and its seccomp filter forbids this call)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open files limit", soft=soft, hard=hard,
+                    wanted=target, error=str(exc))
+        return soft
+    return target
 
 class _CollectorTask:
     def __init__(self, plugin: Plugin, collector: Collector, task: asyncio.Task[None]) -> None:
@@ -69,7 +91,7 @@ class Daemon:
         self.dead_letter = dead_letter_for(config)
         self.pipeline: Pipeline | None = None
         self.classifier: Any = None
-        self.http: HttpServer | None = None
+        self.http: HttpListener | None = None
         self.collectors: dict[str, _CollectorTask] = {}
         self.sink_plugins: dict[str, Plugin] = {}
         self.runners: dict[str, SinkRunner] = {}
@@ -102,6 +124,7 @@ class Daemon:
         cfg = self.config
         systemd.notify("STATUS=starting")
         decoders = build_decoders(cfg, self.dead_letter)
+        raise_open_files_limit()
         classifier = build_classifier(cfg)
         self.classifier = classifier
         for name, plugin in cfg.sinks.items():
@@ -123,7 +146,9 @@ class Daemon:
         self.pipeline.start()
         if cfg.document.http.enabled:
             app = make_app(self.readiness, self.pipeline.update_gauges)
-            self.http = HttpServer(app, cfg.document.http.host, cfg.document.http.port)
+            http = cfg.document.http
+            self.http = HttpListener(app, name="metrics", host=http.host, port=http.port,
+                                     limits=http.limits)
             await self.http.start()
             log.info("http endpoint listening", url=f"http://{self.http.host}:{self.http.port}",
                      paths=["/metrics", "/healthz", "/readyz"])

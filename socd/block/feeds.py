@@ -32,6 +32,8 @@ from aiohttp import web
 
 from socd import netaddr
 from socd.block.decisions import Decision, normalise
+from socd.config import HttpLimits
+from socd.http import HttpListener
 
 log = structlog.get_logger("socd.block.feeds")
 
@@ -134,14 +136,17 @@ class EdlServer:
 
     def __init__(self, decisions: Callable[[], list[Decision]], *, host: str, port: int,
                  token: str, last_change: Callable[[], float] | None = None,
-                 tls_cert: str | None = None, tls_key: str | None = None) -> None:
+                 tls_cert: str | None = None, tls_key: str | None = None,
+                 limits: HttpLimits | None = None, name: str = "edl") -> None:
         if len(token) < 16:
             raise ValueError("the EDL token must be at least 16 characters")
         self._decisions = decisions
         self._last_change = last_change
         self.host, self.port, self.token = host, port, token
         self.tls = (tls_cert, tls_key) if tls_cert and tls_key else None
-        self._runner: web.AppRunner | None = None
+        self.limits = limits or HttpLimits()
+        self.name = name
+        self._listener: HttpListener | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -179,22 +184,21 @@ class EdlServer:
         return handle
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
         ctx = None
         if self.tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(self.tls[0], self.tls[1])  # type: ignore[arg-type]
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ctx)
-        await site.start()
-        server = site._server  # the real port when port 0 was asked
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        # Firewall appliances poll this from the network: the shared listener bounds
+        # slow and idle clients and the number of connections (socd.http).
+        listener = HttpListener(self.app(), name=self.name, host=self.host, port=self.port,
+                                limits=self.limits, ssl_context=ctx)
+        await listener.start()
+        self._listener = listener
+        self.port = listener.port  # the real port when port 0 was asked
         log.info("EDL server listening", host=self.host, port=self.port,
                  tls=self.tls is not None)
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None

@@ -43,7 +43,7 @@ from socd.block.decisions import (
 from socd.block.feeds import EdlServer
 from socd.block.ipset import IpsetBackend
 from socd.block.nft import NftBackend, NftError
-from socd.config import SinkConfig, resolve_path
+from socd.config import HttpLimits, SinkConfig, resolve_path
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event, get
 from socd.plugins import PluginContext
@@ -98,6 +98,8 @@ class EdlConfig(_Section):
     tls_cert: str | None = Field(None, description="PEM certificate (HTTPS), relative to "
                                  "the config file's folder.")
     tls_key: str | None = Field(None, description="PEM private key for tls_cert.")
+    limits: HttpLimits = Field(HttpLimits(), description="Timeouts and connection caps of "
+                               "the EDL server (as `http.limits`).")
 
     @field_validator("token")
     @classmethod
@@ -315,7 +317,8 @@ class BlockerSink:
                 store.active, host=edl.host, port=edl.port, token=edl.token.get_secret_value(),
                 last_change=store.last_change,
                 tls_cert=resolve_path(self.config_dir, edl.tls_cert) if edl.tls_cert else None,
-                tls_key=resolve_path(self.config_dir, edl.tls_key) if edl.tls_key else None)
+                tls_key=resolve_path(self.config_dir, edl.tls_key) if edl.tls_key else None,
+                limits=edl.limits, name=f"edl/{self.name}")
             await self.edl.start()
         self._task = asyncio.create_task(self._maintain(), name=f"sink/{self.name}/expiry")
         log.info("blocker started", sink=self.name, backend=self.config.backend,

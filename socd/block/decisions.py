@@ -116,7 +116,8 @@ def _domain(text: str) -> str | None:
     domain = text.lower().rstrip(".")
     with contextlib.suppress(UnicodeError):
         domain = domain.encode("idna").decode("ascii")
-    if _DOMAIN.match(domain) and not domain.replace(".", "").isdigit():
+    # fullmatch: `$` alone would accept a final newline ("evil.example\n").
+    if _DOMAIN.fullmatch(domain) and not domain.replace(".", "").isdigit():
         return domain
     return None
 

@@ -105,7 +105,8 @@ def test_zone_id_in_sshd_lines_cannot_stop_enforcement(tmp_path: Path) -> None:
             tables = pair.in_a("nft", "list", "tables").stdout
             assert f"inet {table}" in tables
             ruleset = pair.nft_table(table)
-            assert "saddr @blocked4" in ruleset and "saddr @blocked6" in ruleset
+            assert "saddr @blocked4" in ruleset
+            assert "saddr @blocked6" in ruleset
             for value, _, _ in _decisions(pair):
                 assert netaddr.canonical(value, count=False) == value, value
             assert [v for v, _, _ in _decisions(pair)] == [pair.addr_b]
@@ -222,7 +223,8 @@ def test_old_bad_row_removed_at_start_and_audited(feed_env: dict[str, Any]) -> N
         assert netaddr.canonical(value, count=False) == value
     removals = [(a, v, w) for a, v, w in _audit(pair) if v == feed_env["injected"]
                 and a == "remove"]
-    assert removals and removals[0][2] == "invalid_value", _audit(pair)
+    assert removals, _audit(pair)
+    assert removals[0][2] == "invalid_value"
     assert feed_env["socd"].log_text().count("invalid block values removed") == 1
 
 
@@ -238,14 +240,15 @@ def test_mapped_network_refused_by_rule_action(feed_env: dict[str, Any]) -> None
     203.0.113.0/24, which is allowlisted, so it is refused (and so is the mapped address)."""
     pair: NsPair = feed_env["pair"]
     values = [v for v, _, _ in _decisions(pair)]
-    assert not [v for v in values if v.startswith("::ffff:") or v.startswith("203.0.113.")]
+    assert not [v for v in values if v.startswith(("::ffff:", "203.0.113."))]
     refusals = [(v, w) for a, v, w in _audit(pair) if a == "refuse"]
     assert ("203.0.113.0/24", ) in [(v,) for v, _ in refusals], refusals
     assert ("203.0.113.9", ) in [(v,) for v, _ in refusals], refusals
     assert all("allowlisted" in w for v, w in refusals if v.startswith("203.0.113.")), refusals
     sets = pair.nft_set(feed_env["table"], "blocked4") + \
         pair.nft_set(feed_env["table"], "blocked6")
-    assert "203.0.113" not in sets and "ffff" not in sets
+    assert "203.0.113" not in sets
+    assert "ffff" not in sets
 
 
 @pytest.mark.parametrize("value", ["::ffff:203.0.113.0/120", "::ffff:203.0.113.128/121",
@@ -259,7 +262,8 @@ def test_mapped_network_refused_by_cli(feed_env: dict[str, Any], value: str) -> 
     assert "allowlisted" in out.stderr, out.stderr
     sets = pair.nft_set(feed_env["table"], "blocked4") + \
         pair.nft_set(feed_env["table"], "blocked6")
-    assert "203.0.113" not in sets and "ffff" not in sets
+    assert "203.0.113" not in sets
+    assert "ffff" not in sets
 
 
 def test_zone_id_refused_by_cli(feed_env: dict[str, Any]) -> None:

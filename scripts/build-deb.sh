@@ -85,10 +85,12 @@ install -d -m 0755 "$stage/etc/socd" "$stage/etc/socd/rules.d" \
 install -m 0640 "$src/deploy/systemd/socd.yaml" "$stage/etc/socd/socd.yaml"
 install -m 0640 "$src/deploy/systemd/socd.env" "$stage/etc/socd/socd.env"
 install -m 0644 "$src/deploy/debian/rules.d-README" "$stage/etc/socd/rules.d/README"
-install -m 0644 "$src/deploy/systemd/socd.service" "$stage/usr/lib/systemd/system/socd.service"
+install -m 0644 "$src/deploy/systemd/socd.service" "$src/deploy/systemd/socd-blocker.service" \
+    "$src/deploy/systemd/socd-blocker.socket" "$stage/usr/lib/systemd/system/"
 install -m 0644 "$src/deploy/systemd/socd.sysusers" "$stage/usr/lib/sysusers.d/socd.conf"
 install -m 0644 "$src/docs/deployment-systemd.md" "$venv/share/doc/socd/deployment-systemd.md"
 install -m 0644 "$src/docs/runbook.md" "$venv/share/doc/socd/runbook.md"
+install -m 0644 "$src/docs/blocking.md" "$venv/share/doc/socd/blocking.md"
 install -m 0644 "$src/deploy/prometheus/socd-alerts.yml" "$venv/share/doc/socd/examples/socd-alerts.yml"
 install -m 0644 "$src/deploy/grafana/socd-dashboard.json" \
     "$venv/share/doc/socd/examples/socd-dashboard.json"

@@ -11,14 +11,16 @@
 # * ETC/socd.yaml and ETC/socd.env only when absent: an operator's files are never
 #   overwritten; the shipped versions always go to socd.yaml.dist / socd.env.dist;
 # * ETC/rules.d/ for local rules (the shipped pack is loaded as `builtin`);
-# * the unit in UNIT_DIR, the drop-in examples and docs in PREFIX/share/doc/socd,
-#   the user from /usr/lib/sysusers.d/socd.conf (systemd-sysusers, else adduser);
+# * the units in UNIT_DIR (socd.service, and the privileged firewall helper
+#   socd-blocker.service + socd-blocker.socket, enabled only by the operator), the
+#   drop-in examples and docs in PREFIX/share/doc/socd, the user from
+#   /usr/lib/sysusers.d/socd.conf (systemd-sysusers, else adduser);
 # * `systemctl daemon-reload` only when systemd is running; nothing is started.
 # --no-systemd skips the unit, the user and systemctl (a plain venv + config, e.g.
 # for a container or a test). --root DIR installs below DIR (staging; implies that
 # no user is created and systemctl is not called).
 #
-# Uninstall removes the venv, the unit and the sysusers file; it keeps /etc/socd,
+# Uninstall removes the venv, the units and the sysusers file; it keeps /etc/socd,
 # /var/lib/socd (the alert store, spools, queues) and /var/log/socd unless --purge.
 set -euo pipefail
 
@@ -32,7 +34,7 @@ systemd=1
 action=install
 purge=0
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --prefix) prefix=$2; shift 2 ;;
@@ -54,9 +56,12 @@ R="$root"
 
 if [ "$action" = uninstall ]; then
     if [ "$systemd" = 1 ] && systemd_running; then
-        systemctl disable --now socd.service >/dev/null 2>&1 || true
+        systemctl disable --now socd.service socd-blocker.socket socd-blocker.service \
+            >/dev/null 2>&1 || true
     fi
     rm -f "$R$unit_dir/socd.service" "$R$unit_dir/multi-user.target.wants/socd.service"
+    rm -f "$R$unit_dir/socd-blocker.service" "$R$unit_dir/socd-blocker.socket" \
+        "$R$unit_dir/sockets.target.wants/socd-blocker.socket"
     rm -f "$R/usr/lib/sysusers.d/socd.conf"
     rm -rf "$R$prefix"
     if [ "$purge" = 1 ]; then
@@ -137,7 +142,8 @@ done
 # 4. Documentation and drop-in examples.
 doc="$venv/share/doc/socd"
 install -d -m 0755 "$doc/examples/socd.service.d"
-install -m 0644 "$src/docs/deployment-systemd.md" "$src/docs/runbook.md" "$doc/"
+install -m 0644 "$src/docs/deployment-systemd.md" "$src/docs/runbook.md" \
+    "$src/docs/blocking.md" "$doc/"
 install -m 0644 "$src/deploy/prometheus/socd-alerts.yml" \
     "$src/deploy/grafana/socd-dashboard.json" "$doc/examples/"
 install -m 0644 "$src/deploy/systemd/socd.yaml" "$doc/examples/"
@@ -149,16 +155,19 @@ if [ "$systemd" = 0 ]; then
     exit 0
 fi
 
-# 5. Unit, user, ownership.
-unit="$src/deploy/systemd/socd.service"
+# 5. Units, user, ownership. socd-blocker.{service,socket}: the privileged firewall
+#    helper for the blocker sink (docs/blocking.md); installed, never enabled here.
 install -d -m 0755 "$R$unit_dir" "$R/usr/lib/sysusers.d"
-if [ "$prefix" = /opt/socd ] && [ "$etc" = /etc/socd ]; then
-    install -m 0644 "$unit" "$R$unit_dir/socd.service"
-else
-    sed -e "s#/opt/socd/#$prefix/#g" -e "s#/etc/socd/#$etc/#g" "$unit" \
-        > "$R$unit_dir/socd.service"
-    chmod 0644 "$R$unit_dir/socd.service"
-fi
+for name in socd.service socd-blocker.service socd-blocker.socket; do
+    unit="$src/deploy/systemd/$name"
+    if [ "$prefix" = /opt/socd ] && [ "$etc" = /etc/socd ]; then
+        install -m 0644 "$unit" "$R$unit_dir/$name"
+    else
+        sed -e "s#/opt/socd/#$prefix/#g" -e "s#/etc/socd/#$etc/#g" "$unit" \
+            > "$R$unit_dir/$name"
+        chmod 0644 "$R$unit_dir/$name"
+    fi
+done
 install -m 0644 "$src/deploy/systemd/socd.sysusers" "$R/usr/lib/sysusers.d/socd.conf"
 if [ -z "$root" ]; then
     if ! getent passwd socd >/dev/null; then

@@ -1,4 +1,4 @@
-"""Deployment tests: the systemd unit, its drop-ins, scripts/install.sh and the .deb.
+"""Deployment tests: the systemd units, the drop-ins, scripts/install.sh and the .deb.
 
 Shared helpers:
 
@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO / "deploy" / "systemd"
 UNIT = SYSTEMD_DIR / "socd.service"
 DROPINS = SYSTEMD_DIR / "socd.service.d"
+# The privileged firewall helper and its socket (docs/blocking.md).
+BLOCKER_UNIT = SYSTEMD_DIR / "socd-blocker.service"
+BLOCKER_SOCKET = SYSTEMD_DIR / "socd-blocker.socket"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 AF_NETLINK, AF_PACKET = 16, 17
@@ -145,12 +148,24 @@ def unit_copy(directory: Path, dropins: tuple[str, ...] = (),
     return unit
 
 
+def blocker_copy(directory: Path, socd_binary: str | None = None) -> Path:
+    """socd-blocker.service and its socket in ``directory`` (``socd_binary`` as in
+    :func:`unit_copy`); the service's path."""
+    text = BLOCKER_UNIT.read_text()
+    if socd_binary is not None:
+        text = text.replace("/opt/socd/bin/socd", socd_binary)
+    unit = directory / BLOCKER_UNIT.name
+    unit.write_text(text)
+    shutil.copy(BLOCKER_SOCKET, directory / BLOCKER_SOCKET.name)
+    return unit
+
+
 def analyze_security(unit: Path) -> tuple[float, list[dict[str, object]]]:
     """Overall exposure and the per-setting JSON of ``systemd-analyze security``."""
     analyze = tool("systemd-analyze")
     text = subprocess.run([analyze, "security", "--offline=true", "--no-pager", unit.name],
                           cwd=unit.parent, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Overall exposure level for socd\.service: ([0-9.]+)", text)
+    match = re.search(rf"Overall exposure level for {re.escape(unit.name)}: ([0-9.]+)", text)
     assert match, text
     detail = subprocess.run([analyze, "security", "--offline=true", "--json=short",
                              "--no-pager", unit.name],

@@ -86,10 +86,13 @@ def test_deb_contents(deb: Path) -> None:
     names = ok([dpkg_deb, "-c", str(deb)]).stdout
     for path in ("./opt/socd/bin/socd", "./opt/socd/pyvenv.cfg", "./etc/socd/socd.yaml",
                  "./etc/socd/socd.env", "./etc/socd/rules.d/README",
-                 "./usr/lib/systemd/system/socd.service", "./usr/lib/sysusers.d/socd.conf",
+                 "./usr/lib/systemd/system/socd.service",
+                 "./usr/lib/systemd/system/socd-blocker.service",
+                 "./usr/lib/systemd/system/socd-blocker.socket", "./usr/lib/sysusers.d/socd.conf",
                  "./opt/socd/share/doc/socd/examples/socd.service.d/sensor.conf",
                  "./opt/socd/share/doc/socd/examples/socd.service.d/blocking.conf",
-                 "./opt/socd/share/doc/socd/deployment-systemd.md"):
+                 "./opt/socd/share/doc/socd/deployment-systemd.md",
+                 "./opt/socd/share/doc/socd/blocking.md"):
         assert f" {path}" in names, path
     conffiles = ok(["sh", "-c", f"{dpkg_deb} --ctrl-tarfile {deb} | tar -xOf - ./conffiles"])
     assert set(conffiles.stdout.split()) == {"/etc/socd/socd.yaml", "/etc/socd/socd.env",
@@ -139,18 +142,24 @@ def test_deb_install_check_config_purge(deb: Path) -> None:
         # Nothing writes byte code below /opt/socd when root runs the CLI either.
         ok(["/opt/socd/bin/socd", "--version"])
 
-        # The installed unit verifies with the real paths and keeps its score.
-        installed = Path("/usr/lib/systemd/system/socd.service")
-        verified = run([tool("systemd-analyze"), "verify", "--no-pager", str(installed)])
-        assert verified.returncode == 0, verified.stderr
-        assert verified.stdout + verified.stderr == ""
-        exposure, _ = analyze_security(installed)
-        assert exposure <= 2.5
+        # The installed units verify with the real paths and keep their scores.
+        for name in ("socd.service", "socd-blocker.service", "socd-blocker.socket"):
+            installed = Path("/usr/lib/systemd/system") / name
+            verified = run([tool("systemd-analyze"), "verify", "--no-pager", str(installed)])
+            assert verified.returncode == 0, verified.stderr
+            assert verified.stdout + verified.stderr == "", name
+            if name.endswith(".service"):
+                exposure, _ = analyze_security(installed)
+                assert exposure <= 2.5, name
+        # The helper's command line works as installed.
+        ok(["/opt/socd/bin/socd", "block-helper", "--help"])
 
         ok([dpkg, "--purge", "socd"], timeout=300)
         assert not package_installed(dpkg_query)
         for path in ("/opt/socd", "/etc/socd", "/var/lib/socd", "/var/log/socd",
-                     "/usr/lib/systemd/system/socd.service", "/usr/lib/sysusers.d/socd.conf",
+                     "/usr/lib/systemd/system/socd.service",
+                     "/usr/lib/systemd/system/socd-blocker.service",
+                     "/usr/lib/systemd/system/socd-blocker.socket", "/usr/lib/sysusers.d/socd.conf",
                      "/etc/systemd/system/multi-user.target.wants/socd.service"):
             assert not os.path.lexists(path), f"{path} left after dpkg --purge"
         # Documented: the system user stays after purge (Debian practice).
@@ -179,6 +188,8 @@ def test_install_script(tmp_path: Path) -> None:
     assert (etc / "socd.env").stat().st_mode & 0o777 == 0o640
     assert (etc / "rules.d" / "README").exists()
     assert unit.read_text() == (REPO / "deploy/systemd/socd.service").read_text()
+    for name in ("socd-blocker.service", "socd-blocker.socket"):
+        assert (unit.parent / name).read_text() == (REPO / "deploy/systemd" / name).read_text()
     assert (root / "usr/lib/sysusers.d/socd.conf").exists()
     assert (root / "opt/socd/share/doc/socd/examples/socd.service.d/sensor.conf").exists()
 
@@ -204,6 +215,8 @@ def test_install_script(tmp_path: Path) -> None:
        timeout=BUILD_TIMEOUT)
     entries = parse_unit((other / "etc/systemd/system/socd.service").read_text())
     assert values(entries, "ExecStart") == ["/srv/socd/bin/socd run -c /srv/etc/socd.yaml"]
+    helper = parse_unit((other / "etc/systemd/system/socd-blocker.service").read_text())
+    assert values(helper, "ExecStart")[0].startswith("/srv/socd/bin/socd block-helper ")
     assert "/srv/etc/rules.d" in (other / "srv/etc/socd.yaml").read_text()
     shutil.rmtree(other)
 
@@ -214,6 +227,8 @@ def test_install_script(tmp_path: Path) -> None:
     ok(["bash", script, "--uninstall", *args])
     assert not (root / "opt" / "socd").exists()
     assert not unit.exists()
+    assert not (unit.parent / "socd-blocker.service").exists()
+    assert not (unit.parent / "socd-blocker.socket").exists()
     assert (etc / "socd.yaml").exists()
     assert (state / "alerts.db").exists()
     ok(["bash", script, "--uninstall", "--purge", *args])
@@ -362,8 +377,10 @@ def test_service_runs_under_systemd(deb: Path, tmp_path: Path) -> None:
     """The runbook on a fresh machine: dpkg -i, systemctl start socd. Under a real
     systemd 252 (booted in namespaces on an overlay, since this machine's PID 1 is not
     systemd): READY via sd_notify, no capability, seccomp on, reload checks the config,
-    drop-ins give exactly their capability and make capture and nftables work, the
-    journal holds JSON, stop drains."""
+    the sensor drop-in gives exactly its capability and capture works, blocking adds no
+    capability to socd: nftables is changed by the socket-activated helper
+    socd-blocker.service, which holds CAP_NET_ADMIN only; the journal holds JSON, stop
+    drains."""
     for name in ("unshare", "nsenter", "pivot_root", "jq", "nft"):
         tool(name)
     assert os.geteuid() == 0, "booting systemd in namespaces needs root"
@@ -414,17 +431,20 @@ def test_service_runs_under_systemd(deb: Path, tmp_path: Path) -> None:
                          "'fromjson? | select(.event | test(\"reload|SIGHUP\"))'").stdout
         assert "configuration reloaded" in reloads
 
-        # Drop-ins: live capture on lo and nftables blocking (in the box's own netns).
+        # Drop-ins: live capture on lo and nftables blocking (in the box's own netns),
+        # the latter through the privileged helper's socket.
         box.sh("mkdir -p /etc/systemd/system/socd.service.d && cp "
                "/opt/socd/share/doc/socd/examples/socd.service.d/*.conf "
-               "/etc/systemd/system/socd.service.d/ && systemctl daemon-reload")
+               "/etc/systemd/system/socd.service.d/ && systemctl daemon-reload && "
+               "systemctl enable --now socd-blocker.socket")
         box.run("/opt/socd/bin/python", "-c", (
             "import yaml\n"
             "p = '/etc/socd/socd.yaml'\n"
             "d = yaml.safe_load(open(p))\n"
             "d['collectors']['lan'] = {'type': 'sensor', 'interface': 'lo', "
             "'bpf_filter': 'udp'}\n"
-            "d['sinks']['block'] = {'type': 'blocker', 'backend': 'nftables'}\n"
+            "d['sinks']['block'] = {'type': 'blocker', 'backend': 'nftables', "
+            "'helper_socket': '/run/socd-blocker.sock'}\n"
             "open(p, 'w').write(yaml.safe_dump(d))\n"))
         box.run("systemctl", "restart", "socd")
         assert box.show("ActiveState") == "active", box.run(
@@ -432,11 +452,37 @@ def test_service_runs_under_systemd(deb: Path, tmp_path: Path) -> None:
         status = status_of_main()
         net_raw, net_admin = 1 << 13, 1 << 12
         for mask in ("CapEff", "CapBnd", "CapAmb"):
-            assert int(status[mask], 16) == net_raw | net_admin, (mask, status[mask])
-        assert "table inet socd" in box.run("nft", "list", "tables").stdout
+            assert int(status[mask], 16) == net_raw, (mask, status[mask])  # no NET_ADMIN
         wait_for(lambda: {"capturing", "blocker started"}
                  <= {r["event"] for r in box.journal_json()},
                  timeout=60, what="'capturing' and 'blocker started' in the journal")
+        # socd's start-up sync went through the helper, started by its socket.
+        assert "table inet socd" in box.run("nft", "list", "tables").stdout
+        assert box.sh("stat -c '%a %U %G' /run/socd-blocker.sock").stdout.split() == [
+            "660", "root", "socd"]
+        helper_pid = box.run("systemctl", "show", "-p", "MainPID", "--value",
+                             "socd-blocker").stdout.strip()
+        assert helper_pid not in ("", "0"), box.run(
+            "journalctl", "-u", "socd-blocker", "--no-pager", check=False).stdout
+        helper_text = box.run("cat", f"/proc/{helper_pid}/status").stdout
+        helper = dict(line.split(":\t", 1) for line in helper_text.splitlines() if ":\t" in line)
+        for mask in ("CapEff", "CapBnd", "CapAmb"):
+            assert int(helper[mask], 16) == net_admin, (mask, helper[mask])
+        assert helper["Uid"].split()[0] not in ("0", socd_uid)  # a dynamic user
+        assert helper["NoNewPrivs"] == "1"
+        assert helper["Seccomp"] == "2"
+        security = box.run("systemd-analyze", "security", "--no-pager", "socd-blocker").stdout
+        assert float(security.rsplit("socd-blocker.service: ", 1)[1].split()[0]) <= 2.5
+        # The CLI, as the service user, pushes through the helper too.
+        box.sh("set -a; . /etc/socd/socd.env; set +a; runuser -u socd -- /opt/socd/bin/socd "
+               "block add 198.51.100.7 --ttl 1h --reason test -c /etc/socd/socd.yaml")
+        assert "198.51.100.7" in box.run("nft", "list", "set", "inet", "socd",
+                                         "blocked4").stdout
+        # Another user cannot even connect.
+        denied = box.run("runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c",
+                         "import socket; s = socket.socket(socket.AF_UNIX); "
+                         "s.connect('/run/socd-blocker.sock')", check=False)
+        assert "PermissionError" in denied.stderr, denied
 
         # Stop drains and ends cleanly.
         box.run("systemctl", "stop", "socd")

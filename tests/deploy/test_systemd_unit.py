@@ -1,4 +1,4 @@
-"""The systemd unit, its drop-ins and the production config example.
+"""The systemd units, the drop-ins and the production config example.
 
 * The unit holds every directive issue 6 asks for (notify + watchdog, config check
   before start and reload, restart limits, directories, stop timeout longer than the
@@ -9,8 +9,11 @@
   executable stub in a temporary folder (the only change; ``--root=`` is no help,
   as it would also need a whole systemd tree below the root). Drop-ins are picked
   up from ``socd.service.d/`` next to the copy, as systemd does.
-* ``systemd-analyze security --offline=true`` rates the base unit 2.5 or lower,
-  and each drop-in adds exactly one capability.
+* ``systemd-analyze security --offline=true`` rates the base unit 2.5 or lower;
+  the sensor drop-in adds exactly one capability, the blocking drop-in none (issue
+  12, finding 15): the firewall is changed by the privileged helper
+  socd-blocker.service, which holds CAP_NET_ADMIN and nothing else, rates 2.5 or
+  lower too, and listens on socd-blocker.socket (0660 root:socd).
 * socd really runs under the restrictions that can break Python silently
   (MemoryDenyWriteExecute, RestrictAddressFamilies), re-created with seccomp (see
   tests/deploy/__init__.py), and logs JSON lines for the journal.
@@ -18,8 +21,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,13 +33,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from socd.block import helper
+from socd.block.protocol import DEFAULT_SOCKET
 from socd.config import PipelineConfig
 from tests.conftest import free_port
 from tests.deploy import (
+    BLOCKER_SOCKET,
+    BLOCKER_UNIT,
     DROPINS,
     SYSTEMD_DIR,
     UNIT,
     analyze_security,
+    blocker_copy,
     parse_unit,
     sandboxed,
     tool,
@@ -44,7 +54,7 @@ from tests.deploy import (
 
 SOCD = str(Path(sys.executable).parent / "socd")
 MAX_EXPOSURE = 2.5
-CAPABILITY_OF = {"sensor.conf": "CAP_NET_RAW", "blocking.conf": "CAP_NET_ADMIN"}
+CAPABILITY_OF = {"sensor.conf": "CAP_NET_RAW"}
 # What a drop-in may set: its capability and what makes that capability usable.
 DROPIN_KEYS = {"CapabilityBoundingSet", "AmbientCapabilities", "RestrictAddressFamilies",
                "PrivateUsers"}
@@ -150,6 +160,8 @@ def test_systemd_analyze_verify(tmp_path: Path, stub_binary: str,
                                 dropins: tuple[str, ...]) -> None:
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
+    if "blocking.conf" in dropins:
+        blocker_copy(unit_dir, socd_binary=stub_binary)  # the drop-in wants its socket
     result = verify(unit_copy(unit_dir, dropins, socd_binary=stub_binary))
     # verify exits 0 even for unknown keys or bad values; those are warnings on stderr.
     assert result.returncode == 0, result.stderr
@@ -204,6 +216,104 @@ def test_dropin_adds_exactly_one_capability(tmp_path: Path, dropin: str) -> None
     assert lost - lost_capabilities <= {"PrivateUsers=", "RestrictAddressFamilies=~AF_PACKET",
                                         "RestrictAddressFamilies=~AF_NETLINK",
                                         "AmbientCapabilities="}
+
+
+def test_blocking_dropin_adds_no_capability(tmp_path: Path) -> None:
+    """With blocking on, socd.service keeps its empty capability set: the drop-in only
+    pulls in and orders after the helper's socket."""
+    text = (DROPINS / "blocking.conf").read_text()
+    entries = parse_unit(text)
+    assert entries == [("Unit", "Wants", "socd-blocker.socket"),
+                       ("Unit", "After", "socd-blocker.socket")]
+    assert "CAP_" not in text.split("[Unit]")[1]
+    assert DEFAULT_SOCKET in text  # the explanation names the sink's helper_socket
+
+    base_dir, dropin_dir = tmp_path / "base", tmp_path / "dropin"
+    base_dir.mkdir()
+    dropin_dir.mkdir()
+    base_exposure, base = analyze_security(unit_copy(base_dir))
+    blocker_copy(dropin_dir)
+    exposure, with_dropin = analyze_security(unit_copy(dropin_dir, ("blocking.conf",)))
+    print(f"exposure with blocking.conf: {exposure} (base {base_exposure})")
+    assert exposure == base_exposure
+    assert {str(d["name"]) for d in base if d["set"]} == {
+        str(d["name"]) for d in with_dropin if d["set"]}
+
+
+@pytest.fixture(scope="module")
+def blocker() -> list[tuple[str, str, str]]:
+    return parse_unit(BLOCKER_UNIT.read_text())
+
+
+def test_blocker_unit_holds_only_net_admin(blocker: list[tuple[str, str, str]]) -> None:
+    assert one(blocker, "Type") == "notify"
+    assert one(blocker, "Requires", "Unit") == "socd-blocker.socket"
+    assert one(blocker, "After", "Unit") == "socd-blocker.socket"
+    assert one(blocker, "DynamicUser") == "yes"
+    assert not values(blocker, "User")
+    assert one(blocker, "CapabilityBoundingSet") == "CAP_NET_ADMIN"
+    assert one(blocker, "AmbientCapabilities") == "CAP_NET_ADMIN"
+    assert one(blocker, "RestrictAddressFamilies") == "AF_UNIX AF_NETLINK"
+    assert one(blocker, "IPAddressDeny") == "any"
+    expected = {
+        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+        "PrivateTmp": "yes", "PrivateDevices": "yes", "ProtectKernelTunables": "yes",
+        "ProtectKernelModules": "yes", "ProtectKernelLogs": "yes",
+        "ProtectControlGroups": "yes", "ProtectClock": "yes", "ProtectHostname": "yes",
+        "RestrictNamespaces": "yes", "RestrictRealtime": "yes", "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes", "MemoryDenyWriteExecute": "yes",
+        "SystemCallArchitectures": "native", "ProtectProc": "invisible", "ProcSubset": "pid",
+        # The capability must count for the host's firewall.
+        "PrivateUsers": "no", "PrivateNetwork": "no",
+    }
+    for key, value in expected.items():
+        assert one(blocker, key) == value, key
+    assert values(blocker, "SystemCallFilter") == ["@system-service", "~@privileged @resources"]
+    capabilities = {c for line in BLOCKER_UNIT.read_text().splitlines()
+                    if not line.lstrip().startswith("#") for c in re.findall(r"CAP_\w+", line)}
+    assert capabilities == {"CAP_NET_ADMIN"}
+
+
+def test_blocker_command_line_is_the_helpers(blocker: list[tuple[str, str, str]]) -> None:
+    """ExecStart= uses options the helper has (a typo would only show at run time)."""
+    program, command, *args = one(blocker, "ExecStart").split()
+    assert (program, command) == ("/opt/socd/bin/socd", "block-helper")
+    parser = argparse.ArgumentParser()
+    helper.add_arguments(parser)
+    parsed = parser.parse_args(args)
+    assert parsed.allow_user == ["socd"]
+    assert parsed.allow_group == ["socd"]
+    assert (parsed.table, parsed.ipset_name) == ("socd", "socd")
+    assert parsed.log_format == "json"
+
+
+def test_blocker_socket() -> None:
+    entries = parse_unit(BLOCKER_SOCKET.read_text())
+    assert one(entries, "ListenStream", "Socket") == DEFAULT_SOCKET
+    assert one(entries, "SocketUser", "Socket") == "root"
+    assert one(entries, "SocketGroup", "Socket") == "socd"
+    assert one(entries, "SocketMode", "Socket") == "0660"
+    assert one(entries, "WantedBy", "Install") == "sockets.target"
+
+
+def test_blocker_units_verify(tmp_path: Path, stub_binary: str) -> None:
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    unit = blocker_copy(unit_dir, socd_binary=stub_binary)
+    for name in (unit.name, BLOCKER_SOCKET.name):
+        result = subprocess.run([tool("systemd-analyze"), "verify", "--no-pager", name],
+                                cwd=unit_dir, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout + result.stderr == "", name
+
+
+def test_security_exposure_of_the_blocker_unit(tmp_path: Path) -> None:
+    exposure, detail = analyze_security(blocker_copy(tmp_path))
+    print(f"systemd-analyze security exposure of socd-blocker.service: {exposure}")
+    assert exposure <= MAX_EXPOSURE
+    open_capabilities = {str(d["name"]) for d in detail
+                         if str(d["name"]).startswith("CapabilityBoundingSet") and not d["set"]}
+    assert open_capabilities == {"CapabilityBoundingSet=~CAP_NET_ADMIN"}
 
 
 def test_production_config_is_valid(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ So every caller uses these functions:
 * :func:`canonical` returns the text form (a /32 or /128 network is written as
   an address);
 * :func:`canonical_address` and :func:`is_address` are cached: they run on
-  every address field of every event;
+  every address field of every event; :func:`address_int` is the fast path for
+  lookups (the same answers as :func:`parse_address`, from ``inet_pton``);
 * :func:`safe_element` checks a text about to be written into a firewall
   command or feed against a strict character set (digits, hex letters, ``.``,
   ``:`` and ``/``), as the last line of defence.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 from typing import Final
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -46,6 +48,8 @@ REASONS: Final = ("empty", "too_long", "bad_character", "scope_id", "syntax", "h
 MAX_LENGTH: Final = 64
 
 _ALLOWED = re.compile(r"[0-9A-Fa-f.:/]+")
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_pton = socket.inet_pton
 _MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
@@ -182,6 +186,28 @@ def canonical_address(value: object, *, count: bool = True) -> str:
             count_refusal(reason)
         raise AddressError(reason, value)
     return text
+
+
+def address_int(value: str) -> tuple[int, int] | None:
+    """``(version, integer)`` of the address :func:`parse_address` accepts, None for what
+    it refuses; never counts.
+
+    The lookup fast path (rules' CIDR tests, IoC lookups run it on every address of
+    every event): ``inet_pton`` is about 40 times faster than :mod:`ipaddress` and
+    accepts the same texts (no zone id, no whitespace; the unit tests check that
+    both agree on arbitrary strings). IPv4-mapped addresses give IPv4, as the gate.
+    """
+    try:
+        return 4, int.from_bytes(_pton(_AF_INET, value), "big")
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        n = int.from_bytes(_pton(_AF_INET6, value), "big")
+    except (OSError, ValueError, TypeError):
+        return None
+    if n >> 32 == 0xFFFF:
+        return 4, n & 0xFFFFFFFF
+    return 6, n
 
 
 def is_address(value: object) -> bool:

@@ -95,14 +95,10 @@ def as_number(value: Any) -> float | None:
 def ip_int(text: str) -> tuple[int, int] | None:
     """``(version, integer)`` of an IP address text, or None.
 
-    Through the address gate (socd.netaddr): an IPv4-mapped address matches IPv4
-    networks, a zone id matches nothing. Not counted: event fields were counted
-    when they were decoded."""
-    try:
-        addr = netaddr.parse_address(text, count=False)
-    except netaddr.AddressError:
-        return None
-    return addr.version, int(addr)
+    Through the address gate (socd.netaddr, its inet_pton fast path): an IPv4-mapped
+    address matches IPv4 networks, a zone id matches nothing. Not counted: event
+    fields were counted when they were decoded."""
+    return netaddr.address_int(text)
 
 
 def make_getter(path: str) -> Callable[[Event], Any]:

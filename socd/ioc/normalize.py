@@ -10,7 +10,6 @@ counted), ``::ffff:203.0.113.9`` is stored as ``203.0.113.9``.
 from __future__ import annotations
 
 import re
-import socket
 
 from socd import netaddr
 
@@ -20,9 +19,6 @@ HASH_TYPES = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 _HEX = re.compile(r"[0-9a-f]+")
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 
-_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
-_pton = socket.inet_pton
-
 
 class IndicatorError(ValueError):
     """A value that is not a valid indicator of the kind asked for; str() is the reason."""
@@ -31,22 +27,12 @@ class IndicatorError(ValueError):
 def ip_int(value: str) -> tuple[int, int] | None:
     """``(4 or 6, address as int)`` for an address string, None if it is none.
 
-    IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``) are returned as IPv4, as
-    :mod:`socd.netaddr` does; what it refuses (a zone id, whitespace) is None.
-    This is the lookup fast path (``inet_pton``); values are stored through
+    The address gate's lookup fast path (:func:`socd.netaddr.address_int`):
+    IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``) are returned as IPv4, what the
+    gate refuses (a zone id, whitespace) is None. Values are stored through
     :func:`normalize_ip`.
     """
-    try:
-        return 4, int.from_bytes(_pton(_AF_INET, value), "big")
-    except (OSError, ValueError, TypeError):
-        pass
-    try:  # inet_pton refuses a zone id ("fe80::1%eth0"), as the address gate does
-        n = int.from_bytes(_pton(_AF_INET6, value), "big")
-    except (OSError, ValueError, TypeError):
-        return None
-    if n >> 32 == 0xFFFF:
-        return 4, n & 0xFFFFFFFF
-    return 6, n
+    return netaddr.address_int(value)
 
 
 def normalize_ip(value: str, *, count: bool = True) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from socd import netaddr
 from socd.netaddr import AddressError
@@ -146,3 +148,25 @@ def test_count_refusal_helper() -> None:
     assert _refused("bad_character") == before + 1
     with pytest.raises(ValueError, match="unknown reason"):
         netaddr.count_refusal("not-a-reason")
+
+
+_TEXTS = st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses(v=4).map(lambda a: f"::ffff:{a}"),
+    st.ip_addresses(v=6).map(lambda a: a.exploded.upper()),
+    st.builds(lambda a, tail: f"{a}{tail}", st.ip_addresses(),
+              st.sampled_from(["%x", "%eth0", " ", "\n", "/24", "\x00", ".1", ":1"])),
+    st.text(alphabet="0123456789abcdefABCDEF.:%/ \n", max_size=45),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=2000, derandomize=True, database=None, deadline=None)
+@given(_TEXTS)
+def test_address_int_agrees_with_parse_address(text: str) -> None:
+    try:
+        addr = netaddr.parse_address(text, count=False)
+    except AddressError:
+        assert netaddr.address_int(text) is None
+    else:
+        assert netaddr.address_int(text) == (addr.version, int(addr))

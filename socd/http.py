@@ -17,7 +17,7 @@ its headers nor the number of connections. Each listener applies its
 * an **idle timeout** (aiohttp's keep-alive timeout) between requests, a **body
   timeout** for handlers that read bodies, and a **send timeout**: a client that
   reads nothing of its answer for ``send_timeout_secs`` is cut, and so is a
-  connection that stays half-closed with unsent data;
+  connection that was closed but cannot be, its last answer still unsent;
 * **connection caps**: ``max_connections`` per listener and
   ``max_connections_per_ip`` per address (an IPv6 client per /64). When the
   listener is full, a new connection closes the oldest connection that has no

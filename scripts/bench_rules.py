@@ -12,6 +12,10 @@ addresses, in batches of 1000 as the pipeline hands them over. Only
 unique ``alert_id``) through ``socd replay --format server_edr --stats`` in-process,
 with a config whose ``classification.ioc_files`` is a 1M-address text list.
 
+``classify_1mib_fields``: the time to classify one hostile event through every shipped
+rule, each string field a rule reads 1 MiB long (issue 12: at most 100 ms). The routing
+fields hold every value a rule is routed on, so each rule meets the event.
+
     .venv/bin/python scripts/bench_rules.py [--events N] [--iocs N] [--only NAME]
 """
 
@@ -22,9 +26,11 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +176,107 @@ def bench_replay_edr_with_pack(events: int = 100_000, iocs: int = 1_000_000) -> 
             "target": 20000, "goal": 50000}
 
 
+def _leaves(node: Any) -> Iterator[dict[str, Any]]:
+    """Every condition leaf below ``node`` (a match: tree or a list of them)."""
+    if isinstance(node, dict):
+        if "field" in node:
+            yield node
+        for key in ("all", "any", "not"):
+            if key in node:
+                yield from _leaves(node[key])
+    elif isinstance(node, list):
+        for item in node:
+            yield from _leaves(item)
+
+
+# Tokens the shipped patterns look for, so a backtracking engine would try hard at
+# every position (the 56 s stall of issue 12 was such a command line), plus
+# Vietnamese text for the UTF-8 paths.
+_HOSTILE = ("nc -x curl | rm wget history -e sekurlsa:: S-1-5-21- /var/www/ "
+            "powershell -enc AAAA Nguyễn Văn Á /dev/tcp/ socket.socket( ")
+_TEXT_TYPES = ("keyword", "text", "wildcard")
+# Fields a webhook event may carry even when no shipped rule reads them.
+_ALWAYS = ("process.command_line", "process.name", "url.original", "message",
+           "file.path", "user.name", "rule.name", "host.name")
+
+
+def hostile_event(rules: list[Any], size: int, salt: int) -> dict[str, Any]:
+    """An event every rule of ``rules`` meets, each text field it reads ``size`` bytes of
+    tokens the shipped patterns look for, as the JSON decoder hands it to the rules."""
+    from socd.engine.compiler import INDEX_FIELDS
+    from socd.event import FIELDS_BY_NAME, put_parts
+
+    routing: dict[str, list[Any]] = {}
+    for crule in rules:
+        for entry in crule.index or ():
+            routing.setdefault(entry[0], []).extend(v for v in entry[1]
+                                                    if v not in routing[entry[0]])
+    paths = set(_ALWAYS)
+    for crule in rules:
+        r = crule.rule
+        for node in [r.match, *(s.match for s in (r.sequence.steps if r.sequence else []))]:
+            paths.update(leaf["field"] for leaf in _leaves(node)
+                         if isinstance(leaf.get("field"), str))
+    text = (f"{salt} " + _HOSTILE * (size // len(_HOSTILE) + 1))
+    event: dict[str, Any] = {"@timestamp": "2026-11-20T10:00:00+07:00"}
+    for path in sorted(paths - set(INDEX_FIELDS)):
+        field = FIELDS_BY_NAME.get(path)
+        if path.startswith("socd.") or (field is not None and field.type not in _TEXT_TYPES):
+            continue  # socd's own fields, numbers, addresses, dates: the decoder refuses
+        value = text.encode("utf-8")[:size].decode("utf-8", "ignore")
+        put_parts(event, path.split("."), value)
+    for path, values in routing.items():
+        put_parts(event, path.split("."), list(values))
+    # through the JSON decoder, as a webhook event reaches the rules (event.hash set)
+    cfg = config_mod.load()
+    decoder = build_decoders(cfg, dead_letter_for(cfg))["json"]
+    result = decoder.decode(RawRecord(orjson.dumps(event), "json", "bench", "", time.time()))
+    if not result.events:
+        raise RuntimeError(f"the JSON decoder refused the event: {result.failures[0]}")
+    return result.events[0]
+
+
+def bench_classify_1mib_fields(events: int = 0, iocs: int = 0,
+                               rounds: int = 15) -> dict[str, Any]:
+    """One event at a time, fresh 1 MiB values each round (no cache helps), through a
+    :class:`RuleEngine` holding the shipped pack at its default ``rules.max_field_bytes``."""
+    from socd.engine.compiler import RULE_FIELDS_TRUNCATED
+
+    del events, iocs  # the sizes of the other benchmarks do not apply
+    rules = load_paths(["builtin"])
+    engine = RuleEngine(rules, ioc_lookup=lambda kind, value, source=None: False)
+    size = 1 << 20
+    times: list[float] = []
+    alerts = 0
+    fields = 0
+    for i in range(rounds):
+        event = hostile_event(rules, size, i)
+        fields = sum(1 for _ in _strings(event, size))
+        started = time.perf_counter()
+        out = engine.process([event])
+        times.append((time.perf_counter() - started) * 1000)
+        alerts += len(out) - 1
+    truncated = sum(s.value for m in RULE_FIELDS_TRUNCATED.collect() for s in m.samples
+                    if s.name.endswith("_total"))
+    worst = max(times)
+    return {"benchmark": "classify_1mib_fields", "rules": len(engine.rules),
+            "fields_of_1mib": fields, "rounds": rounds, "max_ms": round(worst, 2),
+            "p50_ms": round(statistics.median(times), 2), "alerts_per_event": alerts // rounds,
+            "fields_truncated": int(truncated), "target_ms": 100,
+            "meets_target": worst <= 100}
+
+
+def _strings(node: Any, size: int) -> Iterator[str]:
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v, size)
+    elif isinstance(node, str) and len(node.encode("utf-8")) >= size - 4:
+        yield node
+
+
 BENCHMARKS = {"rules_engine": bench_rules_engine,
-              "replay_edr_with_pack": bench_replay_edr_with_pack}
+              "replay_edr_with_pack": bench_replay_edr_with_pack,
+              "classify_1mib_fields": bench_classify_1mib_fields}
 
 
 def main() -> int:

@@ -54,6 +54,7 @@ from socd.decoders.cef import (
     parse_leef,
 )
 from socd.event import Event, fingerprint
+from socd.patterns import Pattern
 from socd.plugins import DecodeFailure, DecodeResult, PluginContext, RawRecord
 from socd.severity import BUILTIN_TABLES, LABELS_VI, SeverityTable
 
@@ -88,7 +89,10 @@ _HOST = re.compile(r"([A-Za-z0-9_.:%-]{1,255}) ")
 _GARBAGE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _CISCO = re.compile(r"%([A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)?)-(\d)-([A-Za-z0-9_]+): ?")
 _FORTI_DATE = re.compile(r"date=(\d{4}-\d{2}-\d{2}) time=(\d{2}:\d{2}:\d{2})")
-_KV = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
+# key=value pairs of FortiGate lines. A key starts where a run of [A-Za-z0-9_] starts
+# (leading digits are skipped, as a scan from each position would): ``findall`` with a
+# key allowed to start inside a run was quadratic in the length of a run without "=".
+_KV = re.compile(r'(?<![A-Za-z0-9_])[0-9]*+([A-Za-z_][A-Za-z0-9_]*+)=("(?:[^"\\]|\\.)*+"|\S*)')
 _SD_PARAM = re.compile(r' ([^\s="\]]{1,32})="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r'\\(["\\\]])')
 _ISO_FRAC = re.compile(r"\.(\d{7,})")
@@ -104,9 +108,13 @@ _SSH_INVALID = re.compile(r"Invalid user (.*?) from (\S+)(?: port (\d+))?\s*$")
 _SSH_CLOSED = re.compile(
     r"Connection closed by (?:authenticating|invalid) user (.*?) (\S+) port (\d+)")
 _PAM_FAIL = re.compile(r"pam_unix\((\w[\w-]*):auth\): authentication failure;(.*)")
-_PAM_KV = re.compile(r"(\w+)=(\S*)")
-_SUDO = re.compile(r"\s*(\S+) : (?:(.*?) ; )?TTY=(\S*) ; PWD=(.*?) ; USER=(\S+) ;"
-                   r"(?: GROUP=\S+ ;)?(?: ENV=.*? ;)? COMMAND=(.*)$")
+_PAM_KV = re.compile(r"(?<!\w)(\w++)=(\S*)")  # a key starts a word: linear (see _KV)
+# Run by RE2 (socd.patterns): with a backtracking engine its lazy groups made a line of
+# repeated "x ; TTY=a ; PWD=b ; " quadratic. RE2 picks the same groups, in linear time;
+# longer lines than _SUDO_MAX are not parsed as sudo (sudo itself splits at ~1 KB).
+_SUDO = Pattern(r"\s*(\S+) : (?:(.*?) ; )?TTY=(\S*) ; PWD=(.*?) ; USER=(\S+) ;"
+                r"(?: GROUP=\S+ ;)?(?: ENV=.*? ;)? COMMAND=(.*)$", captures=True)
+_SUDO_MAX = 64 * 1024
 _SSH_PROCS = frozenset({"sshd", "sshd-session", "sshd-auth"})
 
 _FORTI_MAP: dict[str, tuple[str, str]] = {
@@ -562,10 +570,10 @@ class SyslogDecoder(BaseDecoder):
         return "pam"
 
     def _sudo(self, event: Event, message: str) -> str | None:
-        m = _SUDO.match(message)
-        if m is None:
+        groups = _SUDO.match_groups(message) if len(message) <= _SUDO_MAX else None
+        if groups is None:
             return self._pam(event, message)
-        user, problem, tty, pwd, target, command = m.groups()
+        user, problem, tty, pwd, target, command = groups
         outcome = "failure" if problem else "success"
         self._auth(event, "sudo", outcome, user)
         event["process"]["command_line"] = command

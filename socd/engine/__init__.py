@@ -88,4 +88,5 @@ def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> Rule
                                              f"no such file: {missing[0]}")])
         ioc_lookup = ioc_lookup_from_files(paths)
     return RuleEngine(active, ioc_lookup=ioc_lookup,
-                      max_out_of_order_secs=cfg.max_out_of_order_secs)
+                      max_out_of_order_secs=cfg.max_out_of_order_secs,
+                      max_field_bytes=cfg.max_field_bytes)

@@ -4,7 +4,8 @@ Each leaf becomes a closure over a precomputed field getter and a scalar test;
 groups become ``all``/``any``/``not`` over their children. Arrays match when any
 element matches. String comparisons fold case with :meth:`str.casefold` (cached)
 unless ``case: sensitive``. CIDR lists become sorted, merged integer ranges
-searched with :func:`bisect`.
+searched with :func:`bisect`. Regular expressions run on RE2 (:mod:`socd.patterns`), in
+time linear in the text, and read at most ``rules.max_field_bytes`` of a field.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
+
 from socd import netaddr
 from socd.errors import ConfigProblem
 from socd.event import Event
+from socd.metrics import REGISTRY
+from socd.patterns import Pattern, PatternError, bounded, encode
 
 Matcher = Callable[[Event], bool]
 Test = Callable[[Any], bool]
@@ -47,16 +52,33 @@ _MISSING = object()
 
 _FOLDED: dict[str, str] = {}
 _FOLD_MAX = 200_000
+# Only short values are kept for long (they recur: names, codes, paths); a long one is
+# kept only while the leaves of one event read it, so input cannot fill memory.
+_FOLD_SHORT = 256
+_FOLDED_LONG: dict[str, str] = {}
+_FOLD_LONG_MAX = 8
 
 
 def folded(text: str) -> str:
     """``text.casefold()``, cached (the same values recur in every batch)."""
     f = _FOLDED.get(text)
     if f is None:
+        if len(text) > _FOLD_SHORT:
+            return _folded_long(text)
         f = text.casefold()
         if len(_FOLDED) >= _FOLD_MAX:
             _FOLDED.clear()
         _FOLDED[text] = f
+    return f
+
+
+def _folded_long(text: str) -> str:
+    f = _FOLDED_LONG.get(text)
+    if f is None:
+        f = text.casefold()
+        if len(_FOLDED_LONG) >= _FOLD_LONG_MAX:
+            _FOLDED_LONG.clear()
+        _FOLDED_LONG[text] = f
     return f
 
 
@@ -145,6 +167,19 @@ class IocRef:
     lookup: IocLookup | None = None
 
 
+DEFAULT_MAX_FIELD_BYTES = 64 * 1024
+
+
+@dataclass
+class Limits:
+    """Run-time bounds of a rule's conditions; set by the engine that runs the rules.
+
+    ``max_field_bytes``: a regex condition reads at most this many UTF-8 bytes of a
+    field (RE2 is linear in the text; this bounds the constant)."""
+
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
+
+
 @dataclass
 class Context:
     """Per-file compilation context: where problems are reported."""
@@ -154,6 +189,8 @@ class Context:
     problems: list[ConfigProblem] = field(default_factory=list)
     ioc: IocRef = field(default_factory=IocRef)
     uses_ioc: bool = False
+    limits: Limits = field(default_factory=Limits)
+    rule_id: str | None = None  # the rule being compiled, named in pattern problems
 
     def problem(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
         self.problems.append(ConfigProblem(self.file, dotted(loc), message, hint,
@@ -283,7 +320,7 @@ def _compile_leaf(raw: Mapping[str, Any], loc: tuple[Any, ...], ctx: Context) ->
         if value:
             return lambda e: getter(e) is not None
         return lambda e: getter(e) is None
-    test = _scalar_test(op, value, case == "insensitive", vloc, ctx)
+    test = _scalar_test(op, value, case == "insensitive", vloc, ctx, path=path)
     if test is None:
         return None
 
@@ -337,8 +374,10 @@ def _strings(value: Any, op: str, loc: tuple[Any, ...], ctx: Context,
     return out
 
 
-def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],  # noqa: PLR0915
-                 ctx: Context) -> Test | None:
+def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],
+                 ctx: Context, *, path: str = "") -> Test | None:
+    if op == "regex":
+        return _regex_test(value, insensitive, path, loc, ctx)
     if op in ("equals", "in"):
         if op == "equals" and isinstance(value, list):
             ctx.problem(loc, "equals: takes one value", "use in: [...] for a list")
@@ -351,17 +390,20 @@ def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],  
             return None
         if insensitive:
             targets = frozenset(v.casefold() for v in values)
+            # casefold never shortens a text: a longer value cannot equal a target, and
+            # is not folded at all (a huge field costs nothing here)
+            longest = max(len(v) for v in targets)
             if len(targets) == 1:
                 (target,) = targets
 
                 def eq_fold(x: Any) -> bool:
                     t = x if type(x) is str else as_text(x)
-                    return t is not None and folded(t) == target
+                    return t is not None and len(t) <= longest and folded(t) == target
                 return eq_fold
 
             def in_fold(x: Any) -> bool:
                 t = x if type(x) is str else as_text(x)
-                return t is not None and folded(t) in targets
+                return t is not None and len(t) <= longest and folded(t) in targets
             return in_fold
         exact = frozenset(values)
 
@@ -375,12 +417,16 @@ def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],  
             return None
         subs = tuple(v.casefold() for v in values) if insensitive else tuple(values)
         norm: Callable[[str], str] = folded if insensitive else (lambda s: s)
+        # Each character folds on its own to one or more: the folded start (end) of a
+        # value is the fold of its first (last) ``span`` characters, so a huge value is
+        # not folded whole to test a few characters.
+        span = max(len(v) for v in subs)
         if op == "prefix":
             return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-                norm(t).startswith(subs)
+                norm(t if len(t) <= span else t[:span]).startswith(subs)
         if op == "suffix":
             return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-                norm(t).endswith(subs)
+                norm(t if len(t) <= span else t[-span:]).endswith(subs)
         if len(subs) == 1:
             (sub,) = subs
             return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
@@ -396,23 +442,10 @@ def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],  
                         return True
                 return False
             return contains_any
-        pattern = re.compile("|".join(re.escape(s) for s in sorted(subs, key=len,
-                                                                    reverse=True)))
+        # one pass over the text for all of them, in linear time (RE2)
+        pattern = Pattern("|".join(re.escape(s) for s in subs))
         return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-            pattern.search(norm(t)) is not None
-    if op == "regex":
-        if not isinstance(value, str):
-            ctx.problem(loc, f"regex: takes a pattern string, got {value!r}")
-            return None
-        try:
-            pat = re.compile(value, re.IGNORECASE if insensitive else 0)
-        except re.error as exc:
-            ctx.problem(loc, f"invalid regular expression: {exc}",
-                        "Python re syntax; quote the pattern in YAML with single quotes")
-            return None
-        search = pat.search
-        return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-            search(t) is not None
+            pattern.search(norm(t))
     if op in NUMBER_OPS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             ctx.problem(loc, f"{op}: takes a number, got {value!r}")
@@ -432,6 +465,56 @@ def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],  
     if op == "ioc":
         return _ioc_test(value, loc, ctx)
     raise AssertionError(op)  # pragma: no cover
+
+
+RULE_FIELDS_TRUNCATED = Counter(
+    "socd_rule_fields_truncated_total",
+    "Field values longer than rules.max_field_bytes: regex conditions read only their "
+    "first rules.max_field_bytes bytes (counted once per value and field).",
+    ["field"],
+    registry=REGISTRY,
+)
+
+# The last long values regex leaves encoded and cut, by identity: the leaves on one field
+# of one event share the work (and the value is counted once).
+_SUBJECTS: dict[int, tuple[str, int, bytes]] = {}
+_SUBJECTS_MAX = 16
+
+
+def _regex_test(value: Any, insensitive: bool, path: str, loc: tuple[Any, ...],
+                ctx: Context) -> Test | None:
+    if not isinstance(value, str):
+        ctx.problem(loc, f"regex: takes a pattern string, got {value!r}")
+        return None
+    try:
+        pattern = Pattern(value, ignore_case=insensitive)
+    except PatternError as exc:
+        rule = f" (rule {ctx.rule_id!r})" if ctx.rule_id else ""
+        ctx.problem(loc, exc.message + rule, exc.hint)
+        return None
+    search = pattern.search_bytes
+    limits = ctx.limits
+    truncated = RULE_FIELDS_TRUNCATED.labels(path)
+    subjects = _SUBJECTS
+
+    def regex_test(x: Any) -> bool:
+        t = x if type(x) is str else as_text(x)
+        if t is None:
+            return False
+        limit = limits.max_field_bytes
+        if len(t) * 4 <= limit:  # cannot exceed the limit: most values
+            return search(encode(t))
+        entry = subjects.get(id(t))
+        if entry is not None and entry[0] is t and entry[1] == limit:
+            return search(entry[2])
+        data, cut = bounded(t, limit)
+        if cut:
+            truncated.inc()
+        if len(subjects) >= _SUBJECTS_MAX:
+            subjects.clear()
+        subjects[id(t)] = (t, limit, data)
+        return search(data)
+    return regex_test
 
 
 def cidr_ranges(networks: Iterable[str]) -> dict[int, tuple[list[int], list[int]]]:
@@ -492,6 +575,11 @@ def _cidr_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
     return in_cidr
 
 
+# No indicator is longer (a domain has at most 253 characters, a SHA-512 hash 128): a
+# longer value is not normalised and looked up at all.
+_IOC_MAX_LEN = 512
+
+
 def _ioc_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
     source: str | None = None
     if isinstance(value, Mapping):
@@ -526,7 +614,7 @@ def _ioc_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
 
     def ioc_test(x: Any) -> bool:
         lookup = ref.lookup
-        if lookup is None or type(x) is not str:
+        if lookup is None or type(x) is not str or len(x) > _IOC_MAX_LEN:
             return False
         if source is None:
             return bool(lookup(kind, norm(x)))
@@ -637,11 +725,7 @@ def _merge_regexes(body: list[Any], fns: list[Matcher], loc: tuple[Any, ...],
                 pattern = f"(?{m.group(1)}:{pattern[m.end():]})"
             parts.append(f"(?:{pattern})")
         merged = "|".join(parts)
-        try:
-            re.compile(merged, re.IGNORECASE if case == "insensitive" else 0)
-        except re.error:
-            continue
-        scratch = Context(ctx.file, ioc=ctx.ioc)
+        scratch = Context(ctx.file, ioc=ctx.ioc, limits=ctx.limits)
         fn = _compile_leaf({"field": path, "regex": merged, "case": case}, loc, scratch)
         if fn is None or scratch.problems:
             continue

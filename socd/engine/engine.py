@@ -21,7 +21,14 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
-from socd.engine.compiler import INDEX_FIELDS, IocLookup, as_text, index_key, make_getter
+from socd.engine.compiler import (
+    DEFAULT_MAX_FIELD_BYTES,
+    INDEX_FIELDS,
+    IocLookup,
+    as_text,
+    index_key,
+    make_getter,
+)
 from socd.engine.loader import CompiledRule
 from socd.event import Event, fingerprint, set_severity
 from socd.metrics import REGISTRY
@@ -94,6 +101,20 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+_CACHE_VALUE_MAX = 256
+
+
+def _cacheable(value: Any) -> bool:
+    """Whether routing values are small enough to keep as a dispatch-cache key: they come
+    from input, and 65,536 keys of 1 MiB values would hold 64 GiB."""
+    t = type(value)
+    if t is str or t is bytes:
+        return len(value) <= _CACHE_VALUE_MAX
+    if t is tuple:
+        return len(value) <= 16 and all(_cacheable(v) for v in value)
+    return True
+
+
 def _key(getters: tuple[Callable[[Event], Any], ...], event: Event) -> tuple[Any, ...]:
     return tuple(_hashable(g(event)) for g in getters)
 
@@ -109,12 +130,21 @@ def _clone(value: Any) -> Any:
     return value
 
 
+# The last event hashed here (by identity) and its hash: several rules may fire on one
+# event, and hashing a large event (huge fields) more than once would cost as much again.
+_LAST_HASHED: list[Any] = [None, ""]
+
+
 def _event_hash(event: Event) -> str:
     ev = event.get("event")
     h = ev.get("hash") if type(ev) is dict else None
     if type(h) is str:
         return h
-    return fingerprint(orjson.dumps(event, option=orjson.OPT_SORT_KEYS, default=str))
+    if _LAST_HASHED[0] is event:
+        return _LAST_HASHED[1]  # type: ignore[no-any-return]
+    h = fingerprint(orjson.dumps(event, option=orjson.OPT_SORT_KEYS, default=str))
+    _LAST_HASHED[0], _LAST_HASHED[1] = event, h
+    return h
 
 
 class _LRU(OrderedDict[Any, Any]):
@@ -176,7 +206,8 @@ class RuleEngine:
 
     def __init__(self, rules: Sequence[CompiledRule], *, ioc_lookup: IocLookup | None = None,
                  max_out_of_order_secs: float = 300.0, max_keys: int = MAX_KEYS,
-                 include_disabled: bool = False) -> None:
+                 include_disabled: bool = False,
+                 max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> None:
         self.rules = [r for r in rules if include_disabled or r.rule.enabled]
         self.max_out_of_order_secs = float(max_out_of_order_secs)
         self.max_keys = max_keys
@@ -184,6 +215,7 @@ class RuleEngine:
         self.ioc_lookup = ioc_lookup
         for r in self.rules:
             r.ioc.lookup = ioc_lookup
+            r.limits.max_field_bytes = max_field_bytes
         self.state: dict[str, RuleState] = {r.id: RuleState(r.id, max_keys) for r in self.rules}
         self._by_id = {r.id: r for r in self.rules}
         self._matches = {r.id: RULE_MATCHES.labels(r.id) for r in self.rules}
@@ -233,9 +265,10 @@ class RuleEngine:
         cands = self._dispatch.get(values)
         if cands is None:
             cands = self._candidates_for(values)
-            if len(self._dispatch) >= 65536:
-                self._dispatch.clear()
-            self._dispatch[values] = cands
+            if _cacheable(values):
+                if len(self._dispatch) >= 65536:
+                    self._dispatch.clear()
+                self._dispatch[values] = cands
         return cands
 
     @staticmethod

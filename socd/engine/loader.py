@@ -26,6 +26,7 @@ from socd.engine.compiler import (
     NOT_ROUTED,
     Context,
     IocRef,
+    Limits,
     Matcher,
     compile_condition,
     index_entries,
@@ -62,6 +63,7 @@ class CompiledRule:
     def_hash: str
     ioc: IocRef
     uses_ioc: bool
+    limits: Limits = field(default_factory=Limits)
     group_fields: tuple[str, ...] = ()
     group_getters: tuple[Getter, ...] = ()
     suppress_getters: tuple[Getter, ...] | None = None
@@ -211,6 +213,9 @@ def compile_rule(body: Any, loc: tuple[Any, ...], ctx: Context,
         ctx.problem(loc, "a rule must be a mapping (id:, title:, severity:, match:, ...)")
         return None
     before = len(ctx.problems)
+    ctx.rule_id = body.get("id") if isinstance(body.get("id"), str) else None
+    limits = Limits()
+    ctx.limits = limits
     try:
         rule = Rule.model_validate(dict(body))
     except ValidationError as exc:
@@ -239,13 +244,13 @@ def compile_rule(body: Any, loc: tuple[Any, ...], ctx: Context,
     compiled = CompiledRule(
         rule=rule, file=ctx.file, line=line, order=order, match=match, steps=steps,
         index=_rule_index(rule),
-        def_hash=definition_hash(rule), ioc=ioc, uses_ioc=uses_ioc)
+        def_hash=definition_hash(rule), ioc=ioc, uses_ioc=uses_ioc, limits=limits)
     _prepare(compiled)
     if rule.match is not None and compiled.index is not None and \
             index_entries(rule.match) is not None:
         reduced = routed_condition(rule.match)
         if reduced is not NOT_ROUTED:
-            scratch = Context(ctx.file, ioc=ioc)
+            scratch = Context(ctx.file, ioc=ioc, limits=limits, rule_id=rule.id)
             routed = compile_condition(reduced, (*loc, "match"), scratch) \
                 if reduced is not None else None
             if not scratch.problems:

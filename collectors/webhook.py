@@ -25,6 +25,8 @@ A request is all or nothing:
   accepted: the decoder dead-letters each bad line;
 * ``400 trailing_data`` when bytes follow the end of the gzip stream (a second
   member, or anything else): the stream must end where the body ends;
+  ``400 incomplete_body`` when the client hangs up or breaks the chunked encoding
+  before the end of the body (an answer nobody may read, counted);
 * ``401`` for an unknown source or a wrong token (same body for both; tokens
   are compared in constant time and never logged); ``408`` when the body does not
   arrive within ``limits.body_timeout_secs``; ``413`` when the body exceeds
@@ -50,6 +52,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import Counter
 from pydantic import Field, SecretStr, field_validator
 
@@ -384,6 +387,11 @@ class WebhookCollector:
         except TimeoutError:
             raise BodyError(408, "body_timeout", f"the body did not arrive within "
                             f"{timeout:g} s") from None
+        except (ConnectionError, RequestPayloadError) as exc:
+            # The client hung up, or sent a malformed chunked body: its doing, not an
+            # error of socd (a traceback per request would let anyone flood the log).
+            raise BodyError(400, "incomplete_body", f"the body ended early: "
+                            f"{str(exc) or type(exc).__name__}") from None
         return reader.finish()
 
     async def _submit(self, records: list[RawRecord]) -> bool | None:

@@ -23,7 +23,10 @@ its headers nor the number of connections. Each listener applies its
   listener is full, a new connection closes the oldest connection that has no
   request in progress, so slow or idle connections cannot lock legitimate clients
   out; only when every connection is busy is the newcomer answered 503;
-* bounded request line, header field and header count (aiohttp answers 400).
+* bounded request line, header field and header count (aiohttp answers 400). A
+  request aiohttp cannot parse is the client's doing: it is counted
+  (``bad_request``) and logged without a traceback at most every few seconds,
+  where aiohttp would log an error with a traceback for each one.
 
 Connections refused or closed for these reasons are counted in
 ``socd_http_connections_closed_total{listener,reason}``; open connections in
@@ -34,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +47,7 @@ from typing import Any
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
@@ -53,7 +59,7 @@ log = structlog.get_logger("socd.http")
 
 #: Why socd closed or refused a connection (label values of the metric).
 CLOSE_REASONS = ("too_many_connections", "too_many_from_address", "evicted",
-                 "header_timeout", "send_timeout")
+                 "header_timeout", "send_timeout", "bad_request")
 
 HTTP_CONNECTIONS = Gauge("socd_http_connections", "Open connections of an HTTP listener.",
                          ["listener"], registry=REGISTRY)
@@ -273,14 +279,15 @@ class _Guard:
     def connection_of(self, handler: RequestHandler) -> _Connection | None:
         return self._by_handler.get(handler)
 
-    def count(self, reason: str, key: str) -> None:
+    def count(self, reason: str, key: str, **detail: str) -> None:
         """Count a refusal or forced close, and log it at most every few seconds."""
         self._counters[reason].inc()
         self._since_log[reason] = self._since_log.get(reason, 0) + 1
         now = time.monotonic()
         if now - self._last_log.get(reason, -_LOG_EVERY_SECS) >= _LOG_EVERY_SECS:
             log.warning("http connection closed to protect the listener", listener=self.name,
-                        reason=reason, client=key, since_last_log=self._since_log[reason])
+                        reason=reason, client=key, since_last_log=self._since_log[reason],
+                        **detail)
             self._last_log[reason] = now
             self._since_log[reason] = 0
 
@@ -327,6 +334,36 @@ class _Guard:
         return track
 
 
+class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log for one listener. A request that cannot be parsed (bad
+    request line, header or chunked body: aiohttp answers 400 and closes) is counted
+    and logged by the guard; anything else, a handler's bug above all, reaches
+    aiohttp's logger unchanged."""
+
+    def __init__(self, guard: _Guard) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._guard = guard
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True,
+                  **kwargs: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            self._guard.count("bad_request", str(args[0]) if args else "",
+                              detail=str(exc.message)[:200])
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        # aiohttp logs a bad method in a connection's first request (not HTTP at all:
+        # TLS or a port scan) at debug level; it is a bad request all the same.
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self._guard.count("bad_request", str(args[0]) if args else "",
+                              detail=str(exc.message)[:200])
+            return
+        super().debug(msg, *args, **kwargs)
+
+
 class HttpListener:
     """Serves an aiohttp application on one address with socd's limits.
 
@@ -355,7 +392,7 @@ class HttpListener:
         self.app.middlewares.append(guard.middleware())
         runner = web.AppRunner(
             self.app, access_log=None, shutdown_timeout=self._shutdown_timeout,
-            auto_decompress=self._auto_decompress,
+            auto_decompress=self._auto_decompress, logger=_ServerLog(guard),
             keepalive_timeout=limits.idle_timeout_secs,
             lingering_time=min(_LINGER_SECS, limits.body_timeout_secs),
             max_line_size=limits.max_request_line_bytes,

@@ -152,15 +152,18 @@ class Listeners:
         self.sent["mqtt"] += 1
 
     def raw_http(self, name: str, payload: bytes) -> None:
-        """Garbage as an HTTP request: socd answers (400 or otherwise) or closes."""
-        with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=10) as sock:
-            sock.sendall(payload + b"\r\n\r\n")
-            sock.shutdown(socket.SHUT_WR)
-            answer = b""
-            with contextlib.suppress(ConnectionResetError):
-                while chunk := sock.recv(65536):
-                    answer += chunk
-        assert not answer or answer.startswith(b"HTTP/1."), answer[:100]
+        """Garbage as an HTTP request, and as the headers of a valid request line:
+        socd answers (400 or otherwise) or closes."""
+        for request in (payload + b"\r\n\r\n",
+                        b"GET /edl/ipv4.txt HTTP/1.1\r\nHost: socd\r\n" + payload + b"\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", self.ports[name]), timeout=10) as sock:
+                sock.sendall(request)
+                sock.shutdown(socket.SHUT_WR)
+                answer = b""
+                with contextlib.suppress(ConnectionResetError):
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+            assert not answer or answer.startswith(b"HTTP/1."), answer[:100]
         self.sent[name] += 1
 
 
@@ -274,6 +277,12 @@ def test_random_input_on_every_listener(tmp_path: Path, services: dict[str, Any]
         dead = deadletter.read(str(state / "dead-letter" / "dead-letter.ndjson"))
         assert len(dead) == metric(metrics, "socd_dead_letters_total")
         assert {e.get("collector") for e in dead} >= {"syslog", "hook", "mqtt"}
+
+        # Requests that cannot be parsed are counted per listener (and logged without
+        # a traceback: see the log check below).
+        for listener in ("metrics", "edl/block"):
+            assert metric(metrics, "socd_http_connections_closed_total", listener=listener,
+                          reason="bad_request") > 0
 
         # Nothing blocked: no decision, empty feeds.
         for action in ("add", "extend"):

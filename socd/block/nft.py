@@ -58,6 +58,7 @@ from socd.block.elements import (
     timeout_secs,
 )
 from socd.block.protocol import HelperClient, HelperError, encode_request
+from socd.netaddr import AddressError
 
 CHUNK = 5000  # elements per `add element` statement (all in one transaction)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
@@ -141,18 +142,24 @@ class NftBackend:
     def full_batch(self, decisions: Iterable[Decision], now: float) -> Batch:
         """Every active decision as disjoint elements (values that are not a canonical
         address or network are refused, not written)."""
-        entries: list[tuple[str, float]] = []
+        entries = [(d.value, d.expires) for d in decisions
+                   if d.kind in ("ipv4", "ipv6") and d.expires > now]
         refused: list[Refusal] = []
-        for d in decisions:
-            if d.kind not in ("ipv4", "ipv6") or d.expires <= now:
-                continue
-            found = from_value(d.value)
-            if isinstance(found, Refusal):
-                refused.append(found)
-            else:
-                entries.append((found.text, d.expires))
+        try:
+            # flatten() parses every value with the address gate: one parse per value
+            # when the store is clean, as it is once bad rows are removed at open.
+            flat = flatten(entries)
+        except AddressError:
+            good: list[tuple[str, float]] = []
+            for value, expires in entries:
+                found = from_value(value)
+                if isinstance(found, Refusal):
+                    refused.append(found)
+                else:
+                    good.append((found.text, expires))
+            flat = flatten(good)
         add = tuple(Element(net, timeout_secs(expires, now, MAX_TIMEOUT_SECS))
-                    for net, expires in flatten(entries))
+                    for net, expires in flat)
         return Batch(True, add, (), tuple(refused))
 
     def incremental_batch(self, changes: Sequence[Change], now: float) -> Batch:

@@ -69,7 +69,7 @@ class HelperError(Exception):
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    v: Literal[1]
+    v: int = Field(ge=VERSION, le=VERSION)  # strict: `true` is not 1
     op: Literal["check", "sync", "apply"]
     # Elements are screened one by one afterwards, so a bad one is refused alone.
     add: list[Any] = Field(default_factory=list, max_length=MAX_ELEMENTS)

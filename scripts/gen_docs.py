@@ -336,7 +336,8 @@ PLUGIN_NOTES: Mapping[tuple[str, str], str] = {
         "Set `topics`, `subscriptions` or both; a collector with neither is rejected. "
         "Every subscription uses a persistent session (fixed `client_id`, "
         "`clean_session: false`). A message is acknowledged to the broker only after the "
-        "pipeline has queued it, so the broker keeps what socd has not taken yet. "
+        "pipeline has taken it (with the intake journal: once it is on disk), so the broker "
+        "keeps what socd has not taken yet. "
         "Payloads may be one JSON object, an array or NDJSON. "
         "`$share/<group>/<filter>` topics are routed to their decoder by `<filter>`.",
     ("collector", "file"):
@@ -495,8 +496,8 @@ the failure is logged and `socd_config_reloads_total{{result="failure"}}` grows.
 Otherwise the swap is atomic, between two batches: new decoders and classification
 (including IoC lists) apply to the next batch; sinks and collectors whose settings
 changed are restarted, removed ones are stopped after writing what they hold, and
-unchanged ones keep running. `log`, `http`, `pipeline.queue_max_batches` and
-`dead_letter` take effect at the next start.
+unchanged ones keep running. `log`, `http`, `pipeline.queue_max_batches`, `journal`
+and `dead_letter` take effect at the next start.
 
 ## Example: MQTT to Elasticsearch
 

@@ -189,6 +189,43 @@ class PipelineConfig(StrictModel):
                                       description="How long shutdown waits for sinks to drain.")
 
 
+class JournalConfig(StrictModel):
+    """The durable intake journal (socd.journal, docs/architecture.md): a batch is
+    acknowledged to its source only once it is on disk here."""
+
+    enabled: bool = Field(True, description="Journal every received batch before its source "
+                          "is acknowledged, and process what a crash left in it at the next "
+                          "start. Off: what is acknowledged but not yet stored is lost in a "
+                          "crash (at most `pipeline.max_buffered_bytes`).")
+    path: str = Field("journal", description="Folder of the segment files, relative to "
+                      "state_dir.")
+    fsync_interval_ms: float = Field(
+        10, ge=0, le=1000, description="Least time between two fsyncs of the journal: batches "
+        "arriving meanwhile share the next one (group commit). 0 syncs as often as the disk "
+        "allows; more saves disk flushes under load and adds at most this wait per batch.")
+    fsync_max_bytes: int = Field(4 * 1024 * 1024, ge=4096, le=1024 * 1024 * 1024,
+                                 description="Sync at once, without waiting for "
+                                 "`fsync_interval_ms`, when this much is waiting.")
+    max_bytes: int = Field(1024 * 1024 * 1024, ge=4 * 1024 * 1024,
+                           description="Largest journal on disk. When full, intake waits "
+                           "(back-pressure to the sources) until sinks store what it holds.")
+    segment_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024,
+                               validate_default=True,
+                               description="Size of one segment file; a segment is deleted "
+                               "once everything in it is stored. At most a quarter of "
+                               "`max_bytes`.")
+
+    @field_validator("segment_bytes")
+    @classmethod
+    def _segments_fit(cls, value: int, info: Any) -> int:
+        # A full journal must free space by deleting whole segments (not the active one).
+        max_bytes = info.data.get("max_bytes")
+        if max_bytes is not None and value * 4 > max_bytes:
+            raise ValueError(f"segment_bytes ({value}) must be at most a quarter of max_bytes "
+                             f"({max_bytes})")
+        return value
+
+
 class DeadLetterConfig(StrictModel):
     path: str = Field("dead-letter", description="Directory, relative to state_dir.")
     max_file_bytes: int = Field(256 * 1024 * 1024, ge=1024,
@@ -427,6 +464,9 @@ class DocumentConfig(StrictModel):
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    journal: JournalConfig = Field(
+        default_factory=JournalConfig, description="The durable intake journal: what a source "
+        "was told is received survives a crash (docs/architecture.md).")
     dead_letter: DeadLetterConfig = DeadLetterConfig()
     classification: ClassificationConfig = ClassificationConfig()
     enrichment: EnrichmentConfig = EnrichmentConfig()

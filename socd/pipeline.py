@@ -36,6 +36,7 @@ from socd.config import SinkConfig, resolve_path
 from socd.deadletter import DeadLetter
 from socd.errors import SinkError
 from socd.event import Event
+from socd.journal import Journal
 from socd.plugins import Ack, Decoder, RawRecord, Sink
 from socd.spool import Spool
 
@@ -489,12 +490,21 @@ _DRAIN_STOP_GRACE_SECS = 5.0  # how long stop() lets a drain write under way fin
 
 
 class Pipeline:
-    """Decodes, classifies and fans batches out to the sink runners."""
+    """Decodes, classifies and fans batches out to the sink runners.
+
+    With a :class:`~socd.journal.Journal`, :meth:`submit` returns only once the
+    batch is on disk, so whatever a collector acknowledges after its ``emit``
+    returned survives a crash; the batch leaves the journal when every sink has
+    it (the same :class:`~socd.plugins.Ack` that releases its memory budget).
+    :meth:`recover` processes what an earlier run left in the journal; the daemon
+    awaits it before starting the collectors.
+    """
 
     def __init__(self, decoders: Mapping[str, Decoder], processor: Processor,
                  runners: Sequence[SinkRunner], dead_letter: DeadLetter,
                  queue_max_batches: int = 64,
-                 max_buffered_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_buffered_bytes: int = 16 * 1024 * 1024,
+                 journal: Journal | None = None) -> None:
         self.decoders = dict(decoders)
         self.processor = processor
         self.runners = list(runners)
@@ -508,35 +518,91 @@ class Pipeline:
         self.max_buffered_bytes = max_buffered_bytes
         self.buffered_bytes = 0
         self._freed = asyncio.Event()
+        self.journal = journal
+        self._recovered = journal is None
 
     def start(self) -> None:
         for runner in self.runners:
             runner.start()
         self._task = asyncio.create_task(self._decode_loop(), name="pipeline/decode")
 
+    async def recover(self) -> int:
+        """Open the journal and queue what an earlier run left in it, oldest first;
+        returns the number of records. Call after :meth:`start`, before any collector
+        submits (the daemon starts the collectors once this returns)."""
+        journal = self.journal
+        if journal is None or self._recovered:
+            return 0
+        await journal.open()
+        self._recovered = True
+        records_total = 0
+        async for seq, records in journal.replay():
+            if not records:
+                journal.release(seq)
+                continue
+            # Not counted as received again: socd_journal_replayed_records_total says it.
+            size = sum(len(r.data) for r in records)
+            await self._wait_for_room(size)
+            self.intake_events += len(records)
+            await self.intake.put(Batch(records, self._budget(size, None, seq)))
+            records_total += len(records)
+        if records_total:
+            log.info("journal replayed", records=records_total, directory=journal.directory)
+        return records_total
+
     async def submit(self, records: list[RawRecord], ack: Ack | None = None) -> None:
-        """Queue a batch from a collector; waits while the pipeline is full."""
+        """Queue a batch from a collector; waits while the pipeline is full. With the
+        journal, returns once the batch is on disk: the collector may then
+        acknowledge its source."""
         if not records:
             if ack is not None:
                 ack.done()
             return
         _count_received(records)
         size = sum(len(r.data) for r in records)
+        await self._wait_for_room(size)
+        seq: int | None = None
+        if self.journal is not None:
+            self._check_recovered()
+            # The memory budget is held while the journal writes, so concurrent
+            # submitters cannot overshoot it meanwhile.
+            self.buffered_bytes += size
+            try:
+                seq = await self.journal.append(records)
+            finally:
+                self.buffered_bytes -= size
+                self._freed.set()
+        self.intake_events += len(records)
+        await self.intake.put(Batch(records, self._budget(size, ack, seq)))
+
+    async def submit_durable(self, records: list[RawRecord], ack: Ack | None = None) -> None:
+        """:meth:`submit` under the name phase-2 collectors use to say that they
+        acknowledge their source after it (webhook 202, TCP reads)."""
+        await self.submit(records, ack)
+
+    async def _wait_for_room(self, size: int) -> None:
         # Always admit a batch when nothing is buffered, however big it is.
         while self.buffered_bytes and self.buffered_bytes + size > self.max_buffered_bytes:
             self._freed.clear()
             await self._freed.wait()
-        self.intake_events += len(records)
-        await self.intake.put(Batch(records, self._budget(size, ack)))
 
-    def _budget(self, size: int, ack: Ack | None) -> Ack:
+    def _check_recovered(self) -> None:
+        if not self._recovered:
+            raise RuntimeError("Pipeline.recover() must run before anything is submitted "
+                               "when the journal is enabled")
+
+    def _budget(self, size: int, ack: Ack | None, seq: int | None = None) -> Ack:
         """Account ``size`` bytes until every sink has stored the batch (or it is
-        dead-lettered), then release them and call the collector's ack."""
+        dead-lettered), then release them, the batch's journal entry ``seq`` and
+        call the collector's ack."""
         self.buffered_bytes += size
+        journal = self.journal if seq is not None else None
 
         def release() -> None:
             self.buffered_bytes -= size
             self._freed.set()
+            if journal is not None:
+                journal.release(seq)  # type: ignore[arg-type]
             if ack is not None:
                 ack.pending = 1
                 ack.done()
@@ -544,20 +610,41 @@ class Pipeline:
         return Ack(release)
 
     def try_submit(self, records: list[RawRecord], ack: Ack | None = None) -> bool:
-        """Queue a batch only if there is room now (HTTP 429, UDP drop counting)."""
+        """Queue a batch only if there is room now (HTTP 429, UDP drop counting).
+
+        With the journal, the batch is appended to it but queued at once, before it
+        is on disk: a caller that must acknowledge only durable input uses
+        :meth:`try_submit_durable` (phase 2 wires the webhook to it)."""
+        return self.try_submit_durable(records, ack) is not None
+
+    def try_submit_durable(self, records: list[RawRecord],
+                           ack: Ack | None = None) -> asyncio.Future[None] | None:
+        """Queue a batch only if there is room now: ``None`` when there is not (the
+        caller answers 429 or counts a drop), else a future that completes once the
+        batch is on disk (at once without the journal). The batch is queued either
+        way; acknowledge the source only after awaiting the future."""
+        loop = asyncio.get_running_loop()
         if not records:
             if ack is not None:
                 ack.done()
-            return True
+            return _completed(loop)
         if self.intake.full():
-            return False
+            return None
         size = sum(len(r.data) for r in records)
         if self.buffered_bytes and self.buffered_bytes + size > self.max_buffered_bytes:
-            return False
+            return None
+        seq: int | None = None
+        durable: asyncio.Future[None] | None = None
+        if self.journal is not None:
+            self._check_recovered()
+            appended = self.journal.try_append(records)
+            if appended is None:
+                return None
+            seq, durable = appended
         _count_received(records)
         self.intake_events += len(records)
-        self.intake.put_nowait(Batch(records, self._budget(size, ack)))
-        return True
+        self.intake.put_nowait(Batch(records, self._budget(size, ack, seq)))
+        return durable if durable is not None else _completed(loop)
 
     async def control(self, action: Callable[[], Any]) -> None:
         """Run ``action`` in the decode loop between two batches and wait for it."""
@@ -608,15 +695,28 @@ class Pipeline:
         abort.cancel()
         if drain in done:
             drain.result()
+            await self._close_journal()
             return 0
         drain.cancel()
         lost = 0
+        if self.journal is not None:
+            # What the sinks did not store stays journaled for the next start.
+            self.journal.freeze()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.wait({self._task})
-        lost += self._dead_letter_intake()
+        if self.journal is None:
+            lost += self._dead_letter_intake()
+        else:
+            kept = self.intake_events + sum(len(b.records) for b in
+                                            ([self._current] if self._current else []))
+            self._current = None
+            if kept:
+                log.warning("drain did not finish; queued records stay in the journal for "
+                            "the next start", records=kept, directory=self.journal.directory)
         for runner in self.runners:
             lost += runner.abort()
+        await self._close_journal()
         if lost:
             log.error("drain did not finish; undelivered events dead-lettered",
                       timeout_secs=drain_timeout, events=lost, file=self.dead_letter.path)
@@ -628,6 +728,10 @@ class Pipeline:
     def abort(self) -> None:
         """Stop waiting for the drain (a second SIGINT/SIGTERM)."""
         self._abort.set()
+
+    async def _close_journal(self) -> None:
+        if self.journal is not None and self._recovered:
+            await self.journal.close()
 
     async def _drain(self) -> None:
         await self.intake.put(None)
@@ -661,7 +765,13 @@ class Pipeline:
     def sinks_up(self) -> bool:
         return all(r.up for r in self.runners)
 
+    def journal_status(self) -> dict[str, Any] | None:
+        """The journal's depth and age (``/readyz``), None without a journal."""
+        return self.journal.status() if self.journal is not None else None
+
     def update_gauges(self) -> None:
+        if self.journal is not None:
+            self.journal.update_gauges()
         metrics.QUEUE_DEPTH.labels("intake").set(self.intake_events)
         for runner in self.runners:
             metrics.QUEUE_DEPTH.labels(f"sink/{runner.name}").set(max(0, runner.queued_events))
@@ -741,6 +851,12 @@ class Pipeline:
             await runner.put(out)
         # Let collectors and the HTTP server run between CPU-bound batches.
         await asyncio.sleep(0)
+
+
+def _completed(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = loop.create_future()
+    future.set_result(None)
+    return future
 
 
 def _count_received(records: list[RawRecord]) -> None:

@@ -44,6 +44,7 @@ from socd.config import Config, Plugin
 from socd.errors import HealthCheckError
 from socd.http import HttpListener, make_app
 from socd.ioc.allowlist import load_allowlist
+from socd.journal import Journal
 from socd.pipeline import Pipeline, SinkRunner
 from socd.plugins import Collector
 
@@ -142,7 +143,9 @@ class Daemon:
         self.pipeline = Pipeline(decoders, classifier, self._with_notifications(self.runners,
                                                                        self.notify_runner),
                                  self.dead_letter, cfg.document.pipeline.queue_max_batches,
-                                 cfg.document.pipeline.max_buffered_bytes)
+                                 cfg.document.pipeline.max_buffered_bytes,
+                                 journal=Journal.from_config(cfg.document.journal, cfg.state_dir)
+                                 if cfg.document.journal.enabled else None)
         self.pipeline.start()
         if cfg.document.http.enabled:
             app = make_app(self.readiness, self.pipeline.update_gauges)
@@ -152,6 +155,8 @@ class Daemon:
             await self.http.start()
             log.info("http endpoint listening", url=f"http://{self.http.host}:{self.http.port}",
                      paths=["/metrics", "/healthz", "/readyz"])
+        # What a crash left in the journal is processed before any new input.
+        await self.pipeline.recover()
         for plugin in cfg.collectors.values():
             self._start_collector(plugin)
         self.services = build_services(cfg, self.dead_letter)
@@ -431,7 +436,14 @@ class Daemon:
             sinks[self.notify_runner.name] = self.notify_runner.up
         ready = (self.pipeline is not None and not self.should_exit.is_set()
                  and all(collectors.values()) and all(sinks.values()))
-        return ready, {"collectors": collectors, "sinks": sinks}
+        detail: dict[str, Any] = {"collectors": collectors, "sinks": sinks}
+        journal = self.pipeline.journal_status() if self.pipeline is not None else None
+        if journal is not None:
+            # Depth and age of what sources were told is received but sinks lack;
+            # a journal that cannot write stops intake, so socd is not ready then.
+            detail["journal"] = journal
+            ready = ready and "failing" not in journal
+        return ready, detail
 
     async def _heartbeat(self) -> None:
         interval = systemd.watchdog_interval()

@@ -45,7 +45,7 @@ import structlog
 
 from socd import log as socd_log
 from socd import systemd
-from socd.block.elements import Outcome
+from socd.block.elements import Batch, Outcome
 from socd.block.ipset import IpsetBackend
 from socd.block.nft import NftBackend, NftError
 from socd.block.protocol import (
@@ -164,7 +164,7 @@ class Helper:
                               direction=request.direction, nft=self.config.nft)
         return IpsetBackend(set_name=self.config.ipset_name, ipset=self.config.ipset)
 
-    async def _execute(self, request: Request, batch: Any,
+    async def _execute(self, request: Request, batch: Batch,
                        peer: dict[str, int]) -> dict[str, Any]:
         backend = self._backend(request)
         async with self._lock:

@@ -23,12 +23,13 @@ What differs and is documented in docs/rules.md: ``\\b`` and ``\\B`` treat only 
 letters, digits and ``_`` as word characters; case folding follows Unicode simple case
 folding (the same as Python's for every letter but a few such as the Turkish dotless i).
 Refused, with a hint: lookahead and lookbehind, backreferences, conditionals, atomic
-groups and possessive quantifiers, ``(?x)`` verbose mode, a scoped ``(?a:...)`` and a
-negated class holding ``\\W``.
+groups and possessive quantifiers, ``(?x)`` verbose mode, a scoped ``(?a:...)``, ``$``
+followed by more of the pattern, and counted repetitions above 1000.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import warnings
@@ -156,12 +157,13 @@ def _literal(code: int) -> str:
 class _Translator:
     """One left-to-right pass over a pattern Python has already accepted."""
 
-    def __init__(self, src: str) -> None:
+    def __init__(self, src: str, *, ignore_case: bool = False) -> None:
         self.src = src
         self.i = 0
         self.out: list[str] = []
         self.ascii = False
-        self.multiline = [False]  # per open group: whether (?m) applies
+        # per open group: the flags that apply there among m (for $) and i (for classes)
+        self.scopes: list[frozenset[str]] = [frozenset("i" if ignore_case else "")]
 
     def run(self) -> str:
         src = self.src
@@ -174,8 +176,8 @@ class _Translator:
             elif c == "(":
                 self._group()
             elif c == ")":
-                if len(self.multiline) > 1:
-                    self.multiline.pop()
+                if len(self.scopes) > 1:
+                    self.scopes.pop()
                 self.out.append(")")
                 self.i += 1
             elif c in "*+?":
@@ -185,7 +187,7 @@ class _Translator:
             elif c == "{":
                 self._brace()
             elif c == "$":
-                self.out.append("$" if self.multiline[-1] else self._dollar())
+                self.out.append("$" if "m" in self.scopes[-1] else self._dollar())
                 self.i += 1
             else:
                 self.out.append(c)
@@ -254,7 +256,7 @@ class _Translator:
     def _group(self) -> None:
         src, i = self.src, self.i
         if not src.startswith("(?", i):
-            self.multiline.append(self.multiline[-1])
+            self.scopes.append(self.scopes[-1])
             self.out.append("(")
             self.i += 1
             return
@@ -273,12 +275,12 @@ class _Translator:
             self.i = src.index(")", i) + 1  # a comment: Python ends it at the first )
             return
         if rest.startswith("P<"):
-            self.multiline.append(self.multiline[-1])
+            self.scopes.append(self.scopes[-1])
             self.out.append("(")  # names are not needed: only whether it matches counts
             self.i = src.index(">", i) + 1
             return
         if rest.startswith(":"):
-            self.multiline.append(self.multiline[-1])
+            self.scopes.append(self.scopes[-1])
             self.out.append("(?:")
             self.i += 3
             return
@@ -306,17 +308,11 @@ class _Translator:
         keep_off = "".join(f for f in off if f in "ims")
         flags = keep_on + (f"-{keep_off}" if keep_off else "")
         if end == ")":  # global flags (Python allows them only at the start)
-            if "m" in keep_on:
-                self.multiline[0] = True
+            self.scopes[0] = self.scopes[0] | set(keep_on)
             if flags:
                 self.out.append(f"(?{flags})")
             return
-        multiline = self.multiline[-1]
-        if "m" in keep_on:
-            multiline = True
-        if "m" in keep_off:
-            multiline = False
-        self.multiline.append(multiline)
+        self.scopes.append((self.scopes[-1] | set(keep_on)) - set(keep_off))
         self.out.append(f"(?{flags}:" if flags else "(?:")
 
     def _escape(self, *, in_class: bool) -> str:
@@ -368,6 +364,7 @@ class _Translator:
 
     def _char_class(self) -> None:
         src = self.src
+        start = self.i
         self.i += 1
         negate = src[self.i] == "^"
         if negate:
@@ -403,11 +400,35 @@ class _Translator:
             self.out.append(f"[{'^' if negate else ''}{body}]")
             return
         if negate:
-            raise _refuse("a negated class holding \\W ([^\\W...])",
-                               "write the positive class instead, e.g. [^\\W\\d] as "
-                               "[\\p{L}_] or [^\\W_] as [\\p{L}\\p{N}]")
+            self.out.append(self._word_subset(src[start:self.i]))
+            return
         parts = ([f"[{body}]"] if body else []) + [f"[^{p}]" for p in negated_parts]
         self.out.append("(?:" + "|".join(parts) + ")")
+
+
+    def _word_subset(self, python_class: str) -> str:
+        """A negated class holding ``\\W`` (``[^\\W\\d]``: letters and ``_``) keeps only
+        word characters, so its members are listed: each word character is tried with
+        Python's own ``re`` (about 0.1 s, once, at load; such classes are rare)."""
+        return _word_members(python_class, self.ascii, "i" in self.scopes[-1])
+
+
+_ASCII_WORD_CODES = [ord(c) for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
+                     "abcdefghijklmnopqrstuvwxyz"]
+
+
+@functools.lru_cache(maxsize=256)
+def _word_members(python_class: str, ascii_only: bool, ignore_case: bool) -> str:
+    flags = (re.ASCII if ascii_only else 0) | (re.IGNORECASE if ignore_case else 0)
+    test = re.compile(python_class, flags).fullmatch
+    codes = [c for c in (_ASCII_WORD_CODES if ascii_only else _word_codes()) if test(chr(c))]
+    return f"[{_class_body(_ranges(codes))}]" if codes else r"[^\x{0}-\x{10ffff}]"
+
+
+@functools.cache
+def _word_codes() -> list[int]:
+    """Every character Python's ``\\w`` matches (alphanumeric or ``_``)."""
+    return [c for c in range(_MAX_CODE + 1) if chr(c).isalnum() or c == 0x5F]
 
 
 def _check_python(pattern: str) -> None:
@@ -422,13 +443,14 @@ def _check_python(pattern: str) -> None:
             raise PatternError(f"invalid regular expression: {exc}") from None
 
 
-def translate(pattern: str) -> str:
-    """The RE2 pattern that means what Python ``re`` means by ``pattern``.
+def translate(pattern: str, *, ignore_case: bool = False) -> str:
+    """The RE2 pattern that means what Python ``re`` means by ``pattern`` (matched
+    case-insensitively when ``ignore_case``, as with ``re.IGNORECASE``).
 
     Raises :class:`PatternError` for a pattern Python refuses or RE2 cannot express.
     """
     _check_python(pattern)
-    return _Translator(pattern).run()
+    return _Translator(pattern, ignore_case=ignore_case).run()
 
 
 # -- compiled patterns ---------------------------------------------------------------------
@@ -483,7 +505,7 @@ class Pattern:
                  captures: bool = False) -> None:
         self.source = pattern
         self.ignore_case = ignore_case
-        self.translated = translate(pattern)
+        self.translated = translate(pattern, ignore_case=ignore_case)
         options = re2.Options()
         options.case_sensitive = not ignore_case
         options.never_capture = not captures

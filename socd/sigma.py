@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from socd.patterns import Pattern, PatternError
+
 SEVERITY = {"informational": "low", "low": "low", "medium": "medium", "high": "high",
             "critical": "critical"}
 
@@ -611,10 +613,10 @@ def _value_condition(path: str, value: Any) -> dict[str, Any]:
         flags = {f.name for f in value.flags}
         inline = "".join(c for c, n in (("m", "MULTILINE"), ("s", "DOTALL")) if n in flags)
         pattern = (f"(?{inline})" if inline else "") + value.regexp
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise Unsupported(f"regular expression {value.regexp!r}: {exc}") from None
+        try:  # the rules engine runs regexes on RE2 (linear time): no lookaround etc.
+            Pattern(pattern, ignore_case="IGNORECASE" in flags)
+        except PatternError as exc:
+            raise Unsupported(f"{exc.message} in {value.regexp!r} ({exc.hint})") from None
         leaf: dict[str, Any] = {"field": path, "regex": pattern}
         if "IGNORECASE" not in flags:
             leaf["case"] = "sensitive"  # Sigma regexes are case-sensitive by default
@@ -663,6 +665,7 @@ def _string_condition(path: str, value: Any) -> dict[str, Any]:
                           (".*" if p is multi else "." if p is single else "")
                           for p in parts)
         leaf = {"field": path, "regex": f"^{pattern}$"}
+        Pattern(leaf["regex"])  # escaped literals and wildcards: always linear-time RE2
     if cased:
         leaf["case"] = "sensitive"
     return leaf

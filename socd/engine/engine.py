@@ -115,8 +115,18 @@ def _cacheable(value: Any) -> bool:
     return True
 
 
+def _compact(value: Any) -> Any:
+    """``value`` as a part of a state key: a long text or list is kept as its fingerprint.
+    Keys come from input and a rule keeps up to MAX_KEYS of them: 100,000 keys holding a
+    1 MiB command line each would hold 100 GB."""
+    if _cacheable(value):
+        return value
+    data = value if type(value) is bytes else repr(value).encode("utf-8", "backslashreplace")
+    return "fingerprint:" + fingerprint(data)
+
+
 def _key(getters: tuple[Callable[[Event], Any], ...], event: Event) -> tuple[Any, ...]:
-    return tuple(_hashable(g(event)) for g in getters)
+    return tuple(_compact(_hashable(g(event))) for g in getters)
 
 
 def _clone(value: Any) -> Any:
@@ -408,6 +418,7 @@ class RuleEngine:
             text = as_text(v)
             if text is None:
                 continue
+            text = _compact(text)
             old = seen.get(text)
             if old is None or old[0] <= ts:
                 seen[text] = (ts, h)

@@ -200,9 +200,10 @@ class JournalConfig(StrictModel):
     path: str = Field("journal", description="Folder of the segment files, relative to "
                       "state_dir.")
     fsync_interval_ms: float = Field(
-        10, ge=0, le=1000, description="Least time between two fsyncs of the journal: batches "
+        2, ge=0, le=1000, description="Least time between two fsyncs of the journal: batches "
         "arriving meanwhile share the next one (group commit). 0 syncs as often as the disk "
-        "allows; more saves disk flushes under load and adds at most this wait per batch.")
+        "allows; more saves disk flushes under load, but a source that sends one batch at a "
+        "time waits up to this long for each (scripts/bench_journal.py).")
     fsync_max_bytes: int = Field(4 * 1024 * 1024, ge=4096, le=1024 * 1024 * 1024,
                                  description="Sync at once, without waiting for "
                                  "`fsync_interval_ms`, when this much is waiting.")

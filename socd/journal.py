@@ -256,7 +256,7 @@ class Journal:
     pipeline owns the journal; collectors never see it.
     """
 
-    def __init__(self, directory: str, *, fsync_interval_ms: float = 10,
+    def __init__(self, directory: str, *, fsync_interval_ms: float = 2,
                  fsync_max_bytes: int = 4 * 1024 * 1024, max_bytes: int = 1024 * 1024 * 1024,
                  segment_bytes: int = 64 * 1024 * 1024) -> None:
         self.directory = directory

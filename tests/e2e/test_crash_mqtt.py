@@ -130,7 +130,8 @@ def test_sigkill_during_an_mqtt_stream_loses_nothing(services, unique, tmp_path:
         replayed = sum(int(e.get("records", 0)) for e in socd.log_events()
                        if e.get("event") == "journal replayed")
         print(f"\ncrash test: sent {EVENTS}, stored {count}, lost {EVENTS - count}, "
-              f"repeated deliveries {repeats} (replayed from the journal {replayed}), "
+              f"repeated deliveries {repeats} (MQTT messages replayed from the journal: "
+              f"{replayed}), "
               f"kills {kills}")
         assert count == EVENTS
         assert socd.stop() == 0

@@ -149,7 +149,7 @@ class Notification:
     group_key: str  # what the grouped alerts have in common, e.g. "rule.id=R1,socd.unit=X"
     severity: str  # highest SOC severity label among the alerts ("nghiêm trọng"...)
     title: str  # one line, rendered
-    text: str  # plain text (Markdown-safe), rendered; Vietnamese by default
+    text: str  # plain text, rendered (Vietnamese by default); notifiers escape it
     html: str | None = None  # HTML body for e-mail, rendered
     alerts: list[Event] = field(default_factory=list)  # at most digest_max_alerts
     total: int = 0  # alerts this message stands for (>= len(alerts))

@@ -2,8 +2,9 @@
 
 * **Slack**: an incoming-webhook URL; the payload is ``{"text": "*<title>*\\n<text>"}``
   in Slack's mrkdwn, with ``&``, ``<`` and ``>`` escaped as Slack requires (a
-  ``<`` in an alert would otherwise start a link or a mention). Slack answers
-  ``200 ok``; 429 comes with ``Retry-After``.
+  ``<`` in an alert would otherwise start a link or a mention), and
+  ``unfurl_links``/``unfurl_media`` off, so Slack fetches and shows nothing from a
+  URL an alert quotes. Slack answers ``200 ok``; 429 comes with ``Retry-After``.
 * **Mattermost**: an incoming-webhook URL, Slack-compatible payload; the title is
   ``**bold**`` (Markdown: a single ``*`` is italic in Mattermost). Optional
   ``username``, ``channel`` and ``icon_url`` override the webhook's defaults
@@ -23,6 +24,11 @@
   count, route) and one text block per line of the text (Teams does not render
   single newlines inside one block). Workflows answer ``202 Accepted``.
 
+Title and text are plain text quoting values from the events (host names, command
+lines, user names): each payload turns them into its service's markup with
+:mod:`.markup`, so an ``@channel``, an image, a link or HTML in an alert is shown as
+the characters it is and pings, loads and links nothing.
+
 The webhook URLs embed the credential, so they are secrets: never logged, and
 replaced by ``<redacted>`` in error texts. Health checks open a TCP/TLS
 connection to the host and post nothing. Long texts are cut to each service's
@@ -38,6 +44,7 @@ from pydantic import Field, SecretStr, field_validator
 from socd.plugins import Notification, PluginContext
 from socd.severity import Severity
 
+from . import markup
 from .common import dumps, severity_of, truncate
 from .httpclient import HttpClient, HttpNotifierConfig, json_headers
 
@@ -48,20 +55,22 @@ TEAMS_MAX_BLOCKS = 60
 
 
 def slack_escape(text: str) -> str:
-    """Escape the three characters Slack treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Plain text as Slack mrkdwn (see :func:`.markup.slack`)."""
+    return markup.slack(text)
 
 
 def slack_payload(notification: Notification) -> dict[str, Any]:
-    text = f"*{slack_escape(notification.title)}*\n{slack_escape(notification.text)}"
-    return {"text": truncate(text, SLACK_TEXT_LIMIT)}
+    text = f"*{markup.slack(notification.title)}*\n{markup.slack(notification.text)}"
+    # Unfurling would make Slack fetch and show what a URL in an alert points to.
+    return {"text": markup.fit(text, SLACK_TEXT_LIMIT, "slack"),
+            "unfurl_links": False, "unfurl_media": False}
 
 
 def mattermost_payload(notification: Notification, *, username: str | None = None,
                        channel: str | None = None,
                        icon_url: str | None = None) -> dict[str, Any]:
-    text = f"**{notification.title}**\n{notification.text}"
-    payload: dict[str, Any] = {"text": truncate(text, MATTERMOST_TEXT_LIMIT)}
+    text = f"**{markup.markdown(notification.title)}**\n{markup.markdown(notification.text)}"
+    payload: dict[str, Any] = {"text": markup.fit(text, MATTERMOST_TEXT_LIMIT, "markdown")}
     if username:
         payload["username"] = username
     if channel:
@@ -78,15 +87,18 @@ def teams_payload(notification: Notification) -> dict[str, Any]:
              Severity.MEDIUM: "Warning"}.get(severity, "Default")
     total = max(notification.total, len(notification.alerts))
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": notification.title, "weight": "Bolder",
+        {"type": "TextBlock", "text": markup.teams(notification.title), "weight": "Bolder",
          "size": "Medium", "color": color, "wrap": True, "style": "heading"},
         {"type": "FactSet", "facts": [
             {"title": "Mức độ", "value": severity.label},
             {"title": "Số cảnh báo", "value": str(total)},
-            {"title": "Tuyến", "value": notification.route},
+            {"title": "Tuyến", "value": markup.teams(notification.route)},
         ]},
     ]
-    lines = truncate(notification.text, TEAMS_TEXT_LIMIT).splitlines()
+    # Cut the plain text (an escape is never split), then escape line by line: a line's
+    # start is where Markdown looks for list markers.
+    lines = [markup.teams(line)
+             for line in truncate(notification.text, TEAMS_TEXT_LIMIT).splitlines()]
     if len(lines) > TEAMS_MAX_BLOCKS:
         lines = [*lines[:TEAMS_MAX_BLOCKS - 1], "\n\n".join(lines[TEAMS_MAX_BLOCKS - 1:])]
     body += [{"type": "TextBlock", "text": line or " ", "wrap": True, "spacing": "None"}

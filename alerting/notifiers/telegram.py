@@ -2,7 +2,9 @@
 
 The message uses ``parse_mode: HTML``: the title in ``<b>``, then the text, both
 escaped with :func:`html.escape`, so ``<``, ``>`` and ``&`` in alert data can
-never break the markup (Telegram rejects a message whose HTML does not parse).
+never break the markup (Telegram rejects a message whose HTML does not parse), and
+with every ``@name`` broken by an invisible word joiner (an alert cannot mention a
+member of the chat; see :mod:`.markup`).
 Telegram limits a message to 4096 characters after entity parsing, counted in
 UTF-16 code units; longer texts are cut *before* escaping (so an entity is
 never split) and end with ``…(+N)``, N being the characters left out.
@@ -20,7 +22,6 @@ nothing to the chat).
 
 from __future__ import annotations
 
-import html
 from typing import Any, Literal
 
 import orjson
@@ -29,6 +30,7 @@ from pydantic import Field, SecretStr
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import Notification, PluginContext
 
+from . import markup
 from .common import (
     dumps,
     is_retryable_status,
@@ -46,12 +48,15 @@ TITLE_LIMIT = 512
 def telegram_text(title: str, text: str, limit: int = MESSAGE_LIMIT) -> str:
     """The HTML message: bold escaped title, escaped text, at most ``limit`` visible
     characters (UTF-16 code units)."""
-    title = truncate_utf16(" ".join(title.split()), TITLE_LIMIT)
+    # Mentions are broken before cutting (the joiners count towards the limit), HTML is
+    # escaped after (Telegram counts the characters entities stand for).
+    title = truncate_utf16(" ".join(markup.break_mentions(title).split()), TITLE_LIMIT)
+    text = markup.break_mentions(text)
     if not title:
-        return html.escape(truncate_utf16(text, limit), quote=False)
+        return markup.telegram(truncate_utf16(text, limit))
     room = max(0, limit - utf16_len(title) - 1)
     body = truncate_utf16(text, room)
-    return f"<b>{html.escape(title, quote=False)}</b>\n{html.escape(body, quote=False)}"
+    return f"<b>{markup.telegram(title)}</b>\n{markup.telegram(body)}"
 
 
 def telegram_payload(notification: Notification, chat_id: str, *,

@@ -396,7 +396,8 @@ def test_telegram_error_redacts_token() -> None:
 def test_slack_payload_escapes_and_bolds() -> None:
     payload = slack_payload(sample_notification())
     assert payload == {"text": f"*{TITLE}*\n" + TEXT.replace("&", "&amp;")
-                       .replace("<", "&lt;").replace(">", "&gt;")}
+                       .replace("<", "&lt;").replace(">", "&gt;"),
+                       "unfurl_links": False, "unfurl_media": False}
 
 
 def test_slack_payload_is_truncated() -> None:

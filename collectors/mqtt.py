@@ -2,13 +2,12 @@
 
 Delivery guarantee: subscriptions use QoS 1 on a persistent session (fixed
 client id, ``clean_session: false``) and socd acknowledges a message only once
-it sits in the pipeline's bounded queue. Until then the broker keeps it, so a
-broker restart, a network cut or a socd restart (SIGTERM drains the queue
-before exit) loses nothing, and a full pipeline holds acks back, which makes
-the broker stop sending (its in-flight window fills): that is how back-pressure
-reaches the source. What is acknowledged but not yet stored lives in memory
-(at most ``pipeline.max_buffered_bytes``): a crash of the socd process (SIGKILL,
-OOM) loses that part; the on-disk spool of the delivery work closes this gap.
+``emit`` returned, that is once its batch is in the pipeline and, with the
+intake journal (:mod:`socd.journal`, on by default), fsync'd to disk. Until then
+the broker keeps it, so a broker restart, a network cut, a socd restart or a
+crash (SIGKILL, OOM: the journal is replayed at the next start) loses nothing,
+and a full pipeline holds acks back, which makes the broker stop sending (its
+in-flight window fills): that is how back-pressure reaches the source.
 
 Payloads may be one JSON object, an array or NDJSON; the subscription's
 decoder splits them.
@@ -29,6 +28,7 @@ from pydantic import Field, SecretStr, model_validator
 from socd import metrics
 from socd.config import CollectorConfig, StrictModel, resolve_path
 from socd.plugins import Emit, PluginContext, RawRecord
+from socd.tls import closing_on_failure
 
 log = structlog.get_logger("socd.collectors.mqtt")
 
@@ -113,7 +113,8 @@ class MqttCollector:
         if tls.cert_file:
             ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
         ctx.check_hostname = tls.verify_hostname
-        return ctx
+        # paho drops the socket unclosed when the broker's certificate is refused.
+        return closing_on_failure(ctx)
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config

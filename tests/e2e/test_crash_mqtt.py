@@ -134,7 +134,18 @@ def test_sigkill_during_an_mqtt_stream_loses_nothing(services, unique, tmp_path:
               f"{replayed}), "
               f"kills {kills}")
         assert count == EVENTS
+
+        # Everything is stored, so the journal empties; /readyz shows its depth.
+        def journal() -> dict[str, Any]:
+            status, body = socd._get("/readyz")
+            assert status == 200, body
+            detail: dict[str, Any] = json.loads(body)["journal"]
+            return detail
+
+        wait_for(lambda: journal()["records"] == 0, 30, "the journal to empty")
+        assert journal()["oldest_age_seconds"] == 0.0
         assert socd.stop() == 0
+        assert not list((tmp_path / "state" / "journal").glob("*.seg"))
     finally:
         socd.kill()
         if socd.proc is not None:

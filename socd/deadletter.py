@@ -23,6 +23,9 @@ from socd.filemode import open_private
 
 log = structlog.get_logger("socd.deadletter")
 
+LOG_INTERVAL_SECS = 10.0
+_MAX_LOG_KEYS = 256  # stage and reason come from fixed sets; this is a safety bound
+
 
 class DeadLetter:
     """Appends undeliverable records to ``<dir>/dead-letter.ndjson`` with rotation."""
@@ -35,6 +38,8 @@ class DeadLetter:
         self.max_files = max_files
         self._lock = threading.Lock()
         self._fh: Any = None
+        # (stage, reason) -> [window start, records dead-lettered but not logged]
+        self._quiet: dict[tuple[str, str], list[float]] = {}
 
     def write(self, *, stage: str, reason: str, raw: bytes | None = None,
               event: Mapping[str, Any] | None = None, collector: str = "", source: str = "",
@@ -62,8 +67,25 @@ class DeadLetter:
                 self._rotate()
         metrics.EVENTS_DROPPED.labels(stage, reason).inc()
         metrics.DEAD_LETTERS.labels(stage).inc()
+        self._log(stage, reason, collector, source, detail)
+
+    def _log(self, stage: str, reason: str, collector: str, source: str, detail: str) -> None:
+        """One warning per (stage, reason) every LOG_INTERVAL_SECS, saying how many more
+        were dead-lettered meanwhile: whoever floods socd with garbage must not flood
+        the journal too (every record is still counted and written to the file)."""
+        now = time.monotonic()
+        key = (stage, reason)
+        window = self._quiet.get(key)
+        if window is not None and now - window[0] < LOG_INTERVAL_SECS:
+            window[1] += 1
+            return
+        suppressed = int(window[1]) if window is not None else 0
+        if window is None and len(self._quiet) >= _MAX_LOG_KEYS:
+            self._quiet.clear()
+        self._quiet[key] = [now, 0]
         log.warning("record dead-lettered", stage=stage, reason=reason, collector=collector,
-                    source=source, detail=detail[:200], file=self.path)
+                    source=source, detail=detail[:200], file=self.path,
+                    **({"more_since_last_log": suppressed} if suppressed else {}))
 
     def _open(self) -> Any:
         if self._fh is None:

@@ -132,3 +132,22 @@ def test_rotation_continues_in_a_fresh_file(tmp_path: Path) -> None:
     assert [e["raw"] for e in deadletter.read(dl.path)] == [b"small"]
     rotated = [f for f in os.listdir(tmp_path) if f.startswith("dead-letter-")]
     assert len(rotated) == 1
+
+
+def test_dead_letter_warnings_are_rate_limited(tmp_path: Path) -> None:
+    """A flood of garbage is written and counted in full, but logged once per interval
+    and reason, with the number left unlogged (issue 12: no log flooding from input)."""
+    from structlog.testing import capture_logs
+
+    dl = DeadLetter(str(tmp_path))
+    with capture_logs() as logs:
+        for i in range(500):
+            dl.write(stage="decode", reason="invalid_json", raw=b"x%d" % i)
+        dl.write(stage="decode", reason="oversize", raw=b"y")
+        dl._quiet[("decode", "invalid_json")][0] -= 60  # the interval has passed
+        dl.write(stage="decode", reason="invalid_json", raw=b"z")
+    dl.close()
+    assert len(deadletter.read(dl.path)) == 502
+    warnings = [e for e in logs if e["event"] == "record dead-lettered"]
+    assert [(e["reason"], e.get("more_since_last_log")) for e in warnings] == [
+        ("invalid_json", None), ("oversize", None), ("invalid_json", 499)]

@@ -46,6 +46,7 @@ import asyncio
 import bisect
 import contextlib
 import errno
+import fcntl
 import os
 import struct
 import threading
@@ -60,6 +61,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from socd import metrics
+from socd.errors import SocdError
 from socd.filemode import FILE_MODE, ensure_dir
 from socd.plugins import RawRecord
 
@@ -99,6 +101,7 @@ _BATCH = struct.Struct("<Id")  # record count, oldest receipt time
 _RECORD = struct.Struct("<dHHII")  # received, len collector, decoder, source, data
 _SUFFIX = ".seg"
 _CHECKPOINT = "checkpoint"
+_LOCK = "lock"
 _CHECKPOINT_EVERY_SECS = 0.1  # a crash repeats at most this much already released
 _MAX_RANGES = 10_000  # released ranges kept in the checkpoint
 _MAX_SEQ = 2**64 - 1
@@ -109,8 +112,9 @@ _CLOSE_WAIT_SECS = 10.0  # how long close() waits for the writer thread
 _ERROR_LOG_EVERY_SECS = 30.0
 
 
-class JournalError(RuntimeError):
-    """The journal cannot take the batch (closed before it was on disk)."""
+class JournalError(SocdError):
+    """The journal cannot be opened (in use, unreadable folder) or cannot take a
+    batch (closed before it was on disk)."""
 
 
 def encode(seq: int, records: Sequence[RawRecord]) -> bytes:
@@ -284,6 +288,7 @@ class Journal:
         self._space: asyncio.Event | None = None
         self._checkpointed: Released | None = None
         self._checkpoint_at = 0.0
+        self._lock_fd: int | None = None
         self._full_logged = -_ERROR_LOG_EVERY_SECS
         self.scan = ScanResult()
         JOURNAL_MAX_BYTES.set(max_bytes)
@@ -304,7 +309,10 @@ class Journal:
         """Scan the folder (in a thread), then start the writer."""
         self._loop = asyncio.get_running_loop()
         self._space = asyncio.Event()
-        self.scan = await asyncio.to_thread(self._scan)
+        try:
+            self.scan = await asyncio.to_thread(self._scan)
+        except OSError as exc:
+            raise JournalError(f"cannot open the journal {self.directory}: {exc}") from exc
         self._thread = threading.Thread(target=self._writer, name="socd-journal", daemon=True)
         self._thread.start()
         if self.scan.torn:
@@ -318,6 +326,7 @@ class Journal:
 
     def _scan(self) -> ScanResult:
         ensure_dir(self.directory)
+        self._lock_folder()
         result = ScanResult()
         released = self._read_checkpoint()
         names = sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX)
@@ -359,6 +368,24 @@ class Journal:
         result.records = self._live_records
         result.bytes = self._disk_bytes
         return result
+
+    def _lock_folder(self) -> None:
+        """Hold an exclusive lock on the folder for the journal's lifetime: two
+        processes appending to the same segments would corrupt each other."""
+        fd = os.open(os.path.join(self.directory, _LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalError(f"the journal {self.directory} is in use by another socd "
+                               "process (two instances need two state_dir)") from None
+        self._lock_fd = fd
+
+    def _unlock_folder(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _read_checkpoint(self) -> Released:
         try:
@@ -721,6 +748,8 @@ class Journal:
             if not future.done():
                 future.set_exception(JournalError("the journal closed before the batch "
                                                   "was on disk"))
+        if thread is None or not thread.is_alive():
+            self._unlock_folder()
         self.update_gauges()
 
     # -- status --------------------------------------------------------------------

@@ -329,6 +329,24 @@ async def test_release_before_the_frame_is_written(opened: Any, tmp_path: Path) 
     assert journal.status()["batches"] == 1
 
 
+async def test_a_second_process_cannot_open_the_same_journal(opened: Any,
+                                                             tmp_path: Path) -> None:
+    await opened()
+    code = ("import asyncio, sys\n"
+            "from socd.journal import Journal, JournalError\n"
+            "try:\n"
+            "    asyncio.run(Journal(sys.argv[1]).open())\n"
+            "except JournalError as exc:\n"
+            "    print(exc)\n"
+            "    sys.exit(3)\n")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, str(tmp_path / "journal"), cwd=REPO,
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await child.communicate()
+    assert child.returncode == 3
+    assert b"in use by another socd process" in out
+
+
 def test_config_keeps_segments_below_a_quarter_of_the_cap() -> None:
     with pytest.raises(ValueError, match="quarter"):
         JournalConfig(max_bytes=8 * 1024 * 1024)

@@ -163,12 +163,12 @@ async def _recover(folder: str, events: int) -> dict[str, Any]:
     dead_letter = DeadLetter(os.path.join(folder, "dead-letter"))
     decoders = build_decoders(config_mod.load(), dead_letter)
     sink = _CountingSink(events)
-    runner = SinkRunner("memory", sink, SinkConfig.model_validate(  # type: ignore[arg-type]
+    runner = SinkRunner("memory", sink, SinkConfig.model_validate(
         {"type": "memory", "select": "all", "batch_max_events": 2000,
          "flush_interval_secs": 0.05}), dead_letter)
     journal = Journal(os.path.join(folder, "journal"))
-    pipeline = Pipeline(decoders, Classifier(ClassificationConfig()), [runner], dead_letter,
-                        journal=journal)
+    classifier = Classifier(ClassificationConfig.model_validate({}))
+    pipeline = Pipeline(decoders, classifier, [runner], dead_letter, journal=journal)
     pipeline.start()
     started = time.perf_counter()
     await pipeline.recover()
@@ -234,11 +234,11 @@ def bench_mqtt_to_es(events: int = 100_000) -> dict[str, Any]:
                 cfg["journal"] = {"enabled": _mode == "on"}
                 return cfg
 
-            bench._config = config  # type: ignore[assignment]
+            bench._config = config
             runs[mode].append(bench.mqtt_to_es(services, f"mqtt_to_es_journal_{mode}",
                                                events, 100))
     finally:
-        bench._config = original  # type: ignore[assignment]
+        bench._config = original
     best = {mode: max(r["events_per_sec"] for r in results) for mode, results in runs.items()}
     cost = 1 - best["on"] / best["off"]
     exact = all(r["lost_or_duplicated"] == 0 for results in runs.values() for r in results)

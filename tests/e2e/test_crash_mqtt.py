@@ -84,7 +84,8 @@ def _restart(socd: SocdProcess) -> None:
     socd.start()
 
 
-def test_sigkill_during_an_mqtt_stream_loses_nothing(services, unique, tmp_path: Path):
+def test_sigkill_during_an_mqtt_stream_loses_nothing(services: dict[str, Any], unique: str,
+                                                     tmp_path: Path) -> None:
     broker = PrivateBroker(tmp_path / "broker").start()
     es = es_client(services)
     index = f"socd-crash-{unique}-*"

@@ -254,7 +254,7 @@ async def test_garbage_and_empty_segments_never_crash(opened: Any, tmp_path: Pat
 
 async def test_full_journal_makes_append_wait_until_a_release(opened: Any) -> None:
     journal = await opened(max_bytes=256 * 1024, segment_bytes=64 * 1024)
-    seqs = []
+    seqs: list[int] = []
     while journal.status()["bytes"] + 12_000 <= 256 * 1024:
         seqs.append(await journal.append(batch(len(seqs), count=10, pad=1000)))
     assert journal.try_append(batch(0, count=10, pad=1000)) is None
@@ -300,7 +300,7 @@ async def test_write_error_blocks_intake_and_recovers(opened: Any, tmp_path: Pat
             raise OSError(5, "Input/output error")
         real_fdatasync(fd)
 
-    monkeypatch.setattr(journal_mod.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
     before = sample_value("socd_errors_total", component="journal", error_type="EIO")
     task = asyncio.create_task(journal.append(batch(3)))
     await until(lambda: not journal.healthy, "the journal to report the failure")
@@ -349,7 +349,8 @@ async def test_a_second_process_cannot_open_the_same_journal(opened: Any,
 
 def test_config_keeps_segments_below_a_quarter_of_the_cap() -> None:
     with pytest.raises(ValueError, match="quarter"):
-        JournalConfig(max_bytes=8 * 1024 * 1024)
-    assert JournalConfig(max_bytes=8 * 1024 * 1024, segment_bytes=2 * 1024 * 1024)
-    journal = Journal.from_config(JournalConfig(), "/var/lib/socd")
+        JournalConfig.model_validate({"max_bytes": 8 * 1024 * 1024})
+    assert JournalConfig.model_validate({"max_bytes": 8 * 1024 * 1024,
+                                         "segment_bytes": 2 * 1024 * 1024})
+    journal = Journal.from_config(JournalConfig.model_validate({}), "/var/lib/socd")
     assert journal.directory == "/var/lib/socd/journal"

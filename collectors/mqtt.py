@@ -28,6 +28,7 @@ from pydantic import Field, SecretStr, model_validator
 from socd import metrics
 from socd.config import CollectorConfig, StrictModel, resolve_path
 from socd.plugins import Emit, PluginContext, RawRecord
+from socd.tls import closing_on_failure
 
 log = structlog.get_logger("socd.collectors.mqtt")
 
@@ -112,7 +113,8 @@ class MqttCollector:
         if tls.cert_file:
             ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
         ctx.check_hostname = tls.verify_hostname
-        return ctx
+        # paho drops the socket unclosed when the broker's certificate is refused.
+        return closing_on_failure(ctx)
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config

@@ -220,11 +220,22 @@ class EmailNotifier:
 
 
 async def _closed(smtp: aiosmtplib.SMTP) -> None:
-    """Close the client and let the loop run the transport's pending close callbacks:
-    after a failed TLS handshake the socket is only released by ``connection_lost``,
-    which would otherwise wait for the next loop iteration (a leaked fd at shutdown)."""
+    """End the session's connection and return only once its socket is closed.
+
+    asyncio closes a socket in the transport's ``connection_lost`` callback, one loop
+    pass after ``close()``; and a graceful ``close()`` first waits for unsent data.
+    After a failure (a refused certificate, no STARTTLS, a refused login, a timeout)
+    nothing needs to be sent any more, so the transport is aborted: that schedules
+    ``connection_lost`` at once, and since the loop runs callbacks in the order they
+    were scheduled, one pass releases the socket (also when aiosmtplib already closed
+    the connection itself). Without it the descriptor outlives ``send()``, and a loop
+    that stops right then (shutdown, a test's end) drops it unclosed with a
+    ``ResourceWarning``. After QUIT aiosmtplib has closed the connection already.
+    """
+    transport = smtp.transport
+    if transport is not None and not transport.is_closing():
+        transport.abort()
     smtp.close()
-    await asyncio.sleep(0)
     await asyncio.sleep(0)
 
 

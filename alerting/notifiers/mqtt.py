@@ -33,6 +33,7 @@ from pydantic import Field, SecretStr, field_validator
 from socd.config import NotifierConfig, StrictModel, resolve_path
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import Notification, PluginContext
+from socd.tls import closing_on_failure
 
 from .common import dumps, notification_body, severity_of
 
@@ -123,7 +124,8 @@ class MqttNotifier:
             ctx.load_cert_chain(resolve_path(base, tls.cert_file),
                                 resolve_path(base, tls.key_file) if tls.key_file else None)
         ctx.check_hostname = tls.verify_hostname
-        return ctx
+        # paho drops the socket unclosed when the broker's certificate is refused.
+        return closing_on_failure(ctx)
 
     def _make_client(self, client_id: str) -> aiomqtt.Client:
         cfg = self.config

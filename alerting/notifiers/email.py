@@ -233,7 +233,7 @@ async def _closed(smtp: aiosmtplib.SMTP) -> None:
     ``ResourceWarning``. After QUIT aiosmtplib has closed the connection already.
     """
     transport = smtp.transport
-    if transport is not None and not transport.is_closing():
+    if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
         transport.abort()
     smtp.close()
     await asyncio.sleep(0)

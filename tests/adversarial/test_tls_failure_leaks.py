@@ -122,21 +122,24 @@ def sync_fails_without_leaking(attempt: Callable[[], Any]) -> None:
 
 # ------------------------------------------------------------------------------- SMTP --
 
-def email(port: int, security: str, tmp_path: Path) -> EmailNotifier:
+def email(port: int, security: str, tmp_path: Path, **options: Any) -> EmailNotifier:
     cfg = EmailNotifier.Config.model_validate({
         "type": "email", "host": "127.0.0.1", "port": port, "security": security,
         "from_addr": "soc@so-tttt.example.vn", "to": ["analyst@so-tttt.example.vn"],
-        "timeout_secs": 20})
+        "timeout_secs": 20, **options})
     return EmailNotifier(cfg, ctx(tmp_path))
 
 
-@pytest.mark.parametrize("server", ["starttls", "tls", "no-starttls"])
+@pytest.mark.parametrize("server", ["starttls", "tls", "no-starttls", "no-auth"])
 async def test_smtp_untrusted_certificate(peer: Peer, tmp_path: Path, server: str) -> None:
-    """STARTTLS and implicit TLS against the untrusted certificate, and a server that
-    offers no STARTTLS: aiosmtplib closes that connection itself, one loop pass before
-    the socket is really released."""
-    port = {"starttls": peer.smtp, "tls": peer.tls, "no-starttls": peer.smtp_plain}[server]
-    mail = email(port, "tls" if server == "tls" else "starttls", tmp_path)
+    """STARTTLS and implicit TLS against the untrusted certificate; then the failures
+    next to them: a server that offers no STARTTLS (aiosmtplib closes that connection
+    itself) and one that offers no AUTH over a plain connection (the session is open
+    when the login fails). A socket released one loop pass late counts as a leak."""
+    port = {"starttls": peer.smtp, "tls": peer.tls}.get(server, peer.smtp_plain)
+    security = {"tls": "tls", "no-auth": "none"}.get(server, "starttls")
+    auth = {"username": "soc", "password": "x"} if server == "no-auth" else {}
+    mail = email(port, security, tmp_path, **auth)
     try:
         await fails_without_leaking(lambda: mail.send(sample_notification()), NotifyError)
         await fails_without_leaking(mail.healthcheck, HealthCheckError)

@@ -50,10 +50,6 @@ _ATOMIC_HINT = ("RE2 never backtracks, so atomic groups and possessive quantifie
                 "needed: write (?:...) or the quantifier without the extra +")
 
 
-def _refuse(what: str, hint: str) -> PatternError:
-    return PatternError(f"{UNSUPPORTED}: {what}", hint)
-
-
 class PatternError(ValueError):
     """A pattern that cannot run in linear time (or is not valid at all).
 
@@ -65,6 +61,10 @@ class PatternError(ValueError):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+def _refuse(what: str, hint: str) -> PatternError:
+    return PatternError(f"{UNSUPPORTED}: {what}", hint)
 
 
 # -- character sets Python uses for \s, \d, \w on str patterns ---------------------------
@@ -126,11 +126,8 @@ _OUTSIDE: dict[bool, dict[str, str]] = {
 _NEGATED_WORD = {False: _WORD, True: "0-9A-Za-z_"}
 _PLAIN_ESCAPES = frozenset("afnrtv")
 _OCTAL = frozenset("01234567")
-_HEX = frozenset("0123456789abcdefABCDEF")
 _REPEAT = re.compile(r"\{(\d*)(?:(,)(\d*))?\}")
 _FLAGS = re.compile(r"\(\?([aiLmsux]*)(?:-([imsx]*))?([:)])")
-
-
 _QUANTIFIER = re.compile(r"(?:[*+?]|\{\d*(?:,\d*)?\})\??")
 
 

@@ -39,7 +39,7 @@ from scripts.bench_rules import hostile_event
 from socd.engine import RuleEngine, load_paths
 from socd.engine.compiler import DEFAULT_MAX_FIELD_BYTES, RULE_FIELDS_TRUNCATED
 from tests.conftest import free_port
-from tests.helpers import SocdProcess, metric
+from tests.helpers import SocdProcess, metric, wait_for
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -109,7 +109,8 @@ def stored(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "state" / "out.ndjson"
     if not path.exists():
         return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    complete = path.read_bytes().split(b"\n")[:-1]  # the sink may be writing the last one
+    return [orjson.loads(line) for line in complete if line.strip()]
 
 
 def wait_stored(proc: SocdProcess, tmp_path: Path, done: Any, what: str) -> float:
@@ -151,6 +152,14 @@ def syslog_lines(size: int) -> list[bytes]:
     ]
 
 
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def send_syslog(port: int, lines: list[bytes]) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         for line in lines:
@@ -163,6 +172,8 @@ def test_hostile_fields_keep_socd_answering(tmp_path: Path) -> None:
     syslog_port = cfg["collectors"]["sys"]["listeners"][0]["port"]
     proc = SocdProcess(cfg, tmp_path).start()
     try:
+        for port in (hook_port, syslog_port):  # /readyz may answer before they listen
+            wait_for(lambda port=port: listening(port), 30, f"a listener on {port}")
         sizes = [128 * KIB, 128 * KIB, MIB, MIB]
         slowest = 0.0
         for i, size in enumerate(sizes):

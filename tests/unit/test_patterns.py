@@ -245,7 +245,7 @@ def leaf(raw: dict[str, Any], ctx: Context | None = None) -> Any:
 
 
 def truncated(field: str) -> float:
-    return RULE_FIELDS_TRUNCATED.labels(field)._value.get()
+    return float(RULE_FIELDS_TRUNCATED.labels(field)._value.get())
 
 
 def test_regex_reads_at_most_max_field_bytes() -> None:

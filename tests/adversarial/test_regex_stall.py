@@ -11,8 +11,9 @@ fixed decoder patterns (FortiGate and PAM key=value pairs, sudo lines) had the s
   ``/healthz`` is asked all along and must always answer within :data:`HEALTH_BOUND`;
   every event is stored whole, and the regex conditions read only the first
   ``rules.max_field_bytes`` (counted in ``socd_rule_fields_truncated_total``).
-* The same daemon's syslog listener (TCP, 1 MiB messages) is sent lines built to make the
-  decoder's patterns backtrack: same bound, every line stored.
+* Its syslog listener (TCP, messages up to 2 MiB) is sent 256 KiB lines built to make the
+  decoder's patterns backtrack (FortiGate and PAM key=value pairs, sudo): same bound,
+  every line stored and still parsed as what it is.
 * In-process, one event whose text fields are 1 MiB each meets every shipped rule: bounded
   time (a generous 2 s: the benchmark ``classify_1mib_fields`` measures the 100 ms goal)
   and each regex-read field counted as truncated.
@@ -142,7 +143,7 @@ def syslog_lines(size: int) -> list[bytes]:
     pad = "a" * size
     return [
         # FortiGate key=value: a key could start anywhere in a run without "="
-        f"<189>date=2026-11-20 time=10:00:00 devname=\"FGT-STALL\" msg={pad}".encode(),
+        f"<189>date=2026-11-20 time=10:00:00 devname=\"FGT-STALL\" {pad}".encode(),
         # PAM key=value pairs after an sshd authentication failure
         ("<38>Nov 20 10:00:01 srv-stall sshd[1]: pam_unix(sshd:auth): authentication "
          f"failure; {pad}").encode(),
@@ -166,16 +167,21 @@ def send_syslog(port: int, lines: list[bytes]) -> None:
             sock.sendall(str(len(line)).encode() + b" " + line)
 
 
-def test_hostile_fields_keep_socd_answering(tmp_path: Path) -> None:
+def start_socd(tmp_path: Path) -> tuple[SocdProcess, int, int]:
     cfg = config(tmp_path)
     hook_port = cfg["collectors"]["hook"]["port"]
     syslog_port = cfg["collectors"]["sys"]["listeners"][0]["port"]
     proc = SocdProcess(cfg, tmp_path).start()
+    for port in (hook_port, syslog_port):  # /readyz may answer before they listen
+        wait_for(lambda port=port: listening(port), 30, f"a listener on {port}")
+    return proc, hook_port, syslog_port
+
+
+def test_webhook_events_with_huge_fields_keep_socd_answering(tmp_path: Path) -> None:
+    proc, hook_port, _ = start_socd(tmp_path)
+    sizes = [128 * KIB, 128 * KIB, MIB, MIB]
+    slowest = 0.0
     try:
-        for port in (hook_port, syslog_port):  # /readyz may answer before they listen
-            wait_for(lambda port=port: listening(port), 30, f"a listener on {port}")
-        sizes = [128 * KIB, 128 * KIB, MIB, MIB]
-        slowest = 0.0
         for i, size in enumerate(sizes):
             assert post(proc, hook_port, webhook_event(i, size)) == 202
             ident = f"regex-stall-{i}"
@@ -184,19 +190,11 @@ def test_hostile_fields_keep_socd_answering(tmp_path: Path) -> None:
                 lambda events, ident=ident: any(e.get("event", {}).get("id") == ident
                                                 for e in events),
                 f"webhook event {i} ({size} bytes)"))
-        lines = syslog_lines(256 * KIB)
-        send_syslog(syslog_port, lines)
-        slowest = max(slowest, wait_stored(
-            proc, tmp_path,
-            lambda events: sum(e.get("socd", {}).get("decoder") == "syslog"
-                               for e in events) >= len(lines),
-            "syslog lines"))
         metrics = proc.metrics()
     finally:
         proc.stop()
 
-    events = stored(tmp_path)
-    by_id = {e["event"]["id"]: e for e in events if "id" in e.get("event", {})}
+    by_id = {e["event"]["id"]: e for e in stored(tmp_path) if "id" in e.get("event", {})}
     for i, size in enumerate(sizes):
         kept = by_id[f"regex-stall-{i}"]
         # stored whole: only what the regex conditions read is capped
@@ -204,6 +202,24 @@ def test_hostile_fields_keep_socd_answering(tmp_path: Path) -> None:
     assert slowest < HEALTH_BOUND
     assert metric(metrics, "socd_rule_fields_truncated_total",
                   field="process.command_line") >= len(sizes)
+
+
+def test_syslog_lines_built_to_backtrack_keep_socd_answering(tmp_path: Path) -> None:
+    proc, _, syslog_port = start_socd(tmp_path)
+    lines = syslog_lines(256 * KIB)
+    try:
+        send_syslog(syslog_port, lines)
+        slowest = wait_stored(
+            proc, tmp_path,
+            lambda events: sum(e.get("socd", {}).get("decoder") == "syslog"
+                               for e in events) >= len(lines),
+            "syslog lines")
+    finally:
+        proc.stop()
+    assert slowest < HEALTH_BOUND
+    kinds = {e.get("observer", {}).get("vendor") or e.get("event", {}).get("action")
+             for e in stored(tmp_path)}
+    assert {"Fortinet", "ssh_pam_failure"} <= kinds  # still parsed as what they are
 
 
 def test_one_event_of_1mib_fields_meets_every_shipped_rule_in_bounded_time() -> None:

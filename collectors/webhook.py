@@ -12,11 +12,17 @@ the decoder dead-letters a bad record on its own with its own bytes.
 
 A request is all or nothing:
 
-* ``202 {"accepted": n}`` only once all ``n`` records sit in the pipeline's
-  bounded queue (from there the drain on SIGTERM stores or dead-letters them);
-* ``429`` + ``Retry-After`` when the pipeline stayed full for
-  ``queue_wait_secs``; nothing was queued, the client retries;
-* ``503`` + ``Retry-After`` when socd is stopping; nothing was queued;
+* ``202 {"accepted": n}`` only once all ``n`` records are in the pipeline and,
+  with the intake journal (the default), fsync'd in it: a crash after the 202
+  loses nothing (``tests/e2e/test_crash_webhook.py``). A client that got no answer
+  (a crash, a timeout) sends the batch again; the repeat is stored once by the
+  Elasticsearch and SQLite sinks (deterministic event ids);
+* ``429`` + ``Retry-After`` when the pipeline stayed full, or the journal could
+  not write (disk full), for ``queue_wait_secs``; nothing was queued, the client
+  retries;
+* ``503`` + ``Retry-After`` when socd is stopping; or when the journal did not
+  confirm the batch within ``JOURNAL_WAIT_SECS`` (it is queued, not
+  acknowledged: the client sends it again, which may store it twice);
 * ``400`` when the body is empty, or is not UTF-8, or not a single JSON value
   in it parses (neither a JSON document nor any NDJSON line). Such a body
   (except an empty one) is dead-lettered whole with its raw bytes
@@ -59,9 +65,15 @@ from pydantic import Field, SecretStr, field_validator
 from socd import metrics
 from socd.config import CollectorConfig, HttpLimits, StrictModel, resolve_path
 from socd.http import HttpListener
+from socd.journal import JournalError
+from socd.pipeline import pipeline_of
 from socd.plugins import Emit, PluginContext, RawRecord
 
 log = structlog.get_logger("socd.collectors.webhook")
+
+# How long a queued batch may wait for the journal's fsync before the request is
+# answered 503 (normally milliseconds; longer only while the disk is failing).
+JOURNAL_WAIT_SECS = 10.0
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson",
@@ -367,11 +379,16 @@ class WebhookCollector:
         name = self.name
         records = [RawRecord(item, decoder, name, source, now) for item in items]
         queued = await self._submit(records)
-        if queued is None:
+        if queued == "stopping":
             return self._unavailable()
-        if not queued:
+        if queued == "full":
             return self._answer(429, {"error": "pipeline_full", "detail":
                                       f"not queued; retry after {self.config.retry_after_secs} s"},
+                                {"Retry-After": str(self.config.retry_after_secs)})
+        if queued == "not_durable":
+            return self._answer(503, {"error": "journal_unavailable", "detail":
+                                      "not acknowledged: the intake journal did not store the "
+                                      "batch in time; send it again"},
                                 {"Retry-After": str(self.config.retry_after_secs)})
         return self._answer(202, {"accepted": len(records)})
 
@@ -394,31 +411,42 @@ class WebhookCollector:
                             f"{str(exc) or type(exc).__name__}") from None
         return reader.finish()
 
-    async def _submit(self, records: list[RawRecord]) -> bool | None:
-        """Queue the batch; False when the pipeline stayed full, None when stopping."""
+    async def _submit(self, records: list[RawRecord]) -> str:
+        """Queue the batch and wait until it is durable: ``ok`` (answer 202),
+        ``full`` (no room within ``queue_wait_secs``: 429), ``stopping`` (503) or
+        ``not_durable`` (queued, but the journal did not confirm it: 503)."""
         emit = self._emit
         assert emit is not None
-        pipeline = getattr(emit, "__self__", None)
-        try_submit = getattr(pipeline, "try_submit", None)
+        pipeline = pipeline_of(emit)
         wait = self.config.queue_wait_secs
-        if try_submit is None:
+        if pipeline is None:
             # A plain emit coroutine (tests, benchmarks): bounded by a timeout.
             try:
                 await asyncio.wait_for(emit(records, None), wait or 0.001)
             except TimeoutError:
-                return False
-            return True
+                return "full"
+            return "ok"
         deadline = time.monotonic() + wait
         delay = 0.005
-        while not try_submit(records, None):
+        while (durable := pipeline.try_submit_durable(records, None)) is None:
             if self._stopping:
-                return None
+                return "stopping"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return False
+                return "full"
             await asyncio.sleep(min(delay, remaining))
             delay = min(0.1, delay * 2)
-        return True
+        try:
+            # Shielded: giving up waiting must not cancel the journal's own future.
+            await asyncio.wait_for(asyncio.shield(durable), JOURNAL_WAIT_SECS)
+        except TimeoutError:
+            log.warning("webhook batch not confirmed by the journal in time; answered 503",
+                        collector=self.name, records=len(records),
+                        wait_secs=JOURNAL_WAIT_SECS)
+            return "not_durable"
+        except JournalError:
+            return "stopping"  # the journal closed before the batch was on disk
+        return "ok"
 
     def _too_large(self) -> web.Response:
         limit = self.config.max_body_bytes

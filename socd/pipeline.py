@@ -37,7 +37,7 @@ from socd.deadletter import DeadLetter
 from socd.errors import SinkError
 from socd.event import Event
 from socd.journal import Journal
-from socd.plugins import Ack, Decoder, RawRecord, Sink
+from socd.plugins import Ack, Decoder, Emit, RawRecord, Sink
 from socd.spool import Spool
 
 log = structlog.get_logger("socd.pipeline")
@@ -576,9 +576,15 @@ class Pipeline:
         await self.intake.put(Batch(records, self._budget(size, ack, seq)))
 
     async def submit_durable(self, records: list[RawRecord], ack: Ack | None = None) -> None:
-        """:meth:`submit` under the name phase-2 collectors use to say that they
-        acknowledge their source after it (webhook 202, TCP reads)."""
+        """:meth:`submit` under the name collectors use to say that they acknowledge
+        their source after it (file checkpoints, TCP reads)."""
         await self.submit(records, ack)
+
+    @property
+    def durable(self) -> bool:
+        """Whether :meth:`submit` returns only once the batch is in the journal (on
+        disk), so that returning may be acknowledged to the source."""
+        return self.journal is not None
 
     async def _wait_for_room(self, size: int) -> None:
         # Always admit a batch when nothing is buffered, however big it is.
@@ -610,19 +616,24 @@ class Pipeline:
         return Ack(release)
 
     def try_submit(self, records: list[RawRecord], ack: Ack | None = None) -> bool:
-        """Queue a batch only if there is room now (HTTP 429, UDP drop counting).
+        """Queue a batch only if there is room now.
 
         With the journal, the batch is appended to it but queued at once, before it
-        is on disk: a caller that must acknowledge only durable input uses
-        :meth:`try_submit_durable` (phase 2 wires the webhook to it)."""
+        is on disk: a caller that acknowledges its source uses
+        :meth:`try_submit_durable` (the webhook does)."""
         return self.try_submit_durable(records, ack) is not None
 
     def try_submit_durable(self, records: list[RawRecord],
                            ack: Ack | None = None) -> asyncio.Future[None] | None:
         """Queue a batch only if there is room now: ``None`` when there is not (the
-        caller answers 429 or counts a drop), else a future that completes once the
-        batch is on disk (at once without the journal). The batch is queued either
-        way; acknowledge the source only after awaiting the future."""
+        caller answers 429), else a future that completes once the batch is on disk
+        (at once without the journal; with a :class:`~socd.journal.JournalError` if
+        the journal closes first). The batch is queued either way; acknowledge the
+        source only after awaiting the future.
+
+        While the journal cannot write (disk full, I/O error) there is no room: a
+        batch taken then could not be acknowledged, and the client would send it
+        again, so every retry would be processed once more and wait in memory."""
         loop = asyncio.get_running_loop()
         if not records:
             if ack is not None:
@@ -637,6 +648,8 @@ class Pipeline:
         durable: asyncio.Future[None] | None = None
         if self.journal is not None:
             self._check_recovered()
+            if not self.journal.healthy:
+                return None
             appended = self.journal.try_append(records)
             if appended is None:
                 return None
@@ -851,6 +864,21 @@ class Pipeline:
             await runner.put(out)
         # Let collectors and the HTTP server run between CPU-bound batches.
         await asyncio.sleep(0)
+
+
+def pipeline_of(emit: Emit) -> Pipeline | None:
+    """The pipeline behind a collector's ``emit`` (the daemon passes
+    :meth:`Pipeline.submit`); None for a plain coroutine (tests, benchmarks)."""
+    pipeline = getattr(emit, "__self__", None)
+    return pipeline if isinstance(pipeline, Pipeline) else None
+
+
+def durable_emit(emit: Emit) -> bool:
+    """Whether ``emit`` returns only once the batch is in the intake journal, so a
+    collector may acknowledge its source when it returns instead of waiting for
+    the sinks (:class:`~socd.plugins.Ack`)."""
+    pipeline = pipeline_of(emit)
+    return pipeline is not None and pipeline.durable
 
 
 def _completed(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import os
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -17,11 +18,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collectors import webhook as webhook_mod
 from collectors.webhook import BodyError, WebhookCollector, split_body
 from socd import deadletter
 from socd.classify import Classifier
 from socd.config import ClassificationConfig
 from socd.deadletter import DeadLetter
+from socd.journal import Journal
 from socd.pipeline import Pipeline
 from socd.plugins import Ack, PluginContext, RawRecord
 
@@ -249,6 +252,52 @@ async def test_request_waiting_for_room_gets_503_when_socd_stops(tmp_path: Path,
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert (status, headers["Retry-After"], body["error"]) == (503, "3", "stopping")
+
+
+async def test_202_only_once_journaled_and_429_while_the_journal_fails(
+        tmp_path: Path, dead_letter: DeadLetter, uid: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """202 follows the journal's fsync; a batch the journal cannot confirm gets 503
+    (queued, not acknowledged), and while it cannot write, requests get 429."""
+    journal = Journal(str(tmp_path / "journal"), fsync_interval_ms=0)
+    pipeline = Pipeline({}, Classifier.from_files(ClassificationConfig(), []), [],
+                        dead_letter, journal=journal)
+    await pipeline.recover()
+    real_fdatasync = os.fdatasync
+    failing = False
+
+    def fdatasync(fd: int) -> None:
+        if failing:
+            raise OSError(5, "Input/output error")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(webhook_mod, "JOURNAL_WAIT_SECS", 0.5)
+    collector = make(tmp_path, dead_letter, uid, queue_wait_secs=0.2, retry_after_secs=4)
+    async with serving(collector, pipeline.submit) as base, aiohttp.ClientSession() as s:
+        url = f"{base}/ids"
+        assert (await post(s, url, b'{"n": 1}'))[0] == 202
+        failing = True
+        unconfirmed = await post(s, url, b'{"n": 2}')
+        refused = await post(s, url, b'{"n": 3}')
+        failing = False
+        for _ in range(1000):
+            if journal.healthy:
+                break
+            await asyncio.sleep(0.01)
+        assert (await post(s, url, b'{"n": 4}'))[0] == 202
+    assert (unconfirmed[0], unconfirmed[1]["Retry-After"], unconfirmed[2]["error"]) == \
+        (503, "4", "journal_unavailable")
+    assert (refused[0], refused[2]["error"]) == (429, "pipeline_full")
+    journal.freeze()
+    await journal.close()
+    again = Journal(str(tmp_path / "journal"))
+    await again.open()
+    stored = [orjson.loads(r.data)["n"] async for _, batch in again.replay() for r in batch]
+    await again.close()
+    # The unconfirmed batch was queued and written once the disk came back: the
+    # client, told 503, sends it again (a repeat, never a loss).
+    assert stored == [1, 2, 4]
 
 
 async def test_plain_emit_that_blocks_gets_429(tmp_path: Path, dead_letter: DeadLetter,

@@ -32,6 +32,7 @@ from socd.engine.compiler import (
 from socd.engine.loader import CompiledRule
 from socd.event import Event, fingerprint, set_severity
 from socd.metrics import REGISTRY
+from socd.patterns import encode
 
 RULE_MATCHES = Counter(
     "socd_rule_matches_total",
@@ -121,7 +122,9 @@ def _compact(value: Any) -> Any:
     1 MiB command line each would hold 100 GB."""
     if _cacheable(value):
         return value
-    data = value if type(value) is bytes else repr(value).encode("utf-8", "backslashreplace")
+    t = type(value)
+    data = value if t is bytes else encode(value) if t is str else \
+        repr(value).encode("utf-8", "backslashreplace")
     return "fingerprint:" + fingerprint(data)
 
 

@@ -14,10 +14,14 @@ the embedded default replays its sample data and how old logs are imported.
 * copytruncate: a file whose size drops below the read offset (or whose first
   bytes changed) is read again from offset 0.
 * Checkpoints: ``<state_dir>/checkpoints/<collector>.json`` records, per file,
-  device, inode, the offset after the last line *stored by every sink* and a
+  device, inode, the offset after the last line *in the intake journal* and a
   fingerprint (hash of the first 1 KiB) that detects inode reuse. Offsets move
-  only when the pipeline acknowledges a batch, and in the order batches were
-  read, so a restart resumes exactly after the last stored line.
+  once ``emit`` has returned, that is once the batch is fsync'd in the journal,
+  and in the order batches were read: after a crash the journal replays what
+  the sinks had not stored and reading resumes after the last journaled line, so
+  only what was read since the last checkpoint write is read twice. With
+  ``journal.enabled: false`` the offsets move only when every sink has stored
+  the batch (the pipeline's :class:`~socd.plugins.Ack`) instead.
 * A last line without its newline waits for it, at most
   ``partial_line_timeout_secs``. Lines longer than ``max_line_bytes`` are
   dead-lettered (their first ``max_line_bytes`` bytes).
@@ -48,6 +52,7 @@ from pydantic import Field
 
 from socd import metrics
 from socd.config import CollectorConfig, resolve_path
+from socd.pipeline import durable_emit
 from socd.plugins import Ack, Emit, PluginContext, RawRecord
 
 log = structlog.get_logger("socd.collectors.file")
@@ -784,7 +789,8 @@ class FileCollector:
         return Checkpoint(f.path, f.key[0], f.key[1], f.line_pos, f.fp, f.fp_len, f.gz, f.done)
 
     async def _flush(self, emit: Emit) -> None:
-        """Hand the batch over; its offsets are committed once every sink stored it."""
+        """Hand the batch over; its offsets are committed once it is journaled (or,
+        without the journal, once every sink stored it)."""
         batch = self._batch
         if not batch:
             return
@@ -798,11 +804,15 @@ class FileCollector:
         if not batch.records:
             store.ack(entry)
             return
+        durable = durable_emit(emit)
         try:
-            await emit(batch.records, Ack(lambda: store.ack(entry)))
+            await emit(batch.records, None if durable else Ack(lambda: store.ack(entry)))
         except BaseException:
             store.discard(entry)
             raise
+        if durable:
+            # On disk in the journal: a crash replays it, so the offset moves on now.
+            store.ack(entry)
 
 
 def _end_of_last_line(fd: int, size: int) -> int:

@@ -26,7 +26,11 @@ from collectors.file import (
     load_checkpoints,
 )
 from socd import deadletter
+from socd.classify import Classifier
+from socd.config import ClassificationConfig
 from socd.deadletter import DeadLetter
+from socd.journal import Journal
+from socd.pipeline import Pipeline
 from socd.plugins import Ack, PluginContext, RawRecord
 
 pytestmark = pytest.mark.timeout(60)
@@ -259,6 +263,38 @@ async def test_offsets_commit_in_read_order_whatever_the_ack_order(
             checkpoint(tmp_path, uid)["files"][0]["offset"] == 0
         sink.held[0].done()
         assert checkpoint(tmp_path, uid)["files"][0]["offset"] == log.stat().st_size
+
+
+async def test_with_the_journal_offsets_commit_once_journaled(
+        tmp_path: Path, logs: Path, dead_letter: DeadLetter, uid: str) -> None:
+    """The checkpoint moves as soon as the lines are in the intake journal, not when
+    the sinks have them (here never: nothing takes from the pipeline); what the
+    checkpoint skips after a crash the journal replays."""
+    log = logs / "app.log"
+    log.write_bytes(lines("j", 0, 30))
+    journal = Journal(str(tmp_path / "journal"), fsync_interval_ms=0)
+    pipeline = Pipeline({}, Classifier.from_files(ClassificationConfig(), []), [],
+                        dead_letter, journal=journal)
+    await pipeline.recover()
+    collector = make(tmp_path, dead_letter, uid, batch_max_events=10)
+    task = asyncio.create_task(collector.run(pipeline.submit))
+    try:
+        await until(lambda: (tmp_path / "state" / "checkpoints" / f"{uid}.json").exists()
+                    and checkpoint(tmp_path, uid)["files"][0]["offset"] == log.stat().st_size,
+                    "the checkpoint at the end of the file")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        _ACTIVE.pop(collector.checkpoint_path, None)
+    assert pipeline.events_processed == 0
+    journal.freeze()
+    await journal.close()
+    again = Journal(str(tmp_path / "journal"))
+    await again.open()
+    replayed = [r.data async for _, batch in again.replay() for r in batch]
+    await again.close()
+    assert replayed == expected("j", 0, 30)
 
 
 async def test_inode_reuse_is_detected_by_fingerprint(tmp_path: Path, logs: Path,

@@ -818,9 +818,12 @@ default applies; a mapping file whose constant names another kind is refused.
 * `socd.source`: the MQTT topic, the file path or the peer address.
 * `socd.transport`: set only on events whose sender the collector could not
   authenticate (UDP syslog; TCP/TLS syslog without client certificates or
-  `allowed_senders`): `authenticated: false`, and `blocking: refused` or `allowed`.
-  The blocker refuses block decisions caused by such events unless the collector sets
-  `allow_unauthenticated_blocking` (docs/blocking.md).
+  `allowed_senders`; the network sensor): `authenticated: false`, and `blocking:
+  refused` or `allowed`. The blocker refuses block decisions caused by such events
+  unless the collector sets `allow_unauthenticated_blocking` (docs/blocking.md). A
+  rule alert carries the weakest provenance of every event the rule counted (a
+  threshold completed by one authenticated event after four forged ones is refused),
+  with `collector` naming the collector of the unauthenticated event.
 * `socd.vendor`: the whole vendor record, kept by `mapping` decoders (unless the
   mapping sets `keep_vendor: false`). Elasticsearch indexes it as `flattened`: every
   value is searchable by its key, without a mapping per vendor field.

@@ -134,6 +134,10 @@ FIELDS: Final[tuple[Field, ...]] = (
     _f("socd.transport.blocking", "keyword",
        "Unauthenticated events only: `refused` (block decisions they cause are audited, "
        "not enforced) or `allowed` (the collector sets `allow_unauthenticated_blocking`)."),
+    _f("socd.transport.collector", "keyword",
+       "Rule alerts only: the collector of the unauthenticated event that makes the alert "
+       "unauthenticated (a threshold or sequence alert is as unauthenticated as the weakest "
+       "event it counted; `socd.collector` is the collector of the event that completed it)."),
     _f("socd.vendor", "flattened",
        "The vendor's whole original record, searchable by key but not mapped."),
     _f("socd.ioc.matched", "boolean", "True when an address or hash is on an IoC list."),

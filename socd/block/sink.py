@@ -220,14 +220,17 @@ def transport_refusal(alert: Event) -> str | None:
 
     ``socd.transport`` is stamped by the decoders from the record's provenance (never
     from input): an event from an unauthenticated transport whose collector did not set
-    ``allow_unauthenticated_blocking`` cannot block anything (forged UDP syslog).
+    ``allow_unauthenticated_blocking`` cannot block anything (forged UDP syslog). On a
+    rule alert it is the weakest provenance of every event the rule counted, and its
+    ``collector`` names the unauthenticated one (``socd.collector`` is the collector of
+    the event that completed the rule).
     """
     transport = get(alert, "socd.transport")
     if not isinstance(transport, dict) or transport.get("authenticated") is not False:
         return None
     if transport.get("blocking") == "allowed":
         return None
-    collector = get(alert, "socd.collector") or "?"
+    collector = transport.get("collector") or get(alert, "socd.collector") or "?"
     return (f"{UNAUTHENTICATED}: collector {collector} cannot authenticate its senders "
             "(set allow_unauthenticated_blocking to enforce)")
 

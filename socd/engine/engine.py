@@ -64,11 +64,51 @@ MAX_KEYS = 100_000
 MAX_TRIGGER_HASHES = 20
 COPY_SECTIONS = ("host", "source", "destination", "user", "process", "file", "url", "dns",
                  "observer")
-# "transport" carries the provenance of the event that completed the rule, so the
-# blocker refuses a block caused by an unauthenticated source (socd.block.sink).
-SOCD_COPY = ("unit", "asset_kind", "system_level", "collector", "vendor_severity", "transport")
+# socd.transport is not copied: an alert's provenance is the weakest of every event that
+# contributed to it (see Taint), not only of the event that completed the rule.
+SOCD_COPY = ("unit", "asset_kind", "system_level", "collector", "vendor_severity")
 
 STATELESS, THRESHOLD, DISTINCT, SEQUENCE = 0, 1, 2, 3
+
+# Provenance of an event for blocking, as ordered (rank, collector) pairs so that the
+# weakest of several events is their max(): an authenticated transport, an
+# unauthenticated one whose collector opted in (allow_unauthenticated_blocking), an
+# unauthenticated one whose blocks are refused. Stateful rules keep one per remembered
+# event: four forged UDP lines and one authenticated line make an alert as
+# unauthenticated as the forged lines, so the blocker refuses its block (docs/blocking.md).
+Taint = tuple[int, str]
+TRUSTED: Taint = (0, "")
+_ALLOWED, _REFUSED = 1, 2
+_TAINTS: dict[tuple[int, str], Taint] = {}
+
+
+def taint_of(event: Event) -> Taint:
+    """The blocking provenance of ``event``, from the ``socd.transport`` the decoder
+    stamped (never from input: decoders drop an incoming socd.transport)."""
+    socd = event.get("socd")
+    transport = socd.get("transport") if type(socd) is dict else None
+    if type(transport) is not dict or transport.get("authenticated") is not False:
+        return TRUSTED
+    rank = _ALLOWED if transport.get("blocking") == "allowed" else _REFUSED
+    collector = socd.get("collector")  # type: ignore[union-attr]
+    name = collector if type(collector) is str else "?"
+    key = (rank, name)
+    found = _TAINTS.get(key)
+    if found is None:
+        # One shared tuple per collector and rank: state entries do not each hold a copy.
+        if len(_TAINTS) >= 1024:
+            _TAINTS.clear()
+        found = _TAINTS[key] = key
+    return found
+
+
+def transport_of(taint: Taint) -> dict[str, Any] | None:
+    """``socd.transport`` of an alert whose weakest contributing event had ``taint``."""
+    rank, collector = taint
+    if rank == TRUSTED[0]:
+        return None
+    return {"authenticated": False, "blocking": "allowed" if rank == _ALLOWED else "refused",
+            "collector": collector}
 
 _TS_CACHE: dict[str, float] = {}
 
@@ -358,7 +398,8 @@ class RuleEngine:
                 if match is not None and not match(event):
                     continue
                 if kind == STATELESS:
-                    self._fire(slot, event, ts, 1, (), [_event_hash(event)], alerts)
+                    self._fire(slot, event, ts, 1, (), [_event_hash(event)], alerts,
+                               taint_of(event))
                 elif late:
                     counted_late = True
                 else:
@@ -370,14 +411,14 @@ class RuleEngine:
             RULES_LATE.inc(late_count)
         if pending:
             pending.sort(key=lambda p: (p[0], p[1], p[2].order))
-            for ts, _, slot, event, hit in pending:
+            for ts, _, slot, event, steps_hit in pending:
                 if slot.kind == THRESHOLD:
                     self._threshold(slot, event, ts, alerts)
                 elif slot.kind == DISTINCT:
                     self._distinct(slot, event, ts, alerts)
                 else:
-                    assert hit is not None
-                    self._sequence(slot, event, ts, hit, alerts)
+                    assert steps_hit is not None
+                    self._sequence(slot, event, ts, steps_hit, alerts)
         if not alerts:
             return events
         return events + alerts
@@ -388,8 +429,8 @@ class RuleEngine:
         assert th is not None
         assert th.count is not None
         key = _key(crule.group_getters, event) if crule.group_getters else ()
-        items: list[tuple[float, str]] = slot.state.groups.touch(key, list)
-        item = (ts, _event_hash(event))
+        items: list[tuple[float, str, Taint]] = slot.state.groups.touch(key, list)
+        item = (ts, _event_hash(event), taint_of(event))
         if not items or ts >= items[-1][0]:
             items.append(item)
         else:
@@ -402,8 +443,9 @@ class RuleEngine:
             del items[:i]
         if len(items) >= th.count:
             del slot.state.groups[key]
-            hashes = [h for _, h in items]
-            self._fire(slot, event, ts, len(items), key, hashes, alerts)
+            hashes = [h for _, h, _ in items]
+            self._fire(slot, event, ts, len(items), key, hashes, alerts,
+                       max(t for _, _, t in items))
 
     def _distinct(self, slot: _Slot, event: Event, ts: float, alerts: list[Event]) -> None:
         crule = slot.crule
@@ -415,8 +457,9 @@ class RuleEngine:
         if value is None:
             return
         key = _key(crule.group_getters, event) if crule.group_getters else ()
-        seen: dict[str, tuple[float, str]] = slot.state.groups.touch(key, dict)
+        seen: dict[str, tuple[float, str, Taint]] = slot.state.groups.touch(key, dict)
         h = _event_hash(event)
+        taint = taint_of(event)
         for v in (value if type(value) is list else (value,)):
             text = as_text(v)
             if text is None:
@@ -424,16 +467,18 @@ class RuleEngine:
             text = _compact(text)
             old = seen.get(text)
             if old is None or old[0] <= ts:
-                seen[text] = (ts, h)
+                seen[text] = (ts, h, taint)
         if len(seen) < th.distinct.count:
             return
         low = ts - th.window
-        for text in [t for t, (when, _) in seen.items() if when < low or when > ts + th.window]:
+        for text in [t for t, (when, _, _) in seen.items()
+                     if when < low or when > ts + th.window]:
             del seen[text]
         if len(seen) >= th.distinct.count:
             del slot.state.groups[key]
-            hashes = [h for _, h in sorted(seen.values())]
-            self._fire(slot, event, ts, len(seen), key, hashes, alerts)
+            entries = sorted(seen.values())
+            self._fire(slot, event, ts, len(seen), key, [h for _, h, _ in entries], alerts,
+                       max(t for _, _, t in entries))
 
     def _sequence(self, slot: _Slot, event: Event, ts: float, hit: list[int],
                   alerts: list[Event]) -> None:
@@ -443,7 +488,9 @@ class RuleEngine:
         key = _key(crule.group_getters, event) if crule.group_getters else ()
         groups = slot.state.groups
         last = len(slot.steps) - 1
-        parts: list[tuple[float, float, tuple[str, ...]] | None] | None = groups.get(key)
+        # Per step: (start, time, hashes, weakest provenance of the chain so far).
+        parts: list[tuple[float, float, tuple[str, ...], Taint] | None] | None = \
+            groups.get(key)
         if parts is None:
             if 0 not in hit:
                 return
@@ -451,17 +498,19 @@ class RuleEngine:
         else:
             groups.move_to_end(key)
         h = _event_hash(event)
+        taint = taint_of(event)
         for j in reversed(hit):
             if j == 0:
-                parts[0] = (ts, ts, (h,))
+                parts[0] = (ts, ts, (h,), taint)
                 continue
             prev = parts[j - 1]
             if prev is None or ts < prev[1] or ts - prev[0] > seq.window:
                 continue
-            chain = (prev[0], ts, (*prev[2], h))
+            chain = (prev[0], ts, (*prev[2], h), max(prev[3], taint))
             if j == last:
                 groups.pop(key, None)
-                self._fire(slot, event, ts, len(slot.steps), key, list(chain[2]), alerts)
+                self._fire(slot, event, ts, len(slot.steps), key, list(chain[2]), alerts,
+                           chain[3])
                 return
             cur = parts[j]
             if cur is None or cur[0] <= chain[0] or ts - cur[0] > seq.window:
@@ -470,7 +519,7 @@ class RuleEngine:
     # -- firing --------------------------------------------------------------------
 
     def _fire(self, slot: _Slot, event: Event, ts: float, count: int, key: tuple[Any, ...],
-              hashes: list[str], alerts: list[Event]) -> None:
+              hashes: list[str], alerts: list[Event], taint: Taint) -> None:
         crule = slot.crule
         rule = crule.rule
         state = slot.state
@@ -497,11 +546,12 @@ class RuleEngine:
             if len(state.suppress) > state.suppress.limit:
                 state.suppress.popitem(last=False)
                 state.suppress.counter.inc()
-        alerts.append(self._alert(crule, event, count, key, hashes, severity, escalated))
+        alerts.append(self._alert(crule, event, count, key, hashes, severity, escalated, taint))
         self._matches[slot.id].inc()
 
     def _alert(self, crule: CompiledRule, event: Event, count: int, key: tuple[Any, ...],  # noqa: PLR0915
-               hashes: list[str], severity: Any, escalated: bool) -> Event:
+               hashes: list[str], severity: Any, escalated: bool,
+               taint: Taint = TRUSTED) -> Event:
         rule = crule.rule
         alert: Event = {"@timestamp": event.get("@timestamp")}
         for section in COPY_SECTIONS:
@@ -548,6 +598,11 @@ class RuleEngine:
             for name in SOCD_COPY:
                 if name in src_socd:
                     socd[name] = _clone(src_socd[name])
+        transport = transport_of(taint)
+        if transport is not None:
+            # Read by the blocker: a block is refused unless every contributing event
+            # came from an authenticated transport or an opted-in collector.
+            socd["transport"] = transport
         alert["socd"] = socd
         set_severity(alert, severity)
         socd["layer"] = rule.layer

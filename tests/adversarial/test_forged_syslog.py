@@ -13,7 +13,12 @@ Five sshd failure lines naming one address make ``ssh-bruteforce`` fire on each 
 Over UDP the rule fires but nothing is enforced: the refusal is audited with the reason
 ``unauthenticated_source`` and counted. Over the allowed TCP peer and over the opted-in
 UDP collector the address lands in the nftables set. ``socd check-config`` warns about
-both UDP listeners. The test FAILS (never skips) when ``ip`` or ``nft`` is missing.
+both UDP listeners.
+
+A rule alert is as unauthenticated as the weakest event it counted: four forged UDP
+lines and a fifth from an authenticated TCP peer (two collectors, one threshold) raise
+the alert, but its block is refused. The tests FAIL (never skip) when ``ip`` or ``nft``
+is missing.
 """
 
 from __future__ import annotations
@@ -140,26 +145,28 @@ def _config(site: Site) -> dict[str, object]:
     }
 
 
-def _lines(victim: str) -> list[str]:
+def _lines(victim: str, count: int = 5, first_pid: int = 1000) -> list[str]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [f"<38>1 {now} srv-dvc-01 sshd {1000 + i} - - Failed password for root from "
-            f"{victim} port 4022 ssh2" for i in range(5)]
+    return [f"<38>1 {now} srv-dvc-01 sshd {first_pid + i} - - Failed password for root "
+            f"from {victim} port 4022 ssh2" for i in range(count)]
 
 
-def _send_udp(site: Site, port: int, victim: str) -> None:
+def _send_udp(site: Site, port: int, victim: str, count: int = 5) -> None:
     site.py(f"""
         import socket
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for line in {_lines(victim)!r}:
+        for line in {_lines(victim, count)!r}:
             s.sendto(line.encode(), ("127.0.0.1", {port}))
     """)
 
 
-def _send_tcp(site: Site, victim: str) -> None:
+def _send_tcp(site: Site, victim: str, port: int = TCP, count: int = 5,
+              first_pid: int = 1000) -> None:
     site.py(f"""
         import socket
-        with socket.create_connection(("127.0.0.1", {TCP})) as s:
-            s.sendall("".join(line + "\\n" for line in {_lines(victim)!r}).encode())
+        with socket.create_connection(("127.0.0.1", {port})) as s:
+            s.sendall("".join(line + "\\n"
+                              for line in {_lines(victim, count, first_pid)!r}).encode())
     """)
 
 
@@ -172,17 +179,8 @@ def _metrics(site: Site) -> dict[str, float]:
     return parse_metrics(out)
 
 
-def test_forged_syslog_blocks_only_where_authenticated_or_opted_in(site: Site) -> None:
-    site.config.write_text(yaml.safe_dump(_config(site), sort_keys=False))
-    checked = sh(PY, "-m", "socd", "check-config", "-c", str(site.config), check=False)
-    assert checked.returncode == 0, checked.stderr
-    warnings = [line for line in checked.stderr.splitlines() if "warning" in line]
-    assert any("collectors.sys" in w and "udp://127.0.0.1:5514" in w
-               and "unauthenticated_source" in w for w in warnings), checked.stderr
-    assert any("collectors.sys_optin" in w and "allow_unauthenticated_blocking" in w
-               for w in warnings), checked.stderr
-    assert not any("tcp://" in w for w in warnings), checked.stderr
-
+def _start(site: Site) -> subprocess.Popen[bytes]:
+    """``socd run`` inside the namespace, once ``/readyz`` answers 200."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("NOTIFY_SOCKET", None)
     with open(site.log, "ab") as log:
@@ -203,6 +201,26 @@ def test_forged_syslog_blocks_only_where_authenticated_or_opted_in(site: Site) -
                         raise
                 time.sleep(0.2)
         """)
+    except BaseException:
+        proc.terminate()
+        proc.wait(60)
+        raise
+    return proc
+
+
+def test_forged_syslog_blocks_only_where_authenticated_or_opted_in(site: Site) -> None:
+    site.config.write_text(yaml.safe_dump(_config(site), sort_keys=False))
+    checked = sh(PY, "-m", "socd", "check-config", "-c", str(site.config), check=False)
+    assert checked.returncode == 0, checked.stderr
+    warnings = [line for line in checked.stderr.splitlines() if "warning" in line]
+    assert any("collectors.sys" in w and "udp://127.0.0.1:5514" in w
+               and "unauthenticated_source" in w for w in warnings), checked.stderr
+    assert any("collectors.sys_optin" in w and "allow_unauthenticated_blocking" in w
+               for w in warnings), checked.stderr
+    assert not any("tcp://" in w for w in warnings), checked.stderr
+
+    proc = _start(site)
+    try:
         _send_udp(site, UDP, VICTIM_UDP)
         _send_tcp(site, VICTIM_TCP)
         _send_udp(site, UDP_OPTIN, VICTIM_OPTIN)
@@ -234,7 +252,78 @@ def test_forged_syslog_blocks_only_where_authenticated_or_opted_in(site: Site) -
     fired = {a["source"]["ip"]: a for a in alerts if a["rule"]["id"] == "ssh-bruteforce"}
     assert set(fired) == {VICTIM_UDP, VICTIM_TCP, VICTIM_OPTIN}
     assert fired[VICTIM_UDP]["socd"]["transport"] == {"authenticated": False,
-                                                       "blocking": "refused"}
+                                                       "blocking": "refused",
+                                                       "collector": "sys"}
     assert fired[VICTIM_OPTIN]["socd"]["transport"] == {"authenticated": False,
-                                                         "blocking": "allowed"}
+                                                         "blocking": "allowed",
+                                                         "collector": "sys_optin"}
     assert "transport" not in fired[VICTIM_TCP]["socd"]
+
+
+VICTIM_MIXED = "198.51.100.96"
+
+
+def _mixed_config(site: Site) -> dict[str, object]:
+    """Two collectors feeding one ``ssh-bruteforce`` threshold: UDP (no opt-in) and TCP
+    from an allowed sender (authenticated)."""
+    return {
+        "state_dir": str(site.workdir / "state"),
+        "log": {"format": "json"},
+        "http": {"host": "127.0.0.1", "port": HTTP},
+        "collectors": {
+            "udp_fw": {"type": "syslog", "flush_interval_secs": 0.05,
+                       "listeners": [{"protocol": "udp", "host": "127.0.0.1", "port": UDP}]},
+            "tcp_srv": {"type": "syslog", "allowed_senders": ["127.0.0.1/32"],
+                        "flush_interval_secs": 0.05,
+                        "listeners": [{"protocol": "tcp", "host": "127.0.0.1", "port": TCP}]},
+        },
+        "sinks": {
+            "alerts": {"type": "ndjson", "path": "alerts.ndjson", "flush_interval_secs": 0.1},
+            "events": {"type": "ndjson", "path": "events.ndjson", "select": "all",
+                       "flush_interval_secs": 0.05},
+            "block": {"type": "blocker", "backend": "nftables", "table": site.table,
+                      "path": "blocks.db"},
+        },
+    }
+
+
+def test_forged_lines_taint_a_threshold_completed_by_an_authenticated_one(site: Site) -> None:
+    """Four forged UDP lines and one line from the authenticated TCP peer complete the
+    threshold: the alert is raised, but it is as unauthenticated as its weakest event,
+    so its block is audited as refused, never enforced."""
+    site.config.write_text(yaml.safe_dump(_mixed_config(site), sort_keys=False))
+    proc = _start(site)
+    try:
+        _send_udp(site, UDP, VICTIM_MIXED, count=4)
+        # The four forged events are in the rule's state once a sink has stored them.
+        wait_for(lambda: metric(_metrics(site), "socd_events_sent_total", sink="events") >= 4,
+                 60, "the four UDP events stored")
+        _send_tcp(site, VICTIM_MIXED, port=TCP, count=1, first_pid=2000)
+        wait_for(lambda: site.logged("block refused", value=VICTIM_MIXED)
+                 or VICTIM_MIXED in site.elements(), 60, "the blocker's decision")
+        assert proc.poll() is None, site.log.read_text()[-4000:]
+        metrics = _metrics(site)
+        audit = site.run(PY, "-m", "socd", "block", "audit", "-c", str(site.config)).stdout
+        elements = site.elements()
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+    assert VICTIM_MIXED not in elements
+    refused = site.logged("block refused", value=VICTIM_MIXED)
+    assert str(refused[0]["why"]).startswith("unauthenticated_source"), refused
+    assert "udp_fw" in str(refused[0]["why"]), refused
+    audit_lines = [line for line in audit.splitlines() if VICTIM_MIXED in line]
+    assert audit_lines, audit
+    assert all("refuse" in line for line in audit_lines), audit
+    assert metric(metrics, "socd_block_refused_total", reason="unauthenticated_source") == 1
+    assert metric(metrics, "socd_block_decisions_total", action="add") == 0
+
+    alerts = [json.loads(line) for line in
+              (site.workdir / "state" / "alerts.ndjson").read_text().splitlines()]
+    fired = [a for a in alerts if a.get("rule", {}).get("id") == "ssh-bruteforce"]
+    assert len(fired) == 1, fired
+    assert fired[0]["source"]["ip"] == VICTIM_MIXED
+    assert fired[0]["socd"]["collector"] == "tcp_srv"  # the event that completed it
+    assert fired[0]["socd"]["transport"] == {"authenticated": False, "blocking": "refused",
+                                             "collector": "udp_fw"}

@@ -4,8 +4,14 @@ Each listener is one socket. TCP and TLS streams are split into messages by
 RFC 6587 octet counting (``123 <34>1 ...``) or by newlines; ``framing: auto``
 picks per connection from the first byte (a digit means octet counting).
 
-Back-pressure: a TCP/TLS connection awaits ``emit`` when its batch is full, so
-it stops reading and the sender's TCP window closes. UDP cannot push back: the
+Back-pressure and crashes: a TCP/TLS connection reads nothing more until what
+it read is handed over, that is (with the intake journal, the default) fsync'd
+in the journal; a slow pipeline or a full journal therefore stops the reads and
+the sender's TCP window closes. What socd read is never lost in a crash. Plain
+TCP has no acknowledgement, though: a sender counts a message as sent once its
+kernel took it, so what sits in the socket buffers when socd dies is lost (the
+receive buffer is ``tcp_receive_buffer_bytes``; the sender's own send buffer
+adds to it; see docs/sources/syslog.md). UDP cannot push back: the
 socket is drained into a bounded buffer (``udp_buffer_records``) and datagrams
 that do not fit are dead-lettered with reason ``udp_overflow`` (counted in
 ``socd_events_dropped_total``). Datagrams the kernel drops before socd reads
@@ -38,6 +44,8 @@ from socd.http import client_key
 from socd.plugins import Emit, PluginContext, RawRecord
 
 log = structlog.get_logger("socd.collectors.syslog")
+
+_STREAM_LIMIT = 64 * 1024  # asyncio's read-ahead per TCP/TLS connection (pauses past 2x)
 
 Drop = tuple[str, bytes, str]  # (reason, raw, detail)
 _WS = b" \t\r\n\x00"
@@ -254,6 +262,12 @@ class SyslogCollector:
         udp_receive_buffer_bytes: int = Field(8 * 1024 * 1024, ge=65536,
                                               description="SO_RCVBUF of UDP sockets (capped "
                                               "by net.core.rmem_max).")
+        tcp_receive_buffer_bytes: int = Field(
+            256 * 1024, ge=0, le=64 * 1024 * 1024, description="SO_RCVBUF of TCP/TLS "
+            "connections (the kernel doubles it and caps it at net.core.rmem_max; 0 "
+            "leaves it to the kernel's autotuning, up to net.ipv4.tcp_rmem). Plain TCP "
+            "has no acknowledgement: what waits in this buffer when socd crashes is lost, "
+            "so it bounds that loss. Larger helps only over long round trips.")
         max_connections: int = Field(1000, ge=1, description="Concurrent TCP/TLS "
                                      "connections per listener; more are refused.")
         max_connections_per_ip: int = Field(128, ge=1, description="Concurrent TCP/TLS "
@@ -316,6 +330,9 @@ class SyslogCollector:
         self._udp_wakeup = asyncio.Event()
         self._batch: list[RawRecord] = []
         self._batch_bytes = 0
+        # Resolved once the shared batch is handed over (journaled): the connections
+        # whose frames are in it wait for it before reading more.
+        self._batch_done: asyncio.Future[None] | None = None
         self._pending = asyncio.Event()
         self._source_cache: dict[object, tuple[str, str]] = {}
         self._received = metrics.EVENTS_RECEIVED.labels(self.name)
@@ -362,6 +379,9 @@ class SyslogCollector:
             self._udp_socks = []
             leftover = self._udp_buf + self._batch
             self._udp_buf, self._batch, self._batch_bytes = [], [], 0
+            if self._batch_done is not None:
+                self._batch_done.cancel()
+                self._batch_done = None
             for record in leftover:
                 self.ctx.dead_letter.write(stage="collect", reason="shutdown", raw=record.data,
                                            collector=self.name, source=record.source,
@@ -400,10 +420,13 @@ class SyslogCollector:
                     finally:
                         self._conn_tasks.discard(task)
 
+                # A small stream buffer: what asyncio reads ahead of the journal is lost
+                # in a crash (it pauses the socket past twice the limit).
                 server = await asyncio.start_server(
                     handle, listener.host, listener.port, ssl=ssl_ctx, reuse_address=True,
-                    limit=256 * 1024, ssl_handshake_timeout=10 if ssl_ctx else None)
+                    limit=_STREAM_LIMIT, ssl_handshake_timeout=10 if ssl_ctx else None)
                 self._servers.append(server)
+                self._set_receive_buffer(server)
                 port = server.sockets[0].getsockname()[1]
         except OSError as exc:
             raise SocdError(f"syslog collector {self.name!r}: cannot listen on {where}: "
@@ -412,6 +435,19 @@ class SyslogCollector:
             raise SocdError(f"syslog collector {self.name!r}: TLS setup for {where} failed: "
                             f"{exc}") from exc
         self.addresses.append((listener.protocol, listener.host, port))
+
+    def _set_receive_buffer(self, server: asyncio.Server) -> None:
+        """SO_RCVBUF on the listening sockets: accepted connections inherit it (and the
+        window it allows), so it is set before any connection arrives."""
+        size = self.config.tcp_receive_buffer_bytes
+        if not size:
+            return
+        for sock in server.sockets:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            except OSError as exc:
+                log.warning("cannot set the TCP receive buffer; the kernel's default "
+                            "applies", collector=self.name, bytes=size, error=str(exc))
 
     def _tls_context(self, listener: Listener) -> ssl.SSLContext:
         tls = listener.tls
@@ -542,6 +578,8 @@ class SyslogCollector:
                 for reason, raw, detail in drops:
                     self._drop(reason, raw, source, detail)
                 if frames:
+                    # Read on only once these frames are journaled: socd never holds
+                    # more than one read per connection that a crash could lose.
                     await self._add(frames, source, authenticated)
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.info("syslog connection ended with an error", collector=self.name,
@@ -573,7 +611,9 @@ class SyslogCollector:
                         reason=reason, max_connections=self.config.max_connections,
                         max_connections_per_ip=self.config.max_connections_per_ip)
 
-    def _append(self, frames: list[bytes], source: str, authenticated: bool) -> None:
+    def _append(self, frames: list[bytes], source: str,
+                authenticated: bool) -> asyncio.Future[None]:
+        """Add frames to the shared batch; returns the future of its hand-over."""
         now = time.time()
         decoder = self.config.decoder
         name = self.name
@@ -582,29 +622,51 @@ class SyslogCollector:
         for frame in frames:
             batch.append(RawRecord(frame, decoder, name, source, now, authenticated, blocking))
             self._batch_bytes += len(frame)
+        if self._batch_done is None:
+            self._batch_done = asyncio.get_running_loop().create_future()
         self._pending.set()
+        return self._batch_done
 
     async def _add(self, frames: list[bytes], source: str, authenticated: bool) -> None:
-        """Add frames to the shared batch; hand it over (and wait) once it is full."""
-        self._append(frames, source, authenticated)
-        if (len(self._batch) >= self.config.batch_max_events
-                or self._batch_bytes >= self.config.batch_max_bytes):
-            await self._flush()
+        """Add frames to the shared batch and wait until the batch is handed over
+        (``emit`` returned: with the journal, it is on disk)."""
+        await self._append(frames, source, authenticated)
+
+    def _full(self) -> bool:
+        return (len(self._batch) >= self.config.batch_max_events
+                or self._batch_bytes >= self.config.batch_max_bytes)
 
     async def _flush(self) -> None:
-        batch = self._batch
+        batch, done = self._batch, self._batch_done
         if not batch:
             return
-        self._batch = []
+        self._batch, self._batch_done = [], None
         self._batch_bytes = 0
         limit = self.config.batch_max_events
-        for start in range(0, len(batch), limit):
-            await self._emit(batch[start:start + limit], None)
+        try:
+            for start in range(0, len(batch), limit):
+                await self._emit(batch[start:start + limit], None)
+        except BaseException:
+            # Stopping (cancelled, or the journal closed first): the connections
+            # waiting for it stop too, and their senders were told nothing.
+            if done is not None:
+                done.cancel()
+            raise
+        if done is not None and not done.done():
+            done.set_result(None)
 
     async def _flusher(self) -> None:
+        """Hand the shared batch over as soon as the connections that had data ready
+        have added theirs (each waits for the hand-over before reading again), but
+        gather at most ``flush_interval_secs`` and at most a full batch."""
         interval = self.config.flush_interval_secs
+        loop = asyncio.get_running_loop()
         while True:
             await self._pending.wait()
-            await asyncio.sleep(interval)
+            deadline = loop.time() + interval
+            size = -1
+            while len(self._batch) != size and not self._full() and loop.time() < deadline:
+                size = len(self._batch)
+                await asyncio.sleep(0)
             self._pending.clear()
             await self._flush()

@@ -464,6 +464,28 @@ async def test_tcp_backpressure_and_udp_overflow(tmp_path: Path) -> None:
     assert dropped("udp_overflow") - before == 900
 
 
+async def test_tcp_reads_on_only_once_the_batch_is_handed_over(tmp_path: Path) -> None:
+    """A connection reads nothing more until ``emit`` took what it read (with the
+    intake journal: fsync'd), even when the batch is far from full: what socd read
+    is never only in its memory when it crashes."""
+    received = Received()
+    received.gate = asyncio.Event()
+    listeners = [{"protocol": "tcp", "host": "127.0.0.1", "port": 0}]
+    async with running(tmp_path, listeners, received) as (c, _dl):
+        line = b"<13>Oct 11 22:14:15 h app: held %d\n"
+        with socket.create_connection(("127.0.0.1", port_of(c, "tcp"))) as s:
+            s.sendall(b"".join(line % i for i in range(5)))
+            await wait_until(lambda: received.calls == 1, 10, "the first emit")
+            s.sendall(b"".join(line % i for i in range(5, 10)))
+            await asyncio.sleep(0.5)
+            assert c._batch == []  # the second write was not read
+            assert received.calls == 1
+            received.gate.set()
+            await received.wait_for(10)
+    assert [r.data.split()[-1] for r in received.records] == [b"%d" % i for i in range(10)]
+    assert received.calls == 2
+
+
 async def test_bind_failure_is_clear(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,7 +39,8 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     imp.add_argument("--expires", help="30d, 12h, 2w, or a date (2026-12-31); default never")
     imp.add_argument("--tag", action="append", default=[], help="tag every entry (repeatable)")
     imp.add_argument("--column", action="append", default=[], metavar="FIELD=HEADER",
-                     help="CSV column mapping, e.g. value=ip,ref=letter (repeatable)")
+                     help="CSV/XLSX column mapping, e.g. value=ip,ref=letter (repeatable); "
+                     "needed only when no header is recognised")
     imp.add_argument("--min-count", type=int, default=1,
                      help="IPsum: leave out addresses on fewer lists")
     imp.add_argument("--include-non-ids", action="store_true",
@@ -57,8 +59,8 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     lst.add_argument("--json", action="store_true", help="one JSON object a line")
     lst.set_defaults(handler=_list)
 
-    chk = actions.add_parser("check", help="is a value (IP, domain, hash) on the store? "
-                             "exit 0 when it matches, 1 when not")
+    chk = actions.add_parser("check", help="is a value (IP, domain, hash; defanged or a URL) "
+                             "on the store? exit 0 when it matches, 1 when not")
     with_config(chk)
     chk.add_argument("value", metavar="VALUE")
     chk.add_argument("--kind", choices=("ip", "domain", "hash"))
@@ -200,10 +202,21 @@ def _import(args: argparse.Namespace) -> int:
     print(f"{verb} {args.file} (format {args.format}, source {args.source}): "
           f"{result.inserted} {new}, {result.updated} updated, "
           f"{len(result.refused)} refused (allowlist), {len(rejected)} rejected")
+    _print_refs(entries)
     _print_list("refused (allowlist)", [(f"{e.kind} {e.value}", r) for e, r in result.refused],
                 args.show)
     _print_list("rejected", rejected, args.show)
     return EXIT_OK
+
+
+def _print_refs(entries: Sequence[Any]) -> None:
+    """Which letter numbers the entries carry: one taken from an appendix's title (or a
+    ``# ref:`` line) is shown before anything is matched against it."""
+    counts = Counter(e.ref for e in entries)
+    if counts:
+        print("letter numbers: " + ", ".join(
+            f"{ref} ({n} entr{'y' if n == 1 else 'ies'})" for ref, n in counts.most_common(10))
+            + (f", and {len(counts) - 10} more" if len(counts) > 10 else ""))
 
 
 def _print_list(title: str, items: Sequence[tuple[str, str]], show: int) -> None:
@@ -239,10 +252,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from socd.ioc.normalize import IndicatorError, normalize
+    from socd.ioc.importers import Options, indicator
+    from socd.ioc.normalize import IndicatorError
 
     try:
-        kind, value = normalize(args.value, args.kind)
+        # As a letter writes it: defanged (evil[.]example, hxxp://), a URL (its host).
+        found = indicator(Options(source="check"), args.value, args.kind)
+        kind, value = found.kind, found.value
     except IndicatorError as exc:
         print(f"socd: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,6 +1,6 @@
 """Reading IoC feeds into :class:`~socd.ioc.store.Entry` lists.
 
-Formats: plain text, CSV, IPsum, STIX 2.1 bundles and MISP event JSON. Every
+Formats: plain text, CSV, XLSX, IPsum, STIX 2.1 bundles and MISP event JSON. Every
 parser returns ``(entries, rejected)`` where ``rejected`` lists
 ``(where, reason)`` for each input item that was not turned into an entry
 (malformed value, unsupported STIX pattern, MISP attribute of another type...).
@@ -15,18 +15,22 @@ the source name.
 from __future__ import annotations
 
 import calendar
+import codecs
 import csv
 import io
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
+from socd import netaddr
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.normalize import IndicatorError, normalize
 from socd.ioc.store import Entry
@@ -103,6 +107,7 @@ def _entry(opts: Options, value: str, kind: str | None = None, *, ref: str = "",
 
 def parse_text(lines: Iterable[str], opts: Options) -> Parsed:
     """One indicator a line (first word), ``#`` comments; kind detected per value.
+    Defanged values and URLs are read as :func:`indicator` reads them.
 
     A comment ``# ref: 1298/CATTT-NCSC`` (also ``# Source reference: công văn ...``,
     ``# letter = ...``) sets the reference of the lines below it.
@@ -123,10 +128,10 @@ def parse_text(lines: Iterable[str], opts: Options) -> Parsed:
         if not words:
             continue
         try:
-            entries.append(_entry(opts, words[0], ref=ref))
+            entries.append(indicator(opts, words[0], ref=ref))
         except IndicatorError as exc:
             rejected.append((f"line {n}: {words[0][:80]}", str(exc)))
-    return entries, rejected
+    return merged(entries), rejected
 
 
 def load_text_lists(paths: Iterable[str], allowlist: Allowlist | None = None,
@@ -184,75 +189,372 @@ def parse_ipsum(lines: Iterable[str], opts: Options, *, min_count: int = 1) -> P
     return entries, rejected
 
 
-# -- CSV ---------------------------------------------------------------------------------
+# -- defanged values and URLs ------------------------------------------------------------
+
+# Letters and reports "defang" indicators so that nobody clicks them: evil[.]example,
+# hxxp://, 1.2.3[.]4, [:] in IPv6. Every importer reads them back (refang) first.
+_DEFANG_DOT = re.compile(r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)|\{dot\}", re.IGNORECASE)
+_DEFANG_SEP = re.compile(r"\[(://|:|/)\]|\((://|:|/)\)|\{(://|:|/)\}")
+_DEFANG_SCHEME = re.compile(r"^(?:h[x*]{2}p(s?)|(f)xp)://", re.IGNORECASE)
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+_IPV4_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$")
+_IPV6_PORT = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$")
+URL_TAG = "url:"
+_MAX_URL_TAG = 500
+
+
+def refang(value: str) -> str:
+    """The plain spelling of a defanged indicator: ``[.]`` ``(.)`` ``{.}`` ``[dot]`` become
+    ``.``, ``[:]`` ``[://]`` ``[/]`` lose their brackets, ``hxxp(s)``/``fxp`` become
+    ``http(s)``/``ftp``; invisible characters (zero-width spaces from spreadsheets) and
+    surrounding white space go."""
+    text = value.translate(_INVISIBLE).strip()
+    text = _DEFANG_DOT.sub(".", text)
+    text = _DEFANG_SEP.sub(lambda m: next(g for g in m.groups() if g), text)
+    return _DEFANG_SCHEME.sub(lambda m: ("ftp" if m.group(2) else f"http{m.group(1)}") + "://",
+                              text)
+
+
+def url_host(text: str) -> str | None:
+    """The host of a URL (``http://host:port/path``, or ``host/path`` without a scheme),
+    None when ``text`` is not one. An address or CIDR (``192.0.2.0/24``) is not a URL.
+    Raises :class:`IndicatorError` for a URL without a readable host."""
+    if _URL.match(text):
+        try:
+            host = urlsplit(text).hostname
+        except ValueError as exc:
+            raise IndicatorError(f"not a URL ({exc}): {text[:80]!r}") from None
+        if not host:
+            raise IndicatorError(f"URL without a host: {text[:80]!r}")
+        return host
+    head, slash, _ = text.partition("/")
+    if not slash or not head or netaddr.is_address(head) or ":" in head.rstrip("0123456789"):
+        return None
+    host = head.rpartition("@")[2]
+    return host.rsplit(":", 1)[0] if host.rpartition(":")[2].isdigit() else host
+
+
+def _without_port(text: str) -> str:
+    """``192.0.2.1:4444`` and ``[2001:db8::1]:443`` (letters list C2 servers so): the
+    address alone."""
+    m = _IPV4_PORT.match(text) or _IPV6_PORT.match(text)
+    return m.group(1) if m else text
+
+
+def indicator(opts: Options, raw: str, kind: str | None = None, **fields: Any) -> Entry:
+    """One entry from a value as a letter writes it: defanged or not, a URL (its host
+    becomes the entry, the URL a ``url:`` tag since the store has no URL kind), an address
+    with a port. ``kind`` "url" means: detect the host's kind."""
+    text = refang(raw)
+    if kind != "hash":
+        host = url_host(text)
+        if host is not None:
+            tags = (*fields.pop("tags", ()), URL_TAG + text[:_MAX_URL_TAG])
+            host_kind = "ip" if netaddr.is_address(host) else "domain"
+            return _entry(opts, host, host_kind, tags=tags, **fields)
+        text = _without_port(text)
+    return _entry(opts, text, None if kind == "url" else kind, **fields)
+
+
+def merged(entries: Iterable[Entry]) -> list[Entry]:
+    """One entry per (kind, value): a later row wins, tags are united (several URLs of one
+    host each leave their ``url:`` tag)."""
+    out: dict[tuple[str, str], Entry] = {}
+    for e in entries:
+        old = out.get((e.kind, e.value))
+        if old is not None and old.tags != e.tags:
+            e = replace(e, tags=tuple(dict.fromkeys((*old.tags, *e.tags))))
+        out[(e.kind, e.value)] = e
+    return list(out.values())
+
+
+# -- tables: CSV and XLSX ----------------------------------------------------------------
 
 CSV_FIELDS = ("value", "kind", "ref", "confidence", "first_seen", "last_seen", "expires", "tags")
-_VALUE_GUESSES = ("value", "indicator", "ioc", "ip", "address", "domain", "hash", "sha256",
-                  "md5", "sha1")
+# How many rows may stand above the header (a letter's title, its number, blank rows).
+HEADER_ROWS = 30
+# Header names, compared after _fold (lower case, no diacritics, no "(...)").
+_FIELD_HEADERS: dict[str, frozenset[str]] = {
+    "kind": frozenset({"kind", "type", "loai", "kieu", "phan loai", "dang", "ioc type",
+                       "indicator type", "loai ioc", "kieu ioc", "loai dau hieu",
+                       "loai chi bao"}),
+    "ref": frozenset({"ref", "reference", "letter", "cong van", "so cong van", "so van ban"}),
+    "confidence": frozenset({"confidence", "do tin cay", "muc do tin cay"}),
+    "first_seen": frozenset({"first_seen", "first seen"}),
+    "last_seen": frozenset({"last_seen", "last seen"}),
+    "expires": frozenset({"expires", "expiry", "valid_until", "valid until"}),
+    "tags": frozenset({"tags", "tag", "nhan"}),
+}
+# A column that holds indicators of any kind (the kind column, or detection, tells).
+_VALUE_HEADERS = frozenset({"value", "values", "indicator", "indicators", "ioc", "iocs",
+                            "observable", "gia tri",
+                            "gia tri ioc", "ioc value", "indicator value", "dau hieu",
+                            "dau hieu nhan biet", "chi bao", "chi so", "chi so ioc"})
+# Columns named after one kind: a letter's table often has several (IP, domain, hash).
+_KIND_HEADERS = frozenset({"ip", "ips", "ip address", "ipv4", "ipv6", "address", "dia chi",
+                           "dia chi ip", "domain", "domains", "ten mien", "hostname", "host",
+                           "hash", "md5", "sha1", "sha-1", "sha256", "sha-256", "sha512",
+                           "ma bam", "ma hash", "file hash", "url", "urls", "uri", "link",
+                           "duong dan", "dia chi url"})
+# Values of a kind column.
+_KINDS: dict[str, str] = {
+    **dict.fromkeys(("ip", "ipv4", "ipv6", "ip-dst", "ip-src", "cidr", "address", "ip address",
+                     "dia chi ip", "dia chi", "dai ip", "dai dia chi ip", "subnet"), "ip"),
+    **dict.fromkeys(("domain", "hostname", "fqdn", "domain-name", "domain name", "host",
+                     "ten mien", "ten mien phu", "subdomain"), "domain"),
+    **dict.fromkeys(("hash", "md5", "sha1", "sha-1", "sha256", "sha-256", "sha512", "sha-512",
+                     "filehash", "file hash", "ma bam", "ma hash", "ma bam tep"), "hash"),
+    **dict.fromkeys(("url", "uri", "link", "duong dan", "duong link", "dia chi url"), "url"),
+}
+_PARENS = re.compile(r"\s*[(\[][^)\]]*[)\]]\s*")
+_TITLE_LETTER = re.compile(r"\bs[ốo]\s*(?:hi[ệe]u\s*)?[:.]?\s*(" + LETTER.pattern + ")",
+                           re.IGNORECASE)
+Row = tuple[int, list[str]]  # (1-based row number in the file or sheet, cells)
 
 
-def parse_csv(text: str, opts: Options, columns: Mapping[str, str] | None = None) -> Parsed:
-    """A CSV file with a header row. ``columns`` maps our fields (value, kind, ref,
-    confidence, first_seen, last_seen, expires, tags) to header names; unmapped
-    fields use a header of the same name when there is one. ``value`` defaults to
-    the first of value/indicator/ioc/ip/address/domain/hash columns. Tags are
-    separated by ``;`` or ``|``. The delimiter (``,`` ``;`` or tab) is detected."""
+def _fold(text: str) -> str:
+    """A header cell for comparison: lower case, no Vietnamese diacritics (đ -> d), no
+    parenthesised part, single spaces. "Mã băm (SHA256)" -> "ma bam"."""
+    text = unicodedata.normalize("NFD", text.replace("Đ", "D").replace("đ", "d"))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = _PARENS.sub(" ", text)
+    return " ".join(text.replace("_", " ").split()).strip(" :*.") if text else ""
+
+
+def _kind_of(cell: str) -> str | None:
+    """The indicator kind a kind-column cell names (None: detect from the value); an
+    unknown name is refused with the name."""
+    if not cell:
+        return None
+    folded = _fold(cell)
+    kind = _KINDS.get(folded) or _KINDS.get(folded.split(" ")[0])
+    if kind is None and folded.startswith(("ma bam", "hash", "sha")):
+        kind = "hash"
+    if kind is None:
+        raise IndicatorError(f"unknown indicator kind {cell.strip().lower()[:40]!r} (use ip, "
+                             "domain, hash or url)")
+    return kind
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a table's header is and what its columns mean."""
+
+    header: Row
+    values: list[int]  # columns read as indicators
+    fields: dict[str, int]  # kind, ref, confidence, ... -> column
+    letter: str  # a letter number in the rows above the header, else ""
+
+
+def _header_names(cells: list[str]) -> str:
+    return ", ".join(repr(c) for c in cells if c)
+
+
+def _likeliest_header(rows: list[Row]) -> Row | None:
+    """The first of the rows with the most non-empty cells: what the operator sees as
+    the header when none was recognised."""
+    best: Row | None = None
+    for n, cells in rows[:HEADER_ROWS]:
+        if _filled(cells) and (best is None or _filled(cells) > _filled(best[1])):
+            best = (n, cells)
+    return best
+
+
+def _filled(cells: list[str]) -> int:
+    return sum(1 for c in cells if c)
+
+
+def _layout(rows: list[Row], columns: Mapping[str, str]) -> _Layout | None:
+    """The header row (the first row naming a mapped column, else the first with an
+    indicator column), the columns, and the letter number of the title rows above.
+    None when no header is recognised; ValueError when a mapped column is missing."""
+    wanted = {fld: _fold(name) for fld, name in columns.items()}
+    head = rows[:HEADER_ROWS]
+    header: Row | None = None
+    if wanted:
+        header = next(((n, c) for n, c in head if set(wanted.values()) & set(map(_fold, c))),
+                      None)
+    if header is None:
+        header = next(((n, c) for n, c in head
+                       if any(_fold(x) in _VALUE_HEADERS | _KIND_HEADERS for x in c)), None)
+    if header is None:
+        return None
+    folded = [_fold(c) for c in header[1]]
+    fields: dict[str, int] = {}
+    for fld, name in wanted.items():
+        if name not in folded:
+            raise ValueError(f"no column {columns[fld]!r} in the header (row {header[0]}: "
+                             f"{_header_names(header[1])})")
+        fields[fld] = folded.index(name)
+    for fld, names in _FIELD_HEADERS.items():
+        if fld not in fields:
+            found = next((i for i, h in enumerate(folded) if h in names), None)
+            if found is not None and found not in fields.values():
+                fields[fld] = found
+    if "value" in fields:
+        values = [fields.pop("value")]
+    else:
+        generic = [i for i, h in enumerate(folded) if h in _VALUE_HEADERS]
+        values = generic[:1] or [i for i, h in enumerate(folded)
+                                 if h in _KIND_HEADERS and i not in fields.values()]
+    return _Layout(header, values, fields, _title_letter(rows, header[0]))
+
+
+def _title_letter(rows: list[Row], header: int) -> str:
+    """The letter number in the rows above the header: the one after "Số:" first."""
+    title = " ".join(c for n, cells in rows if n < header for c in cells if c)
+    numbered = _TITLE_LETTER.search(title)
+    if numbered:
+        return numbered.group(1)
+    letter = LETTER.search(title)
+    return letter.group(0) if letter else ""
+
+
+def _no_header(rows: list[Row]) -> str:
+    likely = _likeliest_header(rows)
+    found = (f"headers found (row {likely[0]}): {_header_names(likely[1])}" if likely
+             else "no text in the first rows")
+    return f"no header row recognised in the first {HEADER_ROWS} rows; {found}"
+
+
+def _table(rows: list[Row], layout: _Layout, opts: Options, where: str,
+           letter: str = "") -> Parsed:
+    """The entries of one table below its header row."""
+    entries: list[Entry] = []
+    rejected: Rejected = []
+    title_ref = layout.letter or letter
+    names = [layout.header[1][i] for i in layout.values]
+    for n, cells in rows:
+        if n <= layout.header[0] or not any(cells):
+            continue
+
+        def col(fld: str, cells: list[str] = cells) -> str:
+            i = layout.fields.get(fld)
+            return cells[i].strip() if i is not None and i < len(cells) else ""
+
+        found = [cells[i] for i in layout.values if i < len(cells) and cells[i].strip()]
+        if not found:
+            if len(layout.values) == 1:
+                rejected.append((f"{where}row {n}", "empty value"))
+            else:
+                text = " ".join(c.strip() for c in cells if c.strip())[:80]
+                rejected.append((f"{where}row {n}", f"no indicator in the columns "
+                                 f"{', '.join(names)}: {text!r}"))
+            continue
+        for value in found:
+            try:
+                conf_text = col("confidence")
+                tags = [t.strip() for t in re.split(r"[;|]", col("tags")) if t.strip()]
+                entries.append(indicator(
+                    opts, value, _kind_of(col("kind")), ref=col("ref") or title_ref,
+                    confidence=int(conf_text) if conf_text else None,
+                    first_seen=parse_time(col("first_seen")),
+                    last_seen=parse_time(col("last_seen")),
+                    expires=parse_time(col("expires")), tags=tags))
+            except (IndicatorError, ValueError) as exc:
+                rejected.append((f"{where}row {n}: {value.strip()[:80]}", str(exc)))
+    return entries, rejected
+
+
+def _check_columns(columns: Mapping[str, str] | None) -> dict[str, str]:
     columns = dict(columns or {})
     for key in columns:
         if key not in CSV_FIELDS:
             raise ValueError(f"unknown CSV field {key!r}; fields: {', '.join(CSV_FIELDS)}")
-    sample = text[:4096]
+    return columns
+
+
+def _csv_rows(text: str, dialect: Any) -> list[Row]:
+    reader = csv.reader(io.StringIO(text), dialect=dialect)
+    return [(n, [c.strip() for c in cells]) for n, cells in enumerate(reader, 1)]
+
+
+def parse_csv(text: str, opts: Options, columns: Mapping[str, str] | None = None) -> Parsed:
+    """A CSV table: a letter's appendix or a feed. Rows above the header (a title, the
+    letter number, blank rows) are skipped; a letter number in them (``Số: 941/CATTT-NCSC``)
+    is the reference of rows without their own.
+
+    ``columns`` maps our fields (value, kind, ref, confidence, first_seen, last_seen,
+    expires, tags) to header names; other fields are found by their English or Vietnamese
+    names (``Loại``, ``Giá trị``, ``Công văn``...; case and diacritics do not matter).
+    Indicators come from the value column (``value``, ``indicator``, ``ioc``, ``Giá
+    trị``...), else from every column named after a kind (``IP``, ``Tên miền``, ``Mã
+    băm``, ``URL``...). Values may be defanged; URLs give their host (see
+    :func:`indicator`). Tags are separated by ``;`` or ``|``. The delimiter (``,`` ``;``
+    or tab) is detected."""
+    columns = _check_columns(columns)
+    text = text.lstrip("\ufeff")
     try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        sniffed: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), dialect=dialect)
-    headers = {h.strip().lower(): h for h in (reader.fieldnames or [])}
-    mapping: dict[str, str] = {}
-    for fld in CSV_FIELDS:
-        wanted = columns.get(fld)
-        if wanted is not None:
-            if wanted.lower() not in headers:
-                raise ValueError(f"CSV has no column {wanted!r} (columns: "
-                                 f"{', '.join(headers.values())})")
-            mapping[fld] = headers[wanted.lower()]
-        elif fld in headers:
-            mapping[fld] = headers[fld]
-    if "value" not in mapping:
-        guess = next((headers[g] for g in _VALUE_GUESSES if g in headers), None)
-        if guess is None:
-            raise ValueError("cannot tell which CSV column holds the indicator; "
-                             "use --column value=NAME")
-        mapping["value"] = guess
+        sniffed = csv.excel
+    tried: list[list[Row]] = []
+    for dialect in (sniffed, csv.excel, _Semicolon, csv.excel_tab):
+        rows = _csv_rows(text, dialect)
+        layout = _layout(rows, columns)
+        if layout is not None:
+            entries, rejected = _table(rows, layout, opts, "")
+            return merged(entries), rejected
+        tried.append(rows)
+    # The reading that splits the likeliest header into the most cells shows it best.
+    shown = max(tried, key=lambda rows: _filled((_likeliest_header(rows) or (0, []))[1]))
+    raise ValueError(f"cannot tell which column holds the indicators: {_no_header(shown)}"
+                     "; use --column value=HEADER")
+
+
+class _Semicolon(csv.excel):
+    delimiter = ";"
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def parse_xlsx(data: bytes, opts: Options, columns: Mapping[str, str] | None = None) -> Parsed:
+    """An Excel workbook (.xlsx): every sheet is a table read as :func:`parse_csv` reads
+    one. A letter number in a sheet's title rows applies to that sheet, else the first
+    found in any sheet; a sheet without a recognised header is reported, and an error
+    lists the headers found when no sheet has one."""
+    import zipfile
+
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    columns = _check_columns(columns)
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise ValueError(f"not an XLSX workbook ({type(exc).__name__}: {exc})") from exc
+    try:
+        sheets = [(ws.title, [(n, [_cell_text(v) for v in row]) for n, row in
+                              enumerate(ws.iter_rows(values_only=True), 1)])
+                  for ws in book.worksheets]
+    finally:
+        book.close()
+    layouts = [(title, rows, _layout(rows, columns)) for title, rows in sheets]
+    letter = next((lay.letter for _, _, lay in layouts if lay is not None and lay.letter), "")
+    if all(lay is None for _, _, lay in layouts):
+        found = "; ".join(f"sheet {title!r}: {_no_header(rows)}" for title, rows, _ in layouts)
+        raise ValueError(f"cannot tell which column holds the indicators: {found or 'no sheet'}"
+                         "; use --column value=HEADER")
     entries: list[Entry] = []
     rejected: Rejected = []
-    for n, row in enumerate(reader, 2):
-        def col(fld: str, row: dict[str, Any] = row) -> str:
-            name = mapping.get(fld)
-            return (row.get(name) or "").strip() if name else ""
-
-        value = col("value")
-        if not value:
-            rejected.append((f"row {n}", "empty value"))
+    for title, rows, lay in layouts:
+        if lay is None:
+            if any(any(cells) for _, cells in rows):
+                rejected.append((f"sheet {title!r}", _no_header(rows)))
             continue
-        try:
-            kind = col("kind").lower() or None
-            if kind in ("ipv4", "ipv6", "ip-dst", "ip-src", "cidr", "address"):
-                kind = "ip"
-            elif kind in ("md5", "sha1", "sha-1", "sha256", "sha-256", "sha512", "filehash"):
-                kind = "hash"
-            elif kind in ("hostname", "fqdn", "domain-name"):
-                kind = "domain"
-            conf_text = col("confidence")
-            tags = [t.strip() for t in re.split(r"[;|]", col("tags")) if t.strip()]
-            entries.append(_entry(
-                opts, value, kind, ref=col("ref"),
-                confidence=int(conf_text) if conf_text else None,
-                first_seen=parse_time(col("first_seen")), last_seen=parse_time(col("last_seen")),
-                expires=parse_time(col("expires")), tags=tags))
-        except (IndicatorError, ValueError) as exc:
-            rejected.append((f"row {n}: {value[:80]}", str(exc)))
-    return entries, rejected
+        found_entries, found_rejected = _table(rows, lay, opts, f"sheet {title!r} ", letter)
+        entries += found_entries
+        rejected += found_rejected
+    return merged(entries), rejected
 
 
 # -- STIX 2.1 ----------------------------------------------------------------------------
@@ -675,7 +977,7 @@ def _truthy(value: Any) -> bool:
 
 # -- dispatch ----------------------------------------------------------------------------
 
-FORMATS = ("text", "csv", "ipsum", "stix", "misp")
+FORMATS = ("text", "csv", "xlsx", "ipsum", "stix", "misp")
 
 
 def parse_file(path: str, fmt: str, opts: Options, *, columns: Mapping[str, str] | None = None,
@@ -687,7 +989,11 @@ def parse_file(path: str, fmt: str, opts: Options, *, columns: Mapping[str, str]
         return parse_stix(data, opts)
     if fmt == "misp":
         return parse_misp(data, opts, include_non_ids=include_non_ids)
-    text = data.decode("utf-8-sig", errors="replace")
+    if fmt == "xlsx":
+        return parse_xlsx(data, opts, columns)
+    # Excel's "Unicode text" is UTF-16 with a byte-order mark; everything else UTF-8.
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    text = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
     if fmt == "text":
         return parse_text(text.splitlines(), opts)
     if fmt == "ipsum":

@@ -124,3 +124,34 @@ def test_expired_entries_reported_not_matched(cfg: str, tmp_path: Path,
     assert "(EXPIRED)" in out
     code, out, _ = run(capsys, "ioc", "expire", "-c", cfg)
     assert out.strip() == "expired 1 entry"
+
+
+def test_import_letter_appendices(cfg: str, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A letter's appendix as sent: title rows, defanged values, URLs, an XLSX workbook."""
+    code, out, _ = run(capsys, "ioc", "import", str(FIXTURES / "letter-941-appendix.csv"),
+                       "-f", "csv", "-s", "ncsc", "-c", cfg)
+    assert code == 0, out
+    assert out.splitlines()[0].endswith("8 new, 0 updated, 0 refused (allowlist), 3 rejected")
+    assert "letter numbers: 941/CATTT-NCSC (8 entries)" in out
+    assert "row 15: attacker@evil-update.example: unknown indicator kind 'email'" in out
+    code, out, _ = run(capsys, "ioc", "import", str(FIXTURES / "letter-1298-appendix.xlsx"),
+                       "-f", "xlsx", "-s", "ncsc", "-c", cfg)
+    assert code == 0, out
+    assert "8 new" in out
+    assert "letter numbers: 1298/CATTT-NCSC (8 entries)" in out
+
+    # A defanged value or URL is checked as the letter writes it.
+    code, out, _ = run(capsys, "ioc", "check", "hxxp://evil-update[.]example/x.exe", "-c", cfg)
+    assert code == 0, out
+    assert out.startswith("domain evil-update.example: MATCH")
+    assert "ref=941/CATTT-NCSC" in out
+    assert "url:http://evil-update.example/download/update.exe" in out
+
+    # No recognised column: the error lists what the file has.
+    odd = tmp_path / "odd.csv"
+    odd.write_text("Phụ lục\nSTT,Nội dung\n1,192.0.2.9\n", encoding="utf-8")
+    code, _, err = run(capsys, "ioc", "import", str(odd), "-f", "csv", "-s", "x", "-c", cfg)
+    assert code == 1
+    assert "'STT', 'Nội dung'" in err
+    assert "--column value=" in err

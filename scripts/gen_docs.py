@@ -840,6 +840,18 @@ reference is the letter number (công văn) from a header line such as
 event with a match becomes an alert of severity `high` (cao) with `rule.id:
 socd-ioc-match`.
 
+### One event, one incident: `socd.correlation_id`
+
+One event often raises several alerts: a webshell record of a server EDR is an alert
+itself, and rules may fire on it for the malware, the escalation of a critical alert
+and an IoC hash. Every alert carries `socd.correlation_id`, the `event.hash` of the
+event that caused it: an event's own alert (a vendor alert, an IoC match) has its own
+hash there, and each alert a rule raises has the hash of the event that completed the
+rule (`socd.rule.trigger_hashes` lists every event it counted). Searching one value
+finds the whole incident; the notification core groups alerts by host by default, so
+the alerts of one event go out as one message that lists every rule that fired
+(docs/notifications.md).
+
 ## Example
 
 The first record of the sample file `server-edr.ndjson`, as the built-in `server_edr`

@@ -188,6 +188,7 @@ class Classifier:
             if "layer" not in socd:
                 socd["layer"] = cfg.default_layer
             _mark_new(socd)
+            _mark_correlation(ev, socd)
             metrics.count_alert(socd, self._asset_kinds)
         if self.rules is not None:
             count = len(events)
@@ -238,7 +239,7 @@ class Classifier:
 # never arrives with them (decoders drop them, socd.decoders.base.gate_socd); dropping
 # them again here keeps block orders and lifecycle states socd's own even for a decoder
 # that does not go through the gate.
-_OWNED = ("ioc", "alert", "actions", "rule")
+_OWNED = ("ioc", "alert", "actions", "rule", "correlation_id")
 
 
 def _reset_owned(socd: dict[str, Any]) -> None:
@@ -247,6 +248,15 @@ def _reset_owned(socd: dict[str, Any]) -> None:
             del socd[key]
             decoder = socd.get("decoder")
             count_stripped(decoder if isinstance(decoder, str) else "unknown", key)
+
+
+def _mark_correlation(ev: dict[str, Any], socd: dict[str, Any]) -> None:
+    """An alert that is an event itself (a vendor's, an IoC match) is its own incident:
+    its correlation id is its event.hash, the id the rules engine gives every alert it
+    raises on that event (docs/events.md)."""
+    digest = ev.get("hash")
+    if isinstance(digest, str) and digest:
+        socd["correlation_id"] = digest
 
 
 def _mark_new(socd: dict[str, Any]) -> None:

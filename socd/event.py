@@ -249,6 +249,10 @@ FIELDS: Final[tuple[Field, ...]] = (
     _f("log.source.address", "keyword", "Network peer (`ip:port`) that sent the record."),
     _f("observer.version", "keyword", "Version of the observing product."),
     # -- rules engine (socd.engine, docs/rules.md) -------------------------------------
+    _f("socd.correlation_id", "keyword",
+       "Alerts only: event.hash of the event that caused the alert. An event's own alert "
+       "(a vendor alert, an IoC match) and every alert rules raised on that event share "
+       "it: one incident, one value."),
     _f("socd.rule.count", "long",
        "Events counted by the rule that fired (distinct values, sequence steps; 1 if stateless)."),
     _f("socd.rule.window", "long", "Time window of the rule that fired, seconds."),

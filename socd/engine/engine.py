@@ -604,6 +604,10 @@ class RuleEngine:
             # came from an authenticated transport or an opted-in collector.
             socd["transport"] = transport
         alert["socd"] = socd
+        # Every alert raised on one event shares that event's hash (the event's own
+        # alert carries it too, socd.classify): the notification core and the analyst
+        # see one incident, not one per rule that fired.
+        socd["correlation_id"] = _event_hash(event)
         set_severity(alert, severity)
         socd["layer"] = rule.layer
         meta: dict[str, Any] = {"count": count, "trigger_hashes": hashes[-MAX_TRIGGER_HASHES:]}

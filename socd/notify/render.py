@@ -73,7 +73,11 @@ ACTION = {
     },
 }
 BLOCK_PREFIX = {"vi": "Chặn theo quy tắc", "en": "Blocked by the rule"}
-SEVERAL_RULES = {"vi": "nhiều loại cảnh báo", "en": "several alert types"}
+# `what` of a message whose alerts come from several rules: the most severe rule, and
+# how many others fired (the text lists each of them).
+OTHER_RULES = {"vi": "{first} và {n} loại cảnh báo khác", "en": "{first} and {n} other alert types"}
+# socd's own rule names, per language (stored alerts keep the name of their time).
+OWN_RULES = {"socd-ioc-match": {"vi": "Trùng khớp chỉ dấu IoC", "en": "IoC match"}}
 
 _get = {path: getter(path) for path in (
     "@timestamp", "message", "event.hash", "event.id", "event.action", "event.created",
@@ -153,15 +157,17 @@ def alert_view(event: Event, lang: str) -> dict[str, Any]:
     flow = f"{src} → {dst}" if src and dst else (src or dst)
     kind = str(_get["socd.asset_kind"](event) or "unknown")
     layer = _get["socd.layer"](event)
-    rule_name = (_get["rule.name"](event) or _get["message"](event)
-                 or _get["event.action"](event) or "")
+    rule_id = str(_get["rule.id"](event) or "")
+    own = OWN_RULES.get(rule_id)
+    rule_name = (own[lang] if own else None) or (
+        _get["rule.name"](event) or _get["message"](event) or _get["event.action"](event) or "")
     return {
         "id": hash_[:12],
         "hash": hash_,
         "time": when.strftime("%d/%m/%Y %H:%M:%S") if when else "",
         "time_short": when.strftime("%H:%M") if when else "",
         "timestamp": when.isoformat() if when else "",
-        "rule_id": str(_get["rule.id"](event) or ""),
+        "rule_id": rule_id,
         "rule_name": str(rule_name),
         "description": str(_get["rule.description"](event) or ""),
         "message": str(_get["message"](event) or ""),
@@ -231,8 +237,9 @@ def context(alerts: Sequence[Event], *, lang: str, total: int, severity: str, ro
             after_quiet: bool = False) -> dict[str, Any]:
     """The variables of one message (``alerts`` are the ones it lists)."""
     views = [alert_view(a, lang) for a in alerts]
-    rule_names = [v["rule_name"] for v in views]
+    rules = _rules(views)
     units = sorted({v["unit"] for v in views if v["unit"]})
+    hosts = sorted({v["host"] for v in views if v["host"]})
     same_rule = _common([v["rule_id"] or v["rule_name"] for v in views]) is not None
     stamps = sorted(v["timestamp"] for v in views if v["timestamp"])
     first = views[0] if views else alert_view({}, lang)
@@ -255,9 +262,12 @@ def context(alerts: Sequence[Event], *, lang: str, total: int, severity: str, ro
         "severity_icon": SEVERITY_ICON[severity],
         "mixed_severity": _common([v["severity"] for v in views]) is None,
         "same_rule": same_rule,
-        "what": rule_names[0] if same_rule and rule_names else SEVERAL_RULES[lang],
+        "what": _what(rules, lang),
+        "rules": rules,
         "unit": units[0] if len(units) == 1 else "",
         "units": units,
+        "host": hosts[0] if len(hosts) == 1 and all(v["host"] for v in views) else "",
+        "hosts": hosts,
         "asset_kind_label": _common([v["asset_kind_label"] for v in views]) or "",
         "layer": _common([v["layer"] for v in views]),
         "layer_label": _common([v["layer_label"] for v in views]) or "",
@@ -269,6 +279,24 @@ def context(alerts: Sequence[Event], *, lang: str, total: int, severity: str, ro
         "ioc_refs": _union(v["ioc_refs"] for v in views),
         "timezone": "Asia/Ho_Chi_Minh",
     }
+
+
+def _rules(views: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The names of the rules that fired, once each, the most severe first (then in
+    the order they fired)."""
+    order = sorted(range(len(views)), key=lambda i: -severity_rank(views[i]["severity"]))
+    names: list[str] = []
+    for i in order:
+        name = views[i]["rule_name"]
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def _what(rules: Sequence[str], lang: str) -> str:
+    if len(rules) <= 1:
+        return rules[0] if rules else ""
+    return OTHER_RULES[lang].format(first=rules[0], n=len(rules) - 1)
 
 
 class Renderer:

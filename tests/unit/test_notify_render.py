@@ -57,7 +57,8 @@ def test_single_alert_in_vietnamese() -> None:
 def test_digest_title_and_lines() -> None:
     alerts = [alert(i) for i in range(3)]
     title, text, _ = render(Renderer("vi"), alerts, total=12, repeated=2)
-    assert title == "[socd] 12 cảnh báo cao — Dò quét cổng (Sở Y tế)"
+    # A digest names the host its alerts share, as a single alert's title always did.
+    assert title == "[socd] 12 cảnh báo cao — Dò quét cổng (Sở Y tế, srv-web-01)"
     lines = text.splitlines()
     assert lines[0] == "🟠 12 cảnh báo cao — Dò quét cổng"
     items = [line for line in lines if line.startswith("•")]

@@ -94,7 +94,9 @@ def test_route_grouping_override() -> None:
     r = router({"name": "a", "notifiers": ["n"], "grouping": {"group_by": ["host.name"]}},
                {"name": "b", "notifiers": ["n"]})
     assert r.by_name["a"].grouping.group_by == ["host.name"]
-    assert r.by_name["b"].grouping.group_by == ["rule.id", "socd.unit"]
+    # The default groups by unit and affected host (was rule.id and unit): the alerts
+    # one event raises go out together (issue 14, point 10).
+    assert r.by_name["b"].grouping.group_by == ["socd.unit", "host.name"]
 
 
 def test_duplicate_route_names_are_rejected() -> None:

@@ -90,6 +90,9 @@ class SensorCollector:
     """Aggregates captured packets into flow, DNS and IoC events (ECS JSON)."""
 
     class Config(CollectorConfig):
+        # The sensor writes socd's own ECS JSON: the default `json` decoder is its decoder.
+        default_decoder_fits = True
+
         type: Literal["sensor"]
         interface: str | None = Field(None, description="Capture live on this interface "
                                       "(a SPAN/mirror port); needs CAP_NET_RAW.")
@@ -119,6 +122,25 @@ class SensorCollector:
         capture_queue_packets: int = Field(65536, ge=_CHUNK, le=10_000_000,
                                            description="Packets buffered between the "
                                            "capture thread and the flow table.")
+        allow_unauthenticated_blocking: bool = Field(
+            False, description="Enforce block decisions caused by this sensor's events. "
+            "Off: they are audited as refused (`unauthenticated_source`), since packets and "
+            "their source addresses can be spoofed. On: anyone who can put packets on the "
+            "mirrored network (a SYN scan with forged sources) can have any address that is "
+            "not allowlisted blocked.")
+
+        def unauthenticated_inputs(self) -> list[str]:
+            # Captured or replayed, a packet's source address proves nothing.
+            if self.interface:
+                return [f"sensor interface {self.interface}"]
+            return ["pcap files " + ", ".join(self.pcap_files)]
+
+        def allows_unauthenticated_blocking(self) -> bool:
+            return self.allow_unauthenticated_blocking
+
+        def unauthenticated_hint(self) -> str:
+            return ("packets can be spoofed: let rules on authenticated sources (EDR, "
+                    "syslog over TCP/TLS from allowed senders) decide blocks")
 
         @model_validator(mode="after")
         def _one_source(self) -> SensorCollector.Config:
@@ -192,9 +214,13 @@ class SensorCollector:
         size = 0
         decoder = self.config.decoder
         received = metrics.EVENTS_RECEIVED.labels(self.name)
+        # Spoofable packets: the decoder marks the events unauthenticated, and the blocker
+        # refuses what they cause unless the operator opted in (docs/blocking.md).
+        blocking = self.config.allow_unauthenticated_blocking
         for event in events:
             data = orjson.dumps(event)
-            batch.append(RawRecord(data, decoder, self.name, "sensor", now))
+            batch.append(RawRecord(data, decoder, self.name, "sensor", now,
+                                   authenticated=False, blocking_allowed=blocking))
             size += len(data)
             if len(batch) >= limit or size >= limit_bytes:
                 received.inc(len(batch))

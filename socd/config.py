@@ -64,6 +64,11 @@ class CollectorConfig(PluginConfig):
         """The operator's opt-in to enforce blocks from unauthenticated inputs."""
         return False
 
+    def unauthenticated_hint(self) -> str:
+        """How to authenticate :meth:`unauthenticated_inputs` instead (the hint of the
+        ``check-config`` warning); the default suits listeners (syslog)."""
+        return "receive over TCP from allowed_senders or TLS with client certificates"
+
 
 class SpoolConfig(StrictModel):
     """The durable on-disk spool in front of a sink (see docs/architecture.md)."""
@@ -291,19 +296,11 @@ class QuietHoursConfig(StrictModel):
 
 
 class GroupingConfig(StrictModel):
-    # The default groups by affected host: the alerts one event raises (its own alert
-    # and every rule that fired on it, one socd.correlation_id) share the host and unit,
-    # arrive in one batch and so go out as one message, and so do the alerts of a burst
-    # on one host; the message lists each rule. Grouping by rule.id sent one message
-    # per rule that fired (1.64 messages per incident on the sample week, 1.0 now:
-    # scripts/measure_notifications.py).
     group_by: list[str] = Field(
-        default_factory=lambda: ["socd.unit", "host.name"],
+        default_factory=lambda: ["rule.id", "socd.unit"],
         description="Event fields whose values make a group: alerts of one group go out "
-        "together, in one message that lists each of them (like Alertmanager's group_by). "
-        "The default, one message per affected host and unit, sends the alerts one event "
-        "raised (one `socd.correlation_id`) together.")
-    group_wait_secs: float = Field(10.0, ge=0, le=86400,
+        "together (like Alertmanager's group_by).")
+    group_wait_secs: float = Field(30.0, ge=0, le=86400,
                                    description="Wait after a group's first alert, to collect "
                                    "others before the first message.")
     group_interval_secs: float = Field(300.0, ge=0, le=86400,
@@ -660,20 +657,19 @@ def _blocking_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plu
         if not inputs:
             continue
         listed = ", ".join(inputs)
+        hint = plugin.config.unauthenticated_hint()
         if plugin.config.allows_unauthenticated_blocking():
             out.append((("collectors", name, "allow_unauthenticated_blocking"),
                         f"allow_unauthenticated_blocking is on: anyone who can send to "
-                        f"{listed} (UDP senders can be forged) can make the blocker "
+                        f"{listed} (senders can be forged) can make the blocker "
                         f"({which}) block any address that is not allowlisted",
-                        "receive over TCP from allowed_senders or TLS with client "
-                        "certificates, and turn the option off"))
+                        f"{hint}, and turn the option off"))
         else:
             out.append((("collectors", name),
                         f"{listed} cannot authenticate its senders: block decisions caused "
                         f"by its messages are refused (unauthenticated_source) by the "
                         f"blocker ({which})",
-                        "receive over TCP from allowed_senders or TLS with client "
-                        "certificates, or set allow_unauthenticated_blocking: true to "
+                        f"{hint}, or set allow_unauthenticated_blocking: true to "
                         "enforce them anyway"))
     return out
 

@@ -495,6 +495,30 @@ async def test_pcap_replay_applies_the_bpf_filter(tmp_path: Path, uid: str) -> N
         await bad.run(Sink().emit)
 
 
+@pytest.mark.parametrize("opted_in", [False, True])
+async def test_sensor_records_are_unauthenticated_for_blocking(tmp_path: Path, uid: str,
+                                                              opted_in: bool) -> None:
+    """Packets and their source addresses can be spoofed: what the sensor emits is
+    marked unauthenticated, so the blocker refuses the blocks it causes unless the
+    operator opted in (docs/blocking.md)."""
+    wrpcap(str(tmp_path / "a.pcap"), _conversation())
+    collector = _collector(tmp_path, uid, pcap_files=["a.pcap"],
+                           allow_unauthenticated_blocking=opted_in)
+    assert collector.config.unauthenticated_inputs() == ["pcap files a.pcap"]
+    assert collector.config.allows_unauthenticated_blocking() is opted_in
+    sink = Sink()
+    await collector.run(sink.emit)
+    assert sink.records
+    assert {(r.authenticated, r.blocking_allowed) for r in sink.records} == {(False, opted_in)}
+    decoder = JsonDecoder(JsonDecoder.Config(type="json"),
+                          PluginContext(name="json", dead_letter=None))
+    [decoded] = decoder.decode(sink.records[0]).events
+    assert decoded["socd"]["transport"] == {
+        "authenticated": False, "blocking": "allowed" if opted_in else "refused"}
+    live = SensorCollector.Config(type="sensor", interface="ens224")
+    assert live.unauthenticated_inputs() == ["sensor interface ens224"]
+
+
 async def test_ioc_files_are_loaded_and_the_hook_can_be_replaced(tmp_path: Path,
                                                                  uid: str) -> None:
     (tmp_path / "ioc.txt").write_text("# công văn: 941/CATTT-NCSC\n10.201.0.9\n",

@@ -206,6 +206,20 @@ def test_check_config_warns_about_unauthenticated_listeners() -> None:
     assert "can make the blocker (block) block any address" in allowed.message
 
 
+def test_check_config_warns_about_the_network_sensor() -> None:
+    """Spoofed packets: the sensor is an unauthenticated input for blocking."""
+    text = {"collectors": {"span": {"type": "sensor", "interface": "ens224"}},
+            "sinks": {"block": {"type": "blocker", "backend": "none"}}}
+    [refused] = config_mod.loads(orjson.dumps(text).decode(), file="socd.yaml").warnings
+    assert refused.path == "collectors.span"
+    assert "sensor interface ens224 cannot authenticate its senders" in refused.message
+    assert "unauthenticated_source" in refused.message
+    assert "packets can be spoofed" in (refused.hint or "")
+    text["collectors"]["span"]["allow_unauthenticated_blocking"] = True
+    [allowed] = config_mod.loads(orjson.dumps(text).decode(), file="socd.yaml").warnings
+    assert allowed.path == "collectors.span.allow_unauthenticated_blocking"
+
+
 def test_alert_labels_are_bounded() -> None:
     def value(**labels: str) -> float:
         return metrics.REGISTRY.get_sample_value("socd_alerts_total", labels) or 0.0

@@ -13,8 +13,10 @@ same alerts.
 Conventions shared by both: a missing or unknown ``socd.alert.status`` counts as
 ``new``; a missing ``socd.asset_kind`` as ``unknown``; a day is a local calendar day
 of the report's time zone (Asia/Ho_Chi_Minh has had no DST since 1975, so a fixed
-offset per period is exact); "handled" (đã xử lý) means ``acknowledged`` or
-``resolved``, "false positive" (cảnh báo nhầm) ``false_positive``.
+offset per period is exact). Statuses keep the meaning they have everywhere else
+(``socd alert``, docs/alerts.md): "acknowledged" (đã tiếp nhận) means ``acknowledged``,
+"handled" (đã xử lý) means ``resolved`` only, "false positive" (cảnh báo nhầm)
+``false_positive``.
 """
 
 from __future__ import annotations
@@ -272,7 +274,8 @@ class KindRow:
     by_severity: dict[str, int]
     total: int
     false_positives: int
-    handled: int
+    acknowledged: int  # đã tiếp nhận: taken by an analyst, not yet resolved
+    handled: int  # đã xử lý: resolved
     sentence: str
 
 
@@ -290,7 +293,8 @@ class ReportData:
     by_kind: list[KindRow]
     by_status: dict[str, int]
     false_positives: int
-    handled: int
+    acknowledged: int  # đã tiếp nhận (socd.alert.status acknowledged)
+    handled: int  # đã xử lý (socd.alert.status resolved)
     daily: list[tuple[str, dict[str, int]]]  # (yyyy-mm-dd, severity -> count), every day
     previous_total: int
     trend: list[Trend]
@@ -319,8 +323,8 @@ class ReportData:
         lines = [self.title, self.period.range_text.capitalize() + ".",
                  f"Tổng số {fmt_int(self.total)} cảnh báo: {self.severity_total_sentence}."]
         lines += [f"- {s}" for s in self.kind_sentences()]
-        lines.append(f"Cảnh báo nhầm: {fmt_int(self.false_positives)}; đã xử lý: "
-                     f"{fmt_int(self.handled)}.")
+        lines.append(f"Cảnh báo nhầm: {fmt_int(self.false_positives)}; đã tiếp nhận: "
+                     f"{fmt_int(self.acknowledged)}; đã xử lý: {fmt_int(self.handled)}.")
         if self.blocks.available:
             lines.append(f"Địa chỉ đã chặn: {fmt_int(self.blocks.blocked)}.")
         if self.incidents.available:
@@ -397,7 +401,7 @@ def build_report(backend: AlertBackend, period: Period, *, unit: str | None = No
         sentence = nfc(f"{subject} có {severity_sentence(sev)}." if ktotal else
                        f"{subject} không có cảnh báo.")
         by_kind.append(KindRow(kind, label, sev, ktotal, status["false_positive"],
-                               status["acknowledged"] + status["resolved"], sentence))
+                               status["acknowledged"], status["resolved"], sentence))
 
     daily = [(d.isoformat(), _sev_dict(day_sev.get(d.isoformat(), Counter())))
              for d in period.day_list()]
@@ -419,7 +423,7 @@ def build_report(backend: AlertBackend, period: Period, *, unit: str | None = No
         total=total, by_severity=_sev_dict(by_sev), by_kind=by_kind,
         by_status={s: int(by_status.get(s, 0)) for s in STATUSES},
         false_positives=by_status["false_positive"],
-        handled=by_status["acknowledged"] + by_status["resolved"],
+        acknowledged=by_status["acknowledged"], handled=by_status["resolved"],
         daily=daily, previous_total=sum(prev_sev.values()), trend=trend,
         top_rules=top_rules, top_systems=top_systems, top_units=top_units,
         ioc=sides.ioc(period), blocks=sides.blocks(period),

@@ -82,13 +82,13 @@ _SEV_HEADERS = [SEVERITY_LABELS[s].capitalize() for s in SEVERITY_ORDER]
 def tables(data: ReportData) -> list[Table]:
     """Every table of the report, in order."""
     out: list[Table] = []
-    kinds = [[k.label, *_sev_cells(k.by_severity), k.total, k.false_positives, k.handled]
-             for k in data.by_kind]
+    kinds = [[k.label, *_sev_cells(k.by_severity), k.total, k.false_positives,
+              k.acknowledged, k.handled] for k in data.by_kind]
     kinds.append(["Tổng cộng", *_sev_cells(data.by_severity), data.total,
-                  data.false_positives, data.handled])
+                  data.false_positives, data.acknowledged, data.handled])
     out.append(Table("he_thong", "Cảnh báo theo hệ thống giám sát và mức độ",
                      ["Hệ thống giám sát", *_SEV_HEADERS, "Tổng số", "Cảnh báo nhầm",
-                      "Đã xử lý"], kinds, numeric=set(range(1, 8))))
+                      "Đã tiếp nhận", "Đã xử lý"], kinds, numeric=set(range(1, 9))))
     out.append(Table("xu_huong", f"So sánh với kỳ trước ({fmt_date(data.previous.first)} – "
                      f"{fmt_date(data.previous.last)})",
                      ["Mức độ", "Kỳ trước", "Kỳ này", "Thay đổi", "Tỷ lệ thay đổi"],
@@ -183,7 +183,8 @@ def view(data: ReportData) -> dict[str, Any]:
     fp_share = (100.0 * data.false_positives / data.total) if data.total else None
     summary = (f"Trong kỳ, hệ thống ghi nhận tổng số {fmt_int(data.total)} cảnh báo"
                + (f", gồm {data.severity_total_sentence}." if data.total else "."))
-    handling = (f"Số cảnh báo đã xử lý: {fmt_int(data.handled)}; cảnh báo nhầm: "
+    handling = (f"Số cảnh báo đã xử lý: {fmt_int(data.handled)}; đã tiếp nhận, đang xử lý: "
+                f"{fmt_int(data.acknowledged)}; cảnh báo nhầm: "
                 f"{fmt_int(data.false_positives)}"
                 + (f" ({fmt_pct(fp_share)} tổng số cảnh báo)." if fp_share is not None else "."))
     trend_parts = []
@@ -305,7 +306,8 @@ def _summary_sheet(ws: Any, data: ReportData, v: dict[str, Any]) -> None:
     rows: list[tuple[str, int]] = [("Tổng số cảnh báo", data.total)]
     rows += [(f"Cảnh báo mức độ {SEVERITY_LABELS[s]}", data.by_severity.get(s, 0))
              for s in SEVERITY_ORDER]
-    rows += [("Cảnh báo nhầm", data.false_positives), ("Cảnh báo đã xử lý", data.handled),
+    rows += [("Cảnh báo nhầm", data.false_positives),
+             ("Cảnh báo đã tiếp nhận", data.acknowledged), ("Cảnh báo đã xử lý", data.handled),
              ("Tổng số cảnh báo kỳ trước", data.previous_total)]
     if data.blocks.available:
         rows.append(("Địa chỉ đã chặn", data.blocks.blocked))

@@ -76,9 +76,10 @@ EXPECTED: dict[str, Any] = {
     "total": 1489,
     "by_severity": {"low": 1305, "medium": 155, "high": 23, "critical": 6},
     "by_kind": {
-        "server": ({"low": 0, "medium": 120, "high": 15, "critical": 4}, 139, 20, 39),
-        "workstation": ({"low": 71, "medium": 35, "high": 8, "critical": 0}, 114, 10, 0),
-        "network": ({"low": 1234, "medium": 0, "high": 0, "critical": 2}, 1236, 0, 234),
+        # (severities, total, false positives, acknowledged, resolved = đã xử lý)
+        "server": ({"low": 0, "medium": 120, "high": 15, "critical": 4}, 139, 20, 5, 34),
+        "workstation": ({"low": 71, "medium": 35, "high": 8, "critical": 0}, 114, 10, 0, 0),
+        "network": ({"low": 1234, "medium": 0, "high": 0, "critical": 2}, 1236, 0, 234, 0),
     },
     "sentences": [
         "Hệ thống giám sát máy chủ có 120 cảnh báo mức độ trung bình, 15 cảnh báo mức độ "
@@ -90,7 +91,8 @@ EXPECTED: dict[str, Any] = {
     ],
     "by_status": {"new": 1186, "acknowledged": 239, "false_positive": 30, "resolved": 34},
     "false_positives": 30,
-    "handled": 273,
+    "acknowledged": 239,  # đã tiếp nhận
+    "handled": 34,  # đã xử lý: resolved only (it was acknowledged + resolved, 273)
     "previous_total": 155,
     # severity: (previous, current, percent text)
     "trend": {"low": (31, 1305, "+4.109,7 %"), "medium": (100, 155, "+55,0 %"),

@@ -59,14 +59,14 @@ def check_numbers(data: Any, events: list[Any]) -> None:
     assert data.by_severity == EXPECTED["by_severity"]
     kinds = {k.asset_kind: k for k in data.by_kind}
     assert list(kinds) == ["server", "workstation", "network"]
-    for kind, (sev, total, fp, handled) in EXPECTED["by_kind"].items():
+    for kind, (sev, total, fp, acknowledged, handled) in EXPECTED["by_kind"].items():
         row = kinds[kind]
-        assert (row.by_severity, row.total, row.false_positives, row.handled) == (
-            sev, total, fp, handled), kind
+        assert (row.by_severity, row.total, row.false_positives, row.acknowledged,
+                row.handled) == (sev, total, fp, acknowledged, handled), kind
     assert data.kind_sentences() == EXPECTED["sentences"]
     assert data.by_status == EXPECTED["by_status"]
-    assert (data.false_positives, data.handled) == (EXPECTED["false_positives"],
-                                                    EXPECTED["handled"])
+    assert (data.false_positives, data.acknowledged, data.handled) == (
+        EXPECTED["false_positives"], EXPECTED["acknowledged"], EXPECTED["handled"])
     assert data.previous.first.isoformat() == "2026-11-09"
     assert data.previous_total == EXPECTED["previous_total"]
     for t in data.trend:
@@ -234,8 +234,11 @@ def test_markdown(seeded: dict[str, Any], tmp_path: Path) -> None:
             "trung bình, 23 cảnh báo mức độ cao và 6 cảnh báo mức độ nghiêm trọng.") in text
     for sentence in EXPECTED["sentences"]:
         assert f"- {sentence}" in text
-    assert "| Giám sát mạng | 1.234 | 0 | 0 | 2 | 1.236 | 0 | 234 |" in text
-    assert "| Tổng cộng | 1.305 | 155 | 23 | 6 | 1.489 | 30 | 273 |" in text
+    # ... | false positives | acknowledged (đã tiếp nhận) | resolved (đã xử lý) |: đã xử lý
+    # is resolved only, as in `socd alert` (it counted acknowledged alerts too: 273).
+    assert "| Giám sát mạng | 1.234 | 0 | 0 | 2 | 1.236 | 0 | 234 | 0 |" in text
+    assert "| Tổng cộng | 1.305 | 155 | 23 | 6 | 1.489 | 30 | 239 | 34 |" in text
+    assert "Số cảnh báo đã xử lý: 34; đã tiếp nhận, đang xử lý: 239; cảnh báo nhầm: 30" in text
     assert "| Thấp | 31 | 1.305 | 1.274 | +4.109,7 % |" in text
     assert "| 1 | 2002911 | ET SCAN Potential VNC Scan 5900-5920 | thấp | 1.234 | 0 |" in text
     assert "| 2 | R-SSH | Dò mật khẩu SSH | trung bình | 120 | 20 |" in text
@@ -264,15 +267,17 @@ def test_xlsx(seeded: dict[str, Any]) -> None:
     assert values["Tổng số cảnh báo"] == 1489
     assert values["Cảnh báo mức độ nghiêm trọng"] == 6
     assert values["Cảnh báo nhầm"] == 30
-    assert values["Cảnh báo đã xử lý"] == 273
+    # Đã xử lý is resolved only, as in `socd alert` (it counted acknowledged too: 273).
+    assert values["Cảnh báo đã tiếp nhận"] == 239
+    assert values["Cảnh báo đã xử lý"] == 34
     texts = [r[0] for r in summary.iter_rows(values_only=True)]
     assert EXPECTED["sentences"][2] in texts
 
     kinds = list(wb["Theo hệ thống giám sát"].iter_rows(values_only=True))
     assert kinds[1] == ("Hệ thống giám sát", "Thấp", "Trung bình", "Cao", "Nghiêm trọng",
-                        "Tổng số", "Cảnh báo nhầm", "Đã xử lý")
-    assert kinds[2] == ("Giám sát máy chủ", 0, 120, 15, 4, 139, 20, 39)
-    assert kinds[-1] == ("Tổng cộng", 1305, 155, 23, 6, 1489, 30, 273)
+                        "Tổng số", "Cảnh báo nhầm", "Đã tiếp nhận", "Đã xử lý")
+    assert kinds[2] == ("Giám sát máy chủ", 0, 120, 15, 4, 139, 20, 5, 34)
+    assert kinds[-1] == ("Tổng cộng", 1305, 155, 23, 6, 1489, 30, 239, 34)
     assert isinstance(kinds[2][2], int)  # numbers as numbers
 
     rules = list(wb["Luật phát hiện"].iter_rows(values_only=True))[2:]

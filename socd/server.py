@@ -109,6 +109,9 @@ class Daemon:
         self._previous_handlers: dict[int, Any] = {}
         self._reload_lock = asyncio.Lock()
         self._idle_reported = False
+        # Set once the journal is replayed and every collector is started: /readyz
+        # answers from before then, when the collector list is still empty.
+        self.started = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -159,6 +162,7 @@ class Daemon:
         await self.pipeline.recover()
         for plugin in cfg.collectors.values():
             self._start_collector(plugin)
+        self.started = True
         self.services = build_services(cfg, self.dead_letter)
         await self._start_services(self.services)
         self._spawn(self._heartbeat(), "heartbeat")
@@ -430,13 +434,18 @@ class Daemon:
     # -- health ----------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        collectors = {n: (c.finished or c.collector.ready) for n, c in self.collectors.items()}
+        """Ready: start-up is done (the journal replayed) and every configured collector
+        is up (listening, subscribed...) or finished, every sink up. A collector of the
+        configuration that has no task yet counts as not ready."""
+        collectors = {n: self._collector_ready(n) for n in self.config.collectors}
         sinks = {n: r.up for n, r in self.runners.items()}
         if self.notify_runner is not None:
             sinks[self.notify_runner.name] = self.notify_runner.up
-        ready = (self.pipeline is not None and not self.should_exit.is_set()
+        ready = (self.started and self.pipeline is not None and not self.should_exit.is_set()
                  and all(collectors.values()) and all(sinks.values()))
         detail: dict[str, Any] = {"collectors": collectors, "sinks": sinks}
+        if not self.started:
+            detail["starting"] = True
         journal = self.pipeline.journal_status() if self.pipeline is not None else None
         if journal is not None:
             # Depth and age of what sources were told is received but sinks lack;
@@ -444,6 +453,10 @@ class Daemon:
             detail["journal"] = journal
             ready = ready and "failing" not in journal
         return ready, detail
+
+    def _collector_ready(self, name: str) -> bool:
+        entry = self.collectors.get(name)
+        return entry is not None and (entry.finished or entry.collector.ready)
 
     async def _heartbeat(self) -> None:
         interval = systemd.watchdog_interval()

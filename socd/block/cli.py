@@ -55,10 +55,12 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     p.add_argument("--no-push", action="store_true", help="record only; the daemon pushes it")
     p.set_defaults(handler=_remove)
 
-    p = bsub.add_parser("export", help="active decisions as text or CSV on stdout")
+    p = bsub.add_parser("export", help="enforced decisions as text or CSV on stdout")
     common(p)
     p.add_argument("--format", choices=("txt", "csv"), default="txt")
     p.add_argument("--family", choices=("4", "6", "domains"), default=None)
+    p.add_argument("--include-dry-run", action="store_true",
+                   help="also dry-run decisions (default: enforced ones only, as the feeds)")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(handler=_export)
 
@@ -141,18 +143,30 @@ def _list(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.json:
         for d in decisions:
-            out.write(orjson.dumps(d.as_dict()).decode() + "\n")
+            out.write(orjson.dumps({**d.as_dict(), "state": _state(d, now)}).decode() + "\n")
         return EXIT_OK
     out.write(f"{'VALUE':<40} {'STATE':<8} {'LEFT':>8} {'N':>3}  {'EXPIRES':<20}  "
               "ORIGIN  REF  REASON\n")
     for d in decisions:
         left = format_duration(d.expires - now) if d.state == "active" and d.expires > now \
             else "-"
-        state = d.state if d.expires > now or d.state != "active" else "expired"
-        out.write(f"{d.value:<40} {state:<8} {left:>8} {d.count:>3}  {iso(d.expires):<20}  "
-                  f"{d.origin}  {d.ref or '-'}  {d.reason}\n")
-    out.write(f"{len(decisions)} decision{'s' if len(decisions) != 1 else ''}\n")
+        out.write(f"{d.value:<40} {_state(d, now):<8} {left:>8} {d.count:>3}  "
+                  f"{iso(d.expires):<20}  {d.origin}  {d.ref or '-'}  {d.reason}\n")
+    dry = sum(1 for d in decisions if _state(d, now) == "dry-run")
+    out.write(f"{len(decisions)} decision{'s' if len(decisions) != 1 else ''}"
+              + (f" ({dry} dry-run: recorded only, not enforced nor in the feeds)" if dry
+                 else "") + "\n")
     return EXIT_OK
+
+
+def _state(d: Any, now: float) -> str:
+    """What the operator must see: ``dry-run`` for an active decision of a sink in dry
+    run (never enforced, in no feed), ``expired`` once past its expiry."""
+    if d.state == "active" and d.expires <= now:
+        return "expired"
+    if d.state == "active" and d.dry_run:
+        return "dry-run"
+    return str(d.state)
 
 
 def _push(cfg: Any, changes: list[Any], store: Any) -> str | None:
@@ -161,20 +175,22 @@ def _push(cfg: Any, changes: list[Any], store: Any) -> str | None:
     from socd.block.sink import make_backend
 
     backend = make_backend(cfg)
+    # A dry-run decision was never in the kernel: neither added nor removed there.
+    changes = [c for c in changes if not c.decision.dry_run]
     if backend is None or cfg.dry_run or not changes:
         return None
 
     async def go() -> None:
         if isinstance(backend, NftBackend) and any(c.action == "add" for c in changes):
             # A new network may overlap an existing element: a full sync is always exact.
-            await backend.sync(store.active(), time.time())
+            await backend.sync(store.enforced(), time.time())
             return
         try:
             await backend.apply(changes, time.time())
         except NftError as exc:
             if exc.kind != "conflict":
                 raise
-            await backend.sync(store.active(), time.time())
+            await backend.sync(store.enforced(), time.time())
 
     try:
         asyncio.run(go())
@@ -244,9 +260,14 @@ def _export(args: argparse.Namespace) -> int:
 
     _, store, _ = _open(args)
     try:
-        decisions = select(store.active(), args.family)
+        active = select(store.active(), args.family)
     finally:
         store.close()
+    decisions = [d for d in active if args.include_dry_run or not d.dry_run]
+    if len(decisions) < len(active):
+        left_out = len(active) - len(decisions)
+        print(f"socd: {left_out} dry-run decision{'s' if left_out != 1 else ''} left out "
+              "(--include-dry-run)", file=sys.stderr)
     text = render_csv(decisions) if args.format == "csv" else render_txt(decisions)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -270,7 +291,7 @@ def _sync(args: argparse.Namespace) -> int:
         if cfg.dry_run:
             print("socd: the blocker sink is in dry_run: nothing is pushed", file=sys.stderr)
             return EXIT_OK
-        active = store.active()
+        active = store.enforced()
         try:
             outcome = asyncio.run(backend.sync(active, time.time()))
         except NftError as exc:

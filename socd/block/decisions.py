@@ -11,6 +11,11 @@ Everything lives in one SQLite file (``<state_dir>/blocks.db``, WAL) beside an
 append-only audit trail: every add, extension, removal, expiry and refusal is
 a row there, and triggers make the trail impossible to update or delete.
 
+A decision taken by a sink in ``dry_run`` is marked so (``Decision.dry_run``, and its
+audit rows): it is recorded only, never enforced. :meth:`BlockStore.enforced` is what
+the firewall sets, the EDL feeds and exports hold; a dry-run decision never replaces
+an enforced one, and an enforced offence turns a dry-run decision into a real block.
+
 The :class:`Guard` refuses to block allowlisted infrastructure: the configured
 CIDRs and domains, the IoC allowlist of :mod:`socd.ioc.allowlist` when it is
 installed, and always loopback, link-local, multicast/reserved space and the
@@ -438,6 +443,12 @@ class BlockStore:
         wanted = set(kinds) if kinds is not None else None
         return [d for d in map(_decision, rows) if wanted is None or d.kind in wanted]
 
+    def enforced(self, now: float | None = None, kinds: Iterable[str] | None = None
+                 ) -> list[Decision]:
+        """The active decisions that are enforced: what the firewall sets, the EDL feeds
+        and ``socd block export`` hold. A dry-run decision is recorded only."""
+        return [d for d in self.active(now, kinds) if not d.dry_run]
+
     def all(self) -> list[Decision]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY value"  # noqa: S608
@@ -503,11 +514,25 @@ class BlockStore:
                                (value,)).fetchone()
         old = _decision(row) if row else None
         active = old is not None and old.state == "active" and old.expires > now
+        if old is not None and active and old.dry_run != dry_run:
+            if dry_run:
+                # The kernel still holds this real block: a dry-run offence must not turn
+                # it into a dry-run decision (out of the feeds); audited only.
+                if now - old.last_offence >= policy.recount_after:
+                    self._audit(now, "extend", value, f"{req.reason} (dry-run: enforced "
+                                "block unchanged)", req, old.expires, old.count, True)
+                return None
+            # Never enforced: the first real offence is a new block, whatever the window
+            # (within it, the dry-run decision's offence is the same one: counted once).
+            active = False
+            burst = now - old.last_offence < policy.recount_after
+        else:
+            burst = False
         if old is not None and active and now - old.last_offence < policy.recount_after:
             # The same offence seen again (a burst of alerts): nothing new to decide.
             return None
         fresh = old is None or now - old.last_offence >= policy.forget_after
-        count = 1 if fresh or old is None else old.count + 1
+        count = 1 if fresh or old is None else old.count + (0 if burst else 1)
         ttl = policy.ttl(req.ttl, count)
         expires = now + ttl
         if active and old is not None:
@@ -548,7 +573,7 @@ class BlockStore:
             self._db.execute("UPDATE decisions SET state = 'removed', updated = ?, expires = ? "
                              "WHERE value = ?", (now, now, value))
             req = Request(value, why, dec.origin, dec.ref, actor=actor)
-            self._audit(now, "remove", value, why, req, now, dec.count, dry_run)
+            self._audit(now, "remove", value, why, req, now, dec.count, dry_run or dec.dry_run)
             dec.state, dec.updated, dec.expires = "removed", now, now
             return Change("remove", dec, previous, why)
 

@@ -132,7 +132,9 @@ def token_ok(request: web.Request, token: str) -> bool:
 
 
 class EdlServer:
-    """Serves the active decisions as External Dynamic Lists."""
+    """Serves decisions as External Dynamic Lists: those ``decisions()`` returns, the
+    enforced ones (``BlockStore.enforced``) unless the sink's ``edl.include_dry_run``
+    asks for dry-run decisions too (a firewall polling the feed enforces every line)."""
 
     def __init__(self, decisions: Callable[[], list[Decision]], *, host: str, port: int,
                  token: str, last_change: Callable[[], float] | None = None,

@@ -11,6 +11,9 @@ retried (``SinkError(retryable=True)``) and the next push is a full resync.
 A request caused by an event from an unauthenticated transport (UDP syslog...) is
 audited as refused with the reason ``unauthenticated_source`` unless the collector
 opted in (``allow_unauthenticated_blocking``); see docs/blocking.md.
+In ``dry_run`` decisions are recorded and audited as dry-run only: nothing is pushed,
+the EDL feeds leave them out (unless ``edl.include_dry_run``) and they are counted in
+``socd_blocks_dry_run``, never in ``socd_blocks_active``.
 """
 
 from __future__ import annotations
@@ -52,8 +55,12 @@ log = structlog.get_logger("socd.block")
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
-BLOCKS_ACTIVE = Gauge("socd_blocks_active", "Active block decisions by family "
-                      "(ipv4, ipv6, domain).", ["family"], registry=metrics.REGISTRY)
+BLOCKS_ACTIVE = Gauge("socd_blocks_active", "Enforced active block decisions by blocker "
+                      "sink and family (ipv4, ipv6, domain); dry-run decisions are "
+                      "socd_blocks_dry_run.", ["sink", "family"], registry=metrics.REGISTRY)
+BLOCKS_DRY_RUN = Gauge("socd_blocks_dry_run", "Active dry-run block decisions (recorded "
+                       "only: not enforced, not in the feeds) by blocker sink and family.",
+                       ["sink", "family"], registry=metrics.REGISTRY)
 BLOCK_DECISIONS = Counter("socd_block_decisions_total", "Block decisions by action "
                           "(add, extend, remove, expire, refuse).", ["action"],
                           registry=metrics.REGISTRY)
@@ -62,8 +69,6 @@ REFUSAL_REASONS = (UNAUTHENTICATED, "allowlisted", "too_broad", "invalid", "othe
 BLOCK_REFUSED = Counter("socd_block_refused_total", "Block requests refused, by reason: "
                         + ", ".join(REFUSAL_REASONS) + ".", ["reason"],
                         registry=metrics.REGISTRY)
-for _kind in KINDS:
-    BLOCKS_ACTIVE.labels(_kind).set(0)
 for _action in ACTIONS:
     BLOCK_DECISIONS.labels(_action)
 for _reason in REFUSAL_REASONS:
@@ -100,6 +105,9 @@ class EdlConfig(_Section):
     tls_key: str | None = Field(None, description="PEM private key for tls_cert.")
     limits: HttpLimits = Field(HttpLimits(), description="Timeouts and connection caps of "
                                "the EDL server (as `http.limits`).")
+    include_dry_run: bool = Field(False, description="Also serve the decisions of a sink in "
+                                  "`dry_run` (a firewall polling the feed enforces them). "
+                                  "Default: feeds hold enforced decisions only.")
 
     @field_validator("token")
     @classmethod
@@ -113,7 +121,8 @@ class BlockerConfig(SinkConfig):
     type: Literal["blocker"]
     backend: Literal["nftables", "ipset", "none"] = Field(
         "nftables", description="Where blocks are enforced; `none`: decisions and feeds only.")
-    dry_run: bool = Field(False, description="Record and audit decisions; push nothing.")
+    dry_run: bool = Field(False, description="Record and audit decisions, marked dry-run; "
+                          "push nothing and serve them in no feed (see `edl.include_dry_run`).")
     path: str = Field("blocks.db", description="Decision store, relative to state_dir.")
     table: str = Field("socd", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,31}$",
                        description="nftables table (family inet).")
@@ -317,12 +326,14 @@ class BlockerSink:
             edl = self.config.edl
             store = self.store
             self.edl = EdlServer(
-                store.active, host=edl.host, port=edl.port, token=edl.token.get_secret_value(),
+                store.active if edl.include_dry_run else store.enforced, host=edl.host,
+                port=edl.port, token=edl.token.get_secret_value(),
                 last_change=store.last_change,
                 tls_cert=resolve_path(self.config_dir, edl.tls_cert) if edl.tls_cert else None,
                 tls_key=resolve_path(self.config_dir, edl.tls_key) if edl.tls_key else None,
                 limits=edl.limits, name=f"edl/{self.name}")
             await self.edl.start()
+        await self._update_gauges()  # the series exist (0) from the start
         self._task = asyncio.create_task(self._maintain(), name=f"sink/{self.name}/expiry")
         log.info("blocker started", sink=self.name, backend=self.config.backend,
                  dry_run=self.config.dry_run, store=self.path)
@@ -384,7 +395,7 @@ class BlockerSink:
             return False  # ipset hash:net takes overlapping networks as they are
         assert self.store is not None
         new_set = set(new)
-        active = await asyncio.to_thread(self.store.active, None, ("ipv4", "ipv6"))
+        active = await asyncio.to_thread(self.store.enforced, None, ("ipv4", "ipv6"))
         index = OverlapIndex(d.value for d in active if d.value not in new_set)
         if any(index.overlaps(v) for v in new):
             return True
@@ -399,7 +410,7 @@ class BlockerSink:
         assert self.backend is not None
         assert self.store is not None
         self._data_version = await asyncio.to_thread(self.store.data_version)
-        decisions = await asyncio.to_thread(self.store.active, None, ("ipv4", "ipv6"))
+        decisions = await asyncio.to_thread(self.store.enforced, None, ("ipv4", "ipv6"))
         try:
             await self.backend.sync(decisions, time.time())
         except NftError as exc:
@@ -449,11 +460,12 @@ class BlockerSink:
         if self.store is None:
             return
         active = await asyncio.to_thread(self.store.active)
-        counts = dict.fromkeys(KINDS, 0)
+        counts = {False: dict.fromkeys(KINDS, 0), True: dict.fromkeys(KINDS, 0)}
         for d in active:
-            counts[d.kind] += 1
-        for kind, n in counts.items():
-            BLOCKS_ACTIVE.labels(kind).set(n)
+            counts[d.dry_run][d.kind] += 1
+        for dry_run, gauge in ((False, BLOCKS_ACTIVE), (True, BLOCKS_DRY_RUN)):
+            for kind, n in counts[dry_run].items():
+                gauge.labels(self.name, kind).set(n)
 
     async def close(self) -> None:
         if self._task is not None:

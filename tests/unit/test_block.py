@@ -485,3 +485,72 @@ async def test_sink_uses_daemon_allowlist(tmp_path: Path) -> None:
         assert sink.store.audit()[-1]["action"] == "refuse"
     finally:
         await sink.close()
+
+
+# -- dry run (issue 14, point 11) --------------------------------------------------------
+
+
+def test_enforced_leaves_out_dry_run_decisions(store: BlockStore) -> None:
+    store.decide([Request("198.51.100.7", "r", "o")], Policy(), guard(), now=T0, dry_run=True)
+    store.decide([Request("198.51.100.8", "r", "o")], Policy(), guard(), now=T0)
+    assert [d.value for d in store.active(now=T0 + 1)] == ["198.51.100.7", "198.51.100.8"]
+    assert [d.value for d in store.enforced(now=T0 + 1)] == ["198.51.100.8"]
+    assert [d.value for d in store.enforced(now=T0 + 1, kinds=("ipv6",))] == []
+
+
+def test_enforcing_after_a_dry_run_decision_adds_a_real_block(store: BlockStore) -> None:
+    """The sink leaves dry run: the next offence is enforced at once, even inside the
+    recount window of the dry-run decision (it was never enforced)."""
+    store.decide([Request("198.51.100.7", "r", "o")], Policy(), guard(), now=T0, dry_run=True)
+    out = store.decide([Request("198.51.100.7", "r", "o")], Policy(), guard(), now=T0 + 60)
+    assert [(c.action, c.decision.dry_run, c.previous_expires) for c in out.changes] == [
+        ("add", False, None)]
+    assert [d.value for d in store.enforced(now=T0 + 61)] == ["198.51.100.7"]
+    assert [(r["action"], r["dry_run"]) for r in store.audit()] == [("add", 0), ("add", 1)]
+
+
+def test_dry_run_never_downgrades_an_enforced_block(store: BlockStore) -> None:
+    """The sink enters dry run while a real block stands: the kernel keeps it, so the
+    store and the feeds keep it too; the dry-run offence is only audited."""
+    store.decide([Request("198.51.100.7", "r", "o")], Policy(), guard(), now=T0)
+    before = store.get("198.51.100.7")
+    out = store.decide([Request("198.51.100.7", "again", "o")], Policy(), guard(),
+                       now=T0 + 7200, dry_run=True)
+    assert out.changes == []
+    assert store.get("198.51.100.7") == before
+    last = store.audit()[0]
+    assert (last["action"], last["dry_run"]) == ("extend", 1)
+    assert "enforced block unchanged" in last["why"]
+
+
+async def test_sink_gauges_and_edl_leave_out_dry_run(tmp_path: Path) -> None:
+    from socd import metrics
+    from socd.block.sink import BlockerSink
+    from socd.plugins import PluginContext
+
+    def gauge(name: str, sink: str) -> float:
+        return sum(s.value for f in metrics.REGISTRY.collect() for s in f.samples
+                   if s.name == name and s.labels.get("sink") == sink)
+
+    alert = {"event": {"kind": "alert"}, "rule": {"id": "r1"},
+             "socd": {"actions": {"block": [{"value": "198.51.100.7", "reason": "x"}]}}}
+    sinks = {}
+    for name, dry, include in (("u-dry", True, False), ("u-dryfeed", True, True),
+                               ("u-live", False, False)):
+        cfg = _cfg(backend="none", dry_run=dry, path=f"{name}.db",
+                   edl={"port": 0, "token": TOKEN, "include_dry_run": include})
+        sinks[name] = BlockerSink(cfg, PluginContext(name, None, str(tmp_path), str(tmp_path)))
+    try:
+        for sink in sinks.values():
+            await sink.start()
+            await sink.write([alert])
+        assert (gauge("socd_blocks_active", "u-dry"), gauge("socd_blocks_dry_run", "u-dry")) \
+            == (0, 1)
+        assert (gauge("socd_blocks_active", "u-live"), gauge("socd_blocks_dry_run", "u-live")) \
+            == (1, 0)
+        served = {name: [d.value for d in sink.edl._decisions()]  # type: ignore[union-attr]
+                  for name, sink in sinks.items()}
+        assert served == {"u-dry": [], "u-dryfeed": ["198.51.100.7"], "u-live": ["198.51.100.7"]}
+    finally:
+        for sink in sinks.values():
+            await sink.close()

@@ -182,6 +182,7 @@ class _Settings:
     alert_store: str | None
     alert_problem: str | None
     config: Any  # IncidentsConfig
+    full: Any = None  # the whole socd.config.Config (the asset inventory, for levels)
 
 
 def _settings(args: argparse.Namespace) -> _Settings:
@@ -209,7 +210,7 @@ def _settings(args: argparse.Namespace) -> _Settings:
         problem = (f"{cfg.file} has no `sqlite` sink: incidents link alerts of the embedded "
                    "alert store (see docs/alerts.md)")
     return _Settings(resolve_path(cfg.state_dir, icfg.db_path), audit_db_path(cfg),
-                     store_path, problem, icfg)
+                     store_path, problem, icfg, cfg)
 
 
 def audit_db_path(cfg: Any) -> str:
@@ -300,18 +301,49 @@ def _when(text: str | None) -> datetime:
     return value
 
 
-def _resolve_alerts(s: _Settings, ids: list[str]) -> list[tuple[str, str | None, str | None]]:
+def _stored_alerts(s: _Settings, ids: list[str]) -> list[Any]:
     from socd.alerts import resolve_id
 
     store = _alert_store(s)
     try:
-        out = []
-        for text in ids:
-            alert = store.get(resolve_id(store, text))
-            out.append((alert.id, alert.severity, alert.unit))
-        return out
+        return [store.get(resolve_id(store, text)) for text in ids]
     finally:
         store.close()
+
+
+def _resolve_alerts(s: _Settings, ids: list[str]) -> list[tuple[str, str | None, str | None]]:
+    return [(a.id, a.severity, a.unit) for a in _stored_alerts(s, ids)]
+
+
+def system_level_of(events: list[Any], config: Any) -> tuple[int | None, str]:
+    """The security level (cấp độ) of the alerts' systems, and where it came from.
+
+    The highest ``socd.system_level`` of the alerts; alerts stored without one (from
+    before the asset inventory listed their host) are looked up in the inventory as
+    enrichment would (socd.enrich), so the serious-incident check has a level without
+    ``--level``. ``(None, "")`` when neither knows it.
+    """
+    levels = [lvl for e in events
+              if isinstance(lvl := (e.get("socd") or {}).get("system_level"), int)]
+    if levels:
+        return max(levels), "alerts"
+    if config is None:
+        return None, ""
+    from socd.enrich import build_enricher
+    from socd.errors import ConfigError
+
+    try:
+        enricher = build_enricher(config)
+    except ConfigError:
+        return None, ""  # `socd check-config` names the broken inventory
+    if enricher is None:
+        return None, ""
+    try:
+        found = [hit[0].system_level for e in events if (hit := enricher.find(e)) is not None]
+    finally:
+        enricher.close()
+    levels = [lvl for lvl in found if lvl is not None]
+    return (max(levels), "inventory") if levels else (None, "")
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -344,14 +376,22 @@ def _summary(inc: Any, zone: str) -> str:
 def _open(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
         by = _user(args.by)
-        alerts = _resolve_alerts(s, args.alert)
+        stored = _stored_alerts(s, args.alert)
+        alerts = [(a.id, a.severity, a.unit) for a in stored]
+        level, origin = args.level, ""
+        if level is None:
+            level, origin = system_level_of([a.event() for a in stored], s.full)
         inc = store.open_incident(title=_text(args.title), by=by, alerts=alerts,
                          discovered=_when(args.discovered) if args.discovered else None,
                          description=_text(args.description) if args.description else None,
                          unit=_text(args.unit) if args.unit else None,
                          system_name=_text(args.system) if args.system else None,
-                         system_level=args.level, national_critical=args.critical)
+                         system_level=level, national_critical=args.critical)
         print(f"opened {_summary(inc, s.config.timezone)}")
+        if origin:
+            where = "the alerts" if origin == "alerts" else "the asset inventory"
+            print(f"security level (cấp độ) {level} of the affected system, from {where}; "
+                  "--level sets another")
         return EXIT_OK
 
     return _run(args, body)

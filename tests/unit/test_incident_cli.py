@@ -206,3 +206,56 @@ def _get(state: Path, incident_id: str):  # type: ignore[no-untyped-def]
         return store.get(incident_id)
     finally:
         store.close()
+
+
+def _open_level(tmp_path: Path, capsys: pytest.CaptureFixture[str], events: list[Event],
+                inventory: str | None = None) -> tuple[str, int | None]:
+    """Open an incident on ``events`` without --level; its output and recorded level."""
+    state = tmp_path / "state"
+    text = f"state_dir: {state}\nsinks:\n  store:\n    type: sqlite\n    path: alerts.db\n"
+    if inventory is not None:
+        (tmp_path / "assets.yaml").write_text(inventory, encoding="utf-8")
+        text += "enrichment:\n  assets_file: assets.yaml\n"
+    cfg = tmp_path / "socd.yaml"
+    cfg.write_text(text, encoding="utf-8")
+    store = AlertStore(str(state / "alerts.db"))
+    store.insert(events)
+    store.close()
+    code, out, err = run(capsys, "incident", "open", "--alert", events[0]["event"]["hash"],
+                         "--title", TITLE, "-c", str(cfg))
+    assert (code, err) == (0, "")
+    return out, _get(state, out.split()[1]).system_level
+
+
+def test_open_takes_the_system_level_of_the_alerts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 14, point 13: the level (cấp độ) enrichment gave the alert feeds the
+    # serious-incident check without --level.
+    monkeypatch.setenv("USER", "truc-ban")
+    event = alert(0)
+    event["socd"]["system_level"] = 4
+    out, level = _open_level(tmp_path, capsys, [event])
+    assert level == 4
+    assert "security level (cấp độ) 4 of the affected system, from the alerts" in out
+
+
+def test_open_looks_the_level_up_in_the_inventory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # An alert stored before the inventory listed its host: the inventory decides.
+    monkeypatch.setenv("USER", "truc-ban")
+    event = alert(0)  # host.name srv-0, no socd.system_level
+    out, level = _open_level(tmp_path, capsys, [event],
+                             "- hostname: [SRV-0]\n  unit: Sở Y tế\n  system_level: 3\n")
+    assert level == 3
+    assert "from the asset inventory" in out
+
+
+def test_open_without_any_level_records_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("USER", "truc-ban")
+    out, level = _open_level(tmp_path, capsys, [alert(0)])
+    assert level is None
+    assert "security level" not in out

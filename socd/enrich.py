@@ -126,11 +126,18 @@ class Asset:
     criticality: str | None
 
 
-@functools.lru_cache(maxsize=65536)
 def _parse_ip(text: str) -> tuple[int, int, str] | None:
     """(version, integer, canonical text) of an address, or None."""
-    try:  # an inventory cell may carry spaces around the address; nothing else may
-        addr = netaddr.parse_address(text.strip(), count=False)
+    text = text.strip()  # an inventory cell may carry spaces around the address
+    if len(text) > netaddr.MAX_LENGTH:
+        return None  # never an address, and never a cache key (it comes from input)
+    return _parse_ip_text(text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_ip_text(text: str) -> tuple[int, int, str] | None:
+    try:  # nothing but the address may be in the cell
+        addr = netaddr.parse_address(text, count=False)
     except netaddr.AddressError:
         return None
     return addr.version, int(addr), str(addr)
@@ -428,8 +435,15 @@ class GeoIP:
         self._city = maxminddb.open_database(city_db) if city_db else None
         self._asn = maxminddb.open_database(asn_db) if asn_db else None
         self._readers = [r for r in (self._city, self._asn) if r is not None]
-        self.lookup: Callable[[str], dict[str, Any] | None] = functools.lru_cache(
+        self._cached: Callable[[str], dict[str, Any] | None] = functools.lru_cache(
             maxsize=65536)(self._lookup)
+
+    def lookup(self, text: str) -> dict[str, Any] | None:
+        """City and ASN of an address (cached; a text longer than any address is not
+        one and never becomes a cache key)."""
+        if len(text) > netaddr.MAX_LENGTH:
+            return None
+        return self._cached(text)
 
     def close(self) -> None:
         for reader in self._readers:

@@ -163,9 +163,17 @@ def canonical(value: object, *, count: bool = True) -> str:
     return str(net)
 
 
-@functools.lru_cache(maxsize=65536)
 def _address_text(value: str) -> tuple[str, str]:
-    """``(canonical text, "")`` or ``("", reason)``: the cached verdict on one text."""
+    """``(canonical text, "")`` or ``("", reason)``: the verdict on one text, cached
+    unless the text is longer than any address (input must not make huge values
+    cache keys: 65,536 of 1 MiB would hold 64 GiB)."""
+    if len(value) > MAX_LENGTH:
+        return "", "too_long"
+    return _address_verdict(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _address_verdict(value: str) -> tuple[str, str]:
     try:
         return str(parse_address(value, count=False)), ""
     except AddressError as exc:
@@ -197,6 +205,8 @@ def address_int(value: str) -> tuple[int, int] | None:
     accepts the same texts (no zone id, no whitespace; the unit tests check that
     both agree on arbitrary strings). IPv4-mapped addresses give IPv4, as the gate.
     """
+    if type(value) is str and len(value) > MAX_LENGTH:
+        return None  # the gate's too_long, without encoding a huge text twice
     try:
         return 4, int.from_bytes(_pton(_AF_INET, value), "big")
     except (OSError, ValueError, TypeError):

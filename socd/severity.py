@@ -48,13 +48,27 @@ _RANK = {s: i for i, s in enumerate(Severity)}
 _SPACES = re.compile(r"[\s_\-]+")
 
 
-@lru_cache(maxsize=4096)
 def fold(value: str) -> str:
     """Fold a label for matching: case, diacritics, đ/Đ and spacing are ignored.
 
     ``"Nghiêm Trọng"``, ``"nghiem trong"`` and ``"NGHIEM_TRONG"`` all fold to
-    ``"nghiem trong"``.
+    ``"nghiem trong"``. Cached for label-sized values only: vendor severities come
+    from input, and 4,096 cached 1 MiB values would hold 4 GiB.
     """
+    if len(value) > _FOLD_CACHED_CHARS:
+        return _fold(value)
+    return _fold_cached(value)
+
+
+_FOLD_CACHED_CHARS = 256
+
+
+@lru_cache(maxsize=4096)
+def _fold_cached(value: str) -> str:
+    return _fold(value)
+
+
+def _fold(value: str) -> str:
     text = value.strip().casefold().replace("đ", "d")
     text = "".join(
         ch for ch in unicodedata.normalize("NFD", text) if not unicodedata.combining(ch)
@@ -85,7 +99,10 @@ class SeverityTable:
                 self._exact[fold(key_s)] = sev
 
     def lookup(self, value: object) -> Severity | None:
-        """The severity for a vendor value, or the table default."""
+        """The severity for a vendor value, or the table default.
+
+        A text longer than :data:`_FOLD_CACHED_CHARS` is no severity label or number:
+        the default, without folding it (1 MiB takes 0.2 s to fold)."""
         if value is None or isinstance(value, bool):
             return self.default
         if isinstance(value, int | float):
@@ -94,7 +111,10 @@ class SeverityTable:
             if hit is not None:
                 return hit
             return self._range(float(value))
-        text = fold(str(value))
+        raw = str(value)
+        if len(raw) > _FOLD_CACHED_CHARS:
+            return self.default
+        text = fold(raw)
         hit = self._exact.get(text)
         if hit is not None:
             return hit

@@ -113,13 +113,20 @@ def as_number(value: Any) -> float | None:
     return None
 
 
-@functools.lru_cache(maxsize=131072)
 def ip_int(text: str) -> tuple[int, int] | None:
     """``(version, integer)`` of an IP address text, or None.
 
     Through the address gate (socd.netaddr, its inet_pton fast path): an IPv4-mapped
     address matches IPv4 networks, a zone id matches nothing. Not counted: event
-    fields were counted when they were decoded."""
+    fields were counted when they were decoded. A text longer than any address is
+    answered before the cache: input must not make 1 MiB values its keys."""
+    if len(text) > netaddr.MAX_LENGTH:
+        return None
+    return _ip_int(text)
+
+
+@functools.lru_cache(maxsize=131072)
+def _ip_int(text: str) -> tuple[int, int] | None:
     return netaddr.address_int(text)
 
 

@@ -111,6 +111,7 @@ def transport_of(taint: Taint) -> dict[str, Any] | None:
             "collector": collector}
 
 _TS_CACHE: dict[str, float] = {}
+_TS_CACHED_CHARS = 64  # RFC 3339 with nanoseconds and an offset is 35
 
 
 def event_time(value: Any) -> float | None:
@@ -125,6 +126,10 @@ def event_time(value: Any) -> float | None:
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
             t = dt.timestamp()
+            if len(value) > _TS_CACHED_CHARS:
+                # fromisoformat takes any number of fraction digits: a 1 MiB
+                # timestamp parses, but must not become one of 65,536 cache keys.
+                return t
             if len(_TS_CACHE) >= 65536:
                 _TS_CACHE.clear()
             _TS_CACHE[value] = t

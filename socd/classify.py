@@ -22,6 +22,7 @@ from socd.decoders.base import count_stripped
 from socd.event import ASSET_KINDS, Event, get, set_severity
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.importers import load_text_lists
+from socd.ioc.normalize import MAX_DOMAIN_CHARS
 from socd.ioc.store import IocStore
 from socd.severity import Severity
 
@@ -86,6 +87,8 @@ class IocSet:
         """Reference of the entry matching the value (the IocStore interface)."""
         if kind == "ip":
             return self.match_ip(value)
+        if len(value) > MAX_DOMAIN_CHARS + 1:
+            return None  # no digest or domain name is this long: do not lower 1 MiB
         if kind == "hash":
             return self.hashes.get(value.lower())
         return self.domains.get(value.lower().rstrip("."))

@@ -29,6 +29,9 @@ from socd.severity import Severity
 log = structlog.get_logger("socd.classify")
 
 
+IOC_MATCH_NAME = "Trùng khớp chỉ dấu IoC"  # "IoC match": a plain event hit an IoC list
+
+
 class Processor(Protocol):
     """Turns decoded events into the events and alerts that are delivered."""
 
@@ -234,7 +237,9 @@ class Classifier:
             # provinces block IoC addresses); the rules engine refines this.
             ev["kind"] = "alert"
             set_severity(event, Severity.HIGH)
-            event.setdefault("rule", {}).setdefault("name", "IoC match")
+            # Vietnamese like the shipped rules' names (rule.title.vi); notifications name
+            # it per language (socd.notify.render.OWN_RULES).
+            event.setdefault("rule", {}).setdefault("name", IOC_MATCH_NAME)
             event["rule"].setdefault("id", "socd-ioc-match")
 
 

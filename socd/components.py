@@ -17,7 +17,8 @@ from socd.enrich import build_enricher
 from socd.errors import ConfigError, ConfigProblem
 from socd.ioc.allowlist import load_allowlist
 from socd.metrics import init_decoder
-from socd.plugins import Decoder, PluginContext
+from socd.plugins import Decoder, PluginContext, ZoneAware
+from socd.zones import collector_zones
 
 log = structlog.get_logger("socd.components")
 
@@ -43,9 +44,12 @@ def build_decoders(config: Config, dead_letter: DeadLetter) -> dict[str, Decoder
     problems: list[ConfigProblem] = []
     for name, plugin in config.decoders.items():
         try:
-            decoders[name] = instantiate(config, plugin, dead_letter)
+            decoders[name] = decoder = instantiate(config, plugin, dead_letter)
         except ConfigError as exc:
             problems.extend(exc.problems)
+        else:
+            if isinstance(decoder, ZoneAware):
+                decoder.assume_zones(collector_zones(config.collectors, name))
         init_decoder(name)
     if problems:
         raise ConfigError(problems)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -26,7 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.registry import Kind, known_types, lookup, unknown_type_message
 from socd.severity import BUILTIN_TABLES, Severity
-from socd.tz import TimeZone
+from socd.tz import TimeZone, ZoneOrOffset
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_])?")
 
 
 class StrictModel(BaseModel):
@@ -44,12 +47,45 @@ class PluginConfig(StrictModel):
 class CollectorConfig(PluginConfig):
     """Options every collector has."""
 
-    decoder: str = Field("json", description="Name of the decoder for this source's records.")
+    # True when the collector's default decoder is made for its records (the sensor
+    # writes socd's own JSON): leaving `decoder` unset is then no trap to warn about.
+    default_decoder_fits: ClassVar[bool] = False
+
+    decoder: str = Field(
+        "json", description="Name of the decoder for this source's records. Unset, they "
+        "are read as ECS-shaped JSON (`json`): vendor alerts then become plain events, so "
+        "`check-config` and the start-up log warn; name the vendor's decoder (`server_edr`, "
+        "`workstation_edr`, `suricata`, `wazuh`, `winlogbeat`, `cef`) or one under "
+        "`decoders:`.")
+    timezone: ZoneOrOffset | None = Field(
+        None, description="Zone of timestamps written without one (RFC 3164 syslog, CEF) in "
+        "this collector's records: an IANA name (`UTC`, `Asia/Ho_Chi_Minh`) or an offset "
+        "(`+07:00`). Unset: the decoder's `timezone` (default Asia/Ho_Chi_Minh). Set it when "
+        "the senders' clocks run in another zone (servers on UTC), else their events look "
+        "hours old or new to the rules. For the `syslog` and `cef` decoders.")
+    sender_timezones: dict[str, ZoneOrOffset] = Field(
+        default_factory=dict, description="Zone per sender, before `timezone`: an address or "
+        "CIDR (the sender's, network collectors) or a host name (the syslog header's, "
+        "case-insensitive) -> zone. For the `syslog` and `cef` decoders.")
     batch_max_events: int = Field(500, ge=1, le=100_000,
                                   description="Largest batch handed to the pipeline (records).")
     batch_max_bytes: int = Field(1024 * 1024, ge=1024, le=256 * 1024 * 1024,
                                  description="A batch is handed over once its records reach "
                                  "this many bytes, even if it has fewer records.")
+
+    @field_validator("sender_timezones")
+    @classmethod
+    def _sender_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        from socd import netaddr
+
+        for key in value:
+            try:
+                netaddr.parse_network(key, count=False)
+            except netaddr.AddressError:
+                if not _HOST_NAME.fullmatch(key):
+                    raise ValueError(f"{key!r} is neither an address, a CIDR nor a host "
+                                     "name") from None
+        return value
 
     def unauthenticated_inputs(self) -> list[str]:
         """The inputs (``udp://0.0.0.0:514``...) that cannot authenticate their senders.
@@ -192,6 +228,12 @@ class PipelineConfig(StrictModel):
         "events take roughly ten times their raw size.")
     drain_timeout_secs: float = Field(30.0, ge=0, le=3600,
                                       description="How long shutdown waits for sinks to drain.")
+    warn_alertless_after_secs: float = Field(
+        60.0, ge=0, le=86400, description="While every sink stores alerts only (`select: "
+        "alerts`), a collector whose records have for this long become plain events and no "
+        "alert is named in a warning (then at most hourly, until its first alert): its "
+        "events are kept nowhere, the sign of a missing `decoder:`. They are counted in "
+        "socd_collector_events_unselected_total either way. 0: no warning.")
 
 
 class JournalConfig(StrictModel):
@@ -271,6 +313,14 @@ class RulesConfig(StrictModel):
         300, ge=0, le=7 * 86400,
         description="Events older than the newest event time seen minus this are still "
         "matched by stateless rules but left out of threshold and sequence windows.")
+    max_clock_skew_secs: float = Field(
+        1800, ge=0, le=7 * 86400,
+        description="An event whose own time is more than this away from its arrival "
+        "(event.created) while the newest event time is not (a sender's clock or time zone "
+        "is wrong) is placed in threshold and sequence windows at its arrival time instead "
+        "of being left out as late; an event this far in the future never moves the newest "
+        "event time. Counted in socd_rules_clock_skew_events_total and logged with a hint. "
+        "0: such events are left out (counted as late).")
     disabled: list[str] = Field(default_factory=list,
                                 description="Ids of rules to switch off.")
     max_field_bytes: int = Field(
@@ -622,6 +672,7 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
                 hint = f"did you mean {close[0]!r}?" if close else (
                     f"declare it under decoders: or use one of {', '.join(sorted(decoders))}")
                 problem(("collectors", name, *loc), f"unknown decoder {ref!r}", hint)
+        _check_zones(name, plugin.config, decoders, problem)
     if doc is None:
         raise ConfigError(problems)
 
@@ -645,7 +696,8 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
     if problems:
         raise ConfigError(problems)
     warnings = tuple(ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc))
-                     for loc, message, hint in _blocking_warnings(collectors, sinks))
+                     for loc, message, hint in [*_blocking_warnings(collectors, sinks),
+                                                *_decoder_warnings(collectors, sinks)])
     return Config(file=file, document=doc, config_dir=config_dir, state_dir=state_dir,
                   decoders=decoders, collectors=collectors, sinks=sinks, notifiers=notifiers,
                   warnings=warnings)
@@ -680,6 +732,70 @@ def _blocking_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plu
                         f"{hint}, or set allow_unauthenticated_blocking: true to "
                         "enforce them anyway"))
     return out
+
+
+def _decoder_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plugin]
+                      ) -> list[tuple[tuple[Any, ...], str, str]]:
+    """A collector whose records fall back to the generic ``json`` decoder because
+    no ``decoder:`` is set: a vendor's alerts then decode as plain events, which a
+    sink with ``select: alerts`` drops without a word (3 EDR alerts received, 0 stored)."""
+    alerts_only = bool(sinks) and all(
+        getattr(p.config, "select", "all") == "alerts" for p in sinks.values())
+    out: list[tuple[tuple[Any, ...], str, str]] = []
+    for name, plugin in collectors.items():
+        config = plugin.config
+        if (type(config).default_decoder_fits or "decoder" in config.model_fields_set
+                or type(config).model_fields["decoder"].default != "json"):
+            continue
+        users = _default_decoder_users(config)
+        if not users:
+            continue
+        kept = ("; no sink stores plain events (every sink has select: alerts), so they "
+                "are kept nowhere" if alerts_only else "")
+        out.append((("collectors", name),
+                    f"no decoder is set, so {', '.join(users)} are read as ECS-shaped JSON "
+                    f"(the default `json`): a vendor's alerts then become plain events "
+                    f"(event.kind: event){kept}",
+                    "name the source's decoder (server_edr, workstation_edr, suricata, "
+                    "wazuh, winlogbeat, cef or one declared under decoders:); write "
+                    "`decoder: json` if the records really are ECS JSON"))
+    return out
+
+
+def _default_decoder_users(config: Any) -> list[str]:
+    """What a collector reads with its own ``decoder`` (rather than a per-topic or
+    per-source one), in words for the warning; empty when every input names one."""
+    subscriptions = getattr(config, "subscriptions", None)
+    sources = getattr(config, "sources", None)
+    if subscriptions is None and not isinstance(sources, dict):
+        return ["its records"]
+    users: list[str] = []
+    if getattr(config, "topics", None):
+        users.append("the records of its `topics`")
+    users += [f"the records of topic {sub.topic!r}" for sub in subscriptions or []
+              if not getattr(sub, "decoder", None)]
+    if isinstance(sources, dict):
+        users += [f"the records of source {src!r}" for src, body in sources.items()
+                  if not getattr(body, "decoder", None)]
+    return users
+
+
+def _check_zones(name: str, config: Any, decoders: Mapping[str, Plugin],
+                 problem: typing.Callable[..., None]) -> None:
+    """``timezone`` / ``sender_timezones`` on a collector whose decoders never read a
+    time without a zone would be silently ignored: refuse it."""
+    keys = [k for k in ("timezone", "sender_timezones") if getattr(config, k, None)]
+    if not keys:
+        return
+    refs = [ref for _, ref in _decoder_refs(config) if ref in decoders]
+    if not refs or any("timezone" in type(decoders[ref].config).model_fields for ref in refs):
+        return
+    for key in keys:
+        problem(("collectors", name, key),
+                f"{key} has no effect: decoder {', '.join(repr(r) for r in sorted(set(refs)))} "
+                "reads no timestamps without a zone",
+                "only the syslog and cef decoders (and decoders of their types) use it; a "
+                "mapping file sets its zone under timestamp.timezone")
 
 
 def _decoder_refs(config: Any) -> list[tuple[tuple[Any, ...], str]]:

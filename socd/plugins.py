@@ -18,11 +18,14 @@ Ownership rules, so every plugin behaves the same:
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from socd.event import Event
+
+if TYPE_CHECKING:
+    from socd.zones import SenderZones
 
 
 @dataclass(slots=True)
@@ -109,6 +112,17 @@ class Decoder(Protocol):
 
     def decode(self, record: RawRecord) -> DecodeResult:
         """Decode ``record``; bad input becomes failures, never an exception."""
+        ...
+
+
+@runtime_checkable
+class ZoneAware(Protocol):
+    """A decoder that reads timestamps written without a zone (RFC 3164 syslog, CEF),
+    and so can be told the zone of each collector's senders (the collectors'
+    ``timezone`` and ``sender_timezones``; see :mod:`socd.zones`)."""
+
+    def assume_zones(self, zones: Mapping[str, SenderZones]) -> None:
+        """Read the records of each named collector in its zones from now on."""
         ...
 
 

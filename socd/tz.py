@@ -3,6 +3,8 @@ may use it without import cycles)."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, timedelta, timezone, tzinfo
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,3 +22,38 @@ def known_zone(value: str) -> str:
 
 
 TimeZone = Annotated[str, AfterValidator(known_zone)]
+
+
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+
+
+def parse_zone(value: str) -> tzinfo:
+    """``+07:00`` / ``-0330`` / ``UTC`` / ``Z`` / an IANA name (``Asia/Ho_Chi_Minh``).
+
+    The zone syslog and CEF timestamps are read in when they carry none; a
+    ValueError names what is accepted."""
+    text = value.strip()
+    m = _OFFSET.fullmatch(text)
+    if m:
+        hours, minutes = int(m.group(2)), int(m.group(3))
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"offset out of range: {value!r}")
+        delta = timedelta(hours=hours, minutes=minutes)
+        return timezone(-delta if m.group(1) == "-" else delta)
+    if text.upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as "
+                         "Asia/Ho_Chi_Minh or UTC, or an offset like +07:00") from None
+
+
+def known_zone_or_offset(value: str) -> str:
+    """``value`` if :func:`parse_zone` accepts it, else its ValueError."""
+    parse_zone(value)
+    return value
+
+
+# An IANA name, UTC or a fixed offset: the zone assumed for timestamps written without one.
+ZoneOrOffset = Annotated[str, AfterValidator(known_zone_or_offset)]

@@ -21,13 +21,20 @@ syslog header. See ``docs/sources/syslog.md`` for the field mapping.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from socd import netaddr
 from socd.config import DecoderConfig
 from socd.event import Event, put
 from socd.plugins import DecodeResult, PluginContext, RawRecord
+from socd.tz import ZoneOrOffset
+
+if TYPE_CHECKING:
+    from socd.zones import SenderZones
 
 _KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z0-9_.\[\]-]{1,128})=")
 _UNESCAPE = re.compile(r"\\(.)", re.S)
@@ -400,7 +407,10 @@ class CefDecoder:
 
     class Config(DecoderConfig):
         type: Literal["cef"]
-        timezone: str = "+07:00"
+        timezone: ZoneOrOffset = Field(
+            "Asia/Ho_Chi_Minh", description="Zone of times written without one (`rt`, the "
+            "syslog header): an IANA name or an offset like `+07:00`. A collector's "
+            "`timezone` and `sender_timezones` take precedence for its records.")
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:
         from socd.decoders.syslog import SyslogDecoder
@@ -413,3 +423,7 @@ class CefDecoder:
 
     def decode(self, record: RawRecord) -> DecodeResult:
         return self._syslog.decode(record)
+
+    def assume_zones(self, zones: Mapping[str, SenderZones]) -> None:
+        """The collectors' zones (:class:`~socd.plugins.ZoneAware`), as the syslog decoder."""
+        self._syslog.assume_zones(zones)

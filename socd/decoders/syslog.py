@@ -28,11 +28,11 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from socd.config import DecoderConfig
 from socd.decoders.base import (
@@ -57,6 +57,12 @@ from socd.event import Event, fingerprint
 from socd.patterns import Pattern
 from socd.plugins import DecodeFailure, DecodeResult, PluginContext, RawRecord
 from socd.severity import BUILTIN_TABLES, LABELS_VI, SeverityTable
+from socd.tz import ZoneOrOffset, parse_zone
+from socd.zones import SenderZones
+
+# The zone of the SOC's own servers (UTC+07:00, no daylight saving): timestamps that
+# carry no zone are read in it unless a collector or sender names another.
+DEFAULT_ZONE = "Asia/Ho_Chi_Minh"
 
 FACILITIES = (
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -135,15 +141,8 @@ class _Invalid(Exception):
         self.detail = detail
 
 
-def parse_tz(value: str) -> tzinfo:
-    """``+07:00`` / ``-0330`` / ``UTC`` / an IANA name (``Asia/Ho_Chi_Minh``)."""
-    m = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", value.strip())
-    if m:
-        delta = timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
-        return timezone(-delta if m.group(1) == "-" else delta)
-    if value.strip().upper() in ("UTC", "Z"):
-        return UTC
-    return ZoneInfo(value.strip())
+# ``+07:00`` / ``-0330`` / ``UTC`` / an IANA name (``Asia/Ho_Chi_Minh``); ValueError else.
+parse_tz = parse_zone
 
 
 def parse_structured_data(text: str) -> tuple[dict[str, dict[str, str]] | None, str]:
@@ -189,27 +188,19 @@ class SyslogDecoder(BaseDecoder):
 
     class Config(DecoderConfig):
         type: Literal["syslog"]
-        timezone: str = Field("+07:00", description="Zone of RFC 3164 timestamps (they have "
-                              "none): an offset like `+07:00` or an IANA name.")
+        timezone: ZoneOrOffset = Field(
+            DEFAULT_ZONE, description="Zone of timestamps written without one (RFC 3164 "
+            "has none): an IANA name (`UTC`) or an offset like `+07:00`. A collector's "
+            "`timezone` and `sender_timezones` take precedence for its records.")
         parse_payloads: bool = Field(True, description="Parse CEF, LEEF, FortiGate and "
                                      "sshd/sudo messages into fields.")
-
-        @field_validator("timezone")
-        @classmethod
-        def _valid_tz(cls, value: str) -> str:
-            try:
-                parse_tz(value)
-            except Exception as exc:
-                raise ValueError(f"unknown timezone {value!r}: use an offset like +07:00 "
-                                 "or a name like Asia/Ho_Chi_Minh") from exc
-            return value
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:
         self._setup(ctx.name, config.timezone, config.parse_payloads, config.severity_table,
                     config.keep_original, None)
 
     @classmethod
-    def create(cls, name: str, *, timezone: str = "+07:00", parse_payloads: bool = True,
+    def create(cls, name: str, *, timezone: str = DEFAULT_ZONE, parse_payloads: bool = True,
                severity_table: str | None = None, keep_original: bool = False,
                require: str | None = None) -> SyslogDecoder:
         self = cls.__new__(cls)
@@ -220,19 +211,30 @@ class SyslogDecoder(BaseDecoder):
                keep_original: bool, require: str | None) -> None:
         BaseDecoder.__init__(self, name, severity_table=None, keep_original=keep_original)
         self.tz = parse_tz(tz)
+        # The zone of the record being parsed: the decoder's, or its sender's (assume_zones).
+        self._zone = self.tz
+        self._zones: dict[str, SenderZones] = {}
         self.parse_payloads = parse_payloads
         self.require = require
         self.table = BUILTIN_TABLES[severity_table] if severity_table else SYSLOG_TABLE
         self.cef_table = BUILTIN_TABLES["cef"]
-        self._now_key = -1
+        self._now_key: tuple[int, tzinfo] | None = None
         self._now: datetime = datetime.now(self.tz)
+
+    def assume_zones(self, zones: Mapping[str, SenderZones]) -> None:
+        """The zones of the collectors that name one (:class:`~socd.plugins.ZoneAware`)."""
+        self._zones = dict(zones)
 
     # -- the decoder protocol ------------------------------------------------------------
 
     def decode(self, record: RawRecord) -> DecodeResult:
         data = record.data
+        zones = self._zones.get(record.collector) if self._zones else None
         try:
-            event = self.parse(data, record.received)
+            if zones is None:
+                event = self.parse(data, record.received)
+            else:
+                event = self._parse_in_zones(zones, record)
         except _Invalid as exc:
             return DecodeResult(failures=[DecodeFailure(exc.reason, data, exc.detail)])
         except Exception as exc:  # a parser bug must not lose the record silently
@@ -268,8 +270,23 @@ class SyslogDecoder(BaseDecoder):
 
     # -- parsing -------------------------------------------------------------------------
 
-    def parse(self, data: bytes, received: float) -> Event:  # noqa: PLR0915 - hot path
-        """Parse one message into an event (without the finishing touches)."""
+    def _parse_in_zones(self, zones: SenderZones, record: RawRecord) -> Event:
+        """Parse with the zone of the record's sender: by its address first; a host
+        name listed for another zone means a second parse in that one."""
+        zone = zones.for_source(record.source)
+        event = self.parse(record.data, record.received, zone)
+        if zones.hosts:
+            host = event.get("host")
+            by_host = zones.for_host(host.get("hostname") if host else None)
+            if by_host is not None and by_host != (zone or self.tz):
+                event = self.parse(record.data, record.received, by_host)
+        return event
+
+    def parse(self, data: bytes, received: float,  # noqa: PLR0915 - hot path
+              zone: tzinfo | None = None) -> Event:
+        """Parse one message into an event (without the finishing touches); times
+        without a zone are read in ``zone`` (default: the decoder's ``timezone``)."""
+        self._zone = zone if zone is not None else self.tz
         tags: list[str] | None = None
         try:
             text = data.decode("utf-8")
@@ -346,7 +363,7 @@ class SyslogDecoder(BaseDecoder):
                 self._tag(event, "syslog_bad_timestamp")
             else:
                 if parsed.tzinfo is None:
-                    parsed = parsed.replace(tzinfo=self.tz)
+                    parsed = parsed.replace(tzinfo=self._zone)
                 event["@timestamp"] = parsed.isoformat()
         if host != "-":
             event["host"] = {"hostname": host, "name": host}
@@ -425,7 +442,7 @@ class SyslogDecoder(BaseDecoder):
             except ValueError:
                 return None
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=self.tz)
+                parsed = parsed.replace(tzinfo=self._zone)
             return parsed.isoformat()
         mon = _MONTHS.get(m.group("mon"))
         if mon is None:
@@ -434,7 +451,7 @@ class SyslogDecoder(BaseDecoder):
         h, mi, s = int(m.group("h")), int(m.group("m")), int(m.group("s"))
         frac = m.group("frac")
         us = int(frac[:6].ljust(6, "0")) if frac else 0
-        tz = UTC if m.group("tz") else self.tz
+        tz = UTC if m.group("tz") else self._zone
         year_text = m.group("year")
         try:
             if year_text:
@@ -451,10 +468,10 @@ class SyslogDecoder(BaseDecoder):
             return None
 
     def _local_now(self, received: float) -> datetime:
-        key = int(received) // 60
+        key = (int(received) // 60, self._zone)
         if key != self._now_key:
             self._now_key = key
-            self._now = datetime.fromtimestamp(received, self.tz)
+            self._now = datetime.fromtimestamp(received, self._zone)
         return self._now
 
     @staticmethod
@@ -469,7 +486,7 @@ class SyslogDecoder(BaseDecoder):
         if idx >= 0:
             cef = parse_cef(message[idx:])
             if cef is not None:
-                apply_cef(event, cef, self.tz)
+                apply_cef(event, cef, self._zone)
                 return "cef"
         if "LEEF:" in message:
             idx = find_leef(message)
@@ -596,13 +613,13 @@ class SyslogDecoder(BaseDecoder):
         ev["dataset"] = "fortinet.firewall"
         date, time_ = kv.get("date"), kv.get("time")
         if date and time_:
-            tz = self.tz
+            tz = self._zone
             zone = kv.get("tz")
             if zone:
                 try:
                     tz = parse_tz(zone)
                 except Exception:
-                    tz = self.tz
+                    tz = self._zone
             try:
                 event["@timestamp"] = datetime.fromisoformat(f"{date}T{time_}").replace(
                     tzinfo=tz).isoformat()

@@ -41,7 +41,8 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     common(p)
     p.add_argument("--status", choices=_STATUS_CHOICES)
     p.add_argument("--severity", choices=("low", "medium", "high", "critical"))
-    p.add_argument("--unit", help="socd.unit (the agency), exactly")
+    p.add_argument("--unit", help="socd.unit (the agency); case and diacritics do not matter, "
+                   "as for severities (`so y te` finds `Sở Y tế`)")
     p.add_argument("--rule", help="rule.id or rule.name, exactly")
     p.add_argument("--since", help="24h, 7d, 2w or a date/time (local: Asia/Ho_Chi_Minh)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
@@ -253,7 +254,7 @@ def _list(args: argparse.Namespace) -> int:
     def body(store: Any, _es: Any) -> int:
         since = parse_since(args.since) if args.since else None
         alerts = store.find(status=args.status, severity=args.severity,
-                            unit=unicodedata.normalize("NFC", args.unit) if args.unit else None,
+                            unit=args.unit or None,
                             rule=args.rule, limit=args.limit,
                             since_ms=int(since.timestamp() * 1000) if since else None)
         if args.json:
@@ -305,8 +306,10 @@ def _show(args: argparse.Namespace) -> int:
             ("Source", _endpoint(event, "source")),
             ("Destination", _endpoint(event, "destination")),
             ("IoC", ", ".join(_get(event, "socd.ioc.values", []) or []) or "-"),
+            *_endpoint_details(event),
             ("Module", alert.module or "-"),
             ("Message", _get(event, "message")),
+            ("Incident", _get(event, "socd.correlation_id")),
         ]
         print(f"Alert {alert.id}")
         for label, value in fields:
@@ -332,6 +335,28 @@ def _get(event: Any, path: str, default: Any = "-") -> Any:
     if isinstance(value, list):
         return " ".join(str(v) for v in value) if path != "socd.ioc.values" else value
     return value if value not in (None, "") else default
+
+
+# What an EDR alert says about the machine: shown only when the alert has it (an IDS
+# alert has none of these), so the analyst sees the file, its hashes and the process.
+_DETAILS = (("User", ("user.name",)), ("File", ("file.path", "file.name")),
+            ("SHA-256", ("file.hash.sha256",)), ("SHA-1", ("file.hash.sha1",)),
+            ("MD5", ("file.hash.md5",)), ("Process", ("process.executable", "process.name")),
+            ("Command line", ("process.command_line",)),
+            ("Parent", ("process.parent.executable", "process.parent.name")))
+
+
+def _endpoint_details(event: Any) -> list[tuple[str, str]]:
+    """(label, value) of the user, file, hashes and process the alert names."""
+    out = []
+    for label, paths in _DETAILS:
+        value = next((v for p in paths if (v := _get(event, p, "")) != ""), "")
+        if label == "Process" and value:
+            pid = _get(event, "process.pid", "")
+            value = f"{value} (pid {pid})" if pid != "" else value
+        if value != "":
+            out.append((label, str(value)))
+    return out
 
 
 def _endpoint(event: Any, side: str) -> str:

@@ -22,10 +22,14 @@ from socd.decoders.base import count_stripped
 from socd.event import ASSET_KINDS, Event, get, set_severity
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.importers import load_text_lists
+from socd.ioc.normalize import MAX_DOMAIN_CHARS
 from socd.ioc.store import IocStore
 from socd.severity import Severity
 
 log = structlog.get_logger("socd.classify")
+
+
+IOC_MATCH_NAME = "Trùng khớp chỉ dấu IoC"  # "IoC match": a plain event hit an IoC list
 
 
 class Processor(Protocol):
@@ -86,6 +90,8 @@ class IocSet:
         """Reference of the entry matching the value (the IocStore interface)."""
         if kind == "ip":
             return self.match_ip(value)
+        if len(value) > MAX_DOMAIN_CHARS + 1:
+            return None  # no digest or domain name is this long: do not lower 1 MiB
         if kind == "hash":
             return self.hashes.get(value.lower())
         return self.domains.get(value.lower().rstrip("."))
@@ -231,7 +237,9 @@ class Classifier:
             # provinces block IoC addresses); the rules engine refines this.
             ev["kind"] = "alert"
             set_severity(event, Severity.HIGH)
-            event.setdefault("rule", {}).setdefault("name", "IoC match")
+            # Vietnamese like the shipped rules' names (rule.title.vi); notifications name
+            # it per language (socd.notify.render.OWN_RULES).
+            event.setdefault("rule", {}).setdefault("name", IOC_MATCH_NAME)
             event["rule"].setdefault("id", "socd-ioc-match")
 
 

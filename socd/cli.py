@@ -139,6 +139,9 @@ def _check(args: argparse.Namespace) -> int:
     from socd.components import build_classifier, build_decoders, dead_letter_for, instantiate
 
     cfg = config_mod.load(args.config)
+    from socd.reports.render import check_formats
+
+    check_formats(cfg)  # `pdf` in reports.formats needs WeasyPrint and its libraries
     dead_letter = dead_letter_for(cfg)
     build_decoders(cfg, dead_letter)
     build_classifier(cfg)

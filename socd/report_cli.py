@@ -37,7 +37,8 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
                    help="last day, inclusive (default: the kind's length from --from)")
     p.add_argument("--format", "-f", dest="fmt", default="md",
                    choices=("md", "html", "pdf", "xlsx"), help="output format (default md)")
-    p.add_argument("--unit", help="only alerts of this unit (socd.unit, exactly)")
+    p.add_argument("--unit", help="only alerts of this unit (socd.unit); case and diacritics "
+                   "do not matter, as for severities")
     p.add_argument("--out", "-o", help="output file ('-' = stdout)")
     p.add_argument("--source", choices=("auto", "store", "elasticsearch"), default="auto",
                    help="where alerts are counted (default: Elasticsearch when configured)")

@@ -33,6 +33,7 @@ import orjson
 
 from socd.errors import SocdError
 from socd.event import Event, get, now_iso
+from socd.severity import fold
 from socd.sqlite import open_db
 
 SCHEMA_VERSION = "2"
@@ -186,6 +187,10 @@ class RuleCounts:
     false_positives: int
 
 
+def _fold_sql(value: Any) -> str | None:
+    return fold(value) if isinstance(value, str) else None
+
+
 class AlertStore:
     """Thread-safe access to the SQLite file; async callers use ``asyncio.to_thread``."""
 
@@ -193,6 +198,9 @@ class AlertStore:
         self.path = path
         self._lock = threading.Lock()
         self._db = open_db(path, busy_timeout_ms=5000)
+        # `socd alert list --unit` matches units as severities are matched (case,
+        # diacritics and spacing ignored): find() compares socd_fold(unit).
+        self._db.create_function("socd_fold", 1, _fold_sql, deterministic=True)
         try:
             self._migrate()
         except BaseException:
@@ -285,13 +293,17 @@ class AlertStore:
     def find(self, *, status: str | None = None, severity: str | None = None,
              unit: str | None = None, rule: str | None = None, since_ms: int | None = None,
              limit: int = 50) -> list[StoredAlert]:
-        """Alerts matching every given filter, newest first."""
+        """Alerts matching every given filter, newest first; ``unit`` matches whatever
+        its case, diacritics and spacing (``so y te`` finds ``Sở Y tế``)."""
         where: list[str] = ["kind = 'alert'"]
         params: list[Any] = []
-        for column, value in (("status", status), ("severity", severity), ("unit", unit)):
+        for column, value in (("status", status), ("severity", severity)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if unit is not None:
+            where.append("socd_fold(unit) = ?")
+            params.append(fold(unit))
         if rule is not None:
             where.append("(rule_id = ? OR rule_name = ?)")
             params += [rule, rule]

@@ -99,7 +99,8 @@ class Allowlist:
             return self._overlaps(parsed[0], parsed[1], parsed[1])
         if "/" in ip_or_host:
             return self.covers(ip_or_host)
-        return self._host_covered(event_domain(ip_or_host)) is not None
+        name = event_domain(ip_or_host)  # "" when too long to be a host name
+        return bool(name) and self._host_covered(name) is not None
 
     def covers(self, cidr: str | Network) -> bool:
         """True when the address or network overlaps any allowlisted network."""

@@ -15,6 +15,7 @@ from socd import netaddr
 
 KINDS = ("ip", "domain", "hash")
 HASH_TYPES = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+MAX_HASH_CHARS = max(HASH_TYPES)
 
 _HEX = re.compile(r"[0-9a-f]+")
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -99,9 +100,20 @@ def normalize_domain(value: str) -> str:
     return "*." + text if wildcard else text
 
 
+# The longest domain name (RFC 1035), without its optional final dot.
+MAX_DOMAIN_CHARS = 253
+
+
 def event_domain(value: str) -> str:
-    """Cheap normalisation of a name seen in an event (for lookups, never raises)."""
-    text = value.strip().rstrip(".").lower()
+    """Cheap normalisation of a name seen in an event (for lookups, never raises).
+
+    ``""`` for a value longer than any domain name (253 characters and a final dot):
+    callers then find nothing, without lowering a 1 MiB field or walking its dots
+    (each suffix of a dotted name is looked up: quadratic in its length)."""
+    text = value.strip()
+    if len(text) > MAX_DOMAIN_CHARS + 1:
+        return ""
+    text = text.rstrip(".").lower()
     if not text.isascii():
         try:
             text = _idna(text)

@@ -50,6 +50,7 @@ from socd import metrics
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.normalize import (
     KINDS,
+    MAX_HASH_CHARS,
     IndicatorError,
     event_domain,
     ip_int,
@@ -764,9 +765,13 @@ class IocStore:
         if kind == "domain":
             if not (index.domains or index.wildcards):
                 return None
-            return index.best(index.domain_attrs(event_domain(value)), now)
+            name = event_domain(value)  # "" when too long to be a domain
+            return index.best(index.domain_attrs(name), now) if name else None
         if kind == "hash":
-            a = index.hashes.get(value.strip().lower())
+            text = value.strip()
+            if len(text) > MAX_HASH_CHARS:
+                return None  # not a digest: no need to lower a huge field
+            a = index.hashes.get(text.lower())
             return None if a is None else index.best((a,), now)
         raise ValueError(f"unknown indicator kind {kind!r}; use one of {', '.join(KINDS)}")
 

@@ -26,6 +26,7 @@ import jinja2
 import structlog
 from jinja2.sandbox import SandboxedEnvironment
 
+from socd.classify import IOC_MATCH_NAME
 from socd.event import Event
 from socd.notify.routing import getter, severity_of, severity_rank
 from socd.severity import Severity
@@ -77,7 +78,7 @@ BLOCK_PREFIX = {"vi": "Chặn theo quy tắc", "en": "Blocked by the rule"}
 # how many others fired (the text lists each of them).
 OTHER_RULES = {"vi": "{first} và {n} loại cảnh báo khác", "en": "{first} and {n} other alert types"}
 # socd's own rule names, per language (stored alerts keep the name of their time).
-OWN_RULES = {"socd-ioc-match": {"vi": "Trùng khớp chỉ dấu IoC", "en": "IoC match"}}
+OWN_RULES = {"socd-ioc-match": {"vi": IOC_MATCH_NAME, "en": "IoC match"}}
 
 _get = {path: getter(path) for path in (
     "@timestamp", "message", "event.hash", "event.id", "event.action", "event.created",

@@ -26,7 +26,7 @@ import orjson
 
 from socd.config import GroupingConfig, RouteConfig, RouteMatch
 from socd.event import Event
-from socd.severity import Severity
+from socd.severity import Severity, fold
 
 Getter = Callable[[Event], Any]
 Matcher = Callable[[Event], bool]
@@ -87,9 +87,10 @@ def compile_match(match: RouteMatch) -> Matcher:
         floor = match.min_severity.rank
         tests.append(lambda e: _RANK[get_sev(e)] >= floor)
     if match.unit:
-        units = frozenset(match.unit)
+        # As severities and `socd alert list --unit`: case and diacritics do not matter.
+        units = frozenset(fold(u) for u in match.unit)
         get_unit = getter("socd.unit")
-        tests.append(lambda e: get_unit(e) in units)
+        tests.append(lambda e: isinstance(u := get_unit(e), str) and fold(u) in units)
     if match.layer:
         layers = frozenset(match.layer)
         get_layer = getter("socd.layer")

@@ -78,11 +78,16 @@ class ReportSetupError(ReportError):
     """The config names no usable data source (a usage problem: exit 2)."""
 
 
+# The units a report is limited to: their spellings as stored (see resolve_units).
+Units = tuple[str, ...] | None
+
+
 class AlertBackend(Protocol):
     name: str
 
-    def group(self, period: Period, unit: str | None, dims: Sequence[str]) -> Groups:
-        """Alert counts in the period per combination of ``dims`` (see DIMENSIONS)."""
+    def group(self, period: Period, unit: str | Units, dims: Sequence[str]) -> Groups:
+        """Alert counts in the period per combination of ``dims`` (see DIMENSIONS), of
+        the alerts of ``unit`` (a spelling or several) when given."""
         ...
 
     def close(self) -> None: ...
@@ -109,7 +114,7 @@ class StoreBackend:
                               "creates it when it stores the first alert)")
         return cls(AlertStore(path))
 
-    def group(self, period: Period, unit: str | None, dims: Sequence[str]) -> Groups:
+    def group(self, period: Period, unit: str | Units, dims: Sequence[str]) -> Groups:
         cols: list[str] = []
         for dim in dims:
             if dim == "day":
@@ -119,9 +124,10 @@ class StoreBackend:
                 cols.append(STORE_COLUMNS[dim])
         where = "kind = 'alert' AND ts_ms >= ? AND ts_ms < ?"
         params: list[Any] = [period.start_ms, period.end_ms]
-        if unit is not None:
-            where += " AND unit = ?"
-            params.append(unit)
+        units = _as_units(unit)
+        if units is not None:
+            where += f" AND unit IN ({','.join('?' * len(units))})"
+            params.extend(units)
         select = ", ".join(cols) if cols else "1"
         table = "alerts NOT INDEXED" if self._mostly(period) else "alerts"
         # Column names come from STORE_COLUMNS, values are parameters.
@@ -164,7 +170,7 @@ class ElasticsearchBackend:
         self._own = client is None
         self.es = es_client(config) if client is None else client
 
-    def group(self, period: Period, unit: str | None, dims: Sequence[str]) -> Groups:
+    def group(self, period: Period, unit: str | Units, dims: Sequence[str]) -> Groups:
         from elastic_transport import ConnectionError as TransportConnectionError
         from elastic_transport import ConnectionTimeout
         from elasticsearch import ApiError
@@ -174,8 +180,9 @@ class ElasticsearchBackend:
             {"range": {"@timestamp": {"gte": period.start_ms, "lt": period.end_ms,
                                       "format": "epoch_millis"}}},
         ]
-        if unit is not None:
-            filters.append({"term": {"socd.unit": unit}})
+        units = _as_units(unit)
+        if units is not None:
+            filters.append({"terms": {"socd.unit": list(units)}})
         sources: list[dict[str, Any]] = []
         for i, dim in enumerate(dims):
             if dim == "day":
@@ -364,16 +371,43 @@ def _rank(severity: str) -> int:
     return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else -1
 
 
+def _as_units(unit: str | Units) -> Units:
+    return (unit,) if isinstance(unit, str) else unit
+
+
+def resolve_units(backend: AlertBackend, periods: Sequence[Period],
+                  unit: str) -> tuple[str, tuple[str, ...]]:
+    """The spellings of ``unit`` stored in ``periods``, matched as severities are:
+    case, diacritics and spacing do not matter (``So Y te`` finds ``Sở Y tế``). Returns
+    the name to show (the spelling with the most alerts) and every matching spelling;
+    ``(unit, (unit,))`` when no alert of the periods has it."""
+    from socd.severity import fold
+
+    wanted = fold(unit)
+    counts: Counter[str] = Counter()
+    for period in periods:
+        for (name,), n in backend.group(period, None, ("unit",)).items():
+            if isinstance(name, str) and fold(name) == wanted:
+                counts[name] += n
+    if not counts:
+        return unit, (unit,)
+    shown = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    return shown, tuple(sorted(counts))
+
+
 def build_report(backend: AlertBackend, period: Period, *, unit: str | None = None,
                  sides: SideSources | None = None, now: datetime | None = None,
                  top_n: int = TOP_N) -> ReportData:
     """Gather the numbers of one report from ``backend`` and the side stores."""
     previous = period.previous()
-    main = backend.group(period, unit, ("day", "severity", "asset_kind", "status"))
-    rule_groups = backend.group(period, unit, ("rule_id", "rule_name", "severity", "status"))
-    system_groups = backend.group(period, unit, ("host_name", "destination_ip", "unit",
-                                                 "severity"))
-    unit_groups = backend.group(period, unit, ("unit", "severity"))
+    units: Units = None
+    if unit is not None:
+        unit, units = resolve_units(backend, (period, previous), unit)
+    main = backend.group(period, units, ("day", "severity", "asset_kind", "status"))
+    rule_groups = backend.group(period, units, ("rule_id", "rule_name", "severity", "status"))
+    system_groups = backend.group(period, units, ("host_name", "destination_ip", "unit",
+                                                  "severity"))
+    unit_groups = backend.group(period, units, ("unit", "severity"))
     by_sev: Counter[str] = Counter()
     by_status: Counter[str] = Counter()
     kind_sev: dict[str, Counter[str]] = defaultdict(Counter)
@@ -406,7 +440,7 @@ def build_report(backend: AlertBackend, period: Period, *, unit: str | None = No
     daily = [(d.isoformat(), _sev_dict(day_sev.get(d.isoformat(), Counter())))
              for d in period.day_list()]
 
-    prev_groups = backend.group(previous, unit, ("severity",))
+    prev_groups = backend.group(previous, units, ("severity",))
     prev_sev: Counter[str] = Counter()
     for (sev,), n in prev_groups.items():
         prev_sev[_sev_key(sev)] += n

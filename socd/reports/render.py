@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from socd import __version__
-from socd.errors import SocdError
+from socd.errors import ConfigError, ConfigProblem, SocdError
 from socd.reports.data import ReportData
 from socd.reports.vn import (
     SEVERITY_LABELS,
@@ -268,6 +268,36 @@ def render_html(data: ReportData, charts: dict[str, bytes] | None = None) -> str
     images = {name: charts_mod.data_uri(png) for name, png in pngs.items()}
     template = _environment().get_template("report.html.j2")
     return nfc(template.render(v=view(data), images=images, cell=_cell))
+
+
+def pdf_unavailable() -> str | None:
+    """Why WeasyPrint cannot be loaded here (``ImportError: ...``, or the ``OSError`` cffi
+    raises when libpango is missing), or None when PDF reports can be produced."""
+    try:
+        import weasyprint  # noqa: F401
+    except (ImportError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def check_formats(config: Any) -> None:
+    """Raise :class:`ConfigError` when the scheduled reports (``reports:`` of a loaded
+    :class:`socd.config.Config`) ask for a format this machine cannot produce: `pdf`
+    without WeasyPrint or its libraries. The default formats are ``[html, pdf]``, so
+    without this check the first Monday report failed long after ``check-config`` said OK.
+    """
+    reports = getattr(config.document, "reports", None)
+    if reports is None or not reports.enabled or "pdf" not in reports.formats:
+        return
+    why = pdf_unavailable()
+    if why is None:
+        return
+    others = [f for f in reports.formats if f != "pdf"] or ["html"]
+    raise ConfigError([ConfigProblem(
+        config.file, "reports.formats",
+        f"pdf is configured (the default formats are [html, pdf]) but WeasyPrint cannot be "
+        f"loaded ({why})",
+        f"{PDF_HINT}; or leave PDF out: `formats: [{', '.join(others)}]`")])
 
 
 def render_pdf(data: ReportData, html: str | None = None) -> bytes:

@@ -77,6 +77,13 @@ def test_list_table_and_filters(env: tuple[str, list[str]],
     assert docs[0]["socd"]["alert"]["status"] == "new"
     code, out, _ = run(capsys, "alert", "list", "--unit", "Sở Y tế", "--limit", "1", "-c", cfg)
     assert len(out.splitlines()) == 2
+    # Units match as severities do: case and diacritics do not matter (issue 14, point 13).
+    for spelling in ("so y te", "SỞ Y TẾ", "So  Y-te"):
+        code, out, _ = run(capsys, "alert", "list", "--unit", spelling, "--json", "-c", cfg)
+        assert [orjson.loads(line)["event"]["hash"] for line in out.splitlines()] == [
+            ids[2], ids[0]], spelling
+    code, out, _ = run(capsys, "alert", "list", "--unit", "ubnd huyen chau thanh", "-c", cfg)
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [ids[1][:10]]
     code, out, _ = run(capsys, "alert", "list", "--status", "resolved", "-c", cfg)
     assert (code, out.strip()) == (0, "no alerts match")
     code, out, _ = run(capsys, "alert", "list", "--since", "2026-11-16T08:01", "--json",
@@ -238,3 +245,43 @@ def test_by_defaults_to_sudo_user(env: tuple[str, list[str]], monkeypatch: pytes
     code, _, err = run(capsys, "alert", "assign", ids[2], "--to", "lan", "--by", " ",
                        "-c", cfg)
     assert code == 0  # nothing to change: who asked does not matter
+
+
+def test_show_names_file_hashes_and_process_of_an_edr_alert(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 14, point 13: an EDR alert's file, hashes and process are what the analyst
+    # acts on; `alert show` lists them (and the incident it belongs to).
+    monkeypatch.delenv("SOCD_CONFIG", raising=False)
+    state = tmp_path / "state"
+    cfg = tmp_path / "socd.yaml"
+    cfg.write_text(f"state_dir: {state}\nsinks:\n  store:\n    type: sqlite\n",
+                   encoding="utf-8")
+    event = alert(0)
+    event["file"] = {"path": "/var/www/html/portal/uploads/2026/11/tmp01.php",
+                     "name": "tmp01.php",
+                     "hash": {"sha256": "f6e27048" + "0" * 56, "md5": "bc273380" + "0" * 24}}
+    event["process"] = {"executable": "/usr/sbin/php-fpm8.1", "name": "php-fpm8.1",
+                        "pid": 4242, "command_line": "php-fpm: pool www",
+                        "parent": {"name": "php-fpm8.1"}}
+    event["user"] = {"name": "www-data"}
+    event["socd"]["correlation_id"] = event["event"]["hash"]
+    store = AlertStore(str(state / "alerts.db"))
+    store.insert([event, alert(1)])
+    store.close()
+    code, out, _ = run(capsys, "alert", "show", event["event"]["hash"][:8], "-c", str(cfg))
+    assert code == 0
+    for line in ("User:         www-data",
+                 "File:         /var/www/html/portal/uploads/2026/11/tmp01.php",
+                 f"SHA-256:      f6e27048{'0' * 56}",
+                 f"MD5:          bc273380{'0' * 24}",
+                 "Process:      /usr/sbin/php-fpm8.1 (pid 4242)",
+                 "Command line: php-fpm: pool www",
+                 "Parent:       php-fpm8.1",
+                 f"Incident:     {event['event']['hash']}"):
+        assert f"  {line}" in out.splitlines(), (line, out)
+    # An IDS alert has none of these: no empty rows for them.
+    code, out, _ = run(capsys, "alert", "show", alert(1)["event"]["hash"][:8], "-c", str(cfg))
+    assert code == 0
+    assert not any(line.split(":")[0].strip() in {"File", "SHA-256", "Process", "User"}
+                   for line in out.splitlines())

@@ -116,7 +116,8 @@ def test_ioc_ip_turns_event_into_high_alert(ip: str, classifier: Classifier) -> 
     assert event["event"]["kind"] == "alert"
     assert event["socd"]["severity"] == "high"
     assert event["socd"]["severity_label"] == "cao"
-    assert event["rule"] == {"name": "IoC match", "id": "socd-ioc-match"}
+    # Vietnamese, as every rule name socd gives (it was the English "IoC match").
+    assert event["rule"] == {"name": "Trùng khớp chỉ dấu IoC", "id": "socd-ioc-match"}
     assert event["socd"]["ioc"] == {"matched": True, "values": [ip], "refs": ["941/CATTT-NCSC"]}
     assert "ioc" in event["tags"]
 

@@ -41,6 +41,9 @@ def names(r: Router, event: dict[str, Any]) -> list[str]:
     ({"min_severity": "high"}, alert(severity="medium"), False),
     ({"unit": ["Sở Y tế", "Sở Tài chính"]}, alert(unit="Sở Tài chính"), True),
     ({"unit": ["Sở Y tế"]}, alert(unit="Sở Nội vụ"), False),
+    # Units match as severities do: case and diacritics ignored (issue 14, point 13).
+    ({"unit": ["So Y te"]}, alert(unit="Sở Y tế"), True),
+    ({"unit": ["SỞ Y TẾ"]}, alert(unit="Sở Y tế"), True),
     ({"layer": [4]}, alert(layer=4), True),
     ({"layer": [1, 2]}, alert(layer=4), False),
     ({"asset_kind": ["workstation"]}, alert(kind="workstation"), True),

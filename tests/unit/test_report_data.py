@@ -379,3 +379,15 @@ def test_pdf_without_weasyprint_names_the_fix(seeded: dict[str, Any],
     monkeypatch.setitem(sys.modules, "weasyprint", None)  # import fails
     with pytest.raises(RenderError, match=r"pip install 'socd\[pdf\]'.*libpango"):
         render(report(seeded["state"]), "pdf")
+
+
+def test_unit_matches_whatever_its_case_and_diacritics(seeded: dict[str, Any]) -> None:
+    # Issue 14, point 13: `--unit` finds a unit as severities are found.
+    exact = report(seeded["state"], unit="Sở Y tế")
+    assert exact.total == 120 + 15 + 11
+    for spelling in ("so y te", "SỞ Y TẾ", "So Y-te"):
+        data = report(seeded["state"], unit=spelling)
+        assert data.numbers() == exact.numbers(), spelling
+        assert data.title.endswith(" — Sở Y tế")  # the stored spelling, not the typed one
+    unknown = report(seeded["state"], unit="Sở Không Có")
+    assert (unknown.total, unknown.unit) == (0, "Sở Không Có")

@@ -7,11 +7,12 @@ picks per connection from the first byte (a digit means octet counting).
 Back-pressure and crashes: a TCP/TLS connection reads nothing more until what
 it read is handed over, that is (with the intake journal, the default) fsync'd
 in the journal; a slow pipeline or a full journal therefore stops the reads and
-the sender's TCP window closes. What socd read is never lost in a crash. Plain
-TCP has no acknowledgement, though: a sender counts a message as sent once its
-kernel took it, so what sits in the socket buffers when socd dies is lost (the
+the sender's TCP window closes. What was journaled is never lost in a crash.
+Plain TCP has no acknowledgement, though: a sender counts a message as sent once
+its kernel took it, so what sits in the socket buffers when socd dies is lost (the
 receive buffer is ``tcp_receive_buffer_bytes``; the sender's own send buffer
-adds to it; see docs/sources/syslog.md). UDP cannot push back: the
+adds to it, and so does what asyncio read ahead of the journal, ``_STREAM_LIMIT``;
+see docs/sources/syslog.md). UDP cannot push back: the
 socket is drained into a bounded buffer (``udp_buffer_records``) and datagrams
 that do not fit are dead-lettered with reason ``udp_overflow`` (counted in
 ``socd_events_dropped_total``). Datagrams the kernel drops before socd reads

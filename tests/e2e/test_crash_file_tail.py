@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 EVENTS = 100_000
 PER_WRITE = 250
-WRITE_PAUSE_SECS = 0.025
+WRITE_PAUSE_SECS = 0.035
 ROTATE_EVERY = 10_000
 KILLS = 6
 MIN_KILLS = 5
@@ -91,7 +91,7 @@ def test_sigkill_while_a_rotating_file_is_tailed_loses_no_line(
         rng = random.Random(SEED)
         kills = 0
         while kills < KILLS and writer.thread.is_alive():
-            time.sleep(rng.uniform(0.3, 1.5))
+            time.sleep(rng.uniform(0.2, 1.2))
             kill_and_restart(socd)
             kills += 1
         writer.thread.join(120)

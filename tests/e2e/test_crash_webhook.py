@@ -42,6 +42,7 @@ CLIENTS = 2
 KILLS = 6
 MIN_KILLS = 5
 SEED = 1302
+PAUSE_SECS = 0.01  # between two batches of a client: the stream outlasts the kills
 TOKEN = "crash-webhook-token-0123456789"
 
 
@@ -60,6 +61,7 @@ class Client:
         for body in self.bodies:
             while not self._post(body):
                 self.resent += 1
+            time.sleep(PAUSE_SECS)
 
     def _post(self, body: bytes) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

@@ -152,8 +152,10 @@ def test_full_disk_stops_intake_and_loses_nothing(services: dict[str, Any], uniq
         wait_for(lambda: readyz(socd)[0] == 200, 60, "the journal to resume")
         # The clients send again what was not answered 202.
         for start in (200, 300):
-            wait_for(lambda start=start: post(port, batch(unique, start))[0] == 202, 30,
-                     f"batch {start} accepted")
+            def accepted(start: int = start) -> bool:
+                return post(port, batch(unique, start))[0] == 202
+
+            wait_for(accepted, 30, f"batch {start} accepted")
         wait_for(lambda: es_count(es, index) >= EXPECTED, 60, "every event in Elasticsearch")
         time.sleep(1)
         assert es_count(es, index) == EXPECTED

@@ -291,7 +291,7 @@ def _sync(args: argparse.Namespace) -> int:
         if cfg.dry_run:
             print("socd: the blocker sink is in dry_run: nothing is pushed", file=sys.stderr)
             return EXIT_OK
-        active = store.enforced()
+        active = [d for d in store.active() if not d.dry_run]  # never a dry-run one
         try:
             outcome = asyncio.run(backend.sync(active, time.time()))
         except NftError as exc:

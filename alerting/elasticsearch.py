@@ -283,21 +283,27 @@ class ElasticsearchSink:
     class Config(SinkConfig):
         type: Literal["elasticsearch"]
         hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"],
-                                 min_length=1, description="Node URLs (`https://` for TLS).")
+                                 min_length=1, description="Node URLs, `http://` or "
+                                 "`https://` (TLS).")
         index_prefix: str = Field("socd-alerts", pattern=r"^[a-z0-9][a-z0-9_.-]*$",
                                   description="Indices are `<prefix>-YYYY.MM.DD` (event day, UTC).")
         username: str | None = Field(None, description="Basic authentication user.")
-        password: SecretStr | None = Field(None, description="Basic authentication password.")
+        password: SecretStr | None = Field(None, description="Basic authentication password; "
+                                           "never logged.")
         api_key: SecretStr | None = Field(
             None, description="API key, the base64 `id:api_key` form Elasticsearch returns as "
-            "`encoded` (instead of username/password).")
+            "`encoded` (instead of username/password); never logged.")
         ca_file: str | None = Field(
-            None, description="PEM file of the CA that signed the server certificate (an "
-            "absolute path); the system CAs otherwise.")
+            None, description="PEM file of the CA that signed the server certificate of "
+            "`https://` hosts; the system CAs otherwise. Used as given, not resolved against "
+            "the config file's folder: write an absolute path.")
         verify_certs: bool = Field(True, description="Verify the server certificate (keep on).")
-        request_timeout_secs: float = Field(30.0, gt=0, description="Timeout of one request.")
-        number_of_shards: int = Field(1, ge=1, description="Shards of each daily index.")
-        number_of_replicas: int = Field(0, ge=0, description="Replicas of each daily index.")
+        request_timeout_secs: float = Field(30.0, gt=0, description="Timeout of one request "
+                                            "(bulk, health check).")
+        number_of_shards: int = Field(1, ge=1, description="Primary shards of each daily "
+                                      "index (an index template setting).")
+        number_of_replicas: int = Field(0, ge=0, description="Replicas of each daily index; "
+                                        "0 suits a single node.")
         refresh: bool = Field(False, description="Refresh after each bulk (tests only).")
         bulk_max_bytes: int = Field(
             8 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024,

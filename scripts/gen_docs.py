@@ -101,6 +101,35 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
+# Types that are a base type plus a validator (typing.Annotated aliases such as
+# socd.tz.TimeZone): named by the validator, since the base type ("string", "number")
+# would not say what to write.
+VALIDATED_TYPES: Mapping[str, str] = {
+    "parse_duration": "duration (seconds, or `90s`, `15m`, `24h`, `7d`)",
+    "known_zone": "time zone (IANA name)",
+    "known_zone_or_offset": "time zone (IANA name or offset like `+07:00`)",
+}
+
+
+def _validated_name(metadata: Iterable[Any]) -> str | None:
+    for meta in metadata:
+        func = getattr(meta, "func", None)
+        name = VALIDATED_TYPES.get(getattr(func, "__name__", ""))
+        if name is not None:
+            return name
+    return None
+
+
+def field_type_text(info: FieldInfo) -> str:
+    """The type of an option: pydantic keeps the validators of a top-level Annotated
+    alias in ``info.metadata`` and the plain base type in ``info.annotation``."""
+    _, optional = _unwrap_optional(info.annotation)
+    named = _validated_name(info.metadata)
+    if named is not None:
+        return f"{named} or null" if optional else named
+    return type_text(info.annotation)
+
+
 def type_text(tp: Any) -> str:
     """A readable name for a field type."""
     inner, optional = _unwrap_optional(tp)
@@ -108,6 +137,8 @@ def type_text(tp: Any) -> str:
         return f"{type_text(inner)} or null"
     origin = typing.get_origin(inner)
     args = typing.get_args(inner)
+    if origin is typing.Annotated:
+        return _validated_name(inner.__metadata__) or type_text(args[0])
     if origin is typing.Literal:
         values = [code(_yaml(a)) for a in args]
         return values[0] if len(values) == 1 else "one of " + ", ".join(values)
@@ -127,13 +158,23 @@ def type_text(tp: Any) -> str:
 
 def constraints_text(info: FieldInfo) -> str:
     parts: list[str] = []
+    inner, _ = _unwrap_optional(info.annotation)
+    # A length counts characters of a string, items of a list or map.
+    what = "character" if inner in (str, SecretStr) else "item"
     for meta in info.metadata:
         for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
             value = getattr(meta, attr, None)
             if value is not None:
                 parts.append(f"{sign} {_number(value)}")
-        if getattr(meta, "min_length", None):
-            parts.append(f"at least {meta.min_length} item(s)")
+        low, high = getattr(meta, "min_length", None), getattr(meta, "max_length", None)
+        if low == 1 and not high:
+            parts.append("not empty")
+        elif low and high:
+            parts.append(f"{low} to {high} {what}s")
+        elif low:
+            parts.append(f"at least {low} {what}{'s' if low > 1 else ''}")
+        elif high:
+            parts.append(f"at most {high} {what}{'s' if high > 1 else ''}")
         if getattr(meta, "pattern", None):
             parts.append(f"matches `{meta.pattern}`")
     return ", ".join(parts)
@@ -177,7 +218,6 @@ DYNAMIC_DEFAULTS: Mapping[str, str] = {
 # Descriptions for options whose model has none. The generator fails when an
 # entry here no longer names a field, and warns about options with no text.
 DESCRIPTIONS: Mapping[str, str] = {
-    "DocumentConfig.state_dir": "A relative path is relative to the config file's folder.",
     "DocumentConfig.log": "Logging.",
     "DocumentConfig.http": "The HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).",
     "DocumentConfig.pipeline": "The intake queue and the shutdown drain.",
@@ -205,8 +245,8 @@ DESCRIPTIONS: Mapping[str, str] = {
     "MqttCollector.Config.reconnect_min_secs": "First delay before reconnecting; doubles "
                                               "after each failure.",
     "MqttCollector.Config.reconnect_max_secs": "Cap of the reconnect delay.",
-    "MqttCollector.Config.tls": "Connect with TLS when set. Paths are used as given "
-                                "(not resolved against the config folder).",
+    "MqttCollector.Config.tls": "Connect with TLS when set. Relative paths are relative "
+                                "to the config file's folder.",
     "Subscription.qos": "QoS of the subscription. Use 1: with 0 the broker does not keep "
                         "messages for socd.",
     "TlsConfig.verify_hostname": "Check that the broker certificate names the host.",
@@ -227,20 +267,6 @@ DESCRIPTIONS: Mapping[str, str] = {
     "SeveritySpec.table": "Vendor value to severity code; keys match case- and "
                           "diacritics-insensitively.",
     "SeveritySpec.default": "Severity for values not in the table.",
-    "ElasticsearchSink.Config.hosts": "Cluster URLs (`http://` or `https://`).",
-    "ElasticsearchSink.Config.username": "Basic-auth user.",
-    "ElasticsearchSink.Config.password": "Basic-auth password; never logged.",
-    "ElasticsearchSink.Config.api_key": "API key (alternative to user and password); "
-                                        "never logged.",
-    "ElasticsearchSink.Config.ca_file": "CA bundle for `https://` hosts. Used as given "
-                                        "(not resolved against the config folder).",
-    "ElasticsearchSink.Config.verify_certs": "Verify the server certificate.",
-    "ElasticsearchSink.Config.request_timeout_secs": "Timeout of one request (bulk, "
-                                                     "health check).",
-    "ElasticsearchSink.Config.number_of_shards": "Primary shards of each daily index "
-                                                 "(index template setting).",
-    "ElasticsearchSink.Config.number_of_replicas": "Replicas of each daily index. 0 suits a "
-                                                   "single node.",
 }
 
 _used_descriptions: set[str] = set()
@@ -254,9 +280,13 @@ def _field_key(model: type[BaseModel], name: str) -> str:
 def describe(model: type[BaseModel], name: str, info: FieldInfo) -> str:
     key = _field_key(model, name)
     if key in DESCRIPTIONS:
+        if info.description:
+            # Two texts for one option read as the same sentence twice (the
+            # Elasticsearch table did): the model's description is the one place.
+            raise SystemExit(f"gen_docs: {key} is described in the model and in "
+                             "DESCRIPTIONS; keep one (the model's)")
         _used_descriptions.add(key)
-        text = DESCRIPTIONS[key]
-        return text if not info.description else f"{info.description} {text}"
+        return DESCRIPTIONS[key]
     if info.description:
         return info.description
     if name == "type" and typing.get_origin(info.annotation) is typing.Literal:
@@ -294,10 +324,11 @@ def option_rows(model: type[BaseModel], prefix: str,
     for name, info in model.model_fields.items():
         if skip is not None and skip(name, info):
             continue
-        key = f"{prefix}{name}"
+        # The YAML key: `continue` is the alias of RouteConfig.continue_ (a keyword).
+        key = f"{prefix}{info.alias or name}"
         ann = info.annotation
         inner, _ = _unwrap_optional(ann)
-        kind = type_text(ann)
+        kind = field_type_text(info)
         limits = constraints_text(info)
         if limits:
             kind += f"; {limits}"
@@ -368,8 +399,9 @@ PLUGIN_NOTES: Mapping[tuple[str, str], str] = {
     ("notifier", "webhook"):
         "The notification as JSON (`id`, `route`, `group_key`, `severity`, "
         "`severity_label`, `title`, `text`, `total`, `created`, `alerts`). Sends "
-        "`Idempotency-Key` and, with `hmac_secret`, `X-Socd-Signature: sha256=<HMAC of the "
-        "body>`. 429/5xx/network errors are retried, other 4xx dead-lettered.",
+        "`Idempotency-Key`, `X-Socd-Timestamp` and, with `hmac_secret`, `X-Socd-Signature: "
+        "sha256=<HMAC of <timestamp>.<body>>` (verification: docs/notifications.md). "
+        "429/5xx/network errors are retried, other 4xx dead-lettered.",
     ("notifier", "telegram"):
         "Bot API `sendMessage` with HTML formatting (alert data escaped); texts over "
         "Telegram's 4096-character limit are cut with a `…(+N)` marker. The bot token is "
@@ -415,13 +447,17 @@ validates against, so they list exactly what the code accepts.
    key is an error, and the message suggests the key you probably meant.
 4. Each entry of `decoders`, `collectors` and `sinks` is checked against the model
    of the plugin its `type` selects. An unknown type lists the known ones.
-5. Every decoder a collector names must exist (declared or built in).
-6. Checks that read other files run when the components are built, in
-   `socd check-config` and at start: mapping files are read and validated, IoC
-   lists must exist.
+5. Every decoder a collector names must exist (declared or built in), also for a
+   collector whose own section has a problem (a misspelled key).
+6. The second pass reads the other files the document names: IoC lists, allowlist
+   files, the asset inventory and GeoIP databases must exist, mapping files and the
+   inventory must validate, the templates folder must exist. `socd check-config` runs
+   it on every file; when steps 3 to 5 found problems, its problems are listed with
+   theirs. The components are built after it (in `socd check-config` and at start).
 
-Steps 2 to 5 always run completely, so one run reports every problem. Each problem
-names the file, the line, the key path and, where it can, a fix. For this file:
+Steps 2 to 6 always run completely, so one run reports every problem: fixing them
+never reveals new ones a second run would have found. Each problem names the file,
+the line, the key path and, where it can, a fix. For this file:
 
 ```yaml
 {bad_config}```
@@ -539,7 +575,7 @@ collectors:
     username: socd
     password: ${SOCD_MQTT_PASSWORD}   # from the environment, never in the file
     tls:
-      ca_file: /etc/socd/tls/ca.pem   # absolute: TLS paths are not resolved
+      ca_file: tls/ca.pem             # relative to this file's folder (/etc/socd)
     subscriptions:
       - topic: edr/servers/#
         decoder: server_edr
@@ -585,9 +621,14 @@ PATHS: Sequence[tuple[str, str]] = (
     ("`dead_letter.path`", "`state_dir`"),
     ("`sinks.<name>.path` (`sqlite`, `ndjson`)",
      "`state_dir`; `-` is standard output for `ndjson`"),
-    ("`collectors.<name>.tls.*_file` (`mqtt`), `sinks.<name>.ca_file` (`elasticsearch`)",
-     "not resolved: used as given, so relative to the working directory. Write absolute "
-     "paths."),
+    ("TLS files: `collectors.<name>.tls.*_file` (`mqtt`, `webhook`), "
+     "`collectors.<name>.listeners[].tls.*_file` (`syslog`), `sinks.<name>.ca_file`, "
+     "`cert_file`, `key_file` (`syslog_cef`), `sinks.<name>.edl.tls_*` (`blocker`), "
+     "`notifiers.<name>.ca_file`, `sharing.targets[].ca_file`",
+     "the folder of the config file"),
+    ("`sinks.<name>.ca_file` (`elasticsearch`)",
+     "not resolved: used as given, so relative to the working directory. Write an "
+     "absolute path."),
 )
 
 MAPPING_INTRO = """\

@@ -139,6 +139,11 @@ def _check(args: argparse.Namespace) -> int:
     from socd.components import build_classifier, build_decoders, dead_letter_for, instantiate
 
     cfg = config_mod.load(args.config)
+    # The second pass (files the config names) all at once, before the builds below,
+    # each of which would stop at its first missing file.
+    references = config_mod.reference_problems(cfg)
+    if references:
+        raise ConfigError(references)
     from socd.reports.render import check_formats
 
     check_formats(cfg)  # `pdf` in reports.formats needs WeasyPrint and its libraries

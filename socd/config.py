@@ -9,6 +9,7 @@ line and, for a misspelled key, the key that was probably meant.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -522,7 +523,8 @@ class DocumentConfig(StrictModel):
     own models once their ``type`` is known."""
 
     state_dir: str = Field(default_factory=_default_state_dir,
-                           description="Where the store, spool and dead letters live.")
+                           description="Where the store, spool and dead letters live. A "
+                           "relative path is relative to the config file's folder.")
     exit_when_done: bool = Field(False, description="Exit once every one-shot collector has "
                                  "finished and the pipeline drained (batch imports).")
     log: LogConfig = LogConfig()
@@ -666,17 +668,14 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
                           problem)
     sinks = _plugins("sink", "sinks", section("sinks"), SinkConfig, problem)
     for name, plugin in collectors.items():
-        for loc, ref in _decoder_refs(plugin.config):
-            if ref not in decoders:
-                close = difflib.get_close_matches(ref, list(decoders), n=1)
-                hint = f"did you mean {close[0]!r}?" if close else (
-                    f"declare it under decoders: or use one of {', '.join(sorted(decoders))}")
-                problem(("collectors", name, *loc), f"unknown decoder {ref!r}", hint)
         _check_zones(name, plugin.config, decoders, problem)
-    if doc is None:
-        raise ConfigError(problems)
-
+    _check_decoder_refs(section("collectors"), collectors, decoders, decoders_raw, problem)
     config_dir = os.path.dirname(os.path.abspath(file))
+    if doc is None:
+        # The second pass too (files the config names), so one run lists everything.
+        raise ConfigError([*problems, *_reference_problems(
+            raw, config_dir, {n: decoders[n] for n in user_decoders if n in decoders},
+            problem_at(file, lines))])
     state_dir = resolve_path(config_dir, doc.state_dir)
     notifiers = _plugins("notifier", "notifiers", section("notifiers"), NotifierConfig, problem)
     for i, route in enumerate(doc.notifications.routes):
@@ -694,7 +693,11 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
                     "declare it under notifiers:")
 
     if problems:
-        raise ConfigError(problems)
+        # Every problem at once, with those of the second pass (reference_problems),
+        # which otherwise come only once these are fixed.
+        raise ConfigError([*problems, *_reference_problems(
+            doc, config_dir, {n: decoders[n] for n in user_decoders if n in decoders},
+            problem_at(file, lines))])
     warnings = tuple(ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc))
                      for loc, message, hint in [*_blocking_warnings(collectors, sinks),
                                                 *_decoder_warnings(collectors, sinks)])
@@ -796,6 +799,131 @@ def _check_zones(name: str, config: Any, decoders: Mapping[str, Plugin],
                 "reads no timestamps without a zone",
                 "only the syslog and cef decoders (and decoders of their types) use it; a "
                 "mapping file sets its zone under timestamp.timezone")
+
+
+def _check_decoder_refs(raw: Mapping[str, Any], valid: Mapping[str, Plugin],
+                        decoders: Mapping[str, Plugin], declared: Mapping[str, Any],
+                        problem: typing.Callable[..., None]) -> None:
+    """Every decoder a collector names must exist. A collector whose own section is
+    invalid (a misspelled key) is checked too, from its raw keys, against every declared
+    decoder: in this run, not in the next one after the key is fixed."""
+    for name, body in raw.items():
+        if name in valid:
+            refs, known = _decoder_refs(valid[name].config), decoders
+        elif isinstance(body, Mapping):
+            refs, known = _raw_decoder_refs(body), declared
+        else:
+            continue
+        for loc, ref in refs:
+            if ref not in known:
+                close = difflib.get_close_matches(ref, list(known), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else (
+                    f"declare it under decoders: or use one of {', '.join(sorted(decoders))}")
+                problem(("collectors", name, *loc), f"unknown decoder {ref!r}", hint)
+
+
+def _raw_decoder_refs(body: Mapping[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """:func:`_decoder_refs` of a collector section that did not validate (its dict)."""
+    refs: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(body.get("decoder"), str):
+        refs.append((("decoder",), body["decoder"]))
+    subs = body.get("subscriptions")
+    for i, sub in enumerate(subs if isinstance(subs, list) else []):
+        if isinstance(sub, Mapping) and isinstance(sub.get("decoder"), str):
+            refs.append((("subscriptions", i, "decoder"), sub["decoder"]))
+    sources = body.get("sources")
+    for name, source in (sources.items() if isinstance(sources, Mapping) else ()):
+        if isinstance(source, Mapping) and isinstance(source.get("decoder"), str):
+            refs.append((("sources", name, "decoder"), source["decoder"]))
+    return refs
+
+
+# -- the second pass: what the configuration names in other files ----------------------
+
+Problem = typing.Callable[[tuple[Any, ...], str, "str | None"], ConfigProblem]
+
+
+def problem_at(file: str, lines: Mapping[tuple[Any, ...], int]) -> Problem:
+    """A maker of problems of ``file`` with their line numbers."""
+    def make(loc: tuple[Any, ...], message: str, hint: str | None = None) -> ConfigProblem:
+        return ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc))
+    return make
+
+
+def _value(source: Any, *path: str) -> Any:
+    """``source.a.b`` of a validated document, or ``source["a"]["b"]`` of a raw one."""
+    node = source
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else getattr(node, key, None)
+        if node is None:
+            return None
+    return node
+
+
+def _strings(value: Any) -> list[str]:
+    return [v if isinstance(v, str) else "" for v in value] if isinstance(value, list) else []
+
+
+def reference_problems(config: Config) -> list[ConfigProblem]:
+    """The second validation pass of a valid document (``socd check-config``): every
+    file it names must exist and be valid (IoC lists, mapping files, the asset
+    inventory, GeoIP databases, the templates folder, allowlist files). All are
+    reported at once; loading a document with other problems reports them too."""
+    lines: Mapping[tuple[Any, ...], int] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):
+        node = yaml.compose(Path(config.file).read_text(encoding="utf-8"),
+                            Loader=yaml.SafeLoader)
+        lines = _line_index(node) if node is not None else {}
+    return _reference_problems(config.document, config.config_dir, config.decoders,
+                               problem_at(config.file, lines))
+
+
+def _reference_problems(source: Any, config_dir: str, decoders: Mapping[str, Plugin],
+                        make: Problem) -> list[ConfigProblem]:
+    """Files named by ``source`` (a validated document or the raw one) that are missing
+    or invalid; ``decoders`` are the declared ones (their mapping files are read)."""
+    out: list[ConfigProblem] = []
+    hint = "paths are relative to the config file's folder"
+    for i, path in enumerate(_strings(_value(source, "classification", "ioc_files"))):
+        if path and not os.path.isfile(resolve_path(config_dir, path)):
+            out.append(make(("classification", "ioc_files", i),
+                            f"no such file: {resolve_path(config_dir, path)}", hint))
+    for i, path in enumerate(_strings(_value(source, "allowlist", "files"))):
+        if path and not os.path.isfile(resolve_path(config_dir, path)):
+            out.append(make(("allowlist", "files", i),
+                            f"no such file: {resolve_path(config_dir, path)}", hint))
+    for key in ("assets_file", "geoip_city_db", "geoip_asn_db"):
+        path = _value(source, "enrichment", key)
+        if isinstance(path, str) and path:
+            full = resolve_path(config_dir, path)
+            if not os.path.isfile(full):
+                out.append(make(("enrichment", key), f"no such file: {full}", hint))
+            elif key == "assets_file":
+                from socd.enrich import load_inventory
+
+                try:
+                    load_inventory(full)
+                except ConfigError as exc:
+                    out.extend(exc.problems)
+    folder = _value(source, "notifications", "templates_dir")
+    if isinstance(folder, str) and folder and not os.path.isdir(
+            resolve_path(config_dir, folder)):
+        out.append(make(("notifications", "templates_dir"),
+                        f"no such folder: {resolve_path(config_dir, folder)}", hint))
+    for name, plugin in decoders.items():
+        ref = getattr(plugin.config, "mapping", None)
+        if getattr(plugin.config, "type", None) != "mapping" or not isinstance(ref, str):
+            continue
+        from socd.decoders.mapping import load_mapping
+
+        try:
+            load_mapping(ref, config_dir)
+        except ConfigError as exc:
+            for p in exc.problems:
+                where = f"{p.file}" + (f" {p.path}" if p.path else "")
+                out.append(make(("decoders", name, "mapping"), f"mapping {where}: {p.message}",
+                                p.hint))
+    return out
 
 
 def _decoder_refs(config: Any) -> list[tuple[tuple[Any, ...], str]]:

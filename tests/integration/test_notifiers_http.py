@@ -122,7 +122,9 @@ async def test_webhook_delivers_signed_json(receiver: Receiver, tmp_path: Path) 
     assert seen.headers["X-Api-Key"] == "key-1"
     assert seen.headers["Content-Type"].startswith("application/json")
     assert int(seen.headers["X-Socd-Timestamp"]) > 1_700_000_000
-    expected = hmac.new(b"hm-secret", seen.body, hashlib.sha256).hexdigest()
+    # The receiver's recipe of docs/notifications.md: HMAC of "<timestamp>.<body>".
+    signed = seen.headers["X-Socd-Timestamp"].encode() + b"." + seen.body
+    expected = hmac.new(b"hm-secret", signed, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(seen.headers["X-Socd-Signature"], f"sha256={expected}")
     body = seen.json()
     assert body["id"] == notification.id
@@ -136,6 +138,37 @@ async def test_webhook_delivers_signed_json(receiver: Receiver, tmp_path: Path) 
     assert body["created"].endswith("Z")
     assert [a["event"]["hash"] for a in body["alerts"]] == [
         a["event"]["hash"] for a in notification.alerts]
+
+
+def verify_webhook(secret: bytes, headers: dict[str, str], body: bytes, now: float,
+                   max_age: float = 300) -> bool:
+    """The receiver's check of docs/notifications.md, "Verifying a webhook request"."""
+    timestamp = headers.get("X-Socd-Timestamp", "")
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > max_age:
+        return False  # too old (or from the future): a replay
+    mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers.get("X-Socd-Signature", ""), "sha256=" + mac)
+
+
+async def test_webhook_signature_covers_the_timestamp(receiver: Receiver,
+                                                      tmp_path: Path) -> None:
+    # Issue 14, point 14: a captured request replayed later, with a fresh timestamp so
+    # it passes the age check, must not verify.
+    cfg = WebhookNotifier.Config.model_validate({
+        "type": "webhook", "url": f"{receiver.url}/hook", "hmac_secret": "hm-secret"})
+    notifier = WebhookNotifier(cfg, ctx(tmp_path))
+    try:
+        await notifier.send(sample_notification())
+    finally:
+        await notifier.close()
+    (seen,) = receiver.requests
+    sent_at = int(seen.headers["X-Socd-Timestamp"])
+    assert verify_webhook(b"hm-secret", seen.headers, seen.body, now=sent_at + 1)
+    assert not verify_webhook(b"hm-secret", seen.headers, seen.body, now=sent_at + 3600)
+    replayed = {**seen.headers, "X-Socd-Timestamp": str(sent_at + 3600)}
+    assert not verify_webhook(b"hm-secret", replayed, seen.body, now=sent_at + 3600)
+    assert not verify_webhook(b"other", seen.headers, seen.body, now=sent_at + 1)
+    assert not verify_webhook(b"hm-secret", seen.headers, seen.body + b" ", now=sent_at)
 
 
 async def test_webhook_put(receiver: Receiver, tmp_path: Path) -> None:

@@ -244,8 +244,23 @@ def test_webhook_headers_and_hmac_verify() -> None:
     assert headers["Authorization"] == "Bearer tok"
     assert headers["X-Api-Key"] == "k"
     assert headers["Content-Type"].startswith("application/json")
+    # The timestamp is signed with the body (issue 14, point 14): it was the body alone,
+    # so a captured request could be replayed with any X-Socd-Timestamp.
+    expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert headers["X-Socd-Signature"] == f"sha256={expected}" == signature(
+        "s3cret", body, "1700000000")
+    later = webhook_headers("n-1", body, now=1700000300.0, hmac_secret="s3cret")
+    assert later["X-Socd-Signature"] != headers["X-Socd-Signature"]
+
+
+def test_webhook_hmac_of_the_body_alone_on_request() -> None:
+    # `hmac_input: body`: the former signature, for receivers not updated yet.
+    body = b'{"id": "n-1"}'
+    headers = webhook_headers("n-1", body, now=1700000000.0, hmac_secret="s3cret",
+                              hmac_input="body")
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     assert headers["X-Socd-Signature"] == f"sha256={expected}" == signature("s3cret", body)
+    assert headers["X-Socd-Timestamp"] == "1700000000"
 
 
 def test_webhook_headers_without_secrets() -> None:

@@ -100,6 +100,12 @@ install -m 0644 "$src"/deploy/systemd/socd.service.d/*.conf \
 
 # 5. Control files.
 install -d -m 0755 "$stage/DEBIAN"
+# The installers' marker: the socd command then defaults to /etc/socd/socd.yaml, its
+# environment file and the service user, and acts as that user on its state
+# (socd/install.py).
+install -d -m 0755 "$venv/share/socd"
+printf 'SOCD_ETC=/etc/socd\nSOCD_SERVICE_USER=socd\n' > "$venv/share/socd/install.env"
+chmod 0644 "$venv/share/socd/install.env"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@PYTHON@/python$pyver/g" \
     -e "s/@INSTALLED_SIZE@/$size/" "$src/deploy/debian/control.in" > "$stage/DEBIAN/control"

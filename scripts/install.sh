@@ -158,6 +158,12 @@ fi
 # 5. Units, user, ownership. socd-blocker.{service,socket}: the privileged firewall
 #    helper for the blocker sink (docs/blocking.md); installed, never enabled here.
 install -d -m 0755 "$R$unit_dir" "$R/usr/lib/sysusers.d"
+# The installers' marker: the socd command then defaults to ETC/socd.yaml, its
+# environment file and the service user, and acts as that user on its state
+# (socd/install.py).
+install -d -m 0755 "$venv/share/socd"
+printf 'SOCD_ETC=%s\nSOCD_SERVICE_USER=socd\n' "$etc" > "$venv/share/socd/install.env"
+chmod 0644 "$venv/share/socd/install.env"
 for name in socd.service socd-blocker.service socd-blocker.socket; do
     unit="$src/deploy/systemd/$name"
     if [ "$prefix" = /opt/socd ] && [ "$etc" = /etc/socd ]; then

@@ -25,6 +25,8 @@ import orjson
 from socd.errors import SocdError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+_BY_HELP = ("who acts, recorded in the history (default: $SUDO_USER, else the login name; "
+            "required when that is only the service account, as under runuser -u socd)")
 _STATUS_CHOICES = ("new", "acknowledged", "false_positive", "resolved")
 
 
@@ -64,7 +66,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
         p = actions.add_parser(verb, help=text)
         common(p)
         p.add_argument("id", metavar="ID", help="the alert id (event.hash) or a unique prefix")
-        p.add_argument("--by", default=None, help="who (default: $SUDO_USER, else $USER)")
+        p.add_argument("--by", default=None, help=_BY_HELP)
         p.add_argument("--note", default=None, help="why; kept in the history")
         p.set_defaults(handler=_change, status=status)
 
@@ -72,7 +74,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     common(p)
     p.add_argument("id", metavar="ID")
     p.add_argument("--to", required=True, help="the new assignee ('' to unassign)")
-    p.add_argument("--by", default=None, help="who (default: $SUDO_USER, else $USER)")
+    p.add_argument("--by", default=None, help=_BY_HELP)
     p.add_argument("--note", default=None)
     p.set_defaults(handler=_assign)
 
@@ -165,18 +167,11 @@ def _run(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], 
 
 
 def _user(value: str | None) -> str:
-    """--by, else the person behind sudo, else the login name."""
-    name = value or os.environ.get("SUDO_USER") or os.environ.get("USER") or ""
-    if not name.strip():
-        import getpass
+    """--by, else the person behind sudo, else the login name; never the service
+    account alone (a ValueError: usage). See socd.identity.actor."""
+    from socd.identity import actor
 
-        try:
-            name = getpass.getuser()
-        except (OSError, KeyError):
-            name = ""
-    if not name.strip():
-        raise ValueError("who is this? pass --by NAME ($SUDO_USER and $USER are unset)")
-    return unicodedata.normalize("NFC", name.strip())
+    return actor(value)
 
 
 def _note(value: str | None) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from socd.access import read_problem
 from socd.classify import Classifier
 from socd.config import Config, Plugin
 from socd.deadletter import DeadLetter
@@ -35,6 +36,9 @@ def context(config: Config, name: str, dead_letter: DeadLetter) -> PluginContext
 
 
 def instantiate(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> Any:
+    """Build a plugin; a plugin whose section needs an unset ``${VAR}`` is a
+    :class:`ConfigError` naming it (config.Plugin.unresolved)."""
+    plugin.require_env()
     return plugin.cls(plugin.config, context(config, plugin.name, dead_letter))
 
 
@@ -62,9 +66,10 @@ def build_classifier(config: Config) -> Classifier:
     paths = [config.resolve(p) for p in cls_cfg.ioc_files]
     problems: list[ConfigProblem] = []
     for i, path in enumerate(paths):
-        if not os.path.isfile(path):
+        unreadable = read_problem(path)  # missing, or there but not readable: which one
+        if unreadable is not None:
             problems.append(ConfigProblem(config.file, f"classification.ioc_files[{i}]",
-                                          f"no such file: {path}"))
+                                          unreadable.message, unreadable.hint))
     enricher = None
     try:
         enricher = build_enricher(config)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.registry import Kind, known_types, lookup, unknown_type_message
@@ -559,9 +559,18 @@ class Plugin:
     name: str
     cls: Any
     config: Any  # an instance of cls.Config
+    # `${VAR}`s of this plugin's section that are not set (see Config.unresolved): the
+    # plugin cannot be built (socd.components.instantiate raises these), and its secrets
+    # that need them are UnsetSecret.
+    unresolved: tuple[ConfigProblem, ...] = ()
 
     def same_as(self, other: Plugin | None) -> bool:
         return other is not None and self.cls is other.cls and self.config == other.config
+
+    def require_env(self) -> None:
+        """Raise :class:`ConfigError` naming the unset variables this plugin needs."""
+        if self.unresolved:
+            raise ConfigError(self.unresolved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,10 +587,23 @@ class Config:
     notifiers: dict[str, Plugin] = field(default_factory=dict)
     # Valid but risky settings: `check-config` prints them, `socd run` logs them.
     warnings: tuple[ConfigProblem, ...] = ()
+    # `${VAR}`s that are not set, in plugin sections or secrets: a command that does not
+    # use them runs without them (`socd ioc import` needs no Telegram token); what uses
+    # them fails naming the variable. `socd run` and `check-config` require them all.
+    unresolved: tuple[ConfigProblem, ...] = ()
 
     def resolve(self, path: str) -> str:
         """A path from the config, relative to the config file's folder."""
         return resolve_path(self.config_dir, path)
+
+    def require_env(self, *sections: str) -> None:
+        """Raise :class:`ConfigError` for the unset variables below these dotted key
+        paths (``sinks.es``, ``sharing``); every one when no section is given."""
+        wanted = [p for p in self.unresolved
+                  if not sections or any(p.path == s or p.path.startswith((f"{s}.", f"{s}["))
+                                         for s in sections)]
+        if wanted:
+            raise ConfigError(wanted)
 
 
 def resolve_path(base: str, path: str) -> str:
@@ -643,11 +665,13 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
         raise ConfigError([ConfigProblem(file, "", "the top level must be a mapping", line=1)])
 
     problems: list[ConfigProblem] = []
+    raw, unset = _Unset.substitute(raw, environ, file, lines)
 
     def problem(loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
-        problems.append(ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc)))
+        # One caused by an unset ${VAR} is reported as that (see _Unset).
+        problems.extend([] if unset.covers(loc) else [
+            ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc))])
 
-    raw = _substitute(raw, environ, (), problem)
     doc: DocumentConfig | None = None
     try:
         doc = DocumentConfig.model_validate(raw)
@@ -663,21 +687,24 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
     decoders_raw = {**BUILTIN_DECODERS, **section("decoders")}
     user_decoders = set(section("decoders"))
     decoders = _plugins("decoder", "decoders", decoders_raw, DecoderConfig, problem,
-                        optional=set(BUILTIN_DECODERS) - user_decoders)
+                        optional=set(BUILTIN_DECODERS) - user_decoders, unset=unset)
     collectors = _plugins("collector", "collectors", section("collectors"), CollectorConfig,
-                          problem)
-    sinks = _plugins("sink", "sinks", section("sinks"), SinkConfig, problem)
+                          problem, unset=unset)
+    sinks = _plugins("sink", "sinks", section("sinks"), SinkConfig, problem, unset=unset)
     for name, plugin in collectors.items():
         _check_zones(name, plugin.config, decoders, problem)
     _check_decoder_refs(section("collectors"), collectors, decoders, decoders_raw, problem)
     config_dir = os.path.dirname(os.path.abspath(file))
+    unset.settle(doc)
     if doc is None:
         # The second pass too (files the config names), so one run lists everything.
         raise ConfigError([*problems, *_reference_problems(
             raw, config_dir, {n: decoders[n] for n in user_decoders if n in decoders},
-            problem_at(file, lines))])
+            problem_at(file, lines)), *unset.fatal])
+
     state_dir = resolve_path(config_dir, doc.state_dir)
-    notifiers = _plugins("notifier", "notifiers", section("notifiers"), NotifierConfig, problem)
+    notifiers = _plugins("notifier", "notifiers", section("notifiers"), NotifierConfig, problem,
+                         unset=unset)
     for i, route in enumerate(doc.notifications.routes):
         for j, ref in enumerate(route.notifiers):
             if ref not in notifiers and ref not in section("notifiers"):
@@ -692,18 +719,19 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
             problem(("incidents", "notifiers", j), f"unknown notifier {ref!r}",
                     "declare it under notifiers:")
 
-    if problems:
-        # Every problem at once, with those of the second pass (reference_problems),
-        # which otherwise come only once these are fixed.
+    if problems or unset.fatal:
+        # Every problem at once, the unset variables a later command would need included,
+        # and those of the second pass (reference_problems), which otherwise come only
+        # once these are fixed.
         raise ConfigError([*problems, *_reference_problems(
             doc, config_dir, {n: decoders[n] for n in user_decoders if n in decoders},
-            problem_at(file, lines))])
+            problem_at(file, lines)), *unset.fatal, *unset.deferred])
     warnings = tuple(ConfigProblem(file, _dotted(loc), message, hint, _line_for(lines, loc))
                      for loc, message, hint in [*_blocking_warnings(collectors, sinks),
                                                 *_decoder_warnings(collectors, sinks)])
     return Config(file=file, document=doc, config_dir=config_dir, state_dir=state_dir,
                   decoders=decoders, collectors=collectors, sinks=sinks, notifiers=notifiers,
-                  warnings=warnings)
+                  warnings=warnings, unresolved=tuple(unset.deferred))
 
 
 def _blocking_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plugin]
@@ -944,9 +972,12 @@ def _decoder_refs(config: Any) -> list[tuple[tuple[Any, ...], str]]:
 
 def _plugins(kind: Kind, section: str, raw: Mapping[str, Any], base: type[PluginConfig],
              problem: typing.Callable[..., None],
-             optional: set[str] | None = None) -> dict[str, Plugin]:
+             optional: set[str] | None = None, *, unset: _Unset | None = None
+             ) -> dict[str, Plugin]:
     """Validate each plugin section; names in ``optional`` (built-in decoders) are
-    left out quietly when their module cannot be imported."""
+    left out quietly when their module cannot be imported. A section with unset
+    ``${VAR}``s is kept, marked (:attr:`Plugin.unresolved`), when nothing else is wrong
+    with it."""
     out: dict[str, Plugin] = {}
     for name, body in raw.items():
         loc: tuple[Any, ...] = (section, name)
@@ -973,12 +1004,20 @@ def _plugins(kind: Kind, section: str, raw: Mapping[str, Any], base: type[Plugin
             problem((*loc, "type"), message)
             continue
         model: type[BaseModel] = cls.Config
+        missing = unset.under(loc) if unset is not None else []
         try:
             config = model.model_validate(dict(body))
         except ValidationError as exc:
             _report(exc, model, loc, problem)
-            continue
-        out[str(name)] = Plugin(str(name), cls, config)
+            if not missing or not all(unset is not None and unset.covers((*loc, *e["loc"]))
+                                      for e in exc.errors()):
+                continue
+            # Invalid only because a ${VAR} is unset (`url: ${SLACK_URL}` is no URL): keep
+            # it unvalidated; it is never built (instantiate raises its problems).
+            config = model.model_construct(**dict(body))
+        assert unset is not None or not missing
+        unresolved = unset.defer(config, loc, missing) if unset is not None else ()
+        out[str(name)] = Plugin(str(name), cls, config, unresolved)
     return out
 
 
@@ -1059,8 +1098,10 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 
 def _substitute(value: Any, env: Mapping[str, str], loc: tuple[Any, ...],
-                problem: typing.Callable[..., None]) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values (never in keys)."""
+                missing: list[tuple[tuple[Any, ...], str]]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in string values (never in keys). An
+    unset variable without a default stays as written and is added to ``missing``
+    with its key path (see :class:`_Unset`)."""
     if isinstance(value, str):
         def repl(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
@@ -1068,15 +1109,155 @@ def _substitute(value: Any, env: Mapping[str, str], loc: tuple[Any, ...],
                 return env[name]
             if default is not None:
                 return default
-            problem(loc, f"environment variable {name} is not set",
-                    f"export {name}=... or write ${{{name}:-default}}")
-            return ""
+            missing.append((loc, name))
+            return m.group(0)
         return _ENV.sub(repl, value) if "${" in value else value
     if isinstance(value, dict):
-        return {k: _substitute(v, env, (*loc, k), problem) for k, v in value.items()}
+        return {k: _substitute(v, env, (*loc, k), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, env, (*loc, i), problem) for i, v in enumerate(value)]
+        return [_substitute(v, env, (*loc, i), missing) for i, v in enumerate(value)]
     return value
+
+
+_PLUGIN_SECTIONS = frozenset({"decoders", "collectors", "sinks", "notifiers"})
+
+
+class UnsetSecret(SecretStr):
+    """A secret option whose ``${VAR}`` is not set. Reading it raises the
+    :class:`ConfigError` that names the variable, so a command that never uses the
+    secret runs without it and one that does fails saying what to set."""
+
+    def __init__(self, problem: ConfigProblem) -> None:
+        super().__init__("")
+        self.problem = problem
+
+    def get_secret_value(self) -> str:
+        raise ConfigError([self.problem])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnsetSecret) and other.problem == self.problem
+
+    def __hash__(self) -> int:
+        return hash(self.problem)
+
+    def __len__(self) -> int:
+        return 0
+
+
+@dataclass(slots=True)
+class _Unset:
+    """The ``${VAR}``s of one document that are not set, and what they block.
+
+    Two steps, like the rest of validation: loading keeps going when a variable is
+    unset, and the variable becomes a problem only where its value is needed. In a
+    plugin section it marks the plugin (built only by ``run``/``check-config``, which
+    require every variable, or by the command that uses it); in a secret option
+    elsewhere (``sharing.misp.api_key``) the secret becomes an :class:`UnsetSecret`.
+    Any other value (``state_dir``, a path) is needed by every command, so an unset
+    variable there is a problem at once (``fatal``)."""
+
+    file: str
+    lines: Mapping[tuple[Any, ...], int]
+    found: list[tuple[tuple[Any, ...], str]] = field(default_factory=list)
+    fatal: list[ConfigProblem] = field(default_factory=list)
+    deferred: list[ConfigProblem] = field(default_factory=list)
+
+    @classmethod
+    def substitute(cls, raw: dict[str, Any], env: Mapping[str, str], file: str,
+                   lines: Mapping[tuple[Any, ...], int]) -> tuple[dict[str, Any], _Unset]:
+        """The document with its variables substituted, and what was left unset."""
+        unset = cls(file, lines)
+        return _substitute(raw, env, (), unset.found), unset
+
+    def covers(self, loc: tuple[Any, ...]) -> bool:
+        """A validation error at ``loc`` is the consequence of an unset variable."""
+        return any(tuple(loc[:len(where)]) == where for where, _ in self.found)
+
+    def under(self, prefix: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
+        return [(loc, name) for loc, name in self.found if loc[:len(prefix)] == prefix]
+
+    def problem(self, loc: tuple[Any, ...], name: str, *, secret: bool) -> ConfigProblem:
+        return ConfigProblem(self.file, _dotted(loc), f"environment variable {name} is not set",
+                             env_hint(name, loc, secret=secret), _line_for(self.lines, loc))
+
+    def defer(self, config: Any, prefix: tuple[Any, ...],
+              missing: list[tuple[tuple[Any, ...], str]]) -> tuple[ConfigProblem, ...]:
+        """The problems of a plugin's unset variables; its secrets that need them
+        become :class:`UnsetSecret`."""
+        out = []
+        for loc, name in missing:
+            slot = _secret_slot(config, loc[len(prefix):])
+            problem = self.problem(loc, name, secret=slot is not None)
+            if slot is not None:
+                slot(UnsetSecret(problem))
+            out.append(problem)
+        self.deferred.extend(out)
+        return tuple(out)
+
+    def settle(self, doc: DocumentConfig | None) -> None:
+        """Sort the unset variables outside plugin sections into deferred secrets and
+        fatal problems (all fatal when the document did not validate)."""
+        for loc, name in self.found:
+            if loc and loc[0] in _PLUGIN_SECTIONS and len(loc) >= 2:
+                continue  # the plugin's own (_plugins / defer)
+            slot = _secret_slot(doc, loc) if doc is not None else None
+            problem = self.problem(loc, name, secret=slot is not None)
+            if slot is not None:
+                slot(UnsetSecret(problem))
+                self.deferred.append(problem)
+            else:
+                self.fatal.append(problem)
+
+
+def _secret_slot(root: Any, loc: tuple[Any, ...]) -> typing.Callable[[SecretStr], None] | None:
+    """A setter for the secret option at ``loc`` (models are frozen: their ``__dict__``
+    is written directly), or None when the value there is no secret."""
+    if not loc:
+        return None
+    parent: Any = root
+    for part in loc[:-1]:
+        if isinstance(parent, BaseModel):
+            parent = getattr(parent, str(part), None)
+        elif isinstance(parent, Mapping | list):
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        else:
+            return None
+    key = loc[-1]
+    if isinstance(parent, BaseModel):
+        value = getattr(parent, str(key), None)
+        info = type(parent).model_fields.get(str(key))
+        secret_field = info is not None and "SecretStr" in str(info.annotation)
+        if not isinstance(value, SecretStr) and not (secret_field and isinstance(value, str)):
+            return None
+        return lambda new: parent.__dict__.__setitem__(str(key), new)
+    if isinstance(parent, dict | list):
+        try:
+            value = parent[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+        if not isinstance(value, SecretStr):
+            return None
+        return lambda new: parent.__setitem__(key, new)
+    return None
+
+
+def env_hint(name: str, loc: tuple[Any, ...] = (), *, secret: bool = False) -> str:
+    """Where to set an unset variable. Never a default in the YAML for a secret: that
+    would write the secret into a file meant to hold none."""
+    from socd import install
+
+    layout = install.detect()
+    where = (f"add {name}=... to {layout.env_file} (the unit's EnvironmentFile; the socd "
+             f"command reads it too) or export {name}=... for one command"
+             if layout.installed else
+             f"export {name}=..., or put {name}=... in an environment file and pass it "
+             "with --env-file")
+    if secret or _SECRET_KEY.search(name) or any(_SECRET_KEY.search(str(p)) for p in loc):
+        return where
+    return f"{where}; a value that is not secret may have a default: ${{{name}:-value}}"
 
 
 def _line_index(node: yaml.Node) -> dict[tuple[Any, ...], int]:

@@ -25,7 +25,6 @@ import contextlib
 import csv
 import difflib
 import functools
-import os
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from socd import netaddr
+from socd.access import read_problem
 from socd.config import StrictModel, _line_for, _line_index
 from socd.errors import ConfigError, ConfigProblem
 from socd.event import Event
@@ -605,10 +605,11 @@ def build_enricher(config: Config) -> Enricher | None:
     inventory = None
     if enr.assets_file:
         path = config.resolve(enr.assets_file)
-        if not os.path.isfile(path):
+        unreadable = read_problem(path)  # missing, or there but not readable: which one
+        if unreadable is not None:
             problems.append(ConfigProblem(config.file, "enrichment.assets_file",
-                                          f"no such file: {path}",
-                                          "paths are relative to the config file"))
+                                          unreadable.message, unreadable.hint
+                                          or "paths are relative to the config file"))
         else:
             try:
                 inventory = load_inventory(path)
@@ -618,10 +619,11 @@ def build_enricher(config: Config) -> Enricher | None:
     dbs = {key: config.resolve(value) for key, value in
            (("geoip_city_db", enr.geoip_city_db), ("geoip_asn_db", enr.geoip_asn_db)) if value}
     for key, path in dbs.items():
-        if not os.path.isfile(path):
+        unreadable = read_problem(path)
+        if unreadable is not None:
             problems.append(ConfigProblem(config.file, f"enrichment.{key}",
-                                          f"no such file: {path}",
-                                          "paths are relative to the config file"))
+                                          unreadable.message, unreadable.hint
+                                          or "paths are relative to the config file"))
     if dbs and not problems:
         geoip, geo_problems = _open_geoip(config.file, dbs)
         problems.extend(geo_problems)

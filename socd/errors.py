@@ -6,6 +6,7 @@ messages for people.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -89,3 +90,41 @@ class NotifyError(SocdError):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class StartupError(SocdError):
+    """socd cannot start a component; ``hint`` says how to fix it (logged beside it)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class ListenError(StartupError):
+    """A listener cannot bind its address (``url``: ``http://127.0.0.1:9797``)."""
+
+    def __init__(self, url: str, error: OSError, *, key: str | None = None) -> None:
+        # asyncio's bind errors carry a long strerror; the errno's own text is the one
+        # people search for ("Address already in use").
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        super().__init__(f"cannot listen on {url}: {reason}",
+                         hint=listen_hint(url, error.errno, key))
+        self.url = url
+        self.errno = error.errno
+
+
+def listen_hint(url: str, errno_: int | None, key: str | None = None) -> str | None:
+    """How to fix a failed bind, by its errno (None when there is nothing to say)."""
+    import errno
+
+    port = url.rsplit(":", 1)[-1].rstrip("/")
+    option = f" ({key})" if key else ""
+    if errno_ == errno.EADDRINUSE:
+        return (f"another process (a second socd?) listens there: `ss -ltnup 'sport = :{port}'` "
+                f"names it; stop it or choose another port{option}")
+    if errno_ in (errno.EACCES, errno.EPERM):
+        return (f"ports below 1024 need CAP_NET_BIND_SERVICE: listen on a port above 1023"
+                f"{option} and redirect with nftables, or grant the capability in a drop-in")
+    if errno_ == errno.EADDRNOTAVAIL:
+        return f"the host is not an address of this machine (`ip -br addr`): fix it{option}"
+    return None

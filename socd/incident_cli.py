@@ -47,7 +47,7 @@ def _register_incident(sub: Any,  # noqa: PLR0915 (one parser per command)
             p.add_argument("--sink", help="name of the sqlite sink (when the config has "
                            "several)")
         if by:
-            p.add_argument("--by", default=None, help="who (default: $SUDO_USER, else $USER)")
+            p.add_argument("--by", default=None, help=_BY_HELP)
 
     p = actions.add_parser("open", help="open an incident from one or more alerts")
     common(p, sink=True)
@@ -239,17 +239,23 @@ def _alert_store(s: _Settings) -> Any:
     return AlertStore(s.alert_store)
 
 
-def _run(args: argparse.Namespace, body: Callable[[Any, _Settings], int]) -> int:
+def _run(args: argparse.Namespace, body: Callable[[Any, _Settings], int], *,
+         readonly: bool = False) -> int:
+    """Open the store and run ``body``. A command that only reads (``readonly``) opens
+    it read-only and never creates it: without a store there is no incident yet."""
     from socd.alerts import AlertError
     from socd.audit import AuditError
     from socd.incidents.store import IncidentError, IncidentStore
+    from socd.sqlite import NoDatabase
 
     try:
         s = _settings(args)
-        store = IncidentStore(s.incidents_db, s.audit_db)
+        store = IncidentStore(s.incidents_db, s.audit_db, readonly=readonly)
     except _Usage as exc:
         print(f"socd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except NoDatabase as exc:
+        return _no_incidents(args, exc.path)
     except sqlite3.Error as exc:
         print(f"socd: cannot open the incident store: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -280,10 +286,25 @@ def _run(args: argparse.Namespace, body: Callable[[Any, _Settings], int]) -> int
         store.close()
 
 
-def _user(value: str | None) -> str:
-    from socd.alert_cli import _user as alert_user
+def _no_incidents(args: argparse.Namespace, path: str) -> int:
+    """No store yet: an empty list, or "no such incident" for one that was asked for."""
+    if args.incident_command == "list":
+        if not args.json:
+            print(f"no incidents yet ({path} does not exist)")
+        return EXIT_OK
+    print(f"socd: no incident {args.id}: no incident was opened yet ({path} does not "
+          "exist)", file=sys.stderr)
+    return EXIT_FAILURE
 
-    return alert_user(value)
+
+_BY_HELP = ("who acts, recorded in the history (default: $SUDO_USER, else the login name; "
+            "required when that is only the service account, as under runuser -u socd)")
+
+
+def _user(value: str | None) -> str:
+    from socd.identity import actor
+
+    return actor(value)
 
 
 def _text(value: str) -> str:
@@ -525,7 +546,7 @@ def _list(args: argparse.Namespace) -> int:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         return EXIT_OK
 
-    return _run(args, body)
+    return _run(args, body, readonly=True)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -585,7 +606,7 @@ def _show(args: argparse.Namespace) -> int:
                   f"{_dump(h.details)}")
         return EXIT_OK
 
-    return _run(args, body)
+    return _run(args, body, readonly=True)
 
 
 def _doc(args: argparse.Namespace) -> int:
@@ -609,10 +630,13 @@ def _doc(args: argparse.Namespace) -> int:
                       contact=s.config.contact, zone=s.config.timezone)
         data = render(ctx, args.format)
         if args.out:
+            from socd.identity import as_invoker
+
             tmp = f"{args.out}.tmp"
-            with open(tmp, "wb") as fh:
+            with as_invoker(), open(tmp, "wb") as fh:  # the operator's file, not state
                 fh.write(data)
-            os.replace(tmp, args.out)
+            with as_invoker():
+                os.replace(tmp, args.out)
             print(f"{inc.id}: {args.kind} document written to {args.out} ({len(data)} bytes)")
         else:
             sys.stdout.flush()
@@ -620,7 +644,7 @@ def _doc(args: argparse.Namespace) -> int:
             sys.stdout.buffer.flush()
         return EXIT_OK
 
-    return _run(args, body)
+    return _run(args, body, readonly=True)
 
 
 # -- audit -----------------------------------------------------------------------------------

@@ -85,10 +85,13 @@ def _report(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(body)
         sys.stdout.buffer.flush()
         return EXIT_OK
+    from socd.identity import as_invoker
+
     tmp = f"{out}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(body)
-    os.replace(tmp, out)
+    with as_invoker():  # the operator's file (in their folder), not socd's state
+        with open(tmp, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, out)
     print(f"{out}: {data.title} ({args.fmt}, {fmt_int(len(body))} bytes, "
           f"{fmt_int(data.total)} alerts, source {data.source})", file=sys.stderr)
     return EXIT_OK

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import re
 import resource
 import signal
 import time
@@ -41,7 +43,7 @@ from socd.components import (
     instantiate,
 )
 from socd.config import Config, Plugin
-from socd.errors import HealthCheckError
+from socd.errors import HealthCheckError, ListenError, SocdError, listen_hint
 from socd.http import HttpListener, make_app
 from socd.ioc.allowlist import load_allowlist
 from socd.journal import Journal
@@ -73,6 +75,33 @@ def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
                     wanted=target, error=str(exc))
         return soft
     return target
+
+def _log_collector_failure(name: str, exc: Exception, delay: float) -> None:
+    """One log line for a failed collector. A failure the operator can fix (a port in
+    use, a file it may not read: a SocdError or such an OSError) is logged with the
+    address or file and the fix; anything else is a bug and keeps its traceback."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    expected = isinstance(exc, SocdError) or (
+        isinstance(exc, OSError) and exc.errno in _OPERATOR_ERRNOS)
+    if not expected:
+        log.error("collector failed; restarting", collector=name, retry_in_secs=delay,
+                  exc_info=exc)
+        return
+    hint = getattr(exc, "hint", None)
+    if hint is None and isinstance(cause, OSError):
+        where = _LISTEN_URL.search(str(exc))
+        hint = (listen_hint(where.group(1) if where else "", cause.errno)
+                if cause.errno in _BIND_ERRNOS else None)
+        if cause.errno in (errno.EACCES, errno.EPERM) and cause.filename:
+            hint = f"make {cause.filename} readable by the user socd runs as"
+    log.error("collector failed; restarting", collector=name, error=str(exc),
+              **({"hint": hint} if hint else {}), retry_in_secs=delay)
+
+
+_LISTEN_URL = re.compile(r"cannot listen on ([a-z]+://\S+?):\s")
+_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+_OPERATOR_ERRNOS = _BIND_ERRNOS | {errno.EPERM, errno.ENOENT}
+
 
 class _CollectorTask:
     def __init__(self, plugin: Plugin, collector: Collector, task: asyncio.Task[None]) -> None:
@@ -118,11 +147,35 @@ class Daemon:
     async def serve(self) -> None:
         self._install_signal_handlers()
         try:
-            await self.startup()
+            try:
+                await self.startup()
+            except BaseException:
+                await self._abandon_startup()
+                raise
             await self.should_exit.wait()
             await self.shutdown()
         finally:
             self._restore_signal_handlers()
+
+    async def _abandon_startup(self) -> None:
+        """Start-up failed part way (a port in use): close what was started, so the
+        failure the CLI logs is the only line (no "Unclosed client session" after it)."""
+        if self.pipeline is not None:
+            with contextlib.suppress(Exception):
+                await self.pipeline.close(5.0)  # nothing was received: returns at once
+        sinks = [r.sink for r in self.runners.values()]
+        if self.notify_core is not None:
+            sinks.append(self.notify_core)
+        for sink in sinks:
+            with contextlib.suppress(Exception):
+                await sink.close()
+        await self._stop_services(self.services)
+        if self.http is not None:
+            with contextlib.suppress(Exception):
+                await self.http.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        self.dead_letter.close()
 
     async def startup(self) -> None:
         cfg = self.config
@@ -148,14 +201,22 @@ class Daemon:
                                  self.dead_letter, cfg.document.pipeline.queue_max_batches,
                                  cfg.document.pipeline.max_buffered_bytes,
                                  journal=Journal.from_config(cfg.document.journal, cfg.state_dir)
-                                 if cfg.document.journal.enabled else None)
+                                 if cfg.document.journal.enabled else None,
+                                 warn_alertless_after_secs=cfg.document.pipeline
+                                 .warn_alertless_after_secs)
         self.pipeline.start()
         if cfg.document.http.enabled:
             app = make_app(self.readiness, self.pipeline.update_gauges)
             http = cfg.document.http
             self.http = HttpListener(app, name="metrics", host=http.host, port=http.port,
                                      limits=http.limits)
-            await self.http.start()
+            try:
+                await self.http.start()
+            except OSError as exc:
+                # A port in use is the operator's to fix: say where and how (socd.cli logs
+                # it as one line), not a traceback.
+                raise ListenError(f"http://{http.host}:{http.port}", exc,
+                                  key="http.port") from exc
             log.info("http endpoint listening", url=f"http://{self.http.host}:{self.http.port}",
                      paths=["/metrics", "/healthz", "/readyz"])
         # What a crash left in the journal is processed before any new input.
@@ -299,8 +360,7 @@ class Daemon:
             except Exception as exc:
                 metrics.ERRORS.labels(f"collector/{name}", type(exc).__name__).inc()
                 metrics.COMPONENT_UP.labels("collector", name).set(0)
-                log.exception("collector failed; restarting", collector=name,
-                              retry_in_secs=delay)
+                _log_collector_failure(name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(60.0, delay * 2)
                 continue
@@ -372,6 +432,7 @@ class Daemon:
         async with self._reload_lock:
             try:
                 new = config_mod.load(self.config.file)
+                new.require_env()
                 decoders = build_decoders(new, self.dead_letter)
                 classifier = build_classifier(new)
                 if self.classifier is not None:

@@ -114,10 +114,13 @@ def _export(args: argparse.Namespace) -> int:
             text = orjson.dumps(event, option=orjson.OPT_INDENT_2).decode() + "\n"
             summary = f"{len(event['Event']['Attribute'])} MISP attributes"
         if args.out and args.out != "-":
+            from socd.identity import as_invoker
+
             tmp = f"{args.out}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, args.out)
+            with as_invoker():  # the operator's file, not socd's state
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, args.out)
             print(f"socd: {summary} ({len(data.observations)} observed IoCs in "
                   f"{data.alerts} alerts) written to {args.out}", file=sys.stderr)
         else:

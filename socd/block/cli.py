@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -66,7 +67,9 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
 
     p = bsub.add_parser("sync", help="push the store to the kernel (needs CAP_NET_ADMIN)")
     common(p)
-    p.set_defaults(handler=_sync)
+    # Root keeps its capability here (socd.cli switches root to the service user for
+    # other commands); the store is only read, never created.
+    p.set_defaults(handler=_sync, as_root=True)
 
     p = bsub.add_parser("audit", help="the audit trail, newest first")
     common(p)
@@ -121,20 +124,44 @@ def _settings(args: argparse.Namespace) -> tuple[Any, str, Any]:
     return sink_cfg, state_dir, cfg
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(BlockerConfig, BlockStore, loaded Config or None)."""
+def _open(args: argparse.Namespace, *, create: bool = True) -> tuple[Any, Any, Any]:
+    """(BlockerConfig, BlockStore, loaded Config or None). Without ``create`` (commands
+    that only read) a store that does not exist yet is not created: the store is a
+    stand-in that holds no decision (none was ever taken)."""
     from socd.block.decisions import BlockStore
     from socd.config import resolve_path
 
     cfg, state_dir, loaded = _settings(args)
-    return cfg, BlockStore(resolve_path(state_dir, cfg.path)), loaded
+    path = resolve_path(state_dir, cfg.path)
+    if not create and not os.path.exists(path):
+        return cfg, _NoStore(), loaded
+    return cfg, BlockStore(path), loaded
+
+
+class _NoStore:
+    """The block store before its file exists: no decision was ever taken."""
+
+    def all(self) -> list[Any]:
+        return []
+
+    def active(self, now: float | None = None) -> list[Any]:
+        return []
+
+    def audit(self, value: str | None = None, limit: int = 100) -> list[Any]:
+        return []
+
+    def expire(self) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        pass
 
 
 def _list(args: argparse.Namespace) -> int:
     from socd.block.decisions import format_duration
     from socd.block.feeds import iso
 
-    _, store, _ = _open(args)
+    _, store, _ = _open(args, create=False)
     try:
         now = time.time()
         decisions = store.all() if args.all else store.active(now)
@@ -258,7 +285,7 @@ def _remove(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from socd.block.feeds import render_csv, render_txt, select
 
-    _, store, _ = _open(args)
+    _, store, _ = _open(args, create=False)
     try:
         active = select(store.active(), args.family)
     finally:
@@ -270,7 +297,9 @@ def _export(args: argparse.Namespace) -> int:
               "(--include-dry-run)", file=sys.stderr)
     text = render_csv(decisions) if args.format == "csv" else render_txt(decisions)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
+        from socd.identity import as_invoker
+
+        with as_invoker(), open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         sys.stdout.write(text)
@@ -281,7 +310,7 @@ def _sync(args: argparse.Namespace) -> int:
     from socd.block.nft import NftError
     from socd.block.sink import make_backend
 
-    cfg, store, _ = _open(args)
+    cfg, store, _ = _open(args, create=False)
     try:
         store.expire()
         backend = make_backend(cfg)
@@ -311,7 +340,7 @@ def _audit(args: argparse.Namespace) -> int:
     from socd.block.decisions import normalise
     from socd.block.feeds import iso
 
-    _, store, _ = _open(args)
+    _, store, _ = _open(args, create=False)
     try:
         value = normalise(args.value.strip())[0] if args.value else None
         rows = store.audit(value, limit=args.limit)

@@ -10,8 +10,8 @@ Entry points for the pipeline::
 from __future__ import annotations
 
 import difflib
-import os
 
+from socd.access import read_problem
 from socd.config import Config
 from socd.engine.compiler import IocLookup
 from socd.engine.engine import RuleEngine, event_time
@@ -31,9 +31,10 @@ def load_config_rules(config: Config) -> list[CompiledRule]:
     for i, raw in enumerate(cfg.paths):
         if raw != "builtin" and not any(ch in raw for ch in "*?["):
             path = config.resolve(raw)
-            if not os.path.exists(path):
+            unreadable = read_problem(path, what="file or directory")
+            if unreadable is not None:
                 problems.append(ConfigProblem(config.file, f"rules.paths[{i}]",
-                                              f"no such file or directory: {path}"))
+                                              unreadable.message, unreadable.hint))
     if problems:
         raise ConfigError(problems)
     return load_files(files)
@@ -82,10 +83,10 @@ def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> Rule
     active = [r for r in rules if r.rule.enabled and r.id not in disabled]
     if ioc_lookup is None and any(r.uses_ioc for r in active):
         paths = [config.resolve(p) for p in config.document.classification.ioc_files]
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
+        unreadable = [p for p in map(read_problem, paths) if p is not None]
+        if unreadable:
             raise ConfigError([ConfigProblem(config.file, "classification.ioc_files",
-                                             f"no such file: {missing[0]}")])
+                                             p.message, p.hint) for p in unreadable])
         ioc_lookup = ioc_lookup_from_files(paths)
     return RuleEngine(active, ioc_lookup=ioc_lookup,
                       max_out_of_order_secs=cfg.max_out_of_order_secs,

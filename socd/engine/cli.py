@@ -36,7 +36,10 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
 
 def _load(args: argparse.Namespace) -> tuple[list[CompiledRule], set[str]]:
     if args.paths:
-        return load_paths(args.paths), set()
+        from socd.identity import as_invoker
+
+        with as_invoker():  # the operator's rule files, read with their rights
+            return load_paths(args.paths), set()
     from socd.engine import load_config_rules
 
     cfg = config_mod.load(args.config)

@@ -126,12 +126,18 @@ def normalize_id(text: str) -> str:
 class IncidentStore:
     """Thread-safe access to ``incidents.db``; changes are audited to ``audit_path``."""
 
-    def __init__(self, path: str, audit_path: str | None = None) -> None:
+    def __init__(self, path: str, audit_path: str | None = None, *,
+                 readonly: bool = False) -> None:
+        """``readonly``: open an existing store for reading, creating nothing
+        (socd.sqlite.NoDatabase when there is none yet: no incident was opened)."""
         self.path = path
         self.audit_path = audit_path or os.path.join(
             os.path.dirname(os.path.abspath(path)), audit.DB_NAME)
         self._lock = threading.Lock()
-        self._db = open_db(path)
+        self._db = open_db(path, readonly=readonly)
+        if readonly:
+            self._check_version()
+            return
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -152,6 +158,18 @@ class IncidentStore:
         except BaseException:
             self._db.close()
             raise
+
+    def _check_version(self) -> None:
+        try:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except BaseException:
+            self._db.close()
+            raise
+        if row is not None and row[0] != SCHEMA_VERSION:
+            self._db.close()
+            raise SocdError(f"{self.path}: incident store schema version {row[0]} is not "
+                            f"supported by this socd ({SCHEMA_VERSION})")
 
     def close(self) -> None:
         with self._lock:

@@ -171,13 +171,20 @@ def _import(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"socd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not os.path.isfile(args.file):
-        print(f"socd: no such file: {args.file}", file=sys.stderr)
-        return EXIT_FAILURE
+    from socd.access import read_problem
+    from socd.identity import as_invoker
+
     try:
-        entries, rejected = parse_file(args.file, args.format, opts, columns=columns,
-                                       min_count=args.min_count,
-                                       include_non_ids=args.include_non_ids)
+        # The appendix is the operator's file (in their home, say): read it with their
+        # rights even when socd switched to the service user for the store.
+        with as_invoker():
+            problem = read_problem(args.file)
+            if problem is not None:
+                print(f"socd: {problem}", file=sys.stderr)
+                return EXIT_FAILURE
+            entries, rejected = parse_file(args.file, args.format, opts, columns=columns,
+                                           min_count=args.min_count,
+                                           include_non_ids=args.include_non_ids)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         print(f"socd: cannot import {args.file}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -27,6 +27,13 @@ def series_exists(metric: str, /, **labels: str) -> bool:
     return metrics.REGISTRY.get_sample_value(metric, labels) is not None
 
 
+@pytest.fixture(autouse=True)
+def _no_installed_socd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests never see a socd installed on this machine (socd.install): no default
+    /etc/socd/socd.yaml, no environment file, and root is never switched to its user."""
+    monkeypatch.setenv("SOCD_ETC", "/nonexistent/socd-unit-tests")
+
+
 @pytest.fixture
 def uid() -> str:
     """A short unique name, so tests sharing the global metrics registry do not collide."""

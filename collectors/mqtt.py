@@ -11,6 +11,15 @@ in-flight window fills): that is how back-pressure reaches the source.
 
 Payloads may be one JSON object, an array or NDJSON; the subscription's
 decoder splits them.
+
+A broker keeps one connection per client id: when a second client connects with
+the same id (a second socd instance, a copied config), it closes the older one,
+which reconnects and closes the other, about once a second, and the messages are
+split between them. :class:`SessionFlaps` tells that pattern (connections lost
+again and again shortly after they were made, or MQTT 5's "session taken over")
+from a broker restart and says what to change; the reconnect delay is reset only
+after a connection that lasted, so two such instances slow down instead of
+thrashing.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ import asyncio
 import random
 import socket
 import ssl
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any, Literal
 
 import aiomqtt
@@ -28,9 +40,45 @@ from pydantic import Field, SecretStr, model_validator
 from socd import metrics
 from socd.config import CollectorConfig, StrictModel, resolve_path
 from socd.plugins import Emit, PluginContext, RawRecord
+from socd.ratelimit import LogLimiter
 from socd.tls import closing_on_failure
 
 log = structlog.get_logger("socd.collectors.mqtt")
+
+# MQTT 5 DISCONNECT reason 0x8E: another client connected with the same client id.
+SESSION_TAKEN_OVER = 0x8E
+
+
+class SessionFlaps:
+    """Tells a client id shared by two clients from ordinary connection losses.
+
+    A broker restart or a network cut loses a connection that had lasted, or fails
+    to reconnect at all; a shared client id makes every connection end shortly after
+    it was made, again and again. ``lost`` records one lost connection and answers
+    whether the losses now look like that (``count`` connections that lasted less
+    than ``short_secs`` within ``window_secs``, or a "session taken over" reason).
+    """
+
+    def __init__(self, *, short_secs: float = 10.0, window_secs: float = 300.0,
+                 count: int = 3, clock: Callable[[], float] = time.monotonic) -> None:
+        self.short_secs = short_secs
+        self.window_secs = window_secs
+        self.count = count
+        self._clock = clock
+        self._short: deque[float] = deque()
+
+    def lost(self, lasted_secs: float, *, taken_over: bool = False) -> bool:
+        now = self._clock()
+        if lasted_secs < self.short_secs:
+            self._short.append(now)
+        while self._short and now - self._short[0] > self.window_secs:
+            self._short.popleft()
+        return taken_over or len(self._short) >= self.count
+
+    @property
+    def recent(self) -> int:
+        """Short-lived connections within the window."""
+        return len(self._short)
 
 
 class Subscription(StrictModel):
@@ -87,7 +135,10 @@ class MqttCollector:
         self._routes = [(_match_filter(s.topic), s.decoder or config.decoder)
                         for s in self.subscriptions]
         self._ready = False
+        self._flaps = SessionFlaps()
+        self._flap_log = LogLimiter(60.0)
         metrics.init_collector(self.name)
+        metrics.COLLECTOR_RECONNECTS.labels(self.name)
 
     @property
     def ready(self) -> bool:
@@ -135,27 +186,60 @@ class MqttCollector:
     async def run(self, emit: Emit) -> None:
         delay = self.config.reconnect_min_secs
         while True:
+            connected_at: float | None = None
             try:
                 client = self._client()
                 async with client:
+                    connected_at = time.monotonic()
                     for sub in self.subscriptions:
                         await client.subscribe(sub.topic, qos=sub.qos)
                     self._set_ready(True)
                     log.info("subscribed", collector=self.name, broker=self._where(),
                              topics=[s.topic for s in self.subscriptions],
                              client_id=self.client_id)
-                    delay = self.config.reconnect_min_secs
                     await self._consume(client, emit)
             except aiomqtt.MqttError as exc:
                 self._set_ready(False)
                 metrics.ERRORS.labels(f"collector/{self.name}", "MqttError").inc()
+                metrics.COLLECTOR_RECONNECTS.labels(self.name).inc()
+                lasted = None if connected_at is None else time.monotonic() - connected_at
+                if lasted is not None:
+                    if lasted >= self._flaps.short_secs:
+                        delay = self.config.reconnect_min_secs  # it had been working
+                    self._session_lost(lasted, exc)
                 log.warning("broker connection lost; reconnecting", collector=self.name,
-                            broker=self._where(), error=str(exc), retry_in_secs=round(delay, 2))
+                            broker=self._where(), error=_describe(exc),
+                            **({"connected_secs": round(lasted, 1)} if lasted is not None
+                               else {}),
+                            retry_in_secs=round(delay, 2))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311
                 delay = min(self.config.reconnect_max_secs, delay * 2)
             except BaseException:
                 self._set_ready(False)
                 raise
+
+    def _session_lost(self, lasted: float, exc: aiomqtt.MqttError) -> None:
+        """Say so when the broker keeps closing our connections because another client
+        uses the same client id: the two take turns and split the messages."""
+        taken_over = _reason_code(exc) == SESSION_TAKEN_OVER
+        if not self._flaps.lost(lasted, taken_over=taken_over):
+            return
+        held = self._flap_log.allow(self.client_id)
+        if held is None:
+            return
+        log.error(
+            "MQTT session taken over again and again: another client uses the same client id",
+            collector=self.name, broker=self._where(), client_id=self.client_id,
+            short_connections=self._flaps.recent, window_secs=self._flaps.window_secs,
+            reason="session taken over (MQTT 5 reason 0x8E)" if taken_over else
+            "the broker closed each connection shortly after it was made",
+            hint=(f"a broker keeps one connection per client id and closes the older one "
+                  f"when another client connects with {self.client_id!r}: two socd "
+                  f"instances (or this config copied to another host) take turns and "
+                  f"each gets part of the messages. Give every instance its own "
+                  f"`client_id` (the default socd-<hostname>-<collector> differs per host "
+                  f"name); with $share subscriptions each replica still needs its own id "
+                  f"(docs/sources/mqtt.md)"))
 
     async def _consume(self, client: aiomqtt.Client, emit: Emit) -> None:
         paho: Any = client._client
@@ -194,6 +278,23 @@ class MqttCollector:
 
     def _where(self) -> str:
         return f"{self.config.host}:{self.config.port}"
+
+
+def _reason_code(exc: BaseException) -> int | None:
+    """The MQTT reason code behind an aiomqtt error (its own or its cause's)."""
+    for err in (exc, exc.__cause__):
+        rc = getattr(err, "rc", None)
+        if rc is not None:
+            value = getattr(rc, "value", rc)
+            return value if isinstance(value, int) else None
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """The error with its cause (the broker's reason, the socket error): aiomqtt's own
+    text, 'Disconnected during message iteration', says nothing."""
+    cause = exc.__cause__
+    return f"{exc}: {cause}" if cause is not None and str(cause) else str(exc)
 
 
 def _match_filter(topic: str) -> str:

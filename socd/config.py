@@ -29,7 +29,6 @@ from socd.registry import Kind, known_types, lookup, unknown_type_message
 from socd.severity import BUILTIN_TABLES, Severity
 from socd.tz import TimeZone, ZoneOrOffset
 
-
 _HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252}[A-Za-z0-9_])?")
 
 

@@ -113,6 +113,14 @@ COLLECTOR_LAST_RECEIVED = Gauge(
     ["collector"],
     registry=REGISTRY,
 )
+COLLECTOR_RECONNECTS = Counter(
+    "socd_collector_reconnects_total",
+    "Connections of a collector to its broker lost or refused, each followed by a new "
+    "attempt (MQTT). A steady rate with short connections is a client id shared by two "
+    "clients (docs/sources/mqtt.md).",
+    ["collector"],
+    registry=REGISTRY,
+)
 COLLECTOR_LAG = Histogram(
     "socd_collector_lag_seconds",
     "How old events are when socd receives them (receipt time minus the event's own "

@@ -31,6 +31,7 @@ import structlog
 
 from socd import metrics
 from socd import spool as spool_mod
+from socd.alertless import AlertlessWatch
 from socd.classify import Processor
 from socd.config import SinkConfig, resolve_path
 from socd.deadletter import DeadLetter
@@ -204,6 +205,11 @@ class SinkRunner:
                 batch.ack.done()
         self.queued_events = 0
         return lost
+
+    @property
+    def selects_alerts_only(self) -> bool:
+        """``select: alerts``: plain events are not this sink's to keep."""
+        return self._alerts_only
 
     def _select(self, events: Sequence[Event]) -> list[Event]:
         if not self._alerts_only:
@@ -504,7 +510,8 @@ class Pipeline:
                  runners: Sequence[SinkRunner], dead_letter: DeadLetter,
                  queue_max_batches: int = 64,
                  max_buffered_bytes: int = 16 * 1024 * 1024,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None,
+                 warn_alertless_after_secs: float = 60.0) -> None:
         self.decoders = dict(decoders)
         self.processor = processor
         self.runners = list(runners)
@@ -520,6 +527,9 @@ class Pipeline:
         self._freed = asyncio.Event()
         self.journal = journal
         self._recovered = journal is None
+        # Counts each collector's alerts and the events no sink keeps; warns about a
+        # source whose records never become alerts while no sink keeps events.
+        self.alertless = AlertlessWatch(warn_alertless_after_secs)
 
     def start(self) -> None:
         for runner in self.runners:
@@ -701,6 +711,7 @@ class Pipeline:
     async def close(self, drain_timeout: float) -> int:
         """Finish intake, drain to the sinks within ``drain_timeout``; returns the number of
         events dead-lettered because the timeout passed (or :meth:`abort` was called)."""
+        self.alertless.close()
         drain = asyncio.create_task(self._drain(), name="pipeline/drain")
         abort = asyncio.create_task(self._abort.wait(), name="pipeline/abort")
         done, _ = await asyncio.wait({drain, abort}, timeout=drain_timeout,
@@ -848,6 +859,9 @@ class Pipeline:
         if events:
             _observe_lag(collector, received, events)
             events = self.processor.process(events)
+            runners = self.runners  # none: every event is dead-lettered below
+            self.alertless.observe(collector, batch.records[0].decoder, events, bool(runners)
+                                   and all(r.selects_alerts_only for r in runners))
         self.events_processed += len(events)
         runners = self.runners
         ack = batch.ack

@@ -90,4 +90,5 @@ def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> Rule
         ioc_lookup = ioc_lookup_from_files(paths)
     return RuleEngine(active, ioc_lookup=ioc_lookup,
                       max_out_of_order_secs=cfg.max_out_of_order_secs,
-                      max_field_bytes=cfg.max_field_bytes)
+                      max_field_bytes=cfg.max_field_bytes,
+                      max_clock_skew_secs=cfg.max_clock_skew_secs)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import bisect
 import gc
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import structlog
 from prometheus_client import Counter
 
 from socd.engine.compiler import (
@@ -31,8 +33,12 @@ from socd.engine.compiler import (
 )
 from socd.engine.loader import CompiledRule
 from socd.event import Event, fingerprint, set_severity
+from socd.log import configured as log_configured
 from socd.metrics import REGISTRY
 from socd.patterns import encode
+from socd.ratelimit import LogLimiter
+
+log = structlog.get_logger("socd.engine")
 
 RULE_MATCHES = Counter(
     "socd_rule_matches_total",
@@ -49,7 +55,16 @@ RULES_SUPPRESSED = Counter(
 RULES_LATE = Counter(
     "socd_rules_late_events_total",
     "Events older than the newest event time seen minus rules.max_out_of_order_secs, "
-    "matched by a threshold or sequence rule but left out of its state.",
+    "matched by a threshold or sequence rule but left out of its state, by collector.",
+    ["collector"],
+    registry=REGISTRY,
+)
+RULES_CLOCK_SKEW = Counter(
+    "socd_rules_clock_skew_events_total",
+    "Events whose own time was more than rules.max_clock_skew_secs away from their "
+    "arrival while the newest event time was not (a sender's clock or time zone is "
+    "wrong), placed in a threshold or sequence window at their arrival time, by collector.",
+    ["collector"],
     registry=REGISTRY,
 )
 RULES_EVICTED = Counter(
@@ -137,6 +152,106 @@ def event_time(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value / 1000 if value > 1e11 else float(value)
     return None
+
+
+def arrival_time(event: Event) -> float | None:
+    """When socd (or the first agent) received ``event``: its ``event.created``, which
+    decoders set from the receipt time. Parsed without the cache: it differs per record."""
+    ev = event.get("event")
+    created = ev.get("created") if type(ev) is dict else None
+    if type(created) is not str or len(created) > _TS_CACHED_CHARS:
+        return None
+    try:
+        dt = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+
+
+_LABELS_MAX = 64
+
+
+class _TimingReport:
+    """Counts and says, per collector, which events the rules could not window in their
+    own time: left out as late, or windowed at their arrival (clock skew). One log line
+    per collector and kind a minute: a UTC server read as +07:00 sends thousands. They
+    are logged only once logging is set up (the daemon, :func:`socd.log.configured`):
+    the offline commands (replay, test-rules) write their data to stdout."""
+
+    def __init__(self, max_out_of_order_secs: float, max_clock_skew_secs: float) -> None:
+        self.bound = max_out_of_order_secs
+        self.skew = max_clock_skew_secs
+        self._late: dict[str, list[Any]] = {}
+        self._skewed: dict[str, list[Any]] = {}
+        self._labels: set[str] = set()
+        self._limiter = LogLimiter(60.0)
+
+    def _collector(self, event: Event) -> str:
+        socd = event.get("socd")
+        name = socd.get("collector") if type(socd) is dict else None
+        if type(name) is not str or not name:
+            return "unknown"
+        if name not in self._labels:
+            if len(self._labels) >= _LABELS_MAX:
+                return "other"  # collector names come from the config: a bounded set
+            self._labels.add(name)
+        return name
+
+    def late(self, event: Event, ts: float, newest: float) -> None:
+        entry = self._late.setdefault(self._collector(event), [0, event, ts, newest])
+        entry[0] += 1
+
+    def skewed(self, event: Event, own_time: float, arrival: float) -> None:
+        entry = self._skewed.setdefault(self._collector(event), [0, event, own_time, arrival])
+        entry[0] += 1
+
+    def report(self) -> None:
+        logging = log_configured()
+        if self._late:
+            for collector, (count, event, ts, newest) in self._late.items():
+                RULES_LATE.labels(collector).inc(count)
+                held = self._limiter.allow(("late", collector), count) if logging else None
+                if held is not None:
+                    self._log_late(collector, count + held, event, ts, newest)
+            self._late.clear()
+        if self._skewed:
+            for collector, (count, _, own_time, arrival) in self._skewed.items():
+                RULES_CLOCK_SKEW.labels(collector).inc(count)
+                held = self._limiter.allow(("skew", collector), count) if logging else None
+                if held is not None:
+                    log.warning("event times far from their arrival: rule windows use the "
+                                "arrival time", collector=collector, events=count + held,
+                                off_by_secs=round(own_time - arrival),
+                                hint=_zone_hint(collector, own_time - arrival))
+            self._skewed.clear()
+
+    def _log_late(self, collector: str, count: int, event: Event, ts: float,
+                  newest: float) -> None:
+        arrival = arrival_time(event)
+        off = ts - arrival if arrival is not None else 0.0
+        # A live stream (the newest event time agrees with the arrival) and an offset a
+        # clock or zone can explain (zones span 26 h): say so. Else a late source.
+        live = arrival is not None and abs(arrival - newest) <= max(self.skew, self.bound)
+        if live and max(self.bound, 600.0) < abs(off) <= 26 * 3600:
+            hint = _zone_hint(collector, off)
+            if not self.skew:
+                hint += "; rules.max_clock_skew_secs: 0 leaves such events out"
+        else:
+            hint = (f"they arrived after events more than rules.max_out_of_order_secs "
+                    f"({self.bound:g} s) newer: a delayed source; raise that option if such "
+                    f"delays are normal")
+        log.warning("late events left out of threshold and sequence rules",
+                    collector=collector, events=count, behind_newest_secs=round(newest - ts),
+                    **({"off_by_secs": round(off)} if arrival is not None else {}), hint=hint)
+
+
+def _zone_hint(collector: str, off_by_secs: float) -> str:
+    hours = off_by_secs / 3600
+    return (f"their own time is {abs(hours):.1f} h {'behind' if hours < 0 else 'ahead of'} "
+            f"their arrival: the sender's clock or time zone is wrong. Times written without "
+            f"a zone (RFC 3164 syslog, CEF) are read in the collector's `timezone` (default "
+            f"Asia/Ho_Chi_Minh): set `timezone:` (or `sender_timezones:` per sender) on "
+            f"collector {collector!r}, or fix the sender's clock (docs/sources/syslog.md)")
 
 
 def _hashable(value: Any) -> Any:
@@ -265,9 +380,13 @@ class RuleEngine:
     def __init__(self, rules: Sequence[CompiledRule], *, ioc_lookup: IocLookup | None = None,
                  max_out_of_order_secs: float = 300.0, max_keys: int = MAX_KEYS,
                  include_disabled: bool = False,
-                 max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES) -> None:
+                 max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+                 max_clock_skew_secs: float = 0.0) -> None:
         self.rules = [r for r in rules if include_disabled or r.rule.enabled]
         self.max_out_of_order_secs = float(max_out_of_order_secs)
+        # 0: events far from their arrival are windowed in their own time (or left out).
+        self.max_clock_skew_secs = float(max_clock_skew_secs)
+        self._timing = _TimingReport(self.max_out_of_order_secs, self.max_clock_skew_secs)
         self.max_keys = max_keys
         self.max_time = -math.inf
         self.ioc_lookup = ioc_lookup
@@ -372,7 +491,10 @@ class RuleEngine:
         dispatch = self._dispatch
         bound = self.max_out_of_order_secs
         max_time = self.max_time
-        late_count = 0
+        skew = self.max_clock_skew_secs
+        # Nothing is from the future: past this, a sender's clock or zone is ahead.
+        future = time.time() + skew if skew else math.inf
+        timing = self._timing
         for n, event in enumerate(events):
             values = tuple([_hashable(g(event)) for g in getters])
             cands = dispatch.get(values)
@@ -381,11 +503,26 @@ class RuleEngine:
             ts = event_time(event.get("@timestamp"))
             if ts is None:
                 ts = max_time if max_time > -math.inf else 0.0
+            own_time: float | None = None  # set when windows use the arrival time instead
+            if ts > future:
+                arrival = arrival_time(event)
+                if arrival is not None:
+                    own_time, ts = ts, arrival
             late = ts < max_time - bound
-            max_time = max(max_time, ts)
+            if late and skew:
+                arrival = arrival_time(event)
+                # The newest event time agrees with the arrival (a live stream) but this
+                # event's own time does not: its sender's clock or zone is wrong. A replay
+                # of old records (arrival far after every event time) is left as it was.
+                if (arrival is not None and abs(ts - arrival) > skew
+                        and max_time - bound <= arrival <= max_time + skew):
+                    own_time, ts, late = ts, arrival, False
+            if own_time is None:
+                max_time = max(max_time, ts)
             if not cands:
                 continue
             counted_late = False
+            windowed = False
             for slot in cands:
                 match = slot.routed
                 kind = slot.kind
@@ -399,6 +536,7 @@ class RuleEngine:
                         counted_late = True
                         continue
                     pending.append((ts, n, slot, event, hit))
+                    windowed = True
                     continue
                 if match is not None and not match(event):
                     continue
@@ -409,11 +547,13 @@ class RuleEngine:
                     counted_late = True
                 else:
                     pending.append((ts, n, slot, event, None))
+                    windowed = True
             if counted_late:
-                late_count += 1
+                timing.late(event, ts, max_time)
+            elif windowed and own_time is not None:
+                timing.skewed(event, own_time, ts)
         self.max_time = max_time
-        if late_count:
-            RULES_LATE.inc(late_count)
+        timing.report()
         if pending:
             pending.sort(key=lambda p: (p[0], p[1], p[2].order))
             for ts, _, slot, event, steps_hit in pending:

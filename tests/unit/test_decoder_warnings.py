@@ -41,8 +41,8 @@ def test_with_a_sink_that_keeps_everything_the_events_are_not_lost() -> None:
     "  ids:\n    type: file\n    paths: [eve.json]\n    decoder: json\n",
     # every input names its decoder
     "  edr:\n    type: mqtt\n    subscriptions: [{topic: edr/#, decoder: server_edr}]\n",
-    "  hook:\n    type: webhook\n    sources:\n      edr: {token: '0123456789abcdef0123456789abcdef',"
-    " decoder: workstation_edr}\n",
+    "  hook:\n    type: webhook\n    sources:\n"
+    "      edr: {token: '0123456789abcdef0123456789abcdef', decoder: workstation_edr}\n",
     # a default made for the records: syslog reads syslog, the sensor writes socd's JSON
     "  fw:\n    type: syslog\n    listeners: [{protocol: tcp, port: 5514}]\n",
     "  tap:\n    type: sensor\n    pcap_files: [x.pcap]\n",

@@ -200,11 +200,11 @@ def test_late_events_skip_state_but_match_stateless() -> None:
     match: {field: source.ip, equals: late}
 """
     eng = engine(text, max_out_of_order_secs=60)
-    before = sample_value("socd_rules_late_events_total")
+    before = sample_value("socd_rules_late_events_total", collector="unknown")
     assert alerts(eng, [ev(1000, 1, source__ip="x")]) == []
     out = alerts(eng, [ev(100, i, source__ip="late") for i in range(5)])
     assert [a["rule"]["id"] for a in out] == ["stateless"] * 5
-    assert sample_value("socd_rules_late_events_total") - before == 5
+    assert sample_value("socd_rules_late_events_total", collector="unknown") - before == 5
     # within the bound: counted
     out = alerts(eng, [ev(950, i, source__ip="y") for i in range(3)])
     assert [a["rule"]["id"] for a in out] == ["brute"]

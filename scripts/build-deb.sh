@@ -10,6 +10,11 @@
 # the build fails if the staging path is left anywhere. The installed package needs
 # no network and no pip: dpkg tracks every file, so removal is clean.
 #
+# Also in the package: WeasyPrint (PDF reports, the default `reports.formats` has pdf;
+# its libraries are Depends), all of docs/ in /opt/socd/share/doc/socd (the shipped
+# config points there), the socd(8) man page generated from the CLI by
+# scripts/gen_man.py, and /usr/bin/socd -> /opt/socd/bin/socd.
+#
 # Usage: scripts/build-deb.sh [--python /usr/bin/python3] [--out dist]
 set -euo pipefail
 
@@ -63,8 +68,15 @@ wheel=$(ls "$work"/wheels/socd-*.whl)
 # 2. The venv with socd and its dependencies (the pip cache makes rebuilds fast).
 "$interp" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-warn-script-location \
-    "$wheel[geoip]"
+    "$wheel[geoip,pdf]"
 "$venv/bin/python" -m pip uninstall -q -y pip setuptools >/dev/null 2>&1 || true
+# The man page, from the installed CLI's parser (byte code goes in step 3 anyway).
+env -u SOCD_CONFIG COLUMNS=80 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(date +%s)}" \
+    "$venv/bin/python" "$src/scripts/gen_man.py" -o "$work/socd.8"
+if grep -qF "$work" "$work/socd.8"; then
+    echo "build-deb: the staging path is in the man page" >&2
+    exit 1
+fi
 rm -f "$venv"/bin/pip* "$venv"/bin/activate.fish "$venv"/bin/activate.csh "$venv"/bin/Activate.ps1
 find "$venv" -name direct_url.json -delete
 
@@ -88,9 +100,14 @@ install -m 0644 "$src/deploy/debian/rules.d-README" "$stage/etc/socd/rules.d/REA
 install -m 0644 "$src/deploy/systemd/socd.service" "$src/deploy/systemd/socd-blocker.service" \
     "$src/deploy/systemd/socd-blocker.socket" "$stage/usr/lib/systemd/system/"
 install -m 0644 "$src/deploy/systemd/socd.sysusers" "$stage/usr/lib/sysusers.d/socd.conf"
-install -m 0644 "$src/docs/deployment-systemd.md" "$venv/share/doc/socd/deployment-systemd.md"
-install -m 0644 "$src/docs/runbook.md" "$venv/share/doc/socd/runbook.md"
-install -m 0644 "$src/docs/blocking.md" "$venv/share/doc/socd/blocking.md"
+# All of docs/, its folders kept (the pages link to each other: sources/mqtt.md...).
+(cd "$src/docs" && find . -type f ! -name '.*' -print0) | while IFS= read -r -d '' f; do
+    install -D -m 0644 "$src/docs/$f" "$venv/share/doc/socd/$f"
+done
+install -d -m 0755 "$stage/usr/share/man/man8" "$stage/usr/bin"
+gzip -9n < "$work/socd.8" > "$stage/usr/share/man/man8/socd.8.gz"
+chmod 0644 "$stage/usr/share/man/man8/socd.8.gz"
+ln -s "$prefix/bin/socd" "$stage/usr/bin/socd"
 install -m 0644 "$src/deploy/prometheus/socd-alerts.yml" "$venv/share/doc/socd/examples/socd-alerts.yml"
 install -m 0644 "$src/deploy/grafana/socd-dashboard.json" \
     "$venv/share/doc/socd/examples/socd-dashboard.json"

@@ -13,15 +13,18 @@
 # * ETC/rules.d/ for local rules (the shipped pack is loaded as `builtin`);
 # * the units in UNIT_DIR (socd.service, and the privileged firewall helper
 #   socd-blocker.service + socd-blocker.socket, enabled only by the operator), the
-#   drop-in examples and docs in PREFIX/share/doc/socd, the user from
+#   drop-in examples and all of docs/ in PREFIX/share/doc/socd, the user from
 #   /usr/lib/sysusers.d/socd.conf (systemd-sysusers, else adduser);
+# * socd on PATH (/usr/local/bin/socd -> PREFIX/bin/socd, unless another file is
+#   there) and the socd(8) man page in /usr/local/share/man/man8, generated from the CLI;
 # * `systemctl daemon-reload` only when systemd is running; nothing is started.
 # --no-systemd skips the unit, the user and systemctl (a plain venv + config, e.g.
 # for a container or a test). --root DIR installs below DIR (staging; implies that
 # no user is created and systemctl is not called).
 #
-# Uninstall removes the venv, the units and the sysusers file; it keeps /etc/socd,
-# /var/lib/socd (the alert store, spools, queues) and /var/log/socd unless --purge.
+# Uninstall removes the venv, the units, the sysusers file, the PATH link and the man
+# page; it keeps /etc/socd, /var/lib/socd (the alert store, spools, queues) and
+# /var/log/socd unless --purge.
 set -euo pipefail
 
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +37,7 @@ systemd=1
 action=install
 purge=0
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --prefix) prefix=$2; shift 2 ;;
@@ -63,6 +66,9 @@ if [ "$action" = uninstall ]; then
     rm -f "$R$unit_dir/socd-blocker.service" "$R$unit_dir/socd-blocker.socket" \
         "$R$unit_dir/sockets.target.wants/socd-blocker.socket"
     rm -f "$R/usr/lib/sysusers.d/socd.conf"
+    if [ "$(readlink "$R/usr/local/bin/socd" 2>/dev/null)" = "$prefix/bin/socd" ]; then
+        rm -f "$R/usr/local/bin/socd" "$R/usr/local/share/man/man8/socd.8"
+    fi
     rm -rf "$R$prefix"
     if [ "$purge" = 1 ]; then
         rm -rf "$R$etc" "$R/var/lib/socd" "$R/var/log/socd" "$R$unit_dir/socd.service.d"
@@ -118,7 +124,13 @@ pip=("$venv/bin/python" -m pip -q --disable-pip-version-check)
 "${pip[@]}" wheel --no-deps -w "$work/wheels" "$work/src"
 wheel=$(ls "$work"/wheels/socd-*.whl)
 "${pip[@]}" install --force-reinstall --no-deps "$wheel"
-"${pip[@]}" install "$wheel[geoip]"
+"${pip[@]}" install "$wheel[geoip,pdf]"
+# PDF reports (in the default reports.formats) need Pango: check-config refuses them
+# without it, so say it now.
+if ! "$venv/bin/python" -c 'import weasyprint' >/dev/null 2>&1; then
+    say "PDF reports need: apt-get install libpango-1.0-0 libpangoft2-1.0-0" \
+        "fonts-dejavu-core (or leave pdf out of reports.formats)"
+fi
 
 # 3. Configuration: never overwrite the operator's files.
 install -d -m 0750 "$R$etc"
@@ -139,11 +151,24 @@ for name in socd.yaml socd.env; do
     fi
 done
 
-# 4. Documentation and drop-in examples.
+# 4. Documentation (all of docs/, its folders kept), drop-in examples, the man page,
+#    socd on PATH.
 doc="$venv/share/doc/socd"
 install -d -m 0755 "$doc/examples/socd.service.d"
-install -m 0644 "$src/docs/deployment-systemd.md" "$src/docs/runbook.md" \
-    "$src/docs/blocking.md" "$doc/"
+(cd "$src/docs" && find . -type f ! -name '.*' -print0) | while IFS= read -r -d '' f; do
+    install -D -m 0644 "$src/docs/$f" "$doc/$f"
+done
+man8="$R/usr/local/share/man/man8"
+install -d -m 0755 "$man8" "$R/usr/local/bin"
+env -u SOCD_CONFIG PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" "$src/scripts/gen_man.py" \
+    -o "$man8/socd.8"
+chmod 0644 "$man8/socd.8"
+link="$R/usr/local/bin/socd"
+if [ -L "$link" ] || [ ! -e "$link" ]; then
+    ln -sfn "$prefix/bin/socd" "$link"
+else
+    say "kept /usr/local/bin/socd (not a link); socd is $prefix/bin/socd"
+fi
 install -m 0644 "$src/deploy/prometheus/socd-alerts.yml" \
     "$src/deploy/grafana/socd-dashboard.json" "$doc/examples/"
 install -m 0644 "$src/deploy/systemd/socd.yaml" "$doc/examples/"

@@ -26,9 +26,11 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +85,22 @@ def test_deb_contents(deb: Path) -> None:
     control = ok([dpkg_deb, "-f", str(deb)]).stdout
     assert "Package: socd" in control
     assert "Depends: python3." in control
+    # PDF reports (in the default reports.formats): WeasyPrint's libraries and a font
+    # with Vietnamese glyphs.
+    depends = ok([dpkg_deb, "-f", str(deb), "Depends"]).stdout
+    for package in ("libpango-1.0-0", "libpangoft2-1.0-0", "fonts-dejavu-core"):
+        assert package in depends, package
     names = ok([dpkg_deb, "-c", str(deb)]).stdout
+    # All of docs/ (the shipped config points there), the man page, socd on PATH,
+    # WeasyPrint in the venv.
+    docs = sorted(p.relative_to(REPO / "docs") for p in (REPO / "docs").rglob("*")
+                  if p.is_file())
+    assert len(docs) > 20
+    for doc in docs:
+        assert f" ./opt/socd/share/doc/socd/{doc}\n" in names, doc
+    assert " ./usr/share/man/man8/socd.8.gz\n" in names
+    assert " ./usr/bin/socd -> /opt/socd/bin/socd\n" in names
+    assert "/site-packages/weasyprint/__init__.py\n" in names
     for path in ("./opt/socd/bin/socd", "./opt/socd/pyvenv.cfg", "./etc/socd/socd.yaml",
                  "./etc/socd/socd.env", "./etc/socd/rules.d/README",
                  "./usr/lib/systemd/system/socd.service",
@@ -142,6 +159,42 @@ def test_deb_install_check_config_purge(deb: Path) -> None:
         # Nothing writes byte code below /opt/socd when root runs the CLI either.
         ok(["/opt/socd/bin/socd", "--version"])
 
+        # socd is on PATH, its man page and the documentation the config names are there.
+        assert shutil.which("socd", path="/usr/bin:/bin") == "/usr/bin/socd"
+        version = ok(["socd", "--version"], env={"PATH": "/usr/bin:/bin"}).stdout
+        assert version.startswith("socd ")
+        page = ok([tool("man"), "-P", "cat", "socd"],
+                  env={"PATH": "/usr/bin:/bin", "MANWIDTH": "100"}).stdout
+        page = re.sub(".\b", "", page)
+        assert "socd - security-operations monitoring daemon" in page
+        assert "socd ioc import" in page
+        assert "/opt/socd/share/doc/socd/configuration.md" in page
+        assert "/opt/socd/share/doc/socd/configuration.md" in Path(
+            "/etc/socd/socd.yaml").read_text()
+        for doc in ("configuration.md", "rules.md", "runbook.md", "sources/mqtt.md"):
+            assert Path("/opt/socd/share/doc/socd", doc).is_file(), doc
+
+        # PDF reports work as the unit runs socd (no W+X memory): check-config accepts
+        # the default formats [html, pdf] and WeasyPrint lays out Vietnamese text.
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            os.chmod(tmp, 0o755)
+            pdf_config = Path(tmp, "socd.yaml")
+            pdf_config.write_text(Path("/etc/socd/socd.yaml").read_text()
+                                  + "\nreports:\n  enabled: true\n")
+            pdf_config.chmod(0o644)
+            ok([setpriv, "--reuid=socd", "--regid=socd", "--init-groups",
+                *sandboxed(["/opt/socd/bin/socd", "check-config", "-c", str(pdf_config)])],
+               env={"PATH": "/usr/bin:/bin", "STATE_DIRECTORY": "/var/lib/socd",
+                    "PYTHONDONTWRITEBYTECODE": "1"})
+            render = ("import weasyprint, sys; sys.stdout.buffer.write(weasyprint.HTML("
+                      "string='<p>Đã xử lý sự cố</p>').write_pdf())")
+            pdf = subprocess.run([setpriv, "--reuid=socd", "--regid=socd", "--init-groups",
+                                  *sandboxed(["/opt/socd/bin/python", "-c", render])],
+                                 capture_output=True, check=False, timeout=120,
+                                 env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+            assert pdf.returncode == 0, pdf.stderr.decode()
+            assert pdf.stdout.startswith(b"%PDF-")
+
         # The installed units verify with the real paths and keep their scores.
         for name in ("socd.service", "socd-blocker.service", "socd-blocker.socket"):
             installed = Path("/usr/lib/systemd/system") / name
@@ -157,6 +210,7 @@ def test_deb_install_check_config_purge(deb: Path) -> None:
         ok([dpkg, "--purge", "socd"], timeout=300)
         assert not package_installed(dpkg_query)
         for path in ("/opt/socd", "/etc/socd", "/var/lib/socd", "/var/log/socd",
+                     "/usr/bin/socd", "/usr/share/man/man8/socd.8.gz",
                      "/usr/lib/systemd/system/socd.service",
                      "/usr/lib/systemd/system/socd-blocker.service",
                      "/usr/lib/systemd/system/socd-blocker.socket", "/usr/lib/sysusers.d/socd.conf",
@@ -192,6 +246,13 @@ def test_install_script(tmp_path: Path) -> None:
         assert (unit.parent / name).read_text() == (REPO / "deploy/systemd" / name).read_text()
     assert (root / "usr/lib/sysusers.d/socd.conf").exists()
     assert (root / "opt/socd/share/doc/socd/examples/socd.service.d/sensor.conf").exists()
+    for doc in (REPO / "docs").rglob("*.md"):
+        rel = doc.relative_to(REPO / "docs")
+        assert (root / "opt/socd/share/doc/socd" / rel).is_file(), rel
+    link = root / "usr/local/bin/socd"
+    assert os.readlink(link) == "/opt/socd/bin/socd"
+    man_page = root / "usr/local/share/man/man8/socd.8"
+    assert man_page.read_text().startswith('.TH "SOCD" "8" ')
 
     config = tmp_path / "socd.yaml"
     rules_d = tmp_path / "rules.d"
@@ -213,6 +274,7 @@ def test_install_script(tmp_path: Path) -> None:
     other = tmp_path / "other"
     ok(["bash", script, "--root", str(other), "--prefix", "/srv/socd", "--etc", "/srv/etc"],
        timeout=BUILD_TIMEOUT)
+    assert os.readlink(other / "usr/local/bin/socd") == "/srv/socd/bin/socd"
     entries = parse_unit((other / "etc/systemd/system/socd.service").read_text())
     assert values(entries, "ExecStart") == ["/srv/socd/bin/socd run -c /srv/etc/socd.yaml"]
     helper = parse_unit((other / "etc/systemd/system/socd-blocker.service").read_text())
@@ -226,6 +288,8 @@ def test_install_script(tmp_path: Path) -> None:
     (state / "alerts.db").write_text("")
     ok(["bash", script, "--uninstall", *args])
     assert not (root / "opt" / "socd").exists()
+    assert not os.path.lexists(link)
+    assert not man_page.exists()
     assert not unit.exists()
     assert not (unit.parent / "socd-blocker.service").exists()
     assert not (unit.parent / "socd-blocker.socket").exists()

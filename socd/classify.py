@@ -41,7 +41,9 @@ class Processor(Protocol):
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _REF = re.compile(r"^#\s*(?:source\s+)?(?:reference|ref|letter|công văn)\s*[:=]\s*(.+)$",
                   re.IGNORECASE)
-_LETTER = re.compile(r"\d+/[\w.-]+")
+# From the start of a run of digits only: from each digit of a long run the search read
+# the run again (quadratic); the matches are the same.
+_LETTER = re.compile(r"(?<!\d)\d+/[\w.-]+")
 
 
 @dataclass

@@ -55,7 +55,12 @@ _MENTION = re.compile(r"(?<![^\W_])@(?=\w)")
 _MD_INLINE = re.compile(r"[\\`*_~|]")
 # Mattermost reads Slack's "<!channel>" and "<@U123>" in webhook texts as mentions and
 # "<url|text>" as a link, before any Markdown: such a "<" becomes an entity.
-_MD_SLACK_TAG = re.compile(r"<(?=[!@#]|[^\n<|>]*\|[^\n>]*>)")
+# That is "<" followed by "!", "@" or "#", or by "text|text>" on the same line
+# (the pattern ``<(?=[!@#]|[^\n<|>]*\|[^\n>]*>)``). As a lookahead searched from each
+# "<" it read to the end of the line for every "<|" of a long row (10 s for 64 KiB):
+# see _escape_slack_tags.
+_TAG_STOP = re.compile(r"[\n<|>]")
+_LINK_END = re.compile(r"[\n>]")
 # "&lt;" in the plain text must show as typed, not as "<".
 _MD_ENTITY = re.compile(r"&(?=#?\w+;)")
 _MD_LINK_CLOSE = re.compile(r"\](?=[(\[:])")
@@ -82,10 +87,39 @@ def slack(text: str) -> str:
 def markdown(text: str) -> str:
     """Plain text as Mattermost Markdown that renders as the same characters."""
     text = _MD_INLINE.sub(r"\\\g<0>", break_mentions(text))
-    text = _MD_SLACK_TAG.sub("&lt;", _MD_ENTITY.sub(r"\\&", text))
+    text = _escape_slack_tags(_MD_ENTITY.sub(r"\\&", text))
     text = _MD_LINK_CLOSE.sub(r"\\]", text)
     text = _MD_AUTOLINK.sub("\\\\", text)
     return _MD_BLOCK.sub(_escape_block_marker, text)
+
+
+def _escape_slack_tags(text: str) -> str:
+    """Each "<" that starts a Slack tag -> ``&lt;``, in linear time: a "<" looks only as
+    far as the next "<", "|" or ">", and the line's next ">" is searched again only
+    past the last one found."""
+    pos = text.find("<")
+    if pos < 0:
+        return text
+    parts: list[str] = []
+    done = 0
+    end = -1  # the first "\n" or ">" at or after the last position asked (len: none)
+    while pos >= 0:
+        tag = text[pos + 1:pos + 2] in ("!", "@", "#")
+        if not tag:
+            stop = _TAG_STOP.search(text, pos + 1)
+            if stop is not None and stop.group() == "|":
+                if end < stop.end():
+                    found = _LINK_END.search(text, stop.end())
+                    end = found.start() if found is not None else len(text)
+                tag = end < len(text) and text[end] == ">"
+        if tag:
+            parts += (text[done:pos], "&lt;")
+            done = pos + 1
+        pos = text.find("<", pos + 1)
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def teams(text: str) -> str:

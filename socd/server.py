@@ -489,6 +489,8 @@ class Daemon:
             log.info("configuration reloaded", restarted_collectors=changed,
                      restarted_sinks=started, retired_sinks=[r.name for r in retired],
                      restarted_notifications=notify_changed)
+            for warning in new.warnings:  # as at start: a collector without decoder...
+                log.warning("configuration warning", problem=str(warning))
             systemd.notify("STATUS=running; configuration reloaded")
             return True
 

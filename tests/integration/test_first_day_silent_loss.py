@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -101,6 +102,22 @@ def test_the_vendor_decoder_stores_them_and_nothing_is_said(tmp_path: Path,
     assert not any("no decoder is set" in e.get("problem", "") for e in proc.log_events())
     assert not logged(proc, "records of a collector become no alert and no sink keeps "
                             "plain events")
+
+
+def test_a_reload_that_drops_the_decoder_is_warned_about(tmp_path: Path,
+                                                         daemons: list[SocdProcess]) -> None:
+    config = edr_config(tmp_path, decoder="server_edr")
+    proc = start(daemons, tmp_path, config)
+    config["collectors"]["edr"].pop("decoder")
+    config.update({"state_dir": str(tmp_path / "state"), "log": {"format": "json"},
+                   "http": {"host": "127.0.0.1", "port": proc.http_port}})
+    proc.write_config(config)
+    proc.signal(signal.SIGHUP)
+    wait_for(lambda: logged(proc, "configuration reloaded"), 30, "the reload")
+    [warning] = wait_for(lambda: [e for e in logged(proc, "configuration warning")
+                                  if "no decoder is set" in e["problem"]], 30,
+                         "the warning after the reload")
+    assert "collectors.edr" in warning["problem"]
 
 
 # -- 2. the sender's time zone ---------------------------------------------------------

@@ -504,7 +504,10 @@ def _check_columns(columns: Mapping[str, str] | None) -> dict[str, str]:
 
 def _csv_rows(text: str, dialect: Any) -> list[Row]:
     reader = csv.reader(io.StringIO(text), dialect=dialect)
-    return [(n, [c.strip() for c in cells]) for n, cells in enumerate(reader, 1)]
+    try:
+        return [(n, [c.strip() for c in cells]) for n, cells in enumerate(reader, 1)]
+    except csv.Error as exc:  # a cell over csv.field_size_limit(), a NUL byte...
+        raise ValueError(f"line {reader.line_num}: {exc}") from None
 
 
 def parse_csv(text: str, opts: Options, columns: Mapping[str, str] | None = None) -> Parsed:

@@ -115,24 +115,37 @@ def test_results_on_crafted_text_are_still_right() -> None:
     assert markup.markdown("<|" * 4 + "<x|y>") == "&lt;\\|" * 4 + "&lt;x\\|y>"
 
 
+def _import(tmp_path: Path, fmt: str, name: str, content: str
+            ) -> tuple[subprocess.CompletedProcess[str], float]:
+    (tmp_path / "socd.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "socd", "ioc", "import", "-c", str(tmp_path / "socd.yaml"),
+         "--format", fmt, "--source", f"crafted-{fmt}", str(tmp_path / name)],
+        capture_output=True, text=True, timeout=600, check=False)
+    return done, time.monotonic() - started
+
+
 def test_socd_ioc_import_of_crafted_files(tmp_path: Path) -> None:
     """A real ``socd ioc import`` of a MISP event, a text list and a CSV appendix whose
-    texts are crafted (256 KiB each): before, minutes of backtracking; now seconds."""
-    big = 256 * 1024
-    (tmp_path / "socd.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+    texts are crafted (256 KiB; CSV cells 100 KiB, under the csv module's field limit):
+    before, minutes of backtracking each; now seconds."""
+    big, cell = 256 * 1024, 100 * 1024
     files = {
         "misp": ("event.json", json.dumps({"Event": {"info": "1" * big, "Attribute": [
             {"type": "ip-dst", "value": "198.51.100.1", "to_ids": True}]}})),
         "text": ("list.txt", "# ref: " + "1" * big + "\n198.51.100.2\n"),
-        "csv": ("letter.csv", f'"Số{" " * big}x"\n"{"(" * big}",ip\nx,198.51.100.3\n'),
+        "csv": ("letter.csv", f'"Số{" " * cell}x"\n"{"(" * cell}",ip\nx,198.51.100.3\n'),
     }
     for fmt, (name, content) in files.items():
-        (tmp_path / name).write_text(content, encoding="utf-8")
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "socd", "ioc", "import", "-c", str(tmp_path / "socd.yaml"),
-             "--format", fmt, "--source", f"crafted-{fmt}", str(tmp_path / name)],
-            capture_output=True, text=True, timeout=600, check=False)
-        elapsed = time.monotonic() - started
+        done, elapsed = _import(tmp_path, fmt, name, content)
         assert done.returncode == 0, done.stderr
         assert elapsed < 30, f"{fmt}: {elapsed:.1f} s"
+
+
+def test_a_csv_cell_over_the_field_limit_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    done, _ = _import(tmp_path, "csv", "huge.csv", f'ip\n"{"1" * 256 * 1024}"\n')
+    assert done.returncode == 1
+    assert "field larger than field limit" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -45,7 +45,3 @@ class LogLimiter:
             self._last.clear()
         self._last[key] = [now, 0.0]
         return held
-
-    def forget(self, key: Hashable) -> None:
-        """Start ``key`` afresh: its next occurrence is logged at once."""
-        self._last.pop(key, None)

@@ -35,7 +35,7 @@ def trusted(secs: float, n: int, **flat: Any) -> dict[str, Any]:
 
 
 def refusal(alert: dict[str, Any]) -> str | None:
-    cfg = BlockerConfig(type="blocker", backend="none")
+    cfg = BlockerConfig.model_validate({"type": "blocker", "backend": "none"})
     (request,) = requests_from([alert], cfg)
     return request.refusal
 

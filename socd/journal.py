@@ -15,7 +15,9 @@ On disk (``<state_dir>/journal/``):
   ``magic(4) | payload length u32 | crc32 u32 | seq u64 | payload``; the CRC
   covers the seq and the payload. The payload is ``record count u32 | oldest
   receipt time f64`` then, per record, ``received f64 | lengths of collector,
-  decoder (u16), source, data (u32)`` and the bytes. A new segment starts past
+  decoder (u16), source, data (u32) | provenance flags u8`` and the bytes. The
+  flags keep the record's ``authenticated`` and ``blocking_allowed``: a UDP line
+  replayed after a crash is as untrusted as it was when it arrived. A new segment starts past
   ``segment_bytes`` and at every start (a torn tail is never appended to).
 * **Group commit**: one writer thread writes every frame queued since its last
   round with one ``write`` and one ``fdatasync``, then wakes the producers. Two
@@ -94,11 +96,12 @@ JOURNAL_REPLAYED = Counter(
     "Raw records read back from the intake journal at start and processed again.",
     registry=metrics.REGISTRY)
 
-MAGIC = b"SJ\x01\n"
+MAGIC = b"SJ\x02\n"
 _HEADER = struct.Struct("<4sIIQ")  # magic, payload length, crc32, seq
 _SEQ = struct.Struct("<Q")
 _BATCH = struct.Struct("<Id")  # record count, oldest receipt time
-_RECORD = struct.Struct("<dHHII")  # received, len collector, decoder, source, data
+_RECORD = struct.Struct("<dHHIIB")  # received, len collector, decoder, source, data, flags
+_AUTHENTICATED, _BLOCKING_ALLOWED = 1, 2
 _SUFFIX = ".seg"
 _CHECKPOINT = "checkpoint"
 _LOCK = "lock"
@@ -129,8 +132,10 @@ def encode(seq: int, records: Sequence[RawRecord]) -> bytes:
         if decoder is None:
             decoder = names[r.decoder] = r.decoder.encode()
         source = r.source.encode()
+        flags = (_AUTHENTICATED if r.authenticated else 0) | (
+            _BLOCKING_ALLOWED if r.blocking_allowed else 0)
         parts.append(_RECORD.pack(r.received, len(collector), len(decoder), len(source),
-                                  len(r.data)))
+                                  len(r.data), flags))
         parts += (collector, decoder, source, r.data)
     payload = b"".join(parts)
     if len(payload) > 0xFFFFFFFF:
@@ -146,7 +151,7 @@ def decode(payload: bytes | memoryview) -> list[RawRecord]:
     pos = _BATCH.size
     out: list[RawRecord] = []
     for _ in range(count):
-        received, lc, ld, ls, ln = _RECORD.unpack_from(view, pos)
+        received, lc, ld, ls, ln, flags = _RECORD.unpack_from(view, pos)
         pos += _RECORD.size
         collector = str(view[pos:pos + lc], "utf-8")
         pos += lc
@@ -156,7 +161,9 @@ def decode(payload: bytes | memoryview) -> list[RawRecord]:
         pos += ls
         data = bytes(view[pos:pos + ln])
         pos += ln
-        out.append(RawRecord(data, decoder, collector, source, received))
+        out.append(RawRecord(data, decoder, collector, source, received,
+                             authenticated=bool(flags & _AUTHENTICATED),
+                             blocking_allowed=bool(flags & _BLOCKING_ALLOWED)))
     return out
 
 

@@ -354,3 +354,17 @@ def test_config_keeps_segments_below_a_quarter_of_the_cap() -> None:
                                          "segment_bytes": 2 * 1024 * 1024})
     journal = Journal.from_config(JournalConfig.model_validate({}), "/var/lib/socd")
     assert journal.directory == "/var/lib/socd/journal"
+
+
+def test_frames_keep_each_records_provenance() -> None:
+    """A UDP syslog line replayed after a crash must stay unauthenticated (issue 12,
+    finding 8): the frame keeps authenticated and blocking_allowed per record."""
+    records = [
+        RawRecord(b"udp", "syslog", "udp514", "198.51.100.7", 1.0, authenticated=False),
+        RawRecord(b"udp-opt-in", "syslog", "udp515", "", 2.0, authenticated=False,
+                  blocking_allowed=True),
+        RawRecord(b"mqtt", "json", "edr", "edr/x", 3.0),
+    ]
+    back = decode(encode(1, records)[journal_mod._HEADER.size:])
+    assert [(r.data, r.authenticated, r.blocking_allowed) for r in back] == [
+        (b"udp", False, False), (b"udp-opt-in", False, True), (b"mqtt", True, False)]

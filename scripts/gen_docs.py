@@ -429,10 +429,13 @@ PLUGIN_NOTES: Mapping[tuple[str, str], str] = {
 CONFIG_INTRO = """\
 # Configuration
 
-socd reads one YAML file. `socd run`, `socd check-config` and `socd replay` take it
-from `-c FILE`, else from the environment variable `$SOCD_CONFIG`, else they use the
-embedded default (`socd/default/config.yaml` inside the package: the sample data
-replayed into the SQLite store).
+socd reads one YAML file. Every command takes it from `-c FILE`, else from the
+environment variable `$SOCD_CONFIG`, else, on an installed system (the Debian package
+or `scripts/install.sh`), from `/etc/socd/socd.yaml`, else it uses the embedded demo
+(`socd/default/config.yaml` inside the package: the sample data replayed into the
+SQLite store). A line on standard error says when the embedded demo or a
+`$SOCD_CONFIG` other than the installed file is used (docs/deployment-systemd.md,
+"The socd command").
 
 The reference tables below are generated from the pydantic models the loader
 validates against, so they list exactly what the code accepts.
@@ -474,7 +477,7 @@ String values may refer to environment variables:
 
 | Written | Becomes |
 |---|---|
-| `${{NAME}}` | the value of `NAME`; an error if `NAME` is not set |
+| `${{NAME}}` | the value of `NAME`; see below when `NAME` is not set |
 | `${{NAME:-default}}` | the value of `NAME`, or `default` when `NAME` is not set |
 
 * Substitution happens in values only, never in keys, and before validation. The
@@ -486,7 +489,17 @@ String values may refer to environment variables:
   `${{NAME}}`. A default cannot contain `}}`.
 * Use it for secrets (`password: ${{SOCD_ES_PASSWORD}}`) and set them with systemd's
   `EnvironmentFile=` or `Environment=`, so the YAML file holds none. Secret options
-  are never logged.
+  are never logged. On an installed system the `socd` command reads the unit's
+  environment file too (`/etc/socd/socd.env`, or `--env-file FILE`); variables
+  already set in the environment win.
+* A `${{NAME}}` that is not set is an error where its value is needed. `socd run` and
+  `socd check-config` need every one (all are listed at once). Other commands need
+  only what they use: a variable in a plugin section (`sinks.es.api_key`,
+  `notifiers.tg.bot_token`) or in a secret option (`sharing.misp.api_key`) fails only
+  the command that uses that plugin or secret, so `socd ioc import` runs before the
+  Telegram token is set. Anywhere else (`state_dir`, a path) every command needs it.
+  The message says where to set it: the environment file, or `export` for one
+  command; never a default for a secret in the YAML.
 
 ## Relative paths
 

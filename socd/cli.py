@@ -158,9 +158,9 @@ def _prepare(args: argparse.Namespace) -> None:
     explicit = getattr(args, "env_file", None)
     env_path = explicit or (layout.env_file if layout.installed else None)
     args.env_result = install.load_env_file(env_path, required=explicit is not None)
-    args.config, note = _choose_config(args.config, layout)
-    if note:
-        print(f"socd: {note}", file=sys.stderr)
+    args.config, args.config_note = _choose_config(args.config, layout)
+    if args.config_note and args.command != "run":  # `run` logs it (stderr is JSON there)
+        print(f"socd: {args.config_note}", file=sys.stderr)
     _switch_user(args, layout)
 
 
@@ -224,6 +224,9 @@ def _run(args: argparse.Namespace) -> int:
         _log_config_error(logger, exc)
         return EXIT_CONFIG
     log.setup(cfg.document.log.level, cfg.document.log.format)
+    note = getattr(args, "config_note", None)
+    if note:
+        logger.warning(note, config=cfg.file)
     for warning in cfg.warnings:
         structlog.get_logger("socd.config").warning("configuration warning",
                                                     problem=str(warning))

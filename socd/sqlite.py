@@ -55,7 +55,9 @@ class DatabaseAccessError(sqlite3.OperationalError, SocdError):
                          + (f" (fix: {problem.hint})" if problem.hint else ""))
         self.path = path
         self.hint = problem.hint
-        self.sqlite_errorcode = getattr(error, "sqlite_errorcode", None)
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            self.sqlite_errorcode = code
 
 
 def _named(path: str, exc: sqlite3.Error, *, readonly: bool = False) -> sqlite3.Error:

@@ -125,6 +125,11 @@ def test_embedded_demo_is_announced(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert "default/config.yaml: OK" in out
     assert "socd: using the embedded demo configuration" in err
     assert "not your alerts" in err
+    # `socd run` logs it instead: its stderr is the journal, JSON lines only.
+    args = cli._parser().parse_args(["run"])
+    cli._prepare(args)
+    assert capsys.readouterr().err == ""
+    assert "embedded demo" in args.config_note
 
 
 def test_socd_config_other_than_the_installed_one_is_announced(

@@ -164,6 +164,23 @@ def _prepare(args: argparse.Namespace) -> None:
     _switch_user(args, layout)
 
 
+def _state_owner(state_dir: str, config: str | None, layout: install.Layout,
+                 service_uid: int) -> int:
+    """Who owns the state folder. One not created yet is the service's when the
+    installed config names it (the service user must create it, not root), else its
+    nearest existing folder's owner decides."""
+    path = os.path.abspath(state_dir)
+    try:
+        return os.stat(path).st_uid
+    except FileNotFoundError:
+        pass
+    if config is not None and os.path.abspath(config) == layout.config:
+        return service_uid
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return os.stat(path).st_uid
+
+
 def _choose_config(explicit: str | None, layout: install.Layout) -> tuple[str | None, str | None]:
     """The config file (None: the embedded demo) and, when it is not the one the
     operator would expect, a note saying which it is."""
@@ -196,10 +213,7 @@ def _switch_user(args: argparse.Namespace, layout: install.Layout) -> None:
             state_dir = config_mod.load(args.config).state_dir
         except ConfigError:
             return  # the command reports it; it cannot get far enough to write state
-    try:
-        owner = os.stat(state_dir).st_uid
-    except FileNotFoundError:
-        owner = service.pw_uid  # to be created: by the service user, not by root
+    owner = _state_owner(state_dir, args.config, layout, service.pw_uid)
     if owner != service.pw_uid:
         return  # not the service's state (a test config of root's own)
     identity.become(layout.service_user,

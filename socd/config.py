@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from socd.access import read_problem
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.registry import Kind, known_types, lookup, unknown_type_message
 from socd.severity import BUILTIN_TABLES, Severity
@@ -911,21 +912,25 @@ def _reference_problems(source: Any, config_dir: str, decoders: Mapping[str, Plu
     or invalid; ``decoders`` are the declared ones (their mapping files are read)."""
     out: list[ConfigProblem] = []
     hint = "paths are relative to the config file's folder"
+
+    def unreadable(loc: tuple[Any, ...], path: str, what: str = "file") -> bool:
+        # Missing, or there but not readable by this user (said so, never "no such file").
+        problem = read_problem(resolve_path(config_dir, path), what=what)
+        if problem is not None:
+            out.append(make(loc, problem.message, problem.hint or hint))
+        return problem is not None
+
     for i, path in enumerate(_strings(_value(source, "classification", "ioc_files"))):
-        if path and not os.path.isfile(resolve_path(config_dir, path)):
-            out.append(make(("classification", "ioc_files", i),
-                            f"no such file: {resolve_path(config_dir, path)}", hint))
+        if path:
+            unreadable(("classification", "ioc_files", i), path)
     for i, path in enumerate(_strings(_value(source, "allowlist", "files"))):
-        if path and not os.path.isfile(resolve_path(config_dir, path)):
-            out.append(make(("allowlist", "files", i),
-                            f"no such file: {resolve_path(config_dir, path)}", hint))
+        if path:
+            unreadable(("allowlist", "files", i), path)
     for key in ("assets_file", "geoip_city_db", "geoip_asn_db"):
         path = _value(source, "enrichment", key)
         if isinstance(path, str) and path:
             full = resolve_path(config_dir, path)
-            if not os.path.isfile(full):
-                out.append(make(("enrichment", key), f"no such file: {full}", hint))
-            elif key == "assets_file":
+            if not unreadable(("enrichment", key), path) and key == "assets_file":
                 from socd.enrich import load_inventory
 
                 try:
@@ -933,10 +938,11 @@ def _reference_problems(source: Any, config_dir: str, decoders: Mapping[str, Plu
                 except ConfigError as exc:
                     out.extend(exc.problems)
     folder = _value(source, "notifications", "templates_dir")
-    if isinstance(folder, str) and folder and not os.path.isdir(
-            resolve_path(config_dir, folder)):
+    if (isinstance(folder, str) and folder
+            and not unreadable(("notifications", "templates_dir"), folder, "folder")
+            and not os.path.isdir(resolve_path(config_dir, folder))):
         out.append(make(("notifications", "templates_dir"),
-                        f"no such folder: {resolve_path(config_dir, folder)}", hint))
+                        f"not a folder: {resolve_path(config_dir, folder)}", hint))
     for name, plugin in decoders.items():
         ref = getattr(plugin.config, "mapping", None)
         if getattr(plugin.config, "type", None) != "mapping" or not isinstance(ref, str):

@@ -434,7 +434,14 @@ def test_unreadable_file_is_not_reported_missing(installed: Installed) -> None:
     for path, expected in ((inventory, "permission denied"),
                            (inst.etc / "missing-assets.yaml", "no such file")):
         config = {**base_config(inst), "enrichment": {"assets_file": str(path)}}
-        result = inst.socd("run", "-c", str(inst.write_config(config, "assets.yaml")))
+        config_file = inst.write_config(config, "assets.yaml")
+        checked = inst.socd("check-config", "-c", str(config_file))
+        assert checked.returncode == 2, checked.stderr
+        assert "enrichment.assets_file:" in checked.stderr
+        assert f"{expected}" in checked.stderr
+        if expected == "permission denied":
+            assert "no such file" not in checked.stderr
+        result = inst.socd("run", "-c", str(config_file))
         assert result.returncode == 2, result.stderr
         (problem,) = [e for e in json_lines(result.stderr)
                       if e["event"] == "configuration is invalid"]

@@ -339,6 +339,21 @@ def test_root_acts_as_the_service_user_on_its_state(
     assert switches == ([switch] if switch else [])
 
 
+def test_a_state_folder_not_created_yet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       switches: list[tuple[str, bool]]) -> None:
+    """Named by the installed config: the service user creates it (root switches). Named
+    by another config below root's folders: root's own test, no switch."""
+    etc = layout(tmp_path, monkeypatch)
+    (tmp_path / "state").rmdir()
+    cli._prepare(cli._parser().parse_args(["ioc", "list"]))
+    assert switches == [(NOBODY, True)]
+    other = tmp_path / "other.yaml"
+    other.write_text(f"state_dir: {tmp_path / 'not-yet' / 'state'}\n")
+    cli._prepare(cli._parser().parse_args(["ioc", "list", "-c", str(other)]))
+    assert switches == [(NOBODY, True)]
+    assert etc.is_dir()
+
+
 def test_not_installed_never_switches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                       switches: list[tuple[str, bool]]) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))

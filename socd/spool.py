@@ -252,7 +252,9 @@ class Spool:
         # Alerts are sensitive: the file (and SQLite's -wal/-shm, which copy its mode)
         # is created 0640 in a 0750 folder, and tightened if an older one is looser.
         sqlite_files.prepare(self.path)
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        # socd.sqlite.Connection: a permission error names the file and the fix.
+        conn = sqlite3.connect(self.path, isolation_level=None, factory=sqlite_files.Connection)
+        conn.path = self.path
         try:
             # auto_vacuum only takes effect on a new file (before the first table):
             # an emptied spool then gives its pages back to the file system.

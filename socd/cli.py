@@ -329,14 +329,15 @@ def _check(args: argparse.Namespace) -> int:
 
 def _state_problems(cfg: Any) -> list[ConfigProblem]:
     """The state folder must be writable by the user the daemon runs as: the service
-    user on an installed system (whoever runs check-config), else this user. A file in
-    it that user cannot write (an ``incidents.db`` a root command created) is a problem
+    user for the installed config (whoever runs check-config; root has switched to it
+    already for the service's state, see _switch_user), else this user. A file in it
+    that user cannot write (an ``incidents.db`` a root command created) is a problem
     too: the daemon would fail on it later."""
     from socd import access
 
     who = access.Who.current()
     layout = install.detect()
-    if layout.installed:
+    if layout.installed and os.path.abspath(cfg.file) == layout.config:
         # No such user yet (the package creates it): check for this user meanwhile.
         with contextlib.suppress(KeyError):
             who = access.Who.named(layout.service_user)

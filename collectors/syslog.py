@@ -40,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 
 from socd import metrics, netaddr
 from socd.config import CollectorConfig, StrictModel, resolve_path
-from socd.errors import SocdError
+from socd.errors import ListenError, SocdError
 from socd.http import client_key
 from socd.plugins import Emit, PluginContext, RawRecord
 
@@ -430,8 +430,12 @@ class SyslogCollector:
                 self._set_receive_buffer(server)
                 port = server.sockets[0].getsockname()[1]
         except OSError as exc:
-            raise SocdError(f"syslog collector {self.name!r}: cannot listen on {where}: "
-                            f"{exc.strerror or exc}") from exc
+            # asyncio's bind error reads "error while attempting to bind on address
+            # (...): address already in use"; the log line already names the collector,
+            # so the error is the one the docs promise and people search for:
+            # "cannot listen on tcp://...: Address already in use", with the fix.
+            raise ListenError(where, exc,
+                              key=f"collectors.{self.name}.listeners[].port") from exc
         except ssl.SSLError as exc:
             raise SocdError(f"syslog collector {self.name!r}: TLS setup for {where} failed: "
                             f"{exc}") from exc

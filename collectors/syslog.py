@@ -1,4 +1,4 @@
-"""The ``syslog`` collector: a syslog server on UDP, TCP and TLS (RFC 5426/6587/5425).
+"""The ``syslog`` collector: a syslog server on UDP, TCP, TLS (RFC 5426/6587/5425) and RELP.
 
 Each listener is one socket. TCP and TLS streams are split into messages by
 RFC 6587 octet counting (``123 <34>1 ...``) or by newlines; ``framing: auto``
@@ -12,7 +12,9 @@ Plain TCP has no acknowledgement, though: a sender counts a message as sent once
 its kernel took it, so what sits in the socket buffers when socd dies is lost (the
 receive buffer is ``tcp_receive_buffer_bytes``; the sender's own send buffer
 adds to it, and so does what asyncio read ahead of the journal, ``_STREAM_LIMIT``;
-see docs/sources/syslog.md). UDP cannot push back: the
+see docs/sources/syslog.md). RELP (``protocol: relp``, collectors/relp.py) closes
+that gap: each message is answered only once it is journaled, and the sender
+sends again what was not answered. UDP cannot push back: the
 socket is drained into a bounded buffer (``udp_buffer_records``) and datagrams
 that do not fit are dead-lettered with reason ``udp_overflow`` (counted in
 ``socd_events_dropped_total``). Datagrams the kernel drops before socd reads
@@ -44,6 +46,8 @@ from socd.errors import ListenError, SocdError
 from socd.http import client_key
 from socd.plugins import Emit, PluginContext, RawRecord
 
+from . import relp
+
 log = structlog.get_logger("socd.collectors.syslog")
 
 _STREAM_LIMIT = 64 * 1024  # asyncio's read-ahead per TCP/TLS connection (pauses past 2x)
@@ -67,20 +71,22 @@ class ListenerTls(StrictModel):
 
 
 class Listener(StrictModel):
-    protocol: Literal["udp", "tcp", "tls"]
+    protocol: Literal["udp", "tcp", "tls", "relp"]
     host: str = Field("0.0.0.0", description="Address to bind (`::` for IPv6).")  # noqa: S104
     port: int = Field(514, ge=0, le=65535, description="0 picks a free port (tests).")
     framing: Literal["auto", "octet_counting", "newline"] = Field(
         "auto", description="TCP/TLS only: RFC 6587 octet counting, newline, or `auto` "
         "(per connection: a first byte that is a digit means octet counting).")
-    tls: ListenerTls | None = None
+    tls: ListenerTls | None = Field(None, description="Required with `tls`; optional "
+                                    "with `relp` (RELP over TLS).")
 
     @model_validator(mode="after")
     def _tls_only_for_tls(self) -> Listener:
         if self.protocol == "tls" and self.tls is None:
             raise ValueError("a tls listener needs `tls: {cert_file, key_file}`")
-        if self.protocol != "tls" and self.tls is not None:
-            raise ValueError(f"`tls` is only valid with protocol tls, not {self.protocol}")
+        if self.protocol not in ("tls", "relp") and self.tls is not None:
+            raise ValueError(f"`tls` is only valid with protocol tls or relp, not "
+                             f"{self.protocol}")
         return self
 
 
@@ -277,7 +283,12 @@ class SyslogCollector:
         idle_timeout_secs: float = Field(3600.0, gt=0, le=7 * 86400, description="A TCP/TLS "
                                          "connection that sends nothing for this long is "
                                          "closed (rsyslog and syslog-ng reconnect when they "
-                                         "next send).")
+                                         "next send). RELP: also the longest a frame may "
+                                         "take to arrive and an answer to be taken.")
+        relp_window_frames: int = Field(128, ge=1, le=65536, description="RELP: messages "
+                                        "a session may have unanswered (rsyslog's window is "
+                                        "128); past it socd stops reading that connection "
+                                        "until the journal has taken them.")
         allow_unauthenticated_blocking: bool = Field(
             False, description="Enforce block decisions caused by messages from listeners "
             "that cannot authenticate their senders (UDP; TCP/TLS without client "
@@ -407,7 +418,7 @@ class SyslogCollector:
                 loop.add_reader(sock.fileno(), self._udp_ready, sock)
                 port = sock.getsockname()[1]
             else:
-                ssl_ctx = self._tls_context(listener) if listener.protocol == "tls" else None
+                ssl_ctx = self._tls_context(listener) if listener.tls is not None else None
 
                 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                  listener: Listener = listener) -> None:
@@ -569,6 +580,9 @@ class SyslogCollector:
         framer = Framer(listener.framing, self.config.max_message_bytes)
         authenticated = self.config.authenticates(listener)
         try:
+            if listener.protocol == "relp":
+                await self._relp_session(reader, writer, source, authenticated)
+                return
             while True:
                 try:
                     async with asyncio.timeout(self.config.idle_timeout_secs):
@@ -604,6 +618,23 @@ class SyslogCollector:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _relp_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            source: str, authenticated: bool) -> None:
+        """Serve one RELP connection: messages join the shared batch, and each is
+        answered once the batch is handed over (journaled)."""
+
+        def drop(reason: str, raw: bytes, detail: str) -> None:
+            self._drop(reason, raw, source, detail)
+
+        def count(reason: str) -> None:
+            metrics.ERRORS.labels(f"collector/{self.name}", reason).inc()
+
+        await relp.RelpSession(
+            reader, writer, source=source, drop=drop, count=count,
+            submit=lambda frames: self._append(frames, source, authenticated),
+            max_data=self.config.max_message_bytes, window=self.config.relp_window_frames,
+            idle_timeout=self.config.idle_timeout_secs).run()
 
     def _refuse(self, reason: str, source: str) -> None:
         """Count a refused connection; log at most once a minute (a flood of

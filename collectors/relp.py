@@ -170,6 +170,7 @@ class RelpSession:
         self._room = asyncio.Event()
         self._room.set()
         self._failed: str | None = None
+        self._aborted = False
 
     async def run(self) -> None:
         writer_task = asyncio.create_task(self._answer_loop())
@@ -179,8 +180,9 @@ class RelpSession:
             # its stream): the answer loop stops once the queue is empty.
             self.closing = True
             self._wake.set()
-            async with asyncio.timeout(self.idle_timeout):
-                await asyncio.shield(writer_task)
+            if not self._aborted:
+                async with asyncio.timeout(self.idle_timeout):
+                    await asyncio.shield(writer_task)
         except asyncio.CancelledError:
             # The collector stops: tell the sender (it resends what is unanswered).
             with contextlib.suppress(Exception):
@@ -188,26 +190,35 @@ class RelpSession:
             raise
         except TimeoutError:
             log.info("RELP session closed: answers not taken", source=self.source)
+            self._abort()
         finally:
             writer_task.cancel()
             with contextlib.suppress(BaseException):
                 await writer_task
 
     async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        frame_started = 0.0
         while not self.closing and self._failed is None:
+            # A frame must arrive whole within idle_timeout of its first byte: a
+            # sender trickling a byte at a time (slowloris) does not hold a slot.
+            now = loop.time()
+            deadline = (frame_started if self.parser.in_frame else now) + self.idle_timeout
             try:
-                async with asyncio.timeout(self.idle_timeout):
+                async with asyncio.timeout_at(deadline):
                     await self._room.wait()
                     data = await self.reader.read(65536)
             except TimeoutError:
-                self.count("relp_timeout")
                 log.info("RELP session closed: idle, slow frame or unread answers",
                          source=self.source, idle_secs=self.idle_timeout)
+                self._abort()
                 return
             if not data:
                 if self.parser.in_frame:
                     self.drop("truncated_frame", b"", "RELP connection closed inside a frame")
                 return
+            if not self.parser.in_frame:
+                frame_started = loop.time()
             frames, error = self.parser.feed(data)
             self._handle(frames)
             if error is not None:
@@ -215,6 +226,17 @@ class RelpSession:
                 self.count("relp_framing_error")
                 self.closing = True
                 return
+
+    def _abort(self) -> None:
+        """Drop the connection at once, counted once. Not close(): it would wait for
+        unsent answers to drain, which a sender that does not read never lets
+        happen."""
+        if self._aborted:
+            return
+        self._aborted = True
+        self.closing = True
+        self.count("relp_timeout")
+        self.writer.transport.abort()
 
     def _handle(self, frames: list[RelpFrame]) -> None:
         messages: list[bytes] = []
@@ -285,7 +307,7 @@ class RelpSession:
                                             or answer.done.exception() is not None):
                 self._failed = "not journaled"
                 self.closing = True
-                self.writer.close()
+                self.writer.transport.abort()
                 return
             answers.popleft()
             # Everything ready in order goes out in one write.

@@ -62,16 +62,21 @@ def test_partial_frame_is_kept_until_complete() -> None:
 def test_bad_headers_are_errors(garbage: bytes) -> None:
     frames, error = RelpParser(1024).feed(garbage)
     assert frames == []
-    assert error is not None and "header" in error
+    assert error is not None
+    assert "header" in error
 
 
 def test_data_length_mismatch() -> None:
     # The data is longer than DATALEN: the byte after it is not the LF trailer.
     frames, error = RelpParser(1024).feed(b"1 syslog 3 abcdef\n")
-    assert frames == [] and error is not None and "LF" in error
+    assert frames == []
+    assert error is not None
+    assert "LF" in error
     # DATALEN announced, then LF instead of data.
     frames, error = RelpParser(1024).feed(b"1 syslog 5\n")
-    assert frames == [] and error is not None and "announces" in error
+    assert frames == []
+    assert error is not None
+    assert "announces" in error
 
 
 def test_frames_before_an_error_are_returned() -> None:
@@ -109,7 +114,8 @@ def test_huge_datalen_never_buffers_beyond_the_limit() -> None:
 
 def test_frame_of_exactly_the_limit_is_not_oversize() -> None:
     frames, error = RelpParser(4).feed(b"1 syslog 4 abcd\n")
-    assert error is None and frames == [RelpFrame(1, "syslog", b"abcd", 0)]
+    assert error is None
+    assert frames == [RelpFrame(1, "syslog", b"abcd", 0)]
 
 
 def test_response_format() -> None:

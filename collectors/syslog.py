@@ -249,7 +249,7 @@ def _peer(scheme: str, addr: object) -> tuple[str, str]:
 
 
 class SyslogCollector:
-    """Syslog server: UDP, TCP (octet counting or newline framing) and TLS listeners."""
+    """Syslog server: UDP, TCP (octet counting or newline framing), TLS and RELP listeners."""
 
     class Config(CollectorConfig):
         type: Literal["syslog"]

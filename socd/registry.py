@@ -45,7 +45,7 @@ _BUILTIN: tuple[PluginSpec, ...] = (
     PluginSpec("collector", "file", "socd.collectors.file:FileCollector",
                "Tail JSON-lines or text log files (rotation, checkpoints) or import them once."),
     PluginSpec("collector", "syslog", "socd.collectors.syslog:SyslogCollector",
-               "Syslog server: UDP, TCP (octet counting or newline) and TLS."),
+               "Syslog server: UDP, TCP (octet counting or newline), TLS and RELP."),
     PluginSpec("collector", "webhook", "socd.collectors.webhook:WebhookCollector",
                "HTTP webhook: POSTed JSON or NDJSON batches with a bearer token per source."),
     PluginSpec("collector", "sensor", "socd.collectors.sensor:SensorCollector",

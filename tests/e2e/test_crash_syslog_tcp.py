@@ -21,8 +21,8 @@ kill can lose (socd may still read some of it before it dies, nothing is added).
 The test prints sent, stored, repeated and lost, and asserts what the design
 guarantees: rsyslog discarded nothing, every loss is one contiguous run of
 sequence numbers per kill at most, and all lost messages fit in what the socket
-queues held at the kills plus socd's read-ahead. With RELP (not supported by socd
-yet) the loss would be 0.
+queues held at the kills plus socd's read-ahead. With RELP (test_crash_syslog_relp.py)
+the loss is 0.
 """
 
 from __future__ import annotations

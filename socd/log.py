@@ -85,21 +85,26 @@ class _JsonFormatter(logging.Formatter):
         return _json_dumps(entry)
 
 
-_configured = False
+_factory: Any = None  # the logger factory setup() installed
 
 
 def configured() -> bool:
-    """Whether :func:`setup` ran (and structlog was not reset since), so log lines go
-    to stderr (the journal). Code that also runs in the offline commands (the rules
+    """Whether structlog is still configured by :func:`setup`, so log lines go to
+    stderr (the journal). Code that also runs in the offline commands (the rules
     engine in ``socd replay`` and ``test-rules``) logs its per-record diagnostics only
-    then: unconfigured, structlog prints to stdout, where those commands write data."""
-    return _configured and structlog.is_configured()
+    then: otherwise structlog prints to stdout, where those commands write data.
+
+    Compared by identity with the factory setup() installed: a later
+    ``structlog.configure`` (a reset, a test's ``capture_logs``) that leaves structlog
+    "configured" with its default stdout logger does not count."""
+    return (_factory is not None and structlog.is_configured()
+            and structlog.get_config().get("logger_factory") is _factory)
 
 
 def setup(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog and the stdlib logging of libraries we use."""
-    global _configured  # noqa: PLW0603 - set once by the one entry point that logs
-    _configured = True
+    global _factory  # noqa: PLW0603 - set by the one entry point that logs
+    _factory = structlog.PrintLoggerFactory(file=sys.stderr)
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -118,7 +123,7 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer]
         if not use_console else [*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_factory,
         cache_logger_on_first_use=False,
     )
     # Libraries (elastic_transport, aiohttp, paho) log through stdlib logging;

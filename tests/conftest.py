@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Property tests are deterministic (a flaky test is a bug): the same examples on every
+# run, no example database carried between runs, and no per-example deadline on this
+# shared 2-core machine. Explore with `--hypothesis-seed=random` / HYPOTHESIS_PROFILE=dev.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 SERVICES_DIR = Path(os.environ.get("SOCD_SERVICES_DIR", "/tmp/socd-services"))
 
 

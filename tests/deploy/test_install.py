@@ -41,7 +41,7 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
-BUILD_TIMEOUT = 900
+BUILD_TIMEOUT = 900  # scripts/install.sh builds a venv too
 
 
 def run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -65,19 +65,6 @@ def user_exists(name: str) -> bool:
 def package_installed(dpkg_query: str) -> bool:
     result = run([dpkg_query, "-W", "-f=${Status}", "socd"])
     return result.returncode == 0 and "installed" in result.stdout.split()[-1:]
-
-
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tool("dpkg-deb")
-    out = tmp_path_factory.mktemp("dist")
-    result = ok(["bash", str(REPO / "scripts" / "build-deb.sh"), "--out", str(out)],
-                timeout=BUILD_TIMEOUT)
-    path = Path(result.stdout.strip().splitlines()[-1])
-    assert path.exists(), result.stdout
-    assert path.name.startswith("socd_")
-    assert path.name.endswith(".deb")
-    return path
 
 
 def test_deb_contents(deb: Path) -> None:

@@ -100,6 +100,12 @@ install -m 0644 "$src/deploy/debian/rules.d-README" "$stage/etc/socd/rules.d/REA
 install -m 0644 "$src/deploy/systemd/socd.service" "$src/deploy/systemd/socd-blocker.service" \
     "$src/deploy/systemd/socd-blocker.socket" "$stage/usr/lib/systemd/system/"
 install -m 0644 "$src/deploy/systemd/socd.sysusers" "$stage/usr/lib/sysusers.d/socd.conf"
+# The installers' marker: the socd command then defaults to /etc/socd/socd.yaml, its
+# environment file and the service user, and acts as that user on its state
+# (socd/install.py).
+install -d -m 0755 "$venv/share/socd"
+printf 'SOCD_ETC=/etc/socd\nSOCD_SERVICE_USER=socd\n' > "$venv/share/socd/install.env"
+chmod 0644 "$venv/share/socd/install.env"
 # All of docs/, its folders kept (the pages link to each other: sources/mqtt.md...).
 (cd "$src/docs" && find . -type f ! -name '.*' -print0) | while IFS= read -r -d '' f; do
     install -D -m 0644 "$src/docs/$f" "$venv/share/doc/socd/$f"
@@ -117,12 +123,6 @@ install -m 0644 "$src"/deploy/systemd/socd.service.d/*.conf \
 
 # 5. Control files.
 install -d -m 0755 "$stage/DEBIAN"
-# The installers' marker: the socd command then defaults to /etc/socd/socd.yaml, its
-# environment file and the service user, and acts as that user on its state
-# (socd/install.py).
-install -d -m 0755 "$venv/share/socd"
-printf 'SOCD_ETC=/etc/socd\nSOCD_SERVICE_USER=socd\n' > "$venv/share/socd/install.env"
-chmod 0644 "$venv/share/socd/install.env"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@PYTHON@/python$pyver/g" \
     -e "s/@INSTALLED_SIZE@/$size/" "$src/deploy/debian/control.in" > "$stage/DEBIAN/control"

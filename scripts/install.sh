@@ -158,6 +158,12 @@ install -d -m 0755 "$doc/examples/socd.service.d"
 (cd "$src/docs" && find . -type f ! -name '.*' -print0) | while IFS= read -r -d '' f; do
     install -D -m 0644 "$src/docs/$f" "$doc/$f"
 done
+# The installers' marker: the socd command then defaults to ETC/socd.yaml, its
+# environment file and the service user, and acts as that user on its state
+# (socd/install.py).
+install -d -m 0755 "$venv/share/socd"
+printf 'SOCD_ETC=%s\nSOCD_SERVICE_USER=socd\n' "$etc" > "$venv/share/socd/install.env"
+chmod 0644 "$venv/share/socd/install.env"
 man8="$R/usr/local/share/man/man8"
 install -d -m 0755 "$man8" "$R/usr/local/bin"
 env -u SOCD_CONFIG PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" "$src/scripts/gen_man.py" \
@@ -183,12 +189,6 @@ fi
 # 5. Units, user, ownership. socd-blocker.{service,socket}: the privileged firewall
 #    helper for the blocker sink (docs/blocking.md); installed, never enabled here.
 install -d -m 0755 "$R$unit_dir" "$R/usr/lib/sysusers.d"
-# The installers' marker: the socd command then defaults to ETC/socd.yaml, its
-# environment file and the service user, and acts as that user on its state
-# (socd/install.py).
-install -d -m 0755 "$venv/share/socd"
-printf 'SOCD_ETC=%s\nSOCD_SERVICE_USER=socd\n' "$etc" > "$venv/share/socd/install.env"
-chmod 0644 "$venv/share/socd/install.env"
 for name in socd.service socd-blocker.service socd-blocker.socket; do
     unit="$src/deploy/systemd/$name"
     if [ "$prefix" = /opt/socd ] && [ "$etc" = /etc/socd ]; then

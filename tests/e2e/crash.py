@@ -6,7 +6,11 @@ delivered twice, and Elasticsearch counts the repeats."""
 from __future__ import annotations
 
 import json
+import random
 import signal
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.conftest import free_port
@@ -63,3 +67,42 @@ def assert_journal_empties(socd: SocdProcess) -> None:
     """Everything is stored, so the journal empties; /readyz shows its depth."""
     wait_for(lambda: journal_detail(socd)["records"] == 0, 30, "the journal to empty")
     assert journal_detail(socd)["oldest_age_seconds"] == 0.0
+
+
+class Gate:
+    """Ties the kills to the stream's progress instead of the clock.
+
+    A producer calls :meth:`wait` with how far it has got (0 to 1) before each
+    write; it may go on only up to the share the test has opened. A timed kill
+    schedule was flaky: a fast socd could store everything before the fifth kill,
+    a slow machine could kill after the stream ended."""
+
+    def __init__(self) -> None:
+        self._open = 0.0
+        self._cond = threading.Condition()
+
+    def open_to(self, share: float) -> None:
+        with self._cond:
+            self._open = share
+            self._cond.notify_all()
+
+    def wait(self, done: float, timeout: float = 300.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: done < self._open or self._open >= 1.0,
+                                       timeout):
+                raise TimeoutError("the test never opened the gate")
+
+
+def kill_during_stream(gate: Gate, kills: int, seed: int,
+                       kill: Callable[[], object], pause: tuple[float, float]) -> int:
+    """Open the stream in ``kills + 1`` seeded parts; after each part but the last,
+    wait a seeded moment (the producer and socd are busy with that part) and
+    ``kill`` (SIGKILL and restart). Returns the number of kills: always ``kills``."""
+    rng = random.Random(seed)
+    cuts = sorted(rng.uniform(0.05, 0.95) for _ in range(kills))
+    for share in cuts:
+        gate.open_to(share)
+        time.sleep(rng.uniform(*pause))
+        kill()
+    gate.open_to(1.0)
+    return kills

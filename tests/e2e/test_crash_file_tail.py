@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import threading
 import time
 from pathlib import Path
@@ -27,9 +26,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.crash import (
+    Gate,
     assert_journal_empties,
     base_config,
     kill_and_restart,
+    kill_during_stream,
     repeats,
     replayed_records,
 )
@@ -49,9 +50,10 @@ SEED = 1303
 class Writer:
     """Appends the lines in writes of ``PER_WRITE`` and rotates by rename."""
 
-    def __init__(self, directory: Path, lines: list[bytes]) -> None:
+    def __init__(self, directory: Path, lines: list[bytes], gate: Gate) -> None:
         self.directory = directory
         self.lines = lines
+        self.gate = gate
         self.rotations = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -60,6 +62,7 @@ class Writer:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         try:
             for start in range(0, len(self.lines), PER_WRITE):
+                self.gate.wait(start / len(self.lines))
                 if start and start % ROTATE_EVERY == 0:
                     os.close(fd)
                     self.rotations += 1
@@ -85,15 +88,12 @@ def test_sigkill_while_a_rotating_file_is_tailed_loses_no_line(
     socd = SocdProcess(config, tmp_path)
     try:
         socd.start()
+        gate = Gate()
         writer = Writer(logs, [json.dumps(server_edr_record(i, unique), ensure_ascii=False)
-                               .encode() for i in range(EVENTS)])
+                               .encode() for i in range(EVENTS)], gate)
         writer.thread.start()
-        rng = random.Random(SEED)
-        kills = 0
-        while kills < KILLS and writer.thread.is_alive():
-            time.sleep(rng.uniform(0.2, 1.2))
-            kill_and_restart(socd)
-            kills += 1
+        kills = kill_during_stream(gate, KILLS, SEED, lambda: kill_and_restart(socd),
+                                   (0.2, 1.2))
         writer.thread.join(120)
         assert not writer.thread.is_alive(), "the writer did not finish"
         assert kills >= MIN_KILLS, f"only {kills} kills happened while the file was written"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 EVENTS = 100_000
 PER_MESSAGE = 100
 KILLS = 6
-MIN_KILLS = 5  # the minimum, in case socd outran the last kill
+MIN_KILLS = 5  # the minimum
 SEED = 13
 
 
@@ -94,26 +93,27 @@ def test_sigkill_during_an_mqtt_stream_loses_nothing(services: dict[str, Any], u
     try:
         socd.start()  # creates the persistent session before anything is published
         payloads = _payloads(unique)
-        published: list[int] = []
-
-        def publish() -> None:
-            # Faster than socd stores: the broker holds a backlog that keeps flowing into
-            # socd after each restart, which is when a crash used to lose the most.
-            with Publisher(broker.services(), client_id=f"pub-{unique}") as pub:
-                published.append(pub.publish(f"socd-crash/{unique}", payloads))
-
-        thread = threading.Thread(target=publish, daemon=True)
-        thread.start()
+        # The kills are tied to the stream, not to the clock (a timed schedule let a fast
+        # socd store everything before the fifth kill): the messages are published in
+        # KILLS + 1 parts cut at seeded places, and after each part but the last, socd is
+        # killed at a seeded moment while it works through the broker's backlog, then
+        # restarted. Publishing is faster than socd stores, so each kill lands mid-stream.
         rng = random.Random(SEED)
+        cuts = sorted(rng.sample(range(1, len(payloads)), KILLS))
+        parts = [payloads[a:b] for a, b in zip([0, *cuts], [*cuts, len(payloads)], strict=True)]
+        published = 0
         kills = 0
-        while kills < KILLS and es_count(es, index) < EVENTS:
-            time.sleep(rng.uniform(0.4, 1.6))
-            socd.signal(signal.SIGKILL)
-            kills += 1
-            _restart(socd)
-        thread.join(120)
-        assert published == [len(payloads)], "the publisher did not finish"
-        assert kills >= MIN_KILLS, f"only {kills} kills happened while the stream flowed"
+        with Publisher(broker.services(), client_id=f"pub-{unique}") as pub:
+            for number, part in enumerate(parts):
+                published += pub.publish(f"socd-crash/{unique}", part)
+                if number == len(parts) - 1:
+                    break
+                time.sleep(rng.uniform(0.2, 1.2))
+                socd.signal(signal.SIGKILL)
+                kills += 1
+                _restart(socd)
+        assert published == len(payloads), "the publisher did not finish"
+        assert kills >= MIN_KILLS
 
         def stored() -> int:
             return es_count(es, index)

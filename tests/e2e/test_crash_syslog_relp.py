@@ -17,7 +17,6 @@ the event hash; the test prints their count.
 
 from __future__ import annotations
 
-import random
 import socket
 import time
 from pathlib import Path
@@ -27,9 +26,11 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.crash import (
+    Gate,
     assert_journal_empties,
     base_config,
     kill_and_restart,
+    kill_during_stream,
     repeats,
     replayed_records,
 )
@@ -72,6 +73,7 @@ class SlowGenerator(Generator):
     def run(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port)) as sock:
             for start in range(0, EVENTS, 500):
+                self.gate.wait(start / EVENTS)
                 sock.sendall(b"".join(
                     b"<134>1 2026-11-16T01:02:03.000000+07:00 gen-host crashapp 4242 - - "
                     b"crash-%s seq=%06d %s\n" % (self.unique.encode(), i, PAD)
@@ -105,14 +107,11 @@ def test_sigkill_while_rsyslog_forwards_over_relp(services: dict[str, Any], uniq
     try:
         socd.start()
         rsyslog.start()
-        generator = SlowGenerator(rsyslog.in_port, unique)
+        gate = Gate()
+        generator = SlowGenerator(rsyslog.in_port, unique, gate)
         generator.thread.start()
-        rng = random.Random(SEED)
-        kills = 0
-        while kills < KILLS and es_count(es, index) < EVENTS * 0.9:
-            time.sleep(rng.uniform(0.5, 1.5))
-            kill_and_restart(socd)
-            kills += 1
+        kills = kill_during_stream(gate, KILLS, SEED, lambda: kill_and_restart(socd),
+                                   (0.5, 1.5))
         generator.thread.join(120)
         assert generator.sent == EVENTS, "the generator did not finish"
         assert kills >= MIN_KILLS, f"only {kills} kills happened while the stream flowed"

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -45,7 +44,14 @@ import pytest
 from elasticsearch import helpers as es_helpers
 
 from tests.conftest import free_port
-from tests.e2e.crash import assert_journal_empties, base_config, repeats, replayed_records
+from tests.e2e.crash import (
+    Gate,
+    assert_journal_empties,
+    base_config,
+    kill_during_stream,
+    repeats,
+    replayed_records,
+)
 from tests.helpers import SocdProcess, es_cleanup, es_client, es_count, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -153,15 +159,17 @@ class Generator:
     """Sends the messages to rsyslog's input, paced so the stream lasts through the
     kills (rsyslog's own queue absorbs socd's downtime)."""
 
-    def __init__(self, port: int, unique: str) -> None:
+    def __init__(self, port: int, unique: str, gate: Gate) -> None:
         self.port = port
         self.unique = unique
+        self.gate = gate
         self.sent = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
         with socket.create_connection(("127.0.0.1", self.port)) as sock:
             for start in range(0, EVENTS, 500):
+                self.gate.wait(start / EVENTS)
                 sock.sendall(b"".join(
                     b"<134>1 2026-11-16T01:02:03.000000+07:00 gen-host crashapp 4242 - - "
                     b"crash-%s seq=%06d %s\n" % (self.unique.encode(), i, PAD)
@@ -231,14 +239,13 @@ def test_sigkill_while_rsyslog_forwards_over_tcp(services: dict[str, Any], uniqu
     try:
         socd.start()
         rsyslog.start()
-        generator = Generator(rsyslog.in_port, unique)
+        gate = Gate()
+        generator = Generator(rsyslog.in_port, unique, gate)
         generator.thread.start()
-        rng = random.Random(SEED)
         queued: list[int] = []
-        while len(queued) < KILLS and es_count(es, index) < EVENTS * 0.9:
-            time.sleep(rng.uniform(0.5, 1.5))
-            queued.append(_kill_with_sender_paused(socd, rsyslog, port))
-        kills = len(queued)
+        kills = kill_during_stream(
+            gate, KILLS, SEED, lambda: queued.append(_kill_with_sender_paused(socd, rsyslog, port)),
+            (0.5, 1.5))
         generator.thread.join(120)
         assert generator.sent == EVENTS, "the generator did not finish"
         assert kills >= MIN_KILLS, f"only {kills} kills happened while the stream flowed"

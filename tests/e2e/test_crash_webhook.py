@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import random
 import threading
 import time
 from pathlib import Path
@@ -26,9 +25,11 @@ import pytest
 
 from tests.conftest import free_port
 from tests.e2e.crash import (
+    Gate,
     assert_journal_empties,
     base_config,
     kill_and_restart,
+    kill_during_stream,
     repeats,
     replayed_records,
 )
@@ -49,16 +50,18 @@ TOKEN = "crash-webhook-token-0123456789"
 class Client:
     """Posts its share of the batches one by one; a batch is done once answered 202."""
 
-    def __init__(self, port: int, bodies: list[bytes]) -> None:
+    def __init__(self, port: int, bodies: list[bytes], gate: Gate) -> None:
         self.port = port
         self.bodies = bodies
+        self.gate = gate
         self.accepted = 0
         self.resent = 0  # batches sent again after a connection error or a 5xx/429
         self.unexpected: list[str] = []
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
-        for body in self.bodies:
+        for number, body in enumerate(self.bodies):
+            self.gate.wait(number / len(self.bodies))
             while not self._post(body):
                 self.resent += 1
             time.sleep(PAUSE_SECS)
@@ -106,15 +109,12 @@ def test_sigkill_while_clients_post_loses_nothing_answered_202(
     try:
         socd.start()
         bodies = _bodies(unique)
-        clients = [Client(port, bodies[k::CLIENTS]) for k in range(CLIENTS)]
+        gate = Gate()
+        clients = [Client(port, bodies[k::CLIENTS], gate) for k in range(CLIENTS)]
         for client in clients:
             client.thread.start()
-        rng = random.Random(SEED)
-        kills = 0
-        while kills < KILLS and any(c.thread.is_alive() for c in clients):
-            time.sleep(rng.uniform(0.2, 1.0))
-            kill_and_restart(socd)
-            kills += 1
+        kills = kill_during_stream(gate, KILLS, SEED, lambda: kill_and_restart(socd),
+                                   (0.2, 1.0))
         for client in clients:
             client.thread.join(120)
             assert not client.thread.is_alive(), "a client did not finish"

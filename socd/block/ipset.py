@@ -30,7 +30,7 @@ import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from socd.block.decisions import Change, Decision
 from socd.block.elements import (
@@ -39,11 +39,10 @@ from socd.block.elements import (
     Outcome,
     Refusal,
     from_value,
-    report,
     timeout_secs,
 )
 from socd.block.nft import CAP_HINT, NftError
-from socd.block.protocol import HelperClient, HelperError, encode_request
+from socd.block.protocol import HelperClient, HelperDispatch, HelperError, encode_request
 
 MAX_TIMEOUT = 2147483
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,20}$")
@@ -55,13 +54,14 @@ class IpsetError(NftError):
 
 
 @dataclass(frozen=True, slots=True)
-class IpsetBackend:
+class IpsetBackend(HelperDispatch):
     set_name: str = "socd"
     ipset: str = "ipset"
     maxelem: int = 1_048_576
     run_timeout: float = 60.0
     #: The privileged helper's socket; None: run ipset in this process.
     helper_socket: str | None = None
+    error: ClassVar[type[Exception]] = IpsetError
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.set_name):
@@ -142,27 +142,6 @@ class IpsetBackend:
     def target(self) -> dict[str, Any]:
         """What the helper is asked to change (it checks the set name is socd's own)."""
         return {"backend": "ipset", "set_name": self.set_name}
-
-    async def sync(self, decisions: Iterable[Decision], now: float) -> Outcome:
-        return await self._dispatch("sync", self.full_batch(decisions, now))
-
-    async def apply(self, changes: Sequence[Change], now: float) -> Outcome:
-        batch = self.incremental_batch(changes, now)
-        if not len(batch):
-            return report(Outcome(0, list(batch.refused)), self.name)
-        return await self._dispatch("apply", batch)
-
-    async def _dispatch(self, op: str, batch: Batch) -> Outcome:
-        """Apply ``batch`` here or through the helper; refusals are counted and logged."""
-        if self.helper_socket is None:
-            return report(await self.execute(batch), self.name)
-        try:
-            outcome = await HelperClient(self.helper_socket).call(
-                encode_request(op, self.target, batch))
-        except HelperError as exc:
-            raise IpsetError(str(exc), exc.kind) from exc
-        outcome.refused[:0] = batch.refused
-        return report(outcome, self.name)
 
     async def execute(self, batch: Batch) -> Outcome:
         """Apply ``batch`` here. ``ipset restore`` stops at the first line it rejects:

@@ -44,7 +44,7 @@ import re
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from socd.block.decisions import Change, Decision, flatten
 from socd.block.elements import (
@@ -54,10 +54,9 @@ from socd.block.elements import (
     Outcome,
     Refusal,
     from_value,
-    report,
     timeout_secs,
 )
-from socd.block.protocol import HelperClient, HelperError, encode_request
+from socd.block.protocol import HelperClient, HelperDispatch, HelperError, encode_request
 from socd.netaddr import AddressError
 
 CHUNK = 5000  # elements per `add element` statement (all in one transaction)
@@ -87,7 +86,7 @@ class NftError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class NftBackend:
+class NftBackend(HelperDispatch):
     table: str = "socd"
     family: Literal["inet"] = "inet"
     priority: int = -10
@@ -96,6 +95,7 @@ class NftBackend:
     run_timeout: float = 60.0
     #: The privileged helper's socket; None: run nft in this process.
     helper_socket: str | None = None
+    error: ClassVar[type[Exception]] = NftError
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.table):
@@ -216,29 +216,6 @@ class NftBackend:
         return self.render(self.incremental_batch(changes, now))
 
     # ------------------------------------------------------------ applying ----
-    async def sync(self, decisions: Iterable[Decision], now: float) -> Outcome:
-        """Replace the table with ``decisions`` (start-up, resync)."""
-        return await self._dispatch("sync", self.full_batch(decisions, now))
-
-    async def apply(self, changes: Sequence[Change], now: float) -> Outcome:
-        """Apply ``changes``; NftError ``conflict`` asks the caller for a full sync."""
-        batch = self.incremental_batch(changes, now)
-        if not len(batch):
-            return report(Outcome(0, list(batch.refused)), self.name)
-        return await self._dispatch("apply", batch)
-
-    async def _dispatch(self, op: str, batch: Batch) -> Outcome:
-        """Apply ``batch`` here or through the helper; refusals are counted and logged."""
-        if self.helper_socket is None:
-            return report(await self.execute(batch), self.name)
-        try:
-            outcome = await HelperClient(self.helper_socket).call(
-                encode_request(op, self.target, batch))
-        except HelperError as exc:
-            raise NftError(str(exc), exc.kind) from exc
-        outcome.refused[:0] = batch.refused
-        return report(outcome, self.name)
-
     async def execute(self, batch: Batch) -> Outcome:
         """Apply ``batch`` here, in one transaction when nft accepts it whole.
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
-from typing import Annotated, Any, Final, Literal
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -42,8 +42,12 @@ from socd.block.elements import (
     Refusal,
     parse_add,
     parse_remove,
+    report,
     without_overlaps,
 )
+
+if TYPE_CHECKING:
+    from socd.block.decisions import Change, Decision
 
 VERSION: Final = 1
 #: Where the shipped units put the helper's socket (socd-blocker.socket).
@@ -252,3 +256,58 @@ class HelperClient:
 def refusals_text(refused: Sequence[Refusal], limit: int = 20) -> list[str]:
     """``value (reason)`` for logs, at most ``limit`` of them."""
     return [f"{r.value!r} ({r.reason})" for r in refused[:limit]]
+
+
+class HelperDispatch:
+    """What the nftables and ipset backends share: build a batch, then apply it in
+    this process (:meth:`execute`) or send it to the privileged helper.
+
+    Subclasses (frozen dataclasses) provide ``name``, ``target``, ``helper_socket``,
+    ``full_batch``, ``incremental_batch``, ``execute`` and ``error`` (the exception a
+    helper failure becomes, with the helper's kind)."""
+
+    __slots__ = ()
+    error: ClassVar[type[Exception]]
+    helper_socket: str | None
+
+    @property
+    def name(self) -> str:
+        """The backend's name in logs and metrics."""
+        raise NotImplementedError
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """What the helper is asked to change (it checks it is socd's own)."""
+        raise NotImplementedError
+
+    def full_batch(self, decisions: Iterable[Decision], now: float) -> Batch:
+        raise NotImplementedError
+
+    def incremental_batch(self, changes: Sequence[Change], now: float) -> Batch:
+        raise NotImplementedError
+
+    async def execute(self, batch: Batch) -> Outcome:
+        raise NotImplementedError
+
+    async def sync(self, decisions: Iterable[Decision], now: float) -> Outcome:
+        """Replace socd's table or sets with ``decisions`` (start-up, resync)."""
+        return await self._dispatch("sync", self.full_batch(decisions, now))
+
+    async def apply(self, changes: Sequence[Change], now: float) -> Outcome:
+        """Apply ``changes``; an error of kind ``conflict`` asks the caller for a sync."""
+        batch = self.incremental_batch(changes, now)
+        if not len(batch):
+            return report(Outcome(0, list(batch.refused)), self.name)
+        return await self._dispatch("apply", batch)
+
+    async def _dispatch(self, op: str, batch: Batch) -> Outcome:
+        """Apply ``batch`` here or through the helper; refusals are counted and logged."""
+        if self.helper_socket is None:
+            return report(await self.execute(batch), self.name)
+        try:
+            outcome = await HelperClient(self.helper_socket).call(
+                encode_request(op, self.target, batch))
+        except HelperError as exc:
+            raise self.error(str(exc), exc.kind) from exc
+        outcome.refused[:0] = batch.refused
+        return report(outcome, self.name)

@@ -42,7 +42,7 @@ from socd.block.elements import (
     timeout_secs,
 )
 from socd.block.nft import CAP_HINT, NftError
-from socd.block.protocol import HelperClient, HelperDispatch, HelperError, encode_request
+from socd.block.protocol import HelperDispatch
 
 MAX_TIMEOUT = 2147483
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,20}$")
@@ -204,17 +204,6 @@ class IpsetBackend(HelperDispatch):
         if proc.returncode != 0:
             raise IpsetError(f"ipset list failed: {err.decode(errors='replace').strip()}")
         return out.decode()
-
-    async def check(self) -> None:
-        """Fails when ipset is missing or may not change the sets (health check);
-        with a helper, when the helper cannot (or cannot be reached)."""
-        if self.helper_socket is None:
-            await self.check_here()
-            return
-        try:
-            await HelperClient(self.helper_socket).call(encode_request("check", self.target))
-        except HelperError as exc:
-            raise IpsetError(str(exc), exc.kind) from exc
 
     async def check_here(self) -> None:
         await self.list_sets()

@@ -56,7 +56,7 @@ from socd.block.elements import (
     from_value,
     timeout_secs,
 )
-from socd.block.protocol import HelperClient, HelperDispatch, HelperError, encode_request
+from socd.block.protocol import HelperDispatch
 from socd.netaddr import AddressError
 
 CHUNK = 5000  # elements per `add element` statement (all in one transaction)
@@ -304,17 +304,6 @@ class NftBackend(HelperDispatch):
 
     async def delete_table(self) -> None:
         await self.run(f"add table {self._ref()}\ndelete table {self._ref()}\n")
-
-    async def check(self) -> None:
-        """Fails when nft is missing or may not change the ruleset (health check);
-        with a helper, when the helper cannot (or cannot be reached)."""
-        if self.helper_socket is None:
-            await self.check_here()
-            return
-        try:
-            await HelperClient(self.helper_socket).call(encode_request("check", self.target))
-        except HelperError as exc:
-            raise NftError(str(exc), exc.kind) from exc
 
     async def check_here(self) -> None:
         """The health check in this process.

@@ -289,6 +289,21 @@ class HelperDispatch:
     async def execute(self, batch: Batch) -> Outcome:
         raise NotImplementedError
 
+    async def check_here(self) -> None:
+        raise NotImplementedError
+
+    async def check(self) -> None:
+        """Fails when the firewall tool is missing or may not change socd's table or
+        sets (health check); with a helper, when the helper cannot (or cannot be
+        reached)."""
+        if self.helper_socket is None:
+            await self.check_here()
+            return
+        try:
+            await HelperClient(self.helper_socket).call(encode_request("check", self.target))
+        except HelperError as exc:
+            raise self.error(str(exc), exc.kind) from exc
+
     async def sync(self, decisions: Iterable[Decision], now: float) -> Outcome:
         """Replace socd's table or sets with ``decisions`` (start-up, resync)."""
         return await self._dispatch("sync", self.full_batch(decisions, now))

@@ -43,6 +43,7 @@ import os
 import stat
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -278,7 +279,7 @@ class _File:
         self.gone_since: float | None = None
         self.last_growth = time.monotonic()
         self.gz = False
-        self.gzfile: IO[bytes] | None = None
+        self.gzfile: gzip.GzipFile | None = None
         self.raw: IO[bytes] | None = None
         self.done = False
 
@@ -404,7 +405,7 @@ class FileCollector:
         max_line = self.config.max_line_bytes
         batch: list[RawRecord] = []
         opener = gzip.open if path.endswith(".gz") else open
-        fh: IO[bytes]
+        fh: Iterable[bytes]  # a GzipFile or a BufferedReader: both iterate lines
         with opener(path, "rb") as fh:
             now = time.time()
             for line in fh:

@@ -162,7 +162,7 @@ class MqttCollector:
         ctx = ssl.create_default_context(cafile=path(tls.ca_file))
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         if tls.cert_file:
-            ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
+            ctx.load_cert_chain(resolve_path(base, tls.cert_file), path(tls.key_file))
         ctx.check_hostname = tls.verify_hostname
         # paho drops the socket unclosed when the broker's certificate is refused.
         return closing_on_failure(ctx)

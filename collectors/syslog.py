@@ -117,9 +117,10 @@ class Framer:
                 return frames, drops
             self.mode = "octet_counting" if 48 <= start[0] <= 57 else "newline"
         if self.mode == "octet_counting":
-            buf = self._octets(buf, frames, drops)
-            if buf is None:
+            rest = self._octets(buf, frames, drops)
+            if rest is None:
                 return frames, drops
+            buf = rest
         self._lines(buf, frames, drops)
         return frames, drops
 

@@ -656,8 +656,8 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {problem}", line=line)]) from exc
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {reason}", line=line)]) from exc
     lines = _line_index(node) if node is not None else {}
     if raw is None:
         raw = {}

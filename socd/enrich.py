@@ -565,9 +565,9 @@ class Enricher:
         for side in sides:
             node = event.get(side)
             if isinstance(node, dict):
-                ip = node.get("ip")
-                if isinstance(ip, str):
-                    hit = inv.match_ip(ip)
+                addr = node.get("ip")
+                if isinstance(addr, str):
+                    hit = inv.match_ip(addr)
                     if hit is not None:
                         return hit, f"{side}.ip"
         return None

@@ -73,7 +73,9 @@ def _json_dumps(obj: Any, **_kw: Any) -> str:
 class _JsonFormatter(logging.Formatter):
     """Library records as JSON lines too, so every journal line parses with jq."""
 
-    converter = time.gmtime
+    # formatTime calls self.converter(t). A builtin never binds to the instance; the
+    # staticmethod says so to the type checker, which would take it for a method.
+    converter = staticmethod(time.gmtime)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -679,7 +679,11 @@ class Pipeline:
         """Wait until everything submitted before this call has been stored."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        ack = Ack(lambda: done.done() or done.set_result(None))
+
+        def settle() -> None:
+            if not done.done():
+                done.set_result(None)
+        ack = Ack(settle)
         await self.intake.put(Batch([], ack))
         await done
 

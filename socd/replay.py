@@ -11,7 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
@@ -22,7 +22,7 @@ BATCH = 1000
 
 
 def _lines(path: str) -> Iterator[bytes]:
-    fh: IO[bytes]
+    fh: Iterable[bytes]  # stdin, a GzipFile or a BufferedReader: all iterate lines
     if path == "-":
         fh = sys.stdin.buffer
         yield from (line.rstrip(b"\r\n") for line in fh)

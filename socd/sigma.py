@@ -236,7 +236,7 @@ def convert_texts(texts: Iterable[tuple[str, str]], *, keep_unmapped: bool = Fal
     for source, text in texts:
         try:
             coll = SigmaCollection.from_yaml(text, collect_errors=True,
-                                             source=SigmaRuleLocation(source))
+                                             source=SigmaRuleLocation(Path(source)))
         except (yaml.YAMLError, SigmaError) as exc:
             conv.errors.append(f"{source}: {exc}")
             continue
@@ -255,7 +255,8 @@ def convert_texts(texts: Iterable[tuple[str, str]], *, keep_unmapped: bool = Fal
             except SigmaError as exc:
                 conv.skipped.append(Skipped(origin[id(rule)], rule.title, _sid(rule),
                                             f"correlation: {exc}"))
-                rule.disable_output()
+                # pySigma 0.11 leaves disable_output unannotated (it returns None).
+                rule.disable_output()  # type: ignore[no-untyped-call]
     # resolve_rule_references disabled the output of rules referenced with generate: false
     converter = _Converter(conv, keep_unmapped, id_prefix)
     used_ids: set[str] = set()

@@ -23,7 +23,7 @@ import io
 import re
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
@@ -157,7 +157,7 @@ class EdlServer:
         app.router.add_get("/edl/domains.txt", self._handler("domains"))
         return app
 
-    def _handler(self, family: str) -> Callable[[web.Request], object]:
+    def _handler(self, family: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             if not token_ok(request, self.token):
                 return web.Response(status=401, text="token required\n",
@@ -189,7 +189,7 @@ class EdlServer:
         ctx = None
         if self.tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(self.tls[0], self.tls[1])  # type: ignore[arg-type]
+            ctx.load_cert_chain(self.tls[0], self.tls[1])
         # Firewall appliances poll this from the network: the shared listener bounds
         # slow and idle clients and the number of connections (socd.http).
         listener = HttpListener(self.app(), name=self.name, host=self.host, port=self.port,

@@ -458,7 +458,7 @@ def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],
             ctx.problem(loc, f"{op}: takes a number, got {value!r}")
             return None
         bound = value
-        cmp = {"gt": lambda n: n > bound, "gte": lambda n: n >= bound,
+        cmp: Callable[[float], bool] = {"gt": lambda n: n > bound, "gte": lambda n: n >= bound,
                "lt": lambda n: n < bound, "lte": lambda n: n <= bound}[op]
 
         def number_test(x: Any) -> bool:
@@ -610,6 +610,7 @@ def _ioc_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
         return None
     ctx.uses_ioc = True
     ref = ctx.ioc
+    norm: Callable[[str], str]
     if kind == "domain":
         def norm(s: str) -> str:
             return s.lower().rstrip(".")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
-from socd.engine.compiler import as_text
+from socd.engine.compiler import IocLookup, as_text
 from socd.engine.engine import RuleEngine, event_time
 from socd.engine.loader import CompiledRule
 from socd.engine.model import RuleTest, parse_duration
@@ -87,7 +87,7 @@ def build_events(rule_id: str, test: RuleTest) -> list[Event]:
     return out
 
 
-def _test_lookup(iocs: Mapping[str, list[str]]) -> Any:
+def _test_lookup(iocs: Mapping[Literal["ip", "domain", "hash"], list[str]]) -> IocLookup:
     from socd.classify import IocSet
 
     sets: dict[str, IocSet] = {}

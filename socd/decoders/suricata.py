@@ -208,9 +208,9 @@ def _flow(flow: dict[str, Any], event: Event) -> None:
     if not network:
         del event["network"]
     for dst, src in (("start", "start"), ("end", "end")):
-        value = _date(flow.get(src))
-        if value:
-            event["event"][dst] = value
+        when = _date(flow.get(src))
+        if when:
+            event["event"][dst] = when
 
 
 def _dns(dns: dict[str, Any], event: Event) -> None:
@@ -244,7 +244,8 @@ def _dns(dns: dict[str, Any], event: Event) -> None:
     if rcode:
         out["response_code"] = rcode
     answers: list[dict[str, Any]] = []
-    for item in dns.get("answers") if isinstance(dns.get("answers"), list) else []:
+    raw_answers = dns.get("answers")
+    for item in raw_answers if isinstance(raw_answers, list) else []:
         if not isinstance(item, dict):
             continue
         answer = {k: v for k, v in (("name", _text(item.get("rrname"))),

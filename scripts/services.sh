@@ -83,6 +83,14 @@ apt_install() {
         chmod 755 "$POLICY_RC"
         POLICY_RC_OURS=1
     fi
+    # crowdsec's postinst registers with the online Central API (and fails offline)
+    # unless this file exists first (its README.Debian); the peer benchmark runs a
+    # private Local API instead.
+    if [[ " $* " == *" crowdsec "* ]] && [ ! -e /etc/crowdsec/online_api_credentials.yaml ]; then
+        mkdir -p /etc/crowdsec
+        printf '# no thanks: socd test machine (scripts/services.sh)\n' \
+            >/etc/crowdsec/online_api_credentials.yaml
+    fi
     export DEBIAN_FRONTEND=noninteractive
     local opts=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
     if apt_lists_empty; then

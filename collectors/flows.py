@@ -19,6 +19,12 @@ Conventions (documented in docs/sources/sensor.md):
   gives the flow's totals.
 * Non-first IPv4 fragments carry no ports and are counted in a flow with
   ports 0; ICMP flows have no ports (type/code feed the Community ID only).
+* Every flow record says whether a session came about
+  (``network.connection_state``, ``event.outcome``): a TCP flow is
+  ``established`` only when the responder's SYN-ACK acknowledged the
+  initiator's SYN and the initiator acknowledged the SYN-ACK (sequence numbers
+  checked), so a SYN answered by RST, an unanswered SYN or forged one-way
+  packets with any flags never look like a session (docs/sources/sensor.md).
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ _IPV6_EXT = frozenset({0, 43, 60})
 
 _U16 = struct.Struct("!H")
 _U16x2 = struct.Struct("!HH")
+_U32x2 = struct.Struct("!II")
 
-# (ts, proto, src, sport, dst, dport, length, tcp_flags, dns_payload | icmp (type, code) | None)
+# (ts, proto, src, sport, dst, dport, length, tcp_flags,
+#  dns_payload | icmp (type, code) | tcp (seq, ack) | None)
 Packet = tuple[float, int, bytes, int, bytes, int, int, int, Any]
 
 
@@ -121,7 +129,8 @@ def _parse_ip(data: bytes, off: int, etype: int, ts: float) -> Packet | None:
         return None
     if proto == TCP:
         sport, dport = _U16x2.unpack_from(data, l4)
-        return (ts, TCP, src, sport, dst, dport, length, data[l4 + 13] & 0x3F, None)
+        flags = data[l4 + 13] & 0x3F
+        return (ts, TCP, src, sport, dst, dport, length, flags, _U32x2.unpack_from(data, l4 + 4))
     if proto == UDP:
         sport, dport = _U16x2.unpack_from(data, l4)
         extra = data[l4 + 8:end] if (sport == 53 or dport == 53) else None
@@ -162,6 +171,29 @@ def _dns_name(msg: bytes, off: int) -> tuple[str, int]:
     else:
         raise ValueError("DNS name loop")
     return ".".join(labels).lower(), (end if end >= 0 else off)
+
+
+# Second-level labels under which country-code registries sell names (gov.vn, com.vn,
+# co.uk, ...). Without the Public Suffix List, "<name>.<one of these>.<ccTLD>" is taken as
+# the registered domain; good enough to group the names one client asks under one domain.
+_CC_SECOND_LEVEL = frozenset({"ac", "biz", "co", "com", "edu", "go", "gov", "health",
+                              "info", "int", "mil", "name", "ne", "net", "or", "org", "pro"})
+
+
+def registered_domain(name: str) -> str | None:
+    """The domain a name was registered under (``a.b.example.gov.vn`` -> ``example.gov.vn``).
+
+    ``None`` for a bare TLD or suffix and for reverse look-ups (``*.arpa``): a mail server
+    resolving the PTR of every peer asks many names under ``in-addr.arpa`` and that is
+    no tunnel.
+    """
+    labels = name.rstrip(".").split(".")
+    if len(labels) < 2 or not all(labels) or labels[-1] == "arpa":
+        return None
+    size = 3 if len(labels[-1]) == 2 and labels[-2] in _CC_SECOND_LEVEL else 2
+    if len(labels) < size:
+        return None
+    return ".".join(labels[-size:])
 
 
 def parse_dns(msg: bytes) -> dict[str, Any] | None:
@@ -267,12 +299,83 @@ def flag_names(flags: int) -> list[str]:
     return [name for bit, name in FLAG_NAMES if flags & bit]
 
 
+# -- connection state ------------------------------------------------------------------
+#
+# What the packets prove about a session, kept per flow across its records (bits of
+# Flow.conn). A TCP session is established only by a handshake whose sequence numbers
+# agree: the SYN-ACK acknowledges the initiator's SYN (ISN + 1) and the initiator's next
+# ACK acknowledges the SYN-ACK. Flags alone prove nothing: the union of the flags of a
+# refused attempt (SYN, then RST-ACK) already holds SYN and ACK, and one forged packet can
+# carry every flag.
+C_SYN = 0x01       # the initiator sent a SYN (without ACK)
+C_SYNACK = 0x02    # the responder answered with a SYN-ACK acknowledging it
+C_ESTAB = 0x04     # the initiator acknowledged the SYN-ACK: handshake complete
+C_REFUSED = 0x08   # the responder sent a RST before the handshake completed
+C_FWD = 0x10       # the initiator sent a packet without SYN or RST
+C_REV = 0x20       # the responder sent a packet without SYN or RST (a reply, for UDP...)
+
+SESSION_STATES = frozenset({"established", "midstream"})
+
+
+def connection_state(proto: int, conn: int) -> str:
+    """The flow's ``network.connection_state``.
+
+    ``established``: TCP handshake seen (or, for other transports, a reply seen);
+    ``midstream``: no valid handshake seen, but both sides sent packets other than SYN
+    and RST (a session already running when the sensor first saw it, e.g. after an idle
+    timeout, or whose handshake the mirror port dropped);
+    ``half_open``: the responder accepted (SYN-ACK) but the initiator never completed
+    (a SYN scan's open port); ``rejected``: the responder answered with RST;
+    ``no_reply``: nothing came back.
+    """
+    if proto != TCP:
+        return "established" if conn & C_REV else "no_reply"
+    both_ways = conn & (C_FWD | C_REV) == C_FWD | C_REV
+    if conn & C_ESTAB or (conn & C_SYNACK and both_ways):
+        return "established"
+    if both_ways:
+        return "midstream"
+    if conn & C_SYNACK:
+        return "half_open"
+    return "rejected" if conn & C_REFUSED else "no_reply"
+
+
+def _track_tcp(flow: Flow, forward: bool, flags: int, numbers: tuple[int, int] | None) -> None:
+    """Advance the handshake bits of ``flow`` with one TCP segment.
+
+    ``numbers`` is (seq, ack) of the segment; without them (a caller that parsed no
+    header) only the flags are checked.
+    """
+    conn = flow.conn
+    seq, ack = numbers if numbers is not None else (-1, -1)
+    if forward:
+        if flags & (SYN | ACK) == SYN:
+            conn |= C_SYN
+            flow.isn = seq
+        elif not flags & (SYN | RST):
+            conn |= C_FWD
+            if (conn & (C_SYNACK | C_ESTAB) == C_SYNACK and flags & ACK
+                    and (numbers is None or ack == (flow.rsn + 1) & 0xFFFFFFFF)):
+                conn |= C_ESTAB
+    elif flags & (SYN | ACK) == SYN | ACK:
+        if numbers is None or not conn & C_SYN or ack == (flow.isn + 1) & 0xFFFFFFFF:
+            conn |= C_SYNACK
+            flow.rsn = seq
+    elif flags & RST:
+        if not conn & C_ESTAB:
+            conn |= C_REFUSED
+    elif not flags & SYN:
+        conn |= C_REV
+    flow.conn = conn
+
+
 class Flow:
     """One flow (oriented initiator -> responder) and the counts of its current segment."""
 
     __slots__ = (
         "alerted",
         "closed",
+        "conn",
         "dns",
         "dport",
         "dst",
@@ -282,10 +385,12 @@ class Flow:
         "fwd_bytes",
         "fwd_packets",
         "icmp",
+        "isn",
         "last",
         "proto",
         "rev_bytes",
         "rev_packets",
+        "rsn",
         "seg_start",
         "sport",
         "src",
@@ -302,6 +407,8 @@ class Flow:
         self.icmp = icmp
         self.dns: dict[int, tuple[float, dict[str, Any], bool]] | None = None
         self.alerted = False
+        self.conn = 0  # C_* bits: what the packets prove about a session (all records)
+        self.isn = self.rsn = 0  # initiator's and responder's initial sequence numbers
 
 
 class FlowTable:
@@ -383,15 +490,24 @@ class FlowTable:
             flow.rev_bytes += length
         flow.last = max(flow.last, ts)
         if proto == TCP:
-            flow.flags |= flags
-            if flags & (FIN | RST) and not flow.closed:
-                if flags & FIN:
-                    flow.fin |= 1 if forward else 2
-                if flags & RST or flow.fin == 3:
-                    flow.closed = True
-                    self.closing[key] = flow
-        elif extra is not None and proto == UDP:
-            self._dns(flow, forward, ts, extra)
+            self._tcp(key, flow, forward, flags, extra)
+        else:
+            if not forward:
+                flow.conn |= C_REV
+            if extra is not None and proto == UDP:
+                self._dns(flow, forward, ts, extra)
+
+    def _tcp(self, key: tuple[int, bytes, int, bytes, int], flow: Flow, forward: bool,
+             flags: int, numbers: tuple[int, int] | None) -> None:
+        """TCP flags, the handshake and closing (FIN both ways, or RST) of one segment."""
+        flow.flags |= flags
+        _track_tcp(flow, forward, flags, numbers)
+        if flags & (FIN | RST) and not flow.closed:
+            if flags & FIN:
+                flow.fin |= 1 if forward else 2
+            if flags & RST or flow.fin == 3:
+                flow.closed = True
+                self.closing[key] = flow
 
     def sweep(self, now: float | None = None) -> None:
         """Finish flows that are idle, closed for ``close_grace`` or past ``active_timeout``."""
@@ -478,6 +594,8 @@ class FlowTable:
                 network["protocol"] = app
         if proto == TCP:
             network["tcp_flags"] = flag_names(flow.flags)
+        state = connection_state(proto, flow.conn)
+        network["connection_state"] = state
         start = flow.first
         end = flow.last
         start_text = iso(start)
@@ -487,6 +605,7 @@ class FlowTable:
                        f"{dest['ip']}:{flow.dport} {packets} packets {nbytes} bytes",
             "event": {"kind": "event", "category": ["network"], "type": ["connection"],
                       "dataset": "socd.sensor.flow", "module": "socd_sensor", "action": reason,
+                      "outcome": "success" if state in SESSION_STATES else "failure",
                       "start": start_text, "end": iso(end), "duration": _ns(end - start)},
             "source": source, "destination": dest, "network": network,
             "observer": self.observer,
@@ -518,9 +637,13 @@ class FlowTable:
         client, cport, server, sport = ((flow.src, flow.sport, flow.dst, flow.dport)
                                         if client_is_src else
                                         (flow.dst, flow.dport, flow.src, flow.sport))
+        question: dict[str, Any] = {"name": query["name"], "type": query["qtype"]}
+        domain = registered_domain(query["name"])
+        if domain is not None:
+            question["registered_domain"] = domain
         dns: dict[str, Any] = {"id": str(query["id"]),
                                "type": "answer" if answer else "query",
-                               "question": {"name": query["name"], "type": query["qtype"]}}
+                               "question": question}
         event: dict[str, Any] = {"kind": "event", "category": ["network"],
                                  "type": ["protocol"], "dataset": "socd.sensor.dns",
                                  "module": "socd_sensor", "start": iso(qts)}

@@ -235,6 +235,13 @@ FIELDS: Final[tuple[Field, ...]] = (
     _f("network.tcp_flags", "keyword",
        "TCP flags seen in the flow (`SYN`, `ACK`, `FIN`, `RST`, `PSH`, `URG`); socd extension.",
        array=True),
+    _f("network.connection_state", "keyword",
+       "Whether the flow became a session (sensor; socd extension): `established` "
+       "(TCP handshake seen, or a reply for other transports), `midstream` (no handshake "
+       "seen, packets both ways), `half_open` (SYN-ACK never acknowledged), `rejected` "
+       "(answered by RST), `no_reply`."),
+    _f("dns.question.registered_domain", "keyword",
+       "The domain the queried name is registered under (`example.gov.vn`; sensor)."),
     # -- syslog collector / syslog and cef decoders ------------------------------------
     _f("log.syslog.priority", "long", "Syslog PRI value (facility x 8 + severity)."),
     _f("log.syslog.facility.code", "long", "Syslog facility code (0-23)."),

@@ -29,6 +29,7 @@ from socd.collectors.flows import (
     community_id,
     parse_dns,
     parse_frame,
+    registered_domain,
 )
 from socd.collectors.sensor import CaptureError, SensorCollector, check_filter
 from socd.decoders.json import JsonDecoder
@@ -50,8 +51,9 @@ def feed(table: FlowTable, packets: list[tuple[float, Any]]) -> None:
         table.add(frame(pkt, ts))
 
 
-def tcp(src: str, sport: int, dst: str, dport: int, flags: str, payload: bytes = b"") -> Any:
-    pkt = IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags)
+def tcp(src: str, sport: int, dst: str, dport: int, flags: str, payload: bytes = b"",
+        seq: int = 0, ack: int = 0) -> Any:
+    pkt = IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack)
     return pkt / Raw(payload) if payload else pkt
 
 
@@ -62,15 +64,17 @@ def ip_len(pkt: Any) -> int:
 def handshake(t: float = T0) -> list[tuple[float, Any]]:
     """A complete HTTP-ish TCP conversation, closed with FIN both ways."""
     c, s = CLIENT, SERVER
+    req, resp = b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\nhello"
+    ci, si = 1000, 5000  # initial sequence numbers
     return [
-        (t, tcp(c, 40000, s, 80, "S")),
-        (t + 0.001, tcp(s, 80, c, 40000, "SA")),
-        (t + 0.002, tcp(c, 40000, s, 80, "A")),
-        (t + 0.003, tcp(c, 40000, s, 80, "PA", b"GET / HTTP/1.1\r\n\r\n")),
-        (t + 0.010, tcp(s, 80, c, 40000, "PA", b"HTTP/1.1 200 OK\r\n\r\nhello")),
-        (t + 0.011, tcp(c, 40000, s, 80, "FA")),
-        (t + 0.012, tcp(s, 80, c, 40000, "FA")),
-        (t + 0.013, tcp(c, 40000, s, 80, "A")),
+        (t, tcp(c, 40000, s, 80, "S", seq=ci)),
+        (t + 0.001, tcp(s, 80, c, 40000, "SA", seq=si, ack=ci + 1)),
+        (t + 0.002, tcp(c, 40000, s, 80, "A", seq=ci + 1, ack=si + 1)),
+        (t + 0.003, tcp(c, 40000, s, 80, "PA", req, seq=ci + 1, ack=si + 1)),
+        (t + 0.010, tcp(s, 80, c, 40000, "PA", resp, seq=si + 1, ack=ci + 1 + len(req))),
+        (t + 0.011, tcp(c, 40000, s, 80, "FA", seq=ci + 1 + len(req), ack=si + 1 + len(resp))),
+        (t + 0.012, tcp(s, 80, c, 40000, "FA", seq=si + 1 + len(resp), ack=ci + 2 + len(req))),
+        (t + 0.013, tcp(c, 40000, s, 80, "A", seq=ci + 2 + len(req), ack=si + 2 + len(resp))),
     ]
 
 
@@ -82,10 +86,10 @@ def flows_of(events: list[dict[str, Any]], dataset: str = "socd.sensor.flow") ->
 
 
 def test_parse_frame_tcp_udp_ipv6_and_non_ip() -> None:
-    pkt = tcp(CLIENT, 1234, SERVER, 443, "S")
+    pkt = IP(src=CLIENT, dst=SERVER) / TCP(sport=1234, dport=443, flags="S", seq=7, ack=9)
     ts, proto, src, sport, dst, dport, length, flags, extra = frame(pkt, 5.0)
     assert (ts, proto, sport, dport, length, flags, extra) == (5.0, 6, 1234, 443,
-                                                              ip_len(pkt), 0x02, None)
+                                                              ip_len(pkt), 0x02, (7, 9))
     assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == (CLIENT, SERVER)
     v6 = IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=5000, dport=6000) / Raw(b"abc")
     parsed = frame(v6, 1.0)
@@ -135,6 +139,8 @@ def test_bidirectional_counts_and_fin_close() -> None:
     assert event["network"]["transport"] == "tcp"
     assert event["network"]["protocol"] == "http"
     assert event["network"]["tcp_flags"] == ["SYN", "ACK", "FIN", "PSH"]
+    assert event["network"]["connection_state"] == "established"
+    assert event["event"]["outcome"] == "success"
     assert event["network"]["community_id"].startswith("1:")
     assert event["event"]["action"] == "tcp_close"
     assert event["event"]["kind"] == "event"
@@ -164,6 +170,96 @@ def test_rst_closes_and_a_new_syn_starts_a_new_flow() -> None:
     assert second["event"]["action"] == "shutdown"
     assert second["source"]["packets"] == 1
     assert second["destination"]["packets"] == 0
+
+
+def _states(packets: list[tuple[float, Any]]) -> list[tuple[str, str]]:
+    table = FlowTable()
+    feed(table, packets)
+    table.flush_all()
+    return [(e["network"]["connection_state"], e["event"]["outcome"])
+            for e in flows_of(table.take())]
+
+
+def _state_of(packets: list[tuple[float, Any]]) -> tuple[str, str]:
+    [state] = _states(packets)
+    return state
+
+
+def _attempt(*answer: tuple[str, int, int]) -> list[tuple[float, Any]]:
+    """A SYN from CLIENT:41000 (ISN 100) to SERVER:4444 and SERVER's answers."""
+    out = [(T0, tcp(CLIENT, 41000, SERVER, 4444, "S", seq=100))]
+    out += [(T0 + 0.01 * (i + 1), tcp(SERVER, 4444, CLIENT, 41000, flags, seq=seq, ack=ack))
+            for i, (flags, seq, ack) in enumerate(answer)]
+    return out
+
+
+def test_connection_state_tells_sessions_from_attempts() -> None:
+    assert _state_of(handshake()) == ("established", "success")
+    # Refused: the union of the flags (SYN, ACK, RST) looks like a handshake; it is not.
+    assert _state_of(_attempt(("RA", 0, 101))) == ("rejected", "failure")
+    assert _state_of(_attempt()) == ("no_reply", "failure")
+    # A SYN scan's open port: SYN-ACK, then the scanner's RST instead of the ACK.
+    scan = [*_attempt(("SA", 9000, 101)),
+            (T0 + 0.05, tcp(CLIENT, 41000, SERVER, 4444, "R", seq=101))]
+    assert _state_of(scan) == ("half_open", "failure")
+    # The handshake completed, then the client reset (nmap connect scan): a session existed.
+    connect = [*_attempt(("SA", 9000, 101)),
+               (T0 + 0.05, tcp(CLIENT, 41000, SERVER, 4444, "A", seq=101, ack=9001)),
+               (T0 + 0.06, tcp(CLIENT, 41000, SERVER, 4444, "RA", seq=101, ack=9001))]
+    assert _state_of(connect) == ("established", "success")
+    udp_q = IP(src=CLIENT, dst=SERVER) / UDP(sport=5000, dport=161) / Raw(b"q")
+    udp_r = IP(src=SERVER, dst=CLIENT) / UDP(sport=161, dport=5000) / Raw(b"r")
+    assert _state_of([(T0, udp_q)]) == ("no_reply", "failure")
+    assert _state_of([(T0, udp_q), (T0 + 0.1, udp_r)]) == ("established", "success")
+
+
+def test_forged_packets_make_no_session() -> None:
+    # A SYN-ACK that does not acknowledge the SYN, an ACK that does not acknowledge the
+    # SYN-ACK: numbers a blind forger guesses wrong.
+    bad_synack = _attempt(("SA", 9000, 555))
+    assert _state_of(bad_synack)[0] == "no_reply"
+    bad_ack = [*_attempt(("SA", 9000, 101)),
+               (T0 + 0.05, tcp(CLIENT, 41000, SERVER, 4444, "A", seq=101, ack=1234))]
+    assert _state_of(bad_ack)[0] == "half_open"
+    # One-way packets with any flags, from one side only, never become a session.
+    for flags in ("SAPFU", "A", "PA", "FPU", "SA", "SR", "SAR", ""):
+        one_way = [(T0 + i, tcp(CLIENT, 42000, SERVER, 4444, flags, b"x", seq=7, ack=8))
+                   for i in range(3)]
+        for state, outcome in _states(one_way):  # a RST ends a flow: maybe several
+            assert state in {"no_reply", "half_open", "rejected"}, (flags, state)
+            assert outcome == "failure"
+    # Forged ACKs answered only by the target's RSTs (an ACK scan): rejected.
+    ack_scan = [(T0, tcp(CLIENT, 42001, SERVER, 4444, "A", seq=7, ack=8)),
+                (T0 + 0.01, tcp(SERVER, 4444, CLIENT, 42001, "R", seq=8))]
+    assert _state_of(ack_scan)[0] == "rejected"
+
+
+def test_a_running_session_is_midstream_and_the_state_outlives_records() -> None:
+    # Seen without its handshake (sensor started late, idle timeout, dropped SYN-ACK).
+    talk = [(T0, tcp(CLIENT, 43000, SERVER, 4444, "PA", b"id\n", seq=50, ack=70)),
+            (T0 + 0.1, tcp(SERVER, 4444, CLIENT, 43000, "PA", b"uid=0\n", seq=70, ack=53))]
+    assert _state_of(talk) == ("midstream", "success")
+    # A long session's later records keep the state proven by its first packets.
+    table = FlowTable(idle_timeout=300.0, active_timeout=60.0)
+    feed(table, handshake()[:5])  # open, request, response; no FIN
+    for i in range(1, 4):
+        table.add(frame(tcp(CLIENT, 40000, SERVER, 80, "PA", b"k", seq=2000 + i, ack=6000),
+                        T0 + 50 * i))
+        table.sweep()
+    table.flush_all()
+    records = flows_of(table.take())
+    assert len(records) >= 2
+    assert {r["network"]["connection_state"] for r in records} == {"established"}
+
+
+def test_registered_domain_groups_names_under_the_domain_that_was_bought() -> None:
+    assert registered_domain("a.b.example.gov.vn") == "example.gov.vn"
+    assert registered_domain("dichvucong.gov.vn") == "dichvucong.gov.vn"
+    assert registered_domain("x9fa0.pirate.sea") == "pirate.sea"
+    assert registered_domain("www.bbc.co.uk") == "bbc.co.uk"
+    assert registered_domain("www.google.com.") == "google.com"
+    for name in ("gov.vn", "com", "", "a..b", "4.3.2.1.in-addr.arpa"):
+        assert registered_domain(name) is None, name
 
 
 def test_syn_ack_seen_first_makes_its_receiver_the_initiator() -> None:
@@ -234,7 +330,7 @@ def test_dns_transactions_become_their_own_events() -> None:
     assert answer["destination"] == {"ip": SERVER, "port": 53}
     assert answer["dns"] == {
         "id": str(0x1234), "type": "answer",
-        "question": {"name": "www.example.vn", "type": "A"},
+        "question": {"name": "www.example.vn", "type": "A", "registered_domain": "example.vn"},
         "response_code": "NOERROR",
         "answers": [
             {"name": "www.example.vn", "type": "CNAME", "ttl": 60, "data": "edge.example.vn"},
@@ -246,7 +342,8 @@ def test_dns_transactions_become_their_own_events() -> None:
     events = table.take()
     [unanswered] = flows_of(events, "socd.sensor.dns")
     assert unanswered["dns"]["type"] == "query"
-    assert unanswered["dns"]["question"] == {"name": "nx.example.vn", "type": "AAAA"}
+    assert unanswered["dns"]["question"] == {"name": "nx.example.vn", "type": "AAAA",
+                                             "registered_domain": "example.vn"}
     [flow] = flows_of(events)
     assert flow["network"]["protocol"] == "dns"
     assert (flow["source"]["packets"], flow["destination"]["packets"]) == (2, 1)
@@ -327,6 +424,9 @@ def test_events_decode_with_the_json_decoder(uid: str) -> None:
         assert not result.failures, result.failures
         [decoded] = result.events
         assert decoded["@timestamp"].startswith("2025-11-16T00:00:00")
+        if decoded["event"]["kind"] == "event":
+            # The session state survives the decoder (an ECS-side field, not socd.*).
+            assert decoded["network"]["connection_state"] == "established"
     assert {e["event"]["kind"] for e in events} == {"event", "alert"}
 
 

@@ -13,20 +13,34 @@ two captures of a 30-port SYN scan from a forged (documentation) address:
 
 ``socd check-config`` warns about both. The test FAILS (never skips) when ``ip`` or
 ``nft`` is missing.
+
+Forged packets cannot fake a session either: one-way packets with any TCP flags, and
+answers whose sequence numbers do not match, replayed through the sensor and the shipped
+pack, raise no reverse-shell alert against the internal address they pretend to come
+from, while a real handshake does; a forged scan "from" an internal address raises the
+internal-scan alert without any block action (own infrastructure is never blocked).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 from scapy.utils import wrpcap
 
+from socd import config as config_mod
+from socd.collectors.sensor import SensorCollector
+from socd.components import build_classifier
+from socd.decoders.json import JsonDecoder
+from socd.plugins import PluginContext
 from tests.adversarial.test_forged_syslog import (  # noqa: F401 - `site` is a fixture
     HTTP,
     PY,
@@ -109,3 +123,84 @@ def test_a_spoofed_scan_seen_by_the_sensor_blocks_nothing(site: Site) -> None:  
     assert all("refuse" in line for line in audit_lines), audit
     assert metric(metrics, "socd_block_refused_total", reason="unauthenticated_source") == 1
     assert metric(metrics, "socd_block_decisions_total", action="add") == 1
+
+
+# -- forged sessions ---------------------------------------------------------------------
+
+SERVER_IN, SHELL_OUT = "10.10.20.45", "198.51.100.99"
+
+
+def _at(pkt: Any, ts: float) -> Any:
+    frame = Ether() / pkt
+    frame.time = ts
+    return frame
+
+
+def _forgeries(start: float) -> list[Any]:
+    """Packets a forger on the mirrored network can send "from" SERVER_IN to :4444."""
+    out: list[Any] = []
+    for flags in range(64):  # one-way, every flag combination, with data
+        out.append(_at(IP(src=SERVER_IN, dst=SHELL_OUT) / TCP(
+            sport=20000 + flags, dport=4444, flags=flags, seq=1, ack=1) / Raw(b"id\n"),
+            start + flags * 0.01))
+    # A SYN, an "answer" whose ack does not acknowledge it, then data one way only.
+    t = start + 1
+    out += [_at(IP(src=SERVER_IN, dst=SHELL_OUT) / TCP(sport=21000, dport=4444, flags="S",
+                                                       seq=100), t),
+            _at(IP(src=SHELL_OUT, dst=SERVER_IN) / TCP(sport=4444, dport=21000, flags="SA",
+                                                       seq=900, ack=555), t + 0.01),
+            _at(IP(src=SERVER_IN, dst=SHELL_OUT) / TCP(sport=21000, dport=4444, flags="PA",
+                                                       seq=101, ack=901) / Raw(b"x"), t + 0.02)]
+    # The real thing, refused: SYN answered by RST-ACK.
+    out += [_at(IP(src=SERVER_IN, dst=SHELL_OUT) / TCP(sport=21001, dport=31337, flags="S",
+                                                       seq=300), t + 0.1),
+            _at(IP(src=SHELL_OUT, dst=SERVER_IN) / TCP(sport=31337, dport=21001, flags="RA",
+                                                       seq=0, ack=301), t + 0.11)]
+    # A spoofed SYN scan "from" another internal address.
+    out += [_at(IP(src="10.10.20.60", dst="10.10.20.1") / TCP(sport=22000 + i, dport=1000 + i,
+                                                             flags="S"), t + 0.2 + i * 0.01)
+            for i in range(30)]
+    return out
+
+
+def _handshake(start: float) -> list[Any]:
+    """A genuine session from 10.10.20.46 to :4444 (the control: it must alert)."""
+    c, s = "10.10.20.46", SHELL_OUT
+    return [_at(IP(src=c, dst=s) / TCP(sport=23000, dport=4444, flags="S", seq=10), start),
+            _at(IP(src=s, dst=c) / TCP(sport=4444, dport=23000, flags="SA", seq=70, ack=11),
+                start + 0.01),
+            _at(IP(src=c, dst=s) / TCP(sport=23000, dport=4444, flags="A", seq=11, ack=71),
+                start + 0.02),
+            _at(IP(src=s, dst=c) / TCP(sport=4444, dport=23000, flags="PA", seq=71, ack=11)
+                / Raw(b"whoami\n"), start + 0.03)]
+
+
+def _pack_alerts(tmp_path: Path, packets: list[Any]) -> list[dict[str, Any]]:
+    """Replay ``packets`` through the sensor, the json decoder and the shipped pack."""
+    wrpcap(str(tmp_path / "forged.pcap"), packets)
+    (tmp_path / "socd.yaml").write_text("rules:\n  paths: [builtin]\nioc:\n  enabled: false\n")
+    classifier = build_classifier(config_mod.load(str(tmp_path / "socd.yaml")))
+    collector = SensorCollector(SensorCollector.Config.model_validate(
+        {"type": "sensor", "pcap_files": ["forged.pcap"]}),
+        PluginContext(name="forged", dead_letter=None, config_dir=str(tmp_path)))
+    decoder = JsonDecoder(JsonDecoder.Config(type="json"),
+                          PluginContext(name="json", dead_letter=None))
+    records: list[Any] = []
+
+    async def emit(batch: Any, ack: Any = None) -> None:
+        records.extend(batch)
+
+    asyncio.run(collector.run(emit))
+    events = [e for r in records for e in decoder.decode(r).events]
+    return [e for e in classifier.process(events) if e["event"].get("kind") == "alert"]
+
+
+def test_forged_packets_fake_no_session_and_block_no_internal_address(tmp_path: Path) -> None:
+    start = datetime.now(UTC).timestamp() - 60
+    alerts = _pack_alerts(tmp_path, [*_forgeries(start), *_handshake(start + 5)])
+    shells = [a for a in alerts if a["rule"]["id"] == "net-reverse-shell-port"]
+    assert [a["source"]["ip"] for a in shells] == ["10.10.20.46"], shells
+    [scan] = [a for a in alerts if a["rule"]["id"] == "net-internal-port-scan"]
+    assert scan["source"]["ip"] == "10.10.20.60"
+    assert not [a for a in alerts if a["socd"].get("actions", {}).get("block")], alerts
+

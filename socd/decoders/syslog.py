@@ -3,9 +3,10 @@
 One record is one syslog message (the collector does the framing). The header
 gives ``@timestamp``, ``log.syslog.*``, ``host.hostname`` and ``process.*``;
 when ``parse_payloads`` is on, the message is then parsed further: CEF and LEEF
-payloads (firewalls, IPS), FortiGate ``key=value`` logs and Linux sshd/sudo
-authentication messages. Everything else stays an ``event.kind: event`` with
-the message text.
+payloads (firewalls, IPS), FortiGate ``key=value`` logs and Linux sshd, sudo and
+PAM authentication messages (one record may then stand for several attempts:
+``message repeated N times`` of an sshd failure gives N events). Everything else
+stays an ``event.kind: event`` with the message text.
 
 Failure reasons (metric labels, a fixed set):
 
@@ -25,6 +26,7 @@ See ``docs/sources/syslog.md`` for the field table.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import time
@@ -34,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from socd import netaddr
 from socd.config import DecoderConfig
 from socd.decoders.base import (
     VENDOR_SOCD_KEYS,
@@ -113,8 +116,40 @@ _SSH_ACCEPTED = re.compile(
 _SSH_INVALID = re.compile(r"Invalid user (.*?) from (\S+)(?: port (\d+))?\s*$")
 _SSH_CLOSED = re.compile(
     r"Connection closed by (?:authenticating|invalid) user (.*?) (\S+) port (\d+)")
-_PAM_FAIL = re.compile(r"pam_unix\((\w[\w-]*):auth\): authentication failure;(.*)")
-_PAM_KV = re.compile(r"(?<!\w)(\w++)=(\S*)")  # a key starts a word: linear (see _KV)
+# MaxAuthTries reached: the only record of a connection whose attempts sshd does not log
+# one by one (keys, keyboard-interactive); after logged passwords it adds one failure.
+_SSH_MAX_TRIES = re.compile(
+    r"(?:error: )?maximum authentication attempts exceeded for (invalid user )?(.*?) "
+    r"from (\S+) port (\d+)")
+# rsyslog's folding of identical lines: the previous line came N more times.
+_REPEATED = re.compile(r"message repeated (\d{1,9}) times: \[ ?(.*?) ?\]$")
+# Copies emitted for a folded failure: enough for every threshold, bounded against a
+# forged "message repeated 999999999 times" (the true count stays in socd.vendor).
+MAX_REPEATS = 100
+# A PAM "authentication failure" line (pam_unix and the modules that copy its format:
+# pam_sss, pam_ldap...): "pam_unix(sshd:auth): ...", the pre-2006 Linux-PAM forms
+# "(pam_unix) ..." and "pam_unix: ..." (the service is then the program), the legacy
+# tag "sshd(pam_unix)[pid]: authentication failure; ..." and pam_unix's summary at the
+# end of a session, "PAM 5 more authentication failures; ...".
+_PAM_FAILURE = re.compile(
+    r"(?:pam_\w{1,32}\((?:(?P<service>[\w.-]{1,64}):)?auth\): |\(pam_unix\) |pam_unix: )?"
+    r"(?:PAM (?P<more>\d{1,9}) more )?authentication failures?; (?P<fields>.*)")
+# Its fields, in Linux-PAM's fixed order, to the end of the line. user= is last and
+# holds whatever name the client sent (spaces included: "x rhost=10.0.0.1" is a valid
+# attempt), so it is the rest of the line and rhost is the one before it; a ruser= with
+# spaces makes the line ambiguous and it is not parsed: a name typed by an attacker never
+# becomes source.ip. Possessive quantifiers: linear on hostile lines.
+_PAM_FIELDS = re.compile(
+    r"logname=(?P<logname>\S*+) uid=(?P<uid>\S*+) euid=(?P<euid>\S*+) tty=(?P<tty>\S*+) "
+    r"ruser=(?P<ruser>\S*+) rhost=(?P<rhost>\S*+)(?: ++user=(?P<user>.*+)| *+)$")
+# The legacy (Linux-PAM < 0.99.2, 2005) tag: "sshd(pam_unix)[19939]:".
+_LEGACY_PAM_TAG = re.compile(r"(?P<service>[\w.-]{1,32})\((?P<module>pam_\w{1,32})\)")
+# A host name in rhost= (the client's reverse DNS when sshd's UseDNS is on): two labels
+# at least, a letter in the last one (so a mangled address is never taken for a name).
+_DOMAIN = re.compile(r"(?=.{4,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+"
+                     r"[a-z0-9-]{0,62}[a-z][a-z0-9-]{0,62}")
+# What the gate refused but meant to be an address (counted): hex, dots, colons, a zone id.
+_ADDRESS_LIKE = re.compile(r"[0-9A-Fa-f.:]+(?:%\S*)?")
 # Run by RE2 (socd.patterns): with a backtracking engine its lazy groups made a line of
 # repeated "x ; TTY=a ; PWD=b ; " quadratic. RE2 picks the same groups, in linear time;
 # longer lines than _SUDO_MAX are not parsed as sudo (sudo itself splits at ~1 KB).
@@ -143,6 +178,56 @@ class _Invalid(Exception):
 
 # ``+07:00`` / ``-0330`` / ``UTC`` / an IANA name (``Asia/Ho_Chi_Minh``); ValueError else.
 parse_tz = parse_zone
+
+
+def _repeats(event: Event) -> int:
+    """How many events a line stands for: N for an authentication failure rsyslog folded
+    into "message repeated N times" (each is one attempt for the brute-force
+    thresholds), capped at :data:`MAX_REPEATS`; 1 for everything else."""
+    ev = event["event"]
+    if ev.get("outcome") != "failure":
+        return 1
+    vendor = event.get("socd", {}).get("vendor")
+    sshd = vendor.get("sshd") if type(vendor) is dict else None
+    repeated = sshd.get("repeated") if type(sshd) is dict else None
+    return min(repeated, MAX_REPEATS) if type(repeated) is int and repeated > 1 else 1
+
+
+def _pam_action(service: str, legacy: bool) -> str:
+    """``event.action`` of a PAM failure: one attempt must count once.
+
+    sshd and sudo log their own line for every attempt they refuse ("Failed password
+    for ...", "3 incorrect password attempts ; ..."), which the rules count; the PAM
+    line logged under their tag is a second record of the same attempt
+    (``ssh_pam_failure``, ``sudo_pam_failure``; fail2ban ignores it too). The legacy
+    ``sshd(pam_unix)`` line is counted (``ssh_login``): Linux-PAM then logged to the auth
+    facility (/var/log/messages) and sshd to authpriv (/var/log/secure), and a stream
+    that carries the first is usually all a SOC receives. Other services log their
+    failures only through PAM: ``<service>_auth``.
+    """
+    if service.startswith("sshd"):
+        return "ssh_login" if legacy else "ssh_pam_failure"
+    if service.startswith("sudo"):
+        return "sudo_pam_failure"
+    return f"{service}_auth"
+
+
+def _set_rhost(event: Event, rhost: str) -> None:
+    """PAM's rhost= as ``source.ip`` (through the address gate) or, when it is a host
+    name (the client's reverse DNS, sshd's UseDNS), as ``source.domain``.
+
+    A name is never resolved or blocked: its owner chooses what the reverse zone says.
+    """
+    try:
+        address = netaddr.canonical_address(rhost, count=False)
+    except netaddr.AddressError as exc:
+        name = rhost.rstrip(".").lower()
+        if _DOMAIN.fullmatch(name):
+            event["source"] = {"domain": name}
+        elif _ADDRESS_LIKE.fullmatch(rhost):
+            netaddr.count_refusal(exc.reason)  # an address the gate refuses (zone id, junk)
+    else:
+        event["source"] = {"ip": address}
 
 
 def parse_structured_data(text: str) -> tuple[dict[str, dict[str, str]] | None, str]:
@@ -244,21 +329,25 @@ class SyslogDecoder(BaseDecoder):
             scheme, sep, address = record.source.partition("://")
             if sep and scheme in ("udp", "tcp", "tls"):
                 event["log"]["source"] = {"address": address}
-        self._finish(event, record)
-        return DecodeResult(events=[event])
+        copies = _repeats(event)
+        events = [event] + [copy.deepcopy(event) for _ in range(copies - 1)]
+        for index, each in enumerate(events):
+            self._finish(each, record, index)
+        return DecodeResult(events=events)
 
-    def _finish(self, event: Event, record: RawRecord) -> None:
+    def _finish(self, event: Event, record: RawRecord, index: int = 0) -> None:
         """:meth:`BaseDecoder.finish` for events this parser built itself.
 
         The parser only ever sets integers it parsed, addresses it validated and
         timestamps it formatted, so ``normalize()``'s generic walk over the typed
         fields (a third of the decode time) is skipped; the unit tests check that
-        ``normalize()`` leaves these events unchanged.
+        ``normalize()`` leaves these events unchanged. ``index`` tells apart the copies
+        of a folded line (their hashes differ, so no sink takes them for redeliveries).
         """
         ev = event["event"]
         ev.setdefault("created", _received_iso(record.received))
         digest = hashlib.blake2b(record.data, digest_size=16).digest()
-        ev["hash"] = fingerprint(self.name, digest, "0")
+        ev["hash"] = fingerprint(self.name, digest, str(index))
         ev["ingested"] = _received_iso(time.time())
         if self.keep_original:
             ev["original"] = record.data.decode("utf-8", "replace")
@@ -497,13 +586,22 @@ class SyslogDecoder(BaseDecoder):
                     return "leef"
         process = event.get("process")
         name = process.get("name") if process else None
-        if name is not None:
+        if process is not None and name is not None:
             if name in _SSH_PROCS:
                 return self._sshd(event, message)
             if name == "sudo":
                 return self._sudo(event, message)
-            if name == "su" or name.startswith("pam"):
-                return self._pam(event, message)
+            legacy = _LEGACY_PAM_TAG.fullmatch(name) if "(pam_" in name else None
+            if legacy is not None:
+                # Linux-PAM before 0.99.2 logged under its own tag, "sshd(pam_unix)[pid]":
+                # the process is the service (the pid is its own); the tag stays in
+                # log.syslog.appname.
+                process["name"] = legacy.group("service")
+                return self._pam(event, message, legacy=True)
+            if "authentication failure" in message[:160]:
+                kind = self._pam(event, message)  # su, login, vsftpd, dovecot, gdm...
+                if kind is not None:
+                    return kind
         if message.startswith("%"):
             cm = _CISCO.match(message)
             if cm is not None:
@@ -534,10 +632,19 @@ class SyslogDecoder(BaseDecoder):
             event["source"] = source
 
     def _sshd(self, event: Event, message: str) -> str | None:
+        repeated = 1
         if message.startswith("message repeated "):
-            idx = message.find("[ ")
-            if idx > 0:
-                message = message[idx + 2:].rstrip("]").rstrip()
+            rm = _REPEATED.match(message)
+            if rm is None:
+                return None
+            repeated, message = int(rm.group(1)), rm.group(2)
+        kind = self._sshd_line(event, message)
+        if kind is not None and repeated > 1:
+            vendor = event["socd"].setdefault("vendor", {}).setdefault("sshd", {})
+            vendor["repeated"] = repeated  # decode() emits the copies (failures only)
+        return kind
+
+    def _sshd_line(self, event: Event, message: str) -> str | None:
         if message.startswith("Failed "):
             m = _SSH_FAILED.match(message)
             if m:
@@ -565,25 +672,49 @@ class SyslogDecoder(BaseDecoder):
                 user, ip, port = m.groups()
                 self._auth(event, "ssh_preauth_closed", "failure", user, ip, port)
                 return "sshd"
-        elif message.startswith("pam_unix("):
+        elif message.startswith(("error: maximum authentication", "maximum authentication")):
+            m = _SSH_MAX_TRIES.match(message)
+            if m:
+                invalid, user, ip, port = m.groups()
+                self._auth(event, "ssh_max_auth_tries", "failure", user, ip, port)
+                event.setdefault("socd", {})["vendor"] = {"sshd": {
+                    "invalid_user": bool(invalid)}}
+                return "sshd"
+        elif "authentication failure" in message[:160]:
             return self._pam(event, message)
         return None
 
-    def _pam(self, event: Event, message: str) -> str | None:
-        m = _PAM_FAIL.search(message)
+    def _pam(self, event: Event, message: str, *, legacy: bool = False) -> str | None:
+        """A PAM "authentication failure" line, of any service, as a failed authentication.
+
+        The service is named in the message (``pam_unix(su:auth)``) or is the program
+        (the legacy tag ``sshd(pam_unix)``, the ``(pam_unix)`` and ``pam_unix:`` forms,
+        ``PAM 5 more authentication failures``). See :func:`_pam_action` for which of
+        these the brute-force rules count.
+        """
+        m = _PAM_FAILURE.match(message)
         if m is None:
             return None
-        service, rest = m.groups()
-        kv = dict(_PAM_KV.findall(rest))
-        user = kv.get("user") or kv.get("logname") or kv.get("ruser")
-        action = "sudo" if service == "sudo" else (
-            "ssh_login" if service.startswith("sshd") else f"{service}_auth")
-        rhost = kv.get("rhost") or None
-        self._auth(event, action, "failure", user, rhost)
-        if action == "ssh_login":
-            # sshd logs its own "Failed password" line too: do not count twice.
-            event["event"]["action"] = "ssh_pam_failure"
-        event.setdefault("socd", {})["vendor"] = {"pam": {"service": service, **kv}}
+        process = event.get("process")
+        service = m.group("service") or (process.get("name") if process else None) or "pam"
+        pam: dict[str, Any] = {"service": service}
+        more = m.group("more")
+        if more is not None:
+            pam["more_failures"] = int(more)
+        user = rhost = None
+        fields = _PAM_FIELDS.match(m.group("fields"))
+        if fields is not None:
+            values = {k: v or "" for k, v in fields.groupdict().items()}
+            values["user"] = values["user"].rstrip()
+            pam.update(values)
+            user = values["user"] or values["logname"] or values["ruser"] or None
+            rhost = values["rhost"] or None
+        else:
+            self._tag(event, "pam_fields_unparsed")  # not Linux-PAM's layout: no source
+        self._auth(event, _pam_action(service, legacy), "failure", user)
+        if rhost is not None:
+            _set_rhost(event, rhost)
+        event.setdefault("socd", {})["vendor"] = {"pam": pam}
         return "pam"
 
     def _sudo(self, event: Event, message: str) -> str | None:

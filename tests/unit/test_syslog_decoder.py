@@ -23,9 +23,10 @@ from socd.decoders.cef import (
     split_header,
     unescape,
 )
-from socd.decoders.syslog import SyslogDecoder, parse_structured_data
+from socd.decoders.syslog import MAX_REPEATS, SyslogDecoder, parse_structured_data
 from socd.event import FIELDS_BY_NAME, iter_leaf_paths, normalize
 from socd.plugins import DecodeResult, PluginContext, RawRecord
+from tests.unit.conftest import sample_value
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SYSLOG_FIXTURES = sorted(p for p in (FIXTURES / "syslog").glob("*.log") if "bad" not in p.name)
@@ -200,14 +201,18 @@ def test_structured_data_parser() -> None:
      "ssh_invalid_user", "failure", "oracle", "198.51.100.23", None),
     ("sshd[1]: Connection closed by authenticating user root 203.0.113.9 port 60001 [preauth]",
      "ssh_preauth_closed", "failure", "root", "203.0.113.9", 60001),
-    ("sshd[1]: message repeated 2 times: [ Failed password for root from 203.0.113.5 port 1 "
-     "ssh2]", "ssh_login", "failure", "root", "203.0.113.5", 1),
+    ("sshd[1]: error: maximum authentication attempts exceeded for invalid user support from "
+     "95.152.57.58 port 53679 ssh2 [preauth]", "ssh_max_auth_tries", "failure", "support",
+     "95.152.57.58", 53679),
     ("sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/apt update",
      "sudo", "success", "alice", None, None),
     ("sudo: bob : 3 incorrect password attempts ; TTY=pts/1 ; PWD=/home/bob ; USER=root ; "
      "COMMAND=/bin/bash", "sudo", "failure", "bob", None, None),
     ("sudo: pam_unix(sudo:auth): authentication failure; logname=bob uid=1001 euid=0 "
-     "tty=/dev/pts/1 ruser=bob rhost=  user=bob", "sudo", "failure", "bob", None, None),
+     "tty=/dev/pts/1 ruser=bob rhost=  user=bob", "sudo_pam_failure", "failure", "bob", None,
+     None),
+    ("su[500]: pam_unix(su-l:auth): authentication failure; logname=alice uid=1000 euid=0 "
+     "tty=pts/0 ruser=alice rhost=  user=root", "su-l_auth", "failure", "root", None, None),
 ])
 def test_auth_messages(message: str, action: str, outcome: str, user: str, ip: str | None,
                        port: int | None) -> None:
@@ -226,6 +231,134 @@ def test_sudo_command_line() -> None:
              "USER=root ; COMMAND=/usr/bin/apt update")
     assert ev["process"]["command_line"] == "/usr/bin/apt update"
     assert ev["socd"]["vendor"]["sudo"]["target_user"] == "root"
+
+
+# -- PAM "authentication failure" lines (issue 15: real logs raised nothing) --------------
+
+LEGACY = ("Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname= "
+          "uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4 ")
+
+
+def test_pam_legacy_tag_is_a_counted_ssh_failure() -> None:
+    # loghub Linux_2k: Linux-PAM < 0.99.2 logged under "sshd(pam_unix)[pid]", to the auth
+    # facility; sshd's own "Failed password" went to authpriv (another file).
+    ev = one(LEGACY)
+    assert ev["process"] == {"name": "sshd", "pid": 19939}
+    assert ev["log"]["syslog"]["appname"] == "sshd(pam_unix)"
+    assert (ev["event"]["action"], ev["event"]["outcome"]) == ("ssh_login", "failure")
+    assert ev["event"]["category"] == ["authentication"]
+    assert ev["source"] == {"ip": "218.188.2.4"}
+    assert "user" not in ev  # "check pass; user unknown": PAM names no account
+    named = one("Jun 15 02:04:59 combo sshd(pam_unix)[20882]: authentication failure; "
+                "logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=220-135-151-1.Hinet-IP."
+                "hinet.net  user=root")
+    assert named["source"] == {"domain": "220-135-151-1.hinet-ip.hinet.net"}
+    assert named["user"] == {"name": "root"}
+    other = one("Jun 15 02:04:59 combo sshd(pam_unix)[20882]: check pass; user unknown")
+    assert other["process"]["name"] == "sshd"
+    assert "action" not in other["event"]
+
+
+@pytest.mark.parametrize(("message", "action", "service", "source"), [
+    # OpenSSH under PAM: sshd logs "Failed password" for the same attempt (not counted)
+    ("sshd[24227]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 "
+     "tty=ssh ruser= rhost=5.36.59.76.dynamic-dsl-ip.omantel.net.om  user=root",
+     "ssh_pam_failure", "sshd", {"domain": "5.36.59.76.dynamic-dsl-ip.omantel.net.om"}),
+    ("sshd[24227]: PAM 5 more authentication failures; logname= uid=0 euid=0 tty=ssh "
+     "ruser= rhost=202.109.143.106  user=root", "ssh_pam_failure", "sshd",
+     {"ip": "202.109.143.106"}),
+    ("sshd[9]: pam_sss(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh "
+     "ruser= rhost=198.51.100.7 user=ketoan", "ssh_pam_failure", "sshd", {"ip": "198.51.100.7"}),
+    ("sudo: PAM 2 more authentication failures; logname=bob uid=1001 euid=0 tty=/dev/pts/1 "
+     "ruser=bob rhost=  user=bob", "sudo_pam_failure", "sudo", None),
+    # services that log their failures only through PAM
+    ("pure-ftpd: (pam_unix) authentication failure; logname= uid=0 euid=0 tty=pure-ftpd "
+     "ruser=sample-user rhost=192.168.1.1 ", "pure-ftpd_auth", "pure-ftpd",
+     {"ip": "192.168.1.1"}),
+    ("vsftpd: pam_unix: authentication failure; logname= uid=0 euid=0 tty=ftp ruser=an8767 "
+     "rhost=ftp.example.org", "vsftpd_auth", "vsftpd", {"domain": "ftp.example.org"}),
+    ("login[2421]: pam_unix(login:auth): authentication failure; logname=LOGIN uid=0 euid=0 "
+     "tty=tty1 ruser= rhost=  user=root", "login_auth", "login", None),
+    ("gdm(pam_unix)[2803]: authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost= ",
+     "gdm_auth", "gdm", None),
+])
+def test_pam_failure_forms(message: str, action: str, service: str,
+                           source: dict | None) -> None:
+    ev = one(f"<86>Jun 14 15:16:01 srv {message}")
+    assert (ev["event"]["action"], ev["event"]["outcome"]) == (action, "failure")
+    assert ev["socd"]["vendor"]["pam"]["service"] == service
+    assert ev.get("source") == source
+
+
+def test_pam_summary_keeps_its_count() -> None:
+    ev = one("<86>Dec 10 07:13:56 LabSZ sshd[24227]: PAM 5 more authentication failures; "
+             "logname= uid=0 euid=0 tty=ssh ruser= rhost=5.36.59.76  user=root")
+    assert ev["socd"]["vendor"]["pam"]["more_failures"] == 5
+
+
+def test_pam_user_name_cannot_choose_the_source() -> None:
+    # user= is the name the client typed and the last field: it may hold " rhost=".
+    ev = one("<86>Jul 19 18:11:52 srv2 sshd[1]: pam_unix(sshd:auth): authentication failure; "
+             "logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.2 user=test rhost=10.0.0.1")
+    assert ev["source"] == {"ip": "192.0.2.2"}
+    assert ev["user"] == {"name": "test rhost=10.0.0.1"}
+    # a ruser= with a space makes the layout ambiguous: no address at all
+    ev = one("<86>Jul 19 18:11:50 srv2 vsftpd: pam_unix(vsftpd:auth): authentication failure; "
+             "logname= uid=0 euid=0 tty=ftp ruser=test rhost=192.0.2.151 rhost=10.0.0.1")
+    assert "source" not in ev
+    assert "pam_fields_unparsed" in ev["tags"]
+    assert ev["event"]["action"] == "vsftpd_auth"
+
+
+@pytest.mark.parametrize(("rhost", "source", "refused"), [
+    ("::ffff:203.0.113.9", {"ip": "203.0.113.9"}, None),
+    ("2001:db8:bad::99%x", None, "scope_id"),
+    ("1.2.3.4.5", None, "syntax"),
+    ("linux323b", None, None),  # one label: not a name socd can use
+    ("host.example.", {"domain": "host.example"}, None),
+])
+def test_pam_rhost_through_the_address_gate(rhost: str, source: dict | None,
+                                             refused: str | None) -> None:
+    before = sample_value("socd_addresses_refused_total", reason=refused) if refused else 0
+    ev = one("<86>Jun 14 15:16:01 srv sshd(pam_unix)[1]: authentication failure; logname= "
+             f"uid=0 euid=0 tty=NODEVssh ruser= rhost={rhost}  user=root")
+    assert ev.get("source") == source
+    if refused:
+        assert sample_value("socd_addresses_refused_total", reason=refused) == before + 1
+
+
+def _decode_all(line: str) -> DecodeResult:
+    result = decoder().decode(RawRecord(line.encode(), "syslog", "sys", "", RECEIVED))
+    assert not result.failures
+    return result
+
+
+def test_message_repeated_failures_count_as_many_attempts() -> None:
+    # rsyslog folded 5 more identical "Failed password" lines: 5 attempts (OpenSSH_2k).
+    result = _decode_all("<38>Dec 10 07:13:56 LabSZ sshd[24227]: message repeated 5 times: "
+                         "[ Failed password for root from 5.36.59.76 port 42393 ssh2]")
+    assert len(result.events) == 5
+    assert len({e["event"]["hash"] for e in result.events}) == 5
+    for ev in result.events:
+        assert (ev["event"]["action"], ev["event"]["outcome"]) == ("ssh_login", "failure")
+        assert ev["source"] == {"ip": "5.36.59.76", "port": 42393}
+        assert ev["socd"]["vendor"]["sshd"]["repeated"] == 5
+        ev["event"].pop("hash")
+    assert all(ev == result.events[0] for ev in result.events)
+    assert result.events[0] is not result.events[1]
+
+
+def test_message_repeated_bounds() -> None:
+    forged = _decode_all("<38>Dec 10 07:13:56 h sshd[1]: message repeated 999999999 times: "
+                         "[ Failed password for root from 192.0.2.1 port 1 ssh2]")
+    assert len(forged.events) == MAX_REPEATS
+    assert forged.events[0]["socd"]["vendor"]["sshd"]["repeated"] == 999999999
+    accepted = _decode_all("<38>Dec 10 07:13:56 h sshd[1]: message repeated 2 times: "
+                           "[ Accepted publickey for deploy from 10.0.0.5 port 1 ssh2]")
+    assert len(accepted.events) == 1  # only failures are counted by thresholds
+    other = _decode_all("<38>Dec 10 07:13:56 h sshd[1]: message repeated 3 times: "
+                        "[ Connection closed by 192.0.2.1 port 1 [preauth]]")
+    assert len(other.events) == 1
 
 
 def test_parse_payloads_off() -> None:

@@ -5,11 +5,11 @@ Two benchmarks (``make bench`` runs both; docs/performance.md explains how to re
 
 ``peer_sshd``: the peer comparison of issue 17.
   *Workload*: the Loghub ``OpenSSH_2k.log``, 2,000 lines of a real sshd log
-  (scripts/data/loghub-openssh/, see the NOTICE there), repeated 100 times: copy k
-  is shifted by k x 6 h (the log spans 4 h 09 min, so no 10-minute window straddles
-  two copies) and the whole is dated from 1 June, i.e. 200,000 RFC 3164 lines over
-  25 days of event time, the same attackers in every copy. Every tool reads the
-  same file, one after the other, each once:
+  (the evaluation corpus's copy, tests/corpus/loghub-openssh/, with its NOTICE),
+  repeated 100 times: copy k is shifted by k x 6 h (the log spans 4 h 09 min, so no
+  10-minute window straddles two copies) and the whole is dated from 1 June, i.e.
+  200,000 RFC 3164 lines over 25 days of event time, the same attackers in every
+  copy. Every tool reads the same file, one after the other, each once:
 
   * **socd**: ``socd replay --format syslog --alerts-only --stats -c CFG LOG``; CFG
     loads the full shipped pack (``builtin``) and the sample IoC list. Flagged = the
@@ -88,9 +88,8 @@ RULE_ID = "ssh-bruteforce"
 TARGET_RATIO = 2.0  # issue 17: socd >= 2x fail2ban-regex lines/s on this workload
 STARTUP_RUNS = 3
 
-# The real log: the corpus copy if the evaluation corpus ships one, else ours.
-LOGHUB_NAMES = ("tests/corpus/loghub-openssh/OpenSSH_2k.log",
-                "scripts/data/loghub-openssh/OpenSSH_2k.log")
+# The real log, shared with the evaluation corpus (its labels count as ground_truth).
+LOGHUB = REPO / "tests" / "corpus" / "loghub-openssh" / "OpenSSH_2k.log"
 COPY_SHIFT_SECS = 6 * 3600
 WORKLOAD_START = dt.datetime(2001, 6, 1)  # year unused: the lines carry none
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -246,12 +245,6 @@ def ground_truth(lines: Iterable[tuple[float, str]]) -> Truth:
 
 # ------------------------------------------------------------------- workload ----
 
-def loghub_log() -> Path:
-    for name in LOGHUB_NAMES:
-        if (REPO / name).is_file():
-            return REPO / name
-    raise FileNotFoundError(f"none of {LOGHUB_NAMES} in {REPO}")
-
 
 def rfc3164(t: dt.datetime) -> str:
     return f"{MONTHS[t.month - 1]} {t.day:>2} {t:%H:%M:%S}"
@@ -259,7 +252,7 @@ def rfc3164(t: dt.datetime) -> str:
 
 def peer_workload(lines: int) -> list[tuple[float, str]]:
     """(event time, line) of the real log repeated with shifted times, ``lines`` long."""
-    source = loghub_log().read_text(encoding="utf-8").splitlines()
+    source = LOGHUB.read_text(encoding="utf-8").splitlines()
     parsed = [(dt.datetime.strptime(f"2001 {x[:15]}", "%Y %b %d %H:%M:%S"), x[15:])
               for x in source if x.strip()]
     midnight = parsed[0][0].replace(hour=0, minute=0, second=0)
@@ -535,7 +528,7 @@ def peer_sshd(lines: int = 200_000, keep: str | None = None) -> dict[str, Any]:
     some = set.union(*(set(t["flagged"]) for t in ran.values())) - everyone
     socd, f2b = tools["socd"], tools["fail2ban"]
     ratio = socd["lines_per_sec"] / f2b["lines_per_sec"]
-    source = loghub_log()
+    source = LOGHUB
     result: dict[str, Any] = {
         "benchmark": "peer_sshd",
         "lines": lines,

@@ -330,6 +330,9 @@ class SyslogDecoder(BaseDecoder):
             if sep and scheme in ("udp", "tcp", "tls"):
                 event["log"]["source"] = {"address": address}
         copies = _repeats(event)
+        if copies == 1:
+            self._finish(event, record)
+            return DecodeResult(events=[event])
         events = [event] + [copy.deepcopy(event) for _ in range(copies - 1)]
         for index, each in enumerate(events):
             self._finish(each, record, index)
@@ -598,7 +601,7 @@ class SyslogDecoder(BaseDecoder):
                 # log.syslog.appname.
                 process["name"] = legacy.group("service")
                 return self._pam(event, message, legacy=True)
-            if "authentication failure" in message[:160]:
+            if message.find("authentication failure", 0, 160) >= 0:
                 kind = self._pam(event, message)  # su, login, vsftpd, dovecot, gdm...
                 if kind is not None:
                     return kind
@@ -680,7 +683,7 @@ class SyslogDecoder(BaseDecoder):
                 event.setdefault("socd", {})["vendor"] = {"sshd": {
                     "invalid_user": bool(invalid)}}
                 return "sshd"
-        elif "authentication failure" in message[:160]:
+        elif message.find("authentication failure", 0, 160) >= 0:
             return self._pam(event, message)
         return None
 

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 SERVICES_DIR ?= /tmp/socd-services
 export SOCD_SERVICES_DIR := $(SERVICES_DIR)
 
-.PHONY: run test unit integration lint bench services services-down venv clean
+.PHONY: run test unit integration lint bench eval services services-down venv clean
 
 $(VENV)/.installed: pyproject.toml
 	@bash scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
@@ -29,6 +29,7 @@ services-down:
 ## Everything: lint, unit, integration and end-to-end tests against real services.
 test: venv services
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/eval.py
 	$(PY) -m pytest -p no:cacheprovider tests
 
 unit: venv
@@ -38,9 +39,24 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check . || true
 
+## Judge the rule pack on the evaluation corpus (tests/corpus/, docs/detection.md):
+## TP/FP/FN per rule and data set; fails on a missed or unlabelled alert.
+eval: venv
+	$(PY) scripts/eval.py --json $(or $(EVAL_JSON),/tmp/socd-eval.json)
+
 ## Benchmarks; prints JSON results.
 bench: venv services
 	$(PY) scripts/bench.py
+
+.PHONY: golden golden-check
+## Golden outputs (tests/golden/, scripts/golden.py): `golden` re-records them after an
+## intended change of behaviour (review `git diff tests/golden/`); `golden-check` diffs
+## socd's output now against them (make test runs it: tests/integration/test_golden.py).
+golden: venv
+	$(PY) scripts/golden.py --write
+
+golden-check: venv
+	$(PY) scripts/golden.py --check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -56,18 +56,20 @@ class CollectorConfig(PluginConfig):
         "json", description="Name of the decoder for this source's records. Unset, they "
         "are read as ECS-shaped JSON (`json`): vendor alerts then become plain events, so "
         "`check-config` and the start-up log warn; name the vendor's decoder (`server_edr`, "
-        "`workstation_edr`, `suricata`, `wazuh`, `winlogbeat`, `cef`) or one under "
-        "`decoders:`.")
+        "`workstation_edr`, `suricata`, `wazuh`, `winlogbeat`, `windows_json`, `cef`) or one "
+        "under `decoders:`.")
     timezone: ZoneOrOffset | None = Field(
-        None, description="Zone of timestamps written without one (RFC 3164 syslog, CEF) in "
-        "this collector's records: an IANA name (`UTC`, `Asia/Ho_Chi_Minh`) or an offset "
-        "(`+07:00`). Unset: the decoder's `timezone` (default Asia/Ho_Chi_Minh). Set it when "
-        "the senders' clocks run in another zone (servers on UTC), else their events look "
-        "hours old or new to the rules. For the `syslog` and `cef` decoders.")
+        None, description="Zone of timestamps written without one (RFC 3164 syslog, CEF, "
+        "NXLog's EventTime) in this collector's records: an IANA name (`UTC`, "
+        "`Asia/Ho_Chi_Minh`) or an offset (`+07:00`). Unset: the decoder's `timezone` "
+        "(default Asia/Ho_Chi_Minh). Set it when the senders' clocks run in another zone "
+        "(servers on UTC), else their events look hours old or new to the rules. For the "
+        "`syslog`, `cef` and `windows_json` decoders.")
     sender_timezones: dict[str, ZoneOrOffset] = Field(
         default_factory=dict, description="Zone per sender, before `timezone`: an address or "
-        "CIDR (the sender's, network collectors) or a host name (the syslog header's, "
-        "case-insensitive) -> zone. For the `syslog` and `cef` decoders.")
+        "CIDR (the sender's, network collectors) or a host name (the syslog header's, or "
+        "the `Hostname` of a Windows event; case-insensitive) -> zone. For the `syslog`, "
+        "`cef` and `windows_json` decoders.")
     batch_max_events: int = Field(500, ge=1, le=100_000,
                                   description="Largest batch handed to the pipeline (records).")
     batch_max_bytes: int = Field(1024 * 1024, ge=1024, le=256 * 1024 * 1024,
@@ -629,6 +631,7 @@ BUILTIN_DECODERS: Mapping[str, dict[str, Any]] = {
     "suricata": {"type": "suricata"},
     "wazuh": {"type": "wazuh"},
     "winlogbeat": {"type": "winlogbeat"},
+    "windows_json": {"type": "windows_json"},
 }
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -788,8 +791,8 @@ def _decoder_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plug
                     f"(the default `json`): a vendor's alerts then become plain events "
                     f"(event.kind: event){kept}",
                     "name the source's decoder (server_edr, workstation_edr, suricata, "
-                    "wazuh, winlogbeat, cef or one declared under decoders:); write "
-                    "`decoder: json` if the records really are ECS JSON"))
+                    "wazuh, winlogbeat, windows_json, cef or one declared under "
+                    "decoders:); write `decoder: json` if the records really are ECS JSON"))
     return out
 
 
@@ -825,8 +828,8 @@ def _check_zones(name: str, config: Any, decoders: Mapping[str, Plugin],
         problem(("collectors", name, key),
                 f"{key} has no effect: decoder {', '.join(repr(r) for r in sorted(set(refs)))} "
                 "reads no timestamps without a zone",
-                "only the syslog and cef decoders (and decoders of their types) use it; a "
-                "mapping file sets its zone under timestamp.timezone")
+                "only the syslog, cef and windows_json decoders (and decoders of their types) "
+                "use it; a mapping file sets its zone under timestamp.timezone")
 
 
 def _check_decoder_refs(raw: Mapping[str, Any], valid: Mapping[str, Plugin],

@@ -64,6 +64,8 @@ _BUILTIN: tuple[PluginSpec, ...] = (
                "Wazuh alerts.json (rule.level 0-15, agent, groups, MITRE)."),
     PluginSpec("decoder", "winlogbeat", "socd.decoders.winlogbeat:WinlogbeatDecoder",
                "Windows Security events as shipped by Winlogbeat (ECS JSON)."),
+    PluginSpec("decoder", "windows_json", "socd.decoders.windows_json:WindowsJsonDecoder",
+               "Windows events as flat JSON (NXLog im_msvistalog), completed as Winlogbeat's."),
     PluginSpec("sink", "elasticsearch", "socd.alerting.elasticsearch:ElasticsearchSink",
                "Bulk-index into Elasticsearch with an explicit index template."),
     PluginSpec("sink", "ndjson", "socd.alerting.ndjson:NdjsonSink",

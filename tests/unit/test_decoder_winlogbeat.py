@@ -163,9 +163,15 @@ def test_decoder_asset_kind_is_kept() -> None:
 
 def test_bad_records() -> None:
     result = decode((FIXTURES / "bad.ndjson").read_bytes())
-    assert len(result.events) == 1
+    assert len(result.events) == 2
     assert sorted(f.reason for f in result.failures) == [
-        "invalid_field", "invalid_field", "invalid_field", "invalid_field", "invalid_json"]
+        "invalid_field", "invalid_field", "invalid_field", "invalid_json"]
+    # A host name in IpAddress fails the address gate: the failed logon still counts,
+    # without source.ip, and the raw value stays in event_data.
+    named = result.events[1]
+    assert "source" not in named
+    assert named["winlog"]["event_data"]["IpAddress"] == "WORKSTATION-7"
+    assert named["event"]["outcome"] == "failure"
 
 
 @pytest.mark.parametrize("server_os", ["Windows Server 2019 Standard",

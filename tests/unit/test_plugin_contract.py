@@ -36,6 +36,7 @@ SAMPLES: dict[str, dict[str, dict[str, Any]]] = {
         "suricata": {"type": "suricata"},
         "wazuh": {"type": "wazuh"},
         "winlogbeat": {"type": "winlogbeat"},
+        "windows_json": {"type": "windows_json"},
     },
     "sink": {
         "blocker": {"type": "blocker", "backend": "none"},

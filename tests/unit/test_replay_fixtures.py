@@ -109,7 +109,7 @@ def test_decoder_replays_its_fixtures(name: str, isolated_env: Path,
 
 
 @pytest.mark.parametrize("name", ["json", "server_edr", "workstation_edr", "suricata", "wazuh",
-                                  "winlogbeat"])
+                                  "winlogbeat", "windows_json"])
 def test_known_bad_fixtures_exist(name: str) -> None:
     files = [p for _, paths in fixture_sets(name) for p in paths]
     assert any(is_bad(p) for p in files), f"{name}: no *bad* file of known-bad records"

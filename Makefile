@@ -29,6 +29,7 @@ services-down:
 ## Everything: lint, unit, integration and end-to-end tests against real services.
 test: venv services
 	$(VENV)/bin/ruff check .
+	$(PY) -m mypy --strict socd collectors alerting
 	$(PY) scripts/eval.py
 	$(PY) -m pytest -p no:cacheprovider tests
 

@@ -9,7 +9,10 @@ appear, so an alert carrying its HTTP metadata gets ``url.*`` too.
 
 Alerts are ``event.kind: alert``; ``alert.severity`` (1 = most severe) becomes
 ``socd.vendor_severity`` and is mapped with the built-in ``suricata`` table
-(1 high, 2 medium, 3 low).
+(1 high, 2 medium, 3 low). The MITRE ATT&CK metadata of a signature (Emerging Threats
+writes ``mitre_technique_id`` and friends in ``alert.metadata``) becomes ``threat.*``;
+``fileinfo`` (files seen in HTTP, SMB, FTP...) becomes ``file.*`` with the hashes
+Suricata computed, so IoC hash lists match files carried over the network.
 """
 
 from __future__ import annotations
@@ -122,7 +125,8 @@ class SuricataDecoder(BaseDecoder):
             ev["category"], ev["type"] = ["network"], ["info"]
         else:
             ev["category"], ev["type"] = ["network"], ["info"]
-        for key, mapper in (("dns", _dns), ("http", _http), ("tls", _tls), ("flow", _flow)):
+        for key, mapper in (("dns", _dns), ("http", _http), ("tls", _tls), ("flow", _flow),
+                            ("fileinfo", _fileinfo)):
             sub = obj.get(key)
             if isinstance(sub, dict):
                 mapper(sub, event)
@@ -185,12 +189,56 @@ class SuricataDecoder(BaseDecoder):
             event["rule"] = rule
         if "name" in rule:
             event["message"] = rule["name"]
+        threat = _threat(_dict(alert.get("metadata")))
+        if threat:
+            event["threat"] = threat
         severity = _int(alert.get("severity"))
         if severity is not None:
             ev["severity"] = severity
             event["socd"]["vendor_severity"] = severity
         elif _text(alert.get("severity")):
             event["socd"]["vendor_severity"] = _text(alert.get("severity"))
+
+
+def _texts(value: Any) -> list[str]:
+    """EVE metadata values are lists of strings; a lone string is accepted too."""
+    items = value if isinstance(value, list) else [value]
+    return [t for t in (_text(item) for item in items) if t]
+
+
+def _threat(metadata: dict[str, Any]) -> dict[str, Any]:
+    """ATT&CK fields from a signature's metadata (ET Open: ``mitre_technique_id``,
+    ``mitre_technique_name``, ``mitre_tactic_name``)."""
+    threat: dict[str, Any] = {}
+    technique = {key: values for key, src in (("id", "mitre_technique_id"),
+                                              ("name", "mitre_technique_name"))
+                 if (values := _texts(metadata.get(src)))}
+    if technique:
+        threat["technique"] = technique
+    tactics = _texts(metadata.get("mitre_tactic_name"))
+    if tactics:
+        threat["tactic"] = {"name": tactics}
+    if threat:
+        threat["framework"] = "MITRE ATT&CK"
+    return threat
+
+
+def _fileinfo(fileinfo: dict[str, Any], event: Event) -> None:
+    """A file Suricata saw in a transaction: its name as the protocol gave it (an HTTP
+    path, an SMB share path) and the hashes it computed (when the sensor hashes files)."""
+    out: dict[str, Any] = {}
+    path = _text(fileinfo.get("filename"))
+    if path:
+        out["path"] = path
+        name = path.replace("\\", "/").rstrip("/").rpartition("/")[2]
+        if name:
+            out["name"] = name
+    hashes = {algo: value.lower() for algo in ("md5", "sha1", "sha256")
+              if (value := _text(fileinfo.get(algo))) and value.isalnum()}
+    if hashes:
+        out["hash"] = hashes
+    if out:
+        event["file"] = out
 
 
 def _flow(flow: dict[str, Any], event: Event) -> None:

@@ -56,6 +56,7 @@ from socd.decoders.cef import (
     parse_cef,
     parse_leef,
 )
+from socd.decoders.firewall import apply_filterlog, apply_netfilter
 from socd.event import Event, fingerprint
 from socd.patterns import Pattern
 from socd.plugins import DecodeFailure, DecodeResult, PluginContext, RawRecord
@@ -605,6 +606,10 @@ class SyslogDecoder(BaseDecoder):
                 kind = self._pam(event, message)  # su, login, vsftpd, dovecot, gdm...
                 if kind is not None:
                     return kind
+            if name == "filterlog":
+                return "filterlog" if apply_filterlog(event, message) else None
+        if "IN=" in message and " SRC=" in message and apply_netfilter(event, message):
+            return "netfilter"
         if message.startswith("%"):
             cm = _CISCO.match(message)
             if cm is not None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from socd import netaddr
 from socd.config import DecoderConfig
 from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder
 from socd.decoders.base import int_or_none as _int
@@ -41,12 +42,13 @@ def _texts(value: Any) -> list[str]:
     return [t for t in (_text(item) for item in items) if t]
 
 
-# data.* keys of the Wazuh decoders -> event fields.
-_DATA_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("srcip", "source", "ip"),
-    ("dstip", "destination", "ip"),
+# data.* keys of the Wazuh decoders -> event side: the address, the port. Wazuh's own
+# decoders write srcip/dstip; its json decoder keeps the keys of the log it read, so a
+# Suricata EVE alert (rule 86601) arrives with src_ip/dest_ip.
+_DATA_ADDRESSES: tuple[tuple[str, str, str], ...] = (
+    ("source", "srcip", "srcport"), ("source", "src_ip", "src_port"),
+    ("destination", "dstip", "dstport"), ("destination", "dest_ip", "dest_port"),
 )
-_DATA_PORTS: tuple[tuple[str, str], ...] = (("srcport", "source"), ("dstport", "destination"))
 _AUTH_GROUPS = {"authentication_success": "success", "authentication_failed": "failure",
                 "authentication_failures": "failure", "invalid_login": "failure"}
 _SYSCHECK_HASHES = (("md5_after", "md5"), ("sha1_after", "sha1"), ("sha256_after", "sha256"))
@@ -177,22 +179,26 @@ class WazuhDecoder(BaseDecoder):
 
     @staticmethod
     def _data(data: dict[str, Any], event: Event) -> None:
-        for key, side, field in _DATA_FIELDS:
-            value = _text(data.get(key))
-            if value:
-                event.setdefault(side, {})[field] = value
-        for key, side in _DATA_PORTS:
-            port = _int(data.get(key))
-            if port is not None and 0 <= port <= 65535:
-                event.setdefault(side, {})["port"] = port
-        dstuser, srcuser = _text(data.get("dstuser")), _text(data.get("srcuser"))
+        for side, ip_key, port_key in _DATA_ADDRESSES:
+            if "ip" in event.get(side, {}):
+                continue
+            ip, port = _address(_text(data.get(ip_key)))
+            if ip is None:
+                continue
+            node = event.setdefault(side, {})
+            node["ip"] = ip
+            number = _int(data.get(port_key))
+            port = number if number is not None and 0 <= number <= 65535 else port
+            if port is not None:
+                node["port"] = port
+        dstuser, srcuser = _user(data.get("dstuser")), _user(data.get("srcuser"))
         if srcuser:
             event.setdefault("source", {})["user"] = {"name": srcuser}
         # The account acted on: dstuser (su, sudo target), else the account a remote
         # peer tried to log in as (sshd reports it as srcuser).
         if dstuser or srcuser:
             event["user"] = {"name": dstuser or srcuser}
-        protocol = _text(data.get("protocol"))
+        protocol = _text(data.get("protocol")) or _text(data.get("proto"))
         if protocol and protocol.isalpha() and protocol.upper() not in {"GET", "POST", "HEAD",
                                                                          "PUT", "DELETE"}:
             event.setdefault("network", {})["transport" if protocol.lower() in {
@@ -226,6 +232,33 @@ class WazuhDecoder(BaseDecoder):
                                        "deleted": "deletion"}.get(action, "info")]
 
 
+def _address(value: str | None) -> tuple[str | None, int | None]:
+    """An address field as (canonical address, port): Wazuh's snort decoder writes
+    ``dstip`` as ``192.0.2.1:80`` (``[2001:db8::1]:80`` for IPv6). What the address gate
+    refuses is dropped (counted there), so a bad value never fails the alert."""
+    if value is None:
+        return None, None
+    text, port = value.strip(), None
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isdigit() and tail.isascii() and (head.count(":") == 0 or head.startswith("[")):
+        text, port = head.removeprefix("[").removesuffix("]"), int(tail)
+        if port > 65535:
+            port = None
+    try:
+        return netaddr.canonical_address(text), port
+    except netaddr.AddressError:
+        return None, None
+
+
+def _user(value: Any) -> str | None:
+    """A user name without the angle brackets some logs put around it (Dovecot's
+    ``user=<violet>``, decoded by Wazuh as ``<violet>``): the account is ``violet``."""
+    text = _text(value)
+    if text and len(text) > 2 and text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip() or None
+    return text
+
+
 def _windows(win: dict[str, Any], event: Event) -> None:
     """Windows event channel alerts: data.win.system / data.win.eventdata (camelCase)."""
     system, eventdata = _dict(win.get("system")), _dict(win.get("eventdata"))
@@ -249,4 +282,6 @@ def _windows(win: dict[str, Any], event: Event) -> None:
             event["user"]["domain"] = domain
     ip = _text(eventdata.get("ipAddress"))
     if ip and ip not in {"-", "::1", "127.0.0.1"} and "ip" not in event.get("source", {}):
-        event.setdefault("source", {})["ip"] = ip
+        address, _ = _address(ip)
+        if address is not None:
+            event.setdefault("source", {})["ip"] = address

@@ -252,3 +252,45 @@ def test_arbitrary_objects_never_raise(obj: dict[str, Any]) -> None:
 @given(raw=st.binary(max_size=512))
 def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
     decode(raw)
+
+
+# Real records of Suricata 7.0.10 on the OTRF APT29 day-2 capture of NEWYORK
+# (tests/corpus/suricata-otrf-apt29-winrm), shortened.
+_ALERT_WITH_MITRE = (
+    b'{"timestamp":"2020-05-01T07:11:51.386879+0000","event_type":"alert","src_ip":"10.0.1.5",'
+    b'"src_port":61093,"dest_ip":"10.0.0.4","dest_port":5985,"proto":"TCP","alert":{"action":'
+    b'"allowed","gid":1,"signature_id":2026850,"rev":4,"signature":"ET USER_AGENTS WinRM User '
+    b'Agent Detected - Possible Lateral Movement","category":"Potentially Bad Traffic",'
+    b'"severity":2,"metadata":{"mitre_tactic_id":["TA0008"],"mitre_tactic_name":'
+    b'["Lateral_Movement"],"mitre_technique_id":["T1021"],"mitre_technique_name":'
+    b'["Remote_Services"],"signature_severity":["Minor"]}}}')
+_SMB_FILEINFO = (
+    b'{"timestamp":"2020-05-01T07:23:58.131200+0000","event_type":"fileinfo","src_ip":'
+    b'"10.0.0.4","src_port":445,"dest_ip":"10.0.1.5","dest_port":49669,"proto":"TCP",'
+    b'"app_proto":"smb","fileinfo":{"filename":"dmevals.local\\\\Policies\\\\{31B2F340-016D-11D2-'
+    b'945F-00C04FB984F9}\\\\gpt.ini","gaps":false,"state":"CLOSED","stored":false,"size":22,'
+    b'"tx_id":11}}')
+
+
+def test_signature_mitre_metadata_becomes_threat() -> None:
+    event = one(_ALERT_WITH_MITRE)
+    assert event["threat"] == {"framework": "MITRE ATT&CK",
+                               "technique": {"id": ["T1021"], "name": ["Remote_Services"]},
+                               "tactic": {"name": ["Lateral_Movement"]}}
+
+
+def test_fileinfo_becomes_file() -> None:
+    event = one(_SMB_FILEINFO)
+    assert event["file"] == {
+        "path": "dmevals.local\\Policies\\{31B2F340-016D-11D2-945F-00C04FB984F9}\\gpt.ini",
+        "name": "gpt.ini"}
+    record = orjson.loads(_SMB_FILEINFO)
+    empty_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    record["fileinfo"].update({"filename": "/download/setup.exe",
+                               "md5": "D41D8CD98F00B204E9800998ECF8427E",
+                               "sha256": empty_sha256, "sha1": "not a hash!"})
+    event = one(orjson.dumps(record))
+    assert event["file"] == {
+        "path": "/download/setup.exe", "name": "setup.exe",
+        "hash": {"md5": "d41d8cd98f00b204e9800998ecf8427e",
+                 "sha256": empty_sha256}}

@@ -58,19 +58,10 @@ from .flows import DLT_EN10MB, DLT_RAW, FlowTable, Packet, parse_frame
 
 log = structlog.get_logger("socd.collectors.sensor")
 
-def _evicted_counter() -> Counter:
-    # The module may be imported twice (as collectors.sensor and socd.collectors.sensor):
-    # register the family once in socd's registry.
-    name = "socd_sensor_flows_evicted"
-    existing = metrics.REGISTRY._names_to_collectors.get(name + "_total")
-    if isinstance(existing, Counter):
-        return existing
-    return Counter(name + "_total", "Flows of the network sensor finished early because the "
-                   "flow table was full (max_flows); each is still emitted, with "
-                   "event.action=evicted.", ["collector"], registry=metrics.REGISTRY)
-
-
-FLOWS_EVICTED = _evicted_counter()
+FLOWS_EVICTED = Counter(
+    "socd_sensor_flows_evicted_total", "Flows of the network sensor finished early because the "
+    "flow table was full (max_flows); each is still emitted, with event.action=evicted.",
+    ["collector"], registry=metrics.REGISTRY)
 
 CAP_NET_RAW_HINT = (
     "live capture needs the CAP_NET_RAW capability: run socd with "

@@ -80,18 +80,9 @@ NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson",
                           "application/jsonlines", "application/jsonl"})
 
 
-def _requests_counter() -> Counter:
-    # The module may be imported twice (as collectors.webhook and socd.collectors.webhook):
-    # register the family once in socd's registry.
-    name = "socd_webhook_requests"
-    existing = metrics.REGISTRY._names_to_collectors.get(name + "_total")
-    if isinstance(existing, Counter):
-        return existing
-    return Counter(name + "_total", "Webhook requests answered, by collector and HTTP status.",
+REQUESTS = Counter("socd_webhook_requests_total",
+                   "Webhook requests answered, by collector and HTTP status.",
                    ["collector", "code"], registry=metrics.REGISTRY)
-
-
-REQUESTS = _requests_counter()
 
 
 class Source(StrictModel):

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from alerting.notifiers import markup
 from socd import log
+from socd.alerting.notifiers import markup
 from socd.classify import IocSet
 from socd.ioc import importers
 

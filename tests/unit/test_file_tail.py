@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.file import (
+from socd import deadletter
+from socd.classify import Classifier
+from socd.collectors.file import (
     _ACTIVE,
     Checkpoint,
     FileCollector,
@@ -25,8 +27,6 @@ from collectors.file import (
     fingerprint,
     load_checkpoints,
 )
-from socd import deadletter
-from socd.classify import Classifier
 from socd.config import ClassificationConfig
 from socd.deadletter import DeadLetter
 from socd.journal import Journal
@@ -451,7 +451,7 @@ async def test_oneshot_stays_the_default(tmp_path: Path, logs: Path, uid: str) -
 
 
 def test_corrupt_checkpoint_file_is_set_aside(tmp_path: Path, uid: str) -> None:
-    from collectors.file import CheckpointStore
+    from socd.collectors.file import CheckpointStore
 
     path = tmp_path / "c.json"
     path.write_bytes(b"{not json")

@@ -12,8 +12,8 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerting.notifiers import markup
 from socd import classify, log
+from socd.alerting.notifiers import markup
 from socd.ioc import importers
 
 OLD_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/@\s]+@",

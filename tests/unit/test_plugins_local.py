@@ -11,12 +11,12 @@ import aiomqtt
 import orjson
 import pytest
 
-from alerting.elasticsearch import ElasticsearchSink, index_template
-from alerting.ndjson import NdjsonSink
-from alerting.sqlite import SqliteSink
-from collectors.file import FileCollector
-from collectors.mqtt import MqttCollector, _match_filter
 from socd import deadletter
+from socd.alerting.elasticsearch import ElasticsearchSink, index_template
+from socd.alerting.ndjson import NdjsonSink
+from socd.alerting.sqlite import SqliteSink
+from socd.collectors.file import FileCollector
+from socd.collectors.mqtt import MqttCollector, _match_filter
 from socd.deadletter import DeadLetter
 from socd.decoders.mapping import MappingDecoder
 from socd.errors import SinkError

@@ -14,11 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
-from collectors.syslog import SyslogCollector
 from socd import config as config_mod
 from socd import metrics
 from socd.block.sink import BlockerConfig, refusal_reason, requests_from, transport_refusal
 from socd.classify import Classifier
+from socd.collectors.syslog import SyslogCollector
 from socd.config import ClassificationConfig
 from socd.decoders.base import INPUT_SOCD_KEYS
 from socd.decoders.json import JsonDecoder

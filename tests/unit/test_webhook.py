@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collectors import webhook as webhook_mod
-from collectors.webhook import BodyError, WebhookCollector, split_body
 from socd import deadletter
 from socd.classify import Classifier
+from socd.collectors import webhook as webhook_mod
+from socd.collectors.webhook import BodyError, WebhookCollector, split_body
 from socd.config import ClassificationConfig
 from socd.deadletter import DeadLetter
 from socd.journal import Journal

@@ -193,6 +193,7 @@ class Outcome:
     events: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    source_alerts: int = 0
     seconds: float = 0.0
 
 
@@ -286,9 +287,15 @@ class Runner:
                 outcome.failures[failure.reason] += 1
         for event in classifier.process(events):
             outcome.events += 1
-            if event["event"].get("kind") == "alert":
-                # Through JSON, as a sink would see it (no live objects, plain types).
-                outcome.alerts.append(orjson.loads(orjson.dumps(event)))
+            if event["event"].get("kind") != "alert":
+                continue
+            if event["event"].get("module") != "socd":
+                # An alert the source raised (a Suricata signature, a Wazuh rule) passes
+                # through; the corpus judges the pack's own rules.
+                outcome.source_alerts += 1
+                continue
+            # Through JSON, as a sink would see it (no live objects, plain types).
+            outcome.alerts.append(orjson.loads(orjson.dumps(event)))
 
 
 # --- scoring --------------------------------------------------------------------------
@@ -388,6 +395,7 @@ def report(outcomes: list[Outcome], judgements: list[Judgement]) -> dict[str, An
             "dataset": outcome.name, "title": outcome.case.title,
             "source": outcome.case.source.url, "licence": outcome.case.source.licence,
             "records": outcome.records, "events": outcome.events,
+            "source_alerts": outcome.source_alerts,
             "decode_failures": sum(outcome.failures.values()),
             "seconds": round(outcome.seconds, 3), **total.as_dict(outcome.events),
             "rules": {r: s.as_dict(outcome.events) for r, s in sorted(verdict.rules.items())},

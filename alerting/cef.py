@@ -42,6 +42,7 @@ from socd.config import SinkConfig, resolve_path
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event, get
 from socd.plugins import PluginContext
+from socd.tz import iso_or_none
 
 log = structlog.get_logger("socd.alerting.cef")
 
@@ -79,15 +80,8 @@ def _first(event: Event, *paths: str) -> Any:
 
 
 def _epoch_ms(ts: Any) -> int | None:
-    if not isinstance(ts, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    dt = iso_or_none(ts)
+    return None if dt is None else int(dt.timestamp() * 1000)
 
 
 def cef_line(event: Event, *, max_msg_chars: int = 1024) -> str:

@@ -73,6 +73,7 @@ from socd.config import SinkConfig, SpoolConfig
 from socd.errors import HealthCheckError, SinkError
 from socd.event import FIELDS, Event
 from socd.plugins import PluginContext
+from socd.tz import parse_iso
 
 log = structlog.get_logger("socd.alerting.elasticsearch")
 
@@ -632,7 +633,8 @@ class ElasticsearchSink:
             if ts.endswith(("Z", "+00:00")):
                 day = date.fromisoformat(ts[:10])
             else:
-                day = datetime.fromisoformat(ts).astimezone(UTC).date()
+                # Without an offset (never written so): the machine's local time.
+                day = parse_iso(ts, naive=None).astimezone(UTC).date()
             index = daily_index(self.config.index_prefix, day)
             if len(self._day_index) >= 4096:
                 self._day_index.clear()

@@ -36,6 +36,7 @@ from prometheus_client import Gauge
 from socd.errors import SocdError
 from socd.metrics import REGISTRY
 from socd.store import KEEP, AlertStore, Change, StoredAlert, Updated
+from socd.tz import iso_or_none, parse_iso
 
 
 class Status(StrEnum):
@@ -320,7 +321,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             parsed = datetime.combine(date.fromisoformat(value), time())
         else:
-            parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
+            parsed = parse_iso(value, naive=None)
     except ValueError:
         raise ValueError(f"--since {text!r}: use a duration (24h, 7d, 2w) or a date "
                          "(2026-11-16, 2026-11-16T08:00)") from None
@@ -331,12 +332,9 @@ def local_time(ts: str | None, *, seconds: bool = False) -> str:
     """An RFC 3339 time as Asia/Ho_Chi_Minh wall time (``2026-11-16 08:12``)."""
     if not ts:
         return "-"
-    try:
-        dt = datetime.fromisoformat(ts)
-    except ValueError:
+    dt = iso_or_none(ts)
+    if dt is None:
         return ts
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(local_zone()).strftime("%Y-%m-%d %H:%M:%S" if seconds
                                                 else "%Y-%m-%d %H:%M")
 

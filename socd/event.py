@@ -25,6 +25,7 @@ import orjson
 from socd import netaddr
 from socd.errors import DecodeError
 from socd.severity import Severity
+from socd.tz import parse_iso
 
 Event = dict[str, Any]
 
@@ -389,16 +390,13 @@ def parse_timestamp(value: Any) -> str:
         except (OverflowError, OSError, ValueError) as exc:
             raise DecodeError("invalid_field", f"@timestamp {value!r} out of range") from exc
     if isinstance(value, str):
-        text = value.strip()
         try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            # A timestamp with no offset is taken as UTC; decoders that know the
+            # source's zone (Vietnam is +07:00) attach it before this point.
+            parsed = parse_iso(value.strip())
         except ValueError as exc:
             raise DecodeError("invalid_field",
                               f"@timestamp {value[:64]!r} is not ISO 8601") from exc
-        if parsed.tzinfo is None:
-            # A timestamp with no offset is taken as UTC; decoders that know the
-            # source's zone (Vietnam is +07:00) attach it before this point.
-            parsed = parsed.replace(tzinfo=UTC)
         return parsed.isoformat()
     raise DecodeError("invalid_field", f"@timestamp has type {type(value).__name__}")
 

@@ -24,7 +24,6 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -40,6 +39,7 @@ from socd.event import Event
 from socd.journal import Journal
 from socd.plugins import Ack, Decoder, Emit, RawRecord, Sink
 from socd.spool import Spool
+from socd.tz import iso_or_none
 
 log = structlog.get_logger("socd.pipeline")
 
@@ -914,11 +914,7 @@ def _count_received(records: list[RawRecord]) -> None:
 def _observe_lag(collector: str, received: float, events: list[Event]) -> None:
     """Observe receipt time minus the first event's own time, once per batch (one
     parse a batch keeps it off the hot path)."""
-    ts = events[0].get("@timestamp")
-    if not isinstance(ts, str):
+    parsed = iso_or_none(events[0].get("@timestamp"), naive=None)
+    if parsed is None:
         return
-    try:
-        value = datetime.fromisoformat(ts).timestamp()
-    except ValueError:
-        return
-    metrics.COLLECTOR_LAG.labels(collector).observe(max(0.0, received - value))
+    metrics.COLLECTOR_LAG.labels(collector).observe(max(0.0, received - parsed.timestamp()))

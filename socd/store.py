@@ -26,7 +26,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -35,6 +34,7 @@ from socd.errors import SocdError
 from socd.event import Event, get, now_iso
 from socd.severity import fold
 from socd.sqlite import open_db
+from socd.tz import iso_or_none
 
 SCHEMA_VERSION = "2"
 
@@ -397,10 +397,8 @@ def _alert(row: Sequence[Any]) -> StoredAlert:
 
 
 def _epoch_ms(ts: str) -> int | None:
-    try:
-        return int(datetime.fromisoformat(ts).timestamp() * 1000)
-    except ValueError:
-        return None
+    dt = iso_or_none(ts, naive=None)  # without an offset: the machine's local time
+    return None if dt is None else int(dt.timestamp() * 1000)
 
 
 _STATUSES = frozenset({"new", "acknowledged", "false_positive", "resolved"})

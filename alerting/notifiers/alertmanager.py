@@ -38,6 +38,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from socd.errors import HealthCheckError, NotifyError
 from socd.event import Event, get
 from socd.plugins import Notification, PluginContext
+from socd.tz import iso_or_none
 
 from .common import dumps, rfc3339, severity_of, text_values, truncate
 from .httpclient import HttpClient, HttpNotifierConfig, json_headers
@@ -65,13 +66,7 @@ def _label_value(value: Any) -> str | None:
 
 def _starts_at(event: Event) -> datetime | None:
     value = get(event, "@timestamp")
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return iso_or_none(value.strip()) if isinstance(value, str) else None
 
 
 def _one_line(event: Event) -> str:

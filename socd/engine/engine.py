@@ -16,7 +16,6 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -37,6 +36,7 @@ from socd.log import configured as log_configured
 from socd.metrics import REGISTRY
 from socd.patterns import encode
 from socd.ratelimit import LogLimiter
+from socd.tz import parse_iso
 
 log = structlog.get_logger("socd.engine")
 
@@ -135,12 +135,9 @@ def event_time(value: Any) -> float | None:
         t = _TS_CACHE.get(value)
         if t is None:
             try:
-                dt = datetime.fromisoformat(value)
+                t = parse_iso(value).timestamp()
             except ValueError:
                 return None
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            t = dt.timestamp()
             if len(value) > _TS_CACHED_CHARS:
                 # fromisoformat takes any number of fraction digits: a 1 MiB
                 # timestamp parses, but must not become one of 65,536 cache keys.
@@ -162,10 +159,9 @@ def arrival_time(event: Event) -> float | None:
     if type(created) is not str or len(created) > _TS_CACHED_CHARS:
         return None
     try:
-        dt = datetime.fromisoformat(created)
+        return parse_iso(created).timestamp()
     except ValueError:
         return None
-    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
 
 
 _LABELS_MAX = 64

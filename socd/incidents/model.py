@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from socd.tz import parse_iso
+
 NOTIFY_DAYS: Final = 5
 REPORT_DAYS: Final = 5
 SERIOUS_LEVELS: Final = frozenset({4, 5})
@@ -108,8 +110,7 @@ def iso(dt: datetime) -> str:
 def parse(text: str | None) -> datetime | None:
     if not text:
         return None
-    dt = datetime.fromisoformat(text)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return parse_iso(text)
 
 
 def notify_due(discovered: datetime) -> datetime:

@@ -24,7 +24,7 @@ import time
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +34,7 @@ from socd import netaddr
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.normalize import IndicatorError, normalize
 from socd.ioc.store import Entry
+from socd.tz import parse_iso
 
 Rejected = list[tuple[str, str]]
 Parsed = tuple[list[Entry], Rejected]
@@ -75,12 +76,9 @@ def parse_time(value: Any) -> int | None:
         d, mo, y = (int(g) for g in m.groups())
         return calendar.timegm((y, mo, d, 0, 0, 0))
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+        return int(parse_iso(text).timestamp())  # without an offset: UTC
     except ValueError as exc:
         raise ValueError(f"not a date: {value!r}") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)  # noqa: UP017 - explicit for readers
-    return int(dt.timestamp())
 
 
 # Spaces after the number belong to one quantifier only: "\s*([smhdw]?)\s*" let two

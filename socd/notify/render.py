@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +30,7 @@ from socd.classify import IOC_MATCH_NAME
 from socd.event import Event
 from socd.notify.routing import getter, severity_of, severity_rank
 from socd.severity import Severity
+from socd.tz import iso_or_none, parse_iso
 
 log = structlog.get_logger("socd.notify.render")
 
@@ -104,14 +105,8 @@ def _endpoint(ip: Any, port: Any) -> str:
 
 def event_time(event: Event) -> datetime | None:
     for path in ("@timestamp", "event.created"):
-        value = _get[path](event)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
+        parsed = iso_or_none(_get[path](event))
+        if parsed is not None:
             return parsed.astimezone(TIMEZONE)
     return None
 
@@ -204,7 +199,7 @@ def alert_view(event: Event, lang: str) -> dict[str, Any]:
 
 
 def _fmt(stamp: str) -> str:
-    return datetime.fromisoformat(stamp).strftime("%d/%m/%Y %H:%M")
+    return parse_iso(stamp, naive=None).strftime("%d/%m/%Y %H:%M")
 
 
 def _period(stamps: Sequence[str]) -> str:

@@ -31,12 +31,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
 
 from socd.reports.periods import Period
+from socd.tz import iso_or_none
 
 log = structlog.get_logger("socd.reports.sources")
 T = TypeVar("T")
@@ -53,13 +53,8 @@ def to_epoch(value: Any) -> float | None:
         return float(text)
     except ValueError:
         pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+    parsed = iso_or_none(text)
+    return None if parsed is None else parsed.timestamp()
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 from socd.event import Event, fingerprint, normalize, set_severity
 from socd.severity import Severity
+from socd.tz import parse_iso
 
 WEEK_FIRST = date(2026, 11, 16)
 WEEK_LAST = date(2026, 11, 22)
@@ -204,7 +205,7 @@ def expected_daily(events: list[Event]) -> dict[str, dict[str, int]]:
     for e in events:
         if e["event"].get("kind") != "alert":
             continue
-        ts = datetime.fromisoformat(e["@timestamp"].replace("Z", "+00:00")).astimezone(ICT)
+        ts = parse_iso(e["@timestamp"], naive=None).astimezone(ICT)
         if not WEEK_FIRST <= ts.date() <= WEEK_LAST:
             continue
         day = out.setdefault(ts.date().isoformat(),

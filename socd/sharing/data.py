@@ -24,6 +24,7 @@ import orjson
 from socd import netaddr
 from socd.errors import SocdError
 from socd.event import Event, get
+from socd.tz import iso_or_none, parse_iso
 
 _SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
 # Where the classifier looks for indicators (socd.classify): the same paths here say
@@ -125,9 +126,7 @@ def parse_day_or_time(text: str, *, end: bool) -> datetime:
         elif re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             day = date.fromisoformat(value)
         else:
-            parsed = datetime.fromisoformat(value.replace(" ", "T", 1))
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=local_zone())
-                    ).astimezone(UTC)
+            return parse_iso(value, naive=local_zone()).astimezone(UTC)
     except ValueError:
         raise SharingError(f"{text!r} is not a date: use dd/mm/yyyy, yyyy-mm-dd or an ISO "
                            "date-time (local time Asia/Ho_Chi_Minh)") from None
@@ -344,14 +343,8 @@ def build_dataset(config: Any, scope: Scope, *, sink: str | None = None) -> Data
 
 
 def _event_time(event: Event) -> datetime | None:
-    ts = event.get("@timestamp")
-    if not isinstance(ts, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+    dt = iso_or_none(event.get("@timestamp"))
+    return None if dt is None else dt.astimezone(UTC)
 
 
 def _ms(dt: datetime) -> int:

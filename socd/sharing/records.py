@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from socd import metrics
 from socd.sqlite import open_db
+from socd.tz import iso_or_none
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -218,8 +219,5 @@ def refresh_metrics(config: Any) -> None:
 
 
 def _epoch(ts: str) -> float | None:
-    try:
-        when = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    except ValueError:
-        return None  # a row written by hand; never let it break /metrics
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    when = iso_or_none(str(ts))  # None for a row written by hand: never break /metrics
+    return None if when is None else when.timestamp()

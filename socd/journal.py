@@ -66,6 +66,7 @@ from socd import metrics
 from socd.errors import SocdError
 from socd.filemode import FILE_MODE, ensure_dir
 from socd.plugins import RawRecord
+from socd.retry import backoff
 
 log = structlog.get_logger("socd.journal")
 
@@ -666,7 +667,7 @@ class Journal:
             with self._lock:
                 self._disk_bytes -= active.size - active.synced
                 active.size = active.synced
-        delay = min(_MAX_BACKOFF_SECS, 0.05 * 2 ** min(failures, 10))
+        delay = backoff(failures, _MAX_BACKOFF_SECS, first=0.1, jitter=False)
         with self._wake:
             self._wake.wait(delay)
             deletable, self._deletable = self._deletable, []

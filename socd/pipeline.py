@@ -20,7 +20,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from socd.errors import SinkError
 from socd.event import Event
 from socd.journal import Journal
 from socd.plugins import Ack, Decoder, Emit, RawRecord, Sink
+from socd.retry import backoff
 from socd.spool import Spool
 from socd.tz import iso_or_none
 
@@ -310,24 +310,37 @@ class SinkRunner:
         self._set_up(True)
         return _STORED, None
 
-    async def _write_chunk(self, events: list[Event]) -> bool:
-        """Write one chunk: retry retryable errors with backoff, dead-letter the rest.
-        True when the sink stored it, False when it was dead-lettered."""
+    async def _write_chunk(self, events: list[Event], *, draining: bool = False) -> str:
+        """Write one chunk: retry failures with backoff until the sink stores it
+        (``stored``) or refuses it for good (``rejected``, dead-lettered).
+
+        The spool's drainer (``draining``) stops retrying once the runner is stopping
+        (``failed``: the chunk stays spooled for the next start); its waits end early
+        then, where a direct write has nowhere else to keep the chunk and waits on.
+        """
         attempt = 0
+        failed, raised = _RETRY_MESSAGES[draining]
         while True:
             outcome, exc = await self._attempt(events)
-            if outcome != _FAILED:
-                return outcome == _STORED
+            if outcome != _FAILED or (draining and self._stopping.is_set()):
+                return outcome
             attempt += 1
-            delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(attempt, 16))
-            if isinstance(exc, SinkError):
-                delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-                log.warning("sink write failed; retrying", sink=self.name, error=str(exc),
+            # Jitter for sink errors: every writer of a restarted server fails at once.
+            sink_error = isinstance(exc, SinkError)
+            delay = backoff(attempt, self.config.retry_max_backoff_secs,
+                            first=_FIRST_RETRY_SECS, jitter=sink_error)
+            if sink_error:
+                log.warning(failed, sink=self.name, error=str(exc),
                             attempt=attempt, retry_in_secs=round(delay, 2), events=len(events))
             else:
-                log.error("sink write raised unexpectedly; retrying", sink=self.name,
-                          attempt=attempt, exc_info=exc)
-            await asyncio.sleep(delay)
+                log.error(raised, sink=self.name, attempt=attempt, exc_info=exc)
+            if not draining:
+                await asyncio.sleep(delay)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return _FAILED
 
     # -- the spool ---------------------------------------------------------------
 
@@ -426,7 +439,7 @@ class SinkRunner:
                             seq_ids, events = await spool.peek(limit)
                             if not seq_ids:
                                 break
-                            outcomes = [await self._drain_chunk(chunk)
+                            outcomes = [await self._write_chunk(chunk, draining=True)
                                         for chunk in self._split(events)]
                             if _FAILED in outcomes:
                                 return  # stopping: the rows stay for the next start
@@ -444,7 +457,8 @@ class SinkRunner:
                 # The spool file itself failed (disk error): keep trying, never lose it.
                 failures += 1
                 metrics.ERRORS.labels(f"sink/{self.name}", "SpoolError").inc()
-                delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(failures, 16))
+                delay = backoff(failures, self.config.retry_max_backoff_secs,
+                                first=_FIRST_RETRY_SECS, jitter=False)
                 log.error("spool drain failed; retrying", sink=self.name, file=spool.path,
                           retry_in_secs=round(delay, 2), exc_info=exc)
                 await asyncio.sleep(delay)
@@ -452,29 +466,6 @@ class SinkRunner:
             if self._stopping.is_set():
                 return
             await spool.appended.wait()
-
-    async def _drain_chunk(self, events: list[Event]) -> str:
-        """:meth:`_write_chunk` for the drainer: ``stored`` or ``rejected``; or
-        ``failed`` once the runner is stopping (no retry then, and no waiting)."""
-        attempt = 0
-        while True:
-            outcome, exc = await self._attempt(events)
-            if outcome != _FAILED or self._stopping.is_set():
-                return outcome
-            attempt += 1
-            delay = min(self.config.retry_max_backoff_secs, 0.2 * 2 ** min(attempt, 16))
-            if isinstance(exc, SinkError):
-                delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-                log.warning("sink write failed; retrying from the spool", sink=self.name,
-                            error=str(exc), attempt=attempt, retry_in_secs=round(delay, 2),
-                            events=len(events))
-            else:
-                log.error("sink write raised unexpectedly; retrying from the spool",
-                          sink=self.name, attempt=attempt, exc_info=exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            if self._stopping.is_set():
-                return _FAILED
 
     def _set_up(self, up: bool) -> None:
         if up != self.up:
@@ -492,6 +483,15 @@ def _state_dir_of(sink: Sink, dead_letter: DeadLetter) -> str:
 
 
 _STORED, _REJECTED, _FAILED = "stored", "rejected", "failed"
+# Sink retries wait 0.2 s × 2ⁿ after n failures (docs/architecture.md), up to the
+# sink's retry_max_backoff_secs.
+_FIRST_RETRY_SECS = 0.4
+# (sink error, unexpected exception) log messages of a direct write and of the drainer.
+_RETRY_MESSAGES = {
+    False: ("sink write failed; retrying", "sink write raised unexpectedly; retrying"),
+    True: ("sink write failed; retrying from the spool",
+           "sink write raised unexpectedly; retrying from the spool"),
+}
 _DRAIN_STOP_GRACE_SECS = 5.0  # how long stop() lets a drain write under way finish
 
 

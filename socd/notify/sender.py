@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -31,11 +30,11 @@ from socd import metrics
 from socd.config import NotifierConfig
 from socd.errors import NotifyError
 from socd.plugins import Notification, Notifier
+from socd.retry import backoff
 
 log = structlog.get_logger("socd.notify.sender")
 
 T = TypeVar("T")
-BACKOFF_BASE_SECS = 1.0
 START_TIMEOUT_SECS = 30.0
 
 
@@ -93,15 +92,6 @@ class TokenBucket:
     def take(self) -> None:
         self._refill()
         self.tokens -= 1.0
-
-
-def backoff(attempt: int, cap: float, retry_after: float | None = None) -> float:
-    """Delay before attempt ``attempt + 1``: exponential with jitter, capped at ``cap``."""
-    delay: float = min(cap, BACKOFF_BASE_SECS * float(2 ** min(attempt - 1, 30)))
-    delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-    if retry_after is not None and retry_after > 0:
-        delay = max(delay, min(retry_after, cap))
-    return delay
 
 
 class Sender:
@@ -206,6 +196,7 @@ class Sender:
             return
         metrics.NOTIFICATIONS_FAILED.labels(self.name, "retry").inc()
         await self.db(self.store.outbox_attempts, row_id, attempts)
+        # 1 s after the first failure, doubling, with jitter; at least Retry-After.
         delay = backoff(attempts, self.config.retry_max_backoff_secs, retry_after)
         log.warning("notification not sent; retrying", notifier=self.name, error=error,
                     attempt=attempts, retry_in_secs=round(delay, 2), queued=len(self.queue))

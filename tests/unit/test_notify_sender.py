@@ -19,8 +19,9 @@ from socd.config import NotificationsConfig, NotifierConfig
 from socd.deadletter import DeadLetter, read
 from socd.errors import NotifyError
 from socd.notify.core import NotificationCore
-from socd.notify.sender import Sender, TokenBucket, backoff
+from socd.notify.sender import Sender, TokenBucket
 from socd.plugins import Notification
+from socd.retry import backoff
 from tests.unit.conftest import sample_value
 
 T0 = 1_794_800_000.0

@@ -19,13 +19,16 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import structlog
 from prometheus_client import Counter
 
 from socd import metrics
 from socd.netaddr import REASONS, AddressError, IPNetwork, canonical, parse_network, safe_element
+
+if TYPE_CHECKING:
+    from socd.block.decisions import Change
 
 #: Longest timeout written to a set. nft 1.0.6 rejects 10^8 s and more ("value too
 #: large"); longer blocks are refreshed by the blocker sink's periodic resync.
@@ -136,6 +139,36 @@ def from_value(value: str, timeout: int = 0) -> Element | Refusal:
         return Element(parse_network(value), timeout)
     except AddressError as exc:
         return Refusal.of(value, exc.reason)
+
+
+def changes_batch(changes: Iterable[Change], now: float, maximum: int, *,
+                  readd_extended: bool) -> Batch:
+    """The incremental batch of decision changes (the daemon side): removals, and
+    additions that have not expired, with the seconds left (at most ``maximum``).
+
+    ``readd_extended``: an extension removes the element and adds it again
+    (nftables, so its timeout is exact on every kernel); otherwise the addition
+    replaces the timeout in place (ipset ``-exist``). Domain decisions are not
+    firewall elements and are skipped; values the address gate refuses are
+    ``refused``.
+    """
+    add: list[Element] = []
+    remove: list[Element] = []
+    refused: list[Refusal] = []
+    removing = ("extend", "remove") if readd_extended else ("remove",)
+    for change in changes:
+        decision = change.decision
+        if decision.kind not in ("ipv4", "ipv6"):
+            continue
+        found = from_value(decision.value, timeout_secs(decision.expires, now, maximum))
+        if isinstance(found, Refusal):
+            refused.append(found)
+            continue
+        if change.action in removing:
+            remove.append(Element(found.net))
+        if change.action in ("add", "extend") and decision.expires > now:
+            add.append(found)
+    return Batch(False, tuple(add), tuple(remove), tuple(refused))
 
 
 def _exact(value: object) -> Element | Refusal:

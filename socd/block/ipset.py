@@ -38,10 +38,11 @@ from socd.block.elements import (
     Element,
     Outcome,
     Refusal,
+    changes_batch,
     from_value,
     timeout_secs,
 )
-from socd.block.nft import CAP_HINT, NftError
+from socd.block.nft import CAP_HINT, NftError, communicate
 from socd.block.protocol import HelperDispatch
 
 MAX_TIMEOUT = 2147483
@@ -91,21 +92,8 @@ class IpsetBackend(HelperDispatch):
         return Batch(True, tuple(add), (), tuple(refused))
 
     def incremental_batch(self, changes: Sequence[Change], now: float) -> Batch:
-        add: list[Element] = []
-        remove: list[Element] = []
-        refused: list[Refusal] = []
-        for ch in changes:
-            d = ch.decision
-            if d.kind not in ("ipv4", "ipv6"):
-                continue
-            found = from_value(d.value, timeout_secs(d.expires, now, MAX_TIMEOUT))
-            if isinstance(found, Refusal):
-                refused.append(found)
-            elif ch.action == "remove":
-                remove.append(Element(found.net))
-            elif ch.action in ("add", "extend") and d.expires > now:
-                add.append(found)  # -exist on add replaces the element's timeout
-        return Batch(False, tuple(add), tuple(remove), tuple(refused))
+        # -exist on add replaces the element's timeout: an extension is one add.
+        return changes_batch(changes, now, MAX_TIMEOUT, readd_extended=False)
 
     def lines(self, batch: Batch) -> list[tuple[str, Element | None]]:
         """The ``ipset restore`` lines of ``batch``, each with the element it writes."""
@@ -177,11 +165,8 @@ class IpsetBackend(HelperDispatch):
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(script.encode()),
-                                              self.run_timeout)
+            out, err = await communicate(proc, script.encode(), self.run_timeout)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
             raise IpsetError(f"ipset did not finish within {self.run_timeout}s",
                              "timeout") from exc
         if proc.returncode != 0:

@@ -53,6 +53,7 @@ from socd.block.elements import (
     Element,
     Outcome,
     Refusal,
+    changes_batch,
     from_value,
     timeout_secs,
 )
@@ -165,22 +166,7 @@ class NftBackend(HelperDispatch):
     def incremental_batch(self, changes: Sequence[Change], now: float) -> Batch:
         """Adds, extensions (delete + add, so the timeout is exact on every kernel)
         and removals. The caller makes sure nothing overlaps."""
-        add: list[Element] = []
-        remove: list[Element] = []
-        refused: list[Refusal] = []
-        for ch in changes:
-            d = ch.decision
-            if d.kind not in ("ipv4", "ipv6"):
-                continue
-            found = from_value(d.value)
-            if isinstance(found, Refusal):
-                refused.append(found)
-                continue
-            if ch.action in ("extend", "remove"):
-                remove.append(found)
-            if ch.action in ("add", "extend") and d.expires > now:
-                add.append(Element(found.net, timeout_secs(d.expires, now, MAX_TIMEOUT_SECS)))
-        return Batch(False, tuple(add), tuple(remove), tuple(refused))
+        return changes_batch(changes, now, MAX_TIMEOUT_SECS, readd_extended=True)
 
     def render(self, batch: Batch) -> str:
         """The nft script of ``batch``: built from the parsed elements only, each
@@ -289,11 +275,8 @@ class NftBackend(HelperDispatch):
         except PermissionError as exc:
             raise NftError(f"cannot execute nft: {exc}. {CAP_HINT}", "permission") from exc
         try:
-            out, err = await asyncio.wait_for(proc.communicate(script.encode()),
-                                              self.run_timeout)
+            out, err = await communicate(proc, script.encode(), self.run_timeout)
         except TimeoutError as exc:
-            proc.kill()
-            await proc.wait()
             raise NftError(f"nft did not finish within {self.run_timeout}s", "timeout") from exc
         if proc.returncode != 0:
             raise classify_error(err.decode(errors="replace"), proc.returncode)
@@ -313,6 +296,20 @@ class NftBackend(HelperDispatch):
         """
         await self.run(self.definition(), check_only=True)
         await self.run("list tables\n")
+
+
+async def communicate(proc: asyncio.subprocess.Process, script: bytes,
+                      limit_secs: float) -> tuple[bytes, bytes]:
+    """Feed ``script`` to a firewall command (nft or ipset) and read its output.
+
+    Past ``limit_secs`` the command is killed and reaped, so no zombie is left
+    behind, and TimeoutError is raised."""
+    try:
+        return await asyncio.wait_for(proc.communicate(script), limit_secs)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
 
 
 def classify_error(stderr: str, returncode: int | None) -> NftError:

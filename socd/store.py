@@ -17,23 +17,25 @@ Guarantees:
   history always explains the current status.
 * Opening a version 1 file migrates it to version 2 in place, in one
   transaction (a crash leaves the old schema, never half a new one). A file
-  written by a newer socd is refused rather than misread.
+  written by a newer socd is refused rather than misread (:class:`socd.sqlite.Schema`).
+
+The ``alerts`` and ``alert_history`` tables are this module's: the reports and layer-4
+sharing read them through :class:`AlertStore`'s methods (:meth:`AlertStore.group_counts`,
+:meth:`AlertStore.docs`...), never with their own SQL.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-from socd.errors import SocdError
 from socd.event import Event, get, now_iso
 from socd.severity import fold
-from socd.sqlite import open_db
+from socd.sqlite import Schema, Store
 from socd.tz import iso_or_none
 
 SCHEMA_VERSION = "2"
@@ -95,6 +97,36 @@ _MIGRATE_1_2 = (
     # SQLite's julianday() reads RFC 3339 with an offset or Z and fractions.
     "UPDATE alerts SET ts_ms = CAST(round((julianday(ts) - 2440587.5) * 86400000) AS INTEGER)",
 )
+
+
+
+def _version_1(db: sqlite3.Connection) -> str | None:
+    """A file from before the ``meta`` table is version 1 when it has alerts."""
+    row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
+                     ).fetchone()
+    return "1" if row is not None else None
+
+
+SCHEMA: Final = Schema(
+    name="alert store",
+    create=(*_SCHEMA_2, *_HISTORY),
+    version=SCHEMA_VERSION,
+    # A version 1 file may predate the meta table too.
+    upgrades={"1": ("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                    *_MIGRATE_1_2, *_HISTORY)},
+    legacy=_version_1,
+    create_always=False,
+    unknown="newer",
+)
+
+# The columns an alert count can be grouped by (:meth:`AlertStore.group_counts`), by the
+# name the reports give them.
+GROUP_COLUMNS: Final[Mapping[str, str]] = {
+    "severity": "severity", "asset_kind": "asset_kind", "status": "status", "unit": "unit",
+    "rule_id": "rule_id", "rule_name": "rule_name", "host_name": "host_name",
+    "destination_ip": "destination_ip",
+}
+_IN_CHUNK = 500  # ids per `IN (...)` query
 
 _SELECT = ("SELECT id, ts, ts_ms, kind, severity, layer, asset_kind, unit, module, rule_id, "
            "rule_name, host_name, source_ip, destination_ip, ioc, status, assignee, status_by, "
@@ -191,55 +223,21 @@ def _fold_sql(value: Any) -> str | None:
     return fold(value) if isinstance(value, str) else None
 
 
-class AlertStore:
-    """Thread-safe access to the SQLite file; async callers use ``asyncio.to_thread``."""
+class AlertStore(Store):
+    """Thread-safe access to the SQLite file; async callers use ``asyncio.to_thread``.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = open_db(path, busy_timeout_ms=5000)
+    ``readonly``: read an existing file without migrating it (layer-4 sharing reads the
+    daemon's store; :class:`socd.sqlite.NoDatabase` when there is none)."""
+
+    schema = SCHEMA
+
+    def __init__(self, path: str, *, readonly: bool = False) -> None:
+        super().__init__(path, busy_timeout_ms=5000, readonly=readonly)
         # `socd alert list --unit` matches units as severities are matched (case,
         # diacritics and spacing ignored): find() compares socd_fold(unit).
         self._db.create_function("socd_fold", 1, _fold_sql, deterministic=True)
-        try:
-            self._migrate()
-        except BaseException:
-            self._db.close()
-            raise
 
     # -- schema --------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")  # the daemon and the CLI may open a v1 file at once
-        try:
-            self._create_or_upgrade(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def _create_or_upgrade(self, db: sqlite3.Connection) -> None:
-        def exists(table: str) -> bool:
-            return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                              (table,)).fetchone() is not None
-
-        has_meta = exists("meta")
-        row = (db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-               if has_meta else None)
-        version = row[0] if row else ("1" if exists("alerts") else None)
-        if version is None:
-            for statement in (*_SCHEMA_2, *_HISTORY):
-                db.execute(statement)
-        elif version == "1":
-            if not has_meta:
-                db.execute(_SCHEMA_2[3])
-            for statement in (*_MIGRATE_1_2, *_HISTORY):
-                db.execute(statement)
-        elif version != SCHEMA_VERSION:
-            raise SocdError(f"{self.path}: alert store schema version {version} is newer than "
-                            f"this socd supports ({SCHEMA_VERSION}); upgrade socd")
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
     def schema_version(self) -> str:
         return str(self.query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
@@ -250,23 +248,19 @@ class AlertStore:
         """Insert events; ones already stored (same id) are skipped, so their lifecycle
         state is never reset. Returns new rows."""
         rows = [_row(e) for e in events]
-        with self._lock:
-            before = self._db.total_changes
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO alerts (id, ts, kind, severity, layer, asset_kind, "
-                    "unit, module, rule_id, rule_name, host_name, source_ip, destination_ip, "
-                    "ioc, doc, status, ts_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return self._db.total_changes - before
+        with self.transaction() as tx:
+            before = tx.db.total_changes
+            tx.db.executemany(
+                "INSERT OR IGNORE INTO alerts (id, ts, kind, severity, layer, asset_kind, "
+                "unit, module, rule_id, rule_name, host_name, source_ip, destination_ip, "
+                "ioc, doc, status, ts_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            return tx.db.total_changes - before
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, tuple(params)))
+        """Any read of this store's file (its own methods, tests, diagnostics). Other
+        subsystems use the named read methods below instead."""
+        with self.reading() as db:
+            return list(db.execute(sql, tuple(params)))
 
     def count(self) -> int:
         return int(self.query("SELECT count(*) FROM alerts")[0][0])
@@ -325,33 +319,27 @@ class AlertStore:
         """Read the alert, let ``decide`` choose a change, write it and its history entry,
         all in one transaction. ``decide`` returns ``None`` for a no-op and may raise to
         refuse (nothing is written). Returns ``None`` when no such alert exists."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rows = db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchall()
-                if not rows:
-                    db.execute("ROLLBACK")
-                    return None
-                before = _alert(rows[0])
-                change = decide(before)
-                if change is None:
-                    db.execute("ROLLBACK")
-                    return Updated(before, before, changed=False)
-                now = now_iso()
-                assignee = before.assignee if change.assignee is KEEP else change.assignee
-                db.execute("UPDATE alerts SET status = ?, assignee = ?, status_by = ?, "
-                           "status_note = ?, status_at = ? WHERE id = ?",
-                           (change.status, assignee, change.by, change.note, now, alert_id))
-                db.execute('INSERT INTO alert_history (alert_id, ts, action, status_from, '
-                           'status_to, "by", note) VALUES (?,?,?,?,?,?,?)',
-                           (alert_id, now, change.action, before.status, change.status,
-                            change.by, change.note))
-                after = _alert(db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchone())
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            db = tx.db
+            rows = db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchall()
+            if not rows:
+                tx.rollback()
+                return None
+            before = _alert(rows[0])
+            change = decide(before)
+            if change is None:
+                tx.rollback()
+                return Updated(before, before, changed=False)
+            now = now_iso()
+            assignee = before.assignee if change.assignee is KEEP else change.assignee
+            db.execute("UPDATE alerts SET status = ?, assignee = ?, status_by = ?, "
+                       "status_note = ?, status_at = ? WHERE id = ?",
+                       (change.status, assignee, change.by, change.note, now, alert_id))
+            db.execute('INSERT INTO alert_history (alert_id, ts, action, status_from, '
+                       'status_to, "by", note) VALUES (?,?,?,?,?,?,?)',
+                       (alert_id, now, change.action, before.status, change.status,
+                        change.by, change.note))
+            after = _alert(db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchone())
             return Updated(before, after, changed=True)
 
     def status_counts(self, since_ms: int | None = None) -> dict[str, int]:
@@ -385,9 +373,65 @@ class AlertStore:
                           "ORDER BY n DESC, 1 LIMIT ?", (limit,))
         return {str(r): int(n) for r, n in rows}
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    # -- what other subsystems read ------------------------------------------------------
+
+    def group_counts(self, start_ms: int, end_ms: int, dims: Sequence[str], *,
+                     day_offset_secs: int = 0, units: Sequence[str] | None = None,
+                     scan: bool = False) -> dict[tuple[Any, ...], int]:
+        """Alerts (event.kind alert) with ``start_ms <= ts_ms < end_ms`` counted per
+        combination of ``dims``: names of :data:`GROUP_COLUMNS`, or ``day`` (the local
+        calendar day, ``YYYY-MM-DD``, at ``day_offset_secs`` from UTC). ``units`` keeps
+        the alerts of those units (spellings as stored). ``scan`` reads the table
+        sequentially instead of through the time index: faster when the period covers
+        most of the stored alerts (the caller decides, see :meth:`time_range`)."""
+        cols: list[str] = []
+        for dim in dims:
+            if dim == "day":
+                cols.append(f"date(ts_ms / 1000 + {int(day_offset_secs)}, 'unixepoch')")
+            else:
+                cols.append(GROUP_COLUMNS[dim])
+        where = "kind = 'alert' AND ts_ms >= ? AND ts_ms < ?"
+        params: list[Any] = [start_ms, end_ms]
+        if units is not None:
+            where += f" AND unit IN ({','.join('?' * len(units))})"
+            params.extend(units)
+        select = ", ".join(cols) if cols else "1"
+        table = "alerts NOT INDEXED" if scan else "alerts"
+        # Column names come from GROUP_COLUMNS, values are parameters.
+        sql = f"SELECT {select}, count(*) FROM {table} WHERE {where}"  # noqa: S608
+        if cols:
+            sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(cols)))
+        out: dict[tuple[Any, ...], int] = {}
+        for row in self.query(sql, params):
+            if not row[-1]:
+                continue
+            out[tuple(row[:-1])] = int(row[-1])
+        return out
+
+    def time_range(self) -> tuple[int | None, int | None]:
+        """The first and last ``ts_ms`` stored (read from the index at once); ``None``
+        when there is none."""
+        lo, hi = self.query("SELECT min(ts_ms), max(ts_ms) FROM alerts")[0]
+        return lo, hi
+
+    def docs(self, alert_ids: Sequence[str]) -> list[bytes]:
+        """The stored events (JSON, as received) of these alert ids; ids of other events
+        or of none are left out."""
+        rows: list[tuple[Any, ...]] = []
+        ids = list(alert_ids)
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i:i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT doc FROM alerts WHERE id IN ({marks}) AND kind = 'alert'"  # noqa: S608
+            rows += self.query(sql, chunk)
+        return [r[0] for r in rows]
+
+    def docs_between(self, start_ms: int, end_ms: int) -> list[bytes]:
+        """The stored events (JSON) of the alerts with ``start_ms <= ts_ms < end_ms``, in
+        time order."""
+        rows = self.query("SELECT doc FROM alerts WHERE kind = 'alert' AND ts_ms >= ? AND "
+                          "ts_ms < ? ORDER BY ts_ms, id", (start_ms, end_ms))
+        return [r[0] for r in rows]
 
 
 def _alert(row: Sequence[Any]) -> StoredAlert:

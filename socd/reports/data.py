@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -50,6 +50,9 @@ from socd.reports.vn import (
     severity_sentence,
 )
 
+if TYPE_CHECKING:
+    from socd.store import AlertStore
+
 log = structlog.get_logger("socd.reports")
 
 TOP_N = 10
@@ -60,11 +63,6 @@ ES_FIELDS: Mapping[str, str] = {
     "severity": "socd.severity", "asset_kind": "socd.asset_kind",
     "status": "socd.alert.status", "unit": "socd.unit", "rule_id": "rule.id",
     "rule_name": "rule.name", "host_name": "host.name", "destination_ip": "destination.ip",
-}
-STORE_COLUMNS: Mapping[str, str] = {
-    "severity": "severity", "asset_kind": "asset_kind", "status": "status", "unit": "unit",
-    "rule_id": "rule_id", "rule_name": "rule_name", "host_name": "host_name",
-    "destination_ip": "destination_ip",
 }
 
 Groups = dict[tuple[Any, ...], int]
@@ -97,12 +95,13 @@ class AlertBackend(Protocol):
 
 
 class StoreBackend:
-    """The embedded SQLite store (:class:`socd.store.AlertStore`), read-only queries."""
+    """The embedded SQLite store (:class:`socd.store.AlertStore`), through its read
+    methods."""
 
     name = "store"
     SCAN_FRACTION = 0.25
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: AlertStore) -> None:
         self.store = store
 
     @classmethod
@@ -115,38 +114,18 @@ class StoreBackend:
         return cls(AlertStore(path))
 
     def group(self, period: Period, unit: str | Units, dims: Sequence[str]) -> Groups:
-        cols: list[str] = []
-        for dim in dims:
-            if dim == "day":
-                offset = int(period.start.utcoffset().total_seconds())  # type: ignore[union-attr]
-                cols.append(f"date(ts_ms / 1000 + {offset}, 'unixepoch')")
-            else:
-                cols.append(STORE_COLUMNS[dim])
-        where = "kind = 'alert' AND ts_ms >= ? AND ts_ms < ?"
-        params: list[Any] = [period.start_ms, period.end_ms]
-        units = _as_units(unit)
-        if units is not None:
-            where += f" AND unit IN ({','.join('?' * len(units))})"
-            params.extend(units)
-        select = ", ".join(cols) if cols else "1"
-        table = "alerts NOT INDEXED" if self._mostly(period) else "alerts"
-        # Column names come from STORE_COLUMNS, values are parameters.
-        sql = f"SELECT {select}, count(*) FROM {table} WHERE {where}"  # noqa: S608
-        if cols:
-            sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(cols)))
-        out: Groups = {}
-        for row in self.store.query(sql, params):
-            if not row[-1]:
-                continue
-            out[tuple(row[:-1])] = int(row[-1])
-        return out
+        offset = (int(period.start.utcoffset().total_seconds())  # type: ignore[union-attr]
+                  if "day" in dims else 0)
+        return self.store.group_counts(period.start_ms, period.end_ms, dims,
+                                       day_offset_secs=offset, units=_as_units(unit),
+                                       scan=self._mostly(period))
 
     def _mostly(self, period: Period) -> bool:
         """Whether the period spans most of the stored alerts' time range: then one
         sequential scan of the table is several times faster than fetching each row
         through the time index (random reads); for a week in a year of data the index
         wins. ``min``/``max`` come from the index at once."""
-        lo, hi = self.store.query("SELECT min(ts_ms), max(ts_ms) FROM alerts")[0]
+        lo, hi = self.store.time_range()
         if lo is None or hi is None or hi <= lo:
             return False
         overlap = min(hi, period.end_ms) - max(lo, period.start_ms)

@@ -31,7 +31,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import aiomqtt
 import structlog
@@ -119,11 +119,19 @@ class MqttCollector:
         reconnect_max_secs: float = Field(30.0, gt=0)
         tls: TlsConfig | None = None
 
+        decoder_fields: ClassVar[tuple[tuple[str, ...], ...]] = (
+            ("decoder",), ("subscriptions", "[*]", "decoder"))
+
         @model_validator(mode="after")
         def _has_topics(self) -> MqttCollector.Config:
             if not self.topics and not self.subscriptions:
                 raise ValueError("set `topics` or `subscriptions`")
             return self
+
+        def default_decoder_users(self) -> list[str]:
+            users = ["the records of its `topics`"] if self.topics else []
+            return users + [f"the records of topic {sub.topic!r}"
+                            for sub in self.subscriptions if not sub.decoder]
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:
         self.name = ctx.name

@@ -53,7 +53,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import orjson
 import structlog
@@ -249,6 +249,13 @@ class WebhookCollector:
         tls: TlsConfig | None = None
         limits: HttpLimits = Field(HttpLimits(), description="Timeouts, connection caps "
                                    "and header sizes of the listener (as `http.limits`).")
+
+        decoder_fields: ClassVar[tuple[tuple[str, ...], ...]] = (
+            ("decoder",), ("sources", "{*}", "decoder"))
+
+        def default_decoder_users(self) -> list[str]:
+            return [f"the records of source {name!r}"
+                    for name, source in self.sources.items() if not source.decoder]
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:
         self.name = ctx.name

@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import functools
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from socd import netaddr
 from socd.access import read_problem
-from socd.config import StrictModel, _line_for, _line_index
+from socd.config.located import did_you_mean, parse
+from socd.config.models import StrictModel
 from socd.errors import ConfigError, ConfigProblem
 from socd.event import Event
 from socd.severity import BUILTIN_TABLES, Severity
@@ -290,30 +289,22 @@ def _read_text(path: str) -> str:
 
 
 def _yaml_rows(path: str) -> list[Row]:
-    text = _read_text(path)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError([ConfigProblem(
-            path, "", f"invalid YAML: {getattr(exc, 'problem', None) or exc}",
-            line=mark.line + 1 if mark is not None else None)]) from exc
-    lines = _line_index(node) if node is not None else {}
+    located = parse(_read_text(path), path)
+    data = located.data
     prefix: tuple[Any, ...] = ()
     if isinstance(data, Mapping) and "assets" in data:
         extra = sorted(set(data) - {"assets"})
         if extra:
             raise ConfigError([ConfigProblem(path, str(extra[0]), "unknown top-level key",
                                              "the file holds an `assets:` list only",
-                                             _line_for(lines, (extra[0],)))])
+                                             located.line((extra[0],)))])
         data, prefix = data["assets"], ("assets",)
     if data is None:
         return []
     if not isinstance(data, list):
         raise ConfigError([ConfigProblem(path, "", "the inventory must be a list of entries "
                                          "(or a mapping with an `assets:` list)", line=1)])
-    return [(f"{'assets' if prefix else ''}[{i}]", _line_for(lines, (*prefix, i)), item)
+    return [(f"{'assets' if prefix else ''}[{i}]", located.line((*prefix, i)), item)
             for i, item in enumerate(data)]
 
 
@@ -335,11 +326,10 @@ def _csv_rows(path: str) -> list[Row]:
     problems = []
     for column in header:
         if column not in known:
-            close = difflib.get_close_matches(column, sorted(known), n=1)
             problems.append(ConfigProblem(
                 path, f"column {column!r}", "unknown column",
-                f"did you mean {close[0]!r}?" if close else
-                f"columns: {', '.join(sorted(known))}", numbered[0][0]))
+                did_you_mean(column, known) or f"columns: {', '.join(sorted(known))}",
+                numbered[0][0]))
     if not set(header) & set(KEY_COLUMNS):
         problems.append(ConfigProblem(path, "header", "no key column",
                                       "the header needs ip, cidr or hostname",
@@ -366,11 +356,10 @@ def _entry_problems(path: str, where: str, line: int | None,
         key = f"{where}.{loc}" if loc else where
         if err["type"] == "extra_forbidden":
             name = str(err["loc"][-1])
-            close = difflib.get_close_matches(name, sorted(AssetEntry.model_fields), n=1)
             problems.append(ConfigProblem(
                 path, key, f"unknown key {name!r}",
-                f"did you mean {close[0]!r}?" if close else
-                f"valid keys: {', '.join(AssetEntry.model_fields)}", line))
+                did_you_mean(name, AssetEntry.model_fields)
+                or f"valid keys: {', '.join(AssetEntry.model_fields)}", line))
             continue
         message = str(err["msg"]).removeprefix("Value error, ")
         value = err.get("input")

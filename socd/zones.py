@@ -98,15 +98,12 @@ def _source_ip(source: str) -> str:
 def collector_zones(collectors: Mapping[str, Any], decoder: str) -> dict[str, SenderZones]:
     """For the decoder named ``decoder``: the zones of each collector that sends it
     records and sets ``timezone`` or ``sender_timezones``."""
-    from socd.config import _decoder_refs  # the one list of a collector's decoders
-
     out: dict[str, SenderZones] = {}
     for name, plugin in collectors.items():
+        # A socd.config.CollectorConfig: it lists the decoders it names (decoder_refs).
         cfg = plugin.config
-        timezone = getattr(cfg, "timezone", None)
-        senders = getattr(cfg, "sender_timezones", None) or {}
-        if not timezone and not senders:
+        if not cfg.timezone and not cfg.sender_timezones:
             continue
-        if decoder in {ref for _, ref in _decoder_refs(cfg)}:
-            out[name] = SenderZones.from_config(timezone, senders)
+        if decoder in {ref for _, ref in cfg.decoder_refs()}:
+            out[name] = SenderZones.from_config(cfg.timezone, cfg.sender_timezones)
     return out

@@ -28,7 +28,8 @@ import orjson
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from socd.config import DecoderConfig, StrictModel, _report, resolve_path
+from socd.config import DecoderConfig, StrictModel, resolve_path
+from socd.config.located import report
 from socd.decoders.base import INPUT_SOCD_KEYS, BaseDecoder
 from socd.errors import ConfigError, ConfigProblem, DecodeError
 from socd.event import ASSET_KINDS, Event, get, put_parts
@@ -96,9 +97,9 @@ def load_mapping(ref: str, config_dir: str) -> tuple[str, MappingSpec]:
     try:
         spec = MappingSpec.model_validate(raw)
     except ValidationError as exc:
-        _report(exc, MappingSpec, (),
-                lambda loc, msg, hint=None: problems.append(
-                    ConfigProblem(path, ".".join(map(str, loc)), msg, hint)))
+        report(exc, MappingSpec, (),
+               lambda loc, msg, hint=None: problems.append(
+                   ConfigProblem(path, ".".join(map(str, loc)), msg, hint)))
         raise ConfigError(problems) from None
     return path, spec
 

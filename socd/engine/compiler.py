@@ -11,7 +11,6 @@ time linear in the text, and read at most ``rules.max_field_bytes`` of a field.
 from __future__ import annotations
 
 import bisect
-import difflib
 import functools
 import math
 import re
@@ -23,6 +22,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from socd import netaddr
+from socd.config.located import Lines, Loc, did_you_mean, dotted, line_for
 from socd.errors import ConfigProblem
 from socd.event import Event
 from socd.metrics import REGISTRY
@@ -192,37 +192,20 @@ class Context:
     """Per-file compilation context: where problems are reported."""
 
     file: str
-    lines: Mapping[tuple[Any, ...], int] = field(default_factory=dict)
+    lines: Lines = field(default_factory=dict)
     problems: list[ConfigProblem] = field(default_factory=list)
     ioc: IocRef = field(default_factory=IocRef)
     uses_ioc: bool = False
     limits: Limits = field(default_factory=Limits)
     rule_id: str | None = None  # the rule being compiled, named in pattern problems
 
-    def problem(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> None:
+    def problem(self, loc: Loc, message: str, hint: str | None = None) -> None:
         self.problems.append(ConfigProblem(self.file, dotted(loc), message, hint,
                                            line_for(self.lines, loc)))
 
 
-def dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def line_for(lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    key = tuple(loc)
-    while key:
-        if key in lines:
-            return lines[key]
-        key = key[:-1]
-    return None
-
-
-def _did_you_mean(key: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(key), list(options), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(options)}"
+def _key_hint(key: object, options: tuple[str, ...]) -> str:
+    return did_you_mean(str(key), options) or f"valid keys: {', '.join(options)}"
 
 
 def compile_condition(raw: Any, loc: tuple[Any, ...], ctx: Context) -> Matcher | None:
@@ -290,7 +273,7 @@ def _compile_leaf(raw: Mapping[str, Any], loc: tuple[Any, ...], ctx: Context) ->
     for key in raw:
         if key not in LEAF_KEYS:
             ctx.problem((*loc, key), f"unknown key {key!r}",
-                        _did_you_mean(str(key), (*LEAF_KEYS, *GROUPS)))
+                        _key_hint(key, (*LEAF_KEYS, *GROUPS)))
             ok = False
     path = raw.get("field")
     if not isinstance(path, str) or not path:
@@ -593,7 +576,7 @@ def _ioc_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
         for key in value:
             if key not in ("kind", "source"):
                 ctx.problem((*loc, key), f"unknown key {key!r}",
-                            _did_you_mean(str(key), ("kind", "source")))
+                            _key_hint(key, ("kind", "source")))
                 return None
         kind = value.get("kind")
         source = value.get("source")
@@ -604,9 +587,8 @@ def _ioc_test(value: Any, loc: tuple[Any, ...], ctx: Context) -> Test | None:
     else:
         kind, kloc = value, loc
     if kind not in IOC_KINDS:
-        close = difflib.get_close_matches(str(kind), IOC_KINDS, n=1)
         ctx.problem(kloc, f"unknown IoC kind {kind!r}",
-                    f"did you mean {close[0]!r}?" if close else "use ip, domain or hash")
+                    did_you_mean(str(kind), IOC_KINDS) or "use ip, domain or hash")
         return None
     ctx.uses_ioc = True
     ref = ctx.ioc

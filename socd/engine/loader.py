@@ -8,7 +8,6 @@ files are reported together in one :class:`~socd.errors.ConfigError`.
 
 from __future__ import annotations
 
-import difflib
 import glob
 import hashlib
 import os
@@ -18,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from socd import config as config_mod
+from socd.config import resolve_path
+from socd.config.located import parse, unknown_key_hint
 from socd.engine.compiler import (
     NOT_ROUTED,
     Context,
@@ -104,7 +103,7 @@ def expand_paths(paths: Iterable[str], base: str | None = None) -> list[str]:
     files: list[str] = []
     for raw in paths:
         path = builtin_dir() if raw == BUILTIN else (
-            config_mod.resolve_path(base, raw) if base else os.path.expanduser(raw))
+            resolve_path(base, raw) if base else os.path.expanduser(raw))
         if os.path.isdir(path):
             found = [str(p) for p in Path(path).rglob("*")
                      if p.suffix in (".yaml", ".yml") and p.is_file()]
@@ -172,15 +171,11 @@ def load_text(text: str, file: str = "<string>", *,
               start: int = 0) -> tuple[list[CompiledRule], list[ConfigProblem]]:
     """Compile the rules of one file's text; returns the rules and the problems."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        return [], [ConfigProblem(file, "", f"invalid YAML: {problem}", line=line)]
-    lines = config_mod._line_index(node) if node is not None else {}
-    ctx = Context(file, lines)
+        located = parse(text, file)
+    except ConfigError as exc:
+        return [], exc.problems
+    raw = located.data
+    ctx = Context(file, located.lines)
     if raw is None:
         return [], []
     if not isinstance(raw, Mapping):
@@ -327,12 +322,7 @@ def report(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...]
         full = (*prefix, *loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            parent = config_mod._model_at(model, loc[:-1])
-            options = sorted(parent.model_fields) if parent else []
-            close = difflib.get_close_matches(str(loc[-1]), options, n=1, cutoff=0.6)
-            hint = (f"did you mean {close[0]!r}?" if close else
-                    f"valid keys here: {', '.join(options)}" if options else None)
-            ctx.problem(full, f"unknown key {loc[-1]!r}", hint)
+            ctx.problem(full, f"unknown key {loc[-1]!r}", unknown_key_hint(model, loc))
         elif kind == "missing":
             ctx.problem(full, "required key is missing")
         else:

@@ -42,7 +42,7 @@ from prometheus_client import Counter, Gauge
 
 from socd import metrics
 from socd.filemode import open_private
-from socd.reports.config import ReportsConfig, ScheduleConfig, parse_at
+from socd.config.reports import ReportsConfig, ScheduleConfig, parse_at
 from socd.reports.periods import Kind, Period, default_period
 from socd.reports.vn import local_zone
 

@@ -6,10 +6,12 @@
   observed-data, sighting; TLP marking; deterministic ids);
 * :mod:`~socd.sharing.misp` - MISP event JSON;
 * :mod:`~socd.sharing.push` - TAXII 2.1 and MISP pushes;
-* :mod:`~socd.sharing.records` - the exchange log and the layer-4 metrics;
-* :mod:`~socd.sharing.config` - the ``sharing:`` config section.
+* :mod:`~socd.sharing.records` - the exchange log and the layer-4 metrics.
+
+The ``sharing:`` config section is :mod:`socd.config.sharing` (every section model
+lives in :mod:`socd.config`).
 """
 
-from socd.sharing.config import SharingConfig
+from socd.config.sharing import SharingConfig
 
 __all__ = ["SharingConfig"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from socd.sharing.config import SharingConfig
+from socd.config.sharing import SharingConfig
 from socd.sharing.data import Dataset, Observation, local_zone, stix_time
 from socd.sharing.stix import NAMESPACE
 

@@ -22,7 +22,7 @@ import orjson
 import structlog
 
 from socd.sharing import records
-from socd.sharing.config import MispTargetConfig, SharingConfig, TaxiiTargetConfig
+from socd.config.sharing import MispTargetConfig, SharingConfig, TaxiiTargetConfig
 from socd.sharing.data import Dataset
 from socd.sharing.misp import build_event
 from socd.sharing.stix import build_bundle

@@ -24,7 +24,7 @@ from typing import Any
 
 import stix2
 
-from socd.sharing.config import SharingConfig
+from socd.config.sharing import SharingConfig
 from socd.sharing.data import Dataset, Observation, stix_time
 
 # The namespace of socd's deterministic ids (a fixed random UUID: never change it).

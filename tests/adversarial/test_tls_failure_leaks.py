@@ -42,7 +42,7 @@ from socd.collectors.mqtt import MqttCollector
 from socd.deadletter import DeadLetter
 from socd.errors import HealthCheckError, NotifyError, SinkError
 from socd.plugins import PluginContext
-from socd.sharing.config import SharingConfig
+from socd.config.sharing import SharingConfig
 from socd.sharing.data import Dataset, Scope
 from socd.sharing.push import push
 from tests.adversarial.tls_peer import make_untrusted_cert

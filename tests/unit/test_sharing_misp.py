@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from socd.sharing.config import SharingConfig
+from socd.config.sharing import SharingConfig
 from socd.sharing.data import Dataset, Scope, SharingError, build_dataset, scope_from
 from socd.sharing.misp import build_event
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from socd.sharing.config import SharingConfig
+from socd.config.sharing import SharingConfig
 from socd.sharing.push import _TokenAuth
 
 

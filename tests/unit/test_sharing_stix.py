@@ -11,7 +11,7 @@ import pytest
 import stix2
 from stix2validator import ValidationOptions, validate_string
 
-from socd.sharing.config import SharingConfig
+from socd.config.sharing import SharingConfig
 from socd.sharing.data import Dataset, Scope, build_dataset, scope_from
 from socd.sharing.stix import build_bundle, bundle_json, pattern
 

@@ -10,18 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors, values immutable: socd.config.StrictModel's rules.
-
-    Not imported from socd.config because socd.config imports this module (for
-    ``DocumentConfig.sharing``); importing back would be a cycle.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from socd.config.models import StrictModel
 
 Tlp = Literal["clear", "white", "green", "amber", "amber+strict", "red"]
 

@@ -1,0 +1,213 @@
+"""Located YAML: problems that name the file, the key path, the line and the likely fix.
+
+Every YAML file socd reads (the configuration, rule files, mapping files, the asset
+inventory) reports its problems the same way, as :class:`~socd.errors.ConfigProblem`::
+
+    socd.yaml:6: http.prot: unknown key 'prot' (hint: did you mean 'port'?)
+
+This module is the toolkit for that, shared by :mod:`socd.config`, the rule loader
+(:mod:`socd.engine.loader` and :mod:`socd.engine.compiler`), the mapping decoder and
+the asset inventory (:mod:`socd.enrich`):
+
+* :func:`parse` reads a text into its data and the line of every key path
+  (:func:`line_index`, :func:`line_for`);
+* :func:`dotted` writes a key path as the messages show it (``routes[0].notifiers``);
+* :func:`did_you_mean` and :func:`unknown_key_hint` suggest the key that was meant;
+* :func:`report` turns a pydantic :class:`~pydantic.ValidationError` into problems,
+  finding the model of each misspelled key's parent with :func:`model_at`.
+
+A key path (:data:`Loc`) is a tuple of mapping keys and list indexes, from the top of
+the document; ``()`` is the document itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from socd.errors import ConfigError, ConfigProblem
+
+Loc = tuple[Any, ...]
+"""A key path: mapping keys and list indexes from the top of a document."""
+
+Lines = Mapping[Loc, int]
+"""The line (1-based) of each key path of a document (:func:`line_index`)."""
+
+ProblemSink = Callable[..., None]
+"""Receives ``(loc, message, hint=None)`` for each problem found (:func:`report`)."""
+
+MakeProblem = Callable[[Loc, str, "str | None"], ConfigProblem]
+"""Makes the problem of one file at a key path (:func:`problem_at`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A parsed YAML text: its data and the line of each key path."""
+
+    file: str
+    data: Any
+    lines: Lines
+
+    def line(self, loc: Loc) -> int | None:
+        return line_for(self.lines, loc)
+
+    def problem(self, loc: Loc, message: str, hint: str | None = None) -> ConfigProblem:
+        return ConfigProblem(self.file, dotted(loc), message, hint, line_for(self.lines, loc))
+
+
+def parse(text: str, file: str) -> Located:
+    """Parse ``text`` (the content of ``file``) with the line of each key path.
+
+    Raises :class:`ConfigError` with one problem, ``invalid YAML: <reason>`` at the
+    line where the parser stopped, when the text is not YAML."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem(file, "", f"invalid YAML: {reason}",
+                                         line=line)]) from exc
+    return Located(file, data, line_index(node) if node is not None else {})
+
+
+def line_index(node: yaml.Node) -> dict[Loc, int]:
+    """The line of every key path below ``node`` (a key's own line for a mapping key,
+    the item's first line for a list item)."""
+    index: dict[Loc, int] = {}
+
+    def walk(n: yaml.Node, loc: Loc) -> None:
+        index[loc] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                key = key_node.value
+                index[(*loc, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*loc, key))
+                index[(*loc, key)] = key_node.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*loc, i))
+
+    walk(node, ())
+    return index
+
+
+def line_for(lines: Lines, loc: Loc) -> int | None:
+    """The line of ``loc``, else of its nearest parent that has one (a key the parser
+    did not see, such as a missing required key, is reported at its parent)."""
+    # The index holds keys as written (text); a key the YAML reader turned into a
+    # number or a date is looked up as that text.
+    key = tuple(str(p) if not isinstance(p, int) else p for p in loc)
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key[:-1]
+    return None
+
+
+def dotted(loc: Loc) -> str:
+    """A key path as messages show it: ``notifications.routes[0].notifiers``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def problem_at(file: str, lines: Lines) -> MakeProblem:
+    """A maker of problems of ``file`` with their line numbers."""
+    def make(loc: Loc, message: str, hint: str | None = None) -> ConfigProblem:
+        return ConfigProblem(file, dotted(loc), message, hint, line_for(lines, loc))
+    return make
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str | None:
+    """``did you mean 'x'?`` for the option closest to ``word``; None when none is
+    close (the caller then lists the options or says where they come from)."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def unknown_key_hint(model: type[BaseModel], loc: Loc) -> str | None:
+    """The hint of an unknown key at ``loc`` inside ``model``: the key that was probably
+    meant, else the keys valid there."""
+    parent = model_at(model, loc[:-1])
+    options = sorted(parent.model_fields) if parent else []
+    return did_you_mean(str(loc[-1]), options) or (
+        f"valid keys here: {', '.join(options)}" if options else None)
+
+
+def report(exc: ValidationError, model: type[BaseModel], prefix: Loc,
+           problem: ProblemSink) -> None:
+    """Hand each error of ``exc`` (validating ``model`` at ``prefix``) to ``problem``:
+    unknown keys with a hint, missing keys, and the value that was refused (never a
+    secret's, see :func:`shown_value`)."""
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        full = (*prefix, *loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            problem(full, f"unknown key {loc[-1]!r}", unknown_key_hint(model, loc))
+        elif kind == "missing":
+            problem(full, "required key is missing")
+        else:
+            problem(full, f"{err['msg']}{shown_value(loc, err.get('input'))}")
+
+
+def model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model class that describes the object at ``loc`` inside ``model``."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
+                return None
+            current = info.annotation
+        else:
+            current = _container_item(current)
+            if current is None:
+                return None
+        current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def _container_item(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (list, tuple, set, frozenset) and args:
+        return _unwrap(args[0])
+    if origin is dict and len(args) == 2:
+        return _unwrap(args[1])
+    return None
+
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_?key|credential", re.IGNORECASE)
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a key or variable name (``api_key``, ``SLACK_TOKEN``) names a secret."""
+    return _SECRET_KEY.search(name) is not None
+
+
+def shown_value(loc: Loc, value: Any) -> str:
+    """`` (got <value>)``, except for secrets and whole sections (which may hold secrets)."""
+    if isinstance(value, Mapping | list) or any(looks_secret(str(p)) for p in loc):
+        return ""
+    text = repr(value)
+    return f" (got {text if len(text) <= 60 else text[:57] + '...'})"

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import contextlib
 import hashlib
 import math
 import os
@@ -73,6 +72,7 @@ from socd.config import SinkConfig, SpoolConfig
 from socd.errors import HealthCheckError, SinkError
 from socd.event import FIELDS, Event
 from socd.plugins import PluginContext
+from socd.tasks import stop_task
 from socd.tz import parse_iso
 
 log = structlog.get_logger("socd.alerting.elasticsearch")
@@ -472,11 +472,8 @@ class ElasticsearchSink:
         return SinkError(f"{what}: {exc}")
 
     async def close(self) -> None:
-        if self._retention_task is not None:
-            self._retention_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention_task
-            self._retention_task = None
+        await stop_task(self._retention_task)
+        self._retention_task = None
         if self.client is not None:
             await self.client.close()
             self.client = None

@@ -28,6 +28,7 @@ from socd.errors import HealthCheckError, SinkError
 from socd.event import Event
 from socd.plugins import PluginContext
 from socd.store import AlertStore
+from socd.tasks import stop_task
 
 log = structlog.get_logger("socd.alerting.sqlite")
 
@@ -99,11 +100,8 @@ class SqliteSink:
             await asyncio.sleep(FP_GAUGE_INTERVAL_SECS)
 
     async def close(self) -> None:
-        if self._gauge_task is not None:
-            self._gauge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gauge_task
-            self._gauge_task = None
+        await stop_task(self._gauge_task)
+        self._gauge_task = None
         for rule in self._gauge_rules:
             with contextlib.suppress(KeyError):
                 ALERT_FALSE_POSITIVES.remove(self.name, rule)

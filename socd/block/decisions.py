@@ -9,7 +9,8 @@ longer each time: ``ttl * factor ** (count - 1)``, capped at ``max_ttl``.
 
 Everything lives in one SQLite file (``<state_dir>/blocks.db``, WAL) beside an
 append-only audit trail: every add, extension, removal, expiry and refusal is
-a row there, and triggers make the trail impossible to update or delete.
+a row there, and triggers make the trail impossible to update or delete. The
+tables are this module's: the reports read them through :func:`activity`.
 
 A decision taken by a sink in ``dry_run`` is marked so (``Decision.dry_run``, and its
 audit rows): it is recorded only, never enforced. :meth:`BlockStore.enforced` is what
@@ -30,7 +31,6 @@ import contextlib
 import ipaddress
 import math
 import re
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +39,7 @@ from typing import Any, Literal
 import structlog
 
 from socd import netaddr
-from socd.sqlite import open_db
+from socd.sqlite import Schema, Store, has_table, read_only, script
 
 log = structlog.get_logger("socd.block.decisions")
 
@@ -365,6 +365,8 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the block audit trail is append-only'); END;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+STORE_SCHEMA = Schema(name="block store", create=script(SCHEMA), version="1",
+                      unknown="ignore")
 #: Audit reason of a stored decision removed because its value fails the address gate.
 INVALID_VALUE = "invalid_value"
 _COLUMNS = ("value, kind, reason, origin, ref, created, updated, expires, count, state, "
@@ -383,15 +385,13 @@ class Outcome:
     refused: list[tuple[Request, str]] = field(default_factory=list)
 
 
-class BlockStore:
+class BlockStore(Store):
     """The decisions and their audit trail in SQLite (WAL); thread-safe."""
 
+    schema = STORE_SCHEMA
+
     def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = open_db(path, synchronous="FULL", busy_timeout_ms=5000)
-        self._db.executescript(SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
+        super().__init__(path, synchronous="FULL", busy_timeout_ms=5000)
         self._remove_invalid()
 
     def _remove_invalid(self) -> None:
@@ -402,13 +402,13 @@ class BlockStore:
         stored; nft rejected every batch holding it and the feeds served its
         embedded newlines as extra lines. Such rows are not blocks socd can enforce.
         """
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM decisions").fetchall()  # noqa: S608
+        with self.reading() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM decisions").fetchall()  # noqa: S608
         bad = [d for d in map(_decision, rows) if not is_canonical(d.value, d.kind)]
         if not bad:
             return
         now = time.time()
-        with self._lock, self._tx():
+        with self.transaction():
             for dec in bad:
                 self._db.execute("DELETE FROM decisions WHERE value = ?", (dec.value,))
                 req = Request(dec.value, INVALID_VALUE, dec.origin, dec.ref, actor="socd")
@@ -417,27 +417,18 @@ class BlockStore:
         log.warning("invalid block values removed", path=self.path, count=len(bad),
                     values=[d.value[:64] for d in bad[:5]])
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def data_version(self) -> int:
-        """Changes when another connection (the CLI) committed to the file."""
-        with self._lock:
-            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
-
     # -- reads
     def get(self, value: str) -> Decision | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM decisions WHERE value = ?",  # noqa: S608
-                                   (value,)).fetchone()
+        with self.reading() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM decisions WHERE value = ?",  # noqa: S608
+                             (value,)).fetchone()
         return _decision(row) if row else None
 
     def active(self, now: float | None = None, kinds: Iterable[str] | None = None
                ) -> list[Decision]:
         now = time.time() if now is None else now
-        with self._lock:
-            rows = self._db.execute(
+        with self.reading() as db:
+            rows = db.execute(
                 f"SELECT {_COLUMNS} FROM decisions WHERE state = 'active' AND expires > ? "  # noqa: S608
                 "ORDER BY value", (now,)).fetchall()
         wanted = set(kinds) if kinds is not None else None
@@ -450,9 +441,9 @@ class BlockStore:
         return [d for d in self.active(now, kinds) if not d.dry_run]
 
     def all(self) -> list[Decision]:
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY value"  # noqa: S608
-                                    ).fetchall()
+        with self.reading() as db:
+            rows = db.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY value"  # noqa: S608
+                              ).fetchall()
         return [_decision(r) for r in rows]
 
     def audit(self, value: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
@@ -463,22 +454,22 @@ class BlockStore:
             sql += " WHERE value = ?"
             params = (value,)
         sql += " ORDER BY id DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, (*params, limit)).fetchall()
+        with self.reading() as db:
+            rows = db.execute(sql, (*params, limit)).fetchall()
         keys = ("id", "ts", "action", "value", "why", "origin", "ref", "expires", "count",
                 "actor", "dry_run")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def next_expiry(self) -> float | None:
-        with self._lock:
-            row = self._db.execute(
+        with self.reading() as db:
+            row = db.execute(
                 "SELECT min(expires) FROM decisions WHERE state = 'active'").fetchone()
         return row[0] if row and row[0] is not None else None
 
     def last_change(self) -> float:
-        with self._lock:
-            row = self._db.execute("SELECT max(ts) FROM audit WHERE action != 'refuse'"
-                                   ).fetchone()
+        with self.reading() as db:
+            row = db.execute("SELECT max(ts) FROM audit WHERE action != 'refuse'"
+                             ).fetchone()
         return float(row[0]) if row and row[0] is not None else 0.0
 
     # -- writes
@@ -488,7 +479,7 @@ class BlockStore:
         now = time.time() if now is None else now
         out = Outcome()
         refused_seen: set[str] = set()
-        with self._lock, self._tx():
+        with self.transaction():
             for req in requests:
                 try:
                     value, kind = normalise(req.value)
@@ -561,7 +552,7 @@ class BlockStore:
             value, _ = normalise(value)
         except ValueError:
             return None
-        with self._lock, self._tx():
+        with self.transaction():
             row = self._db.execute(f"SELECT {_COLUMNS} FROM decisions WHERE value = ?",  # noqa: S608
                                    (value,)).fetchone()
             if row is None:
@@ -580,7 +571,7 @@ class BlockStore:
     def expire(self, now: float | None = None) -> list[Change]:
         """Mark decisions past their expiry as expired (the kernel lifted them itself)."""
         now = time.time() if now is None else now
-        with self._lock, self._tx():
+        with self.transaction():
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM decisions WHERE state = 'active' AND expires <= ?",  # noqa: S608
                 (now,)).fetchall()
@@ -604,15 +595,40 @@ class BlockStore:
             (now, action, value, why, req.origin, req.ref, expires, count, req.actor,
              int(dry_run)))
 
-    @contextlib.contextmanager
-    def _tx(self) -> Any:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+
+@dataclass(frozen=True, slots=True)
+class AuditedAction:
+    """One enforced ``add``, ``extend`` or ``refuse`` of the audit trail (:func:`activity`)."""
+
+    action: str
+    value: str
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What the block subsystem did in a period, for the reports."""
+
+    actions: list[AuditedAction]  # enforced (not dry-run) add/extend/refuse, in the period
+    active_at_end: int  # enforced address decisions in force at the end of the period
+
+
+def activity(path: str | None, start: float, end: float) -> Activity | None:
+    """The block activity of ``[start, end)`` (Unix seconds), read without changing the
+    file; ``None`` when there is no file or it has no audit trail yet."""
+    with read_only(path) as db:
+        if db is None or not has_table(db, "audit"):
+            return None
+        rows = db.execute(
+            "SELECT action, value, ref FROM audit WHERE ts >= ? AND ts < ? AND dry_run = 0 "
+            "AND action IN ('add', 'extend', 'refuse')", (start, end)).fetchall()
+        active = 0
+        if has_table(db, "decisions"):
+            active = int(db.execute(
+                "SELECT count(*) FROM decisions WHERE dry_run = 0 AND kind != 'domain' "
+                "AND created < ? AND expires >= ? AND (state = 'active' OR updated >= ?)",
+                (end, end, end)).fetchone()[0])
+    return Activity([AuditedAction(str(a), str(v), str(r or "")) for a, v, r in rows], active)
 
 
 # ---------------------------------------------------------- interval math ----

@@ -4,16 +4,16 @@ Every change is one ``BEGIN IMMEDIATE`` transaction (the daemon's reminder task 
 CLI commands may write at once); after it commits, the change is appended to the
 hash-chained audit log (:mod:`socd.audit`). Times are UTC ISO 8601 text
 (``2026-11-23T08:00:00Z``), so they compare and sort as text. The schema is
-documented in docs/incidents.md; the reports read it directly.
+documented in docs/incidents.md. The tables are this module's: the reports and
+layer-4 sharing read them through :func:`incident_dates` and :func:`alert_ids`.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -32,7 +32,7 @@ from socd.incidents.model import (
     notify_due,
     report_due,
 )
-from socd.sqlite import open_db
+from socd.sqlite import Schema, Store, columns, has_table, open_db, read_only
 
 SCHEMA_VERSION: Final = "1"
 DB_NAME: Final = "incidents.db"
@@ -93,6 +93,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
+STORE_SCHEMA: Final = Schema(name="incident store", create=_SCHEMA, version=SCHEMA_VERSION)
+
 _COLUMNS = ("id, title, description, opened_at, opened_by, discovered_at, response_ended_at, "
             "closed_at, status, severity, unit, system_name, system_level, national_critical, "
             "impacts, beyond_capacity, serious, notify_due, report_due, notified_at, "
@@ -123,57 +125,18 @@ def normalize_id(text: str) -> str:
     return f"{ID_PREFIX}-{parts[0]}-{int(parts[1]):04d}"
 
 
-class IncidentStore:
+class IncidentStore(Store):
     """Thread-safe access to ``incidents.db``; changes are audited to ``audit_path``."""
+
+    schema = STORE_SCHEMA
 
     def __init__(self, path: str, audit_path: str | None = None, *,
                  readonly: bool = False) -> None:
         """``readonly``: open an existing store for reading, creating nothing
         (socd.sqlite.NoDatabase when there is none yet: no incident was opened)."""
-        self.path = path
+        super().__init__(path, readonly=readonly)
         self.audit_path = audit_path or os.path.join(
             os.path.dirname(os.path.abspath(path)), audit.DB_NAME)
-        self._lock = threading.Lock()
-        self._db = open_db(path, readonly=readonly)
-        if readonly:
-            self._check_version()
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    self._db.execute(statement)
-                row = self._db.execute(
-                    "SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is not None and row[0] != SCHEMA_VERSION:
-                    raise SocdError(  # noqa: TRY301
-                        f"{path}: incident store schema version {row[0]} is not supported by "
-                        f"this socd ({SCHEMA_VERSION})")
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                                 (SCHEMA_VERSION,))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _check_version(self) -> None:
-        try:
-            row = self._db.execute(
-                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except BaseException:
-            self._db.close()
-            raise
-        if row is not None and row[0] != SCHEMA_VERSION:
-            self._db.close()
-            raise SocdError(f"{self.path}: incident store schema version {row[0]} is not "
-                            f"supported by this socd ({SCHEMA_VERSION})")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -233,29 +196,23 @@ class IncidentStore:
                 now: datetime) -> tuple[Incident, bool]:
         """Run ``apply`` in one transaction; it returns the audit details, or ``None``
         for a no-op (rolled back). Then append the audit record."""
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                target = incident_id or self._next_id(db, now)
-                if incident_id is not None and self._load(db, target) is None:
-                    raise IncidentNotFound(f"no incident {target}",  # noqa: TRY301
-                                           hint="`socd incident list` shows the ids")
-                details = apply(db, target)
-                if details is None:
-                    db.execute("ROLLBACK")
-                    loaded = self._load(db, target)
-                    assert loaded is not None
-                    return loaded, False
-                db.execute("UPDATE incidents SET updated_at = ? WHERE id = ?",
-                           (iso(now), target))
-                self._refresh_serious(db, target)
-                after = self._load(db, target)
-                assert after is not None
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            db = tx.db
+            target = incident_id or self._next_id(db, now)
+            if incident_id is not None and self._load(db, target) is None:
+                raise IncidentNotFound(f"no incident {target}",
+                                       hint="`socd incident list` shows the ids")
+            details = apply(db, target)
+            if details is None:
+                tx.rollback()
+                loaded = self._load(db, target)
+                assert loaded is not None
+                return loaded, False
+            db.execute("UPDATE incidents SET updated_at = ? WHERE id = ?",
+                       (iso(now), target))
+            self._refresh_serious(db, target)
+            after = self._load(db, target)
+            assert after is not None
         audit.record(self.audit_path, by, "incident", after.id, action, details)
         return after, True
 
@@ -483,6 +440,53 @@ class IncidentStore:
                                      "AND report_due IS NOT NULL AND report_due < ?",
                                      (t,)).fetchone()[0]
         return int(open_n), {"notification": int(notif), "final_report": int(final)}
+
+
+# -- what other subsystems read -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentDates:
+    """The dates and flags of one incident that the reports count (times as stored:
+    RFC 3339 text, or Unix seconds in a file written by other tools)."""
+
+    opened_at: str | float | None
+    closed_at: str | float | None
+    severity: str | None
+    serious: int | None
+    notify_due: str | float | None
+    report_due: str | float | None
+    notified_at: str | float | None
+    reported_at: str | float | None
+
+
+_DATES = ("opened_at", "closed_at", "severity", "serious", "notify_due", "report_due",
+          "notified_at", "reported_at")
+
+
+def incident_dates(path: str | None) -> list[IncidentDates] | None:
+    """Every incident's dates, read without changing the file (the reports). ``None``
+    when there is no file or no ``incidents`` table; a column a file of an older shape
+    lacks reads as ``None``."""
+    with read_only(path) as db:
+        if db is None or not has_table(db, "incidents"):
+            return None
+        present = columns(db, "incidents")
+        select = ", ".join(c if c in present else "NULL" for c in _DATES)
+        rows = db.execute(f"SELECT {select} FROM incidents").fetchall()  # noqa: S608
+    return [IncidentDates(*row) for row in rows]
+
+
+def alert_ids(path: str, incident_id: str) -> list[str]:
+    """The alert ids of an incident, read without changing the file (layer-4 sharing);
+    :class:`socd.sqlite.NoDatabase` when the file does not exist."""
+    db = open_db(path, readonly=True, busy_timeout_ms=5000)
+    try:
+        rows = db.execute("SELECT alert_id FROM incident_alerts WHERE incident_id = ?",
+                          (incident_id,)).fetchall()
+    finally:
+        db.close()
+    return [str(r[0]) for r in rows]
 
 
 def _parse(text: str) -> datetime:

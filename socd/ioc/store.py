@@ -27,6 +27,9 @@ Index
     then the most recently imported. Expired entries never match: the index knows
     the earliest expiry it contains and after that moment lookups check each
     entry's expiry until the next reload drops them.
+
+The ``iocs`` and ``attrs`` tables are this module's: layer-4 sharing and the reports
+read them through :meth:`IocDatabase.best_match` and :func:`import_activity`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import orjson
 import structlog
 from prometheus_client import Gauge
 
-from socd import metrics
+from socd import metrics, netaddr
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.normalize import (
     KINDS,
@@ -57,7 +60,7 @@ from socd.ioc.normalize import (
     ip_range,
     normalize_ip,
 )
-from socd.sqlite import open_db
+from socd.sqlite import Schema, Store, has_table, open_db, read_only, script
 
 log = structlog.get_logger("socd.ioc.store")
 
@@ -154,6 +157,8 @@ CREATE INDEX IF NOT EXISTS iocs_attr ON iocs (attr);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 SCHEMA_VERSION = "1"
+STORE_SCHEMA = Schema(name="IoC store", create=script(SCHEMA), version=SCHEMA_VERSION,
+                      unknown="ignore")
 
 _ENTRY_SQL = ("SELECT i.kind, i.value, i.source, a.ref, a.confidence, i.first_seen, "
               "i.last_seen, a.expires, a.tags FROM iocs i JOIN attrs a ON a.id = i.attr")
@@ -182,21 +187,20 @@ def _row_entry(row: Sequence[Any]) -> Entry:
                  tuple(orjson.loads(tags)))
 
 
-class IocDatabase:
-    """The SQLite file. Thread-safe; every write is one transaction."""
+class IocDatabase(Store):
+    """The SQLite file. Thread-safe; every write is one transaction.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = _connect(path)
+    ``readonly``: read an existing file without changing it (layer-4 sharing looks up
+    what it exports; :class:`socd.sqlite.NoDatabase` when there is none)."""
+
+    schema = STORE_SCHEMA
+
+    def __init__(self, path: str, *, readonly: bool = False) -> None:
         # Bulk upserts touch B-tree pages all over the file: a larger page cache (64 MB,
         # allocated only as used) keeps a 1M-entry import from re-reading them.
-        self._db.execute("PRAGMA cache_size=-65536")
-        self._db.executescript(SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                         (SCHEMA_VERSION,))
-        self._remove_invalid()
+        super().__init__(path, readonly=readonly, pragmas=("cache_size=-65536",))
+        if not readonly:
+            self._remove_invalid()
 
     def _remove_invalid(self) -> None:
         """Delete IP entries whose value the address gate refuses; logged once with the count.
@@ -209,43 +213,26 @@ class IocDatabase:
         Every writer goes through the gate since, so the scan runs once per file
         (marked ``addresses_checked`` in ``meta``).
         """
-        with self._lock:
-            done = self._db.execute(
-                "SELECT 1 FROM meta WHERE key = 'addresses_checked'").fetchone()
+        with self.reading() as db:
+            done = db.execute("SELECT 1 FROM meta WHERE key = 'addresses_checked'").fetchone()
         if done:
             return
-        with self._lock:
-            rows = self._db.execute(
+        with self.reading() as db:
+            rows = db.execute(
                 "SELECT value, source FROM iocs WHERE kind = 'ip' AND (value = '' OR "
                 "value GLOB '*[^0-9a-f.:/]*' OR (fam = 6 AND lo >= ? AND lo <= ?))",
                 (_MAPPED_FIRST, _MAPPED_LAST)).fetchall()
         bad = [(value, source) for value, source in rows if not _canonical_ip(value)]
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if bad:
-                    db.executemany("DELETE FROM iocs WHERE kind = 'ip' AND value = ? "
-                                   "AND source = ?", bad)
-                    self._drop_unused_attrs()
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('addresses_checked', '1')")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            if bad:
+                tx.db.executemany("DELETE FROM iocs WHERE kind = 'ip' AND value = ? "
+                                  "AND source = ?", bad)
+                self._drop_unused_attrs()
+            tx.db.execute("INSERT OR REPLACE INTO meta VALUES ('addresses_checked', '1')")
         if not bad:
             return
         log.warning("invalid IoC addresses removed", path=self.path, count=len(bad),
                     values=[v[:64] for v, _ in bad[:5]])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def data_version(self) -> int:
-        """Changes when another connection (``socd ioc import``) commits."""
-        with self._lock:
-            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def upsert(self, entries: Iterable[Entry], now: int | None = None) -> tuple[int, int]:
         """Insert or update entries by (kind, value, source); returns (inserted, updated).
@@ -255,43 +242,37 @@ class IocDatabase:
         """
         now = int(time.time()) if now is None else now
         attr_ids: dict[tuple[str, str, int, int, str], int] = {}
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                before = db.execute("SELECT count(*) FROM iocs").fetchone()[0]
-                rows: list[tuple[Any, ...]] = []
-                total = 0
-                for e in entries:
-                    key = (e.source, e.ref, int(e.confidence), int(e.expires or 0),
-                           orjson.dumps(list(e.tags)).decode())
-                    attr = attr_ids.get(key)
-                    if attr is None:
-                        attr = attr_ids[key] = self._attr(key, now)
-                    fam: int | None = None
-                    lo: Any = None
-                    hi: Any = None
-                    if e.kind == "ip":
-                        fam, first, last = ip_range(e.value)
-                        if fam == 4:
-                            lo, hi = first, last
-                        else:
-                            lo, hi = first.to_bytes(16, "big"), last.to_bytes(16, "big")
-                    first_seen = e.first_seen or now
-                    rows.append((e.kind, e.value, e.source, attr, first_seen,
-                                 max(e.last_seen or now, first_seen), fam, lo, hi))
-                    if len(rows) >= 50_000:
-                        total += len(rows)
-                        self._write(rows)
-                        rows = []
-                total += len(rows)
-                self._write(rows)
-                after = db.execute("SELECT count(*) FROM iocs").fetchone()[0]
-                self._drop_unused_attrs()
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            db = tx.db
+            before = db.execute("SELECT count(*) FROM iocs").fetchone()[0]
+            rows: list[tuple[Any, ...]] = []
+            total = 0
+            for e in entries:
+                key = (e.source, e.ref, int(e.confidence), int(e.expires or 0),
+                       orjson.dumps(list(e.tags)).decode())
+                attr = attr_ids.get(key)
+                if attr is None:
+                    attr = attr_ids[key] = self._attr(key, now)
+                fam: int | None = None
+                lo: Any = None
+                hi: Any = None
+                if e.kind == "ip":
+                    fam, first, last = ip_range(e.value)
+                    if fam == 4:
+                        lo, hi = first, last
+                    else:
+                        lo, hi = first.to_bytes(16, "big"), last.to_bytes(16, "big")
+                first_seen = e.first_seen or now
+                rows.append((e.kind, e.value, e.source, attr, first_seen,
+                             max(e.last_seen or now, first_seen), fam, lo, hi))
+                if len(rows) >= 50_000:
+                    total += len(rows)
+                    self._write(rows)
+                    rows = []
+            total += len(rows)
+            self._write(rows)
+            after = db.execute("SELECT count(*) FROM iocs").fetchone()[0]
+            self._drop_unused_attrs()
         inserted = after - before
         return inserted, total - inserted
 
@@ -319,32 +300,25 @@ class IocDatabase:
     def expire(self, now: float | None = None) -> int:
         """Delete expired entries; returns how many."""
         now = time.time() if now is None else now
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = db.execute("DELETE FROM iocs WHERE attr IN (SELECT id FROM attrs WHERE "
-                                 "expires > 0 AND expires <= ?)", (now,))
-                removed = cur.rowcount
-                self._drop_unused_attrs()
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            cur = tx.db.execute("DELETE FROM iocs WHERE attr IN (SELECT id FROM attrs WHERE "
+                                "expires > 0 AND expires <= ?)", (now,))
+            removed = cur.rowcount
+            self._drop_unused_attrs()
         return removed
 
     def delete(self, where: str, params: Sequence[Any] = ()) -> int:
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                removed = db.execute(f"DELETE FROM iocs WHERE {where}", tuple(params)).rowcount  # noqa: S608
-                self._drop_unused_attrs()
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            removed = tx.db.execute(f"DELETE FROM iocs WHERE {where}", tuple(params)).rowcount  # noqa: S608
+            self._drop_unused_attrs()
         return removed
+
+    def delete_source(self, source: str, ref: str | None = None) -> int:
+        """Delete the entries of ``source`` (of its letter ``ref`` only, when given)."""
+        if ref:
+            return self.delete("source = ? AND attr IN (SELECT id FROM attrs WHERE ref = ?)",
+                               (source, ref))
+        return self.delete("source = ?", (source,))
 
     def purge_allowlisted(self, allowlist: Allowlist) -> list[tuple[Entry, str]]:
         """Delete entries that touch the allowlist (after the allowlist grew)."""
@@ -365,22 +339,16 @@ class IocDatabase:
                 if reason:
                     doomed.append((_row_entry(row), reason))
         keys = {(e.kind, e.value, e.source) for e, _ in doomed}
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany("DELETE FROM iocs WHERE kind=? AND value=? AND source=?",
-                               list(keys))
-                self._drop_unused_attrs()
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            tx.db.executemany("DELETE FROM iocs WHERE kind=? AND value=? AND source=?",
+                              list(keys))
+            self._drop_unused_attrs()
         return doomed
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._db.execute(sql, tuple(params)))
+        """Any read of this store's file (its own methods, tests, diagnostics)."""
+        with self.reading() as db:
+            return list(db.execute(sql, tuple(params)))
 
     def entries(self, where: str = "", params: Sequence[Any] = (), *,
                 limit: int | None = None) -> list[Entry]:
@@ -392,6 +360,70 @@ class IocDatabase:
 
     def count(self) -> int:
         return int(self.query("SELECT count(*) FROM iocs")[0][0])
+
+    def find(self, *, kind: str | None = None, source: str | None = None,
+             ref: str | None = None, limit: int | None = None) -> list[Entry]:
+        """Stored entries (expired ones included) of that kind, source and letter
+        reference (each only when given), most recently seen first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("i.kind", kind), ("i.source", source), ("a.ref", ref)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return self.entries(" AND ".join(where), params, limit=limit)
+
+    def best_match(self, kind: str, value: str) -> Entry | None:
+        """The stored entry (expired ones included) behind a normalised observed value:
+        an exact entry before a wider one (a CIDR holding the address, ``*.`` a parent
+        domain), then the most confident, then the most recently seen."""
+        sql = f"{_ENTRY_SQL} WHERE "
+        params: list[Any]
+        if kind == "ip":
+            addr = netaddr.parse_address(value, count=False)
+            x: Any = int(addr) if addr.version == 4 else addr.packed
+            sql += "i.kind = 'ip' AND i.fam = ? AND i.lo <= ? AND i.hi >= ?"
+            params = [addr.version, x, x]
+        elif kind == "domain":
+            parts = value.split(".")
+            names = [value] + ["*." + ".".join(parts[i:]) for i in range(1, len(parts) - 1)]
+            sql += f"i.kind = 'domain' AND i.value IN ({','.join('?' * len(names))})"
+            params = names
+        else:
+            sql += "i.kind = 'hash' AND i.value = ?"
+            params = [value]
+        sql += " ORDER BY (i.value = ?) DESC, a.confidence DESC, i.last_seen DESC LIMIT 1"
+        rows = self.query(sql, [*params, value])
+        return _row_entry(rows[0]) if rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportActivity:
+    """Entries of one (source, letter reference, kind) whose attribution an import used
+    in a period (see :func:`import_activity`)."""
+
+    source: str
+    ref: str
+    last_used: float  # Unix seconds of the latest such import
+    kind: str
+    entries: int  # entries now attributed to it
+    new_entries: int  # of which first seen in the period
+
+
+def import_activity(path: str | None, start: float, end: float) -> list[ImportActivity] | None:
+    """What was imported in ``[start, end)`` (Unix seconds), per source, reference and
+    kind, read without changing the file (the reports). ``None`` when there is no file
+    or it holds no IoC tables yet."""
+    with read_only(path) as db:
+        if db is None or not (has_table(db, "attrs") and has_table(db, "iocs")):
+            return None
+        rows = db.execute(
+            "SELECT a.source, a.ref, max(a.last_used), i.kind, count(*), "
+            "sum(i.first_seen >= ? AND i.first_seen < ?) FROM attrs a "
+            "JOIN iocs i ON i.attr = a.id WHERE a.last_used >= ? AND a.last_used < ? "
+            "GROUP BY a.source, a.ref, i.kind", (start, end, start, end)).fetchall()
+    return [ImportActivity(str(source), str(ref), float(used), str(kind), int(n),
+                           int(new or 0)) for source, ref, used, kind, n, new in rows]
 
 
 # -- the index ----------------------------------------------------------------------------

@@ -1,42 +1,39 @@
 """What reports read besides alerts: IoC imports, block decisions, incidents, exchanges.
 
-Each source is a SQLite file in the state directory, opened **read-only** (``mode=ro``:
-a report never creates, migrates or locks a subsystem's file) and read with plain
-SQL, so the report does not import the subsystem's code. A missing file or table
-gives a summary with ``available = False`` and the report says "no data"
-(``chưa có dữ liệu``) instead of failing: the incidents (``incidents.db``) and
-layer-4 sharing (``sharing.db``) subsystems may not be set up on a site yet.
+Each source is a SQLite file in the state directory that its subsystem owns; the
+report asks the owner's read functions, which open the file **read-only** (a report
+never creates, migrates or locks a subsystem's file) and run the SQL:
 
-Expected tables (owned by their subsystems; only these columns are read):
+* the IoC imports of the period: :func:`socd.ioc.store.import_activity` (an import
+  *batch* is one (source, letter reference) pair whose attribution was used by an
+  import in the period);
+* the block decisions: :func:`socd.block.decisions.activity`;
+* the incidents' dates: :func:`socd.incidents.store.incident_dates`;
+* the layer-4 exchanges: :func:`socd.sharing.records.exchange_log`.
 
-* ``ioc.db`` ``attrs(id, source, ref, last_used)`` and ``iocs(kind, attr, first_seen)``
-  (:mod:`socd.ioc.store`): an import *batch* is one (source, letter reference) pair
-  whose attribution was used by an import in the period.
-* ``blocks.db`` ``audit(ts, action, value, ref, dry_run)`` and ``decisions(value,
-  kind, state, expires)`` (:mod:`socd.block.decisions`).
-* ``incidents.db`` ``incidents(id, opened_at, discovered_at, closed_at,
-  response_ended_at, status, severity, system_level, serious, notify_due,
-  report_due, notified_at, reported_at)``.
-* ``sharing.db`` ``exchanges(id, ts, kind, target, recipient, objects, result,
-  detail)``.
+A missing file or table gives a summary with ``available = False`` and the report says
+"no data" (``chưa có dữ liệu``) instead of failing: the incidents (``incidents.db``)
+and layer-4 sharing (``sharing.db``) subsystems may not be set up on a site yet. The
+subsystems are imported when their source is read, not with this module.
 
 Times may be Unix seconds (int/float) or RFC 3339 text; both are understood.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from socd.reports.periods import Period
+from socd.sqlite import Error, NoDatabase
 from socd.tz import iso_or_none
+
+if TYPE_CHECKING:
+    from socd.config import Config
 
 log = structlog.get_logger("socd.reports.sources")
 T = TypeVar("T")
@@ -55,28 +52,6 @@ def to_epoch(value: Any) -> float | None:
         pass
     parsed = iso_or_none(text)
     return None if parsed is None else parsed.timestamp()
-
-
-@contextmanager
-def _readonly(path: str | None) -> Iterator[sqlite3.Connection | None]:
-    if not path or not os.path.isfile(path):
-        yield None
-        return
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        db.execute("PRAGMA busy_timeout=5000")
-        yield db
-    finally:
-        db.close()
-
-
-def _has_table(db: sqlite3.Connection, table: str) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
-                      (table,)).fetchone() is not None
-
-
-def _columns(db: sqlite3.Connection, table: str) -> set[str]:
-    return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,26 +123,23 @@ class SideSources:
     sharing_db: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any) -> SideSources:
+    def from_config(cls, cfg: Config) -> SideSources:
         from socd.config import resolve_path
 
         state = cfg.state_dir
         blocks = [p.config for p in cfg.sinks.values()
                   if getattr(p.config, "type", None) == "blocker"]
         blocks_path = getattr(blocks[0], "path", "blocks.db") if blocks else "blocks.db"
-        # The incidents and sharing sections may not exist in every config (nor their
-        # code on every install): their db_path when present, else the default name.
-        incidents = getattr(getattr(cfg.document, "incidents", None), "db_path", None)
-        sharing = getattr(getattr(cfg.document, "sharing", None), "db_path", None)
-        return cls(ioc_db=resolve_path(state, cfg.document.ioc.db_path),
+        doc = cfg.document
+        return cls(ioc_db=resolve_path(state, doc.ioc.db_path),
                    blocks_db=resolve_path(state, blocks_path),
-                   incidents_db=resolve_path(state, incidents or "incidents.db"),
-                   sharing_db=resolve_path(state, sharing or "sharing.db"))
+                   incidents_db=resolve_path(state, doc.incidents.db_path or "incidents.db"),
+                   sharing_db=resolve_path(state, doc.sharing.db_path or "sharing.db"))
 
     def _safe(self, what: str, fn: Callable[[Period], T], empty: T, period: Period) -> T:
         try:
             return fn(period)
-        except sqlite3.Error as exc:
+        except (Error, NoDatabase) as exc:
             log.warning("report source unreadable; reported as no data", source=what,
                         error=str(exc))
             return empty
@@ -187,73 +159,62 @@ class SideSources:
     # -- readers ---------------------------------------------------------------------
 
     def _ioc(self, period: Period) -> IocSummary:
+        from socd.ioc.store import import_activity
+
         start, end = period.start.timestamp(), period.end.timestamp()
-        with _readonly(self.ioc_db) as db:
-            if db is None or not (_has_table(db, "attrs") and _has_table(db, "iocs")):
-                return IocSummary(False)
-            rows = db.execute(
-                "SELECT a.source, a.ref, max(a.last_used), i.kind, count(*), "
-                "sum(i.first_seen >= ? AND i.first_seen < ?) FROM attrs a "
-                "JOIN iocs i ON i.attr = a.id WHERE a.last_used >= ? AND a.last_used < ? "
-                "GROUP BY a.source, a.ref, i.kind", (start, end, start, end)).fetchall()
+        rows = import_activity(self.ioc_db, start, end)
+        if rows is None:
+            return IocSummary(False)
         merged: dict[tuple[str, str], dict[str, Any]] = {}
-        for source, ref, used, kind, n, new in rows:
-            item = merged.setdefault((str(source), str(ref)),
+        for row in rows:
+            item = merged.setdefault((row.source, row.ref),
                                      {"received": 0.0, "entries": 0, "new": 0, "kinds": {}})
-            item["received"] = max(item["received"], float(used))
-            item["entries"] += int(n)
-            item["new"] += int(new or 0)
-            item["kinds"][str(kind)] = item["kinds"].get(str(kind), 0) + int(n)
+            item["received"] = max(item["received"], row.last_used)
+            item["entries"] += row.entries
+            item["new"] += row.new_entries
+            item["kinds"][row.kind] = item["kinds"].get(row.kind, 0) + row.entries
         batches = [IocBatch(s, r, v["received"], v["entries"], v["new"], dict(sorted(
             v["kinds"].items()))) for (s, r), v in merged.items()]
         batches.sort(key=lambda b: (b.received, b.source, b.ref))
         return IocSummary(True, batches)
 
     def _blocks(self, period: Period) -> BlockSummary:
+        from socd.block.decisions import activity
+
         start, end = period.start.timestamp(), period.end.timestamp()
-        with _readonly(self.blocks_db) as db:
-            if db is None or not _has_table(db, "audit"):
-                return BlockSummary(False)
-            rows = db.execute(
-                "SELECT action, value, ref FROM audit WHERE ts >= ? AND ts < ? AND dry_run = 0 "
-                "AND action IN ('add', 'extend', 'refuse')", (start, end)).fetchall()
-            active = 0
-            if _has_table(db, "decisions"):
-                active = int(db.execute(
-                    "SELECT count(*) FROM decisions WHERE dry_run = 0 AND kind != 'domain' "
-                    "AND created < ? AND expires >= ? AND (state = 'active' OR updated >= ?)",
-                    (end, end, end)).fetchone()[0])
+        done = activity(self.blocks_db, start, end)
+        if done is None:
+            return BlockSummary(False)
         blocked: dict[str, str] = {}
         new: set[str] = set()
         refused: set[str] = set()
-        for action, value, ref in rows:
-            value = str(value)
-            if not _is_address(value):
+        for row in done.actions:
+            if not _is_address(row.value):
                 continue
-            if action == "refuse":
-                refused.add(value)
+            if row.action == "refuse":
+                refused.add(row.value)
                 continue
-            blocked.setdefault(value, str(ref or ""))
-            if action == "add":
-                new.add(value)
+            blocked.setdefault(row.value, row.ref)
+            if row.action == "add":
+                new.add(row.value)
         by_ref = Counter(ref or "—" for ref in blocked.values())
-        return BlockSummary(True, len(blocked), len(new), len(refused), active,
+        return BlockSummary(True, len(blocked), len(new), len(refused), done.active_at_end,
                             dict(sorted(by_ref.items(), key=lambda kv: (-kv[1], kv[0]))))
 
     def _incidents(self, period: Period) -> IncidentSummary:
+        from socd.incidents.store import incident_dates
+
         start, end = period.start.timestamp(), period.end.timestamp()
-        with _readonly(self.incidents_db) as db:
-            if db is None or not _has_table(db, "incidents"):
-                return IncidentSummary(False)
-            cols = _columns(db, "incidents")
-            wanted = ("opened_at", "closed_at", "severity", "serious", "notify_due",
-                      "report_due", "notified_at", "reported_at")
-            select = ", ".join(c if c in cols else "NULL" for c in wanted)
-            rows = db.execute(f"SELECT {select} FROM incidents").fetchall()  # noqa: S608
+        rows = incident_dates(self.incidents_db)
+        if rows is None:
+            return IncidentSummary(False)
         opened = closed = open_at_end = serious = 0
         deadlines = Counter[str]()
         by_sev: Counter[str] = Counter()
-        for o, c, sev, ser, ndue, rdue, nat, rat in rows:
+        for row in rows:
+            o, c, sev, ser = row.opened_at, row.closed_at, row.severity, row.serious
+            ndue, rdue, nat, rat = row.notify_due, row.report_due, row.notified_at, \
+                row.reported_at
             o_t, c_t = to_epoch(o), to_epoch(c)
             if o_t is not None and start <= o_t < end:
                 opened += 1
@@ -279,18 +240,18 @@ class SideSources:
                                dict(sorted(by_sev.items())))
 
     def _exchanges(self, period: Period) -> ExchangeSummary:
+        from socd.sharing.records import exchange_log
+
         start, end = period.start.timestamp(), period.end.timestamp()
-        with _readonly(self.sharing_db) as db:
-            if db is None or not _has_table(db, "exchanges"):
-                return ExchangeSummary(False)
-            cols = _columns(db, "exchanges")
-            wanted = ("ts", "kind", "target", "recipient", "objects", "result")
-            select = ", ".join(c if c in cols else "NULL" for c in wanted)
-            rows = db.execute(f"SELECT {select} FROM exchanges").fetchall()  # noqa: S608
+        rows = exchange_log(self.sharing_db)
+        if rows is None:
+            return ExchangeSummary(False)
         total = ok = failed = objects = 0
         kinds: Counter[str] = Counter()
         last: tuple[float, str, str] | None = None
-        for ts, kind, target, recipient, objs, result in rows:
+        for row in rows:
+            ts, kind, target, recipient = row.ts, row.kind, row.target, row.recipient
+            objs, result = row.objects, row.result
             t = to_epoch(ts)
             if t is None or t >= end:
                 continue

@@ -5,15 +5,17 @@ keeps the whole event in ``doc``); the IoC attribution (source, letter
 reference, confidence, tags) from the IoC database. Only indicators that were
 *observed locally* are shared: the values in an alert's ``socd.ioc.values``.
 
-Reading never writes: the alert store is opened read-only through SQLite, the
-incident database is only read when it exists.
+Reading never writes: the alert, IoC and incident stores are asked through their own
+read methods (:class:`socd.store.AlertStore`, :class:`socd.ioc.store.IocDatabase`,
+:func:`socd.incidents.store.alert_ids`), each opening its file read-only; the incident
+database is only read when it exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from socd import netaddr
 from socd.errors import SocdError
 from socd.event import Event, get
+from socd.sqlite import Error
 from socd.tz import iso_or_none, parse_iso
 
 _SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -176,28 +178,20 @@ def alert_store_path(config: Any, sink: str | None = None) -> str:
     return resolve_path(config.state_dir, chosen.path)
 
 
-def _readonly(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.execute("PRAGMA busy_timeout=5000")
-    return db
-
-
 def incident_alert_ids(state_dir: str, incident: str) -> list[str]:
+    from socd.incidents.store import alert_ids
+
     path = os.path.join(state_dir, "incidents.db")
     if not os.path.exists(path):
         raise SharingError(f"no incident database {path}: incidents are created with "
                            "`socd incident open`")
-    db = _readonly(path)
     try:
-        rows = db.execute("SELECT alert_id FROM incident_alerts WHERE incident_id = ?",
-                          (incident,)).fetchall()
-    except sqlite3.Error as exc:
+        ids = alert_ids(path, incident)
+    except (Error, SocdError) as exc:
         raise SharingError(f"cannot read {path}: {exc}") from exc
-    finally:
-        db.close()
-    if not rows:
+    if not ids:
         raise SharingError(f"incident {incident} not found or has no alerts")
-    return [str(r[0]) for r in rows]
+    return ids
 
 
 def load_alerts(store_path: str, scope: Scope, alert_ids: Sequence[str] = ()) -> list[Event]:
@@ -205,37 +199,37 @@ def load_alerts(store_path: str, scope: Scope, alert_ids: Sequence[str] = ()) ->
     if not os.path.exists(store_path):
         raise SharingError(f"the alert store {store_path} does not exist yet (the daemon "
                            "creates it when it stores the first alert)")
-    db = _readonly(store_path)
+    from socd.store import AlertStore
+
     try:
-        if scope.incident:
-            rows: list[Any] = []
-            ids = list(alert_ids)
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                sql = f"SELECT doc FROM alerts WHERE id IN ({marks}) AND kind = 'alert'"  # noqa: S608
-                rows += db.execute(sql, chunk).fetchall()
-        else:
-            assert scope.start is not None
-            assert scope.end is not None
-            rows = db.execute(
-                "SELECT doc FROM alerts WHERE kind = 'alert' AND ts_ms >= ? AND ts_ms < ? "
-                "ORDER BY ts_ms, id",
-                (_ms(scope.start), _ms(scope.end))).fetchall()
-    except sqlite3.Error as exc:
+        store = AlertStore(store_path, readonly=True)
+        try:
+            if scope.incident:
+                docs = store.docs(alert_ids)
+            else:
+                assert scope.start is not None
+                assert scope.end is not None
+                docs = store.docs_between(_ms(scope.start), _ms(scope.end))
+        finally:
+            store.close()
+    except (Error, SocdError) as exc:
         raise SharingError(f"cannot read the alert store {store_path}: {exc}") from exc
-    finally:
-        db.close()
-    events = [orjson.loads(r[0]) for r in rows]
+    events = [orjson.loads(doc) for doc in docs]
     events.sort(key=lambda e: (_event_time(e) or datetime.min.replace(tzinfo=UTC)))
     return events
 
 
 class IocLookup:
-    """Finds the IoC entry behind an observed value (read-only on ``ioc.db``)."""
+    """Finds the IoC entry behind an observed value (``ioc.db`` opened read-only)."""
 
     def __init__(self, path: str | None) -> None:
-        self._db = _readonly(path) if path and os.path.exists(path) else None
+        from socd.ioc.store import IocDatabase
+
+        self._db: IocDatabase | None = None
+        if path and os.path.exists(path):
+            # An unreadable file finds nothing, as a lookup that fails does.
+            with contextlib.suppress(Error, SocdError):
+                self._db = IocDatabase(path, readonly=True)
         self._cache: dict[tuple[str, str], Indicator | None] = {}
 
     def close(self) -> None:
@@ -251,33 +245,14 @@ class IocLookup:
     def _find(self, kind: str, value: str) -> Indicator | None:
         if self._db is None:
             return None
-        sql = ("SELECT i.kind, i.value, i.source, a.ref, a.confidence, i.first_seen, a.tags "
-               "FROM iocs i JOIN attrs a ON a.id = i.attr WHERE ")
-        params: list[Any]
-        if kind == "ip":
-            addr = netaddr.parse_address(value, count=False)
-            x: Any = int(addr) if addr.version == 4 else addr.packed
-            sql += "i.kind = 'ip' AND i.fam = ? AND i.lo <= ? AND i.hi >= ?"
-            params = [addr.version, x, x]
-        elif kind == "domain":
-            parts = value.split(".")
-            names = [value] + ["*." + ".".join(parts[i:]) for i in range(1, len(parts) - 1)]
-            sql += f"i.kind = 'domain' AND i.value IN ({','.join('?' * len(names))})"
-            params = names
-        else:
-            sql += "i.kind = 'hash' AND i.value = ?"
-            params = [value]
-        # The best entry: an exact one before a wider one, then the most confident.
-        sql += " ORDER BY (i.value = ?) DESC, a.confidence DESC, i.last_seen DESC LIMIT 1"
         try:
-            row = self._db.execute(sql, [*params, value]).fetchone()
-        except sqlite3.Error:
+            entry = self._db.best_match(kind, value)
+        except Error:
             return None
-        if row is None:
+        if entry is None:
             return None
-        k, v, source, ref, conf, first, tags = row
-        return Indicator(k, v, source, ref, int(conf), int(first),
-                         tuple(orjson.loads(tags)) if tags else ())
+        return Indicator(entry.kind, entry.value, entry.source, entry.ref,
+                         int(entry.confidence), int(entry.first_seen or 0), entry.tags)
 
 
 def observe(scope: Scope, alerts: Iterable[Event], iocs: IocLookup) -> Dataset:

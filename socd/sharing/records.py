@@ -2,7 +2,8 @@
 
 Every push (`socd share push`) appends one row, success or failure, to
 ``exchanges``; rows are never changed. The reports read the table for the
-"last successful exchange" of layer 4; ``socd share exchanges`` lists it.
+"last successful exchange" of layer 4 (through :func:`exchange_log`, this module owns
+the table); ``socd share exchanges`` lists it.
 
 The metrics are computed from the table, not counted in memory, because pushes
 usually run from the CLI (cron, a systemd timer) while ``/metrics`` is served by
@@ -13,19 +14,30 @@ collector below reports the snapshot.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from socd import metrics
-from socd.sqlite import open_db
+from socd.sqlite import (
+    Error,
+    NoDatabase,
+    Schema,
+    Store,
+    columns,
+    has_table,
+    read_only,
+    script,
+)
 from socd.tz import iso_or_none
+
+if TYPE_CHECKING:
+    from socd.config import Config
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exchanges (
@@ -43,6 +55,7 @@ CREATE TABLE IF NOT EXISTS exchanges (
 );
 CREATE INDEX IF NOT EXISTS exchanges_target ON exchanges (target, result, ts);
 """
+STORE_SCHEMA = Schema(name="exchange log", create=script(SCHEMA))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,19 +78,23 @@ class Exchange:
         return asdict(self)
 
 
-def db_path(config: Any) -> str:
+def db_path(config: Config) -> str:
     """``<state_dir>/<sharing.db_path>`` of a loaded config."""
-    sharing = getattr(config.document, "sharing", None)
-    name = sharing.db_path if sharing is not None else "sharing.db"
-    return os.path.join(config.state_dir, name)
+    return os.path.join(config.state_dir, config.document.sharing.db_path)
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    # open_db: created 0640 in a 0750 folder whatever the umask; FULL as before (the
-    # exchange log is evidence of what was sent to the national centre).
-    db = open_db(path, synchronous="FULL", busy_timeout_ms=5000)
-    db.executescript(SCHEMA)
-    return db
+class ExchangeLog(Store):
+    """``sharing.db``, opened for one command (a push, a listing) and closed."""
+
+    schema = STORE_SCHEMA
+
+    def __init__(self, path: str) -> None:
+        # FULL: the exchange log is evidence of what was sent to the national centre.
+        super().__init__(path, synchronous="FULL", busy_timeout_ms=5000)
+
+
+def _connect(path: str) -> ExchangeLog:
+    return ExchangeLog(path)
 
 
 def now_iso() -> str:
@@ -86,17 +103,18 @@ def now_iso() -> str:
 
 def record(path: str, exchange: Exchange) -> int:
     """Append ``exchange`` (its ``id`` is ignored); returns the new row id."""
-    db = _connect(path)
+    store = _connect(path)
     try:
-        cur = db.execute(
-            "INSERT INTO exchanges (ts, kind, target, recipient, period_from, period_to, "
-            "incident, objects, result, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (exchange.ts, exchange.kind, exchange.target, exchange.recipient,
-             exchange.period_from, exchange.period_to, exchange.incident, exchange.objects,
-             exchange.result, exchange.detail))
+        with store.transaction() as tx:
+            cur = tx.db.execute(
+                "INSERT INTO exchanges (ts, kind, target, recipient, period_from, period_to, "
+                "incident, objects, result, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (exchange.ts, exchange.kind, exchange.target, exchange.recipient,
+                 exchange.period_from, exchange.period_to, exchange.incident,
+                 exchange.objects, exchange.result, exchange.detail))
         return int(cur.lastrowid or 0)
     finally:
-        db.close()
+        store.close()
 
 
 def exchanges(path: str, *, limit: int | None = None,
@@ -104,7 +122,7 @@ def exchanges(path: str, *, limit: int | None = None,
     """Rows, newest first (an absent file has none)."""
     if not os.path.exists(path):
         return []
-    db = _connect(path)
+    store = _connect(path)
     try:
         sql = "SELECT * FROM exchanges"
         params: list[Any] = []
@@ -115,26 +133,56 @@ def exchanges(path: str, *, limit: int | None = None,
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [Exchange(*row) for row in db.execute(sql, params)]
+        with store.reading() as db:
+            return [Exchange(*row) for row in db.execute(sql, params)]
     finally:
-        db.close()
+        store.close()
 
 
 def last_success(path: str, target: str | None = None) -> Exchange | None:
     """The newest successful exchange (of ``target``, else of any target)."""
     if not os.path.exists(path):
         return None
-    db = _connect(path)
+    store = _connect(path)
     try:
         sql = "SELECT * FROM exchanges WHERE result = 'success'"
         params: list[Any] = []
         if target is not None:
             sql += " AND target = ?"
             params.append(target)
-        row = db.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+        with store.reading() as db:
+            row = db.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
         return Exchange(*row) if row else None
     finally:
-        db.close()
+        store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedExchange:
+    """What the reports count of one exchange (values as stored; a column a file of an
+    older shape lacks reads as ``None``)."""
+
+    ts: str | float | None
+    kind: str | None
+    target: str | None
+    recipient: str | None
+    objects: int | str | None
+    result: str | None
+
+
+_REPORTED = ("ts", "kind", "target", "recipient", "objects", "result")
+
+
+def exchange_log(path: str | None) -> list[LoggedExchange] | None:
+    """Every exchange, read without changing the file (the reports); ``None`` when there
+    is no file or no ``exchanges`` table."""
+    with read_only(path) as db:
+        if db is None or not has_table(db, "exchanges"):
+            return None
+        present = columns(db, "exchanges")
+        select = ", ".join(c if c in present else "NULL" for c in _REPORTED)
+        rows = db.execute(f"SELECT {select} FROM exchanges").fetchall()  # noqa: S608
+    return [LoggedExchange(*row) for row in rows]
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -182,7 +230,7 @@ COLLECTOR = _SharingCollector()
 metrics.REGISTRY.register(COLLECTOR)
 
 
-def refresh_metrics(config: Any) -> None:
+def refresh_metrics(config: Config) -> None:
     """Re-read ``sharing.db`` into the metrics (cheap; call it every 30-60 s).
 
     Only exchanges with configured targets are reported, so label values stay
@@ -190,21 +238,18 @@ def refresh_metrics(config: Any) -> None:
     previous snapshot.
     """
     path = db_path(config)
-    sharing = getattr(config.document, "sharing", None)
-    targets = set(sharing.targets) if sharing is not None else set()
+    targets = set(config.document.sharing.targets)
     if not os.path.exists(path):
         COLLECTOR.set({}, {})
         return
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            db.execute("PRAGMA busy_timeout=2000")
+        with read_only(path, busy_timeout_ms=2000) as db:
+            if db is None:
+                return
             rows = db.execute("SELECT target, result, count(*), max(CASE WHEN result = "
                               "'success' THEN ts END) FROM exchanges "
                               "GROUP BY target, result").fetchall()
-        finally:
-            db.close()
-    except sqlite3.Error:
+    except (Error, NoDatabase):  # locked, or removed meanwhile: keep the last snapshot
         return
     last: dict[str, float] = {}
     totals: dict[tuple[str, str], int] = {}

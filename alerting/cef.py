@@ -38,7 +38,8 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 
 from socd import __version__
-from socd.config import SinkConfig, resolve_path
+from socd.config import SinkConfig
+from socd.config.tls import client_context_for
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event, get
 from socd.plugins import PluginContext
@@ -212,16 +213,10 @@ class SyslogCefSink:
     # -- connections ------------------------------------------------------------------------
 
     def _ssl_context(self) -> ssl.SSLContext:
-        cfg = self.config
-        ca = resolve_path(self._config_dir, cfg.ca_file) if cfg.ca_file else None
-        ctx = ssl.create_default_context(cafile=ca)
-        if not cfg.verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if cfg.cert_file and cfg.key_file:
-            ctx.load_cert_chain(resolve_path(self._config_dir, cfg.cert_file),
-                                resolve_path(self._config_dir, cfg.key_file))
-        return ctx
+        cfg = self.config  # cert_file and key_file come together (the config checks)
+        return client_context_for(self._config_dir, ca_file=cfg.ca_file,
+                                  cert_file=cfg.cert_file, key_file=cfg.key_file,
+                                  verify=cfg.verify)
 
     async def _connect(self) -> None:
         cfg = self.config

@@ -38,7 +38,8 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from socd import metrics
-from socd.config import CollectorConfig, StrictModel, resolve_path
+from socd.config import CollectorConfig, StrictModel
+from socd.config.tls import TlsClientConfig
 from socd.plugins import Emit, PluginContext, RawRecord
 from socd.ratelimit import LogLimiter
 from socd.tls import closing_on_failure
@@ -89,13 +90,6 @@ class Subscription(StrictModel):
     qos: Literal[0, 1] = 1
 
 
-class TlsConfig(StrictModel):
-    ca_file: str | None = Field(None, description="CA bundle that signed the broker certificate.")
-    cert_file: str | None = Field(None, description="Client certificate (mutual TLS).")
-    key_file: str | None = Field(None, description="Client private key.")
-    verify_hostname: bool = True
-
-
 class MqttCollector:
     """Receives alerts published to MQTT topics."""
 
@@ -117,7 +111,7 @@ class MqttCollector:
                                        description="Larger payloads are dead-lettered.")
         reconnect_min_secs: float = Field(0.5, gt=0)
         reconnect_max_secs: float = Field(30.0, gt=0)
-        tls: TlsConfig | None = None
+        tls: TlsClientConfig | None = None
 
         decoder_fields: ClassVar[tuple[tuple[str, ...], ...]] = (
             ("decoder",), ("subscriptions", "[*]", "decoder"))
@@ -162,18 +156,8 @@ class MqttCollector:
         tls = self.config.tls
         if tls is None:
             return None
-        base = self.ctx.config_dir
-
-        def path(p: str | None) -> str | None:
-            return resolve_path(base, p) if p else None
-
-        ctx = ssl.create_default_context(cafile=path(tls.ca_file))
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.cert_file:
-            ctx.load_cert_chain(resolve_path(base, tls.cert_file), path(tls.key_file))
-        ctx.check_hostname = tls.verify_hostname
         # paho drops the socket unclosed when the broker's certificate is refused.
-        return closing_on_failure(ctx)
+        return closing_on_failure(tls.context(self.ctx.config_dir))
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config

@@ -41,7 +41,8 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 
 from socd import metrics, netaddr
-from socd.config import CollectorConfig, StrictModel, resolve_path
+from socd.config import CollectorConfig, StrictModel
+from socd.config.tls import TlsListenerConfig
 from socd.errors import ListenError, SocdError
 from socd.http import client_key
 from socd.plugins import Emit, PluginContext, RawRecord
@@ -56,20 +57,6 @@ Drop = tuple[str, bytes, str]  # (reason, raw, detail)
 _WS = b" \t\r\n\x00"
 
 
-class ListenerTls(StrictModel):
-    cert_file: str = Field(description="Server certificate (PEM), relative to the config folder.")
-    key_file: str = Field(description="Private key of the certificate (PEM).")
-    ca_file: str | None = Field(None, description="CA bundle for client certificates.")
-    require_client_cert: bool = Field(False, description="Mutual TLS: refuse clients "
-                                      "without a certificate signed by `ca_file`.")
-
-    @model_validator(mode="after")
-    def _ca_for_mtls(self) -> ListenerTls:
-        if self.require_client_cert and not self.ca_file:
-            raise ValueError("require_client_cert needs ca_file")
-        return self
-
-
 class Listener(StrictModel):
     protocol: Literal["udp", "tcp", "tls", "relp"]
     host: str = Field("0.0.0.0", description="Address to bind (`::` for IPv6).")  # noqa: S104
@@ -77,7 +64,7 @@ class Listener(StrictModel):
     framing: Literal["auto", "octet_counting", "newline"] = Field(
         "auto", description="TCP/TLS only: RFC 6587 octet counting, newline, or `auto` "
         "(per connection: a first byte that is a digit means octet counting).")
-    tls: ListenerTls | None = Field(None, description="Required with `tls`; optional "
+    tls: TlsListenerConfig | None = Field(None, description="Required with `tls`; optional "
                                     "with `relp` (RELP over TLS).")
 
     @model_validator(mode="after")
@@ -419,7 +406,8 @@ class SyslogCollector:
                 loop.add_reader(sock.fileno(), self._udp_ready, sock)
                 port = sock.getsockname()[1]
             else:
-                ssl_ctx = self._tls_context(listener) if listener.tls is not None else None
+                ssl_ctx = (listener.tls.context(self.ctx.config_dir)
+                           if listener.tls is not None else None)
 
                 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                  listener: Listener = listener) -> None:
@@ -465,18 +453,6 @@ class SyslogCollector:
             except OSError as exc:
                 log.warning("cannot set the TCP receive buffer; the kernel's default "
                             "applies", collector=self.name, bytes=size, error=str(exc))
-
-    def _tls_context(self, listener: Listener) -> ssl.SSLContext:
-        tls = listener.tls
-        assert tls is not None
-        base = self.ctx.config_dir
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(resolve_path(base, tls.cert_file), resolve_path(base, tls.key_file))
-        if tls.ca_file:
-            ctx.load_verify_locations(resolve_path(base, tls.ca_file))
-            ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
-        return ctx
 
     def _set_ready(self, ready: bool) -> None:
         self._ready = ready

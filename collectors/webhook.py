@@ -49,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-import ssl
 import time
 import zlib
 from collections.abc import Mapping
@@ -63,7 +62,8 @@ from prometheus_client import Counter
 from pydantic import Field, SecretStr, field_validator
 
 from socd import metrics
-from socd.config import CollectorConfig, HttpLimits, StrictModel, resolve_path
+from socd.config import CollectorConfig, HttpLimits, StrictModel
+from socd.config.tls import TlsServerConfig
 from socd.http import HttpListener
 from socd.journal import JournalError
 from socd.pipeline import pipeline_of
@@ -97,12 +97,6 @@ class Source(StrictModel):
         if len(value.get_secret_value()) < 16:
             raise ValueError("the token must have at least 16 characters")
         return value
-
-
-class TlsConfig(StrictModel):
-    cert_file: str = Field(description="Server certificate chain (PEM), relative to the "
-                           "config file's folder.")
-    key_file: str = Field(description="Private key (PEM).")
 
 
 GZIP_ENCODINGS = frozenset({"gzip", "x-gzip"})
@@ -246,7 +240,7 @@ class WebhookCollector:
                                        "waits for room in a full pipeline before 429.")
         retry_after_secs: int = Field(5, ge=1, le=3600,
                                       description="`Retry-After` of 429 and 503 answers.")
-        tls: TlsConfig | None = None
+        tls: TlsServerConfig | None = None
         limits: HttpLimits = Field(HttpLimits(), description="Timeouts, connection caps "
                                    "and header sizes of the listener (as `http.limits`).")
 
@@ -288,24 +282,16 @@ class WebhookCollector:
         app.router.add_post(self.prefix + "/{source}", self.handle)
         return app
 
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        tls = self.config.tls
-        if tls is None:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(resolve_path(self.ctx.config_dir, tls.cert_file),
-                            resolve_path(self.ctx.config_dir, tls.key_file))
-        return ctx
-
     async def run(self, emit: Emit) -> None:
         self._emit = emit
         self._stopping = False
         # auto_decompress off: gzip is inflated here (BodyReader), bounded by
         # max_body_bytes, and a corrupt stream can be dead-lettered as it was sent.
+        tls = self.config.tls
         listener = HttpListener(self.app(), name=f"webhook/{self.name}",
                                 host=self.config.host, port=self.config.port,
-                                limits=self.config.limits, ssl_context=self._ssl_context(),
+                                limits=self.config.limits,
+                                ssl_context=tls.context(self.ctx.config_dir) if tls else None,
                                 auto_decompress=False, shutdown_timeout=5.0)
         await listener.start()
         try:

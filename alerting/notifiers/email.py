@@ -40,11 +40,11 @@ import structlog
 from pydantic import Field, SecretStr, field_validator
 
 from socd.config import NotifierConfig
+from socd.config.tls import client_context_for
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import Notification, PluginContext
 
 from .common import severity_of
-from .httpclient import tls_context
 
 log = structlog.get_logger("socd.alerting.notifiers.email")
 
@@ -166,7 +166,8 @@ class EmailNotifier:
     def _client(self) -> aiosmtplib.SMTP:
         cfg = self.config
         if cfg.security != "none" and self._tls is None:
-            self._tls = tls_context(cfg.ca_file, cfg.verify_certs, self.ctx.config_dir)
+            self._tls = client_context_for(self.ctx.config_dir, ca_file=cfg.ca_file,
+                                           verify=cfg.verify_certs)
         return aiosmtplib.SMTP(
             hostname=cfg.host, port=self.port, timeout=cfg.timeout_secs,
             use_tls=cfg.security == "tls", start_tls=cfg.security == "starttls",

@@ -28,7 +28,8 @@ from multidict import CIMultiDict
 from pydantic import Field
 
 from socd import __version__
-from socd.config import NotifierConfig, resolve_path
+from socd.config import NotifierConfig
+from socd.config.tls import client_context_for
 from socd.errors import HealthCheckError, NotifyError
 
 from .common import parse_retry_after, redact, status_error
@@ -56,17 +57,6 @@ class Response:
         return 200 <= self.status < 300
 
 
-def tls_context(ca_file: str | None, verify_certs: bool, config_dir: str) -> ssl.SSLContext:
-    """A client TLS context: the system store or ``ca_file``, TLS 1.2 at least."""
-    ctx = ssl.create_default_context(
-        cafile=resolve_path(config_dir, ca_file) if ca_file else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not verify_certs:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 class HttpClient:
     """Sends single HTTP requests for one notifier and maps failures to errors."""
 
@@ -81,8 +71,8 @@ class HttpClient:
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = tls_context(self.config.ca_file, self.config.verify_certs,
-                                    self.config_dir)
+            self._ssl = client_context_for(self.config_dir, ca_file=self.config.ca_file,
+                                           verify=self.config.verify_certs)
         return self._ssl
 
     def session(self) -> aiohttp.ClientSession:

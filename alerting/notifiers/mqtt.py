@@ -30,7 +30,8 @@ import aiomqtt
 import structlog
 from pydantic import Field, SecretStr, field_validator
 
-from socd.config import NotifierConfig, StrictModel, resolve_path
+from socd.config import NotifierConfig
+from socd.config.tls import TlsClientConfig
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import Notification, PluginContext
 from socd.tls import closing_on_failure
@@ -62,16 +63,6 @@ def expand_topic(template: str, *, severity: str, route: str) -> str:
                            route=safe_route)
 
 
-class MqttTls(StrictModel):
-    """TLS to the broker."""
-
-    ca_file: str | None = Field(None, description="CA bundle that signed the broker "
-                                "certificate; default: the system store.")
-    cert_file: str | None = Field(None, description="Client certificate (mutual TLS).")
-    key_file: str | None = Field(None, description="Client private key.")
-    verify_hostname: bool = Field(True, description="Check the broker certificate's name.")
-
-
 class MqttNotifier:
     """Publishes each notification to one MQTT topic."""
 
@@ -90,7 +81,7 @@ class MqttNotifier:
         client_id: str | None = Field(None, description="Client id; default "
                                       "`socd-notify-<hostname>-<notifier name>`.")
         keepalive_secs: int = Field(60, ge=5, le=3600, description="MQTT keepalive.")
-        tls: MqttTls | None = Field(None, description="Connect with TLS.")
+        tls: TlsClientConfig | None = Field(None, description="Connect with TLS.")
 
         @field_validator("topic")
         @classmethod
@@ -116,16 +107,8 @@ class MqttNotifier:
         tls = self.config.tls
         if tls is None:
             return None
-        base = self.ctx.config_dir
-        ctx = ssl.create_default_context(
-            cafile=resolve_path(base, tls.ca_file) if tls.ca_file else None)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if tls.cert_file:
-            ctx.load_cert_chain(resolve_path(base, tls.cert_file),
-                                resolve_path(base, tls.key_file) if tls.key_file else None)
-        ctx.check_hostname = tls.verify_hostname
         # paho drops the socket unclosed when the broker's certificate is refused.
-        return closing_on_failure(ctx)
+        return closing_on_failure(tls.context(self.ctx.config_dir))
 
     def _make_client(self, client_id: str) -> aiomqtt.Client:
         cfg = self.config

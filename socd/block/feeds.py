@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import io
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from socd import netaddr
 from socd.block.decisions import Decision, normalise
 from socd.config import HttpLimits
 from socd.http import HttpListener
+from socd.tls import server_context
 
 log = structlog.get_logger("socd.block.feeds")
 
@@ -188,8 +188,7 @@ class EdlServer:
     async def start(self) -> None:
         ctx = None
         if self.tls is not None:
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(self.tls[0], self.tls[1])
+            ctx = server_context(cert_file=self.tls[0], key_file=self.tls[1])
         # Firewall appliances poll this from the network: the shared listener bounds
         # slow and idle clients and the number of connections (socd.http).
         listener = HttpListener(self.app(), name=self.name, host=self.host, port=self.port,

@@ -14,18 +14,19 @@ Every attempt, successful or not, becomes one row of the exchange log
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import structlog
 
-from socd.sharing import records
 from socd.config.sharing import MispTargetConfig, SharingConfig, TaxiiTargetConfig
+from socd.config.tls import client_context_for
+from socd.sharing import records
 from socd.sharing.data import Dataset
 from socd.sharing.misp import build_event
 from socd.sharing.stix import build_bundle
+from socd.tz import parse_iso
 
 log = structlog.get_logger("socd.sharing")
 
@@ -159,12 +160,10 @@ def _already_present(collection: Any, status: Any, sent: list[dict[str, Any]]) -
 
 def _when(ts: Any) -> Any:
     """A STIX timestamp as a datetime (servers may change its precision)."""
-    from datetime import datetime
-
     if not isinstance(ts, str):
         return None
     try:
-        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        return parse_iso(ts, naive=None)
     except ValueError:
         return ts
 
@@ -187,16 +186,16 @@ async def _push_misp(event: dict[str, Any], target: MispTargetConfig,
                      config_dir: str) -> tuple[bool, str]:
     import aiohttp
 
-    verify = _verify(target, config_dir)
-    ssl_arg: ssl.SSLContext | bool = (ssl.create_default_context(cafile=verify)
-                                      if isinstance(verify, str) else verify)
+    # The ca_file is not read when verification is off (as for TAXII's `verify`).
+    ssl_ctx = client_context_for(config_dir, ca_file=target.ca_file if target.verify else None,
+                                 verify=target.verify)
     headers = {"Authorization": target.api_key.get_secret_value(),
                "Accept": "application/json", "Content-Type": "application/json"}
     url = f"{target.url.rstrip('/')}/events/add"
     timeout = aiohttp.ClientTimeout(total=target.timeout_secs)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.post(
-                url, data=orjson.dumps(event), headers=headers, ssl=ssl_arg) as resp:
+                url, data=orjson.dumps(event), headers=headers, ssl=ssl_ctx) as resp:
             body = await resp.read()
             status = resp.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:

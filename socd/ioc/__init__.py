@@ -6,7 +6,8 @@
 * :mod:`socd.ioc.importers` — text, CSV, IPsum, STIX 2.1 and MISP readers.
 * :mod:`socd.ioc.allowlist` — :class:`Allowlist` of own infrastructure
   (``is_allowed``, ``covers``, ``reason``), shared with the blocking engine.
-* :mod:`socd.ioc.cli` — ``socd ioc import|list|check|expire|delete|stats``.
+* :mod:`socd.cli.ioc` (the command line's package) — ``socd ioc
+  import|list|check|expire|delete|stats``.
 
 See docs/ioc.md.
 """

@@ -1,6 +1,6 @@
 """SOC reports: weekly, monthly and six-monthly monitoring reports in Vietnamese.
 
-``socd report`` (:mod:`socd.report_cli`) and the daemon's scheduler
+``socd report`` (:mod:`socd.cli.report`) and the daemon's scheduler
 (:mod:`socd.reports.schedule`) both build one :class:`~socd.reports.data.ReportData`
 from the alert data (the embedded store or Elasticsearch, identical numbers) and the
 side stores (IoC imports, block decisions, incidents, layer-4 exchanges; see

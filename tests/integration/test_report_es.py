@@ -134,9 +134,9 @@ def test_unreachable_elasticsearch_is_an_error(tmp_path: Path,
     import socd.cli as cli_mod
     from tests.conftest import free_port
 
-    if "socd.report_cli" not in cli_mod._COMMAND_MODULES:
+    if "socd.cli.report" not in cli_mod._COMMAND_MODULES:
         monkeypatch.setattr(cli_mod, "_COMMAND_MODULES",
-                            (*cli_mod._COMMAND_MODULES, "socd.report_cli"))
+                            (*cli_mod._COMMAND_MODULES, "socd.cli.report"))
     cfg = tmp_path / "socd.yaml"
     cfg.write_text(yaml.safe_dump({
         "state_dir": str(tmp_path),
@@ -150,9 +150,9 @@ def test_cli_sources_agree(seeded: dict[str, Any], capsys: pytest.CaptureFixture
                            monkeypatch: pytest.MonkeyPatch) -> None:
     import socd.cli as cli_mod
 
-    if "socd.report_cli" not in cli_mod._COMMAND_MODULES:
+    if "socd.cli.report" not in cli_mod._COMMAND_MODULES:
         monkeypatch.setattr(cli_mod, "_COMMAND_MODULES",
-                            (*cli_mod._COMMAND_MODULES, "socd.report_cli"))
+                            (*cli_mod._COMMAND_MODULES, "socd.cli.report"))
     outputs = {}
     for source in ("auto", "elasticsearch", "store"):
         assert main(["report", "weekly", "--from", "16/11/2026", "--to", "22/11/2026",

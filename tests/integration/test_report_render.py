@@ -63,9 +63,9 @@ def flat(text: str) -> str:
 def report_command(monkeypatch: pytest.MonkeyPatch) -> None:
     import socd.cli as cli_mod
 
-    if "socd.report_cli" not in cli_mod._COMMAND_MODULES:
+    if "socd.cli.report" not in cli_mod._COMMAND_MODULES:
         monkeypatch.setattr(cli_mod, "_COMMAND_MODULES",
-                            (*cli_mod._COMMAND_MODULES, "socd.report_cli"))
+                            (*cli_mod._COMMAND_MODULES, "socd.cli.report"))
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +103,10 @@ def reports(default_run: dict[str, Any]) -> dict[str, Path]:
     """`socd report weekly --from 16/11/2026 --to 22/11/2026` in every format."""
     import socd.cli as cli_mod
 
-    added = "socd.report_cli" not in cli_mod._COMMAND_MODULES
+    added = "socd.cli.report" not in cli_mod._COMMAND_MODULES
     if added:
         saved = cli_mod._COMMAND_MODULES
-        cli_mod._COMMAND_MODULES = (*saved, "socd.report_cli")
+        cli_mod._COMMAND_MODULES = (*saved, "socd.cli.report")
     out: dict[str, Path] = {}
     try:
         for fmt in ("md", "html", "pdf", "xlsx"):

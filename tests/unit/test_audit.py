@@ -22,9 +22,9 @@ from tests.unit.test_alert_cli import alert
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOCD_AUDIT_KEY", raising=False)
     monkeypatch.delenv("SOCD_CONFIG", raising=False)
-    if "socd.incident_cli" not in cli._COMMAND_MODULES:
+    if "socd.cli.audit" not in cli._COMMAND_MODULES:
         monkeypatch.setattr(cli, "_COMMAND_MODULES",
-                            (*cli._COMMAND_MODULES, "socd.incident_cli"))
+                            (*cli._COMMAND_MODULES, "socd.cli.audit"))
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ TITLE = "Mã độc trên máy chủ Cổng thông tin điện tử"
 @pytest.fixture(autouse=True)
 def _commands(monkeypatch: pytest.MonkeyPatch) -> None:
     # Until socd.cli lists the module (then this is a no-op).
-    if "socd.incident_cli" not in cli._COMMAND_MODULES:
+    if "socd.cli.incident" not in cli._COMMAND_MODULES:
         monkeypatch.setattr(cli, "_COMMAND_MODULES",
-                            (*cli._COMMAND_MODULES, "socd.incident_cli"))
+                            (*cli._COMMAND_MODULES, "socd.cli.incident"))
 
 
 def seeded_alerts() -> list[Event]:

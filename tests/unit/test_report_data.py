@@ -300,9 +300,9 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Any:
     """`socd ...` in-process, with `socd report` registered even before socd.cli lists it."""
     import socd.cli as cli_mod
 
-    if "socd.report_cli" not in cli_mod._COMMAND_MODULES:
+    if "socd.cli.report" not in cli_mod._COMMAND_MODULES:
         monkeypatch.setattr(cli_mod, "_COMMAND_MODULES",
-                            (*cli_mod._COMMAND_MODULES, "socd.report_cli"))
+                            (*cli_mod._COMMAND_MODULES, "socd.cli.report"))
     return main
 
 

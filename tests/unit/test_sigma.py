@@ -9,7 +9,8 @@ import orjson
 import pytest
 import yaml
 
-from socd import cli, sigma, sigma_cli
+from socd import cli, sigma
+from socd.cli import sigma as sigma_cli
 from socd.engine.engine import RuleEngine
 from socd.engine.loader import load_text
 from socd.engine.testing import run_tests

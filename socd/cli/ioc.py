@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
+from socd.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    WithConfig,
+    fail,
+    json_line,
+)
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-
-def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers, with_config: WithConfig) -> None:
     from socd.ioc.importers import FORMATS
 
     ioc = sub.add_parser("ioc", help="the IoC store: import feeds, check values, expire")
@@ -162,15 +167,13 @@ def _import(args: argparse.Namespace) -> int:
 
     now = int(time.time())
     if not 0 <= args.confidence <= 100:
-        print("socd: --confidence must be within 0-100", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("--confidence must be within 0-100", EXIT_USAGE)
     try:
         opts = Options(source=args.source, ref=args.ref, confidence=args.confidence,
                        expires=_expiry(args.expires, now), tags=tuple(args.tag), now=now)
         columns = _columns(args.column)
     except ValueError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     from socd.access import read_problem
     from socd.identity import as_invoker
 
@@ -180,14 +183,12 @@ def _import(args: argparse.Namespace) -> int:
         with as_invoker():
             problem = read_problem(args.file)
             if problem is not None:
-                print(f"socd: {problem}", file=sys.stderr)
-                return EXIT_FAILURE
+                return fail(str(problem))
             entries, rejected = parse_file(args.file, args.format, opts, columns=columns,
                                            min_count=args.min_count,
                                            include_non_ids=args.include_non_ids)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
-        print(f"socd: cannot import {args.file}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(f"cannot import {args.file}: {exc}")
     if args.dry_run:
         _, allow, _ = _settings(args)
         result = ImportResult()
@@ -251,7 +252,7 @@ def _list(args: argparse.Namespace) -> int:
     now = time.time()
     for e in entries:
         if args.json:
-            print(orjson.dumps(e.to_dict()).decode())
+            print(json_line(e.to_dict()))
         else:
             _print_entry(e, now)
     store.close()
@@ -267,8 +268,7 @@ def _check(args: argparse.Namespace) -> int:
         found = indicator(Options(source="check"), args.value, args.kind)
         kind, value = found.kind, found.value
     except IndicatorError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     store = _open(args, create=False)
     allowed = ""
     if store is not None and store.allowlist:
@@ -280,9 +280,9 @@ def _check(args: argparse.Namespace) -> int:
     active = [e for e in entries if not (e.expires is not None and e.expires <= now)]
     best = store.match(kind, value) if store is not None and "/" not in value else None
     if args.json:
-        print(orjson.dumps({"kind": kind, "value": value, "matched": bool(active),
-                            "allowlisted": allowed or None,
-                            "entries": [e.to_dict() for e in entries]}).decode())
+        print(json_line({"kind": kind, "value": value, "matched": bool(active),
+                         "allowlisted": allowed or None,
+                         "entries": [e.to_dict() for e in entries]}))
     else:
         if not entries:
             print(f"{kind} {value}: not found")
@@ -340,7 +340,7 @@ def _stats(args: argparse.Namespace) -> int:
         stats = store.stats()
         store.close()
     if args.json:
-        print(orjson.dumps(stats).decode())
+        print(json_line(stats))
         return EXIT_OK
     print(f"IoC store: {stats.get('db', '(none)')}")
     stored = stats.get("stored", {})

@@ -16,16 +16,23 @@ Exit codes: 0 written, 1 the data could not be read or a format cannot be produc
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
-from collections.abc import Callable
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+from socd.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    WithConfig,
+    fail,
+    write_output,
+    write_stdout,
+)
 
 
-def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers, with_config: WithConfig) -> None:
     p = sub.add_parser("report", help="a weekly, monthly or six-monthly report (Vietnamese)")
     p.add_argument("kind", choices=("weekly", "monthly", "semiannual"),
                    help="weekly (tuần), monthly (bản tin tháng) or semiannual (6 tháng)")
@@ -55,43 +62,31 @@ def _report(args: argparse.Namespace) -> int:
     from socd.reports.vn import fmt_int
 
     cfg = config_mod.load(args.config)
-    reports_cfg = getattr(cfg.document, "reports", None)
-    timezone = getattr(reports_cfg, "timezone", "Asia/Ho_Chi_Minh")
+    timezone = cfg.document.reports.timezone
     try:
         period = period_for(args.kind, args.date_from, args.date_to, timezone=timezone)
     except PeriodError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc, EXIT_USAGE)
     try:
         backend = _backend(cfg, args.source, args.sink)
     except ReportError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, ReportSetupError) else EXIT_FAILURE
+        return fail(exc, EXIT_USAGE if isinstance(exc, ReportSetupError) else EXIT_FAILURE)
     try:
         data = build_report(backend, period, unit=args.unit, sides=SideSources.from_config(cfg))
         body = render(data, args.fmt)
     except (ReportError, RenderError) as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(exc)
     except sqlite3.Error as exc:
-        print(f"socd: cannot read the alert store: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(f"cannot read the alert store: {exc}")
     finally:
         backend.close()
     out = args.out
     if out is None and args.fmt in ("pdf", "xlsx"):
         out = f"{period.slug}.{args.fmt}"
     if out is None or out == "-":
-        sys.stdout.buffer.write(body)
-        sys.stdout.buffer.flush()
+        write_stdout(body)
         return EXIT_OK
-    from socd.identity import as_invoker
-
-    tmp = f"{out}.tmp"
-    with as_invoker():  # the operator's file (in their folder), not socd's state
-        with open(tmp, "wb") as fh:
-            fh.write(body)
-        os.replace(tmp, out)
+    write_output(out, body)  # the operator's file (in their folder), not socd's state
     print(f"{out}: {data.title} ({args.fmt}, {fmt_int(len(body))} bytes, "
           f"{fmt_int(data.total)} alerts, source {data.source})", file=sys.stderr)
     return EXIT_OK

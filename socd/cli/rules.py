@@ -1,17 +1,18 @@
-"""``socd test-rules`` and ``socd rules list``."""
+"""``socd test-rules`` and ``socd rules list`` (``rules import-sigma``:
+:mod:`socd.cli.sigma`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from socd import config as config_mod
+from socd.cli.common import EXIT_OK, Subparsers, WithConfig, table
+from socd.cli.sigma import add_import_sigma
 from socd.engine.loader import CompiledRule, load_paths
 
 
-def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers, with_config: WithConfig) -> None:
     test = sub.add_parser("test-rules", help="run the tests written in rule files")
     with_config(test)
     test.add_argument("-k", dest="keyword", metavar="SUBSTRING",
@@ -28,8 +29,6 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     listing.add_argument("paths", nargs="*", metavar="PATH",
                          help="rule files or directories (default: the configured rule paths)")
     listing.set_defaults(handler=_list_rules)
-
-    from socd.sigma_cli import add_import_sigma
 
     add_import_sigma(rules_sub)
 
@@ -62,8 +61,6 @@ def _list_rules(args: argparse.Namespace) -> int:
         where = r.file if r.line is None else f"{r.file}:{r.line}"
         rows.append((r.id, r.rule.severity.value, str(r.rule.layer),
                      "yes" if enabled else "no", where))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  "
-              + row[4])
-    return 0
+    for line in table(rows):
+        print(line)
+    return EXIT_OK

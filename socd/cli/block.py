@@ -14,17 +14,20 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
-import orjson
-
+from socd.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    WithConfig,
+    choose_sink,
+    fail,
+    json_line,
+)
 from socd.errors import SocdError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-
-def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers, with_config: WithConfig) -> None:
     block = sub.add_parser("block", help="firewall block decisions (nftables, ipset, EDL)")
     bsub = block.add_subparsers(dest="block_command", required=True, metavar="ACTION")
 
@@ -67,8 +70,8 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
 
     p = bsub.add_parser("sync", help="push the store to the kernel (needs CAP_NET_ADMIN)")
     common(p)
-    # Root keeps its capability here (socd.cli switches root to the service user for
-    # other commands); the store is only read, never created.
+    # Root keeps its capability here (socd.cli.main switches root to the service user
+    # for other commands); the store is only read, never created.
     p.set_defaults(handler=_sync, as_root=True)
 
     p = bsub.add_parser("audit", help="the audit trail, newest first")
@@ -101,18 +104,7 @@ def _settings(args: argparse.Namespace) -> tuple[Any, str, Any]:
             raise
         cfg = None
     if cfg is not None:
-        blockers = {n: p.config for n, p in cfg.sinks.items()
-                    if getattr(p.config, "type", None) == "blocker"}
-        if args.sink:
-            if args.sink not in blockers:
-                raise SocdError(f"no blocker sink named {args.sink!r} in {cfg.file} "
-                                f"(blocker sinks: {', '.join(sorted(blockers)) or 'none'})")
-            sink_cfg = blockers[args.sink]
-        elif len(blockers) == 1:
-            sink_cfg = next(iter(blockers.values()))
-        elif len(blockers) > 1:
-            raise SocdError(f"{cfg.file} has several blocker sinks; choose one with --sink: "
-                            f"{', '.join(sorted(blockers))}")
+        sink_cfg = choose_sink(cfg, "blocker", args.sink)
         state_dir = state_dir or cfg.state_dir
     if sink_cfg is None:
         if args.state_dir is None:
@@ -170,7 +162,7 @@ def _list(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.json:
         for d in decisions:
-            out.write(orjson.dumps({**d.as_dict(), "state": _state(d, now)}).decode() + "\n")
+            out.write(json_line({**d.as_dict(), "state": _state(d, now)}) + "\n")
         return EXIT_OK
     out.write(f"{'VALUE':<40} {'STATE':<8} {'LEFT':>8} {'N':>3}  {'EXPIRES':<20}  "
               "ORIGIN  REF  REASON\n")
@@ -241,9 +233,7 @@ def _add(args: argparse.Namespace) -> int:
         outcome = store.decide([req], make_policy(cfg), guard,
                                dry_run=cfg.dry_run)
         if outcome.refused:
-            print(f"socd: refused to block {_shown(args.value)}: {outcome.refused[0][1]}",
-                  file=sys.stderr)
-            return EXIT_FAILURE
+            return fail(f"refused to block {_shown(args.value)}: {outcome.refused[0][1]}")
         if not outcome.changes:
             print(f"{args.value}: already blocked (same offence); nothing changed")
             return EXIT_OK
@@ -270,8 +260,7 @@ def _remove(args: argparse.Namespace) -> int:
         ch = store.remove(args.value.strip(), actor=cli_actor(), why=args.reason,
                           dry_run=cfg.dry_run)
         if ch is None:
-            print(f"socd: {args.value} is not actively blocked", file=sys.stderr)
-            return EXIT_FAILURE
+            return fail(f"{args.value} is not actively blocked")
         print(f"removed: {ch.decision.value}")
         if not args.no_push:
             err = _push(cfg, [ch], store)
@@ -324,8 +313,7 @@ def _sync(args: argparse.Namespace) -> int:
         try:
             outcome = asyncio.run(backend.sync(active, time.time()))
         except NftError as exc:
-            print(f"socd: sync failed: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+            return fail(f"sync failed: {exc}")
         print(f"synchronised {sum(d.kind != 'domain' for d in active)} blocks to "
               f"{backend.name}")
         for refusal in outcome.refused:

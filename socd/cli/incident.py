@@ -1,12 +1,12 @@
-"""``socd incident`` (incidents and their legal deadlines) and ``socd audit`` (the
-hash-chained audit log).
+"""``socd incident``: incidents and their legal deadlines (``socd audit``, the
+hash-chained audit log they are recorded in: :mod:`socd.cli.audit`).
 
 The incident store is ``<state_dir>/incidents.db`` (``incidents.db_path``); alert ids
 are resolved against the embedded alert store (the ``sqlite`` sink; ``--sink`` when
 there are several). Every change is appended to ``<state_dir>/audit.db``.
 
 Exit codes like ``socd alert``: 0 done (or nothing to change), 1 no such incident or
-alert, a refused change, a broken audit chain; 2 usage or configuration.
+alert, a refused change; 2 usage or configuration.
 """
 
 from __future__ import annotations
@@ -15,26 +15,41 @@ import argparse
 import os
 import sqlite3
 import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
+from socd.cli.audit import audit_db_path
+from socd.cli.common import (
+    BY_HELP,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    TRY_AGAIN,
+    On,
+    SinkChoiceError,
+    Subparsers,
+    UsageError,
+    WithConfig,
+    choose_sink,
+    clean_text,
+    fail,
+    in_zone,
+    json_line,
+    run_guarded,
+    table,
+    write_output,
+    write_stdout,
+)
 
-from socd.errors import SocdError
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
-    _register_incident(sub, with_config)
-    _register_audit(sub, with_config)
+if TYPE_CHECKING:
+    from socd.alerts import AlertError
+    from socd.incidents.store import IncidentError
 
 
-def _register_incident(sub: Any,  # noqa: PLR0915 (one parser per command)
-                       with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers,  # noqa: PLR0915 (one parser per command)
+             with_config: WithConfig) -> None:
     from socd.incidents.model import Impact
 
     inc = sub.add_parser("incident", help="incidents (sự cố): open from alerts, actions, "
@@ -47,7 +62,7 @@ def _register_incident(sub: Any,  # noqa: PLR0915 (one parser per command)
             p.add_argument("--sink", help="name of the sqlite sink (when the config has "
                            "several)")
         if by:
-            p.add_argument("--by", default=None, help=_BY_HELP)
+            p.add_argument("--by", default=None, help=BY_HELP)
 
     p = actions.add_parser("open", help="open an incident from one or more alerts")
     common(p, sink=True)
@@ -148,31 +163,7 @@ def _register_incident(sub: Any,  # noqa: PLR0915 (one parser per command)
     p.set_defaults(handler=_doc)
 
 
-def _register_audit(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
-    aud = sub.add_parser("audit", help="the tamper-evident audit log of alert and incident "
-                         "changes")
-    actions = aud.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    p = actions.add_parser("verify", help="recompute the hash chain; exit 1 when altered")
-    with_config(p)
-    p.add_argument("--head", metavar="SEQ:HASH",
-                   help="also check the chain against a head written down earlier")
-    p.add_argument("--allow-unkeyed-before", type=int, metavar="SEQ", default=None,
-                   help="with SOCD_AUDIT_KEY set: records below SEQ were written before the "
-                   "key was configured (from your paper log); record SEQ must be keyed")
-    p.set_defaults(handler=_verify)
-    p = actions.add_parser("show", help="audit records, oldest first")
-    with_config(p)
-    p.add_argument("--object", help="only this alert or incident id (alert: the full hash)")
-    p.add_argument("--limit", type=int, default=100, help="the last N records (default 100)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=_audit_show)
-
-
 # -- settings --------------------------------------------------------------------------------
-
-
-class _Usage(SocdError):
-    """A usage or configuration problem: exit 2."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,53 +179,36 @@ class _Settings:
 def _settings(args: argparse.Namespace) -> _Settings:
     from socd import config as config_mod
     from socd.config import resolve_path
-    from socd.incidents.config import incidents_config
 
     cfg = config_mod.load(args.config)
-    icfg = incidents_config(cfg.document)
-    stores = {n: p.config for n, p in cfg.sinks.items()
-              if getattr(p.config, "type", None) == "sqlite"}
-    store_path, problem = None, None
+    icfg = cfg.document.incidents
+    # The alert store matters only to the commands that read alerts: without one (or
+    # with several and no --sink) the others still work, those fail when they need it.
     sink = getattr(args, "sink", None)
-    if sink:
-        if sink not in stores:
-            raise _Usage(f"no sqlite sink named {sink!r} in {cfg.file} "
-                         f"(sqlite sinks: {', '.join(sorted(stores)) or 'none'})")
-        store_path = resolve_path(cfg.state_dir, stores[sink].path)
-    elif len(stores) == 1:
-        store_path = resolve_path(cfg.state_dir, next(iter(stores.values())).path)
-    elif stores:
-        problem = (f"{cfg.file} has several sqlite sinks; choose one with --sink: "
-                   f"{', '.join(sorted(stores))}")
+    store_path, problem = None, None
+    try:
+        chosen = choose_sink(cfg, "sqlite", sink)
+    except SinkChoiceError as exc:
+        if sink:
+            raise  # --sink names no sqlite sink
+        problem = str(exc)
     else:
-        problem = (f"{cfg.file} has no `sqlite` sink: incidents link alerts of the embedded "
-                   "alert store (see docs/alerts.md)")
+        if chosen is None:
+            problem = (f"{cfg.file} has no `sqlite` sink: incidents link alerts of the "
+                       "embedded alert store (see docs/alerts.md)")
+        else:
+            store_path = resolve_path(cfg.state_dir, chosen.path)
     return _Settings(resolve_path(cfg.state_dir, icfg.db_path), audit_db_path(cfg),
                      store_path, problem, icfg, cfg)
-
-
-def audit_db_path(cfg: Any) -> str:
-    """``audit.db`` beside the alert store (where :mod:`socd.alerts` appends alert
-    changes), so alerts and incidents share one chain; ``<state_dir>/audit.db`` when
-    there is no single sqlite sink."""
-    from socd.audit import DB_NAME
-    from socd.config import resolve_path
-
-    stores = [p.config for p in cfg.sinks.values()
-              if getattr(p.config, "type", None) == "sqlite"]
-    if len(stores) == 1:
-        store = resolve_path(cfg.state_dir, stores[0].path)
-        return os.path.join(os.path.dirname(store), DB_NAME)
-    return os.path.join(cfg.state_dir, DB_NAME)
 
 
 def _alert_store(s: _Settings) -> Any:
     from socd.store import AlertStore
 
     if s.alert_store is None:
-        raise _Usage(s.alert_problem or "no alert store")
+        raise UsageError(s.alert_problem or "no alert store")
     if not os.path.exists(s.alert_store):
-        raise _Usage(f"the alert store {s.alert_store} does not exist yet (the daemon creates "
+        raise UsageError(f"the alert store {s.alert_store} does not exist yet (the daemon creates "
                      "it when it stores the first alert)")
     return AlertStore(s.alert_store)
 
@@ -251,39 +225,35 @@ def _run(args: argparse.Namespace, body: Callable[[Any, _Settings], int], *,
     try:
         s = _settings(args)
         store = IncidentStore(s.incidents_db, s.audit_db, readonly=readonly)
-    except _Usage as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (UsageError, SinkChoiceError) as exc:
+        return fail(exc, EXIT_USAGE)
     except NoDatabase as exc:
         return _no_incidents(args, exc.path)
     except sqlite3.Error as exc:
-        print(f"socd: cannot open the incident store: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(f"cannot open the incident store: {exc}")
     try:
-        return body(store, s)
-    except _Usage as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (IncidentError, AlertError) as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        candidates = getattr(exc, "candidates", None)
-        for c in candidates or []:
-            print(f"  {c}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return EXIT_FAILURE
-    except AuditError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except ValueError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except sqlite3.Error as exc:
-        print(f"socd: incident store {s.incidents_db}: {exc}", file=sys.stderr)
-        print("hint: try again; nothing was changed", file=sys.stderr)
-        return EXIT_FAILURE
+        return run_guarded(
+            lambda: body(store, s),
+            On(UsageError, EXIT_USAGE),
+            On(IncidentError, _refused),
+            On(AlertError, _refused),
+            On(AuditError, EXIT_FAILURE),
+            On(ValueError, EXIT_USAGE),
+            On(sqlite3.Error,
+               lambda exc: fail(f"incident store {s.incidents_db}: {exc}", hint=TRY_AGAIN)))
     finally:
         store.close()
+
+
+def _refused(exc: IncidentError | AlertError) -> int:
+    """A change refused (or an id not found): the message, the ids it could mean, the
+    hint."""
+    print(f"socd: {exc}", file=sys.stderr)
+    for candidate in getattr(exc, "candidates", None) or []:
+        print(f"  {candidate}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _no_incidents(args: argparse.Namespace, path: str) -> int:
@@ -292,23 +262,13 @@ def _no_incidents(args: argparse.Namespace, path: str) -> int:
         if not args.json:
             print(f"no incidents yet ({path} does not exist)")
         return EXIT_OK
-    print(f"socd: no incident {args.id}: no incident was opened yet ({path} does not "
-          "exist)", file=sys.stderr)
-    return EXIT_FAILURE
-
-
-_BY_HELP = ("who acts, recorded in the history (default: $SUDO_USER, else the login name; "
-            "required when that is only the service account, as under runuser -u socd)")
+    return fail(f"no incident {args.id}: no incident was opened yet ({path} does not exist)")
 
 
 def _user(value: str | None) -> str:
     from socd.identity import actor
 
     return actor(value)
-
-
-def _text(value: str) -> str:
-    return unicodedata.normalize("NFC", value.strip())
 
 
 def _when(text: str | None) -> datetime:
@@ -370,24 +330,11 @@ def system_level_of(events: list[Any], config: Any) -> tuple[int | None, str]:
 # -- output ----------------------------------------------------------------------------------
 
 
-def _local(ts: str | None, zone: str) -> str:
-    from zoneinfo import ZoneInfo
-
-    from socd.incidents.model import parse
-
-    value = parse(ts)
-    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M") if value else "-"
-
-
-def _dump(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
 def _summary(inc: Any, zone: str) -> str:
     serious = " — SỰ CỐ NGHIÊM TRỌNG (serious: escalate)" if inc.serious else ""
     return (f"{inc.id} [{inc.status} ({inc.status_label()})] {inc.title}; notification due "
-            f"{_local(inc.notify_due, zone)}"
-            + (f", final report due {_local(inc.report_due, zone)}" if inc.report_due else "")
+            f"{in_zone(inc.notify_due, zone)}"
+            + (f", final report due {in_zone(inc.report_due, zone)}" if inc.report_due else "")
             + serious)
 
 
@@ -402,11 +349,11 @@ def _open(args: argparse.Namespace) -> int:
         level, origin = args.level, ""
         if level is None:
             level, origin = system_level_of([a.event() for a in stored], s.full)
-        inc = store.open_incident(title=_text(args.title), by=by, alerts=alerts,
+        inc = store.open_incident(title=clean_text(args.title), by=by, alerts=alerts,
                          discovered=_when(args.discovered) if args.discovered else None,
-                         description=_text(args.description) if args.description else None,
-                         unit=_text(args.unit) if args.unit else None,
-                         system_name=_text(args.system) if args.system else None,
+                         description=clean_text(args.description) if args.description else None,
+                         unit=clean_text(args.unit) if args.unit else None,
+                         system_name=clean_text(args.system) if args.system else None,
                          system_level=level, national_critical=args.critical)
         print(f"opened {_summary(inc, s.config.timezone)}")
         if origin:
@@ -437,7 +384,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _assign(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
-        to = _text(args.to) or None
+        to = clean_text(args.to) or None
         inc, changed = store.assign(args.id, to, by=_user(args.by))
         return _changed(inc, changed, f"assigned to {to}" if to else "unassigned",
                         s.config.timezone)
@@ -451,7 +398,7 @@ def _action(args: argparse.Namespace) -> int:
 
         if not args.text.strip():
             raise ValueError("--text is empty")
-        inc = store.add_action(args.id, args.layer, _text(args.text), by=_user(args.by))
+        inc = store.add_action(args.id, args.layer, clean_text(args.text), by=_user(args.by))
         print(f"{inc.id}: action recorded ({LAYER_LABELS[args.layer]}); "
               f"{len(inc.actions)} actions")
         return EXIT_OK
@@ -466,9 +413,8 @@ def _impact(args: argparse.Namespace) -> int:
     valid = {i.value for i in Impact}
     bad = [c for c in codes if c not in valid]
     if bad:
-        print(f"socd: unknown impact {', '.join(bad)}; use: {', '.join(sorted(valid))}",
-              file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"unknown impact {', '.join(bad)}; use: {', '.join(sorted(valid))}",
+                    EXIT_USAGE)
 
     def body(store: Any, s: _Settings) -> int:
         inc, changed = store.set_impacts(args.id, [Impact(c) for c in codes],
@@ -486,7 +432,7 @@ def _impact(args: argparse.Namespace) -> int:
 def _system(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
         inc, changed = store.set_system(args.id, by=_user(args.by),
-                                        name=_text(args.system) if args.system else None,
+                                        name=clean_text(args.system) if args.system else None,
                                         level=args.level, national_critical=args.critical)
         return _changed(inc, changed, f"system {inc.system_name or '-'}, level "
                         f"{inc.system_level or '-'}", s.config.timezone)
@@ -501,9 +447,9 @@ def _mark(args: argparse.Namespace) -> int:
                   "reported": store.reported}[args.verb]
         inc, changed = method(args.id, at, by=by)
         zone = s.config.timezone
-        what = {"response-ended": f"response ended at {_local(inc.response_ended_at, zone)}",
-                "notified": f"notification sent at {_local(inc.notified_at, zone)}",
-                "reported": f"final report sent at {_local(inc.reported_at, zone)}"}
+        what = {"response-ended": f"response ended at {in_zone(inc.response_ended_at, zone)}",
+                "notified": f"notification sent at {in_zone(inc.notified_at, zone)}",
+                "reported": f"final report sent at {in_zone(inc.reported_at, zone)}"}
         return _changed(inc, changed, what[args.verb], s.config.timezone)
 
     return _run(args, body)
@@ -514,7 +460,7 @@ def _close(args: argparse.Namespace) -> int:
         inc, changed = store.close_incident(args.id, by=_user(args.by))
         code = _changed(inc, changed, "closed", s.config.timezone)
         if inc.reported_at is None:
-            print(f"  the final report is still due by {_local(inc.report_due, s.config.timezone)}"
+            print(f"  the final report is still due by {in_zone(inc.report_due, s.config.timezone)}"
                   f": socd incident doc {inc.id} --kind final")
         return code
 
@@ -531,19 +477,18 @@ def _list(args: argparse.Namespace) -> int:
         found = store.find(open_only=args.open, overdue_at=now if args.overdue else None)
         if args.json:
             for inc in found:
-                print(_dump(inc.as_dict(now)))
+                print(json_line(inc.as_dict(now)))
             return EXIT_OK
         if not found:
             print("no incidents match")
             return EXIT_OK
         zone = s.config.timezone
-        rows = [(i.id, _local(i.opened_at, zone), i.status, i.severity or "-",
-                 "yes" if i.serious else "-", _local(i.notify_due, zone),
-                 _local(i.report_due, zone), ",".join(d.value for d in i.overdue(now)) or "-",
+        rows = [(i.id, in_zone(i.opened_at, zone), i.status, i.severity or "-",
+                 "yes" if i.serious else "-", in_zone(i.notify_due, zone),
+                 in_zone(i.report_due, zone), ",".join(d.value for d in i.overdue(now)) or "-",
                  i.title if len(i.title) <= 50 else i.title[:49] + "…") for i in found]
-        widths = [max(len(h), *(len(r[n]) for r in rows)) for n, h in enumerate(_HEADS)]
-        for row in (_HEADS, *rows):
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        for line in table([_HEADS, *rows]):
+            print(line)
         return EXIT_OK
 
     return _run(args, body, readonly=True)
@@ -563,7 +508,7 @@ def _show(args: argparse.Namespace) -> int:
             finally:
                 audit.close()
         if args.json:
-            print(_dump({**inc.as_dict(now), "history": [h.as_dict() for h in history]}))
+            print(json_line({**inc.as_dict(now), "history": [h.as_dict() for h in history]}))
             return EXIT_OK
         zone = s.config.timezone
         print(f"Incident {inc.id}: {inc.title}")
@@ -578,10 +523,10 @@ def _show(args: argparse.Namespace) -> int:
                                   zip(inc.impacts, inc.impact_labels(), strict=True)) or "-"),
             ("Beyond capacity", "yes" if inc.beyond_capacity else "no"),
             ("Description", inc.description or "-"),
-            ("Discovered", _local(inc.discovered_at, zone)),
-            ("Opened", f"{_local(inc.opened_at, zone)} by {inc.opened_by}"),
-            ("Response ended", _local(inc.response_ended_at, zone)),
-            ("Closed", _local(inc.closed_at, zone)),
+            ("Discovered", in_zone(inc.discovered_at, zone)),
+            ("Opened", f"{in_zone(inc.opened_at, zone)} by {inc.opened_by}"),
+            ("Response ended", in_zone(inc.response_ended_at, zone)),
+            ("Closed", in_zone(inc.closed_at, zone)),
         ]
         for label, value in fields:
             print(f"  {label + ':':<16} {value}")
@@ -590,20 +535,20 @@ def _show(args: argparse.Namespace) -> int:
 
         for d in Deadline:
             due = inc.due(d)
-            when = (_local(due.isoformat(), zone) if due
+            when = (in_zone(due.isoformat(), zone) if due
                     else "(starts when the response ends)")
-            print(f"  {d.value:<13} due {when:<32} done {_local(inc.done_at(d), zone):<17} "
+            print(f"  {d.value:<13} due {when:<32} done {in_zone(inc.done_at(d), zone):<17} "
                   f"{inc.compliance(d, now)}")
         print(f"Alerts ({len(inc.alerts)}):")
         for a in inc.alerts:
             print(f"  {a}")
         print(f"Actions ({len(inc.actions)}):")
         for act in inc.actions:
-            print(f"  {_local(act.ts, zone)}  layer {act.layer}  {act.by}: {act.text}")
+            print(f"  {in_zone(act.ts, zone)}  layer {act.layer}  {act.by}: {act.text}")
         print("History (audit log):")
         for h in history:
-            print(f"  #{h.seq}  {_local(h.ts, zone)}  {h.action:<15} by {h.actor}  "
-                  f"{_dump(h.details)}")
+            print(f"  #{h.seq}  {in_zone(h.ts, zone)}  {h.action:<15} by {h.actor}  "
+                  f"{json_line(h.details)}")
         return EXIT_OK
 
     return _run(args, body, readonly=True)
@@ -630,114 +575,10 @@ def _doc(args: argparse.Namespace) -> int:
                       contact=s.config.contact, zone=s.config.timezone)
         data = render(ctx, args.format)
         if args.out:
-            from socd.identity import as_invoker
-
-            tmp = f"{args.out}.tmp"
-            with as_invoker(), open(tmp, "wb") as fh:  # the operator's file, not state
-                fh.write(data)
-            with as_invoker():
-                os.replace(tmp, args.out)
+            write_output(args.out, data)
             print(f"{inc.id}: {args.kind} document written to {args.out} ({len(data)} bytes)")
         else:
-            sys.stdout.flush()
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            write_stdout(data)
         return EXIT_OK
 
     return _run(args, body, readonly=True)
-
-
-# -- audit -----------------------------------------------------------------------------------
-
-
-def _audit_path(args: argparse.Namespace) -> str:
-    from socd import config as config_mod
-
-    return audit_db_path(config_mod.load(args.config))
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from socd.audit import AuditError, anchor_path, read_anchor, verify
-
-    path = _audit_path(args)
-    head = None
-    if args.head:
-        seq, _, value = args.head.partition(":")
-        if not seq.isdigit() or len(value) != 64:
-            print("socd: --head is SEQ:HASH (the 64 hex digits `socd audit verify` printed)",
-                  file=sys.stderr)
-            return EXIT_USAGE
-        head = (int(seq), value.lower())
-    if args.allow_unkeyed_before is not None and args.allow_unkeyed_before < 1:
-        print("socd: --allow-unkeyed-before is a record number (1 or more)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        if not os.path.exists(path):
-            anchored = read_anchor(anchor_path(path)) or head
-            if anchored is not None:
-                print(f"socd: the audit log {path} is MISSING but records up to "
-                      f"{anchored[0]} were written: it was deleted", file=sys.stderr)
-                return EXIT_FAILURE
-            print(f"no audit log at {path} yet (nothing recorded)")
-            return EXIT_OK
-        result = verify(path, expected_head=head,
-                        allow_unkeyed_before=args.allow_unkeyed_before)
-    except AuditError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except sqlite3.Error as exc:
-        print(f"socd: audit log {path}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    if result.ok:
-        print(f"audit log OK: {result.records} records, chain intact ({path})")
-        print(f"head: {result.head_seq}:{result.head_hash}")
-        print("(write the head in the paper log; `socd audit verify --head SEQ:HASH` checks "
-              "it later)")
-        return EXIT_OK
-    if any(p.kind == "unkeyed" for p in result.problems):
-        print(f"socd: audit log {path} is NOT PROTECTED by SOCD_AUDIT_KEY; first bad record: "
-              f"seq {result.first_bad_seq}", file=sys.stderr)
-    else:
-        print(f"socd: audit log {path} was ALTERED; first bad record: seq "
-              f"{result.first_bad_seq}", file=sys.stderr)
-    for problem in result.problems:
-        print(f"  seq {problem.seq} [{problem.kind}]: {problem.message}", file=sys.stderr)
-    if result.key_starts_at is not None:
-        print(f"(if your paper log says the key was configured before record "
-              f"{result.key_starts_at}, verify with --allow-unkeyed-before "
-              f"{result.key_starts_at})", file=sys.stderr)
-    return EXIT_FAILURE
-
-
-def _audit_show(args: argparse.Namespace) -> int:
-    from socd.audit import AuditLog
-    from socd.incidents.config import incidents_config
-
-    path = _audit_path(args)
-    if not os.path.exists(path):
-        print(f"no audit log at {path} yet (nothing recorded)")
-        return EXIT_OK
-    if args.limit < 1:
-        print("socd: --limit must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    from socd import config as config_mod
-
-    zone = incidents_config(config_mod.load(args.config).document).timezone
-    audit = AuditLog(path)
-    try:
-        obj = args.object
-        if obj and obj.upper().startswith("SC-"):
-            from socd.incidents.store import normalize_id
-
-            obj = normalize_id(obj)
-        for rec in audit.records(obj, limit=args.limit):
-            if args.json:
-                print(_dump(rec.as_dict()))
-            else:
-                print(f"#{rec.seq}  {_local(rec.ts, zone)}  {rec.object_type} "
-                      f"{rec.object_id[:16]}  {rec.action}  by {rec.actor}  {_dump(rec.details)}")
-    finally:
-        audit.close()
-    return EXIT_OK

@@ -16,21 +16,33 @@ import argparse
 import os
 import sqlite3
 import sys
-import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import orjson
+from socd.cli.common import (
+    BY_HELP,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    TRY_AGAIN,
+    On,
+    SinkChoiceError,
+    Subparsers,
+    UsageError,
+    WithConfig,
+    choose_sink,
+    clean_text,
+    fail,
+    json_line,
+    run_guarded,
+    sinks_of_type,
+    table,
+)
 
-from socd.errors import SocdError
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-_BY_HELP = ("who acts, recorded in the history (default: $SUDO_USER, else the login name; "
-            "required when that is only the service account, as under runuser -u socd)")
 _STATUS_CHOICES = ("new", "acknowledged", "false_positive", "resolved")
 
 
-def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers, with_config: WithConfig) -> None:
     alert = sub.add_parser("alert", help="the alert lifecycle: list, show, ack, resolve, "
                            "false-positive, assign, stats")
     actions = alert.add_subparsers(dest="alert_command", required=True, metavar="ACTION")
@@ -66,7 +78,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
         p = actions.add_parser(verb, help=text)
         common(p)
         p.add_argument("id", metavar="ID", help="the alert id (event.hash) or a unique prefix")
-        p.add_argument("--by", default=None, help=_BY_HELP)
+        p.add_argument("--by", default=None, help=BY_HELP)
         p.add_argument("--note", default=None, help="why; kept in the history")
         p.set_defaults(handler=_change, status=status)
 
@@ -74,7 +86,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     common(p)
     p.add_argument("id", metavar="ID")
     p.add_argument("--to", required=True, help="the new assignee ('' to unassign)")
-    p.add_argument("--by", default=None, help=_BY_HELP)
+    p.add_argument("--by", default=None, help=BY_HELP)
     p.add_argument("--note", default=None)
     p.set_defaults(handler=_assign)
 
@@ -90,33 +102,17 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
 # -- settings --------------------------------------------------------------------------------
 
 
-class _Usage(SocdError):
-    """A usage or configuration problem: exit 2."""
-
-
 def _settings(args: argparse.Namespace) -> tuple[str, list[tuple[str, Any]]]:
     """(store path, [(name, elasticsearch sink config)]) from the config."""
     from socd import config as config_mod
     from socd.config import resolve_path
 
     cfg = config_mod.load(args.config)
-    stores = {n: p.config for n, p in cfg.sinks.items()
-              if getattr(p.config, "type", None) == "sqlite"}
-    if args.sink:
-        if args.sink not in stores:
-            raise _Usage(f"no sqlite sink named {args.sink!r} in {cfg.file} "
-                         f"(sqlite sinks: {', '.join(sorted(stores)) or 'none'})")
-        store_cfg = stores[args.sink]
-    elif len(stores) == 1:
-        store_cfg = next(iter(stores.values()))
-    elif stores:
-        raise _Usage(f"{cfg.file} has several sqlite sinks; choose one with --sink: "
-                     f"{', '.join(sorted(stores))}")
-    else:
-        raise _Usage(f"{cfg.file} has no `sqlite` sink: `socd alert` works on the embedded "
-                     "alert store (add a sink of type sqlite; see docs/alerts.md)")
-    es = [(n, p.config) for n, p in cfg.sinks.items()
-          if getattr(p.config, "type", None) == "elasticsearch"]
+    store_cfg = choose_sink(cfg, "sqlite", args.sink)
+    if store_cfg is None:
+        raise UsageError(f"{cfg.file} has no `sqlite` sink: `socd alert` works on the "
+                         "embedded alert store (add a sink of type sqlite; see docs/alerts.md)")
+    es = list(sinks_of_type(cfg, "elasticsearch").items())
     return resolve_path(cfg.state_dir, store_cfg.path), es
 
 
@@ -124,44 +120,40 @@ def _open(path: str) -> Any:
     from socd.store import AlertStore
 
     if not os.path.exists(path):
-        raise _Usage(f"the alert store {path} does not exist yet (the daemon creates it "
-                     "when it stores the first alert)")
+        raise UsageError(f"the alert store {path} does not exist yet (the daemon creates it "
+                         "when it stores the first alert)")
     return AlertStore(path)
 
 
 def _run(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], int]) -> int:
+    """Open the alert store the command works on and run ``body`` on it (and the
+    Elasticsearch sinks), its errors as messages and exit codes."""
     from socd.alerts import AlertError, AmbiguousAlertId
 
     try:
         path, es = _settings(args)
         store = _open(path)
-    except _Usage as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (UsageError, SinkChoiceError) as exc:
+        return fail(exc, EXIT_USAGE)
     except sqlite3.Error as exc:
-        print(f"socd: cannot open the alert store: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    try:
-        return body(store, es)
-    except AmbiguousAlertId as exc:
+        return fail(f"cannot open the alert store: {exc}")
+
+    def ambiguous(exc: AmbiguousAlertId) -> int:
         print(f"socd: {exc}:", file=sys.stderr)
         for alert_id in exc.candidates:
             alert = store.get(alert_id)
             print(f"  {_line(alert) if alert else alert_id}", file=sys.stderr)
         print(f"hint: {exc.hint}", file=sys.stderr)
         return EXIT_FAILURE
-    except AlertError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return EXIT_FAILURE
-    except ValueError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except sqlite3.Error as exc:  # e.g. locked longer than the busy timeout
-        print(f"socd: alert store {path}: {exc}", file=sys.stderr)
-        print("hint: try again; nothing was changed", file=sys.stderr)
-        return EXIT_FAILURE
+
+    try:
+        return run_guarded(
+            lambda: body(store, es),
+            On(AmbiguousAlertId, ambiguous),
+            On(AlertError, EXIT_FAILURE),
+            On(ValueError, EXIT_USAGE),
+            # e.g. locked longer than the busy timeout
+            On(sqlite3.Error, lambda exc: fail(f"alert store {path}: {exc}", hint=TRY_AGAIN)))
     finally:
         store.close()
 
@@ -175,7 +167,7 @@ def _user(value: str | None) -> str:
 
 
 def _note(value: str | None) -> str | None:
-    return unicodedata.normalize("NFC", value.strip()) if value and value.strip() else None
+    return clean_text(value) if value and value.strip() else None
 
 
 # -- output ----------------------------------------------------------------------------------
@@ -224,18 +216,6 @@ _COLUMNS = ("ID", "TIME (+07)", "SEVERITY", "UNIT", "RULE", "HOST/IP", "STATUS",
 _WIDTHS = (10, 16, 12, 24, 40, 20, 30, 16)
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(_COLUMNS[i]), *(len(r[i]) for r in rows)]) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
-
-
-def _dump(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
 # -- handlers --------------------------------------------------------------------------------
 
 
@@ -243,8 +223,7 @@ def _list(args: argparse.Namespace) -> int:
     from socd.alerts import SHORT_ID, local_time, parse_since
 
     if args.limit < 1:
-        print("socd: --limit must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("--limit must be at least 1", EXIT_USAGE)
 
     def body(store: Any, _es: Any) -> int:
         since = parse_since(args.since) if args.since else None
@@ -254,7 +233,7 @@ def _list(args: argparse.Namespace) -> int:
                             since_ms=int(since.timestamp() * 1000) if since else None)
         if args.json:
             for alert in alerts:
-                print(_dump(alert.event()))
+                print(json_line(alert.event()))
             return EXIT_OK
         if not alerts:
             print("no alerts match")
@@ -263,7 +242,7 @@ def _list(args: argparse.Namespace) -> int:
                  _cut(a.unit, _WIDTHS[3]), _cut(_rule(a), _WIDTHS[4]),
                  _cut(_where(a), _WIDTHS[5]), _status(a.status), _cut(a.assignee, _WIDTHS[7]))
                 for a in alerts]
-        print(_table(rows))
+        print("\n".join(table([_COLUMNS, *rows])))
         return EXIT_OK
 
     return _run(args, body)
@@ -276,10 +255,11 @@ def _show(args: argparse.Namespace) -> int:
         alert = store.get(resolve_id(store, args.id))
         history = store.history(alert.id)
         if args.json:
-            print(_dump({"event": alert.event(),
-                         "history": [{"ts": h.ts, "action": h.action,
-                                      "status_from": h.status_from, "status_to": h.status_to,
-                                      "by": h.by, "note": h.note} for h in history]}))
+            print(json_line({"event": alert.event(),
+                             "history": [{"ts": h.ts, "action": h.action,
+                                          "status_from": h.status_from,
+                                          "status_to": h.status_to,
+                                          "by": h.by, "note": h.note} for h in history]}))
             return EXIT_OK
         event = alert.event()
         fields = [
@@ -377,7 +357,7 @@ def _assign(args: argparse.Namespace) -> int:
     from socd.alerts import assign, resolve_id
 
     def body(store: Any, es: list[tuple[str, Any]]) -> int:
-        to = unicodedata.normalize("NFC", args.to.strip()) or None
+        to = clean_text(args.to) or None
         outcome = assign(store, resolve_id(store, args.id), to, by=_user(args.by),
                          note=_note(args.note))
         print(outcome.message)
@@ -397,11 +377,9 @@ def _push(alert: Any, es: list[tuple[str, Any]]) -> int:
             state = "updated" if result.updated else "already up to date"
             print(f"elasticsearch sink {name}: {state}")
             continue
-        code = EXIT_FAILURE
-        print(f"socd: Elasticsearch (sink {name}) was NOT updated: {result.error}. "
-              "The alert store was updated.", file=sys.stderr)
-        print("hint: run the same command again once Elasticsearch is reachable and the "
-              "alert is indexed; it is safe to repeat", file=sys.stderr)
+        code = fail(f"Elasticsearch (sink {name}) was NOT updated: {result.error}. The alert "
+                    "store was updated.", hint="run the same command again once Elasticsearch "
+                    "is reachable and the alert is indexed; it is safe to repeat")
     return code
 
 
@@ -413,9 +391,9 @@ def _stats(args: argparse.Namespace) -> int:
         by_status = status_counts(store, since)
         rules = false_positive_counts(store, since, include_zero=args.all_rules)
         if args.json:
-            print(_dump({"since": since.isoformat() if since else None,
-                         "by_status": {s.value: n for s, n in by_status.items()},
-                         "false_positives_by_rule": [r.as_dict() for r in rules]}))
+            print(json_line({"since": since.isoformat() if since else None,
+                             "by_status": {s.value: n for s, n in by_status.items()},
+                             "false_positives_by_rule": [r.as_dict() for r in rules]}))
             return EXIT_OK
         total = sum(by_status.values())
         scope = f" since {since.isoformat(timespec='minutes')}" if since else ""
@@ -429,11 +407,8 @@ def _stats(args: argparse.Namespace) -> int:
         rows = [(_cut(r.rule_id or "-", 24), _cut(r.rule_name or "-", 48), str(r.false_positives),
                  str(r.total), f"{r.ratio:.1%}") for r in rules]
         heads = ("RULE", "NAME", "FP", "TOTAL", "FP RATIO")
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
-        for row in (heads, *rows):
-            cells = [c.ljust(w) if i < 2 else c.rjust(w)
-                     for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-            print("  " + "  ".join(cells).rstrip())
+        for line in table([heads, *rows], right=(2, 3, 4), indent="  "):
+            print(line)
         return EXIT_OK
 
     return _run(args, body)

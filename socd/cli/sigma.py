@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+
+from socd.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Subparsers, WithConfig, write_output
 
 
-def add_import_sigma(rules_subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = rules_subparsers.add_parser(
+def add_import_sigma(rules_subparsers: Subparsers) -> argparse.ArgumentParser:
+    p = rules_subparsers.add_parser(
         "import-sigma", help="convert Sigma rules into a socd rule file",
         description="Convert Sigma rules (files, or directories searched recursively for "
         "*.yml/*.yaml) into socd rules. Rules that cannot be converted are reported on "
@@ -33,7 +34,7 @@ def add_import_sigma(rules_subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def register(sub: Any, with_config: Any = None) -> None:
+def register(sub: Subparsers, with_config: WithConfig | None = None) -> None:
     """Stand-alone registration: a ``rules`` group holding only ``import-sigma``."""
     rules = sub.add_parser("rules", help="inspect and import detection rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -46,18 +47,15 @@ def run_import_sigma(args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if p != "-" and not os.path.exists(p)]
     if missing:
         print(f"socd: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     conv = sigma.convert_paths(args.paths, keep_unmapped=args.keep_unmapped,
                                id_prefix=args.id_prefix)
     text = sigma.to_yaml(conv, args.paths)
     if args.output:
-        tmp = f"{args.output}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, args.output)
+        write_output(args.output, text)
     else:
         sys.stdout.write(text)
     if not args.quiet:
         for line in sigma.report_lines(conv):
             print(line, file=sys.stderr)
-    return 0 if conv.ok else 1
+    return EXIT_OK if conv.ok else EXIT_FAILURE

@@ -16,15 +16,26 @@ be read, 2 usage or configuration.
 from __future__ import annotations
 
 import argparse
-import os
+import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+from socd.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    On,
+    Subparsers,
+    WithConfig,
+    fail,
+    json_line,
+    run_guarded,
+    write_output,
+)
 
 
-def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(sub: Subparsers, with_config: WithConfig) -> None:
     share = sub.add_parser("share", help="layer-4 sharing: STIX/MISP export, TAXII/MISP "
                            "push, exchange log")
     actions = share.add_subparsers(dest="share_command", required=True, metavar="ACTION")
@@ -59,19 +70,11 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -
     p.set_defaults(handler=_exchanges)
 
 
-def sharing_config(config: Any) -> Any:
-    """The ``sharing:`` section of a loaded config (defaults when absent)."""
-    from socd.sharing.config import SharingConfig
-
-    value = getattr(config.document, "sharing", None)
-    return value if value is not None else SharingConfig()
-
-
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     from socd import config as config_mod
 
     cfg = config_mod.load(args.config)
-    return cfg, sharing_config(cfg)
+    return cfg, cfg.document.sharing
 
 
 def _dataset(args: argparse.Namespace, cfg: Any) -> Any:
@@ -81,18 +84,9 @@ def _dataset(args: argparse.Namespace, cfg: Any) -> Any:
 
 
 def _guard(body: Callable[[], int]) -> int:
-    import sqlite3
-
     from socd.sharing.data import SharingError
 
-    try:
-        return body()
-    except SharingError as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except sqlite3.Error as exc:
-        print(f"socd: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    return run_guarded(body, On(SharingError, EXIT_USAGE), On(sqlite3.Error, EXIT_FAILURE))
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -114,13 +108,7 @@ def _export(args: argparse.Namespace) -> int:
             text = orjson.dumps(event, option=orjson.OPT_INDENT_2).decode() + "\n"
             summary = f"{len(event['Event']['Attribute'])} MISP attributes"
         if args.out and args.out != "-":
-            from socd.identity import as_invoker
-
-            tmp = f"{args.out}.tmp"
-            with as_invoker():  # the operator's file, not socd's state
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                os.replace(tmp, args.out)
+            write_output(args.out, text)
             print(f"socd: {summary} ({len(data.observations)} observed IoCs in "
                   f"{data.alerts} alerts) written to {args.out}", file=sys.stderr)
         else:
@@ -138,9 +126,8 @@ def _push(args: argparse.Namespace) -> int:
         cfg, sharing = _load(args)
         if args.target not in sharing.targets:
             known = ", ".join(sorted(sharing.targets)) or "none configured"
-            print(f"socd: no sharing target {args.target!r} in {cfg.file} (targets: {known})",
-                  file=sys.stderr)
-            return EXIT_USAGE
+            return fail(f"no sharing target {args.target!r} in {cfg.file} (targets: {known})",
+                        EXIT_USAGE)
         data = _dataset(args, cfg)
         result = push(data, sharing, args.target, config_dir=cfg.config_dir,
                       log_path=records.db_path(cfg))
@@ -148,18 +135,15 @@ def _push(args: argparse.Namespace) -> int:
         if result.ok:
             print(f"socd: pushed {result.objects} objects to {args.target}: {result.detail}")
             return EXIT_OK
-        print(f"socd: push to {args.target} failed: {result.detail}", file=sys.stderr)
-        print(f"hint: recorded as exchange #{result.exchange_id} (failure); see `socd share "
-              "exchanges`", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(f"push to {args.target} failed: {result.detail}",
+                    hint=f"recorded as exchange #{result.exchange_id} (failure); see `socd "
+                    "share exchanges`")
 
     return _guard(body)
 
 
 def _exchanges(args: argparse.Namespace) -> int:
     def body() -> int:
-        import orjson
-
         from socd.alerts import local_time
         from socd.sharing import records
 
@@ -167,7 +151,7 @@ def _exchanges(args: argparse.Namespace) -> int:
         rows = records.exchanges(records.db_path(cfg), limit=args.limit, target=args.target)
         if args.json:
             for row in rows:
-                sys.stdout.write(orjson.dumps(row.as_dict()).decode() + "\n")
+                sys.stdout.write(json_line(row.as_dict()) + "\n")
             return EXIT_OK
         if not rows:
             print("no exchanges yet")
@@ -183,20 +167,3 @@ def _exchanges(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _guard(body)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``socd share`` on its own (``python -m socd.share_cli``)."""
-    parser = argparse.ArgumentParser(prog="socd")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-c", "--config", default=os.environ.get("SOCD_CONFIG"))
-
-    register(sub, with_config)
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

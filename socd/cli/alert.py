@@ -38,6 +38,7 @@ from socd.cli.common import (
     sinks_of_type,
     table,
 )
+from socd.identity import actor  # --by, else who ran sudo, else the login name
 
 _STATUS_CHOICES = ("new", "acknowledged", "false_positive", "resolved")
 
@@ -156,14 +157,6 @@ def _run(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], 
             On(sqlite3.Error, lambda exc: fail(f"alert store {path}: {exc}", hint=TRY_AGAIN)))
     finally:
         store.close()
-
-
-def _user(value: str | None) -> str:
-    """--by, else the person behind sudo, else the login name; never the service
-    account alone (a ValueError: usage). See socd.identity.actor."""
-    from socd.identity import actor
-
-    return actor(value)
 
 
 def _note(value: str | None) -> str | None:
@@ -344,7 +337,7 @@ def _change(args: argparse.Namespace) -> int:
     from socd.alerts import Status, resolve_id, set_status
 
     def body(store: Any, es: list[tuple[str, Any]]) -> int:
-        by, note = _user(args.by), _note(args.note)
+        by, note = actor(args.by), _note(args.note)
         outcome = set_status(store, resolve_id(store, args.id), Status(args.status),
                              by=by, note=note)
         print(outcome.message)
@@ -358,7 +351,7 @@ def _assign(args: argparse.Namespace) -> int:
 
     def body(store: Any, es: list[tuple[str, Any]]) -> int:
         to = clean_text(args.to) or None
-        outcome = assign(store, resolve_id(store, args.id), to, by=_user(args.by),
+        outcome = assign(store, resolve_id(store, args.id), to, by=actor(args.by),
                          note=_note(args.note))
         print(outcome.message)
         return _push(outcome.alert, es)

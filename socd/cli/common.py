@@ -64,6 +64,12 @@ def with_config(parser: argparse.ArgumentParser) -> None:
                         "system); variables already set win")
 
 
+# `--by` of the commands that record who changed an alert or an incident.
+BY_HELP: Final = ("who acts, recorded in the history (default: $SUDO_USER, else the login "
+                  "name; required when that is only the service account, as under runuser "
+                  "-u socd)")
+
+
 # -- errors and exit codes -----------------------------------------------------------------
 
 
@@ -131,18 +137,13 @@ def permission_message(exc: PermissionError) -> str:
     return text
 
 
-BY_HELP: Final = ("who acts, recorded in the history (default: $SUDO_USER, else the login "
-                  "name; required when that is only the service account, as under runuser "
-                  "-u socd)")
-
-
 # -- which sink ----------------------------------------------------------------------------
 
 
 class SinkChoiceError(SocdError):
     """``--sink`` names no sink of the type, or the config has several and none was
-    named. ``socd alert``, ``incident`` and ``share`` report it as a usage error (exit
-    2); ``socd block`` leaves it to :func:`socd.cli.main` (exit 1), as it always has."""
+    named. ``socd alert`` and ``socd incident`` report it as a usage error (exit 2);
+    ``socd block`` leaves it to :func:`socd.cli.main` (exit 1), as it always has."""
 
 
 def sinks_of_type(cfg: Config, kind: str) -> dict[str, Any]:

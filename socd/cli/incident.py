@@ -42,6 +42,7 @@ from socd.cli.common import (
     write_output,
     write_stdout,
 )
+from socd.identity import actor  # --by, else who ran sudo, else the login name
 
 if TYPE_CHECKING:
     from socd.alerts import AlertError
@@ -265,12 +266,6 @@ def _no_incidents(args: argparse.Namespace, path: str) -> int:
     return fail(f"no incident {args.id}: no incident was opened yet ({path} does not exist)")
 
 
-def _user(value: str | None) -> str:
-    from socd.identity import actor
-
-    return actor(value)
-
-
 def _when(text: str | None) -> datetime:
     from socd.alerts import parse_since
 
@@ -343,7 +338,7 @@ def _summary(inc: Any, zone: str) -> str:
 
 def _open(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
-        by = _user(args.by)
+        by = actor(args.by)
         stored = _stored_alerts(s, args.alert)
         alerts = [(a.id, a.severity, a.unit) for a in stored]
         level, origin = args.level, ""
@@ -376,7 +371,7 @@ def _add(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
         store.get(args.id)  # a missing incident before a missing alert store
         inc, changed = store.add_alerts(args.id, _resolve_alerts(s, args.alert),
-                                        by=_user(args.by))
+                                        by=actor(args.by))
         return _changed(inc, changed, f"{len(inc.alerts)} alerts linked", s.config.timezone)
 
     return _run(args, body)
@@ -385,7 +380,7 @@ def _add(args: argparse.Namespace) -> int:
 def _assign(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
         to = clean_text(args.to) or None
-        inc, changed = store.assign(args.id, to, by=_user(args.by))
+        inc, changed = store.assign(args.id, to, by=actor(args.by))
         return _changed(inc, changed, f"assigned to {to}" if to else "unassigned",
                         s.config.timezone)
 
@@ -398,7 +393,7 @@ def _action(args: argparse.Namespace) -> int:
 
         if not args.text.strip():
             raise ValueError("--text is empty")
-        inc = store.add_action(args.id, args.layer, clean_text(args.text), by=_user(args.by))
+        inc = store.add_action(args.id, args.layer, clean_text(args.text), by=actor(args.by))
         print(f"{inc.id}: action recorded ({LAYER_LABELS[args.layer]}); "
               f"{len(inc.actions)} actions")
         return EXIT_OK
@@ -418,7 +413,7 @@ def _impact(args: argparse.Namespace) -> int:
 
     def body(store: Any, s: _Settings) -> int:
         inc, changed = store.set_impacts(args.id, [Impact(c) for c in codes],
-                                         by=_user(args.by), beyond_capacity=args.beyond)
+                                         by=actor(args.by), beyond_capacity=args.beyond)
         code = _changed(inc, changed, "impacts: " + (", ".join(inc.impact_labels()) or "none"),
                         s.config.timezone)
         if inc.serious:
@@ -431,7 +426,7 @@ def _impact(args: argparse.Namespace) -> int:
 
 def _system(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
-        inc, changed = store.set_system(args.id, by=_user(args.by),
+        inc, changed = store.set_system(args.id, by=actor(args.by),
                                         name=clean_text(args.system) if args.system else None,
                                         level=args.level, national_critical=args.critical)
         return _changed(inc, changed, f"system {inc.system_name or '-'}, level "
@@ -442,7 +437,7 @@ def _system(args: argparse.Namespace) -> int:
 
 def _mark(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
-        at, by = _when(args.at), _user(args.by)
+        at, by = _when(args.at), actor(args.by)
         method = {"response-ended": store.response_ended, "notified": store.notified,
                   "reported": store.reported}[args.verb]
         inc, changed = method(args.id, at, by=by)
@@ -457,7 +452,7 @@ def _mark(args: argparse.Namespace) -> int:
 
 def _close(args: argparse.Namespace) -> int:
     def body(store: Any, s: _Settings) -> int:
-        inc, changed = store.close_incident(args.id, by=_user(args.by))
+        inc, changed = store.close_incident(args.id, by=actor(args.by))
         code = _changed(inc, changed, "closed", s.config.timezone)
         if inc.reported_at is None:
             print(f"  the final report is still due by {in_zone(inc.report_due, s.config.timezone)}"

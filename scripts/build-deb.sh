@@ -102,7 +102,7 @@ install -m 0644 "$src/deploy/systemd/socd.service" "$src/deploy/systemd/socd-blo
 install -m 0644 "$src/deploy/systemd/socd.sysusers" "$stage/usr/lib/sysusers.d/socd.conf"
 # The installers' marker: the socd command then defaults to /etc/socd/socd.yaml, its
 # environment file and the service user, and acts as that user on its state
-# (socd/install.py).
+# (socd/config/install.py).
 install -d -m 0755 "$venv/share/socd"
 printf 'SOCD_ETC=/etc/socd\nSOCD_SERVICE_USER=socd\n' > "$venv/share/socd/install.env"
 chmod 0644 "$venv/share/socd/install.env"

@@ -160,7 +160,7 @@ install -d -m 0755 "$doc/examples/socd.service.d"
 done
 # The installers' marker: the socd command then defaults to ETC/socd.yaml, its
 # environment file and the service user, and acts as that user on its state
-# (socd/install.py).
+# (socd/config/install.py).
 install -d -m 0755 "$venv/share/socd"
 printf 'SOCD_ETC=%s\nSOCD_SERVICE_USER=socd\n' "$etc" > "$venv/share/socd/install.env"
 chmod 0644 "$venv/share/socd/install.env"

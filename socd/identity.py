@@ -122,6 +122,6 @@ def _login_name() -> str:
 
 
 def _service_user() -> str:
-    from socd import install
+    from socd.config import install
 
     return install.detect().service_user

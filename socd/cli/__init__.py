@@ -12,7 +12,7 @@ This package is the only place errors become exit codes: 0 success, 1 runtime
 failure, 2 bad configuration or usage.
 
 Before a command that reads the configuration runs, :func:`_prepare` sets it up as
-the installed service would run (see :mod:`socd.install`): the environment file of the
+the installed service would run (see :mod:`socd.config.install`): the environment file of the
 unit is read (``--env-file``), the configuration defaults to the installed one (a note
 on stderr says when the embedded demo or ``$SOCD_CONFIG`` is used instead), and root
 switches to the service user before touching state it owns (:mod:`socd.identity`).
@@ -27,7 +27,7 @@ import pwd
 import sys
 from collections.abc import Sequence
 
-from socd import __version__, identity, install
+from socd import __version__, identity
 from socd import config as config_mod
 from socd.cli.common import (
     EXIT_CONFIG,
@@ -42,9 +42,10 @@ from socd.cli.common import (
     run_guarded,
     with_config,
 )
+from socd.config import install
+from socd.config.install import EnvFileError, EnvFileResult
 from socd.errors import ConfigError, HealthCheckError, PluginError, SocdError
 from socd.identity import UnknownActor
-from socd.install import EnvFileError, EnvFileResult
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from socd import config as config_mod
-from socd import identity, install
+from socd import identity
 from socd.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -22,6 +22,7 @@ from socd.cli.common import (
     json_line,
     permission_message,
 )
+from socd.config import install
 from socd.errors import ConfigError, ConfigProblem, HealthCheckError, SocdError
 
 if TYPE_CHECKING:

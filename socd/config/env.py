@@ -175,7 +175,7 @@ def _secret_slot(root: Any, loc: Loc) -> typing.Callable[[SecretStr], None] | No
 def env_hint(name: str, loc: Loc = (), *, secret: bool = False) -> str:
     """Where to set an unset variable. Never a default in the YAML for a secret: that
     would write the secret into a file meant to hold none."""
-    from socd import install
+    from socd.config import install
 
     layout = install.detect()
     where = (f"add {name}=... to {layout.env_file} (the unit's EnvironmentFile; the socd "

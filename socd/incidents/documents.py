@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo
 
-from socd.incidents.config import ContactConfig
+from socd.config import ContactConfig
 from socd.incidents.model import (
     LAYER_LABELS,
     Deadline,

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from prometheus_client import Counter, Gauge
 
-from socd.incidents.config import IncidentsConfig
+from socd.config import IncidentsConfig
 from socd.incidents.model import Deadline, Incident, iso
 from socd.incidents.store import IncidentStore
 from socd.metrics import REGISTRY
@@ -233,10 +233,9 @@ class ReminderService:
         from socd.components import instantiate
         from socd.config import Config, resolve_path
         from socd.errors import ConfigError, ConfigProblem
-        from socd.incidents.config import incidents_config
 
         assert isinstance(config, Config)
-        icfg = incidents_config(config.document)
+        icfg = config.document.incidents
         missing = [n for n in icfg.notifiers if n not in config.notifiers]
         if missing:
             raise ConfigError([ConfigProblem(config.file, "incidents.notifiers",

@@ -18,11 +18,14 @@ A host name covers itself and every name below it (``tinh.gov.vn`` covers
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from socd import netaddr
 from socd.ioc.normalize import IndicatorError, event_domain, ip_int, normalize_domain
+
+if TYPE_CHECKING:
+    from socd.config import AllowlistConfig, Config
 
 Network = netaddr.IPNetwork
 
@@ -66,7 +69,8 @@ class Allowlist:
         return cls(cidrs, hosts)
 
     @classmethod
-    def from_config(cls, config: Any, resolve: Any = None) -> Allowlist:
+    def from_config(cls, config: AllowlistConfig | None,
+                    resolve: Callable[[str], str] | None = None) -> Allowlist:
         """From an ``AllowlistConfig`` (cidrs, hosts, files); ``resolve`` maps file paths
         relative to the config file. Raises OSError for an unreadable file and
         ValueError for an invalid line (with file and line number)."""
@@ -199,12 +203,9 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
     return starts, ends
 
 
-def load_allowlist(config: Any) -> Allowlist:
-    """The allowlist of a loaded :class:`socd.config.Config` (empty when none is set)."""
-    section = getattr(config.document, "allowlist", None)
-    if section is None:
-        return Allowlist()
-    return Allowlist.from_config(section, resolve=config.resolve)
+def load_allowlist(config: Config) -> Allowlist:
+    """The allowlist of a loaded configuration (empty when none is set)."""
+    return Allowlist.from_config(config.document.allowlist, resolve=config.resolve)
 
 
 __all__ = ["Allowlist", "load_allowlist"]

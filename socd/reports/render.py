@@ -13,7 +13,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from socd import __version__
 from socd.errors import ConfigError, ConfigProblem, SocdError
@@ -28,6 +28,9 @@ from socd.reports.vn import (
     local_zone,
     nfc,
 )
+
+if TYPE_CHECKING:
+    from socd.config import Config
 
 FORMATS = ("md", "html", "pdf", "xlsx")
 SHEETS = {"he_thong": "Theo hệ thống giám sát", "xu_huong": "Xu hướng", "theo_ngay": "Theo ngày",
@@ -280,14 +283,14 @@ def pdf_unavailable() -> str | None:
     return None
 
 
-def check_formats(config: Any) -> None:
+def check_formats(config: Config) -> None:
     """Raise :class:`ConfigError` when the scheduled reports (``reports:`` of a loaded
-    :class:`socd.config.Config`) ask for a format this machine cannot produce: `pdf`
-    without WeasyPrint or its libraries. The default formats are ``[html, pdf]``, so
-    without this check the first Monday report failed long after ``check-config`` said OK.
+    configuration) ask for a format this machine cannot produce: `pdf` without
+    WeasyPrint or its libraries. The default formats are ``[html, pdf]``, so without
+    this check the first Monday report failed long after ``check-config`` said OK.
     """
-    reports = getattr(config.document, "reports", None)
-    if reports is None or not reports.enabled or "pdf" not in reports.formats:
+    reports = config.document.reports
+    if not reports.enabled or "pdf" not in reports.formats:
         return
     why = pdf_unavailable()
     if why is None:

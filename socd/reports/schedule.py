@@ -148,8 +148,8 @@ class ReportScheduler:
         from socd.reports.data import backend_for
         from socd.reports.sources import SideSources
 
-        config: ReportsConfig | None = getattr(cfg.document, "reports", None)
-        if config is None or not config.enabled or not config.schedules:
+        config = cfg.document.reports
+        if not config.enabled or not config.schedules:
             return None
         unknown = [n for n in config.notifiers if n not in cfg.notifiers]
         if unknown:

@@ -39,10 +39,10 @@ from socd.alerting.notifiers.email import EmailNotifier
 from socd.alerting.notifiers.mqtt import MqttNotifier
 from socd.alerting.notifiers.webhook import WebhookNotifier
 from socd.collectors.mqtt import MqttCollector
+from socd.config.sharing import SharingConfig
 from socd.deadletter import DeadLetter
 from socd.errors import HealthCheckError, NotifyError, SinkError
 from socd.plugins import PluginContext
-from socd.config.sharing import SharingConfig
 from socd.sharing.data import Dataset, Scope
 from socd.sharing.push import push
 from tests.adversarial.tls_peer import make_untrusted_cert

@@ -4,7 +4,7 @@
 An installed layout is built below a temporary folder, as the package lays it out:
 ``etc/socd/socd.yaml`` and ``socd.env`` (0640 root:<service group>), the state folder
 (0750, owned by the service user). ``SOCD_ETC`` points the install detection at it
-(socd.install), so nothing touches /etc. The service user is a system user created for
+(socd.config.install), so nothing touches /etc. The service user is a system user created for
 this module (``useradd --system``) and deleted after it. The CLI runs as processes:
 ``python -m socd`` as root, and under ``runuser -u <service user>`` as the docs say.
 

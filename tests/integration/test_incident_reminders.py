@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from socd.alerting.notifiers.webhook import WebhookNotifier
-from socd.incidents.config import IncidentsConfig
+from socd.config import IncidentsConfig
 from socd.incidents.reminders import Reminders
 from socd.incidents.store import IncidentStore
 from tests.integration.test_notifiers_http import Receiver, ctx, receiver  # noqa: F401

@@ -29,7 +29,7 @@ def series_exists(metric: str, /, **labels: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def _no_installed_socd(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Unit tests never see a socd installed on this machine (socd.install): no default
+    """Unit tests never see a socd installed on this machine (socd.config.install): no default
     /etc/socd/socd.yaml, no environment file, and root is never switched to its user."""
     monkeypatch.setenv("SOCD_ETC", "/nonexistent/socd-unit-tests")
 

@@ -1,6 +1,6 @@
 """The CLI on an installed system (issue 14, points 4-8), without touching /etc.
 
-An installed layout is a temporary folder named by ``SOCD_ETC`` (socd.install); the
+An installed layout is a temporary folder named by ``SOCD_ETC`` (socd.config.install); the
 service user is ``SOCD_SERVICE_USER``. Switching users cannot be undone in a process,
 so here the decision is checked with ``identity.become`` recorded; the real switch,
 the files it leaves and the start-up failures are checked end to end, as root and as
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from socd import access, cli, config, identity, install, sqlite
-from socd.config import UnsetSecret
+from socd import access, cli, config, identity, sqlite
+from socd.config import UnsetSecret, install
 from socd.errors import ConfigError, ListenError
 
 NOBODY = "nobody"

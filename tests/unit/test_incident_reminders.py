@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from socd.config import IncidentsConfig
 from socd.errors import NotifyError
-from socd.incidents.config import IncidentsConfig
 from socd.incidents.reminders import (
     INCIDENTS_OPEN,
     INCIDENTS_OVERDUE,

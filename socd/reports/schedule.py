@@ -41,8 +41,8 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from socd import metrics
-from socd.filemode import open_private
 from socd.config.reports import ReportsConfig, ScheduleConfig, parse_at
+from socd.filemode import open_private
 from socd.reports.periods import Kind, Period, default_period
 from socd.reports.vn import local_zone
 

@@ -53,6 +53,7 @@ from pydantic import Field
 
 from socd import metrics
 from socd.config import CollectorConfig, resolve_path
+from socd.filemode import open_private
 from socd.pipeline import durable_emit
 from socd.plugins import Ack, Emit, PluginContext, RawRecord
 
@@ -223,13 +224,11 @@ class CheckpointStore:
         directory = os.path.dirname(self.path)
         tmp = f"{self.path}.tmp"
         try:
-            os.makedirs(directory, mode=0o750, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            # Private whatever the umask (socd.filemode): 0640 in 0750 folders.
+            with open_private(tmp, append=False) as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, self.path)
             dfd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
             try:

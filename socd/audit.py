@@ -39,7 +39,6 @@ import hashlib
 import hmac
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +49,7 @@ import structlog
 
 from socd.errors import SocdError
 from socd.filemode import FILE_MODE, open_private
-from socd.sqlite import open_db
+from socd.sqlite import Schema, Store
 
 log = structlog.get_logger("socd.audit")
 
@@ -157,7 +156,24 @@ def anchor_path(db_path: str) -> str:
     return db_path + ANCHOR_SUFFIX
 
 
-class AuditLog:
+def _migrate(db: sqlite3.Connection) -> None:
+    """Give a log written before per-record modes its ``mac`` column. Its chain mode was
+    a ``meta`` row: a keyed log's records become ``hmac-sha256-v1`` (their HMAC does not
+    cover the mode, and still needs the key)."""
+    columns = {str(r[1]) for r in db.execute("PRAGMA table_info(audit)")}
+    if "mac" in columns:
+        return
+    row = db.execute("SELECT value FROM meta WHERE key = 'mac'").fetchone()
+    db.execute("ALTER TABLE audit ADD COLUMN mac TEXT NOT NULL DEFAULT 'sha256'")
+    if row is not None and row[0] == "hmac-sha256":
+        db.execute("UPDATE audit SET mac = ?", (MAC_KEYED_V1,))
+
+
+# No version row: a log is upgraded by what it lacks (_migrate), checked at every open.
+SCHEMA: Final = Schema(name="audit log", create=(*_SCHEMA, _migrate))
+
+
+class AuditLog(Store):
     """Append and read the hash chain in one SQLite file (thread-safe).
 
     ``key`` (default: ``$SOCD_AUDIT_KEY``) makes new records HMACs. Appending to a log
@@ -167,46 +183,26 @@ class AuditLog:
     :func:`verify`'s ``allow_unkeyed_before``).
     """
 
+    schema = SCHEMA
+
     def __init__(self, path: str, key: bytes | None = None, *, use_env: bool = True) -> None:
-        self.path = path
         self.key = key if key is not None else (env_key() if use_env else None)
-        self._lock = threading.Lock()
-        self._db = open_db(path, synchronous="FULL")
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    self._db.execute(statement)
-                _migrate(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.close()
-            raise
+        super().__init__(path, synchronous="FULL")
 
     def append(self, actor: str, object_type: ObjectType, object_id: str, action: str,
                details: Mapping[str, Any] | None = None) -> Record:
         """Append one record atomically and move the anchor to it."""
         details = dict(details or {})
         mac = MAC_KEYED if self.key else MAC_PLAIN
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                seq, prev = self._next_position()
-                rec = Record(seq, _now(), actor, object_type, object_id, action, details,
-                             prev, "", mac)
-                value = record_hash(rec, mac, self.key)
-                db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?)",
-                           (seq, rec.ts, actor, object_type, object_id, action,
-                            orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode(),
-                            prev, value, mac))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self.transaction() as tx:
+            seq, prev = self._next_position()
+            rec = Record(seq, _now(), actor, object_type, object_id, action, details,
+                         prev, "", mac)
+            value = record_hash(rec, mac, self.key)
+            tx.db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?)",
+                          (seq, rec.ts, actor, object_type, object_id, action,
+                           orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode(),
+                           prev, value, mac))
         try:
             write_anchor(anchor_path(self.path), seq, value, self.key)
         except OSError as exc:
@@ -236,40 +232,36 @@ class AuditLog:
         sql = ("SELECT * FROM (SELECT seq, ts, actor, object_type, object_id, action, "
                "details, prev_hash, hash, mac FROM audit WHERE (? IS NULL OR object_id = ?) "
                "ORDER BY seq DESC LIMIT ?) ORDER BY seq")
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+        with self.reading() as db:
+            rows = db.execute(sql, params).fetchall()
         for r in rows:
             yield _record(r)
 
     def head(self) -> tuple[int, str]:
-        with self._lock:
-            row = self._db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-                                   ).fetchone()
+        with self.reading() as db:
+            row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                             ).fetchone()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     def keyed_records(self) -> bool:
         """Whether any record is keyed (it then cannot be checked without the key)."""
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM audit WHERE mac <> ? LIMIT 1",
-                                   (MAC_PLAIN,)).fetchone()
+        with self.reading() as db:
+            row = db.execute("SELECT 1 FROM audit WHERE mac <> ? LIMIT 1",
+                             (MAC_PLAIN,)).fetchone()
         return row is not None
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    def first_keyed(self) -> int | None:
+        """The ``seq`` of the first keyed record, if any."""
+        with self.reading() as db:
+            row = db.execute("SELECT min(seq) FROM audit WHERE mac <> ?",
+                             (MAC_PLAIN,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Give a log written before per-record modes its ``mac`` column. Its chain mode was
-    a ``meta`` row: a keyed log's records become ``hmac-sha256-v1`` (their HMAC does not
-    cover the mode, and still needs the key)."""
-    columns = {str(r[1]) for r in db.execute("PRAGMA table_info(audit)")}
-    if "mac" in columns:
-        return
-    row = db.execute("SELECT value FROM meta WHERE key = 'mac'").fetchone()
-    db.execute("ALTER TABLE audit ADD COLUMN mac TEXT NOT NULL DEFAULT 'sha256'")
-    if row is not None and row[0] == "hmac-sha256":
-        db.execute("UPDATE audit SET mac = ?", (MAC_KEYED_V1,))
+    def record_at(self, seq: int) -> tuple[str, str] | None:
+        """(hash, mode) of record ``seq``, if it exists."""
+        with self.reading() as db:
+            row = db.execute("SELECT hash, mac FROM audit WHERE seq = ?", (seq,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
 
 
 def _note_key_start(db: sqlite3.Connection, path: str, seq: int) -> None:
@@ -483,10 +475,7 @@ def _check_chain(audit: AuditLog, result: Verification, key: bytes | None,
 def _unkeyed_problem(audit: AuditLog, result: Verification, unkeyed: list[int]) -> Problem:
     first, count = unkeyed[0], len(unkeyed)
     span = f"record {first}" if count == 1 else f"{count} records from {first} on"
-    with audit._lock:
-        row = audit._db.execute("SELECT min(seq) FROM audit WHERE mac <> ?",
-                                (MAC_PLAIN,)).fetchone()
-    first_keyed = int(row[0]) if row and row[0] is not None else None
+    first_keyed = audit.first_keyed()
     if first_keyed is not None and first_keyed == unkeyed[-1] + 1 \
             and unkeyed == list(range(first, first_keyed)):
         result.key_starts_at = first_keyed
@@ -562,10 +551,8 @@ def _legacy_head(audit: AuditLog, result: Verification, data: Mapping[str, Any])
     append: accepted only while it names the head and the head is such a record."""
     if int(data["seq"]) != result.head_seq:
         return False
-    with audit._lock:
-        row = audit._db.execute("SELECT mac FROM audit WHERE seq = ?", (result.head_seq,)
-                                ).fetchone()
-    return row is not None and row[0] == MAC_KEYED_V1
+    found = audit.record_at(result.head_seq)
+    return found is not None and found[1] == MAC_KEYED_V1
 
 
 def _compare_heads(audit: AuditLog, result: Verification,
@@ -589,9 +576,8 @@ def _compare_heads(audit: AuditLog, result: Verification,
 
 
 def _hash_at(audit: AuditLog, seq: int) -> str | None:
-    with audit._lock:
-        row = audit._db.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
-    return str(row[0]) if row else None
+    found = audit.record_at(seq)
+    return found[0] if found else None
 
 
 @contextlib.contextmanager

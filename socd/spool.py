@@ -39,8 +39,8 @@ import orjson
 import structlog
 
 from socd import metrics
-from socd import sqlite as sqlite_files
 from socd.event import Event
+from socd.sqlite import Schema, Store, transaction
 
 log = structlog.get_logger("socd.spool")
 
@@ -54,6 +54,26 @@ CREATE TABLE IF NOT EXISTS spool (
     blob  BLOB NOT NULL
 )
 """
+
+
+class SpoolFile(Store):
+    """The spool's SQLite file, used by one worker thread (see :class:`Spool`)."""
+
+    schema = Schema(name="spool", create=(_SCHEMA,))
+
+    def __init__(self, path: str) -> None:
+        # Alerts are sensitive: the file (and SQLite's -wal/-shm, which copy its mode) is
+        # created 0640 in a 0750 folder, and tightened if an older one is looser.
+        # synchronous=FULL: an appended chunk was acknowledged to its source. No busy
+        # timeout: only this process's worker thread uses the file. auto_vacuum only takes
+        # effect on a new file (before the first table): an emptied spool then gives its
+        # pages back to the file system.
+        super().__init__(path, synchronous="FULL", busy_timeout_ms=0,
+                         pragmas=("auto_vacuum=INCREMENTAL", "journal_size_limit=67108864"))
+
+    def conn(self) -> sqlite3.Connection:
+        """The connection, for the one thread that uses this file (no lock needed)."""
+        return self._db
 
 
 class SpoolClosedError(RuntimeError):
@@ -81,7 +101,7 @@ class Spool:
         self.closed = False
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"spool-{name}")
-        self._conn: sqlite3.Connection | None = None
+        self._file: SpoolFile | None = None
         self._opened: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._freed: asyncio.Event | None = None
@@ -249,46 +269,27 @@ class Spool:
     # -- worker thread ---------------------------------------------------------
 
     def _open_db(self) -> None:
-        # Alerts are sensitive: the file (and SQLite's -wal/-shm, which copy its mode)
-        # is created 0640 in a 0750 folder, and tightened if an older one is looser.
-        sqlite_files.prepare(self.path)
-        # socd.sqlite.Connection: a permission error names the file and the fix.
-        conn = sqlite3.connect(self.path, isolation_level=None, factory=sqlite_files.Connection)
-        conn.path = self.path
+        spool = SpoolFile(self.path)
         try:
-            # auto_vacuum only takes effect on a new file (before the first table):
-            # an emptied spool then gives its pages back to the file system.
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA journal_size_limit=67108864")
-            conn.execute(_SCHEMA)
-            rows, events, size = conn.execute(
+            rows, events, size = spool.conn().execute(
                 "SELECT count(*), coalesce(sum(count), 0), coalesce(sum(bytes), 0) "
                 "FROM spool").fetchone()
         except BaseException:
-            conn.close()
+            spool.close()
             raise
-        self._conn = conn
+        self._file = spool
         self._set_counts(int(rows), int(events), int(size))
 
     def _close_db(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _append_db(self, blob: bytes, count: int, reserved: int) -> None:
         try:
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("INSERT INTO spool (count, bytes, blob) VALUES (?, ?, ?)",
-                             (count, len(blob), blob))
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
+            with transaction(self._db()) as tx:
+                tx.db.execute("INSERT INTO spool (count, bytes, blob) VALUES (?, ?, ?)",
+                              (count, len(blob), blob))
         except BaseException:
             self._unreserve(reserved)
             raise
@@ -317,17 +318,11 @@ class Spool:
     def _remove_db(self, seq_ids: list[int], drained: int) -> None:
         conn = self._db()
         marks = ",".join("?" * len(seq_ids))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             rows, events, size = conn.execute(
                 f"SELECT count(*), coalesce(sum(count), 0), coalesce(sum(bytes), 0) "  # noqa: S608 - placeholders only
                 f"FROM spool WHERE seq IN ({marks})", seq_ids).fetchone()
             conn.execute(f"DELETE FROM spool WHERE seq IN ({marks})", seq_ids)  # noqa: S608
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
         if drained and rows:
             metrics.SPOOL_DRAINED.labels(self.name).inc(drained)
         with self._counts_lock:
@@ -351,9 +346,9 @@ class Spool:
         self.rows, self.events, self.bytes = rows, events, size
 
     def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
+        if self._file is None:
             raise SpoolClosedError(self.path)
-        return self._conn
+        return self._file.conn()
 
     # -- loop side -------------------------------------------------------------
 

@@ -131,22 +131,6 @@ def split_json(data: bytes) -> tuple[list[tuple[Any, bytes | None]], list[Decode
     return [(value, None)], []
 
 
-def int_or_none(value: Any) -> int | None:
-    """A vendor value as an int, or None when it is not a whole number (bools are not)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        try:
-            return int(value)
-        except ValueError:
-            return None
-    return None
-
-
 def _raw_item(data: bytes, items: list[tuple[Any, bytes | None]], index: int,
               line: bytes | None) -> bytes:
     """The original bytes of one failed item, for the dead-letter file.

@@ -25,7 +25,10 @@ from pydantic import Field
 from socd import netaddr
 from socd.config import DecoderConfig
 from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder
-from socd.decoders.base import int_or_none as _int
+from socd.decoders.coerce import as_dict as _dict
+from socd.decoders.coerce import int_or_none as _int
+from socd.decoders.coerce import text as _text  # Suricata's strings are exact: no stripping
+from socd.decoders.coerce import texts as _texts
 from socd.errors import DecodeError
 from socd.event import Event, parse_timestamp
 from socd.plugins import PluginContext
@@ -33,19 +36,6 @@ from socd.plugins import PluginContext
 _TRANSPORTS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "ipv6-icmp",
                "icmpv6": "ipv6-icmp", "sctp": "sctp", "gre": "gre", "esp": "esp"}
 _NO_PROTOCOL = {"", "failed", "unknown"}
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    """A non-empty string, or a number as text; None for anything else."""
-    if isinstance(value, str):
-        return value if value else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
 
 
 
@@ -198,12 +188,6 @@ class SuricataDecoder(BaseDecoder):
             event["socd"]["vendor_severity"] = severity
         elif _text(alert.get("severity")):
             event["socd"]["vendor_severity"] = _text(alert.get("severity"))
-
-
-def _texts(value: Any) -> list[str]:
-    """EVE metadata values are lists of strings; a lone string is accepted too."""
-    items = value if isinstance(value, list) else [value]
-    return [t for t in (_text(item) for item in items) if t]
 
 
 def _threat(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -15,31 +15,25 @@ from pydantic import Field
 
 from socd import netaddr
 from socd.config import DecoderConfig
+from socd.decoders import coerce
 from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder
-from socd.decoders.base import int_or_none as _int
+from socd.decoders.coerce import as_dict as _dict
+from socd.decoders.coerce import int_or_none as _int
 from socd.errors import DecodeError
 from socd.event import Event, parse_timestamp
 from socd.plugins import PluginContext
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value if value.strip() else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
+    """Wazuh copies log text as it came: a value of blanks alone is no value."""
+    return coerce.text(value, blank_is_none=True)
 
 
 
 
 def _texts(value: Any) -> list[str]:
-    """A string or a list of strings as a list of non-empty strings."""
-    items = value if isinstance(value, list) else [value]
-    return [t for t in (_text(item) for item in items) if t]
+    """A string or a list of strings as a list of non-blank strings."""
+    return coerce.texts(value, blank_is_none=True)
 
 
 # data.* keys of the Wazuh decoders -> event side: the address, the port. Wazuh's own

@@ -49,6 +49,8 @@ from collections.abc import Callable
 from typing import Any
 
 from socd import netaddr
+from socd.decoders import coerce
+from socd.decoders.coerce import as_dict
 from socd.event import Event
 from socd.severity import Severity
 
@@ -93,7 +95,8 @@ RULE_NAMES = {
     "4740": "Windows user account locked out",
 }
 
-_NO_VALUE = {"", "-", "null"}
+# What Windows and its shippers write for "no value" (besides the empty string).
+_NO_VALUE = frozenset({"-", "null"})
 # "Account Name:  wardog" in the rendered message of 1102 (its UserData is not always
 # shipped as fields); only the head of a message is searched.
 _MESSAGE_FIELD = re.compile(r"^[ \t]*(Security ID|Account Name|Domain Name):([^\r\n]*)",
@@ -101,19 +104,10 @@ _MESSAGE_FIELD = re.compile(r"^[ \t]*(Security ID|Account Name|Domain Name):([^\
 _MESSAGE_HEAD_CHARS = 4096
 
 
-def dict_or_empty(value: Any) -> dict[str, Any]:
-    """``value`` when it is a JSON object, else an empty one."""
-    return value if isinstance(value, dict) else {}
-
-
 def text(value: Any) -> str | None:
-    """A Windows field as text; ``-``, empty and non-scalars are no value."""
-    if isinstance(value, str):
-        stripped = value.strip()
-        return None if stripped in _NO_VALUE else stripped
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return None
+    """A Windows field as stripped text; ``-``, ``null``, empty, floats (Windows
+    writes integers or text) and non-scalars are no value."""
+    return coerce.text(value, strip=True, absent=_NO_VALUE, floats=False)
 
 
 def _pid(value: Any) -> int | None:
@@ -165,7 +159,7 @@ def child(event: Event, key: str) -> dict[str, Any]:
 
 def is_server(event: Event) -> bool:
     """True when ``host.os`` names a Windows Server edition."""
-    os_ = dict_or_empty(dict_or_empty(event.get("host")).get("os"))
+    os_ = as_dict(as_dict(event.get("host")).get("os"))
     for key in ("name", "full", "platform", "type", "family"):
         value = os_.get(key)
         if isinstance(value, str) and "server" in value.lower():
@@ -222,7 +216,7 @@ def _source_ip(event: Event, data: dict[str, Any]) -> None:
 def _logon_id(winlog: dict[str, Any], value: Any) -> None:
     logon_id = text(value)
     if logon_id:
-        logon = dict_or_empty(winlog.get("logon"))
+        logon = as_dict(winlog.get("logon"))
         logon["id"] = logon_id
         winlog["logon"] = logon
 
@@ -264,7 +258,7 @@ def _logon(event: Event, ev: dict[str, Any], data: dict[str, Any],
     workstation = text(data.get("WorkstationName"))
     if workstation:
         child(event, "source")["domain"] = workstation
-    logon = dict_or_empty(winlog.get("logon"))
+    logon = as_dict(winlog.get("logon"))
     logon_type = text(data.get("LogonType"))
     if logon_type:
         logon["type"] = LOGON_TYPES.get(logon_type, logon_type)
@@ -499,7 +493,7 @@ def _h1102(event: Event, ev: dict[str, Any], data: dict[str, Any],
            winlog: dict[str, Any]) -> None:
     _categorize(ev, "configuration", ["deletion"], "audit-log-cleared")
     # 1102 carries its data in user_data (LogFileCleared), not event_data.
-    subject = dict_or_empty(winlog.get("user_data")) or data
+    subject = as_dict(winlog.get("user_data")) or data
     if text(subject.get("SubjectUserName")) is None:
         subject = _message_subject(event)
     _subject(event, subject)
@@ -508,14 +502,14 @@ def _h1102(event: Event, ev: dict[str, Any], data: dict[str, Any],
 def _h104(event: Event, ev: dict[str, Any], data: dict[str, Any],
           winlog: dict[str, Any]) -> None:
     _categorize(ev, "configuration", ["deletion"], "log-cleared")
-    _subject(event, dict_or_empty(winlog.get("user_data")) or data)
+    _subject(event, as_dict(winlog.get("user_data")) or data)
 
 
 def _sysmon_process(event: Event, ev: dict[str, Any], data: dict[str, Any],
                     winlog: dict[str, Any]) -> None:
     """Sysmon 1, unless the shipper already filled ``process`` (Winlogbeat 7's module)."""
     _categorize(ev, "process", ["start"], "created-process")
-    if "executable" in dict_or_empty(event.get("process")):
+    if "executable" in as_dict(event.get("process")):
         return
     _process_from(event, data.get("Image"), data.get("ProcessId"))
     command_line = text(data.get("CommandLine"))

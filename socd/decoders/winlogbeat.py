@@ -20,7 +20,8 @@ from pydantic import Field
 
 from socd.config import DecoderConfig
 from socd.decoders.base import BaseDecoder
-from socd.decoders.winevents import child, complete, dict_or_empty, is_server, mark_alert, text
+from socd.decoders.coerce import as_dict
+from socd.decoders.winevents import child, complete, is_server, mark_alert, text
 from socd.errors import DecodeError
 from socd.event import Event, unflatten
 from socd.plugins import PluginContext
@@ -61,7 +62,7 @@ class WinlogbeatDecoder(BaseDecoder):
             return event
         winlog["event_id"] = code
         ev["code"] = code
-        complete(event, code, channel, dict_or_empty(winlog.get("event_data")), winlog)
+        complete(event, code, channel, as_dict(winlog.get("event_data")), winlog)
         if channel is None or channel.lower() == "security":
             severity = self.alert_ids.get(code)
             if severity is not None:

@@ -242,13 +242,8 @@ def _list(args: argparse.Namespace) -> int:
     if store is None:
         print("the IoC store is empty (nothing imported yet)")
         return EXIT_OK
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("i.kind", args.kind), ("i.source", args.source), ("a.ref", args.ref)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    entries = store.db.entries(" AND ".join(where), params, limit=max(0, args.limit))
+    entries = store.db.find(kind=args.kind, source=args.source, ref=args.ref,
+                            limit=max(0, args.limit))
     now = time.time()
     for e in entries:
         if args.json:
@@ -321,12 +316,7 @@ def _delete(args: argparse.Namespace) -> int:
     if store is None:
         print("deleted 0 entries (the IoC store is empty)")
         return EXIT_OK
-    where = "source = ?"
-    params: list[Any] = [args.source]
-    if args.ref:
-        where += " AND attr IN (SELECT id FROM attrs WHERE ref = ?)"
-        params.append(args.ref)
-    removed = store.db.delete(where, params)
+    removed = store.db.delete_source(args.source, args.ref)
     print(f"deleted {removed} entr{'y' if removed == 1 else 'ies'}")
     store.close()
     return EXIT_OK

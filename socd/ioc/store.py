@@ -307,7 +307,7 @@ class IocDatabase(Store):
             self._drop_unused_attrs()
         return removed
 
-    def delete(self, where: str, params: Sequence[Any] = ()) -> int:
+    def _delete_where(self, where: str, params: Sequence[Any] = ()) -> int:
         with self.transaction() as tx:
             removed = tx.db.execute(f"DELETE FROM iocs WHERE {where}", tuple(params)).rowcount  # noqa: S608
             self._drop_unused_attrs()
@@ -316,9 +316,9 @@ class IocDatabase(Store):
     def delete_source(self, source: str, ref: str | None = None) -> int:
         """Delete the entries of ``source`` (of its letter ``ref`` only, when given)."""
         if ref:
-            return self.delete("source = ? AND attr IN (SELECT id FROM attrs WHERE ref = ?)",
-                               (source, ref))
-        return self.delete("source = ?", (source,))
+            return self._delete_where("source = ? AND attr IN (SELECT id FROM attrs WHERE "
+                                      "ref = ?)", (source, ref))
+        return self._delete_where("source = ?", (source,))
 
     def purge_allowlisted(self, allowlist: Allowlist) -> list[tuple[Entry, str]]:
         """Delete entries that touch the allowlist (after the allowlist grew)."""

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
 from socd import metrics
 from socd.block.decisions import (
@@ -46,7 +46,7 @@ from socd.block.decisions import (
 from socd.block.feeds import EdlServer
 from socd.block.ipset import IpsetBackend
 from socd.block.nft import NftBackend, NftError
-from socd.config import HttpLimits, SinkConfig, resolve_path
+from socd.config import HttpLimits, SinkConfig, StrictModel, resolve_path
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event, get
 from socd.plugins import PluginContext
@@ -81,11 +81,7 @@ def refusal_reason(why: str) -> str:
     return head if head in REFUSAL_REASONS else "other"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EscalationConfig(_Section):
+class EscalationConfig(StrictModel):
     enabled: bool = Field(True, description="Block repeat offenders longer each time.")
     factor: float = Field(2.0, ge=1.0, le=100.0,
                           description="TTL multiplier per repeat offence: ttl * factor^(n-1).")
@@ -95,7 +91,7 @@ class EscalationConfig(_Section):
                                    "offence the count starts again.")
 
 
-class EdlConfig(_Section):
+class EdlConfig(StrictModel):
     host: str = Field("127.0.0.1", description="Address the EDL server listens on.")
     port: int = Field(9798, ge=0, le=65535, description="Port (0 picks a free one).")
     token: SecretStr = Field(description="Shared secret (at least 16 characters; write "

@@ -9,10 +9,9 @@ Entry points for the pipeline::
 
 from __future__ import annotations
 
-import difflib
-
 from socd.access import read_problem
 from socd.config import Config
+from socd.config.located import did_you_mean
 from socd.engine.compiler import IocLookup
 from socd.engine.engine import RuleEngine, event_time
 from socd.engine.loader import CompiledRule, expand_paths, load_files, load_paths, load_text
@@ -73,10 +72,9 @@ def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> Rule
     problems = []
     for i, rule_id in enumerate(cfg.disabled):
         if rule_id not in known:
-            close = difflib.get_close_matches(rule_id, sorted(known), n=1)
             problems.append(ConfigProblem(
                 config.file, f"rules.disabled[{i}]", f"no rule has id {rule_id!r}",
-                f"did you mean {close[0]!r}?" if close else "see `socd rules list`"))
+                did_you_mean(rule_id, known) or "see `socd rules list`"))
     if problems:
         raise ConfigError(problems)
     disabled = set(cfg.disabled)

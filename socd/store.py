@@ -35,7 +35,7 @@ import orjson
 
 from socd.event import Event, get, now_iso
 from socd.severity import fold
-from socd.sqlite import Schema, Store
+from socd.sqlite import Schema, Store, has_table
 from socd.tz import iso_or_none
 
 SCHEMA_VERSION = "2"
@@ -102,9 +102,7 @@ _MIGRATE_1_2 = (
 
 def _version_1(db: sqlite3.Connection) -> str | None:
     """A file from before the ``meta`` table is version 1 when it has alerts."""
-    row = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alerts'"
-                     ).fetchone()
-    return "1" if row is not None else None
+    return "1" if has_table(db, "alerts") else None
 
 
 SCHEMA: Final = Schema(

@@ -19,6 +19,7 @@ from socd.cli.common import (
     EXIT_OK,
     Subparsers,
     WithConfig,
+    fail,
     json_line,
     permission_message,
 )
@@ -206,9 +207,8 @@ def _replay(args: argparse.Namespace) -> int:
     decoders = build_decoders(cfg, dead_letter_for(cfg))
     decoder = decoders.get(args.format)
     if decoder is None:
-        print(f"socd: unknown format {args.format!r}; known: {', '.join(sorted(decoders))}",
-              file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"unknown format {args.format!r}; known: {', '.join(sorted(decoders))}",
+                    EXIT_CONFIG)
     classifier = build_classifier(cfg)
     from socd import access
 
@@ -217,8 +217,7 @@ def _replay(args: argparse.Namespace) -> int:
         for path in args.files:
             problem = access.read_problem(path) if path != "-" else None
             if problem is not None:
-                print(f"socd: {problem}", file=sys.stderr)
-                return EXIT_FAILURE
+                return fail(str(problem))
         stats = replay(args.files, decoder, classifier, sys.stdout.buffer,
                        alerts_only=args.alerts_only)
     if args.stats:

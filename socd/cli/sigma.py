@@ -12,7 +12,15 @@ import argparse
 import os
 import sys
 
-from socd.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Subparsers, WithConfig, write_output
+from socd.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    WithConfig,
+    fail,
+    write_output,
+)
 
 
 def add_import_sigma(rules_subparsers: Subparsers) -> argparse.ArgumentParser:
@@ -46,8 +54,7 @@ def run_import_sigma(args: argparse.Namespace) -> int:
 
     missing = [p for p in args.paths if p != "-" and not os.path.exists(p)]
     if missing:
-        print(f"socd: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(f"no such file or directory: {', '.join(missing)}", EXIT_USAGE)
     conv = sigma.convert_paths(args.paths, keep_unmapped=args.keep_unmapped,
                                id_prefix=args.id_prefix)
     text = sigma.to_yaml(conv, args.paths)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +38,7 @@ from socd.cli.common import (
     table,
 )
 from socd.identity import actor  # --by, else who ran sudo, else the login name
+from socd.sqlite import Error as StoreError
 
 _STATUS_CHOICES = ("new", "acknowledged", "false_positive", "resolved")
 
@@ -136,7 +136,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], 
         store = _open(path)
     except (UsageError, SinkChoiceError) as exc:
         return fail(exc, EXIT_USAGE)
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         return fail(f"cannot open the alert store: {exc}")
 
     def ambiguous(exc: AmbiguousAlertId) -> int:
@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], 
             On(AlertError, EXIT_FAILURE),
             On(ValueError, EXIT_USAGE),
             # e.g. locked longer than the busy timeout
-            On(sqlite3.Error, lambda exc: fail(f"alert store {path}: {exc}", hint=TRY_AGAIN)))
+            On(StoreError, lambda exc: fail(f"alert store {path}: {exc}", hint=TRY_AGAIN)))
     finally:
         store.close()
 

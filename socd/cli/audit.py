@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from socd.cli.common import (
     json_line,
     sinks_of_type,
 )
+from socd.sqlite import Error as StoreError
 
 if TYPE_CHECKING:
     from socd.config import Config
@@ -93,7 +93,7 @@ def _verify(args: argparse.Namespace) -> int:
                         allow_unkeyed_before=args.allow_unkeyed_before)
     except AuditError as exc:
         return fail(exc)
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         return fail(f"audit log {path}: {exc}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from socd.cli.common import (
     write_stdout,
 )
 from socd.identity import actor  # --by, else who ran sudo, else the login name
+from socd.sqlite import Error as StoreError
 
 if TYPE_CHECKING:
     from socd.alerts import AlertError
@@ -230,7 +230,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any, _Settings], int], *,
         return fail(exc, EXIT_USAGE)
     except NoDatabase as exc:
         return _no_incidents(args, exc.path)
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         return fail(f"cannot open the incident store: {exc}")
     try:
         return run_guarded(
@@ -240,7 +240,7 @@ def _run(args: argparse.Namespace, body: Callable[[Any, _Settings], int], *,
             On(AlertError, _refused),
             On(AuditError, EXIT_FAILURE),
             On(ValueError, EXIT_USAGE),
-            On(sqlite3.Error,
+            On(StoreError,
                lambda exc: fail(f"incident store {s.incidents_db}: {exc}", hint=TRY_AGAIN)))
     finally:
         store.close()

@@ -16,7 +16,6 @@ Exit codes: 0 written, 1 the data could not be read or a format cannot be produc
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from typing import Any
 
@@ -30,6 +29,7 @@ from socd.cli.common import (
     write_output,
     write_stdout,
 )
+from socd.sqlite import Error as StoreError
 
 
 def register(sub: Subparsers, with_config: WithConfig) -> None:
@@ -76,7 +76,7 @@ def _report(args: argparse.Namespace) -> int:
         body = render(data, args.fmt)
     except (ReportError, RenderError) as exc:
         return fail(exc)
-    except sqlite3.Error as exc:
+    except StoreError as exc:
         return fail(f"cannot read the alert store: {exc}")
     finally:
         backend.close()

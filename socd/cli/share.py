@@ -16,7 +16,6 @@ be read, 2 usage or configuration.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +32,7 @@ from socd.cli.common import (
     run_guarded,
     write_output,
 )
+from socd.sqlite import Error as StoreError
 
 
 def register(sub: Subparsers, with_config: WithConfig) -> None:
@@ -86,7 +86,7 @@ def _dataset(args: argparse.Namespace, cfg: Any) -> Any:
 def _guard(body: Callable[[], int]) -> int:
     from socd.sharing.data import SharingError
 
-    return run_guarded(body, On(SharingError, EXIT_USAGE), On(sqlite3.Error, EXIT_FAILURE))
+    return run_guarded(body, On(SharingError, EXIT_USAGE), On(StoreError, EXIT_FAILURE))
 
 
 def _export(args: argparse.Namespace) -> int:

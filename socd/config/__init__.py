@@ -19,7 +19,8 @@ key path and hint. The package:
 * :mod:`~socd.config.document` - :class:`DocumentConfig`, the top level, with the
   daemon's own sections; the feature sections beside it:
   :mod:`~socd.config.notifications`, :mod:`~socd.config.incidents`,
-  :mod:`~socd.config.sharing`, :mod:`~socd.config.reports`.
+  :mod:`~socd.config.sharing`, :mod:`~socd.config.reports`;
+* :mod:`~socd.config.tls` - the TLS settings every client and listener shares.
 
 A new section is a model deriving from :class:`StrictModel` in one of those modules (or
 a new one beside them) and a field of :class:`DocumentConfig`; a plugin's options are

@@ -39,6 +39,7 @@ from socd.config.located import (
     parse,
     problem_at,
     report,
+    strings_at,
 )
 from socd.config.models import (
     CollectorConfig,
@@ -46,7 +47,6 @@ from socd.config.models import (
     NotifierConfig,
     PluginConfig,
     SinkConfig,
-    strings_at,
 )
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.registry import Kind, known_types, lookup, unknown_type_message

@@ -14,7 +14,9 @@ the asset inventory (:mod:`socd.enrich`):
 * :func:`dotted` writes a key path as the messages show it (``routes[0].notifiers``);
 * :func:`did_you_mean` and :func:`unknown_key_hint` suggest the key that was meant;
 * :func:`report` turns a pydantic :class:`~pydantic.ValidationError` into problems,
-  finding the model of each misspelled key's parent with :func:`model_at`.
+  finding the model of each misspelled key's parent with :func:`model_at`;
+* :func:`strings_at` reads the values at key-path patterns from a validated model or
+  from a section as written (the decoder names a collector declares).
 
 A key path (:data:`Loc`) is a tuple of mapping keys and list indexes, from the top of
 the document; ``()`` is the document itself.
@@ -26,7 +28,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,3 +213,34 @@ def shown_value(loc: Loc, value: Any) -> str:
         return ""
     text = repr(value)
     return f" (got {text if len(text) <= 60 else text[:57] + '...'})"
+
+
+def strings_at(node: Any, fields: Sequence[Sequence[str]]) -> list[tuple[Loc, str]]:
+    """The strings found at each of ``fields`` below ``node``, with their key paths, in
+    the order of ``fields`` and then of the document. A field is a key path where
+    ``"[*]"`` stands for each item of a list and ``"{*}"`` for each value of a mapping
+    (``("subscriptions", "[*]", "decoder")``, see
+    :attr:`socd.config.CollectorConfig.decoder_fields`). ``node`` is a validated model
+    or, for a section that did not validate, its mapping as written."""
+    out: list[tuple[Loc, str]] = []
+
+    def walk(value: Any, rest: Sequence[str], loc: Loc) -> None:
+        if not rest:
+            if isinstance(value, str):
+                out.append((loc, value))
+            return
+        head, tail = rest[0], rest[1:]
+        if head == "[*]":
+            for i, item in enumerate(value if isinstance(value, list) else []):
+                walk(item, tail, (*loc, i))
+        elif head == "{*}":
+            for key, item in (value.items() if isinstance(value, Mapping) else ()):
+                walk(item, tail, (*loc, key))
+        else:
+            child = (value.get(head) if isinstance(value, Mapping) else
+                     getattr(value, head, None) if isinstance(value, BaseModel) else None)
+            walk(child, tail, (*loc, head))
+
+    for path in fields:
+        walk(node, path, ())
+    return out

@@ -10,12 +10,11 @@ the base of its kind here (:class:`CollectorConfig`, :class:`DecoderConfig`,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from socd.config.located import Loc
+from socd.config.located import Loc, strings_at
 from socd.severity import BUILTIN_TABLES
 from socd.tz import ZoneOrOffset
 
@@ -213,31 +212,3 @@ class HttpLimits(StrictModel):
     max_headers: int = Field(64, ge=8, le=1024, description="Most header fields in a "
                              "request (else 400).")
 
-
-def strings_at(node: Any, fields: Sequence[Sequence[str]]) -> list[tuple[Loc, str]]:
-    """The strings found at each of ``fields`` (key paths as in
-    :attr:`CollectorConfig.decoder_fields`) below ``node``, with their key paths, in the
-    order of ``fields`` and then of the document. ``node`` is a validated model or, for
-    a section that did not validate, its mapping as written."""
-    out: list[tuple[Loc, str]] = []
-
-    def walk(value: Any, rest: Sequence[str], loc: Loc) -> None:
-        if not rest:
-            if isinstance(value, str):
-                out.append((loc, value))
-            return
-        head, tail = rest[0], rest[1:]
-        if head == "[*]":
-            for i, item in enumerate(value if isinstance(value, list) else []):
-                walk(item, tail, (*loc, i))
-        elif head == "{*}":
-            for key, item in (value.items() if isinstance(value, Mapping) else ()):
-                walk(item, tail, (*loc, key))
-        else:
-            child = (value.get(head) if isinstance(value, Mapping) else
-                     getattr(value, head, None) if isinstance(value, BaseModel) else None)
-            walk(child, tail, (*loc, head))
-
-    for path in fields:
-        walk(node, path, ())
-    return out

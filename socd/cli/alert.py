@@ -126,7 +126,7 @@ def _open(path: str) -> Any:
     return AlertStore(path)
 
 
-def _run(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], int]) -> int:
+def _on_store(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], int]) -> int:
     """Open the alert store the command works on and run ``body`` on it (and the
     Elasticsearch sinks), its errors as messages and exit codes."""
     from socd.alerts import AlertError, AmbiguousAlertId
@@ -238,7 +238,7 @@ def _list(args: argparse.Namespace) -> int:
         print("\n".join(table([_COLUMNS, *rows])))
         return EXIT_OK
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -293,7 +293,7 @@ def _show(args: argparse.Namespace) -> int:
                   f"by {h.by}{note}")
         return EXIT_OK
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _get(event: Any, path: str, default: Any = "-") -> Any:
@@ -343,7 +343,7 @@ def _change(args: argparse.Namespace) -> int:
         print(outcome.message)
         return _push(outcome.alert, es)
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _assign(args: argparse.Namespace) -> int:
@@ -356,7 +356,7 @@ def _assign(args: argparse.Namespace) -> int:
         print(outcome.message)
         return _push(outcome.alert, es)
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _push(alert: Any, es: list[tuple[str, Any]]) -> int:
@@ -404,4 +404,4 @@ def _stats(args: argparse.Namespace) -> int:
             print(line)
         return EXIT_OK
 
-    return _run(args, body)
+    return _on_store(args, body)

@@ -214,7 +214,7 @@ def _alert_store(s: _Settings) -> Any:
     return AlertStore(s.alert_store)
 
 
-def _run(args: argparse.Namespace, body: Callable[[Any, _Settings], int], *,
+def _on_store(args: argparse.Namespace, body: Callable[[Any, _Settings], int], *,
          readonly: bool = False) -> int:
     """Open the store and run ``body``. A command that only reads (``readonly``) opens
     it read-only and never creates it: without a store there is no incident yet."""
@@ -357,7 +357,7 @@ def _open(args: argparse.Namespace) -> int:
                   "--level sets another")
         return EXIT_OK
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _changed(inc: Any, changed: bool, what: str, zone: str) -> int:
@@ -374,7 +374,7 @@ def _add(args: argparse.Namespace) -> int:
                                         by=actor(args.by))
         return _changed(inc, changed, f"{len(inc.alerts)} alerts linked", s.config.timezone)
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _assign(args: argparse.Namespace) -> int:
@@ -384,7 +384,7 @@ def _assign(args: argparse.Namespace) -> int:
         return _changed(inc, changed, f"assigned to {to}" if to else "unassigned",
                         s.config.timezone)
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _action(args: argparse.Namespace) -> int:
@@ -398,7 +398,7 @@ def _action(args: argparse.Namespace) -> int:
               f"{len(inc.actions)} actions")
         return EXIT_OK
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _impact(args: argparse.Namespace) -> int:
@@ -421,7 +421,7 @@ def _impact(args: argparse.Namespace) -> int:
                   "escalate and request support")
         return code
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _system(args: argparse.Namespace) -> int:
@@ -432,7 +432,7 @@ def _system(args: argparse.Namespace) -> int:
         return _changed(inc, changed, f"system {inc.system_name or '-'}, level "
                         f"{inc.system_level or '-'}", s.config.timezone)
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _mark(args: argparse.Namespace) -> int:
@@ -447,7 +447,7 @@ def _mark(args: argparse.Namespace) -> int:
                 "reported": f"final report sent at {in_zone(inc.reported_at, zone)}"}
         return _changed(inc, changed, what[args.verb], s.config.timezone)
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 def _close(args: argparse.Namespace) -> int:
@@ -459,7 +459,7 @@ def _close(args: argparse.Namespace) -> int:
                   f": socd incident doc {inc.id} --kind final")
         return code
 
-    return _run(args, body)
+    return _on_store(args, body)
 
 
 _HEADS = ("ID", "OPENED (+07)", "STATUS", "SEVERITY", "SERIOUS", "NOTIFY DUE", "REPORT DUE",
@@ -486,7 +486,7 @@ def _list(args: argparse.Namespace) -> int:
             print(line)
         return EXIT_OK
 
-    return _run(args, body, readonly=True)
+    return _on_store(args, body, readonly=True)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -546,7 +546,7 @@ def _show(args: argparse.Namespace) -> int:
                   f"{json_line(h.details)}")
         return EXIT_OK
 
-    return _run(args, body, readonly=True)
+    return _on_store(args, body, readonly=True)
 
 
 def _doc(args: argparse.Namespace) -> int:
@@ -576,4 +576,4 @@ def _doc(args: argparse.Namespace) -> int:
             write_stdout(data)
         return EXIT_OK
 
-    return _run(args, body, readonly=True)
+    return _on_store(args, body, readonly=True)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 def register(sub: Subparsers, with_config: WithConfig) -> None:
     run = sub.add_parser("run", help="run the daemon")
     with_config(run)
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_daemon)
 
     check = sub.add_parser("check-config", help="validate a config file")
     with_config(check)
@@ -54,7 +54,7 @@ def register(sub: Subparsers, with_config: WithConfig) -> None:
     replay.set_defaults(handler=_replay)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _daemon(args: argparse.Namespace) -> int:
     """The daemon. Whatever stops it from starting (a configuration problem, a port in
     use, a file it may not read) is one log line naming the key, address or file and
     the fix: JSON in the journal like every other line, never a traceback."""

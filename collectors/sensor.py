@@ -23,9 +23,11 @@ IoC list (checked once per new flow, so at most once per address and flow).
 **IoC hook**: :attr:`SensorCollector.ioc_lookup` is a plain attribute holding
 ``Callable[[str], str | None]``: it gets an IP address as text and returns
 the IoC reference (e.g. the official letter ``941/CATTT-NCSC``) or ``None``.
-It is set from ``ioc_files`` at construction; the daemon may replace it at any
-time (e.g. with the rules engine's ``IocSet.match_ip``) and the next new flow
-uses the new function. ``None`` disables the check.
+It is set from ``ioc_files`` at construction (a memory-only
+:class:`~socd.ioc.store.IocStore` of those lists); without them the daemon gives
+it its own store's ``match_ip`` through :meth:`SensorCollector.use_ioc_lookup`
+(the :class:`~socd.plugins.IocAware` capability), and the next new flow uses the
+new function. ``None`` disables the check.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ from prometheus_client import Counter
 from pydantic import Field, model_validator
 
 from socd import metrics
-from socd.classify import IocSet
 from socd.config import CollectorConfig, resolve_path
 from socd.errors import SocdError
+from socd.ioc.importers import load_text_lists
+from socd.ioc.store import IocStore
 from socd.plugins import Emit, PluginContext, RawRecord
 
 from .flows import DLT_EN10MB, DLT_RAW, FlowTable, Packet, parse_frame
@@ -148,12 +151,9 @@ class SensorCollector:
         self.clock: Callable[[], float] = time.time
         self.ioc_lookup: Callable[[str], str | None] | None = None
         if config.ioc_files:
-            iocs = IocSet()
-            for path in config.ioc_files:
-                full = resolve_path(ctx.config_dir, path)
-                with open(full, encoding="utf-8") as fh:
-                    iocs.add_lines(fh, default_ref=os.path.basename(full))
-            self.ioc_lookup = iocs.match_ip
+            entries, _ = load_text_lists(resolve_path(ctx.config_dir, path)
+                                         for path in config.ioc_files)
+            self.ioc_lookup = IocStore(None, static=entries, gauges=False).match_ip
         self.packets = 0
         self.dropped = 0
         metrics.init_collector(self.name)
@@ -163,6 +163,13 @@ class SensorCollector:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    def use_ioc_lookup(self, lookup: Callable[[str], str | None]) -> None:
+        """The daemon's IoC store (:class:`~socd.plugins.IocAware`), always hooked so
+        that entries imported later are seen too; the sensor's own ``ioc_files``, when
+        it has some, take precedence."""
+        if not self.config.ioc_files:
+            self.ioc_lookup = lookup
 
     def new_table(self) -> FlowTable:
         cfg = self.config

@@ -8,7 +8,7 @@ Generated pages:
 
 * ``docs/configuration.md``: every option of :class:`socd.config.DocumentConfig`
   and of every registered plugin's ``Config`` model, read from the pydantic
-  models; the plugin types from :mod:`socd.registry`; the mapping-file format.
+  models; the plugin types from :mod:`socd.plugins.registry`; the mapping-file format.
 * ``docs/events.md``: every field of :data:`socd.event.FIELDS`, grouped by ECS
   field set, and the ``socd.*`` namespace.
 * ``docs/severity.md``: the severity levels, the built-in tables of
@@ -680,7 +680,7 @@ def config_page() -> str:
                                        paths_table=table(("Option", "Relative to"), PATHS))]
     out.append(table(OPTION_HEADERS, option_rows(DocumentConfig, "")))
     out.append("\n## Plugins\n\n")
-    out.append("Plugin types come from the registry (`socd/registry.py`). Each entry of "
+    out.append("Plugin types come from the registry (`socd/plugins/registry.py`). Each entry of "
                "`decoders`, `collectors` and `sinks` has a name of your choice (letters, "
                "digits, `_`, `-`, `.`; at most 63 characters; the name becomes a metric "
                "label) and a `type`.\n\n")

@@ -9,22 +9,22 @@ in ``socd_alerts_total``. The rules engine plugs in at the same place
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from socd import metrics, netaddr
+from socd import metrics
 from socd.config import ClassificationConfig
 from socd.decoders.base import count_stripped
 from socd.event import ASSET_KINDS, Event, get, set_severity
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.importers import load_text_lists
-from socd.ioc.normalize import MAX_DOMAIN_CHARS
 from socd.ioc.store import IocStore
 from socd.severity import Severity
+
+if TYPE_CHECKING:
+    from socd.engine.engine import RuleEngine
 
 log = structlog.get_logger("socd.classify")
 
@@ -36,80 +36,6 @@ class Processor(Protocol):
     """Turns decoded events into the events and alerts that are delivered."""
 
     def process(self, events: list[Event]) -> list[Event]: ...
-
-
-_HEX = re.compile(r"[0-9a-fA-F]+")
-_REF = re.compile(r"^#\s*(?:source\s+)?(?:reference|ref|letter|công văn)\s*[:=]\s*(.+)$",
-                  re.IGNORECASE)
-# From the start of a run of digits only: from each digit of a long run the search read
-# the run again (quadratic); the matches are the same.
-_LETTER = re.compile(r"(?<!\d)\d+/[\w.-]+")
-
-
-@dataclass
-class IocSet:
-    """Indicators loaded from plain-text lists, for membership tests."""
-
-    ips: dict[str, str] = field(default_factory=dict)
-    networks: list[tuple[netaddr.IPNetwork, str]] = field(
-        default_factory=list)
-    domains: dict[str, str] = field(default_factory=dict)
-    hashes: dict[str, str] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.ips) + len(self.networks) + len(self.domains) + len(self.hashes)
-
-    def add_lines(self, lines: Iterable[str], default_ref: str) -> None:
-        ref = default_ref
-        for raw in lines:
-            line = raw.strip()
-            m = _REF.match(line)
-            if m:
-                letter = _LETTER.search(m.group(1))
-                ref = letter.group(0) if letter else m.group(1).strip()
-                continue
-            value = line.split("#", 1)[0].split()[0] if line.split("#", 1)[0].split() else ""
-            if not value:
-                continue
-            self.add(value, ref)
-
-    def add(self, value: str, ref: str) -> None:
-        try:
-            if "/" in value:
-                self.networks.append((netaddr.parse_network(value, count=False), ref))
-            else:
-                self.ips[netaddr.canonical_address(value, count=False)] = ref
-        except netaddr.AddressError as exc:
-            lowered = value.lower()
-            if len(lowered) in (32, 40, 64) and _HEX.fullmatch(lowered):
-                self.hashes[lowered] = ref
-            elif ":" in value or "/" in value or "%" in value:
-                netaddr.count_refusal(exc.reason)  # a broken address, never a domain
-            else:
-                self.domains[lowered.rstrip(".")] = ref
-
-    def match_ref(self, kind: str, value: str) -> str | None:
-        """Reference of the entry matching the value (the IocStore interface)."""
-        if kind == "ip":
-            return self.match_ip(value)
-        if len(value) > MAX_DOMAIN_CHARS + 1:
-            return None  # no digest or domain name is this long: do not lower 1 MiB
-        if kind == "hash":
-            return self.hashes.get(value.lower())
-        return self.domains.get(value.lower().rstrip("."))
-
-    def match_ip(self, value: str) -> str | None:
-        ref = self.ips.get(value)
-        if ref is not None or not self.networks:
-            return ref
-        try:
-            addr = netaddr.parse_address(value, count=False)
-        except netaddr.AddressError:
-            return None
-        for net, net_ref in self.networks:
-            if addr.version == net.version and addr in net:
-                return net_ref
-        return None
 
 
 _IP_PATHS = ("source.ip", "destination.ip")
@@ -131,16 +57,18 @@ class Classifier:
     first, so the IoC marking and the alert defaults see its unit and asset kind.
     """
 
-    def __init__(self, config: ClassificationConfig, iocs: IocSet | IocStore | None = None,
+    def __init__(self, config: ClassificationConfig, iocs: IocStore | None = None,
                  enricher: Enricher | None = None) -> None:
         self.config = config
         # Label values of socd_alerts_total{asset_kind}: the enum and the configured default.
         self._asset_kinds = ASSET_KINDS | {config.default_asset_kind}
-        self.iocs: IocSet | IocStore = iocs if iocs is not None else IocSet()
+        # No lists given: an empty memory-only store (load=False: it leaves the
+        # socd_ioc_entries gauge to the daemon's store).
+        self.iocs = iocs if iocs is not None else IocStore(None, load=False, gauges=False)
         self.enricher = enricher
         # The rules engine (socd.engine.RuleEngine), run after classification on the
         # whole batch; set by socd.components.build_classifier.
-        self.rules: Any = None
+        self.rules: RuleEngine | None = None
 
     def carry_state_from(self, old: Classifier) -> None:
         """On reload: keep the rules' windows for rules whose definition is unchanged."""
@@ -148,13 +76,8 @@ class Classifier:
             self.rules.carry_state_from(old.rules)
 
     def ioc_lookup(self, kind: str, value: str, source: str | None = None) -> bool:
-        """The rules engine's `ioc` condition."""
-        iocs = self.iocs
-        if source is None or not isinstance(iocs, IocStore):
-            if isinstance(iocs, IocStore):
-                return iocs.lookup(kind, value)
-            return iocs.match_ref(kind, value) is not None
-        return any(e.source == source for e in iocs.entries_for(kind, value))
+        """The rules engine's `ioc` condition (:meth:`IocStore.lookup`)."""
+        return self.iocs.lookup(kind, value, source)
 
     @classmethod
     def from_files(cls, config: ClassificationConfig, paths: Iterable[str],
@@ -174,9 +97,8 @@ class Classifier:
 
     def process(self, events: list[Event]) -> list[Event]:
         cfg = self.config
-        refresh = getattr(self.iocs, "maybe_refresh", None)
-        if refresh is not None:
-            refresh()  # picks up `socd ioc import` and expiry; cheap, usually a time check
+        # Picks up `socd ioc import` and expiry; cheap, usually a time check.
+        self.iocs.maybe_refresh()
         check_iocs = len(self.iocs) > 0
         enrich = self.enricher.enrich if self.enricher is not None else None
         for event in events:

@@ -1,11 +1,16 @@
-"""Turns a loaded :class:`~socd.config.Config` into live plugin objects."""
+"""Turns a loaded :class:`~socd.config.Config` into live plugin objects.
+
+This is the daemon's wiring: the one module that knows how every part is built.
+Nothing below it imports it; feature services get what they need injected (the
+:data:`~socd.plugins.NotifierFactory` of :func:`notifier_factory`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -15,11 +20,22 @@ from socd.config import Config, Plugin
 from socd.deadletter import DeadLetter
 from socd.engine import build_engine
 from socd.enrich import build_enricher
-from socd.errors import ConfigError, ConfigProblem
+from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.ioc.allowlist import load_allowlist
 from socd.metrics import init_decoder
-from socd.plugins import Decoder, PluginContext, ZoneAware
+from socd.plugins import (
+    Collector,
+    Decoder,
+    Notifier,
+    NotifierFactory,
+    PluginContext,
+    Sink,
+    ZoneAware,
+)
 from socd.zones import collector_zones
+
+if TYPE_CHECKING:
+    from socd.notify.core import NotificationCore
 
 log = structlog.get_logger("socd.components")
 
@@ -35,11 +51,54 @@ def context(config: Config, name: str, dead_letter: DeadLetter) -> PluginContext
                          state_dir=config.state_dir)
 
 
-def instantiate(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> Any:
-    """Build a plugin; a plugin whose section needs an unset ``${VAR}`` is a
-    :class:`ConfigError` naming it (config.Plugin.unresolved)."""
+def instantiate(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> object:
+    """Build a plugin of any kind; a plugin whose section needs an unset ``${VAR}`` is a
+    :class:`ConfigError` naming it (config.Plugin.unresolved). The typed builders below
+    also check that it plays its role."""
     plugin.require_env()
-    return plugin.cls(plugin.config, context(config, plugin.name, dead_letter))
+    built: object = plugin.cls(plugin.config, context(config, plugin.name, dead_letter))
+    return built
+
+
+def _not_a(plugin: Plugin, role: str) -> PluginError:
+    return PluginError(f"{plugin.name} ({type(plugin.config).__name__}) does not implement "
+                       f"the {role} protocol of socd.plugins")
+
+
+def build_collector(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> Collector:
+    collector = instantiate(config, plugin, dead_letter)
+    if not isinstance(collector, Collector):
+        raise _not_a(plugin, "Collector")
+    return collector
+
+
+def build_decoder(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> Decoder:
+    decoder = instantiate(config, plugin, dead_letter)
+    if not isinstance(decoder, Decoder):
+        raise _not_a(plugin, "Decoder")
+    return decoder
+
+
+def build_sink(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> Sink:
+    sink = instantiate(config, plugin, dead_letter)
+    if not isinstance(sink, Sink):
+        raise _not_a(plugin, "Sink")
+    return sink
+
+
+def build_notifier(config: Config, plugin: Plugin, dead_letter: DeadLetter) -> Notifier:
+    notifier = instantiate(config, plugin, dead_letter)
+    if not isinstance(notifier, Notifier):
+        raise _not_a(plugin, "Notifier")
+    return notifier
+
+
+def notifier_factory(config: Config, dead_letter: DeadLetter) -> NotifierFactory:
+    """Builds the notifiers of ``config`` by name, for the services that own notifier
+    instances of their own (incident reminders, report schedules)."""
+    def build(name: str) -> Notifier:
+        return build_notifier(config, config.notifiers[name], dead_letter)
+    return build
 
 
 def build_decoders(config: Config, dead_letter: DeadLetter) -> dict[str, Decoder]:
@@ -48,7 +107,7 @@ def build_decoders(config: Config, dead_letter: DeadLetter) -> dict[str, Decoder
     problems: list[ConfigProblem] = []
     for name, plugin in config.decoders.items():
         try:
-            decoders[name] = decoder = instantiate(config, plugin, dead_letter)
+            decoders[name] = decoder = build_decoder(config, plugin, dead_letter)
         except ConfigError as exc:
             problems.extend(exc.problems)
         else:
@@ -91,10 +150,9 @@ def build_classifier(config: Config) -> Classifier:
     return classifier
 
 
-def build_notifications(config: Config, dead_letter: DeadLetter) -> Any:
-    """The notification core (a :class:`socd.notify.core.NotificationCore`) with its
-    notifiers, or None when no notifier or no route is configured. Nothing is opened
-    or sent here: ``start()`` does that."""
+def build_notifications(config: Config, dead_letter: DeadLetter) -> NotificationCore | None:
+    """The notification core with its notifiers, or None when no notifier or no route
+    is configured. Nothing is opened or sent here: ``start()`` does that."""
     ncfg = config.document.notifications
     if not config.notifiers or not ncfg.routes:
         return None
@@ -104,7 +162,7 @@ def build_notifications(config: Config, dead_letter: DeadLetter) -> Any:
     if templates_dir is not None and not os.path.isdir(templates_dir):
         raise ConfigError([ConfigProblem(config.file, "notifications.templates_dir",
                                          f"no such folder: {templates_dir}")])
-    notifiers = {name: instantiate(config, plugin, dead_letter)
+    notifiers = {name: build_notifier(config, plugin, dead_letter)
                  for name, plugin in config.notifiers.items()}
     return NotificationCore(ncfg, notifiers,
                             {name: plugin.config for name, plugin in config.notifiers.items()},
@@ -112,11 +170,21 @@ def build_notifications(config: Config, dead_letter: DeadLetter) -> Any:
                             templates_dir=templates_dir)
 
 
+class Service(Protocol):
+    """A background service of the daemon (incident reminders, report schedules...):
+    built from the config, started after the collectors, stopped and rebuilt on reload.
+    ``start`` returns once the service runs (in its own task); ``stop`` is idempotent."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Periodic:
     """A background service that runs a blocking function in a thread every
     ``interval`` seconds (first run at start); it logs errors and goes on."""
 
-    def __init__(self, name: str, fn: Callable[[], Any], interval: float) -> None:
+    def __init__(self, name: str, fn: Callable[[], object], interval: float) -> None:
         self.name = name
         self.fn = fn
         self.interval = interval
@@ -140,18 +208,20 @@ class Periodic:
             self._task = None
 
 
-def build_services(config: Config, dead_letter: DeadLetter) -> list[Any]:
+def build_services(config: Config, dead_letter: DeadLetter) -> list[Service]:
     """The daemon's background services for ``config`` (built, not started)."""
+    # Imported here: only the daemon runs them (check-config, replay do not load them).
     from socd.incidents.reminders import ReminderService
     from socd.reports.schedule import ReportScheduler
     from socd.sharing.records import refresh_metrics
 
-    services: list[Any] = [
-        ReminderService.from_config(config, dead_letter),
+    notifiers = notifier_factory(config, dead_letter)
+    services: list[Service] = [
+        ReminderService.from_config(config, notifiers),
         # /metrics shows the last layer-4 exchange even when `socd share push` ran it.
         Periodic("sharing-metrics", lambda: refresh_metrics(config), 60.0),
     ]
-    reports = ReportScheduler.from_config(config, dead_letter)  # None unless reports.enabled
+    reports = ReportScheduler.from_config(config, notifiers)  # None unless reports.enabled
     if reports is not None:
         services.append(reports)
     return services

@@ -113,6 +113,11 @@ class SinkRunner:
                 base, config.spool.path or os.path.join("spool", f"{name}.db"))
         metrics.init_sink(name)
 
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` has run (a runner is started once, by the pipeline)."""
+        return self._task is not None
+
     def start(self) -> None:
         if self.spool_path is not None:
             spool_cfg = self.config.spool
@@ -298,16 +303,16 @@ class SinkRunner:
                     self.dead_letter.write(stage=f"sink/{self.name}", reason="rejected",
                                            event=event, detail=str(exc))
                 return _REJECTED, exc
-            self._set_up(False)
+            self.mark_up(False)
             return _FAILED, exc
         except Exception as exc:
             metrics.ERRORS.labels(f"sink/{self.name}", type(exc).__name__).inc()
-            self._set_up(False)
+            self.mark_up(False)
             return _FAILED, exc
         elapsed = time.perf_counter() - started
         metrics.SINK_BATCH_SECONDS.labels(self.name).observe(elapsed)
         metrics.EVENTS_SENT.labels(self.name).inc(len(events))
-        self._set_up(True)
+        self.mark_up(True)
         return _STORED, None
 
     async def _write_chunk(self, events: list[Event], *, draining: bool = False) -> str:
@@ -467,7 +472,9 @@ class SinkRunner:
                 return
             await spool.appended.wait()
 
-    def _set_up(self, up: bool) -> None:
+    def mark_up(self, up: bool) -> None:
+        """Set the sink's state as ``/readyz`` and ``socd_component_up`` show it: the
+        runner after each write; the daemon after a health check passed at start."""
         if up != self.up:
             self.up = up
             metrics.COMPONENT_UP.labels("sink", self.name).set(1 if up else 0)
@@ -703,7 +710,7 @@ class Pipeline:
                 keep = {id(r) for r in runners}
                 retired.extend(r for r in self.runners if id(r) not in keep)
                 for runner in runners:
-                    if runner._task is None:
+                    if not runner.started:
                         runner.start()
                 self.runners = list(runners)
                 for runner in retired:

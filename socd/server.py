@@ -27,20 +27,23 @@ import re
 import resource
 import signal
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from socd import __version__, metrics, systemd
 from socd import config as config_mod
+from socd.classify import Classifier
 from socd.components import (
+    Service,
     build_classifier,
+    build_collector,
     build_decoders,
     build_notifications,
     build_services,
+    build_sink,
     dead_letter_for,
-    instantiate,
 )
 from socd.config import Config, Plugin
 from socd.errors import HealthCheckError, ListenError, SocdError, listen_hint
@@ -48,7 +51,10 @@ from socd.http import HttpListener, make_app
 from socd.ioc.allowlist import load_allowlist
 from socd.journal import Journal
 from socd.pipeline import Pipeline, SinkRunner
-from socd.plugins import Collector
+from socd.plugins import AllowlistAware, Collector, IocAware
+
+if TYPE_CHECKING:
+    from socd.notify.core import NotificationCore
 
 log = structlog.get_logger("socd.server")
 
@@ -120,17 +126,17 @@ class Daemon:
         self.on_idle = on_idle
         self.dead_letter = dead_letter_for(config)
         self.pipeline: Pipeline | None = None
-        self.classifier: Any = None
+        self.classifier: Classifier | None = None
         self.http: HttpListener | None = None
         self.collectors: dict[str, _CollectorTask] = {}
         self.sink_plugins: dict[str, Plugin] = {}
         self.runners: dict[str, SinkRunner] = {}
         # The notification core is fed like a sink, but is not one of config.sinks.
-        self.notify_core: Any = None
+        self.notify_core: NotificationCore | None = None
         self.notify_runner: SinkRunner | None = None
         # Background services built from the config (incident reminders, report
         # schedules...): each has async start()/stop() and is rebuilt on reload.
-        self.services: list[Any] = []
+        self.services: list[Service] = []
         self.should_exit = asyncio.Event()
         self.force_exit = False
         self.started_at = time.time()
@@ -191,7 +197,7 @@ class Daemon:
         if self.notify_core is not None:
             await self.notify_core.start()
             self.notify_runner = self._notification_runner(self.notify_core)
-            self.notify_runner._set_up(True)
+            self.notify_runner.mark_up(True)
         if not self.runners:
             log.warning("no sinks configured: every event will be dead-lettered"
                         if self.notify_core is None else
@@ -275,8 +281,8 @@ class Daemon:
     # -- components ----------------------------------------------------------
 
     async def _start_sink(self, plugin: Plugin) -> SinkRunner:
-        sink = instantiate(self.config, plugin, self.dead_letter)
-        if hasattr(sink, "use_allowlist"):
+        sink = build_sink(self.config, plugin, self.dead_letter)
+        if isinstance(sink, AllowlistAware):
             # The blocker must honour the top-level allowlist of own infrastructure.
             sink.use_allowlist(load_allowlist(self.config))
         await sink.start()
@@ -284,13 +290,13 @@ class Daemon:
                             state_dir=self.config.state_dir)
         try:
             await sink.healthcheck()
-            runner._set_up(True)
+            runner.mark_up(True)
         except HealthCheckError as exc:
             log.warning("sink health check failed at start; writes will retry", sink=plugin.name,
                         error=str(exc))
         return runner
 
-    def _notification_runner(self, core: Any) -> SinkRunner:
+    def _notification_runner(self, core: NotificationCore) -> SinkRunner:
         from socd.notify.core import RUNNER_NAME, runner_config
 
         return SinkRunner(RUNNER_NAME, core, runner_config(), self.dead_letter)
@@ -301,12 +307,14 @@ class Daemon:
         """The runners the pipeline feeds: the sinks, then the notification core."""
         return [*runners.values(), *([notify_runner] if notify_runner is not None else [])]
 
-    def _next_notify_runner(self, changed: bool, core: Any) -> SinkRunner | None:
+    def _next_notify_runner(self, changed: bool, core: NotificationCore | None
+                            ) -> SinkRunner | None:
         if not changed:
             return self.notify_runner
         return self._notification_runner(core) if core is not None else None
 
-    async def _switch_notifications(self, new: Config, changed: bool, core: Any,
+    async def _switch_notifications(self, new: Config, changed: bool,
+                                    core: NotificationCore | None,
                                     runner: SinkRunner | None) -> None:
         """After a reload retired the old core (closed, its last batch written): start
         the new one on the same queue file, so nothing pending is lost. Unchanged: only
@@ -320,7 +328,7 @@ class Daemon:
             return
         try:
             await core.start()
-            runner._set_up(True)
+            runner.mark_up(True)
         except Exception as exc:  # its writes retry opening the queue
             log.error("notification core failed to start", error=str(exc))
 
@@ -332,21 +340,17 @@ class Daemon:
         return any(not p.same_as(old.notifiers.get(n)) for n, p in new.notifiers.items())
 
     def _start_collector(self, plugin: Plugin) -> None:
-        collector = instantiate(self.config, plugin, self.dead_letter)
+        collector = build_collector(self.config, plugin, self.dead_letter)
         self._share_iocs(collector)
         task = asyncio.create_task(self._supervise(plugin.name, collector),
                                    name=f"collector/{plugin.name}")
         self.collectors[plugin.name] = _CollectorTask(plugin, collector, task)
 
-    def _share_iocs(self, collector: Any) -> None:
-        """Give collectors with an IoC hook (the network sensor) the daemon's IoC
-        lists, unless they load lists of their own."""
-        if not hasattr(collector, "ioc_lookup") or self.classifier is None:
-            return
-        if getattr(collector.config, "ioc_files", None):
-            return
-        # Always hooked: entries imported later (`socd ioc import`) are seen too.
-        collector.ioc_lookup = self.classifier.iocs.match_ip
+    def _share_iocs(self, collector: Collector) -> None:
+        """Give collectors with an IoC hook (:class:`~socd.plugins.IocAware`: the network
+        sensor) the daemon's IoC store; one with lists of its own keeps them."""
+        if isinstance(collector, IocAware) and self.classifier is not None:
+            collector.use_ioc_lookup(self.classifier.iocs.match_ip)
 
     async def _supervise(self, name: str, collector: Collector) -> None:
         """Run a collector; restart it with backoff if it fails."""
@@ -409,7 +413,7 @@ class Daemon:
                 with contextlib.suppress(KeyError):
                     metrics.COMPONENT_UP.remove("collector", name)
 
-    async def _start_services(self, services: list[Any]) -> None:
+    async def _start_services(self, services: list[Service]) -> None:
         for service in services:
             try:
                 await service.start()
@@ -417,7 +421,7 @@ class Daemon:
                 log.exception("background service failed to start",
                               service=type(service).__name__)
 
-    async def _stop_services(self, services: list[Any]) -> None:
+    async def _stop_services(self, services: list[Service]) -> None:
         for service in services:
             try:
                 await service.stop()
@@ -556,7 +560,7 @@ class Daemon:
         log.info("signal received: shutting down", signal=signal.Signals(sig).name)
         self.request_exit()
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

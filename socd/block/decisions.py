@@ -39,6 +39,7 @@ from typing import Any, Literal
 import structlog
 
 from socd import netaddr
+from socd.plugins import OwnInfrastructure
 from socd.sqlite import Schema, Store, has_table, read_only, script
 
 log = structlog.get_logger("socd.block.decisions")
@@ -247,7 +248,7 @@ class Guard:
 
     def __init__(self, cidrs: Iterable[str] = (), domains: Iterable[str] = (), *,
                  protect_private: bool = False, own: Iterable[str] | None = None,
-                 external: Any = None, min_prefixlen4: int = 8,
+                 external: OwnInfrastructure | None = None, min_prefixlen4: int = 8,
                  min_prefixlen6: int = 32) -> None:
         self.networks: list[IPNetwork] = [network(c) for c in cidrs]
         self.domains = {d.lower().rstrip(".") for d in domains}
@@ -291,7 +292,7 @@ class Guard:
         if ext is None:
             return False
         try:
-            if is_network and hasattr(ext, "covers"):
+            if is_network:
                 return bool(ext.covers(value))
             return bool(ext.is_allowed(value))
         except (ValueError, TypeError):
@@ -308,7 +309,7 @@ def _own_set(addresses: Iterable[str]) -> dict[str, netaddr.IPAddress]:
     return out
 
 
-def load_external_allowlist(config: Any) -> Any:
+def load_external_allowlist(config: Any) -> OwnInfrastructure | None:
     """The top-level ``allowlist:`` of a loaded :class:`socd.config.Config`, as the IoC
     store's :class:`socd.ioc.allowlist.Allowlist` (``is_allowed``, ``covers``).
 

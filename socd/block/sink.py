@@ -23,7 +23,7 @@ import contextlib
 import getpass
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import structlog
 from prometheus_client import Counter, Gauge
@@ -49,7 +49,8 @@ from socd.block.nft import NftBackend, NftError
 from socd.config import HttpLimits, SinkConfig, StrictModel, resolve_path
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event, get
-from socd.plugins import PluginContext
+from socd.plugins import OwnInfrastructure, PluginContext
+from socd.tasks import stop_task
 
 log = structlog.get_logger("socd.block")
 
@@ -180,7 +181,7 @@ def make_policy(cfg: BlockerConfig) -> Policy:
                   forget_after=esc.forget_after)
 
 
-def make_guard(cfg: BlockerConfig, external: Any = None) -> Guard:
+def make_guard(cfg: BlockerConfig, external: OwnInfrastructure | None = None) -> Guard:
     return Guard(cfg.allowlist_cidrs, cfg.allowlist_domains, protect_private=cfg.protect_private,
                  external=external, min_prefixlen4=cfg.min_prefixlen4,
                  min_prefixlen6=cfg.min_prefixlen6)
@@ -294,11 +295,11 @@ class BlockerSink:
         self._data_version = -1
         self._last_resync = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._allowlist: Any = None
+        self._allowlist: OwnInfrastructure | None = None
 
-    def use_allowlist(self, allowlist: Any) -> None:
-        """Hook for the daemon: the top-level ``allowlist:`` (socd.ioc.allowlist.Allowlist,
-        or anything with ``is_allowed``/``covers``), applied on top of allowlist_cidrs."""
+    def use_allowlist(self, allowlist: OwnInfrastructure) -> None:
+        """The daemon's top-level ``allowlist:`` (:class:`~socd.plugins.AllowlistAware`:
+        an :class:`socd.ioc.allowlist.Allowlist`), applied on top of allowlist_cidrs."""
         self._allowlist = allowlist
         if self.guard is not None:
             self.guard.external = allowlist
@@ -464,11 +465,8 @@ class BlockerSink:
                 gauge.labels(self.name, kind).set(n)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.edl is not None:
             await self.edl.close()
             self.edl = None

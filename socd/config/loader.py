@@ -49,7 +49,7 @@ from socd.config.models import (
     SinkConfig,
 )
 from socd.errors import ConfigError, ConfigProblem, PluginError
-from socd.registry import Kind, known_types, lookup, unknown_type_message
+from socd.plugins.registry import Kind, known_types, lookup, unknown_type_message
 
 
 @dataclass(frozen=True, slots=True)

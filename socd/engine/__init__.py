@@ -2,7 +2,7 @@
 
 Entry points for the pipeline::
 
-    engine = build_engine(config)            # raises ConfigError
+    engine = build_engine(config, ioc_lookup=store.lookup)  # raises ConfigError
     events = engine.process(events)          # input events + new alerts
     new.carry_state_from(old)                # on reload
 """
@@ -18,8 +18,7 @@ from socd.engine.loader import CompiledRule, expand_paths, load_files, load_path
 from socd.errors import ConfigError, ConfigProblem
 
 __all__ = ["CompiledRule", "RuleEngine", "build_engine", "event_time", "expand_paths",
-           "ioc_lookup_from_files", "load_config_rules", "load_files", "load_paths",
-           "load_text"]
+           "load_config_rules", "load_files", "load_paths", "load_text"]
 
 
 def load_config_rules(config: Config) -> list[CompiledRule]:
@@ -39,32 +38,12 @@ def load_config_rules(config: Config) -> list[CompiledRule]:
     return load_files(files)
 
 
-def ioc_lookup_from_files(paths: list[str]) -> IocLookup:
-    """A lookup over plain-text IoC lists (socd.classify.IocSet), until socd.ioc exists."""
-    from socd.classify import IocSet
-
-    iocs = IocSet()
-    for path in paths:
-        with open(path, encoding="utf-8") as fh:
-            iocs.add_lines(fh, default_ref=path.rsplit("/", 1)[-1])
-
-    def lookup(kind: str, value: str, source: str | None = None) -> bool:
-        if kind == "ip":
-            ref = iocs.match_ip(value)
-        elif kind == "domain":
-            ref = iocs.domains.get(value)
-        else:
-            ref = iocs.hashes.get(value)
-        return ref is not None and (source is None or ref == source)
-    return lookup
-
-
 def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> RuleEngine:
     """The rules engine for ``config``: rules loaded and compiled; raises ConfigError.
 
-    ``ioc_lookup(kind, value[, source]) -> bool`` serves ``ioc`` conditions; by
-    default the lists of ``classification.ioc_files`` are used (loaded only when a
-    rule needs them).
+    ``ioc_lookup(kind, value[, source]) -> bool`` serves ``ioc`` conditions: the
+    daemon passes its IoC store's (:meth:`socd.classify.Classifier.ioc_lookup`, built by
+    the wiring). Without one, ``ioc`` conditions never match.
     """
     cfg = config.document.rules
     rules = load_config_rules(config)
@@ -79,13 +58,6 @@ def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> Rule
         raise ConfigError(problems)
     disabled = set(cfg.disabled)
     active = [r for r in rules if r.rule.enabled and r.id not in disabled]
-    if ioc_lookup is None and any(r.uses_ioc for r in active):
-        paths = [config.resolve(p) for p in config.document.classification.ioc_files]
-        unreadable = [p for p in map(read_problem, paths) if p is not None]
-        if unreadable:
-            raise ConfigError([ConfigProblem(config.file, "classification.ioc_files",
-                                             p.message, p.hint) for p in unreadable])
-        ioc_lookup = ioc_lookup_from_files(paths)
     return RuleEngine(active, ioc_lookup=ioc_lookup,
                       max_out_of_order_secs=cfg.max_out_of_order_secs,
                       max_field_bytes=cfg.max_field_bytes,

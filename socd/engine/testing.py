@@ -17,6 +17,9 @@ from socd.engine.loader import CompiledRule
 from socd.engine.model import RuleTest, parse_duration
 from socd.errors import DecodeError
 from socd.event import Event, fingerprint, get, normalize, unflatten
+from socd.ioc.normalize import IndicatorError
+from socd.ioc.normalize import normalize as normalize_indicator
+from socd.ioc.store import Entry, IocStore
 
 DEFAULT_START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
 SHOWN_KEYS = ("rule.id", "@timestamp", "socd.severity", "socd.rule.count", "socd.rule.group")
@@ -88,27 +91,17 @@ def build_events(rule_id: str, test: RuleTest) -> list[Event]:
 
 
 def _test_lookup(iocs: Mapping[Literal["ip", "domain", "hash"], list[str]]) -> IocLookup:
-    from socd.classify import IocSet
-
-    sets: dict[str, IocSet] = {}
+    """The test's indicators (source and reference ``test``) in a memory-only IoC store;
+    a value that is no indicator of its kind matches nothing."""
+    entries: list[Entry] = []
     for kind, values in iocs.items():
-        s = IocSet()
-        for v in values:
-            s.add(v, "test")
-        sets[kind] = s
-
-    def lookup(kind: str, value: str, source: str | None = None) -> bool:
-        s = sets.get(kind)
-        if s is None:
-            return False
-        if kind == "ip":
-            ref = s.match_ip(value)
-        elif kind == "domain":
-            ref = s.domains.get(value.lower().rstrip("."))
-        else:
-            ref = s.hashes.get(value.lower())
-        return ref is not None and (source is None or source == "test")
-    return lookup
+        for value in values:
+            try:
+                _, norm = normalize_indicator(value, kind)
+            except IndicatorError:
+                continue
+            entries.append(Entry(kind, norm, "test", "test"))
+    return IocStore(None, static=entries, gauges=False).lookup
 
 
 def _same(actual: Any, expected: Any, key: str) -> bool:

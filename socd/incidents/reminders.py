@@ -15,11 +15,10 @@ A new due time (a corrected discovery or response end) starts its own reminders.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -29,7 +28,11 @@ from socd.config import IncidentsConfig
 from socd.incidents.model import Deadline, Incident, iso
 from socd.incidents.store import IncidentStore
 from socd.metrics import REGISTRY
-from socd.plugins import Notification, Notifier
+from socd.plugins import Notification, Notifier, NotifierFactory
+from socd.tasks import stop_task
+
+if TYPE_CHECKING:
+    from socd.config import Config
 
 log = structlog.get_logger("socd.incidents.reminders")
 
@@ -204,11 +207,8 @@ class Reminders:
         return self._task
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
 
 class ReminderService:
@@ -227,22 +227,20 @@ class ReminderService:
         self._own = dict(own)
 
     @classmethod
-    def from_config(cls, config: object, dead_letter: object) -> ReminderService:
-        """``config`` is a :class:`socd.config.Config`; unknown notifier names in
-        ``incidents.notifiers`` are a configuration error."""
-        from socd.components import instantiate
-        from socd.config import Config, resolve_path
+    def from_config(cls, config: Config, notifier: NotifierFactory) -> ReminderService:
+        """The service of a loaded config; ``notifier`` builds the notifiers that
+        ``incidents.notifiers`` names (:func:`socd.components.notifier_factory`). An
+        unknown name there is a configuration error."""
+        from socd.config import resolve_path
         from socd.errors import ConfigError, ConfigProblem
 
-        assert isinstance(config, Config)
         icfg = config.document.incidents
         missing = [n for n in icfg.notifiers if n not in config.notifiers]
         if missing:
             raise ConfigError([ConfigProblem(config.file, "incidents.notifiers",
                                              f"unknown notifier {', '.join(missing)}",
                                              "declare it under notifiers:")])
-        own = {name: instantiate(config, config.notifiers[name], dead_letter)  # type: ignore[arg-type]
-               for name in icfg.notifiers}
+        own = {name: notifier(name) for name in icfg.notifiers}
         store = IncidentStore(resolve_path(config.state_dir, icfg.db_path))
         return cls(Reminders(store, icfg, own), store, own)
 

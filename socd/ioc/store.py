@@ -708,8 +708,11 @@ class IocStore:
     def __init__(self, path: str | None = None, *, static: Sequence[Entry] = (),
                  allowlist: Allowlist | None = None, min_confidence: int = 0,
                  refresh_secs: float = 10.0, create: bool = True, load: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, gauges: bool = True) -> None:
         self.path = path
+        # Only the daemon's store sets socd_ioc_entries: a collector's own lists or a rule
+        # test's indicators must not overwrite its counts.
+        self.gauges = gauges
         self.allowlist = allowlist or Allowlist()
         self.min_confidence = min_confidence
         self.refresh_secs = refresh_secs
@@ -736,8 +739,9 @@ class IocStore:
         index = build_index(self.db.path if self.db is not None else None, self.static,
                             min_confidence=self.min_confidence, now=self.clock())
         self._index = index
-        for kind, n in index.counts().items():
-            IOC_ENTRIES.labels(kind).set(n)
+        if self.gauges:
+            for kind, n in index.counts().items():
+                IOC_ENTRIES.labels(kind).set(n)
         return index
 
     def maybe_refresh(self, *, background: bool = True) -> bool:
@@ -781,9 +785,17 @@ class IocStore:
 
     # -- matching ----------------------------------------------------------------------
 
-    def lookup(self, kind: str, value: str) -> bool:
-        """Is the value (an address, domain name or hash) on an unexpired entry?"""
-        return self.match(kind, value) is not None
+    def __len__(self) -> int:
+        """Entries in the loaded index (unexpired, above the minimum confidence)."""
+        return len(self._index)
+
+    def lookup(self, kind: str, value: str, source: str | None = None) -> bool:
+        """Is the value (an address, domain name or hash) on an unexpired entry? With
+        ``source``: is it on an entry of that source (expired ones included, as
+        :meth:`entries_for` lists them)? This is the rules engine's ``ioc`` condition."""
+        if source is None:
+            return self.match(kind, value) is not None
+        return any(e.source == source for e in self.entries_for(kind, value))
 
     def match(self, kind: str, value: str) -> Attribution | None:
         """The best unexpired entry's attribution for the value, or None."""
@@ -812,7 +824,8 @@ class IocStore:
         return None if found is None else (found.ref or found.source)
 
     def match_ip(self, value: str) -> str | None:
-        """Reference of the best entry covering the address (the IocSet interface)."""
+        """Reference of the best entry covering the address, or None: the network
+        sensor's hook (:attr:`socd.collectors.sensor.SensorCollector.ioc_lookup`)."""
         return self.match_ref("ip", value)
 
     def lookup_many_ipv4(self, ints: Sequence[int]) -> list[bool]:
@@ -867,19 +880,6 @@ class IocStore:
                 cls = ipaddress.IPv4Network if fam == 4 else ipaddress.IPv6Network
                 out.add(str(cls((first >> shift << shift, plen))))
         return out
-
-    # -- compatibility with the IocSet interface (server._share_iocs, sensor) ----------
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    @property
-    def ips(self) -> bool:
-        return self._index.has_ips
-
-    @property
-    def networks(self) -> bool:
-        return self._index.has_ips
 
     # -- writing -----------------------------------------------------------------------
 

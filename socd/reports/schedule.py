@@ -35,7 +35,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from prometheus_client import Counter, Gauge
@@ -43,8 +43,14 @@ from prometheus_client import Counter, Gauge
 from socd import metrics
 from socd.config.reports import ReportsConfig, ScheduleConfig, parse_at
 from socd.filemode import open_private
+from socd.plugins import Notifier, NotifierFactory
 from socd.reports.periods import Kind, Period, default_period
 from socd.reports.vn import local_zone
+
+if TYPE_CHECKING:
+    from socd.config import Config
+    from socd.reports.data import AlertBackend, ReportData
+    from socd.reports.sources import SideSources
 
 log = structlog.get_logger("socd.reports.schedule")
 
@@ -121,9 +127,9 @@ class ReportScheduler:
     MAX_SLEEP = 3600.0  # wake at least hourly: the wall clock may jump (suspend, NTP)
 
     def __init__(self, config: ReportsConfig, *, state_dir: str,
-                 backend_factory: Callable[[], Any], sides: Any = None,
-                 notifiers: Mapping[str, Any] | None = None, clock: Clock | None = None,
-                 render: Callable[[Any, str], bytes] | None = None) -> None:
+                 backend_factory: Callable[[], AlertBackend], sides: SideSources | None = None,
+                 notifiers: Mapping[str, Notifier] | None = None, clock: Clock | None = None,
+                 render: Callable[[ReportData, str], bytes] | None = None) -> None:
         from socd.config import resolve_path
 
         self.config = config
@@ -139,11 +145,12 @@ class ReportScheduler:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, dead_letter: Any, *, clock: Clock | None = None
+    def from_config(cls, cfg: Config, notifier: NotifierFactory, *, clock: Clock | None = None
                     ) -> ReportScheduler | None:
-        """The scheduler of a loaded socd config, or None when reports are not enabled.
-        Raises :class:`~socd.errors.ConfigError` for an unknown notifier name."""
-        from socd.components import instantiate
+        """The scheduler of a loaded socd config, or None when reports are not enabled;
+        ``notifier`` builds the notifiers that ``reports.notifiers`` names
+        (:func:`socd.components.notifier_factory`). Raises
+        :class:`~socd.errors.ConfigError` for an unknown notifier name."""
         from socd.errors import ConfigError, ConfigProblem
         from socd.reports.data import backend_for
         from socd.reports.sources import SideSources
@@ -155,8 +162,7 @@ class ReportScheduler:
         if unknown:
             raise ConfigError([ConfigProblem(cfg.file, "reports.notifiers",
                                              f"unknown notifier {n!r}") for n in unknown])
-        notifiers = {n: instantiate(cfg, cfg.notifiers[n], dead_letter)
-                     for n in config.notifiers}
+        notifiers = {n: notifier(n) for n in config.notifiers}
         return cls(config, state_dir=cfg.state_dir,
                    backend_factory=lambda: backend_for(cfg, config.source),
                    sides=SideSources.from_config(cfg), notifiers=notifiers, clock=clock)
@@ -262,7 +268,7 @@ class ReportScheduler:
         self.history.append(result)
         return result
 
-    def _render_one(self, data: Any, fmt: str) -> bytes:
+    def _render_one(self, data: ReportData, fmt: str) -> bytes:
         if self._render is not None:
             return self._render(data, fmt)
         from socd.reports.render import render
@@ -270,7 +276,7 @@ class ReportScheduler:
         return render(data, fmt)
 
     def _build(self, period: Period
-               ) -> tuple[Any, dict[str, bytes], dict[str, str], dict[str, str]]:
+               ) -> tuple[ReportData, dict[str, bytes], dict[str, str], dict[str, str]]:
         from socd.reports.data import build_report
 
         backend = self.backend_factory()
@@ -297,7 +303,7 @@ class ReportScheduler:
             files[name] = path
         return data, bodies, files, errors
 
-    async def _send(self, data: Any, html: str | None, result: Generated,
+    async def _send(self, data: ReportData, html: str | None, result: Generated,
                     bodies: Mapping[str, bytes] | None = None) -> None:
         from socd.errors import NotifyError
         from socd.plugins import Notification

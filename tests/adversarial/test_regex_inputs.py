@@ -10,7 +10,7 @@ These were found in socd's own code and fed by input an attacker can shape:
 * IoC imports (``socd.ioc.importers``): the letter-number pattern on MISP ``Event.info``
   and tags (a remote MISP server writes them) and on text-list reference lines, the
   "Số: <letter>" title pattern and the parenthesis stripper of spreadsheet header
-  cells, the TTL parser; the plain IoC lists' reference line (``socd.classify``);
+  cells, the TTL parser; the plain IoC lists' reference line (now the text-list reader);
 * chat escaping (``alerting.notifiers.markup``): the Mattermost/Slack tag lookahead
   on alert text.
 
@@ -34,7 +34,6 @@ import pytest
 
 from socd import log
 from socd.alerting.notifiers import markup
-from socd.classify import IocSet
 from socd.ioc import importers
 
 N = 64 * 1024
@@ -72,9 +71,7 @@ def _duration(text: str) -> Any:
 
 
 def _plain_list(line: str) -> Any:
-    iocs = IocSet()
-    iocs.add_lines([line, "198.51.100.1"], default_ref="list.txt")
-    return iocs.ips
+    return importers.parse_text([line, "198.51.100.1"], importers.Options(source="list.txt"))
 
 
 CASES: dict[str, tuple[Callable[[str], Any], str]] = {

@@ -63,6 +63,7 @@ async def test_reminders_reach_a_webhook_once(receiver: Receiver,  # noqa: F811
 async def test_service_from_config(receiver: Receiver, tmp_path: Path) -> None:  # noqa: F811
     """What the daemon runs: ReminderService built from a loaded config."""
     from socd import config as config_mod
+    from socd.components import notifier_factory
     from socd.deadletter import DeadLetter
     from socd.errors import ConfigError
     from socd.incidents.reminders import ReminderService
@@ -77,7 +78,8 @@ async def test_service_from_config(receiver: Receiver, tmp_path: Path) -> None: 
     store.open_incident(title="Quá hạn", by="an", alerts=[], discovered=now - timedelta(days=6),
                         now=now)
     store.close()
-    service = ReminderService.from_config(cfg, DeadLetter(str(tmp_path / "dl")))
+    service = ReminderService.from_config(
+        cfg, notifier_factory(cfg, DeadLetter(str(tmp_path / "dl"))))
     await service.start()
     try:
         await wait_for_async(lambda: len(receiver.requests) >= 1)
@@ -90,7 +92,7 @@ async def test_service_from_config(receiver: Receiver, tmp_path: Path) -> None: 
     bad = replace(cfg, document=cfg.document.model_copy(
         update={"incidents": IncidentsConfig(notifiers=["nope"])}))
     with pytest.raises(ConfigError, match="unknown notifier nope"):
-        ReminderService.from_config(bad, DeadLetter(str(tmp_path / "dl")))
+        ReminderService.from_config(bad, notifier_factory(bad, DeadLetter(str(tmp_path / "dl"))))
 
 
 async def wait_for_async(predicate: Callable[[], bool]) -> None:

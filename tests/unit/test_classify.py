@@ -8,11 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
-from socd.classify import Classifier, IocSet
+from socd.classify import Classifier
 from socd.config import ClassificationConfig
 from socd.decoders.json import JsonDecoder
 from socd.decoders.mapping import MappingDecoder
 from socd.event import Event
+from socd.ioc.importers import load_text_lists
+from socd.ioc.store import Entry, IocStore
 from socd.plugins import PluginContext, RawRecord
 from socd.severity import Severity
 
@@ -55,16 +57,21 @@ def classifier(ioc_file: Path) -> Classifier:
 
 
 def test_ioc_file_parsing(ioc_file: Path) -> None:
-    iocs = IocSet()
-    iocs.add_lines(ioc_file.read_text().splitlines(), default_ref="ioc.txt")
+    entries, _ = load_text_lists([str(ioc_file)])
+    iocs = IocStore(None, static=entries)
     assert len(iocs) == 6
-    assert iocs.ips == {"203.0.113.7": "941/CATTT-NCSC", "192.0.2.99": "12/BC-STTTT"}
-    assert iocs.domains == {"evil.example": "941/CATTT-NCSC"}
-    assert "44d88612fea8a8f36de82e1278abb02f" in iocs.hashes
+    assert _refs(entries, "ip") == {"203.0.113.7": "941/CATTT-NCSC", "192.0.2.99": "12/BC-STTTT"}
+    assert _refs(entries, "domain") == {"evil.example": "941/CATTT-NCSC"}
+    assert "44d88612fea8a8f36de82e1278abb02f" in _refs(entries, "hash")
     assert iocs.match_ip("198.51.100.200") == "941/CATTT-NCSC"
     assert iocs.match_ip("2001:db8:bad::1") == "941/CATTT-NCSC"
     assert iocs.match_ip("198.51.101.1") is None
     assert iocs.match_ip("not an ip") is None
+
+
+def _refs(entries: list[Entry], kind: str) -> dict[str, str]:
+    """Single values (no networks) of one kind and their references."""
+    return {e.value: e.ref for e in entries if e.kind == kind and "/" not in e.value}
 
 
 def test_shipped_ioc_sample_loads() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-from socd.classify import IocSet
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.normalize import MAX_DOMAIN_CHARS, event_domain
 from socd.ioc.store import Entry, IocStore
@@ -47,7 +46,6 @@ def test_allowlist_and_plain_lists_find_nothing_for_huge_values() -> None:
     allow = Allowlist(hosts=["wild.example"])
     assert allow.is_allowed("www.wild.example")
     assert _quick(allow.is_allowed, DOTS) is False
-    plain = IocSet()
-    plain.add("evil.example", "R1")
+    plain = IocStore(None, static=[Entry("domain", "evil.example", "list.txt", "R1")])
     assert plain.match_ref("domain", "EVIL.example.") == "R1"
     assert _quick(plain.match_ref, "domain", DOTS) is None

@@ -226,7 +226,7 @@ def test_classifier_uses_the_database(tmp_path: Path) -> None:
         Entry("ip", "203.0.113.0/24", "ncsc", "1298/CATTT-NCSC", 90),
         Entry("domain", "c2.bad.example", "ncsc", "1298/CATTT-NCSC")])
     classifier.process([])  # the daemon looks for imports once per batch
-    classifier.iocs.wait_reload(10)  # type: ignore[union-attr]
+    classifier.iocs.wait_reload(10)
     events = classifier.process([
         _event(source={"ip": "203.0.113.5"}, destination={"ip": "192.0.2.44"}),
         _event(dns={"question": {"name": "C2.bad.example."}}),
@@ -238,5 +238,4 @@ def test_classifier_uses_the_database(tmp_path: Path) -> None:
     assert events[1]["socd"]["ioc"]["refs"] == ["1298/CATTT-NCSC"]
     assert "ioc" not in events[2]["socd"]
     assert classifier.iocs.match_ip("203.0.113.200") == "1298/CATTT-NCSC"
-    assert classifier.iocs.ips
-    assert classifier.iocs.networks
+    assert classifier.iocs.index.has_ips

@@ -12,7 +12,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from socd import classify, log
+from socd import log
 from socd.alerting.notifiers import markup
 from socd.ioc import importers
 
@@ -21,7 +21,6 @@ OLD_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+:[^/
 OLD_LETTER = re.compile(r"\d+/[\w.-]*[A-Za-zĐđ][\w.-]*")
 OLD_TITLE_LETTER = re.compile(r"\bs[ốo]\s*(?:hi[ệe]u\s*)?[:.]?\s*(" + OLD_LETTER.pattern + ")",
                               re.IGNORECASE)
-OLD_PLAIN_LETTER = re.compile(r"\d+/[\w.-]+")
 OLD_PARENS = re.compile(r"\s*[(\[][^)\]]*[)\]]\s*")
 OLD_DURATION = re.compile(r"\s*(\d+)\s*([smhdw]?)\s*")
 OLD_SLACK_TAG = re.compile(r"<(?=[!@#]|[^\n<|>]*\|[^\n>]*>)")
@@ -59,7 +58,6 @@ def test_url_credentials_examples() -> None:
 @given(texts("12/aĐ_.-x \u0663", "941/", "CATTT"))
 def test_letter_numbers(text: str) -> None:
     assert _span(importers.LETTER.search(text)) == _span(OLD_LETTER.search(text))
-    assert _span(classify._LETTER.search(text)) == _span(OLD_PLAIN_LETTER.search(text))
 
 
 @settings(max_examples=EXAMPLES, deadline=None)

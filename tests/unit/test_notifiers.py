@@ -13,7 +13,6 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from socd import registry
 from socd.alerting.notifiers import common
 from socd.alerting.notifiers.alertmanager import AlertmanagerNotifier, alertmanager_alerts
 from socd.alerting.notifiers.chat import (
@@ -41,7 +40,7 @@ from socd.alerting.notifiers.telegram import (
 from socd.alerting.notifiers.webhook import signature, webhook_headers
 from socd.config import NotifierConfig
 from socd.errors import NotifyError
-from socd.plugins import Notification
+from socd.plugins import Notification, registry
 
 TITLE = "[Nghiêm trọng] Dò quét SSH từ 203.0.113.9 — Sở Tài chính"
 TEXT = ("Máy chủ srv-01 (10.10.20.11) bị dò quét SSH.\n"

@@ -10,12 +10,12 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
-from socd import config, metrics, registry
+from socd import config, metrics
 from socd.components import build_decoders, dead_letter_for, instantiate
 from socd.config import CollectorConfig, DecoderConfig, NotifierConfig, SinkConfig
 from socd.errors import ConfigError, PluginError
 from socd.pipeline import SinkRunner
-from socd.plugins import Collector, Decoder, Notifier, RawRecord, Sink
+from socd.plugins import Collector, Decoder, Notifier, RawRecord, Sink, registry
 
 from .conftest import sample_value, series_exists
 

@@ -23,7 +23,7 @@ import pytest
 
 from socd import cli
 from socd.config import BUILTIN_DECODERS
-from socd.registry import known_types
+from socd.plugins.registry import known_types
 from socd.severity import LABELS_VI, Severity
 
 REPO = Path(__file__).resolve().parents[2]

@@ -253,6 +253,7 @@ async def test_from_config_as_a_daemon_service(tmp_path: Path, store_path: str) 
     import shutil
 
     from socd import config as config_mod
+    from socd.components import notifier_factory
     from socd.deadletter import DeadLetter
     from socd.errors import ConfigError
 
@@ -267,14 +268,16 @@ async def test_from_config_as_a_daemon_service(tmp_path: Path, store_path: str) 
         return dataclasses.replace(cfg, document=doc)
 
     dead = DeadLetter(str(tmp_path / "dl"))
+    notifiers = notifier_factory(cfg, dead)
     try:
-        assert ReportScheduler.from_config(cfg, dead) is None  # no section: no service
-        assert ReportScheduler.from_config(with_reports(), dead) is None  # not enabled
+        assert ReportScheduler.from_config(cfg, notifiers) is None  # no section: no service
+        assert ReportScheduler.from_config(with_reports(), notifiers) is None  # not enabled
         with pytest.raises(ConfigError, match="unknown notifier 'mail'"):
-            ReportScheduler.from_config(with_reports(enabled=True, notifiers=["mail"]), dead)
+            ReportScheduler.from_config(with_reports(enabled=True, notifiers=["mail"]),
+                                        notifiers)
         clock = FakeClock(vn(2026, 11, 23, 7, 30))  # 30 min after Monday's due time
         service = ReportScheduler.from_config(
-            with_reports(enabled=True, formats=["md"]), dead, clock=clock)
+            with_reports(enabled=True, formats=["md"]), notifiers, clock=clock)
         assert service is not None
         await service.start()
         for _ in range(6000):

@@ -11,11 +11,25 @@ import difflib
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from socd.errors import PluginError
 
+if TYPE_CHECKING:
+    from socd.plugins.context import PluginContext
+
 Kind = Literal["collector", "decoder", "sink", "notifier"]
+
+
+class PluginClass(Protocol):
+    """A plugin class as the registry hands it out: its nested ``Config`` model is the
+    schema of its config section, and ``cls(config, ctx)`` builds the plugin."""
+
+    # A pydantic model; which base (CollectorConfig, SinkConfig...) is the config
+    # loader's to check, so the registry stays below the config package.
+    Config: type[Any]
+
+    def __call__(self, config: Any, ctx: PluginContext, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +41,7 @@ class PluginSpec:
     target: str  # "module:Class"
     summary: str
 
-    def load(self) -> Any:
+    def load(self) -> PluginClass:
         """Import and return the plugin class."""
         module_name, _, attr = self.target.partition(":")
         try:
@@ -36,7 +50,8 @@ class PluginSpec:
             raise PluginError(
                 f"{self.kind} type {self.type!r} is known but cannot be loaded: {exc}"
             ) from exc
-        return getattr(module, attr)
+        cls: PluginClass = getattr(module, attr)
+        return cls
 
 
 _BUILTIN: tuple[PluginSpec, ...] = (

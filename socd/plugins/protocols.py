@@ -13,6 +13,13 @@ Ownership rules, so every plugin behaves the same:
 * A **sink** stores batches. ``write`` returns only when the batch is stored
   durably; it raises :class:`~socd.errors.SinkError` otherwise and the pipeline
   retries it. Per-document rejections are the sink's to dead-letter.
+
+Optional abilities are **capabilities**: each is one small ``runtime_checkable``
+Protocol below the role it extends (:class:`ZoneAware` for decoders,
+:class:`AllowlistAware` for sinks, :class:`IocAware` for collectors). A plugin has
+one by implementing its method (and naming the capability in that method's
+docstring); the daemon asks ``isinstance(plugin, Capability)``, never ``hasattr``.
+A new optional ability is a new capability Protocol here, checked the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from socd.event import Event
 
@@ -104,6 +111,20 @@ class Collector(Protocol):
         ...
 
 
+IpLookup = Callable[[str], str | None]
+
+
+@runtime_checkable
+class IocAware(Protocol):
+    """A collector that checks addresses on IoC lists itself (the network sensor), and
+    so can be given the daemon's IoC store, at start and after each reload."""
+
+    def use_ioc_lookup(self, lookup: IpLookup) -> None:
+        """Use ``lookup`` (an address to its IoC reference, or None) from the next
+        record on, unless the collector has IoC lists of its own."""
+        ...
+
+
 @runtime_checkable
 class Decoder(Protocol):
     """Turns the bytes of one record into zero or more normalized events."""
@@ -146,6 +167,29 @@ class Sink(Protocol):
 
     async def close(self) -> None:
         """Flush and release resources; called once, after the last write."""
+        ...
+
+
+class OwnInfrastructure(Protocol):
+    """The operator's own networks and hosts, never to be acted against
+    (:class:`socd.ioc.allowlist.Allowlist`)."""
+
+    def is_allowed(self, ip_or_host: str) -> bool:
+        """True for an own address or host name."""
+        ...
+
+    def covers(self, cidr: str) -> bool:
+        """True when the address or network overlaps an own network."""
+        ...
+
+
+@runtime_checkable
+class AllowlistAware(Protocol):
+    """A sink that acts on addresses (the blocker) and must honour the top-level
+    ``allowlist:``; the daemon gives it before ``start``."""
+
+    def use_allowlist(self, allowlist: OwnInfrastructure) -> None:
+        """Apply ``allowlist`` on top of the sink's own protections."""
         ...
 
 
@@ -198,13 +242,3 @@ class Notifier(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PluginContext:
-    """What every plugin may use besides its own config."""
-
-    name: str
-    dead_letter: Any  # socd.deadletter.DeadLetter; typed loosely to avoid an import cycle
-    config_dir: str = "."
-    state_dir: str = "."

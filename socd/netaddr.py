@@ -17,8 +17,10 @@ So every caller uses these functions:
 * :func:`canonical` returns the text form (a /32 or /128 network is written as
   an address);
 * :func:`canonical_address` and :func:`is_address` are cached: they run on
-  every address field of every event; :func:`address_int` is the fast path for
-  lookups (the same answers as :func:`parse_address`, from ``inet_pton``);
+  every address field of every event (:func:`address_or_none` answers None
+  instead of raising, for vendor fields that may hold anything);
+  :func:`address_int` is the fast path for lookups (the same answers as
+  :func:`parse_address`, from ``inet_pton``);
 * :func:`safe_element` checks a text about to be written into a firewall
   command or feed against a strict character set (digits, hex letters, ``.``,
   ``:`` and ``/``), as the last line of defence.
@@ -194,6 +196,16 @@ def canonical_address(value: object, *, count: bool = True) -> str:
             count_refusal(reason)
         raise AddressError(reason, value)
     return text
+
+
+def address_or_none(value: object) -> str | None:
+    """:func:`canonical_address`, or None when the gate refuses ``value`` (the refusal
+    is counted): for an address field of a vendor record, where a zone id, whitespace
+    or junk must never become ``source.ip`` but must not fail the event either."""
+    try:
+        return canonical_address(value)
+    except AddressError:
+        return None
 
 
 def address_int(value: str) -> tuple[int, int] | None:

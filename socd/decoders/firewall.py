@@ -17,7 +17,7 @@ for TCP and UDP, the ports.
 
 Both become ``event.kind: event`` with ``event.category: network``, ``observer.type:
 firewall``, ``source.*``/``destination.*`` and ``network.transport``. Addresses pass the
-address gate (``canonical_ip``) and numbers are parsed here: a field that does not read
+address gate (``netaddr.address_or_none``) and numbers are parsed here: a field that does not read
 is left out, never failing the line. See docs/sources/syslog.md.
 """
 
@@ -26,8 +26,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from socd.decoders.cef import _TRANSPORTS, canonical_ip
+from socd.decoders.cefformat import TRANSPORTS
 from socd.event import Event
+from socd.netaddr import address_or_none
 
 _KERNEL_TIME = re.compile(r"\[\s*\d+\.\d+\]\s*")
 _DENY_WORDS = ("BLOCK", "DROP", "DENY", "REJECT")
@@ -46,7 +47,7 @@ def _port(text: str | None) -> int | None:
 
 def _transport(text: str) -> str:
     low = text.strip().lower()
-    return {"icmpv6": "ipv6-icmp"}.get(low, _TRANSPORTS.get(low, low))
+    return {"icmpv6": "ipv6-icmp"}.get(low, TRANSPORTS.get(low, low))
 
 
 def _verdict(prefix: str) -> str:
@@ -95,7 +96,7 @@ def apply_netfilter(event: Event, message: str) -> bool:
             fields.setdefault(key, value)
         elif token.isalpha() and token.isupper():
             flags.append(token)
-    src, dst = canonical_ip(fields.get("SRC", "")), canonical_ip(fields.get("DST", ""))
+    src, dst = address_or_none(fields.get("SRC", "")), address_or_none(fields.get("DST", ""))
     if src is None or dst is None:
         return False
     transport = _transport(fields["PROTO"]) if fields.get("PROTO") else None
@@ -133,7 +134,7 @@ def apply_filterlog(event: Event, message: str) -> bool:
         proto, src_i = cols[12], 15
     if len(cols) <= src_i + 1:
         return False
-    src, dst = canonical_ip(cols[src_i]), canonical_ip(cols[src_i + 1])
+    src, dst = address_or_none(cols[src_i]), address_or_none(cols[src_i + 1])
     if src is None or dst is None:
         return False
     transport = _transport(proto) if proto else None

@@ -35,6 +35,7 @@ from socd.errors import ConfigError, ConfigProblem, DecodeError
 from socd.event import ASSET_KINDS, Event, get, put_parts
 from socd.plugins import PluginContext
 from socd.severity import Severity, SeverityTable
+from socd.tz import parse_iso
 
 
 class TimestampSpec(StrictModel):
@@ -185,7 +186,7 @@ class MappingDecoder(BaseDecoder):
         if isinstance(value, str):
             try:
                 parsed = (datetime.strptime(value.strip(), fmt) if fmt
-                          else datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+                          else parse_iso(value.strip(), naive=None))
             except ValueError as exc:
                 raise DecodeError("invalid_field",
                                   f"timestamp {value[:64]!r} does not match "

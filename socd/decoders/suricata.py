@@ -17,7 +17,6 @@ Suricata computed, so IoC hash lists match files carried over the network.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -32,6 +31,7 @@ from socd.decoders.coerce import texts as _texts
 from socd.errors import DecodeError
 from socd.event import Event, parse_timestamp
 from socd.plugins import PluginContext
+from socd.tz import iso_or_none
 
 _TRANSPORTS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "ipv6-icmp",
                "icmpv6": "ipv6-icmp", "sctp": "sctp", "gre": "gre", "esp": "esp"}
@@ -49,21 +49,8 @@ def _date(value: Any) -> str | None:
     """An optional date field: normalized, or None when it cannot be read."""
     if not isinstance(value, str) or not value:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # Suricata writes certificate dates in UTC
-    return parsed.isoformat()
-
-
-def _ip(value: str) -> str | None:
-    """The canonical text of a resolved address, None when the address gate refuses it."""
-    try:
-        return netaddr.canonical_address(value)
-    except netaddr.AddressError:
-        return None
+    parsed = iso_or_none(value.strip())  # naive: UTC, as Suricata writes certificate dates
+    return None if parsed is None else parsed.isoformat()
 
 
 class SuricataDecoder(BaseDecoder):
@@ -295,7 +282,7 @@ def _dns(dns: dict[str, Any], event: Event) -> None:
     if answers:
         out["answers"] = answers
         resolved = [ip for a in answers if a.get("type") in {"A", "AAAA"} and "data" in a
-                    and (ip := _ip(a["data"])) is not None]
+                    and (ip := netaddr.address_or_none(a["data"])) is not None]
         if resolved:
             out["resolved_ip"] = resolved
     if out:

@@ -45,12 +45,11 @@ from socd.decoders.base import (
     gate_socd,
     stamp_provenance,
 )
-from socd.decoders.cef import (
-    _TRANSPORTS,
+from socd.decoders.cefformat import (
+    TRANSPORTS,
     apply_cef,
     apply_fields,
     apply_leef,
-    canonical_ip,
     find_cef,
     find_leef,
     parse_cef,
@@ -61,7 +60,7 @@ from socd.event import Event, fingerprint
 from socd.patterns import Pattern
 from socd.plugins import DecodeFailure, DecodeResult, PluginContext, RawRecord
 from socd.severity import BUILTIN_TABLES, LABELS_VI, SeverityTable
-from socd.tz import ZoneOrOffset, parse_zone
+from socd.tz import ZoneOrOffset, parse_iso, parse_zone
 from socd.zones import SenderZones
 
 # The zone of the SOC's own servers (UTC+07:00, no daylight saving): timestamps that
@@ -447,17 +446,11 @@ class SyslogDecoder(BaseDecoder):
         ts, host, app, procid, msgid = m.groups()
         syslog["version"] = 1
         if ts != "-":
-            iso = ts.replace("Z", "+00:00") if ts.endswith("Z") else ts
-            if "." in iso:
-                iso = _ISO_FRAC.sub(lambda f: "." + f.group(1)[:6], iso)
+            iso = _ISO_FRAC.sub(lambda f: "." + f.group(1)[:6], ts) if "." in ts else ts
             try:
-                parsed = datetime.fromisoformat(iso)
+                event["@timestamp"] = parse_iso(iso, naive=self._zone).isoformat()
             except ValueError:
                 self._tag(event, "syslog_bad_timestamp")
-            else:
-                if parsed.tzinfo is None:
-                    parsed = parsed.replace(tzinfo=self._zone)
-                event["@timestamp"] = parsed.isoformat()
         if host != "-":
             event["host"] = {"hostname": host, "name": host}
             syslog["hostname"] = host
@@ -531,12 +524,9 @@ class SyslogDecoder(BaseDecoder):
             if len(iso) > 5 and iso[-5] in "+-" and iso[-3] != ":":
                 iso = iso[:-2] + ":" + iso[-2:]
             try:
-                parsed = datetime.fromisoformat(iso)
+                return parse_iso(iso, naive=self._zone).isoformat()
             except ValueError:
                 return None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=self._zone)
-            return parsed.isoformat()
         mon = _MONTHS.get(m.group("mon"))
         if mon is None:
             return None
@@ -632,7 +622,7 @@ class SyslogDecoder(BaseDecoder):
         ev["dataset"] = "system.auth"
         if user:
             event["user"] = {"name": user}
-        addr = canonical_ip(ip) if ip else None
+        addr = netaddr.address_or_none(ip) if ip else None
         if addr is not None:
             source: dict[str, Any] = {"ip": addr}
             if port and port.isdigit() and port.isascii() and int(port) <= 65535:
@@ -760,7 +750,8 @@ class SyslogDecoder(BaseDecoder):
                 except Exception:
                     tz = self._zone
             try:
-                event["@timestamp"] = datetime.fromisoformat(f"{date}T{time_}").replace(
+                # The device's zone (tz=) replaces whatever the text says.
+                event["@timestamp"] = parse_iso(f"{date}T{time_}", naive=None).replace(
                     tzinfo=tz).isoformat()
             except ValueError:
                 self._tag(event, "syslog_bad_timestamp")
@@ -771,7 +762,7 @@ class SyslogDecoder(BaseDecoder):
         apply_fields(event, _FORTI_MAP, kv)
         proto = kv.get("proto")
         if proto:
-            event.setdefault("network", {})["transport"] = _TRANSPORTS.get(proto, proto)
+            event.setdefault("network", {})["transport"] = TRANSPORTS.get(proto, proto)
         if kv.get("msg"):
             event["message"] = kv["msg"]
         if kv.get("logid"):

@@ -238,10 +238,8 @@ def _address(value: str | None) -> tuple[str | None, int | None]:
         text, port = head.removeprefix("[").removesuffix("]"), int(tail)
         if port > 65535:
             port = None
-    try:
-        return netaddr.canonical_address(text), port
-    except netaddr.AddressError:
-        return None, None
+    address = netaddr.address_or_none(text)
+    return (address, port) if address is not None else (None, None)
 
 
 def _user(value: Any) -> str | None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any, Literal
 
 from pydantic import Field
@@ -42,7 +42,7 @@ from socd.errors import DecodeError
 from socd.event import Event, parse_timestamp
 from socd.plugins import DecodeResult, PluginContext, RawRecord
 from socd.severity import Severity
-from socd.tz import ZoneOrOffset, parse_zone
+from socd.tz import ZoneOrOffset, parse_iso, parse_zone
 from socd.zones import SenderZones
 
 # Windows' longest command line is 32,767 characters; a longer value is not a field
@@ -249,9 +249,6 @@ def _local_time(value: Any, zone: tzinfo, key: str) -> str:
     if not isinstance(value, str):
         return parse_timestamp(value)
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parse_iso(value.strip(), naive=zone).isoformat()
     except ValueError:
         raise DecodeError("invalid_field", f"{key} {value[:64]!r} is not a date") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed.isoformat()

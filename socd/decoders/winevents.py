@@ -135,12 +135,7 @@ def ip(value: Any) -> str | None:
     address gate refuses (a host name, a zone id, a huge text) is counted there and
     left out."""
     value_t = text(value)
-    if value_t is None:
-        return None
-    try:
-        return netaddr.canonical_address(value_t)
-    except netaddr.AddressError:
-        return None
+    return None if value_t is None else netaddr.address_or_none(value_t)
 
 
 def _set(node: dict[str, Any], key: str, value: Any) -> None:

@@ -27,7 +27,6 @@ from socd.block.decisions import (
     normalise,
 )
 from socd.block.feeds import feed_value, render_csv, render_txt
-from socd.decoders.cef import canonical_ip
 from socd.decoders.syslog import SyslogDecoder
 from socd.engine.compiler import Context, compile_condition
 from socd.errors import DecodeError
@@ -36,6 +35,7 @@ from socd.ioc.allowlist import Allowlist
 from socd.ioc.normalize import IndicatorError, ip_int, normalize_ip
 from socd.ioc.normalize import normalize as ioc_normalize
 from socd.ioc.store import Entry, IocDatabase
+from socd.netaddr import address_or_none as canonical_ip
 from socd.plugins import PluginContext, RawRecord
 from tests.unit.conftest import sample_value
 

@@ -10,7 +10,8 @@ import pytest
 
 from socd import __version__
 from socd.alerting.cef import SyslogCefSink, cef_line, escape_header, escape_value
-from socd.decoders.cef import CefDecoder, parse_cef
+from socd.decoders.cef import CefDecoder
+from socd.decoders.cefformat import parse_cef
 from socd.event import Event, fingerprint, normalize, set_severity
 from socd.plugins import PluginContext, RawRecord
 from socd.severity import Severity

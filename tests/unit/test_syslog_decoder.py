@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from socd import cli
 from socd.collectors.syslog import Framer, SyslogCollector
-from socd.decoders.cef import (
-    CefDecoder,
+from socd.decoders.cef import CefDecoder
+from socd.decoders.cefformat import (
     parse_cef,
     parse_extension,
     parse_leef,

@@ -30,7 +30,7 @@ services-down:
 test: venv services
 	$(VENV)/bin/ruff check .
 	$(PY) -m mypy --strict socd collectors alerting
-	$(PY) scripts/eval.py
+	$(PY) scripts/eval.py --check-coverage docs/detection.md
 	$(PY) -m pytest -p no:cacheprovider tests
 
 unit: venv

@@ -18,6 +18,11 @@ expectation is missed, a ``must_not`` fires, an alert is unlabelled, or an input
 sha256 differs from the one recorded.
 
     .venv/bin/python scripts/eval.py [--json out.json] [--case tests/corpus/NAME ...]
+
+``--coverage docs/detection.md`` rewrites the page's generated coverage table (every
+shipped rule: ATT&CK techniques from its tags, the event fields it needs, the data
+sets that exercise it and its measured precision/recall); ``--check-coverage`` fails
+when the page is not what the pack and the corpus give today (``make test`` runs it).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "corpus"
 BATCH = 1000
+#: The arrival clock a replay pretends when an input gives no ``received_at``: fixed, and
+#: far after every data set, so each replay is a backlog (the engine windows events by
+#: their own time) and the result never depends on the day or hour eval runs.
+DEFAULT_RECEIVED = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
 #: The fields that name an unlabelled alert's entity.
 ENTITY_FIELDS = ("source.ip", "destination.ip", "user.name", "host.name")
 
@@ -224,27 +233,27 @@ class Runner:
             if digest != spec.sha256:
                 raise CaseError(f"{directory.name}: {spec.path} has sha256 {digest}, "
                                 f"case.yaml pins {spec.sha256}")
+            received = spec.received_at.timestamp() if spec.received_at else DEFAULT_RECEIVED
             if spec.pcap is not None:
-                records = self._pcap_records(path, spec.member)
+                records = self._pcap_records(path, spec.member, received)
             else:
-                records = self._file_records(path, spec)
+                records = self._file_records(path, spec, received)
             self._classify(records, classifier, outcome)
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    def _file_records(self, path: Path, spec: Input) -> Iterator[Any]:
+    def _file_records(self, path: Path, spec: Input, received: float) -> Iterator[Any]:
         from socd.plugins import RawRecord
 
         assert spec.format is not None
         if spec.format not in self.decoders:
             raise CaseError(f"{path}: unknown format {spec.format!r}; known: "
                             f"{', '.join(sorted(self.decoders))}")
-        received = spec.received_at.timestamp() if spec.received_at else time.time()
         for name, data in _members(path, spec.member):
             for line in _lines(data):
                 yield RawRecord(line, spec.format, "eval", f"{path.name}:{name}", received)
 
-    def _pcap_records(self, path: Path, member: str | None) -> Iterator[Any]:
+    def _pcap_records(self, path: Path, member: str | None, received: float) -> Iterator[Any]:
         """Flow records of the sensor collector replaying the capture(s)."""
         from socd.collectors.sensor import SensorCollector
         from socd.plugins import PluginContext
@@ -265,7 +274,9 @@ class Runner:
                 records.extend(batch)
 
             asyncio.run(collector.run(emit))
-        yield from records
+        for record in records:
+            record.received = received
+            yield record
 
     def _classify(self, records: Iterable[Any], classifier: Any, outcome: Outcome) -> None:
         batch: list[Any] = []
@@ -396,6 +407,8 @@ def report(outcomes: list[Outcome], judgements: list[Judgement]) -> dict[str, An
             "source": outcome.case.source.url, "licence": outcome.case.source.licence,
             "records": outcome.records, "events": outcome.events,
             "source_alerts": outcome.source_alerts,
+            "labelled_rules": sorted({e.rule for e in outcome.case.expect}
+                                     | {p.rule for p in outcome.case.must_not} - {"*"}),
             "decode_failures": sum(outcome.failures.values()),
             "seconds": round(outcome.seconds, 3), **total.as_dict(outcome.events),
             "rules": {r: s.as_dict(outcome.events) for r, s in sorted(verdict.rules.items())},
@@ -405,6 +418,68 @@ def report(outcomes: list[Outcome], judgements: list[Judgement]) -> dict[str, An
         "rules": {r: s.as_dict(per_rule_events[r]) for r, s in sorted(per_rule.items())},
         "problems": [p for j in judgements for p in j.problems],
     }
+
+
+# --- coverage table (docs/detection.md) -------------------------------------------------
+
+COVERAGE_START = "<!-- coverage:start (scripts/eval.py --coverage; do not edit by hand) -->"
+COVERAGE_END = "<!-- coverage:end -->"
+#: Fields whose positive equals/in values say which data source a rule reads.
+SOURCE_FIELDS = ("event.module", "event.dataset", "event.provider", "event.code",
+                 "event.action", "event.category", "winlog.channel")
+
+
+def _needs(node: Any, found: dict[str, set[str]]) -> None:
+    """Collect the positive equals/in values of SOURCE_FIELDS in a rule's match tree."""
+    if isinstance(node, list):
+        for child in node:
+            _needs(child, found)
+    elif isinstance(node, dict):
+        if "field" in node:
+            if node["field"] in SOURCE_FIELDS:
+                values = [node["equals"]] if "equals" in node else node.get("in") or []
+                found.setdefault(node["field"], set()).update(map(str, values))
+            return
+        for key, child in node.items():
+            if key != "not":
+                _needs(child, found)
+
+
+def coverage_rows(result: dict[str, Any]) -> list[str]:
+    """The markdown rows of the coverage table, one per shipped rule."""
+    from socd.engine.loader import builtin_dir, load_paths
+
+    exercised: dict[str, list[str]] = defaultdict(list)
+    for dataset in result["datasets"]:
+        for rule in sorted(set(dataset["rules"]) | set(dataset["labelled_rules"])):
+            exercised[rule].append(dataset["dataset"])
+    rows = ["| rule | severity | ATT&CK | needs (event fields) | corpus data sets | TP/FP/FN "
+            "| precision | recall |", "|---|---|---|---|---|---|---|---|"]
+    for compiled in sorted(load_paths([builtin_dir()]), key=lambda c: c.id):
+        rule = compiled.rule
+        found: dict[str, set[str]] = {}
+        _needs(rule.match, found)
+        for step in rule.sequence.steps if rule.sequence else []:
+            _needs(step.match, found)
+        needs = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in found.items() if v)
+        score = result["rules"].get(rule.id)
+        measured = ("—", "—", "—") if score is None else (
+            f"{score['tp']}/{score['fp']}/{score['fn']}", _fmt(score["precision"]),
+            _fmt(score["recall"]))
+        rows.append(f"| `{rule.id}` | {rule.severity.value} | "
+                    f"{', '.join(rule.techniques) or '—'} | {needs or '—'} | "
+                    f"{', '.join(exercised.get(rule.id, [])) or '—'} | "
+                    + " | ".join(measured) + " |")
+    return rows
+
+
+def with_coverage(page: str, result: dict[str, Any]) -> str:
+    """``page`` with its coverage section replaced by today's table."""
+    start, end = page.find(COVERAGE_START), page.find(COVERAGE_END)
+    if start < 0 or end < start:
+        raise CaseError(f"the page has no {COVERAGE_START} ... {COVERAGE_END} section")
+    table = "\n".join(coverage_rows(result))
+    return page[:start] + COVERAGE_START + "\n" + table + "\n" + page[end:]
 
 
 def _fmt(value: float | None) -> str:
@@ -443,6 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", metavar="DIR",
                         help="evaluate only this data set directory (repeatable)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON here")
+    parser.add_argument("--coverage", metavar="PAGE",
+                        help="rewrite the coverage table of this markdown page")
+    parser.add_argument("--check-coverage", metavar="PAGE",
+                        help="fail when the page's coverage table is not today's")
     parser.add_argument("--config", default=str(CORPUS / "socd.yaml"),
                         help="the config with the pack under test (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -462,6 +541,21 @@ def main(argv: list[str] | None = None) -> int:
         judgements.append(judge(outcome))
     result = report(outcomes, judgements)
     result["problems"] = errors + result["problems"]
+    for page, write in ((args.coverage, True), (args.check_coverage, False)):
+        if page is None:
+            continue
+        text = Path(page).read_text(encoding="utf-8")
+        try:
+            fresh = with_coverage(text, result)
+        except CaseError as exc:
+            result["problems"].append(f"{page}: {exc}")
+            continue
+        if write:
+            Path(page).write_text(fresh, encoding="utf-8")
+        elif fresh != text:
+            result["problems"].append(
+                f"{page}: the coverage table is not what the pack and the corpus give today; "
+                f"run `.venv/bin/python scripts/eval.py --coverage {page}` and commit it")
     print_tables(result, sys.stdout)
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

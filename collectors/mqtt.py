@@ -42,7 +42,6 @@ from socd.config import CollectorConfig, StrictModel
 from socd.config.tls import TlsClientConfig
 from socd.plugins import Emit, PluginContext, RawRecord
 from socd.ratelimit import LogLimiter
-from socd.tls import closing_on_failure
 
 log = structlog.get_logger("socd.collectors.mqtt")
 
@@ -154,10 +153,7 @@ class MqttCollector:
 
     def _tls_context(self) -> ssl.SSLContext | None:
         tls = self.config.tls
-        if tls is None:
-            return None
-        # paho drops the socket unclosed when the broker's certificate is refused.
-        return closing_on_failure(tls.context(self.ctx.config_dir))
+        return None if tls is None else tls.context(self.ctx.config_dir)
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config

@@ -324,6 +324,8 @@ def put(event: Event, path: str, value: Any) -> None:
 
 def put_parts(event: Event, parts: list[str] | tuple[str, ...], value: Any) -> None:
     """:func:`put` with the path already split (for hot loops)."""
+    # node_at's walk, inlined: put runs for most fields of every decoded event, and a
+    # call plus a slice per field cost decoders up to a fifth of put's time.
     node = event
     for part in parts[:-1]:
         child = node.get(part)
@@ -332,6 +334,19 @@ def put_parts(event: Event, parts: list[str] | tuple[str, ...], value: Any) -> N
             node[part] = child
         node = child
     node[parts[-1]] = value
+
+
+def node_at(event: Event, parts: Iterable[str]) -> dict[str, Any]:
+    """The object at the split path ``parts``, created where missing (a value that is
+    not an object is replaced)."""
+    node = event
+    for part in parts:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    return node
 
 
 def pop(event: Event, path: str) -> Any:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import string
 from typing import Literal
 
@@ -34,7 +33,6 @@ from socd.config import NotifierConfig
 from socd.config.tls import TlsClientConfig
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import Notification, PluginContext
-from socd.tls import closing_on_failure
 
 from .common import dumps, notification_body, severity_of
 
@@ -103,13 +101,6 @@ class MqttNotifier:
         self._client: aiomqtt.Client | None = None
         self._lock = asyncio.Lock()
 
-    def _tls_context(self) -> ssl.SSLContext | None:
-        tls = self.config.tls
-        if tls is None:
-            return None
-        # paho drops the socket unclosed when the broker's certificate is refused.
-        return closing_on_failure(tls.context(self.ctx.config_dir))
-
     def _make_client(self, client_id: str) -> aiomqtt.Client:
         cfg = self.config
         return aiomqtt.Client(
@@ -120,7 +111,7 @@ class MqttNotifier:
             clean_session=True,  # publish only: nothing to keep between sessions
             keepalive=cfg.keepalive_secs,
             timeout=cfg.timeout_secs,
-            tls_context=self._tls_context(),
+            tls_context=cfg.tls.context(self.ctx.config_dir) if cfg.tls else None,
         )
 
     def _where(self) -> str:

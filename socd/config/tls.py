@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from socd.config.loader import resolve_path
 from socd.config.models import StrictModel
-from socd.tls import client_context, server_context
+from socd.tls import client_context, closing_on_failure, server_context
 
 
 def _resolved(config_dir: str, path: str | None) -> str | None:
@@ -47,7 +47,7 @@ def server_context_for(config_dir: str, *, cert_file: str, key_file: str,
 
 
 class TlsClientConfig(StrictModel):
-    """TLS to a server, with an optional client certificate."""
+    """TLS to a server (an MQTT broker), with an optional client certificate."""
 
     ca_file: str | None = Field(None, description="CA bundle that signed the server "
                                 "certificate; default: the system store.")
@@ -57,8 +57,11 @@ class TlsClientConfig(StrictModel):
                                   "names the host.")
 
     def context(self, config_dir: str) -> ssl.SSLContext:
-        return client_context_for(config_dir, ca_file=self.ca_file, cert_file=self.cert_file,
-                                  key_file=self.key_file, check_hostname=self.verify_hostname)
+        """The client context; its sockets close themselves when the handshake fails
+        (:func:`socd.tls.closing_on_failure`: paho, under aiomqtt, would leak them)."""
+        return closing_on_failure(client_context_for(
+            config_dir, ca_file=self.ca_file, cert_file=self.cert_file, key_file=self.key_file,
+            check_hostname=self.verify_hostname))
 
 
 class TlsServerConfig(StrictModel):

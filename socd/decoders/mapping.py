@@ -32,7 +32,7 @@ from socd.config import DecoderConfig, StrictModel, resolve_path
 from socd.config.located import report
 from socd.decoders.base import INPUT_SOCD_KEYS, BaseDecoder
 from socd.errors import ConfigError, ConfigProblem, DecodeError
-from socd.event import ASSET_KINDS, Event, get, put_parts
+from socd.event import ASSET_KINDS, Event, get, node_at, put_parts
 from socd.plugins import PluginContext
 from socd.severity import Severity, SeverityTable
 from socd.tz import parse_iso
@@ -154,14 +154,7 @@ class MappingDecoder(BaseDecoder):
                 continue
             node = nodes.get(parent)
             if node is None:
-                node = event
-                for part in parent:
-                    child = node.get(part)
-                    if not isinstance(child, dict):
-                        child = {}
-                        node[part] = child
-                    node = child
-                nodes[parent] = node
+                node = nodes[parent] = node_at(event, parent)
             node[leaf] = value
         ts = self.spec.timestamp
         if ts is not None:

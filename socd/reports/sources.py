@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from socd import netaddr
 from socd.reports.periods import Period
 from socd.sqlite import Error, NoDatabase
 from socd.tz import iso_or_none
@@ -189,7 +190,7 @@ class SideSources:
         new: set[str] = set()
         refused: set[str] = set()
         for row in done.actions:
-            if not _is_address(row.value):
+            if not netaddr.is_network(row.value):  # addresses and networks only
                 continue
             if row.action == "refuse":
                 refused.add(row.value)
@@ -287,9 +288,3 @@ def _int(value: Any) -> int:
                 return 0
             return len(loaded) if isinstance(loaded, list | dict) else 0
     return 0
-
-
-def _is_address(value: str) -> bool:
-    from socd import netaddr
-
-    return netaddr.is_network(value)

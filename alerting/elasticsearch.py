@@ -247,6 +247,25 @@ def expired_indices(names: Sequence[str], prefix: str, today: date,
     return [name for _, name in sorted(found)]
 
 
+def connection_options(cfg: ElasticsearchSink.Config) -> dict[str, Any]:
+    """The client options of a sink's cluster that every client of it uses (the sink's,
+    and the synchronous one of ``socd alert`` and the reports, :func:`socd.alerts.es_client`):
+    the request timeout, no retries of the client's own, authentication and TLS
+    (``ca_file`` as given, not resolved)."""
+    kwargs: dict[str, Any] = {"request_timeout": cfg.request_timeout_secs,
+                              "max_retries": 0, "retry_on_timeout": False}
+    if cfg.username:
+        password = cfg.password.get_secret_value() if cfg.password else ""
+        kwargs["basic_auth"] = (cfg.username, password)
+    if cfg.api_key:
+        kwargs["api_key"] = cfg.api_key.get_secret_value()
+    if cfg.ca_file:
+        kwargs["ca_certs"] = cfg.ca_file
+    if not cfg.verify_certs:
+        kwargs["verify_certs"] = False
+    return kwargs
+
+
 def _safe_hosts(hosts: Sequence[str]) -> str:
     """Hosts for messages, without credentials embedded in a URL."""
     return ", ".join(re.sub(r"//[^/@]*@", "//", h) for h in hosts)
@@ -356,26 +375,14 @@ class ElasticsearchSink:
 
     def _make_client(self) -> AsyncElasticsearch:
         cfg = self.config
-        kwargs: dict[str, Any] = {
-            "request_timeout": cfg.request_timeout_secs,
-            "serializers": {OrjsonSerializer.mimetype: OrjsonSerializer(),
-                            NdjsonSerializer.mimetype: _BulkBodySerializer()},
-            "retry_on_timeout": False,
-            "max_retries": 0,  # the pipeline retries with backoff; no hidden retries here
-            "http_compress": False,  # local network: compression costs more CPU than it saves
-        }
-        if cfg.username:
-            pw = cfg.password.get_secret_value() if cfg.password else ""
-            kwargs["basic_auth"] = (cfg.username, pw)
-        if cfg.api_key:
-            kwargs["api_key"] = cfg.api_key.get_secret_value()
-        if cfg.ca_file:
-            if not os.path.isfile(cfg.ca_file):
-                raise HealthCheckError(f"elasticsearch {_safe_hosts(cfg.hosts)}: ca_file "
-                                       f"{cfg.ca_file} is not a file")
-            kwargs["ca_certs"] = cfg.ca_file
+        if cfg.ca_file and not os.path.isfile(cfg.ca_file):
+            raise HealthCheckError(f"elasticsearch {_safe_hosts(cfg.hosts)}: ca_file "
+                                   f"{cfg.ca_file} is not a file")
+        kwargs = connection_options(cfg)  # the pipeline retries with backoff, not the client
+        kwargs["serializers"] = {OrjsonSerializer.mimetype: OrjsonSerializer(),
+                                 NdjsonSerializer.mimetype: _BulkBodySerializer()}
+        kwargs["http_compress"] = False  # local network: compression costs more CPU than it saves
         if not cfg.verify_certs:
-            kwargs["verify_certs"] = False
             kwargs["ssl_show_warn"] = False
         try:
             return AsyncElasticsearch(cfg.hosts, **kwargs)

@@ -363,18 +363,9 @@ def es_client(config: Any) -> Any:
     options: hosts, auth, TLS, timeout; no hidden retries)."""
     from elasticsearch import Elasticsearch
 
-    kwargs: dict[str, Any] = {"request_timeout": config.request_timeout_secs,
-                              "max_retries": 0, "retry_on_timeout": False}
-    if config.username:
-        password = config.password.get_secret_value() if config.password else ""
-        kwargs["basic_auth"] = (config.username, password)
-    if config.api_key:
-        kwargs["api_key"] = config.api_key.get_secret_value()
-    if config.ca_file:
-        kwargs["ca_certs"] = config.ca_file
-    if not config.verify_certs:
-        kwargs["verify_certs"] = False
-    return Elasticsearch(config.hosts, **kwargs)
+    from socd.alerting.elasticsearch import connection_options
+
+    return Elasticsearch(config.hosts, **connection_options(config))
 
 
 def update_elasticsearch(name: str, config: Any, alerts: Sequence[StoredAlert],

@@ -18,6 +18,7 @@ from socd import metrics
 from socd.config import ClassificationConfig
 from socd.decoders.base import count_stripped
 from socd.event import ASSET_KINDS, Event, get, set_severity
+from socd.ioc import IOC_MATCH_ID, IOC_MATCH_NAME
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.importers import load_text_lists
 from socd.ioc.store import IocStore
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
     from socd.engine.engine import RuleEngine
 
 log = structlog.get_logger("socd.classify")
-
-
-IOC_MATCH_NAME = "Trùng khớp chỉ dấu IoC"  # "IoC match": a plain event hit an IoC list
 
 
 class Processor(Protocol):
@@ -164,7 +162,7 @@ class Classifier:
             # Vietnamese like the shipped rules' names (rule.title.vi); notifications name
             # it per language (socd.notify.render.OWN_RULES).
             event.setdefault("rule", {}).setdefault("name", IOC_MATCH_NAME)
-            event["rule"].setdefault("id", "socd-ioc-match")
+            event["rule"].setdefault("id", IOC_MATCH_ID)
 
 
 # What classification, the IoC matcher and the rules engine write under socd: an event

@@ -108,7 +108,7 @@ class SinkRunner:
         self._stopping = asyncio.Event()
         self._drain_busy = False
         if config.spool.enabled:
-            base = state_dir if state_dir is not None else _state_dir_of(sink, dead_letter)
+            base = state_dir if state_dir is not None else _state_dir_of(dead_letter)
             self.spool_path = resolve_path(
                 base, config.spool.path or os.path.join("spool", f"{name}.db"))
         metrics.init_sink(name)
@@ -480,12 +480,9 @@ class SinkRunner:
             metrics.COMPONENT_UP.labels("sink", self.name).set(1 if up else 0)
 
 
-def _state_dir_of(sink: Sink, dead_letter: DeadLetter) -> str:
-    """The state_dir when the caller did not pass it: the sink's plugin context if
-    it kept one, else the parent of the dead-letter directory (its default place)."""
-    state_dir = getattr(getattr(sink, "ctx", None), "state_dir", None)
-    if isinstance(state_dir, str):
-        return state_dir
+def _state_dir_of(dead_letter: DeadLetter) -> str:
+    """The state_dir when the caller did not pass it (tests; the daemon always does):
+    the parent of the dead-letter directory, its default place."""
     return os.path.dirname(os.path.abspath(dead_letter.directory))
 
 

@@ -299,7 +299,8 @@ class Daemon:
     def _notification_runner(self, core: NotificationCore) -> SinkRunner:
         from socd.notify.core import RUNNER_NAME, runner_config
 
-        return SinkRunner(RUNNER_NAME, core, runner_config(), self.dead_letter)
+        return SinkRunner(RUNNER_NAME, core, runner_config(), self.dead_letter,
+                          state_dir=self.config.state_dir)
 
     @staticmethod
     def _with_notifications(runners: dict[str, SinkRunner],

@@ -26,8 +26,8 @@ import jinja2
 import structlog
 from jinja2.sandbox import SandboxedEnvironment
 
-from socd.classify import IOC_MATCH_NAME
 from socd.event import Event
+from socd.ioc import IOC_MATCH_ID, IOC_MATCH_NAME
 from socd.notify.routing import getter, severity_of, severity_rank
 from socd.severity import Severity
 from socd.tz import iso_or_none, parse_iso
@@ -79,7 +79,7 @@ BLOCK_PREFIX = {"vi": "Chặn theo quy tắc", "en": "Blocked by the rule"}
 # how many others fired (the text lists each of them).
 OTHER_RULES = {"vi": "{first} và {n} loại cảnh báo khác", "en": "{first} and {n} other alert types"}
 # socd's own rule names, per language (stored alerts keep the name of their time).
-OWN_RULES = {"socd-ioc-match": {"vi": IOC_MATCH_NAME, "en": "IoC match"}}
+OWN_RULES = {IOC_MATCH_ID: {"vi": IOC_MATCH_NAME, "en": "IoC match"}}
 
 _get = {path: getter(path) for path in (
     "@timestamp", "message", "event.hash", "event.id", "event.action", "event.created",

@@ -1,7 +1,7 @@
 """Opening socd's SQLite files the same way everywhere.
 
 Every store (alerts, IoCs, block decisions, incidents, the audit log, the
-notification queue) is one SQLite file in WAL mode, shared between the daemon and
+notification queue, the exchange log, the sinks' spools) is one SQLite file in WAL mode, shared between the daemon and
 the CLI: readers never block the writer, and ``busy_timeout`` makes a second
 writer wait instead of failing. Connections are in autocommit mode
 (``isolation_level=None``): each store runs its own explicit transactions.

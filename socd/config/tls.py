@@ -22,8 +22,9 @@ from socd.config.models import StrictModel
 from socd.tls import client_context, closing_on_failure, server_context
 
 
-def _resolved(config_dir: str, path: str | None) -> str | None:
-    return resolve_path(config_dir, path) if path else None
+def _resolved(base: str, p: str | None) -> str | None:
+    """``p`` relative to the config file's folder ``base``; unset stays unset."""
+    return resolve_path(base, p) if p else None
 
 
 def client_context_for(config_dir: str, *, ca_file: str | None = None,

@@ -69,7 +69,7 @@ def test_the_helper_unit_is_what_the_docs_say() -> None:
 
 
 def test_mqtt_tls_paths_are_documented_as_resolved() -> None:
-    source = (REPO / "collectors" / "mqtt.py").read_text(encoding="utf-8")
+    source = (REPO / "socd" / "config" / "tls.py").read_text(encoding="utf-8")
     assert "resolve_path(base, p)" in source  # what the collector does
     mqtt = (DOCS / "sources" / "mqtt.md").read_text(encoding="utf-8")
     assert "ca_file: pki/ca.crt            # relative to the config file's folder" in mqtt

@@ -15,7 +15,17 @@ from socd.components import build_decoders, dead_letter_for, instantiate
 from socd.config import CollectorConfig, DecoderConfig, NotifierConfig, SinkConfig
 from socd.errors import ConfigError, PluginError
 from socd.pipeline import SinkRunner
-from socd.plugins import Collector, Decoder, Notifier, RawRecord, Sink, registry
+from socd.plugins import (
+    AllowlistAware,
+    Collector,
+    Decoder,
+    IocAware,
+    Notifier,
+    RawRecord,
+    Sink,
+    ZoneAware,
+    registry,
+)
 
 from .conftest import sample_value, series_exists
 
@@ -100,6 +110,24 @@ def test_plugin_class_loads_with_matching_config(kind: str, type_: str) -> None:
         cls.Config.model_validate({**SAMPLES[kind][type_], "type": "something_else"})
     with pytest.raises(ValueError):
         cls.Config.model_validate({**SAMPLES[kind][type_], "no_such_option": 1})
+
+
+# The optional capabilities each type declares (socd.plugins.protocols); the daemon checks
+# them with isinstance. A type that gains one adds itself here.
+CAPABILITIES: dict[tuple[str, str], set[type]] = {
+    ("collector", "sensor"): {IocAware},
+    ("decoder", "syslog"): {ZoneAware},
+    ("decoder", "cef"): {ZoneAware},
+    ("decoder", "windows_json"): {ZoneAware},
+    ("sink", "blocker"): {AllowlistAware},
+}
+
+
+@pytest.mark.parametrize(("kind", "type_"), all_types())
+def test_capabilities_are_declared(kind: str, type_: str) -> None:
+    cls = registry.lookup(kind, type_).load()  # type: ignore[arg-type]
+    found = {cap for cap in (ZoneAware, IocAware, AllowlistAware) if issubclass(cls, cap)}
+    assert found == CAPABILITIES.get((kind, type_), set())
 
 
 @pytest.mark.parametrize("type_", registered("collector"))

@@ -1,9 +1,9 @@
 """Opening socd's SQLite files the same way everywhere.
 
 Every store (alerts, IoCs, block decisions, incidents, the audit log, the
-notification queue, the exchange log, the sinks' spools) is one SQLite file in WAL mode, shared between the daemon and
-the CLI: readers never block the writer, and ``busy_timeout`` makes a second
-writer wait instead of failing. Connections are in autocommit mode
+notification queue, the exchange log, the sinks' spools) is one SQLite file in WAL
+mode, shared between the daemon and the CLI: readers never block the writer, and
+``busy_timeout`` makes a second writer wait instead of failing. Connections are in autocommit mode
 (``isolation_level=None``): each store runs its own explicit transactions.
 
 Files are private whatever the umask (:mod:`socd.filemode`): the database is created
@@ -198,13 +198,15 @@ def script(text: str) -> tuple[str, ...]:
     statements: list[str] = []
     pending = ""
     for part in text.split(";"):
-        pending += part + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \t\r\n;"):
-                statements.append(pending.strip())
+        candidate = (pending + part).strip() + ";"
+        if sqlite3.complete_statement(candidate):
+            if candidate != ";":
+                statements.append(candidate)
             pending = ""
-    if pending.strip(" \t\r\n;"):
-        statements.append(pending.strip().removesuffix(";"))
+        else:
+            pending += part + ";"
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]!r}")
     return tuple(statements)
 
 

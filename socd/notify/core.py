@@ -50,7 +50,7 @@ from socd.notify.quiet import QuietHours
 from socd.notify.render import Renderer
 from socd.notify.routing import Route, Router, severity_of, severity_rank
 from socd.notify.sender import Clock, Sender, SystemClock, notification_to_json
-from socd.plugins import Notification, Notifier
+from socd.plugins import DeadLetterWriter, Notification, Notifier
 from socd.severity import Severity
 
 log = structlog.get_logger("socd.notify")
@@ -116,7 +116,7 @@ class NotificationCore:
 
     def __init__(self, config: NotificationsConfig, notifiers: Mapping[str, Notifier],
                  notifier_configs: Mapping[str, NotifierConfig], *, path: str,
-                 dead_letter: Any, templates_dir: str | None = None,
+                 dead_letter: DeadLetterWriter, templates_dir: str | None = None,
                  clock: Clock | None = None, run_tasks: bool = True) -> None:
         self.name = RUNNER_NAME
         self.config = config

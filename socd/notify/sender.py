@@ -29,7 +29,8 @@ import structlog
 from socd import metrics
 from socd.config import NotifierConfig
 from socd.errors import NotifyError
-from socd.plugins import Notification, Notifier
+from socd.notify.queue import NotifyStore
+from socd.plugins import DeadLetterWriter, Notification, Notifier
 from socd.retry import backoff
 
 log = structlog.get_logger("socd.notify.sender")
@@ -98,7 +99,7 @@ class Sender:
     """Sends one notifier's outbox rows in order (see the module docstring)."""
 
     def __init__(self, name: str, notifier: Notifier, config: NotifierConfig, db: Db,
-                 store: Any, dead_letter: Any, clock: Clock) -> None:
+                 store: NotifyStore, dead_letter: DeadLetterWriter, clock: Clock) -> None:
         self.name = name
         self.notifier = notifier
         self.config = config

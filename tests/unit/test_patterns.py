@@ -203,7 +203,6 @@ def test_match_groups_are_python_groups() -> None:
 # -- the decoders' fixed patterns -----------------------------------------------------------
 
 OLD_KV = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)')
-OLD_PAM_KV = re.compile(r"(\w+)=(\S*)")
 OLD_SUDO = re.compile(r"\s*(\S+) : (?:(.*?) ; )?TTY=(\S*) ; PWD=(.*?) ; USER=(\S+) ;"
                       r"(?: GROUP=\S+ ;)?(?: ENV=.*? ;)? COMMAND=(.*)$")
 KV_TOKENS = ["a", "Z", "_", "9", "0", "=", '"', "\\", " ", "x=1", 'msg="a b"', "é", "-", "\n"]
@@ -216,7 +215,6 @@ SUDO_TOKENS = ["alice", " : ", " ; ", "TTY=", "pts/0", "PWD=", "/home/a", "USER=
 def test_linear_key_value_patterns_find_what_the_old_ones_found(tokens: list[str]) -> None:
     text = "".join(tokens)
     assert syslog._KV.findall(text) == OLD_KV.findall(text)
-    assert syslog._PAM_KV.findall(text) == OLD_PAM_KV.findall(text)
 
 
 @settings(max_examples=500, deadline=None)

@@ -128,7 +128,8 @@ def test_replay_unknown_format(isolated_env: Path,
                               str(SAMPLE_DIR / "ids.ndjson"))
     assert code == cli.EXIT_CONFIG
     assert "unknown format 'leef2'" in err
-    assert "json, server_edr, suricata, syslog, wazuh, windows_json, winlogbeat, workstation_edr" in err
+    assert ("json, server_edr, suricata, syslog, wazuh, windows_json, winlogbeat, "
+            "workstation_edr") in err
 
 
 def test_replay_bad_lines_exit_non_zero_but_keep_good_ones(

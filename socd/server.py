@@ -27,7 +27,7 @@ import re
 import resource
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -121,7 +121,7 @@ class Daemon:
     """One running socd. ``serve()`` returns when the daemon has stopped."""
 
     def __init__(self, config: Config, *,
-                 on_idle: Callable[[Daemon], Any] | None = None) -> None:
+                 on_idle: Callable[[Daemon], Awaitable[None] | None] | None = None) -> None:
         self.config = config
         self.on_idle = on_idle
         self.dead_letter = dead_letter_for(config)
@@ -395,7 +395,7 @@ class Daemon:
         log.info("all input processed", events=self.pipeline.events_processed)
         if self.on_idle is not None:
             result = self.on_idle(self)
-            if asyncio.iscoroutine(result):
+            if result is not None:
                 await result
         if self.config.document.exit_when_done:
             self.should_exit.set()

@@ -249,7 +249,8 @@ def expired_indices(names: Sequence[str], prefix: str, today: date,
 
 def connection_options(cfg: ElasticsearchSink.Config) -> dict[str, Any]:
     """The client options of a sink's cluster that every client of it uses (the sink's,
-    and the synchronous one of ``socd alert`` and the reports, :func:`socd.alerts.es_client`):
+    and the synchronous one of ``socd alert`` and the reports,
+    :func:`socd.alerts.lifecycle.es_client`):
     the request timeout, no retries of the client's own, authentication and TLS
     (``ca_file`` as given, not resolved)."""
     kwargs: dict[str, Any] = {"request_timeout": cfg.request_timeout_secs,

@@ -1,14 +1,14 @@
-"""The ``sqlite`` sink: the embedded alert store (:mod:`socd.store`).
+"""The ``sqlite`` sink: the embedded alert store (:mod:`socd.alerts.store`).
 
 * Alerts are inserted with ``INSERT OR IGNORE`` on ``event.hash``: a retried batch
   never duplicates and never resets the status, assignee or note that ``socd
   alert`` set meanwhile (the CLI and the daemon share the file; WAL mode and a busy
   timeout keep both transactions short and serialized).
-* Opening a file of an older schema migrates it in place (see :mod:`socd.store`).
+* Opening a file of an older schema migrates it in place (see :mod:`socd.alerts.store`).
 * Every 60 s the sink refreshes ``socd_alert_false_positives{sink,rule}`` from the
   store: one indexed query, at most :data:`FP_GAUGE_MAX_RULES` rules (those with the
   most false positives), so the series stay bounded. (The gauge is defined in
-  :mod:`socd.alerts`: this file is importable as both ``alerting.sqlite`` and
+  :mod:`socd.alerts.lifecycle`: this file is importable as both ``alerting.sqlite`` and
   ``socd.alerting.sqlite``, and a metric must be registered once.)
 """
 
@@ -22,12 +22,12 @@ from typing import Literal
 import structlog
 from pydantic import Field
 
-from socd.alerts import ALERT_FALSE_POSITIVES
+from socd.alerts.lifecycle import ALERT_FALSE_POSITIVES
+from socd.alerts.store import AlertStore
 from socd.config import SinkConfig, resolve_path
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event
 from socd.plugins import PluginContext
-from socd.store import AlertStore
 from socd.tasks import stop_task
 
 log = structlog.get_logger("socd.alerting.sqlite")

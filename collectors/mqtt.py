@@ -3,7 +3,7 @@
 Delivery guarantee: subscriptions use QoS 1 on a persistent session (fixed
 client id, ``clean_session: false``) and socd acknowledges a message only once
 ``emit`` returned, that is once its batch is in the pipeline and, with the
-intake journal (:mod:`socd.journal`, on by default), fsync'd to disk. Until then
+intake journal (:mod:`socd.app.journal`, on by default), fsync'd to disk. Until then
 the broker keeps it, so a broker restart, a network cut, a socd restart or a
 crash (SIGKILL, OOM: the journal is replayed at the next start) loses nothing,
 and a full pipeline holds acks back, which makes the broker stop sending (its

@@ -62,11 +62,11 @@ from prometheus_client import Counter
 from pydantic import Field, SecretStr, field_validator
 
 from socd import metrics
+from socd.app.journal import JournalError
+from socd.app.pipeline import pipeline_of
 from socd.config import CollectorConfig, HttpLimits, StrictModel
 from socd.config.tls import TlsServerConfig
 from socd.http import HttpListener
-from socd.journal import JournalError
-from socd.pipeline import pipeline_of
 from socd.plugins import Emit, PluginContext, RawRecord
 
 log = structlog.get_logger("socd.collectors.webhook")

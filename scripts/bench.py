@@ -138,8 +138,8 @@ def mqtt_to_es(services: dict[str, Any], name: str, events: int,
 
 def decode_classify(rounds: int = 20) -> dict[str, Any]:
     from socd import config as config_mod
-    from socd.components import build_classifier, build_decoders
-    from socd.deadletter import DeadLetter
+    from socd.app.components import build_classifier, build_decoders
+    from socd.app.deadletter import DeadLetter
     from socd.plugins import RawRecord
 
     with tempfile.TemporaryDirectory(prefix="socd-bench-") as tmp:

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from socd.alerting.elasticsearch import ElasticsearchSink  # noqa: E402
-from socd.deadletter import DeadLetter  # noqa: E402
+from socd.app.deadletter import DeadLetter  # noqa: E402
 from socd.plugins import PluginContext  # noqa: E402
 from tests.helpers import SEVERITIES_VI, es_client, es_count, server_edr_record  # noqa: E402
 
@@ -58,7 +58,7 @@ def _services() -> dict[str, Any]:
 def build_alerts(n: int, run: str) -> list[dict[str, Any]]:
     """``n`` alerts as the pipeline hands them to sinks (decoded and classified)."""
     from socd import config as config_mod
-    from socd.components import build_classifier, build_decoders
+    from socd.app.components import build_classifier, build_decoders
     from socd.plugins import RawRecord
 
     cfg = config_mod.load()

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
+from socd.app.deadletter import DeadLetter
 from socd.collectors.file import _ACTIVE, FileCollector
-from socd.deadletter import DeadLetter
 from socd.decoders.json import JsonDecoder
 from socd.plugins import Ack, PluginContext, RawRecord
 from tests.helpers import ecs_alert

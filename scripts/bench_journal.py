@@ -12,7 +12,7 @@
   not what limits MQTT -> Elasticsearch (about 10,000 events/s on the test machine).
 * ``journal_recovery``: a journal left with 100,000 unreleased events (one event
   per record, batches of 100, as a crash would leave it) is opened and replayed
-  through a real :class:`~socd.pipeline.Pipeline` (server-EDR mapping decoder,
+  through a real :class:`~socd.app.pipeline.Pipeline` (server-EDR mapping decoder,
   classification without the rule pack) into an in-memory sink. Reported: the
   scan time and the time until the sink has every event. Target: <= 30 s.
 * ``mqtt_to_elasticsearch_journal``: ``mqtt_to_elasticsearch_batched`` of
@@ -41,11 +41,11 @@ sys.path.insert(0, str(REPO))
 
 from scripts.benchlib import standalone  # noqa: E402
 from socd import config as config_mod  # noqa: E402
-from socd.components import build_decoders  # noqa: E402
+from socd.app.components import build_decoders  # noqa: E402
+from socd.app.deadletter import DeadLetter  # noqa: E402
+from socd.app.journal import JOURNAL_FSYNC_SECONDS, Journal  # noqa: E402
 from socd.config import ClassificationConfig  # noqa: E402
-from socd.deadletter import DeadLetter  # noqa: E402
 from socd.event import Event  # noqa: E402
-from socd.journal import JOURNAL_FSYNC_SECONDS, Journal  # noqa: E402
 from socd.plugins import RawRecord  # noqa: E402
 from tests.helpers import server_edr_record  # noqa: E402
 
@@ -156,9 +156,9 @@ async def _leave_journal(folder: str, records: list[RawRecord], per_batch: int) 
 
 
 async def _recover(folder: str, events: int) -> dict[str, Any]:
-    from socd.classify import Classifier
+    from socd.app.pipeline import Pipeline, SinkRunner
     from socd.config import SinkConfig
-    from socd.pipeline import Pipeline, SinkRunner
+    from socd.engine.classify import Classifier
 
     dead_letter = DeadLetter(os.path.join(folder, "dead-letter"))
     decoders = build_decoders(config_mod.load(), dead_letter)

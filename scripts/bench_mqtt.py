@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from socd import config as config_mod
+from socd.app.components import build_decoders
+from socd.app.deadletter import DeadLetter
 from socd.collectors.mqtt import MqttCollector
-from socd.components import build_decoders
-from socd.deadletter import DeadLetter
 from socd.plugins import PluginContext, RawRecord
 from tests.helpers import Publisher, server_edr_record
 

@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from socd import log, metrics  # noqa: E402
+from socd.app.deadletter import DeadLetter  # noqa: E402
 from socd.config import NotificationsConfig, NotifierConfig  # noqa: E402
-from socd.deadletter import DeadLetter  # noqa: E402
 from socd.notify.core import NotificationCore  # noqa: E402
 from socd.plugins import Notification  # noqa: E402
 from socd.severity import Severity  # noqa: E402

@@ -21,12 +21,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from socd.alerts.store import AlertStore  # noqa: E402
 from socd.event import fingerprint, normalize, set_severity  # noqa: E402
 from socd.reports.data import StoreBackend, build_report  # noqa: E402
 from socd.reports.periods import period_for  # noqa: E402
 from socd.reports.render import render  # noqa: E402
 from socd.severity import Severity  # noqa: E402
-from socd.store import AlertStore  # noqa: E402
 
 TARGET_DATA, TARGET_ALL = 2.0, 10.0
 

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from socd import config as config_mod  # noqa: E402
-from socd.components import build_decoders, dead_letter_for  # noqa: E402
+from socd.app.components import build_decoders, dead_letter_for  # noqa: E402
 from socd.engine import RuleEngine, load_paths, load_text  # noqa: E402
 from socd.plugins import RawRecord  # noqa: E402
 
@@ -136,7 +136,7 @@ def bench_replay_edr_with_pack(events: int = 100_000, iocs: int = 1_000_000) -> 
     on its own.
     """
     from socd import cli
-    from socd.components import build_classifier
+    from socd.app.components import build_classifier
 
     with tempfile.TemporaryDirectory(prefix="socd-bench-") as tmp:
         ioc_path = os.path.join(tmp, "iocs.txt")

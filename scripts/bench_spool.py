@@ -4,7 +4,7 @@
 * ``spool_write_drain``: 200,000 decoded IDS alerts (about 1 KB of JSON each) are
   appended to a fresh spool file in chunks of 1,000 (one durable transaction each,
   WAL + ``synchronous=FULL``), then drained with ``peek`` + ``remove``. Then the
-  same through a :class:`~socd.pipeline.SinkRunner` with the spool enabled and an
+  same through a :class:`~socd.app.pipeline.SinkRunner` with the spool enabled and an
   in-memory sink: first the sink fails (every chunk goes to the spool), then it
   works (the drainer empties the spool into it). Reported: events/s of each step
   and the bytes on disk at the peak. Target: >= 20,000 alerts/s each way.
@@ -30,14 +30,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scripts.benchlib import standalone  # noqa: E402
+from socd.app.deadletter import DeadLetter  # noqa: E402
+from socd.app.pipeline import EventBatch, SinkRunner  # noqa: E402
+from socd.app.spool import Spool  # noqa: E402
 from socd.config import SinkConfig  # noqa: E402
-from socd.deadletter import DeadLetter  # noqa: E402
 from socd.decoders.json import JsonDecoder  # noqa: E402
 from socd.errors import SinkError  # noqa: E402
 from socd.event import Event  # noqa: E402
-from socd.pipeline import EventBatch, SinkRunner  # noqa: E402
 from socd.plugins import PluginContext, RawRecord  # noqa: E402
-from socd.spool import Spool  # noqa: E402
 from tests.helpers import ecs_alert  # noqa: E402
 
 TARGET = 20_000

@@ -23,8 +23,8 @@ import tempfile
 import time
 from typing import Any
 
+from socd.app.deadletter import DeadLetter
 from socd.collectors.syslog import SyslogCollector
-from socd.deadletter import DeadLetter
 from socd.decoders.syslog import SyslogDecoder
 from socd.plugins import PluginContext, RawRecord
 

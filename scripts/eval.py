@@ -211,13 +211,13 @@ class Runner:
 
     def __init__(self, config_path: Path) -> None:
         from socd import config as config_mod
-        from socd.components import build_decoders, dead_letter_for
+        from socd.app.components import build_decoders, dead_letter_for
 
         self.cfg = config_mod.load(str(config_path))
         self.decoders = build_decoders(self.cfg, dead_letter_for(self.cfg))
 
     def classifier(self) -> Any:
-        from socd.components import build_classifier
+        from socd.app.components import build_classifier
 
         return build_classifier(self.cfg)  # fresh rule state for every case
 

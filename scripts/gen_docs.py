@@ -53,8 +53,7 @@ from pydantic_core import PydanticUndefined
 from socd import config as config_mod
 from socd import event as event_mod
 from socd import severity as severity_mod
-from socd import summary as summary_mod
-from socd.classify import Classifier
+from socd.app import summary as summary_mod
 from socd.config import (
     ClassificationConfig,
     CollectorConfig,
@@ -64,6 +63,7 @@ from socd.config import (
     SinkConfig,
 )
 from socd.decoders.mapping import MappingSpec, load_mapping
+from socd.engine.classify import Classifier
 from socd.errors import ConfigError
 from socd.plugins import PluginContext, RawRecord
 from socd.plugins.registry import REGISTRY, PluginSpec

@@ -270,13 +270,13 @@ def seed_report_state(state: Path) -> None:
     explicit times (the clock is frozen as in the socd processes)."""
     import time_machine
 
+    from socd.alerts.store import AlertStore
     from socd.block.decisions import BlockStore, Guard, Policy, Request
     from socd.incidents.model import Impact
     from socd.incidents.store import IncidentStore
     from socd.ioc.store import Entry, IocDatabase
     from socd.reports.testing import seed_events
     from socd.sharing.records import Exchange, record
-    from socd.store import AlertStore
 
     def at(text: str) -> datetime:
         return datetime.fromisoformat(text)

@@ -45,9 +45,9 @@ sys.path.insert(0, str(REPO))
 
 from socd import config as socd_config  # noqa: E402
 from socd import log  # noqa: E402
-from socd.components import build_classifier, build_decoders, dead_letter_for  # noqa: E402
+from socd.app.components import build_classifier, build_decoders, dead_letter_for  # noqa: E402
+from socd.app.deadletter import DeadLetter  # noqa: E402
 from socd.config import GroupingConfig, NotificationsConfig, NotifierConfig  # noqa: E402
-from socd.deadletter import DeadLetter  # noqa: E402
 from socd.engine.engine import event_time  # noqa: E402
 from socd.event import Event  # noqa: E402
 from socd.notify.core import NotificationCore  # noqa: E402

@@ -144,7 +144,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     _f("socd.ioc.matched", "boolean", "True when an address or hash is on an IoC list."),
     _f("socd.ioc.values", "keyword", "The values that matched an IoC list.", array=True),
     _f("socd.ioc.refs", "keyword", "References of the matching IoC entries.", array=True),
-    # -- alert lifecycle (socd.alerts, `socd alert`, docs/alerts.md) ---------------------
+    # -- alert lifecycle (socd.alerts.lifecycle, `socd alert`, docs/alerts.md) ---------------------
     _f("socd.alert.status", "keyword",
        "Lifecycle status of an alert: `new`, `acknowledged`, `false_positive` (cảnh báo "
        "nhầm) or `resolved`; classification sets `new`."),
@@ -210,7 +210,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     _f("winlog.record_id", "keyword", "Record number in the Windows event log."),
     _f("winlog.logon.type", "keyword", "Logon type name (`Interactive`, `Network`, ...)."),
     _f("winlog.logon.id", "keyword", "Logon session id."),
-    # -- enrichment (socd.enrich) -------------------------------------------------------
+    # -- enrichment (socd.engine.enrich) -------------------------------------------------------
     _f("socd.asset.owner", "keyword", "Person or team responsible for the asset (inventory)."),
     _f("socd.asset.criticality", "keyword",
        "Business criticality of the asset (inventory): `low` ... `critical`."),

@@ -15,7 +15,7 @@ Before a command that reads the configuration runs, :func:`_prepare` sets it up 
 the installed service would run (see :mod:`socd.config.install`): the environment file of the
 unit is read (``--env-file``), the configuration defaults to the installed one (a note
 on stderr says when the embedded demo or ``$SOCD_CONFIG`` is used instead), and root
-switches to the service user before touching state it owns (:mod:`socd.identity`).
+switches to the service user before touching state it owns (:mod:`socd.cli.identity`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import pwd
 import sys
 from collections.abc import Sequence
 
-from socd import __version__, identity
+from socd import __version__
 from socd import config as config_mod
+from socd.cli import identity
 from socd.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -42,10 +43,10 @@ from socd.cli.common import (
     run_guarded,
     with_config,
 )
+from socd.cli.identity import UnknownActor
 from socd.config import install
 from socd.config.install import EnvFileError, EnvFileResult
 from socd.errors import ConfigError, HealthCheckError, PluginError, SocdError
-from socd.identity import UnknownActor
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 

@@ -37,7 +37,7 @@ from socd.cli.common import (
     sinks_of_type,
     table,
 )
-from socd.identity import actor  # --by, else who ran sudo, else the login name
+from socd.cli.identity import actor  # --by, else who ran sudo, else the login name
 from socd.sqlite import Error as StoreError
 
 _STATUS_CHOICES = ("new", "acknowledged", "false_positive", "resolved")
@@ -118,7 +118,7 @@ def _settings(args: argparse.Namespace) -> tuple[str, list[tuple[str, Any]]]:
 
 
 def _open(path: str) -> Any:
-    from socd.store import AlertStore
+    from socd.alerts.store import AlertStore
 
     if not os.path.exists(path):
         raise UsageError(f"the alert store {path} does not exist yet (the daemon creates it "
@@ -129,7 +129,7 @@ def _open(path: str) -> Any:
 def _on_store(args: argparse.Namespace, body: Callable[[Any, list[tuple[str, Any]]], int]) -> int:
     """Open the alert store the command works on and run ``body`` on it (and the
     Elasticsearch sinks), its errors as messages and exit codes."""
-    from socd.alerts import AlertError, AmbiguousAlertId
+    from socd.alerts.lifecycle import AlertError, AmbiguousAlertId
 
     try:
         path, es = _settings(args)
@@ -181,7 +181,7 @@ def _severity(code: str | None) -> str:
 
 
 def _status(code: str) -> str:
-    from socd.alerts import Status
+    from socd.alerts.lifecycle import Status
 
     try:
         return Status(code).display()
@@ -199,7 +199,7 @@ def _where(alert: Any) -> str:
 
 
 def _line(alert: Any) -> str:
-    from socd.alerts import SHORT_ID, local_time
+    from socd.alerts.lifecycle import SHORT_ID, local_time
 
     return (f"{alert.id[:SHORT_ID]}  {local_time(alert.ts)}  {_severity(alert.severity)}  "
             f"{_cut(_rule(alert), 50)}  {_status(alert.status)}")
@@ -213,7 +213,7 @@ _WIDTHS = (10, 16, 12, 24, 40, 20, 30, 16)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from socd.alerts import SHORT_ID, local_time, parse_since
+    from socd.alerts.lifecycle import SHORT_ID, local_time, parse_since
 
     if args.limit < 1:
         return fail("--limit must be at least 1", EXIT_USAGE)
@@ -242,7 +242,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from socd.alerts import local_time, resolve_id
+    from socd.alerts.lifecycle import local_time, resolve_id
 
     def body(store: Any, _es: Any) -> int:
         alert = store.get(resolve_id(store, args.id))
@@ -334,7 +334,7 @@ def _endpoint(event: Any, side: str) -> str:
 
 
 def _change(args: argparse.Namespace) -> int:
-    from socd.alerts import Status, resolve_id, set_status
+    from socd.alerts.lifecycle import Status, resolve_id, set_status
 
     def body(store: Any, es: list[tuple[str, Any]]) -> int:
         by, note = actor(args.by), _note(args.note)
@@ -347,7 +347,7 @@ def _change(args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
-    from socd.alerts import assign, resolve_id
+    from socd.alerts.lifecycle import assign, resolve_id
 
     def body(store: Any, es: list[tuple[str, Any]]) -> int:
         to = clean_text(args.to) or None
@@ -361,7 +361,7 @@ def _assign(args: argparse.Namespace) -> int:
 
 def _push(alert: Any, es: list[tuple[str, Any]]) -> int:
     """Bring every Elasticsearch sink to the store's state of ``alert``."""
-    from socd.alerts import update_elasticsearch
+    from socd.alerts.lifecycle import update_elasticsearch
 
     code = EXIT_OK
     for name, config in es:
@@ -377,7 +377,7 @@ def _push(alert: Any, es: list[tuple[str, Any]]) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from socd.alerts import false_positive_counts, parse_since, status_counts
+    from socd.alerts.lifecycle import false_positive_counts, parse_since, status_counts
 
     def body(store: Any, _es: Any) -> int:
         since = parse_since(args.since) if args.since else None

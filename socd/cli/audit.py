@@ -1,5 +1,5 @@
 """``socd audit verify|show``: the hash-chained audit log of alert and incident changes
-(:mod:`socd.audit`).
+(:mod:`socd.alerts.audit`).
 
 Exit codes: 0 intact (or nothing recorded yet), 1 a broken or missing chain, 2 usage.
 """
@@ -49,10 +49,10 @@ def register(sub: Subparsers, with_config: WithConfig) -> None:
 
 
 def audit_db_path(cfg: Config) -> str:
-    """``audit.db`` beside the alert store (where :mod:`socd.alerts` appends alert
+    """``audit.db`` beside the alert store (where :mod:`socd.alerts.lifecycle` appends alert
     changes), so alerts and incidents share one chain; ``<state_dir>/audit.db`` when
     there is no single sqlite sink."""
-    from socd.audit import DB_NAME
+    from socd.alerts.audit import DB_NAME
     from socd.config import resolve_path
 
     stores = list(sinks_of_type(cfg, "sqlite").values())
@@ -69,7 +69,7 @@ def _audit_path(args: argparse.Namespace) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from socd.audit import AuditError, anchor_path, read_anchor, verify
+    from socd.alerts.audit import AuditError, anchor_path, read_anchor, verify
 
     path = _audit_path(args)
     head = None
@@ -119,7 +119,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from socd.audit import AuditLog
+    from socd.alerts.audit import AuditLog
 
     path = _audit_path(args)
     if not os.path.exists(path):

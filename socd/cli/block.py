@@ -286,7 +286,7 @@ def _export(args: argparse.Namespace) -> int:
               "(--include-dry-run)", file=sys.stderr)
     text = render_csv(decisions) if args.format == "csv" else render_txt(decisions)
     if args.output:
-        from socd.identity import as_invoker
+        from socd.cli.identity import as_invoker
 
         with as_invoker(), open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)

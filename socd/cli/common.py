@@ -81,7 +81,7 @@ class UsageError(SocdError):
 def fail(error: BaseException | str, code: int = EXIT_FAILURE, *, hint: str | None = None
          ) -> int:
     """Say what went wrong on stderr, ``socd: <error>``, then ``hint: <hint>``: the
-    ``hint`` given, else the one the error carries (:class:`socd.alerts.AlertError` and
+    ``hint`` given, else the one the error carries (:class:`socd.alerts.lifecycle.AlertError` and
     others do); return ``code``."""
     print(f"socd: {error}", file=sys.stderr)
     hint = hint or getattr(error, "hint", None)
@@ -122,7 +122,8 @@ def run_guarded(body: Callable[[], int], *errors: On[Any]) -> int:
 def permission_message(exc: PermissionError) -> str:
     """A file the command needs that the user it runs as may not open: which, whose it
     is and how to fix it (never a traceback)."""
-    from socd import access, identity
+    from socd import access
+    from socd.cli import identity
 
     switched = identity.switched()
     path = exc.filename if isinstance(exc.filename, str) else None
@@ -208,8 +209,8 @@ def json_line(obj: Any) -> str:
 def write_output(path: str, data: bytes | str) -> None:
     """Write what a command produced to the operator's file ``path``, atomically (a
     ``.tmp`` beside it, then renamed), with the invoking user's rights: the file is the
-    operator's, not socd's state (see :mod:`socd.identity`)."""
-    from socd.identity import as_invoker
+    operator's, not socd's state (see :mod:`socd.cli.identity`)."""
+    from socd.cli.identity import as_invoker
 
     body = data.encode("utf-8") if isinstance(data, str) else data
     tmp = f"{path}.tmp"

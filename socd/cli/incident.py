@@ -41,11 +41,11 @@ from socd.cli.common import (
     write_output,
     write_stdout,
 )
-from socd.identity import actor  # --by, else who ran sudo, else the login name
+from socd.cli.identity import actor  # --by, else who ran sudo, else the login name
 from socd.sqlite import Error as StoreError
 
 if TYPE_CHECKING:
-    from socd.alerts import AlertError
+    from socd.alerts.lifecycle import AlertError
     from socd.incidents.store import IncidentError
 
 
@@ -204,7 +204,7 @@ def _settings(args: argparse.Namespace) -> _Settings:
 
 
 def _alert_store(s: _Settings) -> Any:
-    from socd.store import AlertStore
+    from socd.alerts.store import AlertStore
 
     if s.alert_store is None:
         raise UsageError(s.alert_problem or "no alert store")
@@ -218,8 +218,8 @@ def _on_store(args: argparse.Namespace, body: Callable[[Any, _Settings], int], *
          readonly: bool = False) -> int:
     """Open the store and run ``body``. A command that only reads (``readonly``) opens
     it read-only and never creates it: without a store there is no incident yet."""
-    from socd.alerts import AlertError
-    from socd.audit import AuditError
+    from socd.alerts.audit import AuditError
+    from socd.alerts.lifecycle import AlertError
     from socd.incidents.store import IncidentError, IncidentStore
     from socd.sqlite import NoDatabase
 
@@ -267,7 +267,7 @@ def _no_incidents(args: argparse.Namespace, path: str) -> int:
 
 
 def _when(text: str | None) -> datetime:
-    from socd.alerts import parse_since
+    from socd.alerts.lifecycle import parse_since
 
     if not text:
         return datetime.now(UTC)
@@ -278,7 +278,7 @@ def _when(text: str | None) -> datetime:
 
 
 def _stored_alerts(s: _Settings, ids: list[str]) -> list[Any]:
-    from socd.alerts import resolve_id
+    from socd.alerts.lifecycle import resolve_id
 
     store = _alert_store(s)
     try:
@@ -296,7 +296,7 @@ def system_level_of(events: list[Any], config: Any) -> tuple[int | None, str]:
 
     The highest ``socd.system_level`` of the alerts; alerts stored without one (from
     before the asset inventory listed their host) are looked up in the inventory as
-    enrichment would (socd.enrich), so the serious-incident check has a level without
+    enrichment would (socd.engine.enrich), so the serious-incident check has a level without
     ``--level``. ``(None, "")`` when neither knows it.
     """
     levels = [lvl for e in events
@@ -305,7 +305,7 @@ def system_level_of(events: list[Any], config: Any) -> tuple[int | None, str]:
         return max(levels), "alerts"
     if config is None:
         return None, ""
-    from socd.enrich import build_enricher
+    from socd.engine.enrich import build_enricher
     from socd.errors import ConfigError
 
     try:
@@ -490,7 +490,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from socd.audit import AuditLog
+    from socd.alerts.audit import AuditLog
 
     def body(store: Any, s: _Settings) -> int:
         now = datetime.now(UTC)

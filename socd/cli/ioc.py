@@ -175,7 +175,7 @@ def _import(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(exc, EXIT_USAGE)
     from socd.access import read_problem
-    from socd.identity import as_invoker
+    from socd.cli.identity import as_invoker
 
     try:
         # The appendix is the operator's file (in their home, say): read it with their

@@ -35,7 +35,7 @@ def register(sub: Subparsers, with_config: WithConfig) -> None:
 
 def _load(args: argparse.Namespace) -> tuple[list[CompiledRule], set[str]]:
     if args.paths:
-        from socd.identity import as_invoker
+        from socd.cli.identity import as_invoker
 
         with as_invoker():  # the operator's rule files, read with their rights
             return load_paths(args.paths), set()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from socd import config as config_mod
-from socd import identity
+from socd.cli import identity
 from socd.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -61,7 +61,7 @@ def _daemon(args: argparse.Namespace) -> int:
     import structlog
 
     from socd import log
-    from socd.server import Daemon
+    from socd.app.server import Daemon
 
     log.setup("info", "auto")  # until the config's own settings are known
     logger = structlog.get_logger("socd")
@@ -104,8 +104,8 @@ def _log_config_error(logger: Any, exc: ConfigError) -> None:
 
 def _print_summary(daemon: Any) -> None:
     """After a one-shot replay: the alerts in the embedded store, by severity and kind."""
-    from socd import summary
     from socd.alerting.sqlite import SqliteSink
+    from socd.app import summary
 
     for name, runner in daemon.runners.items():
         sink = runner.sink
@@ -121,7 +121,7 @@ def _print_summary(daemon: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from socd.components import build_classifier, build_decoders, dead_letter_for, instantiate
+    from socd.app.components import build_classifier, build_decoders, dead_letter_for, instantiate
 
     cfg = config_mod.load(args.config)
     cfg.require_env()  # every ${VAR}, as `socd run` needs them
@@ -138,7 +138,7 @@ def _check(args: argparse.Namespace) -> int:
     build_classifier(cfg)
     sinks = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.sinks.values()]
     collectors = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.collectors.values()]
-    from socd.components import build_notifications
+    from socd.app.components import build_notifications
 
     # Templates are local files: a broken one is a configuration error, found offline.
     core = build_notifications(cfg, dead_letter)
@@ -200,8 +200,8 @@ async def _healthchecks(sinks: list[Any], notifiers: Sequence[Any] = ()) -> list
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from socd.components import build_classifier, build_decoders, dead_letter_for
-    from socd.replay import replay
+    from socd.app.components import build_classifier, build_decoders, dead_letter_for
+    from socd.app.replay import replay
 
     cfg = config_mod.load(args.config)
     decoders = build_decoders(cfg, dead_letter_for(cfg))

@@ -144,7 +144,7 @@ def _push(args: argparse.Namespace) -> int:
 
 def _exchanges(args: argparse.Namespace) -> int:
     def body() -> int:
-        from socd.alerts import local_time
+        from socd.alerts.lifecycle import local_time
         from socd.sharing import records
 
         cfg, _ = _load(args)

@@ -50,7 +50,7 @@ def register(sub: Subparsers, with_config: WithConfig | None = None) -> None:
 
 
 def run_import_sigma(args: argparse.Namespace) -> int:
-    from socd import sigma
+    from socd.engine import sigma
 
     missing = [p for p in args.paths if p != "-" and not os.path.exists(p)]
     if missing:

@@ -58,7 +58,7 @@ class PipelineConfig(StrictModel):
 
 
 class JournalConfig(StrictModel):
-    """The durable intake journal (socd.journal, docs/architecture.md): a batch is
+    """The durable intake journal (socd.app.journal, docs/architecture.md): a batch is
     acknowledged to its source only once it is on disk here."""
 
     enabled: bool = Field(True, description="Journal every received batch before its source "

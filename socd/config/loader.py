@@ -60,7 +60,7 @@ class Plugin:
     cls: Any
     config: Any  # an instance of cls.Config
     # `${VAR}`s of this plugin's section that are not set (see Config.unresolved): the
-    # plugin cannot be built (socd.components.instantiate raises these), and its secrets
+    # plugin cannot be built (socd.app.components.instantiate raises these), and its secrets
     # that need them are UnsetSecret.
     unresolved: tuple[ConfigProblem, ...] = ()
 
@@ -395,7 +395,7 @@ def _reference_problems(source: Any, config_dir: str, decoders: Mapping[str, Plu
         if isinstance(path, str) and path:
             full = resolve_path(config_dir, path)
             if not unreadable(("enrichment", key), path) and key == "assets_file":
-                from socd.enrich import load_inventory
+                from socd.engine.enrich import load_inventory
 
                 try:
                     load_inventory(full)

@@ -42,7 +42,7 @@ def build_engine(config: Config, *, ioc_lookup: IocLookup | None = None) -> Rule
     """The rules engine for ``config``: rules loaded and compiled; raises ConfigError.
 
     ``ioc_lookup(kind, value[, source]) -> bool`` serves ``ioc`` conditions: the
-    daemon passes its IoC store's (:meth:`socd.classify.Classifier.ioc_lookup`, built by
+    daemon passes its IoC store's (:meth:`socd.engine.classify.Classifier.ioc_lookup`, built by
     the wiring). Without one, ``ioc`` conditions never match.
     """
     cfg = config.document.rules

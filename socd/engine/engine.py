@@ -1,4 +1,4 @@
-"""The rules engine: a :class:`~socd.classify.Processor` that adds rule alerts.
+"""The rules engine: a :class:`~socd.engine.classify.Processor` that adds rule alerts.
 
 Hot path: each event is routed through an index (:data:`INDEX_FIELDS` values ->
 candidate rules, cached per value combination) so it meets only the rules that
@@ -746,7 +746,7 @@ class RuleEngine:
             socd["transport"] = transport
         alert["socd"] = socd
         # Every alert raised on one event shares that event's hash (the event's own
-        # alert carries it too, socd.classify): the notification core and the analyst
+        # alert carries it too, socd.engine.classify): the notification core and the analyst
         # see one incident, not one per rule that fired.
         socd["correlation_id"] = _event_hash(event)
         set_severity(alert, severity)

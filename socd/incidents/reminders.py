@@ -229,7 +229,7 @@ class ReminderService:
     @classmethod
     def from_config(cls, config: Config, notifier: NotifierFactory) -> ReminderService:
         """The service of a loaded config; ``notifier`` builds the notifiers that
-        ``incidents.notifiers`` names (:func:`socd.components.notifier_factory`). An
+        ``incidents.notifiers`` names (:func:`socd.app.components.notifier_factory`). An
         unknown name there is a configuration error."""
         from socd.config import resolve_path
         from socd.errors import ConfigError, ConfigProblem

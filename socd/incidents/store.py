@@ -2,7 +2,7 @@
 
 Every change is one ``BEGIN IMMEDIATE`` transaction (the daemon's reminder task and
 CLI commands may write at once); after it commits, the change is appended to the
-hash-chained audit log (:mod:`socd.audit`). Times are UTC ISO 8601 text
+hash-chained audit log (:mod:`socd.alerts.audit`). Times are UTC ISO 8601 text
 (``2026-11-23T08:00:00Z``), so they compare and sort as text. The schema is
 documented in docs/incidents.md. The tables are this module's: the reports and
 layer-4 sharing read them through :func:`incident_dates` and :func:`alert_ids`.
@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import orjson
 
-from socd import audit
+from socd.alerts import audit
 from socd.errors import SocdError
 from socd.incidents.model import (
     ID_PREFIX,
@@ -218,7 +218,7 @@ class IncidentStore(Store):
 
     @staticmethod
     def _next_id(db: sqlite3.Connection, now: datetime) -> str:
-        from socd.alerts import local_zone
+        from socd.alerts.lifecycle import local_zone
 
         year = now.astimezone(local_zone()).year
         prefix = f"{ID_PREFIX}-{year}-"

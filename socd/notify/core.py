@@ -1,7 +1,7 @@
 """The notification core: alerts in (as a sink), messages out (to notifiers).
 
 The daemon feeds alerts to :class:`NotificationCore` through a normal
-:class:`~socd.pipeline.SinkRunner`, so batching, back-pressure and
+:class:`~socd.app.pipeline.SinkRunner`, so batching, back-pressure and
 acknowledgement work as for any sink. Inside:
 
 1. ``write`` routes each alert, drops repeats (dedup within

@@ -3,7 +3,7 @@
 A plugin is built as ``cls(config, ctx)`` with a :class:`PluginContext`; a feature
 service that owns notifier instances (incident reminders, report schedules) gets a
 :data:`NotifierFactory`. Both are built by the daemon's wiring
-(:mod:`socd.components`), which nothing below it imports.
+(:mod:`socd.app.components`), which nothing below it imports.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any, Protocol
 
 from socd.plugins.protocols import Notifier
 
-# Builds the configured notifier of that name (socd.components.notifier_factory).
+# Builds the configured notifier of that name (socd.app.components.notifier_factory).
 NotifierFactory = Callable[[str], Notifier]
 
 
 class DeadLetterWriter(Protocol):
-    """Where a plugin records what it cannot deliver (:class:`socd.deadletter.DeadLetter`)."""
+    """Where a plugin records what it cannot deliver (:class:`socd.app.deadletter.DeadLetter`)."""
 
     def write(self, *, stage: str, reason: str, raw: bytes | None = None,
               event: Mapping[str, Any] | None = None, collector: str = "", source: str = "",

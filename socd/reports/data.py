@@ -51,7 +51,7 @@ from socd.reports.vn import (
 )
 
 if TYPE_CHECKING:
-    from socd.store import AlertStore
+    from socd.alerts.store import AlertStore
 
 log = structlog.get_logger("socd.reports")
 
@@ -95,7 +95,7 @@ class AlertBackend(Protocol):
 
 
 class StoreBackend:
-    """The embedded SQLite store (:class:`socd.store.AlertStore`), through its read
+    """The embedded SQLite store (:class:`socd.alerts.store.AlertStore`), through its read
     methods."""
 
     name = "store"
@@ -106,7 +106,7 @@ class StoreBackend:
 
     @classmethod
     def open(cls, path: str) -> StoreBackend:
-        from socd.store import AlertStore
+        from socd.alerts.store import AlertStore
 
         if not os.path.exists(path):
             raise ReportSetupError(f"the alert store {path} does not exist yet (the daemon "
@@ -142,7 +142,7 @@ class ElasticsearchBackend:
     PAGE = 1000
 
     def __init__(self, config: Any, client: Any = None) -> None:
-        from socd.alerts import es_client
+        from socd.alerts.lifecycle import es_client
 
         self.config = config
         self.index = f"{config.index_prefix}-*"
@@ -450,7 +450,7 @@ def _top(items: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
 
 def _top_rules(groups: Groups, n: int) -> list[RuleRow]:
     # A rule is its id; vendor alerts naming only a threat are grouped by that name
-    # (as socd.store.AlertStore.rule_counts does).
+    # (as socd.alerts.store.AlertStore.rule_counts does).
     totals: Counter[str] = Counter()
     fps: Counter[str] = Counter()
     names: dict[str, set[str]] = defaultdict(set)

@@ -149,7 +149,7 @@ class ReportScheduler:
                     ) -> ReportScheduler | None:
         """The scheduler of a loaded socd config, or None when reports are not enabled;
         ``notifier`` builds the notifiers that ``reports.notifiers`` names
-        (:func:`socd.components.notifier_factory`). Raises
+        (:func:`socd.app.components.notifier_factory`). Raises
         :class:`~socd.errors.ConfigError` for an unknown notifier name."""
         from socd.errors import ConfigError, ConfigProblem
         from socd.reports.data import backend_for

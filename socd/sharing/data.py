@@ -6,7 +6,7 @@ reference, confidence, tags) from the IoC database. Only indicators that were
 *observed locally* are shared: the values in an alert's ``socd.ioc.values``.
 
 Reading never writes: the alert, IoC and incident stores are asked through their own
-read methods (:class:`socd.store.AlertStore`, :class:`socd.ioc.store.IocDatabase`,
+read methods (:class:`socd.alerts.store.AlertStore`, :class:`socd.ioc.store.IocDatabase`,
 :func:`socd.incidents.store.alert_ids`), each opening its file read-only; the incident
 database is only read when it exists.
 """
@@ -29,7 +29,7 @@ from socd.sqlite import Error
 from socd.tz import iso_or_none, parse_iso
 
 _SEVERITY_RANK = {"low": 1, "medium": 2, "high": 3, "critical": 4}
-# Where the classifier looks for indicators (socd.classify): the same paths here say
+# Where the classifier looks for indicators (socd.engine.classify): the same paths here say
 # which kind a matched value is and in which direction it was seen.
 _IOC_PATHS: tuple[tuple[str, str], ...] = (
     ("ip", "source.ip"), ("ip", "destination.ip"),
@@ -109,7 +109,7 @@ class Dataset:
 
 
 def local_zone() -> Any:
-    from socd.alerts import local_zone as zone
+    from socd.alerts.lifecycle import local_zone as zone
 
     return zone()
 
@@ -199,7 +199,7 @@ def load_alerts(store_path: str, scope: Scope, alert_ids: Sequence[str] = ()) ->
     if not os.path.exists(store_path):
         raise SharingError(f"the alert store {store_path} does not exist yet (the daemon "
                            "creates it when it stores the first alert)")
-    from socd.store import AlertStore
+    from socd.alerts.store import AlertStore
 
     try:
         store = AlertStore(store_path, readonly=True)

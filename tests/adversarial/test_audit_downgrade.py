@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from socd.store import AlertStore
+from socd.alerts.store import AlertStore
 from tests.unit.test_alert_cli import alert
 
 KEY = "khóa-kiểm-toán-bí-mật"

@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from socd import deadletter
+from socd.app import deadletter
 from tests.conftest import free_port
 from tests.helpers import Publisher, SocdProcess, metric, wait_for
 

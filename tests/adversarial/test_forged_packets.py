@@ -37,8 +37,8 @@ from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from socd import config as config_mod
+from socd.app.components import build_classifier
 from socd.collectors.sensor import SensorCollector
-from socd.components import build_classifier
 from socd.decoders.json import JsonDecoder
 from socd.plugins import PluginContext
 from tests.adversarial.test_forged_syslog import (  # noqa: F401 - `site` is a fixture

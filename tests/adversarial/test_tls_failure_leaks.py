@@ -38,9 +38,9 @@ from socd.alerting.elasticsearch import ElasticsearchSink
 from socd.alerting.notifiers.email import EmailNotifier
 from socd.alerting.notifiers.mqtt import MqttNotifier
 from socd.alerting.notifiers.webhook import WebhookNotifier
+from socd.app.deadletter import DeadLetter
 from socd.collectors.mqtt import MqttCollector
 from socd.config.sharing import SharingConfig
-from socd.deadletter import DeadLetter
 from socd.errors import HealthCheckError, NotifyError, SinkError
 from socd.plugins import PluginContext
 from socd.sharing.data import Dataset, Scope

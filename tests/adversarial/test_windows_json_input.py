@@ -22,7 +22,7 @@ import pytest
 
 from socd import config as config_mod
 from socd import metrics
-from socd.components import build_classifier
+from socd.app.components import build_classifier
 from socd.decoders.windows_json import (
     MAX_DATA_FIELDS,
     MAX_VALUE_CHARS,

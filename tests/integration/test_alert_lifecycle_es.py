@@ -11,8 +11,8 @@ import yaml
 
 from socd.alerting.elasticsearch import ElasticsearchSink
 from socd.alerting.sqlite import SqliteSink
+from socd.app.deadletter import DeadLetter
 from socd.cli import main
-from socd.deadletter import DeadLetter
 from socd.event import Event, fingerprint, normalize, set_severity
 from socd.plugins import PluginContext
 from socd.severity import Severity
@@ -183,7 +183,7 @@ async def test_alert_not_indexed_yet_is_repaired_by_a_rerun(
 
 def test_elasticsearch_down_still_updates_the_store(tmp_path: Path, unique: str,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from socd.store import AlertStore
+    from socd.alerts.store import AlertStore
 
     state = tmp_path / "state"
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there

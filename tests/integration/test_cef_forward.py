@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from socd.alerting.cef import SyslogCefSink
+from socd.app.deadletter import DeadLetter
 from socd.collectors.syslog import SyslogCollector
-from socd.deadletter import DeadLetter
 from socd.decoders.cef import CefDecoder
 from socd.errors import SinkError
 from socd.event import Event, fingerprint, normalize, set_severity

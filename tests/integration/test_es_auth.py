@@ -27,7 +27,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from socd.alerting.elasticsearch import ElasticsearchSink
-from socd.deadletter import DeadLetter
+from socd.app.deadletter import DeadLetter
 from socd.errors import HealthCheckError, SinkError
 from socd.event import fingerprint, normalize, set_severity
 from socd.plugins import PluginContext

@@ -63,8 +63,8 @@ async def test_reminders_reach_a_webhook_once(receiver: Receiver,  # noqa: F811
 async def test_service_from_config(receiver: Receiver, tmp_path: Path) -> None:  # noqa: F811
     """What the daemon runs: ReminderService built from a loaded config."""
     from socd import config as config_mod
-    from socd.components import notifier_factory
-    from socd.deadletter import DeadLetter
+    from socd.app.components import notifier_factory
+    from socd.app.deadletter import DeadLetter
     from socd.errors import ConfigError
     from socd.incidents.reminders import ReminderService
 

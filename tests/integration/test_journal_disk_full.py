@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 CHILD = textwrap.dedent("""
     import asyncio, json, os, sys, time
-    from socd.journal import Journal
+    from socd.app.journal import Journal
     from socd.plugins import RawRecord
 
     root = sys.argv[1]

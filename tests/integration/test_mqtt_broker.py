@@ -12,8 +12,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
+from socd.app.deadletter import DeadLetter
 from socd.collectors.mqtt import MqttCollector
-from socd.deadletter import DeadLetter
 from socd.plugins import PluginContext
 from tests.integration.private_broker import PrivateBroker, make_pki
 from tests.integration.test_mqtt_collector import Received, _stop

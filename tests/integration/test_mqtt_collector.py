@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from socd.app.deadletter import DeadLetter
 from socd.collectors.mqtt import MqttCollector
-from socd.deadletter import DeadLetter
 from socd.plugins import PluginContext, RawRecord
 from tests.helpers import Publisher
 

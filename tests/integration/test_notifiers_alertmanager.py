@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from socd.alerting.notifiers.alertmanager import AlertmanagerNotifier
-from socd.deadletter import DeadLetter
+from socd.app.deadletter import DeadLetter
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import PluginContext
 from tests.conftest import free_port

@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from socd.alerting.notifiers.email import EmailNotifier
-from socd.deadletter import DeadLetter
+from socd.app.deadletter import DeadLetter
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import PluginContext
 from tests.conftest import free_port

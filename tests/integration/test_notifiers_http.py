@@ -18,7 +18,7 @@ from aiohttp import web
 from socd.alerting.notifiers.chat import MattermostNotifier, SlackNotifier, TeamsNotifier
 from socd.alerting.notifiers.telegram import TelegramNotifier
 from socd.alerting.notifiers.webhook import WebhookNotifier
-from socd.deadletter import DeadLetter
+from socd.app.deadletter import DeadLetter
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import PluginContext
 from tests.conftest import free_port

@@ -12,7 +12,7 @@ import aiomqtt
 import pytest
 
 from socd.alerting.notifiers.mqtt import MqttNotifier
-from socd.deadletter import DeadLetter
+from socd.app.deadletter import DeadLetter
 from socd.errors import HealthCheckError, NotifyError
 from socd.plugins import PluginContext
 from tests.conftest import free_port

@@ -13,8 +13,8 @@ import yaml
 
 from socd.alerting.elasticsearch import ElasticsearchSink
 from socd.alerting.sqlite import SqliteSink
+from socd.app.deadletter import DeadLetter
 from socd.cli import main
-from socd.deadletter import DeadLetter
 from socd.plugins import PluginContext
 from socd.reports.data import ElasticsearchBackend, StoreBackend, build_report
 from socd.reports.periods import period_for

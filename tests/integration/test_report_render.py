@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from socd.alerts.store import AlertStore
 from socd.cli import main
-from socd.store import AlertStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -253,7 +253,7 @@ async def test_scheduled_report_is_emailed(default_run: dict[str, Any], tmp_path
     import asyncio
 
     from socd.alerting.notifiers.email import EmailNotifier
-    from socd.deadletter import DeadLetter
+    from socd.app.deadletter import DeadLetter
     from socd.plugins import PluginContext
     from socd.reports.data import StoreBackend
     from socd.reports.schedule import ReportScheduler, ReportsConfig, ScheduleConfig

@@ -24,8 +24,8 @@ import orjson
 import pytest
 
 from socd import metrics
+from socd.app.deadletter import DeadLetter
 from socd.collectors.syslog import SyslogCollector
-from socd.deadletter import DeadLetter
 from socd.decoders.syslog import SyslogDecoder
 from socd.errors import ListenError
 from socd.plugins import PluginContext, RawRecord

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from socd import deadletter
+from socd.app import deadletter
 from tests.conftest import free_port
 from tests.helpers import SocdProcess, ecs_alert, metric, wait_for
 

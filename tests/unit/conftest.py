@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from socd import metrics
-from socd.deadletter import DeadLetter
+from socd.app.deadletter import DeadLetter
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = REPO / "socd" / "default"

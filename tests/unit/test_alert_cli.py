@@ -7,10 +7,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from socd.alerts.store import AlertStore
 from socd.cli import main
 from socd.event import Event, fingerprint, normalize, set_severity
 from socd.severity import Severity
-from socd.store import AlertStore
 
 
 def alert(i: int, *, rule: str = "2001219", severity: Severity = Severity.HIGH,

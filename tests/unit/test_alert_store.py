@@ -1,4 +1,5 @@
-"""The embedded alert store and the alert lifecycle (socd.store, socd.alerts): schema
+"""The embedded alert store and the alert lifecycle (socd.alerts.store,
+socd.alerts.lifecycle): schema
 migration, transitions, id prefixes, history, false-positive counts, the sink's gauge."""
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from socd import alerts
 from socd.alerting.sqlite import SqliteSink
-from socd.alerts import (
+from socd.alerts import lifecycle as alerts
+from socd.alerts.lifecycle import (
     AlertError,
     AlertNotFound,
     AmbiguousAlertId,
@@ -26,13 +27,13 @@ from socd.alerts import (
     set_status,
     status_counts,
 )
-from socd.classify import Classifier
+from socd.alerts.store import AlertStore
 from socd.config import ClassificationConfig
+from socd.engine.classify import Classifier
 from socd.errors import SocdError
 from socd.event import Event, fingerprint, normalize, set_severity
 from socd.plugins import PluginContext
 from socd.severity import Severity
-from socd.store import AlertStore
 
 from .conftest import sample_value, series_exists
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from socd.alertless import AlertlessWatch
+from socd.app.alertless import AlertlessWatch
 from tests.unit.conftest import sample_value
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from socd import audit, cli
-from socd.alerts import Status, assign, set_status
-from socd.audit import GENESIS, AuditLog, canonical, digest, verify
+from socd import cli
+from socd.alerts import audit
+from socd.alerts.audit import GENESIS, AuditLog, canonical, digest, verify
+from socd.alerts.lifecycle import Status, assign, set_status
+from socd.alerts.store import AlertStore
 from socd.cli import main
-from socd.store import AlertStore
 from tests.unit.test_alert_cli import alert
 
 

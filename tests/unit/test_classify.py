@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from socd.classify import Classifier
 from socd.config import ClassificationConfig
 from socd.decoders.json import JsonDecoder
 from socd.decoders.mapping import MappingDecoder
+from socd.engine.classify import Classifier
 from socd.event import Event
 from socd.ioc.importers import load_text_lists
 from socd.ioc.store import Entry, IocStore

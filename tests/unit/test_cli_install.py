@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from socd import access, cli, config, identity, sqlite
+from socd import access, cli, config, sqlite
+from socd.cli import identity
 from socd.config import UnsetSecret, install
 from socd.errors import ConfigError, ListenError
 
@@ -230,7 +231,7 @@ def test_unset_variables_are_deferred_to_their_use(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         cfg.require_env()
     assert len(info.value.problems) == 2
-    from socd.components import instantiate
+    from socd.app.components import instantiate
 
     with pytest.raises(ConfigError, match="SOCD_T_ES"):
         instantiate(cfg, cfg.sinks["es"], None)  # type: ignore[arg-type]
@@ -408,7 +409,7 @@ def test_actor(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_ack_under_the_service_account_needs_by(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from socd.store import AlertStore
+    from socd.alerts.store import AlertStore
     from tests.unit.test_alert_cli import alert
 
     layout(tmp_path, monkeypatch, user="socd")
@@ -449,8 +450,8 @@ def test_listen_error_names_the_address_and_the_fix() -> None:
 
 
 def test_collector_failure_logs_the_address_without_a_traceback() -> None:
+    from socd.app.server import _log_collector_failure
     from socd.errors import SocdError
-    from socd.server import _log_collector_failure
 
     cause = OSError(98, "error while attempting to bind on address ('127.0.0.1', 5514): "
                         "address already in use")

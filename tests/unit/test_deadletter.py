@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from socd import deadletter
-from socd.deadletter import DeadLetter
+from socd.app import deadletter
+from socd.app.deadletter import DeadLetter
 
 from .conftest import sample_value
 

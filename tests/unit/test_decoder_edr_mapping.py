@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from socd import config as config_mod
-from socd.components import build_decoders
+from socd.app.components import build_decoders
 from socd.decoders.mapping import MappingDecoder
 from socd.plugins import DecodeResult, PluginContext, RawRecord
 

@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from socd import deadletter
-from socd.classify import Classifier
+from socd.app import deadletter
+from socd.app.deadletter import DeadLetter
+from socd.app.journal import Journal
+from socd.app.pipeline import Pipeline
 from socd.collectors.file import (
     _ACTIVE,
     Checkpoint,
@@ -28,9 +30,7 @@ from socd.collectors.file import (
     load_checkpoints,
 )
 from socd.config import ClassificationConfig
-from socd.deadletter import DeadLetter
-from socd.journal import Journal
-from socd.pipeline import Pipeline
+from socd.engine.classify import Classifier
 from socd.plugins import Ack, PluginContext, RawRecord
 
 pytestmark = pytest.mark.timeout(60)

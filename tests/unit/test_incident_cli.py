@@ -8,11 +8,11 @@ import orjson
 import pytest
 
 from socd import cli
+from socd.alerts.store import AlertStore
 from socd.cli import main
 from socd.event import Event
 from socd.incidents.store import IncidentStore
 from socd.severity import Severity
-from socd.store import AlertStore
 from tests.unit.test_alert_cli import alert
 
 TITLE = "Mã độc trên máy chủ Cổng thông tin điện tử"

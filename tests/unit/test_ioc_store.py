@@ -10,8 +10,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from socd.classify import Classifier
 from socd.config import ClassificationConfig
+from socd.engine.classify import Classifier
 from socd.event import Event
 from socd.ioc.normalize import normalize
 from socd.ioc.store import Entry, IocDatabase, IocStore, build_index

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from socd import journal as journal_mod
+from socd.app import journal as journal_mod
+from socd.app.journal import Journal, decode, encode
 from socd.config import JournalConfig
-from socd.journal import Journal, decode, encode
 from socd.plugins import RawRecord
 
 from .conftest import REPO, sample_value
@@ -98,7 +98,7 @@ def test_appended_batch_survives_sigkill_right_after(tmp_path: Path) -> None:
     directory = tmp_path / "journal"
     code = textwrap.dedent("""
         import asyncio, os, sys
-        from socd.journal import Journal
+        from socd.app.journal import Journal
         from socd.plugins import RawRecord
 
         async def main():
@@ -333,7 +333,7 @@ async def test_a_second_process_cannot_open_the_same_journal(opened: Any,
                                                              tmp_path: Path) -> None:
     await opened()
     code = ("import asyncio, sys\n"
-            "from socd.journal import Journal, JournalError\n"
+            "from socd.app.journal import Journal, JournalError\n"
             "try:\n"
             "    asyncio.run(Journal(sys.argv[1]).open())\n"
             "except JournalError as exc:\n"

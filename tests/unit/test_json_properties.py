@@ -6,8 +6,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from socd.app.deadletter import DeadLetter
 from socd.config import DecoderConfig
-from socd.deadletter import DeadLetter
 from socd.decoders.base import split_json
 from socd.decoders.json import JsonDecoder
 from socd.plugins import PluginContext, RawRecord

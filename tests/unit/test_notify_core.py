@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from socd.app.deadletter import DeadLetter
 from socd.config import NotificationsConfig, NotifierConfig
-from socd.deadletter import DeadLetter
 from socd.notify.core import NotificationCore
 from socd.notify.sender import SystemClock, notification_from_json
 from socd.plugins import Notification
@@ -397,7 +397,7 @@ async def test_route_removed_by_reload_keeps_its_notifiers(make_core: Factory,
 
 async def test_group_without_notifier_is_dead_lettered(make_core: Factory, tmp_path: Path,
                                                        dead_letter: DeadLetter) -> None:
-    from socd.deadletter import read
+    from socd.app.deadletter import read
 
     path = tmp_path / "gone.db"
     first = make_core({"grouping": grouping(),
@@ -435,7 +435,7 @@ async def test_healthcheck(make_core: Factory) -> None:
 
 async def test_unserializable_alert_is_dead_lettered_and_others_go_on(
         make_core: Factory, dead_letter: DeadLetter) -> None:
-    from socd.deadletter import read
+    from socd.app.deadletter import read
 
     core = make_core({"grouping": grouping(group_wait_secs=0)})
     await core.start()

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from socd.app.deadletter import DeadLetter
 from socd.config import GroupingConfig, NotificationsConfig, NotifierConfig
-from socd.deadletter import DeadLetter
 from socd.decoders.json import JsonDecoder
 from socd.notify.core import NotificationCore
 from socd.notify.sender import notification_from_json

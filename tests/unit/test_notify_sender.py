@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
+from socd.app.deadletter import DeadLetter, read
 from socd.config import NotificationsConfig, NotifierConfig
-from socd.deadletter import DeadLetter, read
 from socd.errors import NotifyError
 from socd.notify.core import NotificationCore
 from socd.notify.sender import Sender, TokenBucket

@@ -10,14 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from socd import deadletter
-from socd.classify import Classifier
+from socd.app import deadletter
+from socd.app.deadletter import DeadLetter
+from socd.app.pipeline import Pipeline, SinkRunner
 from socd.config import ClassificationConfig, SinkConfig
-from socd.deadletter import DeadLetter
 from socd.decoders.json import JsonDecoder
+from socd.engine.classify import Classifier
 from socd.errors import SinkError
 from socd.event import Event
-from socd.pipeline import Pipeline, SinkRunner
 from socd.plugins import Ack, PluginContext, RawRecord, Sink
 
 from .conftest import sample_value
@@ -355,7 +355,7 @@ async def test_abort_dead_letters_batch_waiting_for_flush_interval(dead_letter: 
                                                                    uid: str) -> None:
     # The runner holds the batch while it waits (up to 300 s) for a fuller one; a forced
     # shutdown must dead-letter it, not drop it silently.
-    from socd.pipeline import EventBatch
+    from socd.app.pipeline import EventBatch
 
     sink = FakeSink(uid)
     runner = SinkRunner(uid, sink, sink_config(batch_max_events=1000, flush_interval_secs=300,

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from socd import deadletter
-from socd.classify import Classifier
+from socd.app import deadletter
+from socd.app.deadletter import DeadLetter
+from socd.app.pipeline import EventBatch, Pipeline, SinkRunner
+from socd.app.spool import Spool
 from socd.config import ClassificationConfig, SinkConfig
-from socd.deadletter import DeadLetter
 from socd.decoders.json import JsonDecoder
+from socd.engine.classify import Classifier
 from socd.errors import SinkError
 from socd.event import Event
-from socd.pipeline import EventBatch, Pipeline, SinkRunner
 from socd.plugins import Ack, PluginContext
-from socd.spool import Spool
 
 from .conftest import sample_value
 from .test_pipeline import records

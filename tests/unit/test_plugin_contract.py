@@ -11,10 +11,10 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from socd import config, metrics
-from socd.components import build_decoders, dead_letter_for, instantiate
+from socd.app.components import build_decoders, dead_letter_for, instantiate
+from socd.app.pipeline import SinkRunner
 from socd.config import CollectorConfig, DecoderConfig, NotifierConfig, SinkConfig
 from socd.errors import ConfigError, PluginError
-from socd.pipeline import SinkRunner
 from socd.plugins import (
     AllowlistAware,
     Collector,

@@ -11,13 +11,13 @@ import aiomqtt
 import orjson
 import pytest
 
-from socd import deadletter
 from socd.alerting.elasticsearch import ElasticsearchSink, index_template
 from socd.alerting.ndjson import NdjsonSink
 from socd.alerting.sqlite import SqliteSink
+from socd.app import deadletter
+from socd.app.deadletter import DeadLetter
 from socd.collectors.file import FileCollector
 from socd.collectors.mqtt import MqttCollector, _match_filter
-from socd.deadletter import DeadLetter
 from socd.decoders.mapping import MappingDecoder
 from socd.errors import SinkError
 from socd.event import FIELDS

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from socd.alerts.store import AlertStore
 from socd.block.decisions import BlockStore, Guard, Policy, Request
 from socd.cli import main
 from socd.ioc.store import Entry, IocDatabase
@@ -21,7 +22,6 @@ from socd.reports.render import render_markdown, render_xlsx
 from socd.reports.sources import SideSources
 from socd.reports.testing import EXPECTED, WEEK_FIRST, WEEK_LAST, expected_daily, seed_events
 from socd.reports.vn import fmt_pct
-from socd.store import AlertStore
 
 NOW = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 

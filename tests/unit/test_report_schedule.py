@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from socd.alerts.store import AlertStore
 from socd.errors import NotifyError
 from socd.plugins import Notification
 from socd.reports.data import StoreBackend
@@ -24,7 +25,6 @@ from socd.reports.schedule import (
 )
 from socd.reports.testing import seed_events
 from socd.reports.vn import local_zone
-from socd.store import AlertStore
 from tests.unit.conftest import sample_value
 
 VN = local_zone()
@@ -253,8 +253,8 @@ async def test_from_config_as_a_daemon_service(tmp_path: Path, store_path: str) 
     import shutil
 
     from socd import config as config_mod
-    from socd.components import notifier_factory
-    from socd.deadletter import DeadLetter
+    from socd.app.components import notifier_factory
+    from socd.app.deadletter import DeadLetter
     from socd.errors import ConfigError
 
     state = tmp_path / "state"

@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from socd import config as config_mod
-from socd.components import build_decoders
+from socd.app.components import build_decoders
 from socd.decoders.cef import CefDecoder
 from socd.decoders.syslog import SyslogDecoder
 from socd.plugins import PluginContext, RawRecord, ZoneAware

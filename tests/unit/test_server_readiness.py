@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from socd import config as config_mod
-from socd.pipeline import Pipeline
-from socd.server import Daemon
+from socd.app.pipeline import Pipeline
+from socd.app.server import Daemon
 
 pytestmark = pytest.mark.timeout(60)
 

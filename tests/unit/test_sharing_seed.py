@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from socd.alerts.store import AlertStore
 from socd.event import Event, fingerprint, normalize, set_severity
 from socd.ioc.store import Entry, IocStore
 from socd.severity import Severity
@@ -24,7 +25,6 @@ from socd.sharing.data import (
     parse_day_or_time,
     scope_from,
 )
-from socd.store import AlertStore
 
 IP_SRC = "203.0.113.9"
 IP_DST = "198.51.100.23"

@@ -1,4 +1,5 @@
-"""The Sigma importer (socd.sigma, docs/sigma.md) on the fixtures in tests/fixtures/sigma/."""
+"""The Sigma importer (socd.engine.sigma, docs/sigma.md) on the fixtures in
+tests/fixtures/sigma/."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import orjson
 import pytest
 import yaml
 
-from socd import cli, sigma
+from socd import cli
 from socd.cli import sigma as sigma_cli
+from socd.engine import sigma
 from socd.engine.engine import RuleEngine
 from socd.engine.loader import load_text
 from socd.engine.testing import run_tests

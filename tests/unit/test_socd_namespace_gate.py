@@ -17,7 +17,6 @@ import pytest
 from socd import config as config_mod
 from socd import metrics
 from socd.block.sink import BlockerConfig, refusal_reason, requests_from, transport_refusal
-from socd.classify import Classifier
 from socd.collectors.syslog import SyslogCollector
 from socd.config import ClassificationConfig
 from socd.decoders.base import INPUT_SOCD_KEYS
@@ -25,6 +24,7 @@ from socd.decoders.json import JsonDecoder
 from socd.decoders.mapping import MappingDecoder
 from socd.decoders.syslog import SyslogDecoder
 from socd.decoders.winlogbeat import WinlogbeatDecoder
+from socd.engine.classify import Classifier
 from socd.errors import ConfigError
 from socd.event import Event
 from socd.plugins import PluginContext, RawRecord

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from socd import spool as spool_mod
+from socd.app import spool as spool_mod
+from socd.app.spool import Spool, SpoolClosedError
 from socd.event import Event
-from socd.spool import Spool, SpoolClosedError
 
 from .conftest import REPO, sample_value
 
@@ -127,7 +127,7 @@ async def test_append_is_durable_when_the_process_dies_right_after(tmp_path: Pat
     path = tmp_path / "crash.db"
     code = (
         "import asyncio, os, signal, sys\n"
-        "from socd.spool import Spool\n"
+        "from socd.app.spool import Spool\n"
         "async def main():\n"
         "    s = Spool(sys.argv[1], name='crash', max_bytes=1 << 30)\n"
         "    await s.open()\n"

@@ -1,6 +1,6 @@
 """Every SQLite table is read and written only by the module of the subsystem that owns
 it (issue 16): the reports, layer-4 sharing, the CLI ask the owner's read methods
-(:class:`socd.store.AlertStore`, :mod:`socd.ioc.store`, :mod:`socd.block.decisions`,
+(:class:`socd.alerts.store.AlertStore`, :mod:`socd.ioc.store`, :mod:`socd.block.decisions`,
 :mod:`socd.incidents.store`, :mod:`socd.sharing.records`) instead of running SQL on
 another subsystem's tables; every store is built on the one base, :mod:`socd.sqlite`.
 
@@ -28,14 +28,14 @@ BASE = "socd.sqlite"  # the store base: reads the catalogue and every store's ve
 # Table -> the modules that may run SQL on it (the owner of the store holding it).
 OWNERS: dict[str, frozenset[str]] = {
     # alerts.db
-    "alerts": frozenset({"socd.store"}),
-    "alert_history": frozenset({"socd.store"}),
+    "alerts": frozenset({"socd.alerts.store"}),
+    "alert_history": frozenset({"socd.alerts.store"}),
     # ioc.db
     "iocs": frozenset({"socd.ioc.store"}),
     "attrs": frozenset({"socd.ioc.store"}),
     # blocks.db (its trail is called `audit`, as the audit log's table is)
     "decisions": frozenset({"socd.block.decisions"}),
-    "audit": frozenset({"socd.block.decisions", "socd.audit"}),
+    "audit": frozenset({"socd.block.decisions", "socd.alerts.audit"}),
     # incidents.db
     "incidents": frozenset({"socd.incidents.store"}),
     "incident_alerts": frozenset({"socd.incidents.store"}),
@@ -44,15 +44,15 @@ OWNERS: dict[str, frozenset[str]] = {
     # sharing.db
     "exchanges": frozenset({"socd.sharing.records"}),
     # spool/<sink>.db
-    "spool": frozenset({"socd.spool"}),
+    "spool": frozenset({"socd.app.spool"}),
     # notify.db
     "pending": frozenset({"socd.notify.queue"}),
     "groups": frozenset({"socd.notify.queue"}),
     "dedup": frozenset({"socd.notify.queue"}),
     "outbox": frozenset({"socd.notify.queue"}),
     # Each versioned store has its own `meta` table; the base reads their version rows.
-    "meta": frozenset({BASE, "socd.store", "socd.ioc.store", "socd.block.decisions",
-                       "socd.incidents.store", "socd.audit"}),
+    "meta": frozenset({BASE, "socd.alerts.store", "socd.ioc.store", "socd.block.decisions",
+                       "socd.incidents.store", "socd.alerts.audit"}),
     "sqlite_master": frozenset({BASE}),
 }
 
@@ -142,7 +142,7 @@ def test_every_table_a_store_creates_has_an_owner() -> None:
 def test_the_scan_sees_sql() -> None:
     """The scanner finds what it must (guards against a pattern that matches nothing)."""
     uses = sql_uses()
-    assert uses["socd.store"].keys() >= {"alerts", "alert_history", "meta"}
+    assert uses["socd.alerts.store"].keys() >= {"alerts", "alert_history", "meta"}
     assert uses["socd.block.decisions"].keys() >= {"decisions", "audit"}
     assert uses["socd.ioc.store"].keys() >= {"iocs", "attrs"}
     assert _tables('f"SELECT {x} FROM incidents WHERE id = ?"') == {"incidents"}
@@ -161,10 +161,10 @@ def test_every_store_is_built_on_the_base() -> None:
     assert connect == []
     import importlib
 
-    stores = {"socd.store": "AlertStore", "socd.ioc.store": "IocDatabase",
+    stores = {"socd.alerts.store": "AlertStore", "socd.ioc.store": "IocDatabase",
               "socd.block.decisions": "BlockStore", "socd.incidents.store": "IncidentStore",
-              "socd.sharing.records": "ExchangeLog", "socd.spool": "SpoolFile",
-              "socd.audit": "AuditLog", "socd.notify.queue": "NotifyStore"}
+              "socd.sharing.records": "ExchangeLog", "socd.app.spool": "SpoolFile",
+              "socd.alerts.audit": "AuditLog", "socd.notify.queue": "NotifyStore"}
     for module, name in stores.items():
         assert issubclass(getattr(importlib.import_module(module), name), Store), module
     owners = set().union(*OWNERS.values()) - {BASE}

@@ -18,14 +18,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from socd import deadletter
-from socd.classify import Classifier
+from socd.app import deadletter
+from socd.app.deadletter import DeadLetter
+from socd.app.journal import Journal
+from socd.app.pipeline import Pipeline
 from socd.collectors import webhook as webhook_mod
 from socd.collectors.webhook import BodyError, WebhookCollector, split_body
 from socd.config import ClassificationConfig
-from socd.deadletter import DeadLetter
-from socd.journal import Journal
-from socd.pipeline import Pipeline
+from socd.engine.classify import Classifier
 from socd.plugins import Ack, PluginContext, RawRecord
 
 from .conftest import sample_value

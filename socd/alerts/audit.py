@@ -605,7 +605,7 @@ def record(path: str, actor: str, object_type: ObjectType, object_id: str, actio
 
 def record_alert_change(store_path: str, updated: Any, action: str | None = None
                         ) -> Record | None:
-    """The audit record of one alert lifecycle change (called by :mod:`socd.alerts`).
+    """The audit record of one alert lifecycle change (called by :mod:`socd.alerts.lifecycle`).
 
     The log is ``audit.db`` next to the alert store (the store is ``<state_dir>/alerts.db``
     unless the sqlite sink's ``path`` moves it)."""

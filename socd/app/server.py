@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from socd import __version__, metrics, systemd
+from socd import __version__, metrics
 from socd import config as config_mod
-from socd.classify import Classifier
-from socd.components import (
+from socd.app import systemd
+from socd.app.components import (
     Service,
     build_classifier,
     build_collector,
@@ -45,12 +45,13 @@ from socd.components import (
     build_sink,
     dead_letter_for,
 )
+from socd.app.journal import Journal
+from socd.app.pipeline import Pipeline, SinkRunner
 from socd.config import Config, Plugin
+from socd.engine.classify import Classifier
 from socd.errors import HealthCheckError, ListenError, SocdError, listen_hint
 from socd.http import HttpListener, make_app
 from socd.ioc.allowlist import load_allowlist
-from socd.journal import Journal
-from socd.pipeline import Pipeline, SinkRunner
 from socd.plugins import AllowlistAware, Collector, IocAware
 
 if TYPE_CHECKING:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from socd.access import read_problem
-from socd.classify import Classifier
+from socd.app.deadletter import DeadLetter
 from socd.config import Config, Plugin
-from socd.deadletter import DeadLetter
 from socd.engine import build_engine
-from socd.enrich import build_enricher
+from socd.engine.classify import Classifier
+from socd.engine.enrich import build_enricher
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.ioc.allowlist import load_allowlist
 from socd.metrics import init_decoder

@@ -43,7 +43,7 @@ _IOC_PATHS = (("ip", _IP_PATHS), ("hash", _HASH_PATHS), ("domain", _DOMAIN_PATHS
 
 
 class Enricher(Protocol):
-    """Adds what socd knows about the event's asset (socd.enrich.Enricher)."""
+    """Adds what socd knows about the event's asset (socd.engine.enrich.Enricher)."""
 
     def enrich(self, event: Event) -> None: ...
 
@@ -65,7 +65,7 @@ class Classifier:
         self.iocs = iocs if iocs is not None else IocStore(None, load=False, gauges=False)
         self.enricher = enricher
         # The rules engine (socd.engine.RuleEngine), run after classification on the
-        # whole batch; set by socd.components.build_classifier.
+        # whole batch; set by socd.app.components.build_classifier.
         self.rules: RuleEngine | None = None
 
     def carry_state_from(self, old: Classifier) -> None:
@@ -190,6 +190,6 @@ def _mark_correlation(ev: dict[str, Any], socd: dict[str, Any]) -> None:
 
 
 def _mark_new(socd: dict[str, Any]) -> None:
-    """Every alert enters the lifecycle as ``new`` (socd.alerts, docs/alerts.md); only
+    """Every alert enters the lifecycle as ``new`` (socd.alerts.lifecycle, docs/alerts.md); only
     the lifecycle commands (`socd alert ...`) change it afterwards."""
     socd["alert"] = {"status": "new"}

@@ -8,7 +8,7 @@ a collector passes on to its source (TCP window, HTTP 429, MQTT acks held
 back). Nothing is dropped silently: every record that is not delivered is
 counted in ``socd_events_dropped_total{stage,reason}`` and dead-lettered. A sink
 with ``spool.enabled`` puts what it cannot store yet on disk instead
-(:mod:`socd.spool`), so an outage of that sink does not hold the sources back.
+(:mod:`socd.app.spool`), so an outage of that sink does not hold the sources back.
 
 Control messages (sink swaps on reload, barriers) travel through the intake
 queue in order with the data, so a reload never races a batch in flight.
@@ -28,17 +28,17 @@ from typing import Any
 import structlog
 
 from socd import metrics
-from socd import spool as spool_mod
-from socd.alertless import AlertlessWatch
-from socd.classify import Processor
+from socd.app import spool as spool_mod
+from socd.app.alertless import AlertlessWatch
+from socd.app.deadletter import DeadLetter
+from socd.app.journal import Journal
+from socd.app.spool import Spool
 from socd.config import SinkConfig, resolve_path
-from socd.deadletter import DeadLetter
+from socd.engine.classify import Processor
 from socd.errors import SinkError
 from socd.event import Event
-from socd.journal import Journal
 from socd.plugins import Ack, Decoder, Emit, RawRecord, Sink
 from socd.retry import backoff
-from socd.spool import Spool
 from socd.tz import iso_or_none
 
 log = structlog.get_logger("socd.pipeline")
@@ -72,7 +72,7 @@ class SinkRunner:
     Without a spool, a chunk that fails with a retryable error is retried in place
     with exponential backoff and jitter; the batch is acknowledged once stored.
 
-    With ``spool.enabled`` (see :mod:`socd.spool`) the first failure of a chunk sends
+    With ``spool.enabled`` (see :mod:`socd.app.spool`) the first failure of a chunk sends
     it to the on-disk spool instead and the batch is acknowledged as soon as the
     chunk is on disk. While the spool holds anything, every later chunk is appended
     too (so the order of the input holds), and a drainer task writes the oldest
@@ -502,7 +502,7 @@ _DRAIN_STOP_GRACE_SECS = 5.0  # how long stop() lets a drain write under way fin
 class Pipeline:
     """Decodes, classifies and fans batches out to the sink runners.
 
-    With a :class:`~socd.journal.Journal`, :meth:`submit` returns only once the
+    With a :class:`~socd.app.journal.Journal`, :meth:`submit` returns only once the
     batch is on disk, so whatever a collector acknowledges after its ``emit``
     returned survives a crash; the batch leaves the journal when every sink has
     it (the same :class:`~socd.plugins.Ack` that releases its memory budget).
@@ -641,7 +641,7 @@ class Pipeline:
                            ack: Ack | None = None) -> asyncio.Future[None] | None:
         """Queue a batch only if there is room now: ``None`` when there is not (the
         caller answers 429), else a future that completes once the batch is on disk
-        (at once without the journal; with a :class:`~socd.journal.JournalError` if
+        (at once without the journal; with a :class:`~socd.app.journal.JournalError` if
         the journal closes first). The batch is queued either way; acknowledge the
         source only after awaiting the future.
 

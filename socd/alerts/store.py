@@ -2,7 +2,7 @@
 
 It keeps alerts where there is no Elasticsearch (the embedded default, small
 sites) and the alert lifecycle (status, assignee, history; see
-:mod:`socd.alerts` and docs/alerts.md). SQLite in WAL mode gives durable writes
+:mod:`socd.alerts.lifecycle` and docs/alerts.md). SQLite in WAL mode gives durable writes
 with one ``fsync`` per transaction and lets the CLI read and update while the
 daemon writes.
 

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import orjson
 
-from socd.classify import Classifier
+from socd.engine.classify import Classifier
 from socd.plugins import Decoder, RawRecord
 
 BATCH = 1000

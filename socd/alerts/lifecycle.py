@@ -10,11 +10,11 @@ Analysts move it on with ``socd alert`` (docs/alerts.md). Allowed changes:
 Asking for the status an alert already has is a no-op, not an error; nothing goes
 back to ``new``.
 
-The embedded store (:mod:`socd.store`) is the record: each change is checked and
+The embedded store (:mod:`socd.alerts.store`) is the record: each change is checked and
 written there in one transaction with its history entry, then appended to the
-hash-chained audit log (:mod:`socd.audit`, ``audit.db`` beside the store). Elasticsearch documents
-(same id, ``event.hash``) are then brought to the store's state with
-:func:`update_elasticsearch`; that step is idempotent, so re-running a command
+hash-chained audit log (:mod:`socd.alerts.audit`, ``audit.db`` beside the store).
+Elasticsearch documents (same id, ``event.hash``) are then brought to the store's state
+with :func:`update_elasticsearch`; that step is idempotent, so re-running a command
 after an Elasticsearch outage repairs it.
 
 Library code raises :class:`AlertError` subclasses; only the CLI turns them into exit
@@ -33,9 +33,9 @@ from typing import Any, Final
 
 from prometheus_client import Gauge
 
+from socd.alerts.store import KEEP, AlertStore, Change, StoredAlert, Updated
 from socd.errors import SocdError
 from socd.metrics import REGISTRY
-from socd.store import KEEP, AlertStore, Change, StoredAlert, Updated
 from socd.tz import iso_or_none, parse_iso
 
 
@@ -251,8 +251,8 @@ def _update(store: AlertStore, alert_id: str, decide: Any) -> Updated:
     if updated is None:
         raise AlertNotFound(f"no alert with id {alert_id}")
     if updated.changed:
-        # Every committed change goes to the hash-chained audit log (socd.audit).
-        from socd.audit import record_alert_change
+        # Every committed change goes to the hash-chained audit log (socd.alerts.audit).
+        from socd.alerts.audit import record_alert_change
 
         record_alert_change(store.path, updated, made[-1].action)
     return updated

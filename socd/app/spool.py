@@ -1,6 +1,6 @@
 """The durable on-disk spool in front of a sink.
 
-When a sink cannot store a chunk of events, its :class:`~socd.pipeline.SinkRunner`
+When a sink cannot store a chunk of events, its :class:`~socd.app.pipeline.SinkRunner`
 appends the chunk here, acknowledges the input, and a drainer writes the spooled
 chunks to the sink in order once it is back. Guarantees:
 

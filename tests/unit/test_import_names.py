@@ -43,3 +43,18 @@ def test_metrics_are_registered_without_double_import_workarounds() -> None:
     for root in ("socd", "collectors", "alerting"):
         for path in (REPO / root).rglob("*.py"):
             assert "_names_to_collectors" not in path.read_text(encoding="utf-8"), path
+
+
+def test_every_package_is_installed() -> None:
+    """A package missing from pyproject's list works from the source tree (editable
+    install) and is absent from the wheel, the .deb and `make install`."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    on_disk = set()
+    for init in (REPO / "socd").rglob("__init__.py"):
+        package = init.parent.relative_to(REPO).as_posix().replace("/", ".")
+        if "templates" not in package:
+            on_disk.add(package)
+    assert on_disk - listed == set(), "add these to [tool.setuptools] packages"

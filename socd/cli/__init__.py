@@ -55,19 +55,36 @@ _COMMAND_MODULES = ("socd.cli.run", "socd.cli.rules", "socd.cli.ioc", "socd.cli.
                     "socd.cli.alert", "socd.cli.incident", "socd.cli.audit", "socd.cli.share",
                     "socd.cli.report")
 
+# The group of each command (what its module's register() adds; a unit test holds them
+# equal): `socd <command>` imports that group's module only.
+_GROUP_OF = {
+    "run": "socd.cli.run", "check-config": "socd.cli.run", "replay": "socd.cli.run",
+    "test-rules": "socd.cli.rules", "rules": "socd.cli.rules", "ioc": "socd.cli.ioc",
+    "block": "socd.cli.block", "block-helper": "socd.cli.block", "alert": "socd.cli.alert",
+    "incident": "socd.cli.incident", "audit": "socd.cli.audit", "share": "socd.cli.share",
+    "report": "socd.cli.report",
+}
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command or, when ``command`` (the first word of the command
+    line) names one, of its group only: the groups import what their commands need
+    (the rules engine, the stores, the firewall helper, the reports), and importing
+    them all took more time than `socd replay` or `socd check-config` needs to start.
+    Help, ``--version`` and an unknown command get every group."""
     parser = argparse.ArgumentParser(
         prog="socd", description="Security-operations monitoring daemon for a provincial SOC.")
     parser.add_argument("--version", action="version", version=f"socd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in _COMMAND_MODULES:
+    group = _GROUP_OF.get(command or "")
+    for module_name in (group,) if group in _COMMAND_MODULES else _COMMAND_MODULES:
         importlib.import_module(module_name).register(sub, with_config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(words[0] if words else None).parse_args(words)
 
     def command() -> int:
         if hasattr(args, "config"):

@@ -6,7 +6,8 @@ it); :data:`_COMMAND_MODULES` lists them in the order ``socd --help`` shows them
 What the groups share (exit codes, usage errors, the error table, the choice of a sink
 with ``--sink``, tables and JSON lines, writing the operator's files) is
 :mod:`socd.cli.common`. A new command is a new module here, listed in
-:data:`_COMMAND_MODULES`.
+:data:`_COMMAND_MODULES`, its commands in :data:`_GROUP_OF` (``socd <command>`` imports
+only the module of its command, for start-up time).
 
 This package is the only place errors become exit codes: 0 success, 1 runtime
 failure, 2 bad configuration or usage.

@@ -30,6 +30,9 @@ services-down:
 test: venv services
 	$(VENV)/bin/ruff check .
 	$(PY) -m mypy --strict socd collectors alerting
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/pylint --disable=all --enable=duplicate-code --min-similarity-lines=4 \
+		--ignore-imports=yes --score=n socd collectors alerting
 	$(PY) scripts/eval.py --check-coverage docs/detection.md
 	$(PY) -m pytest -p no:cacheprovider tests
 

@@ -52,10 +52,9 @@ import structlog
 from pydantic import Field
 
 from socd import metrics
-from socd.app.pipeline import durable_emit
 from socd.config import CollectorConfig, resolve_path
 from socd.filemode import open_private
-from socd.plugins import Ack, Emit, PluginContext, RawRecord
+from socd.plugins import Ack, Emit, PluginContext, RawRecord, durable_emit
 
 log = structlog.get_logger("socd.collectors.file")
 

@@ -62,12 +62,11 @@ from prometheus_client import Counter
 from pydantic import Field, SecretStr, field_validator
 
 from socd import metrics
-from socd.app.journal import JournalError
-from socd.app.pipeline import pipeline_of
 from socd.config import CollectorConfig, HttpLimits, StrictModel
 from socd.config.tls import TlsServerConfig
+from socd.errors import JournalError
 from socd.http import HttpListener
-from socd.plugins import Emit, PluginContext, RawRecord
+from socd.plugins import Emit, PluginContext, RawRecord, intake_of
 
 log = structlog.get_logger("socd.collectors.webhook")
 
@@ -401,7 +400,7 @@ class WebhookCollector:
         ``not_durable`` (queued, but the journal did not confirm it: 503)."""
         emit = self._emit
         assert emit is not None
-        pipeline = pipeline_of(emit)
+        pipeline = intake_of(emit)
         wait = self.config.queue_wait_secs
         if pipeline is None:
             # A plain emit coroutine (tests, benchmarks): bounded by a timeout.

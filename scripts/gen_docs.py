@@ -53,6 +53,7 @@ from pydantic_core import PydanticUndefined
 from socd import config as config_mod
 from socd import event as event_mod
 from socd import severity as severity_mod
+from socd import vocabulary
 from socd.app import summary as summary_mod
 from socd.config import (
     ClassificationConfig,
@@ -62,7 +63,7 @@ from socd.config import (
     NotifierConfig,
     SinkConfig,
 )
-from socd.decoders.mapping import MappingSpec, load_mapping
+from socd.config.mappings import MappingSpec, load_mapping
 from socd.engine.classify import Classifier
 from socd.errors import ConfigError
 from socd.plugins import PluginContext, RawRecord
@@ -968,10 +969,10 @@ def events_page() -> str:
         out.append("\n")
 
     severity_rows = [[code(s.value), s.label, str(s.rank + 1)] for s in severity_mod.Severity]
-    if set(LAYERS) != set(event_mod.LAYERS):
+    if set(LAYERS) != set(vocabulary.LAYERS):
         raise SystemExit("gen_docs: LAYERS does not match socd.event.LAYERS")
     layer_rows = [[str(n), v, meaning, records] for n, (v, meaning, records) in LAYERS.items()]
-    if set(ASSET_KIND_TEXT) != set(event_mod.ASSET_KINDS):
+    if set(ASSET_KIND_TEXT) != set(vocabulary.ASSET_KINDS):
         raise SystemExit("gen_docs: ASSET_KIND_TEXT does not match socd.event.ASSET_KINDS")
     kind_vi: Mapping[str, str] = summary_mod._KIND_VI
     asset_rows = [[code(k), kind_vi.get(k, ""), text] for k, text in ASSET_KIND_TEXT.items()]

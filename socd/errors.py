@@ -46,6 +46,12 @@ class ConfigError(SocdError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class JournalError(SocdError):
+    """The intake journal cannot be opened (in use, unreadable folder) or cannot take a
+    batch (closed before it was on disk). Collectors that acknowledge their source
+    once a batch is durable catch it (docs/architecture.md)."""
+
+
 class PluginError(SocdError):
     """A plugin type is unknown or cannot be loaded."""
 

@@ -26,6 +26,7 @@ from socd import netaddr
 from socd.errors import DecodeError
 from socd.severity import Severity
 from socd.tz import parse_iso
+from socd.vocabulary import LAYERS
 
 Event = dict[str, Any]
 
@@ -280,8 +281,21 @@ FIELDS: Final[tuple[Field, ...]] = (
 
 FIELDS_BY_NAME: Final[Mapping[str, Field]] = {f.name: f for f in FIELDS}
 
-ASSET_KINDS: Final = frozenset({"server", "workstation", "network", "application", "unknown"})
-LAYERS: Final = (1, 2, 3, 4)
+
+# -- socd.* belongs to socd (docs/events.md, docs/threat-model.md) -----------------------
+#
+# A decoder may put only these keys under ``socd``: the SOC severity and the vendor's,
+# and the facts about the affected asset a source may know (the ECS ``json`` decoder
+# takes them from the input, a mapping file maps vendor fields to them). Everything
+# else in the namespace is written by socd's own stages and is dropped from the input:
+# provenance (collector, decoder, source, transport: stamped here from the record),
+# IoC marks and the alert lifecycle (classification), rule metadata and block/notify
+# actions (the rules engine), asset inventory facts (enrichment).
+INPUT_SOCD_KEYS: frozenset[str] = frozenset(
+    {"severity", "vendor_severity", "layer", "asset_kind", "unit", "system_level", "vendor"})
+# Decoders that build events from a vendor format set only the severities and the raw
+# vendor record.
+VENDOR_SOCD_KEYS: frozenset[str] = frozenset({"severity", "vendor_severity", "vendor"})
 
 _INT_FIELDS = tuple(f.name for f in FIELDS if f.type in {"long", "byte"})
 _IP_FIELDS = tuple(f.name for f in FIELDS if f.type == "ip")

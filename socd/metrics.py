@@ -11,8 +11,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from socd import __version__
-from socd.event import ASSET_KINDS, LAYERS
 from socd.severity import Severity
+from socd.vocabulary import ASSET_KINDS, LAYERS
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

@@ -63,7 +63,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from socd import metrics
-from socd.errors import SocdError
+from socd.errors import JournalError
 from socd.filemode import FILE_MODE, ensure_dir
 from socd.plugins import RawRecord
 from socd.retry import backoff
@@ -114,11 +114,6 @@ _MAX_BACKOFF_SECS = 5.0
 _CLOSE_ATTEMPTS = 3  # failed writes after which closing gives up
 _CLOSE_WAIT_SECS = 10.0  # how long close() waits for the writer thread
 _ERROR_LOG_EVERY_SECS = 30.0
-
-
-class JournalError(SocdError):
-    """The journal cannot be opened (in use, unreadable folder) or cannot take a
-    batch (closed before it was on disk)."""
 
 
 def encode(seq: int, records: Sequence[RawRecord]) -> bytes:

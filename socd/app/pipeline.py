@@ -37,7 +37,7 @@ from socd.config import SinkConfig, resolve_path
 from socd.engine.classify import Processor
 from socd.errors import SinkError
 from socd.event import Event
-from socd.plugins import Ack, Decoder, Emit, RawRecord, Sink
+from socd.plugins import Ack, Decoder, RawRecord, Sink
 from socd.retry import backoff
 from socd.tz import iso_or_none
 
@@ -641,7 +641,7 @@ class Pipeline:
                            ack: Ack | None = None) -> asyncio.Future[None] | None:
         """Queue a batch only if there is room now: ``None`` when there is not (the
         caller answers 429), else a future that completes once the batch is on disk
-        (at once without the journal; with a :class:`~socd.app.journal.JournalError` if
+        (at once without the journal; with a :class:`~socd.errors.JournalError` if
         the journal closes first). The batch is queued either way; acknowledge the
         source only after awaiting the future.
 
@@ -886,21 +886,6 @@ class Pipeline:
             await runner.put(out)
         # Let collectors and the HTTP server run between CPU-bound batches.
         await asyncio.sleep(0)
-
-
-def pipeline_of(emit: Emit) -> Pipeline | None:
-    """The pipeline behind a collector's ``emit`` (the daemon passes
-    :meth:`Pipeline.submit`); None for a plain coroutine (tests, benchmarks)."""
-    pipeline = getattr(emit, "__self__", None)
-    return pipeline if isinstance(pipeline, Pipeline) else None
-
-
-def durable_emit(emit: Emit) -> bool:
-    """Whether ``emit`` returns only once the batch is in the intake journal, so a
-    collector may acknowledge its source when it returns instead of waiting for
-    the sinks (:class:`~socd.plugins.Ack`)."""
-    pipeline = pipeline_of(emit)
-    return pipeline is not None and pipeline.durable
 
 
 def _completed(loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:

@@ -32,9 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from socd import __version__, metrics
+from socd import __version__, metrics, systemd
 from socd import config as config_mod
-from socd.app import systemd
 from socd.app.components import (
     Service,
     build_classifier,

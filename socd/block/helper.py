@@ -44,7 +44,7 @@ from typing import Any, Final
 import structlog
 
 from socd import log as socd_log
-from socd.app import systemd
+from socd import systemd
 from socd.block.elements import Batch, Outcome
 from socd.block.ipset import IpsetBackend
 from socd.block.nft import NftBackend, NftError

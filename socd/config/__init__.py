@@ -51,7 +51,6 @@ from socd.config.loader import (
     load,
     loads,
     reference_problems,
-    resolve_path,
 )
 from socd.config.models import (
     CollectorConfig,
@@ -70,6 +69,7 @@ from socd.config.notifications import (
     RouteConfig,
     RouteMatch,
 )
+from socd.config.paths import resolve_path
 from socd.config.reports import ReportsConfig
 from socd.config.sharing import SharingConfig
 from socd.errors import ConfigError, ConfigProblem

@@ -48,6 +48,7 @@ from socd.config.models import (
     PluginConfig,
     SinkConfig,
 )
+from socd.config.paths import resolve_path
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.plugins.registry import Kind, known_types, lookup, unknown_type_message
 
@@ -104,11 +105,6 @@ class Config:
                                          for s in sections)]
         if wanted:
             raise ConfigError(wanted)
-
-
-def resolve_path(base: str, path: str) -> str:
-    expanded = os.path.expanduser(path)
-    return expanded if os.path.isabs(expanded) else os.path.normpath(os.path.join(base, expanded))
 
 
 DEFAULT_CONFIG_NAME = "default/config.yaml"
@@ -395,7 +391,7 @@ def _reference_problems(source: Any, config_dir: str, decoders: Mapping[str, Plu
         if isinstance(path, str) and path:
             full = resolve_path(config_dir, path)
             if not unreadable(("enrichment", key), path) and key == "assets_file":
-                from socd.engine.enrich import load_inventory
+                from socd.config.assets import load_inventory
 
                 try:
                     load_inventory(full)
@@ -411,7 +407,7 @@ def _reference_problems(source: Any, config_dir: str, decoders: Mapping[str, Plu
         ref = getattr(plugin.config, "mapping", None)
         if getattr(plugin.config, "type", None) != "mapping" or not isinstance(ref, str):
             continue
-        from socd.decoders.mapping import load_mapping
+        from socd.config.mappings import load_mapping
 
         try:
             load_mapping(ref, config_dir)

@@ -17,8 +17,8 @@ import ssl
 
 from pydantic import Field, model_validator
 
-from socd.config.loader import resolve_path
 from socd.config.models import StrictModel
+from socd.config.paths import resolve_path
 from socd.tls import client_context, closing_on_failure, server_context
 
 

@@ -12,26 +12,21 @@ from prometheus_client import Counter
 
 from socd import metrics
 from socd.errors import DecodeError
-from socd.event import ASSET_KINDS, FIELDS, Event, fingerprint, normalize, now_iso, set_severity
+from socd.event import (
+    FIELDS,
+    INPUT_SOCD_KEYS,
+    Event,
+    fingerprint,
+    normalize,
+    now_iso,
+    set_severity,
+)
 from socd.plugins import DecodeFailure, DecodeResult, RawRecord
 from socd.severity import BUILTIN_TABLES, Severity, SeverityTable
+from socd.vocabulary import ASSET_KINDS
 
 _ISO_CACHE: dict[int, str] = {}
 
-# -- socd.* belongs to socd (docs/events.md, docs/threat-model.md) -----------------------
-#
-# A decoder may put only these keys under ``socd``: the SOC severity and the vendor's,
-# and the facts about the affected asset a source may know (the ECS ``json`` decoder
-# takes them from the input, a mapping file maps vendor fields to them). Everything
-# else in the namespace is written by socd's own stages and is dropped from the input:
-# provenance (collector, decoder, source, transport: stamped here from the record),
-# IoC marks and the alert lifecycle (classification), rule metadata and block/notify
-# actions (the rules engine), asset inventory facts (enrichment).
-INPUT_SOCD_KEYS: frozenset[str] = frozenset(
-    {"severity", "vendor_severity", "layer", "asset_kind", "unit", "system_level", "vendor"})
-# Decoders that build events from a vendor format set only the severities and the raw
-# vendor record.
-VENDOR_SOCD_KEYS: frozenset[str] = frozenset({"severity", "vendor_severity", "vendor"})
 MAX_UNIT_CHARS = 256  # an agency name; longer values are not one (and bloat every index)
 
 # Label values of the stripped-fields counter: the documented socd keys, else "other",

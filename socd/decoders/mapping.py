@@ -19,90 +19,20 @@ Mapping file format (see docs/configuration.md, "Mapping files")::
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
-from importlib import resources
 from typing import Any, Literal
 
 import orjson
-import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field
 
-from socd.config import DecoderConfig, StrictModel, resolve_path
-from socd.config.located import report
-from socd.decoders.base import INPUT_SOCD_KEYS, BaseDecoder
-from socd.errors import ConfigError, ConfigProblem, DecodeError
-from socd.event import ASSET_KINDS, Event, get, node_at, put_parts
+from socd.config import DecoderConfig
+from socd.config.mappings import load_mapping
+from socd.decoders.base import BaseDecoder
+from socd.errors import DecodeError
+from socd.event import Event, get, node_at, put_parts
 from socd.plugins import PluginContext
-from socd.severity import Severity, SeverityTable
+from socd.severity import SeverityTable
 from socd.tz import parse_iso
-
-
-class TimestampSpec(StrictModel):
-    field: str
-    format: str | None = Field(None, description="strptime format; ISO 8601 when unset.")
-    timezone: str = Field("+07:00", pattern=r"^[+-]?([01]?\d|2[0-3])(:[0-5]\d)?$",
-                          description="Offset for timestamps that carry none.")
-
-
-class SeveritySpec(StrictModel):
-    field: str
-    table: dict[str, Severity]
-    default: Severity | None = None
-
-
-class MappingSpec(StrictModel):
-    """The content of a mapping file."""
-
-    name: str
-    description: str = ""
-    timestamp: TimestampSpec | None = None
-    fields: dict[str, str] = Field(default_factory=dict)
-    severity: SeveritySpec | None = None
-    constants: dict[str, Any] = Field(default_factory=dict)
-    keep_vendor: bool = Field(True, description="Keep the whole vendor record in socd.vendor.")
-
-    @field_validator("fields", "constants")
-    @classmethod
-    def _own_socd_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        """A mapping may fill only the socd keys a decoder may set (INPUT_SOCD_KEYS):
-        the rest of the namespace is socd's own (actions, IoC marks, alert status...)."""
-        for dst in value:
-            parts = dst.split(".")
-            if parts[0] == "socd" and (len(parts) < 2 or parts[1] not in INPUT_SOCD_KEYS):
-                raise ValueError(f"{dst!r} is socd's own field; a mapping may set only "
-                                 + ", ".join(f"socd.{k}" for k in sorted(INPUT_SOCD_KEYS)))
-        kind = value.get("socd.asset_kind")
-        if kind is not None and isinstance(kind, str) and kind not in ASSET_KINDS:
-            raise ValueError(f"socd.asset_kind {kind!r} is not one of "
-                             + ", ".join(sorted(ASSET_KINDS)))
-        return value
-
-
-def load_mapping(ref: str, config_dir: str) -> tuple[str, MappingSpec]:
-    """Find and validate a mapping by shipped name or by path."""
-    if os.sep in ref or ref.endswith((".yaml", ".yml")):
-        path = resolve_path(config_dir, ref)
-    else:
-        path = str(resources.files("socd").joinpath(f"default/mappings/{ref}.yaml"))
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(path, "", f"cannot read mapping: {exc.strerror}",
-                                         "name a shipped mapping (server_edr, workstation_edr) "
-                                         "or a path to a YAML file")]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigProblem(path, "", f"invalid YAML: {exc}")]) from exc
-    problems: list[ConfigProblem] = []
-    try:
-        spec = MappingSpec.model_validate(raw)
-    except ValidationError as exc:
-        report(exc, MappingSpec, (),
-               lambda loc, msg, hint=None: problems.append(
-                   ConfigProblem(path, ".".join(map(str, loc)), msg, hint)))
-        raise ConfigError(problems) from None
-    return path, spec
 
 
 class MappingDecoder(BaseDecoder):

@@ -23,13 +23,13 @@ from pydantic import Field
 
 from socd import netaddr
 from socd.config import DecoderConfig
-from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder
+from socd.decoders.base import BaseDecoder
 from socd.decoders.coerce import as_dict as _dict
 from socd.decoders.coerce import int_or_none as _int
 from socd.decoders.coerce import text as _text  # Suricata's strings are exact: no stripping
 from socd.decoders.coerce import texts as _texts
 from socd.errors import DecodeError
-from socd.event import Event, parse_timestamp
+from socd.event import VENDOR_SOCD_KEYS, Event, parse_timestamp
 from socd.plugins import PluginContext
 from socd.tz import iso_or_none
 

@@ -39,7 +39,6 @@ from pydantic import Field
 from socd import netaddr
 from socd.config import DecoderConfig
 from socd.decoders.base import (
-    VENDOR_SOCD_KEYS,
     BaseDecoder,
     _received_iso,
     gate_socd,
@@ -56,7 +55,7 @@ from socd.decoders.cefformat import (
     parse_leef,
 )
 from socd.decoders.firewall import apply_filterlog, apply_netfilter
-from socd.event import Event, fingerprint
+from socd.event import VENDOR_SOCD_KEYS, Event, fingerprint
 from socd.patterns import Pattern
 from socd.plugins import DecodeFailure, DecodeResult, PluginContext, RawRecord
 from socd.severity import BUILTIN_TABLES, LABELS_VI, SeverityTable

@@ -16,11 +16,11 @@ from pydantic import Field
 from socd import netaddr
 from socd.config import DecoderConfig
 from socd.decoders import coerce
-from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder
+from socd.decoders.base import BaseDecoder
 from socd.decoders.coerce import as_dict as _dict
 from socd.decoders.coerce import int_or_none as _int
 from socd.errors import DecodeError
-from socd.event import Event, parse_timestamp
+from socd.event import VENDOR_SOCD_KEYS, Event, parse_timestamp
 from socd.plugins import PluginContext
 
 

@@ -36,10 +36,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from socd.config import DecoderConfig
-from socd.decoders.base import VENDOR_SOCD_KEYS, BaseDecoder, count_stripped
+from socd.decoders.base import BaseDecoder, count_stripped
 from socd.decoders.winevents import SYSMON_CHANNEL, complete, mark_alert, text
 from socd.errors import DecodeError
-from socd.event import Event, parse_timestamp
+from socd.event import VENDOR_SOCD_KEYS, Event, parse_timestamp
 from socd.plugins import DecodeResult, PluginContext, RawRecord
 from socd.severity import Severity
 from socd.tz import ZoneOrOffset, parse_iso, parse_zone

@@ -17,12 +17,13 @@ import structlog
 from socd import metrics
 from socd.config import ClassificationConfig
 from socd.decoders.base import count_stripped
-from socd.event import ASSET_KINDS, Event, get, set_severity
+from socd.event import Event, get, set_severity
 from socd.ioc import IOC_MATCH_ID, IOC_MATCH_NAME
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.importers import load_text_lists
 from socd.ioc.store import IocStore
 from socd.severity import Severity
+from socd.vocabulary import ASSET_KINDS
 
 if TYPE_CHECKING:
     from socd.engine.engine import RuleEngine

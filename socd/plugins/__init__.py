@@ -21,6 +21,7 @@ from socd.plugins.protocols import (
     DecodeFailure,
     Decoder,
     DecodeResult,
+    DurableIntake,
     Emit,
     IocAware,
     IpLookup,
@@ -30,9 +31,11 @@ from socd.plugins.protocols import (
     RawRecord,
     Sink,
     ZoneAware,
+    durable_emit,
+    intake_of,
 )
 
 __all__ = ["Ack", "AllowlistAware", "Collector", "DeadLetterWriter", "DecodeFailure",
-           "DecodeResult", "Decoder", "Emit", "IocAware", "IpLookup", "Notification",
-           "Notifier", "NotifierFactory", "OwnInfrastructure", "PluginContext", "RawRecord",
-           "Sink", "ZoneAware"]
+           "DecodeResult", "Decoder", "DurableIntake", "Emit", "IocAware", "IpLookup",
+           "Notification", "Notifier", "NotifierFactory", "OwnInfrastructure", "PluginContext",
+           "RawRecord", "Sink", "ZoneAware", "durable_emit", "intake_of"]

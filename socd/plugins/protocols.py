@@ -96,6 +96,39 @@ Emit = Callable[[list[RawRecord], Ack | None], Awaitable[None]]
 
 
 @runtime_checkable
+class DurableIntake(Protocol):
+    """What stands behind the daemon's ``emit`` (the pipeline): a collector that
+    answers its source itself (an HTTP status, a file offset) asks it whether a batch
+    is on disk when ``emit`` returns, or queues a batch only when there is room."""
+
+    @property
+    def durable(self) -> bool:
+        """Whether ``emit`` returns only once the batch is in the intake journal."""
+        ...
+
+    def try_submit_durable(self, records: list[RawRecord],
+                           ack: Ack | None = None) -> Awaitable[None] | None:
+        """None when there is no room now; else an awaitable done once the batch is on
+        disk (raising :class:`socd.errors.JournalError` if the journal closes first)."""
+        ...
+
+
+def intake_of(emit: Emit) -> DurableIntake | None:
+    """The intake behind a collector's ``emit`` (the daemon passes a bound method of
+    its pipeline); None for a plain coroutine (tests, benchmarks)."""
+    owner = getattr(emit, "__self__", None)
+    return owner if isinstance(owner, DurableIntake) else None
+
+
+def durable_emit(emit: Emit) -> bool:
+    """Whether ``emit`` returns only once the batch is in the intake journal, so a
+    collector may acknowledge its source when it returns instead of waiting for the
+    sinks (:class:`Ack`)."""
+    intake = intake_of(emit)
+    return intake is not None and intake.durable
+
+
+@runtime_checkable
 class Collector(Protocol):
     """Receives records from one source and hands them to ``emit`` in batches."""
 

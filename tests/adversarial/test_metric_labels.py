@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from socd.event import ASSET_KINDS
+from socd.vocabulary import ASSET_KINDS
 from tests.conftest import free_port
 from tests.helpers import SocdProcess, metric, wait_for
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from socd import netaddr, severity
-from socd.engine import compiler, engine, enrich
+from socd.config import assets as enrich
+from socd.engine import compiler, engine
 
 HUGE = "1" * (1 << 20)
 LONG_V6 = "2001:db8::" + "0:" * 40 + "1"  # long, but the parser decides (syntax)

@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from socd.config import DecoderConfig
+from socd.config.mappings import load_mapping
 from socd.decoders.base import split_json
 from socd.decoders.json import JsonDecoder
-from socd.decoders.mapping import MappingDecoder, load_mapping
+from socd.decoders.mapping import MappingDecoder
 from socd.errors import ConfigError
 from socd.plugins import DecodeResult, PluginContext, RawRecord
 

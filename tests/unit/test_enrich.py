@@ -13,7 +13,8 @@ import pytest
 from socd import cli
 from socd import config as config_mod
 from socd.app.components import build_classifier
-from socd.engine.enrich import Enricher, GeoIP, Inventory, load_inventory
+from socd.config.assets import Inventory, load_inventory
+from socd.engine.enrich import Enricher, GeoIP
 from socd.errors import ConfigError
 
 ASSETS = Path(__file__).resolve().parents[1] / "fixtures" / "assets"

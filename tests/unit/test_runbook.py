@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from socd import cli, config
-from socd.decoders.mapping import load_mapping
+from socd.config.mappings import load_mapping
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK = REPO / "docs" / "runbook.md"

@@ -253,7 +253,7 @@ def test_build_stage_pip_install_builds_the_wheel(tmp_path: Path) -> None:
                     f"{proc.stderr}", pytrace=False)
     (wheel,) = (tmp_path / "dist").glob("socd-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("socd/cli.py", "socd/default/config.yaml", "socd/rules/auth.yaml",
+    for expected in ("socd/cli/__init__.py", "socd/default/config.yaml", "socd/rules/auth.yaml",
                      "socd/collectors/sensor.py", "socd/alerting/elasticsearch.py"):
         assert expected in names, expected
     assert any(n.startswith("socd/notify/templates/") for n in names)

@@ -37,7 +37,7 @@ from socd.severity import Severity
 
 from .conftest import sample_value, series_exists
 
-# The version 1 schema exactly as socd/store.py had it before the lifecycle (v2).
+# The version 1 schema exactly as socd/alerts/store.py had it before the lifecycle (v2).
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS alerts (
     id             TEXT PRIMARY KEY,          -- event.hash: a retry never duplicates

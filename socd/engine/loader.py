@@ -76,6 +76,8 @@ class CompiledRule:
     # index routed to this rule), when ``routed_ok``
     routed: Matcher | None = None
     routed_ok: bool = False
+    # Index of the rule in its file's ``rules:`` list (for problem key paths).
+    position: int = 0
 
     @property
     def id(self) -> str:
@@ -150,7 +152,7 @@ def load_files(files: Iterable[str]) -> list[CompiledRule]:
             prev = first_seen.get(compiled.id)
             if prev is not None:
                 where = prev[0] if prev[1] is None else f"{prev[0]}:{prev[1]}"
-                problems.append(ConfigProblem(file, f"rules[{_pos(compiled)}].id",
+                problems.append(ConfigProblem(file, f"rules[{compiled.position}].id",
                                               f"duplicate rule id {compiled.id!r}",
                                               f"first defined at {where}", compiled.line))
                 continue
@@ -161,10 +163,6 @@ def load_files(files: Iterable[str]) -> list[CompiledRule]:
     if problems:
         raise ConfigError(problems)
     return rules
-
-
-def _pos(compiled: CompiledRule) -> int:
-    return getattr(compiled, "_pos", 0)
 
 
 def load_text(text: str, file: str = "<string>", *,
@@ -197,7 +195,7 @@ def load_text(text: str, file: str = "<string>", *,
                         f"first defined at rules[{ids[compiled.id]}]")
             continue
         ids[compiled.id] = i
-        compiled._pos = i  # type: ignore[attr-defined]
+        compiled.position = i
         out.append(compiled)
     return out, ctx.problems
 

@@ -93,6 +93,13 @@ _BSD_TS = re.compile(
     r"|(?P<iso>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?))"
     r":? ?")
 _TAG = re.compile(r"([^\s:\[\]]{1,64})(?:\[([^\]\s]{0,32})\])?: ?")
+# The common RFC 3164 header in one pass: "Jun  1 06:55:46 host prog[123]: ". Its
+# classes are subsets of _BSD_TS, _HOST and _TAG, and _rfc3164 refuses the few texts on
+# which the three would read it otherwise (a host "UTC..."/"GMT...", a tag "CEF"/"LEEF"),
+# so a match gives exactly the fields of the general path; anything else takes that path.
+_FAST_HEADER = re.compile(
+    r"[A-Z][a-z]{2} [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} ([A-Za-z0-9_.-]{1,255}) "
+    r"([A-Za-z0-9_./-]{1,64})(?:\[([0-9]{1,9})\])?: ")
 _HOST = re.compile(r"([A-Za-z0-9_.:%-]{1,255}) ")
 _GARBAGE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _CISCO = re.compile(r"%([A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)?)-(\d)-([A-Za-z0-9_]+): ?")
@@ -167,6 +174,10 @@ _FORTI_MAP: dict[str, tuple[str, str]] = {
     "virus": ("rule.name", "str"), "service": ("network.protocol", "lower"),
 }  # fmt: skip
 _FORTI_ALERT_SUBTYPES = frozenset({"ips", "virus", "anomaly", "botnet"})
+
+
+_STAMPS_CACHED = 4096
+_PAYLOAD_TAGS = frozenset({"CEF", "LEEF"})  # "host CEF: ..." is a payload, not a tag
 
 
 class _Invalid(Exception):
@@ -304,6 +315,7 @@ class SyslogDecoder(BaseDecoder):
         self.cef_table = BUILTIN_TABLES["cef"]
         self._now_key: tuple[int, tzinfo] | None = None
         self._now: datetime = datetime.now(self.tz)
+        self._stamps: dict[str, str | None] = {}  # see _clock_stamp
 
     def assume_zones(self, zones: Mapping[str, SenderZones]) -> None:
         """The zones of the collectors that name one (:class:`~socd.plugins.ZoneAware`)."""
@@ -476,6 +488,9 @@ class SyslogDecoder(BaseDecoder):
 
     def _rfc3164(self, event: Event, syslog: dict[str, Any], text: str, pos: int,
                  received: float) -> str:
+        rest = self._fast_header(event, syslog, text, pos, received)
+        if rest is not None:
+            return rest
         m = _BSD_TS.match(text, pos)
         if m is not None:
             ts = self._bsd_time(m, received)
@@ -491,7 +506,9 @@ class SyslogDecoder(BaseDecoder):
                 return rest
         if rest.startswith(("CEF:", "LEEF:", "%")):
             return rest
-        tag = _TAG.match(rest)
+        # A tag holds no whitespace: without a ':' before the first space there is none.
+        space = rest.find(" ")
+        tag = _TAG.match(rest) if space < 0 or rest.find(":", 0, space) >= 0 else None
         if tag is None and m is not None:
             host = _HOST.match(rest)
             if host is not None and not host.group(1).startswith(("CEF:", "LEEF:")):
@@ -514,6 +531,31 @@ class SyslogDecoder(BaseDecoder):
             rest = rest[tag.end():].lstrip(" ")
         return rest
 
+    def _fast_header(self, event: Event, syslog: dict[str, Any], text: str, pos: int,
+                     received: float) -> str | None:
+        """The message after a common header (see :data:`_FAST_HEADER`), its fields
+        set as the general path sets them, in the same order; None: not that header."""
+        fast = _FAST_HEADER.match(text, pos)
+        if fast is None:
+            return None
+        host, name, pid = fast.groups()
+        if host.startswith(("UTC", "GMT")) or name in _PAYLOAD_TAGS:
+            return None
+        ts = self._clock_stamp(text[pos:pos + 15], received)
+        if ts is not None:
+            event["@timestamp"] = ts
+        else:
+            self._tag(event, "syslog_bad_timestamp")
+        event["host"] = {"hostname": host, "name": host}
+        syslog["hostname"] = host
+        syslog["appname"] = name
+        if pid is None:
+            event["process"] = {"name": name}
+        else:
+            syslog["procid"] = pid
+            event["process"] = {"name": name, "pid": int(pid)}
+        return text[fast.end():].lstrip(" ")
+
     def _bsd_time(self, m: re.Match[str], received: float) -> str | None:
         iso = m.group("iso")
         if iso is not None:
@@ -526,15 +568,18 @@ class SyslogDecoder(BaseDecoder):
                 return parse_iso(iso, naive=self._zone).isoformat()
             except ValueError:
                 return None
-        mon = _MONTHS.get(m.group("mon"))
+        frac = m.group("frac")
+        return self._clock(m.group("mon"), int(m.group("day")), int(m.group("h")),
+                           int(m.group("m")), int(m.group("s")),
+                           int(frac[:6].ljust(6, "0")) if frac else 0,
+                           UTC if m.group("tz") else self._zone, m.group("year"), received)
+
+    def _clock(self, month: str, day: int, h: int, mi: int, s: int, us: int, tz: tzinfo,
+               year_text: str | None, received: float) -> str | None:
+        """An RFC 3164 date and time as RFC 3339 text, None when it is no date."""
+        mon = _MONTHS.get(month)
         if mon is None:
             return None
-        day = int(m.group("day"))
-        h, mi, s = int(m.group("h")), int(m.group("m")), int(m.group("s"))
-        frac = m.group("frac")
-        us = int(frac[:6].ljust(6, "0")) if frac else 0
-        tz = UTC if m.group("tz") else self._zone
-        year_text = m.group("year")
         try:
             if year_text:
                 return datetime(int(year_text), mon, day, h, mi, s, us, tz).isoformat()
@@ -549,11 +594,30 @@ class SyslogDecoder(BaseDecoder):
         except ValueError:
             return None
 
+    def _clock_stamp(self, stamp: str, received: float) -> str | None:
+        """:meth:`_clock` of a plain ``Mmm dd hh:mm:ss`` (the fast header), cached.
+
+        Consecutive lines mostly share their second, and the text of a stamp depends
+        only on it, the zone and the "now" that picks the year: the cache is emptied
+        whenever :meth:`_local_now` takes another now (each minute, or another zone).
+        """
+        if (int(received) // 60, self._zone) != self._now_key:
+            self._local_now(received)
+        if stamp in self._stamps:
+            return self._stamps[stamp]
+        text = self._clock(stamp[:3], int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12]),
+                           int(stamp[13:15]), 0, self._zone, None, received)
+        if len(self._stamps) >= _STAMPS_CACHED:
+            self._stamps.clear()
+        self._stamps[stamp] = text
+        return text
+
     def _local_now(self, received: float) -> datetime:
         key = (int(received) // 60, self._zone)
         if key != self._now_key:
             self._now_key = key
             self._now = datetime.fromtimestamp(received, self._zone)
+            self._stamps.clear()  # they were read with the previous now or zone
         return self._now
 
     @staticmethod

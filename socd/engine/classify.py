@@ -41,6 +41,9 @@ _IP_PATHS = ("source.ip", "destination.ip")
 _HASH_PATHS = ("file.hash.sha256", "file.hash.sha1", "file.hash.md5")
 _DOMAIN_PATHS = ("dns.question.name", "url.domain", "destination.domain")
 _IOC_PATHS = (("ip", _IP_PATHS), ("hash", _HASH_PATHS), ("domain", _DOMAIN_PATHS))
+# (kind, section, field) of every path above, all two levels deep except the hashes:
+# read with plain dict gets, as every event goes through them.
+_IOC_GETS = tuple((kind, path.split(".", 1)) for kind, paths in _IOC_PATHS for path in paths)
 
 
 class Enricher(Protocol):
@@ -137,15 +140,20 @@ class Classifier:
         refs: list[str] = []
         kinds: set[str] = set()
         match = self.iocs.match_ref
-        for kind, paths in _IOC_PATHS:
-            for path in paths:
-                value = get(event, path)
-                if value and isinstance(value, str):
-                    ref = match(kind, value)
-                    if ref is not None:
-                        values.append(value)
-                        refs.append(ref)
-                        kinds.add(kind)
+        for kind, (section, rest) in _IOC_GETS:
+            node = event.get(section)
+            if node is None:
+                continue  # most events: no such section
+            if type(node) is dict and "." not in rest:
+                value = node.get(rest)
+            else:
+                value = get(event, f"{section}.{rest}")
+            if value and isinstance(value, str):
+                ref = match(kind, value)
+                if ref is not None:
+                    values.append(value)
+                    refs.append(ref)
+                    kinds.add(kind)
         if not values:
             return
         socd["ioc"] = {"matched": True, "values": values, "refs": sorted(set(refs))}

@@ -404,6 +404,17 @@ def fingerprint(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+def fingerprint_prefix(*parts: bytes | str) -> hashlib.blake2b:
+    """The hasher of :func:`fingerprint` after ``parts``: a copy updated with the other
+    parts, each followed by ``b"\\x00"``, gives ``fingerprint(*parts, *others)``
+    without hashing the shared parts again (a decoder's name, once per event)."""
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -55,7 +55,7 @@ from socd.decoders.cefformat import (
     parse_leef,
 )
 from socd.decoders.firewall import apply_filterlog, apply_netfilter
-from socd.event import VENDOR_SOCD_KEYS, Event, fingerprint
+from socd.event import VENDOR_SOCD_KEYS, Event, fingerprint_prefix
 from socd.patterns import Pattern
 from socd.plugins import DecodeFailure, DecodeResult, PluginContext, RawRecord
 from socd.severity import BUILTIN_TABLES, LABELS_VI, SeverityTable
@@ -177,6 +177,7 @@ _FORTI_ALERT_SUBTYPES = frozenset({"ips", "virus", "anomaly", "botnet"})
 
 
 _STAMPS_CACHED = 4096
+_CODE_TEXT = tuple(str(code) for code in range(8))  # socd.vendor_severity of plain events
 _PAYLOAD_TAGS = frozenset({"CEF", "LEEF"})  # "host CEF: ..." is a payload, not a tag
 
 
@@ -316,6 +317,9 @@ class SyslogDecoder(BaseDecoder):
         self._now_key: tuple[int, tzinfo] | None = None
         self._now: datetime = datetime.now(self.tz)
         self._stamps: dict[str, str | None] = {}  # see _clock_stamp
+        self._fingerprint_prefix: tuple[str, hashlib.blake2b] | None = None  # see _finish
+        # The table's severity for each plain syslog severity code (parse's common case).
+        self._code_severity = tuple(self.table.lookup(code) for code in _CODE_TEXT)
 
     def assume_zones(self, zones: Mapping[str, SenderZones]) -> None:
         """The zones of the collectors that name one (:class:`~socd.plugins.ZoneAware`)."""
@@ -340,16 +344,19 @@ class SyslogDecoder(BaseDecoder):
             scheme, sep, address = record.source.partition("://")
             if sep and scheme in ("udp", "tcp", "tls"):
                 event["log"]["source"] = {"address": address}
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        ingested = _received_iso(time.time())
         copies = _repeats(event)
         if copies == 1:
-            self._finish(event, record)
+            self._finish(event, record, digest, ingested)
             return DecodeResult(events=[event])
         events = [event] + [copy.deepcopy(event) for _ in range(copies - 1)]
         for index, each in enumerate(events):
-            self._finish(each, record, index)
+            self._finish(each, record, digest, ingested, index)
         return DecodeResult(events=events)
 
-    def _finish(self, event: Event, record: RawRecord, index: int = 0) -> None:
+    def _finish(self, event: Event, record: RawRecord, digest: bytes, ingested: str,
+                index: int = 0) -> None:
         """:meth:`BaseDecoder.finish` for events this parser built itself.
 
         The parser only ever sets integers it parsed, addresses it validated and
@@ -357,12 +364,19 @@ class SyslogDecoder(BaseDecoder):
         fields (a third of the decode time) is skipped; the unit tests check that
         ``normalize()`` leaves these events unchanged. ``index`` tells apart the copies
         of a folded line (their hashes differ, so no sink takes them for redeliveries).
+        The hash is :func:`~socd.event.fingerprint` of (name, digest, index), from a
+        copy of the hasher that has already read the name.
         """
         ev = event["event"]
-        ev.setdefault("created", _received_iso(record.received))
-        digest = hashlib.blake2b(record.data, digest_size=16).digest()
-        ev["hash"] = fingerprint(self.name, digest, str(index))
-        ev["ingested"] = _received_iso(time.time())
+        if "created" not in ev:
+            ev["created"] = _received_iso(record.received)
+        prefix = self._fingerprint_prefix
+        if prefix is None or prefix[0] != self.name:
+            prefix = self._fingerprint_prefix = (self.name, fingerprint_prefix(self.name))
+        h = prefix[1].copy()
+        h.update(digest + (b"\x00%d\x00" % index))
+        ev["hash"] = h.hexdigest()
+        ev["ingested"] = ingested
         if self.keep_original:
             ev["original"] = record.data.decode("utf-8", "replace")
         socd = gate_socd(event, self.name, self.socd_keys)
@@ -401,12 +415,12 @@ class SyslogDecoder(BaseDecoder):
         text = text.rstrip("\r\n\x00 ")
         if text.startswith("\ufeff"):
             text = text[1:]
-        if not text.strip():
+        if not text or text.isspace():
             raise _Invalid("invalid_syslog", "empty message")
 
         event: Event
         syslog: dict[str, Any]
-        m = _PRI.match(text)
+        m = _PRI.match(text) if text[0] == "<" else None
         if m is not None and int(m.group(1)) <= 191:
             pri = int(m.group(1))
             pos = m.end()
@@ -430,7 +444,7 @@ class SyslogDecoder(BaseDecoder):
         else:
             message = self._rfc3164(event, syslog, text, pos, received)
         event["message"] = message
-        socd: dict[str, Any] = {"vendor_severity": str(severity)}
+        socd: dict[str, Any] = {"vendor_severity": _CODE_TEXT[severity]}
         event["socd"] = socd
         if tags:
             event.setdefault("tags", []).extend(tags)
@@ -447,7 +461,11 @@ class SyslogDecoder(BaseDecoder):
             table = BUILTIN_TABLES["vietnamese"]
         else:
             table = self.table
-        sev = table.lookup(socd.get("vendor_severity"))
+        vendor_severity = socd.get("vendor_severity")
+        if table is self.table and vendor_severity is _CODE_TEXT[severity]:
+            sev = self._code_severity[severity]  # untouched by the payload: looked up once
+        else:
+            sev = table.lookup(vendor_severity)
         if sev is not None:
             socd["severity"] = sev.value
         return event

@@ -271,19 +271,21 @@ def _label(value: object, allowed: frozenset[str]) -> str:
     return text if text in allowed else "other"
 
 
-def count_alert(socd: dict[str, object], asset_kinds: frozenset[str] = ASSET_KINDS) -> None:
-    """Count one classified alert in socd_alerts_total and socd_alerts_by_unit_total.
+def count_alert(socd: dict[str, object], asset_kinds: frozenset[str] = ASSET_KINDS,
+                count: int = 1) -> None:
+    """Count one classified alert in socd_alerts_total and socd_alerts_by_unit_total
+    (``count`` alerts alike: the classifier counts a batch's alerts by their labels).
 
     ``asset_kinds``: the label values allowed for the asset kind (the enum, plus the
     configured default when the classifier has one outside it).
     """
     severity = _label(socd["severity"], _SEVERITY_LABELS)
     ALERTS.labels(severity, _label(socd["layer"], _LAYER_LABELS),
-                  _label(socd["asset_kind"], asset_kinds)).inc()
+                  _label(socd["asset_kind"], asset_kinds)).inc(count)
     unit = str(socd.get("unit") or "unknown")
     if unit not in _UNITS:
         if len(_UNITS) >= MAX_UNITS or len(unit) > MAX_UNIT_LABEL_CHARS:
             unit = "other"
         else:
             _UNITS.add(unit)
-    ALERTS_BY_UNIT.labels(unit, severity).inc()
+    ALERTS_BY_UNIT.labels(unit, severity).inc(count)

@@ -103,6 +103,7 @@ class Classifier:
         self.iocs.maybe_refresh()
         check_iocs = len(self.iocs) > 0
         enrich = self.enricher.enrich if self.enricher is not None else None
+        counts = _AlertCounts(self._asset_kinds)
         for event in events:
             if enrich is not None:
                 enrich(event)
@@ -121,7 +122,7 @@ class Classifier:
                 socd["layer"] = cfg.default_layer
             _mark_new(socd)
             _mark_correlation(ev, socd)
-            metrics.count_alert(socd, self._asset_kinds)
+            counts.add(socd)
         if self.rules is not None:
             count = len(events)
             events = self.rules.process(events)
@@ -132,7 +133,8 @@ class Classifier:
                 if "severity" not in socd:
                     set_severity(alert, cfg.default_alert_severity)
                 _mark_new(socd)
-                metrics.count_alert(socd, self._asset_kinds)
+                counts.add(socd)
+        counts.flush()
         return events
 
     def _mark_iocs(self, event: Event, socd: dict[str, Any]) -> None:
@@ -172,6 +174,36 @@ class Classifier:
             # it per language (socd.notify.render.OWN_RULES).
             event.setdefault("rule", {}).setdefault("name", IOC_MATCH_NAME)
             event["rule"].setdefault("id", IOC_MATCH_ID)
+
+
+class _AlertCounts:
+    """A batch's alerts counted by their labels, then put in socd_alerts_total once per
+    label set (:func:`socd.metrics.count_alert` with a count): most alerts of a batch
+    share their labels, and a labelled counter costs more than the dict of a batch."""
+
+    def __init__(self, asset_kinds: frozenset[str]) -> None:
+        self.asset_kinds = asset_kinds
+        self.groups: dict[tuple[Any, ...], list[Any]] = {}
+
+    def add(self, socd: dict[str, Any]) -> None:
+        severity, layer, kind, unit = (socd["severity"], socd["layer"], socd["asset_kind"],
+                                       socd.get("unit"))
+        # with the types: True and 1 are one key but two label values
+        key = (severity, layer, kind, unit, type(severity), type(layer), type(kind), type(unit))
+        try:
+            entry = self.groups.get(key)
+        except TypeError:  # an unhashable value from a plugin: counted on its own
+            metrics.count_alert(socd, self.asset_kinds)
+            return
+        if entry is None:
+            self.groups[key] = [socd, 1]
+        else:
+            entry[1] += 1
+
+    def flush(self) -> None:
+        for socd, count in self.groups.values():
+            metrics.count_alert(socd, self.asset_kinds, count)
+        self.groups.clear()
 
 
 # What classification, the IoC matcher and the rules engine write under socd: an event

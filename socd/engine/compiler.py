@@ -366,11 +366,19 @@ class _Search:
     limits: Limits
 
 
+@dataclass(frozen=True)
+class _Prefix:
+    """What an insensitive prefix test compares: folded prefixes, the longest length."""
+
+    prefixes: tuple[str, ...]
+    span: int
+
+
 # The fast path of a test for a plain string value, by test function: a leaf on a
 # two-level field inlines it (one call per leaf instead of three on the hot path:
 # most leaves are equals/in and regex tests of a string field). Weak keys: an entry
 # goes with its rules (a reload compiles new ones).
-_FAST: weakref.WeakKeyDictionary[Test, _FoldSet | _Search] = weakref.WeakKeyDictionary()
+_FAST: weakref.WeakKeyDictionary[Test, _FoldSet | _Search | _Prefix] = weakref.WeakKeyDictionary()
 
 
 def _fused_leaf2(a: str, b: str, test: Test) -> Matcher | None:
@@ -420,6 +428,25 @@ def _fused_leaf2(a: str, b: str, test: Test) -> Matcher | None:
                 return False
             return test(v)
         return regex_leaf2
+    if isinstance(fast, _Prefix):
+        prefixes, span = fast.prefixes, fast.span
+
+        def prefix_leaf2(e: Event) -> bool:
+            v = e.get(a)
+            if type(v) is not dict:
+                return False
+            v = v.get(b)
+            if type(v) is str:
+                return folded(v if len(v) <= span else v[:span]).startswith(prefixes)
+            if v is None:
+                return False
+            if type(v) is list:
+                for x in v:  # noqa: SIM110
+                    if x is not None and test(x):
+                        return True
+                return False
+            return test(v)
+        return prefix_leaf2
     return None
 
 
@@ -484,37 +511,7 @@ def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],
         values = _strings(value, op, loc, ctx, allow_list=True)
         if values is None:
             return None
-        subs = tuple(v.casefold() for v in values) if insensitive else tuple(values)
-        norm: Callable[[str], str] = folded if insensitive else (lambda s: s)
-        # Each character folds on its own to one or more: the folded start (end) of a
-        # value is the fold of its first (last) ``span`` characters, so a huge value is
-        # not folded whole to test a few characters.
-        span = max(len(v) for v in subs)
-        if op == "prefix":
-            return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-                norm(t if len(t) <= span else t[:span]).startswith(subs)
-        if op == "suffix":
-            return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-                norm(t if len(t) <= span else t[-span:]).endswith(subs)
-        if len(subs) == 1:
-            (sub,) = subs
-            return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-                sub in norm(t)
-        if len(subs) <= 4:
-            def contains_any(x: Any) -> bool:
-                t = x if type(x) is str else as_text(x)
-                if t is None:
-                    return False
-                n = norm(t)
-                for s in subs:  # noqa: SIM110
-                    if s in n:
-                        return True
-                return False
-            return contains_any
-        # one pass over the text for all of them, in linear time (RE2)
-        pattern = Pattern("|".join(re.escape(s) for s in subs))
-        return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
-            pattern.search(norm(t))
+        return _substring_test(op, values, insensitive)
     if op in NUMBER_OPS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             ctx.problem(loc, f"{op}: takes a number, got {value!r}")
@@ -534,6 +531,45 @@ def _scalar_test(op: str, value: Any, insensitive: bool, loc: tuple[Any, ...],
     if op == "ioc":
         return _ioc_test(value, loc, ctx)
     raise AssertionError(op)  # pragma: no cover
+
+
+def _substring_test(op: str, values: list[str], insensitive: bool) -> Test:
+    """The test of a prefix, suffix or contains leaf."""
+    subs = tuple(v.casefold() for v in values) if insensitive else tuple(values)
+    norm: Callable[[str], str] = folded if insensitive else (lambda s: s)
+    # Each character folds on its own to one or more: the folded start (end) of a
+    # value is the fold of its first (last) ``span`` characters, so a huge value is
+    # not folded whole to test a few characters.
+    span = max(len(v) for v in subs)
+    if op == "prefix":
+        def prefix_test(x: Any) -> bool:
+            t = x if type(x) is str else as_text(x)
+            return t is not None and norm(t if len(t) <= span else t[:span]).startswith(subs)
+        if insensitive:
+            _FAST[prefix_test] = _Prefix(subs, span)
+        return prefix_test
+    if op == "suffix":
+        return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+            norm(t if len(t) <= span else t[-span:]).endswith(subs)
+    if len(subs) == 1:
+        (sub,) = subs
+        return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+            sub in norm(t)
+    if len(subs) <= 4:
+        def contains_any(x: Any) -> bool:
+            t = x if type(x) is str else as_text(x)
+            if t is None:
+                return False
+            n = norm(t)
+            for s in subs:  # noqa: SIM110
+                if s in n:
+                    return True
+            return False
+        return contains_any
+    # one pass over the text for all of them, in linear time (RE2)
+    pattern = Pattern("|".join(re.escape(s) for s in subs))
+    return lambda x: (t := x if type(x) is str else as_text(x)) is not None and \
+        pattern.search(norm(t))
 
 
 RULE_FIELDS_TRUNCATED = Counter(

@@ -319,10 +319,21 @@ def _typed_tree() -> dict[str, Any]:
 _TYPED_TREE: Final = _typed_tree()
 
 
+# Dotted paths split once: get() runs for several fields of every event (classification,
+# rules), and the paths come from code and configuration; bounded all the same.
+_PATH_PARTS: dict[str, tuple[str, ...]] = {}
+_PATHS_CACHED = 4096
+
+
 def get(event: Mapping[str, Any], path: str, default: Any = None) -> Any:
     """Value at a dotted ``path`` of a nested event, or ``default``."""
+    parts = _PATH_PARTS.get(path)
+    if parts is None:
+        if len(_PATH_PARTS) >= _PATHS_CACHED:
+            _PATH_PARTS.clear()
+        parts = _PATH_PARTS[path] = tuple(path.split("."))
     node: Any = event
-    for part in path.split("."):
+    for part in parts:
         if type(node) is not dict and not isinstance(node, Mapping):
             return default
         node = node.get(part, _MISSING)

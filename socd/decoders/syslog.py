@@ -319,7 +319,8 @@ class SyslogDecoder(BaseDecoder):
         self._stamps: dict[str, str | None] = {}  # see _clock_stamp
         self._fingerprint_prefix: tuple[str, hashlib.blake2b] | None = None  # see _finish
         # The table's severity for each plain syslog severity code (parse's common case).
-        self._code_severity = tuple(self.table.lookup(code) for code in _CODE_TEXT)
+        self._code_severity = tuple(
+            None if sev is None else sev.value for sev in map(self.table.lookup, _CODE_TEXT))
 
     def assume_zones(self, zones: Mapping[str, SenderZones]) -> None:
         """The zones of the collectors that name one (:class:`~socd.plugins.ZoneAware`)."""
@@ -346,7 +347,7 @@ class SyslogDecoder(BaseDecoder):
                 event["log"]["source"] = {"address": address}
         digest = hashlib.blake2b(data, digest_size=16).digest()
         ingested = _received_iso(time.time())
-        copies = _repeats(event)
+        copies = _repeats(event) if event["event"].get("outcome") == "failure" else 1
         if copies == 1:
             self._finish(event, record, digest, ingested)
             return DecodeResult(events=[event])
@@ -463,11 +464,12 @@ class SyslogDecoder(BaseDecoder):
             table = self.table
         vendor_severity = socd.get("vendor_severity")
         if table is self.table and vendor_severity is _CODE_TEXT[severity]:
-            sev = self._code_severity[severity]  # untouched by the payload: looked up once
+            value = self._code_severity[severity]  # untouched by the payload: looked up once
         else:
             sev = table.lookup(vendor_severity)
-        if sev is not None:
-            socd["severity"] = sev.value
+            value = None if sev is None else sev.value
+        if value is not None:
+            socd["severity"] = value
         return event
 
     def _rfc5424(self, event: Event, syslog: dict[str, Any], text: str, m: re.Match[str],

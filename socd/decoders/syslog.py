@@ -318,6 +318,8 @@ class SyslogDecoder(BaseDecoder):
         self._now: datetime = datetime.now(self.tz)
         self._stamps: dict[str, str | None] = {}  # see _clock_stamp
         self._fingerprint_prefix: tuple[str, hashlib.blake2b] | None = None  # see _finish
+        # socd keys gate_socd() keeps without looking at their values (it checks these two).
+        self._ungated_keys = self.socd_keys - {"asset_kind", "unit"}
         # The table's severity for each plain syslog severity code (parse's common case).
         self._code_severity = tuple(
             None if sev is None else sev.value for sev in map(self.table.lookup, _CODE_TEXT))
@@ -380,7 +382,9 @@ class SyslogDecoder(BaseDecoder):
         ev["ingested"] = ingested
         if self.keep_original:
             ev["original"] = record.data.decode("utf-8", "replace")
-        socd = gate_socd(event, self.name, self.socd_keys)
+        socd = event.get("socd")
+        if type(socd) is not dict or not socd.keys() <= self._ungated_keys:
+            socd = gate_socd(event, self.name, self.socd_keys)  # else the gate keeps all
         stamp_provenance(socd, record, self.name)
         severity = socd.get("severity")
         if severity is not None:

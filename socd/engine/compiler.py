@@ -790,6 +790,44 @@ def index_entries(raw: Any) -> Entries | None:
     return None  # not: tells nothing
 
 
+# Every decoded event has these: needing them tells nothing.
+_ALWAYS_THERE = ("event", "socd", "@timestamp")
+
+
+def required_sections(raw: Any) -> frozenset[str] | None:
+    """Top-level event keys of which a condition needs at least one (not None) to hold.
+
+    A leaf other than ``exists: false`` is false when its field is missing, and its field
+    is missing when the first part of its path is: so a leaf needs that key, ``all:``
+    needs what its most demanding child needs, ``any:`` one of what its children need,
+    ``not:`` nothing known. None when nothing can be said. The engine leaves a rule
+    whose keys an event lacks out of the candidates (the compiled matcher would say no).
+    """
+    if not isinstance(raw, Mapping):
+        return None
+    if "field" in raw:
+        path = raw["field"]
+        if not isinstance(path, str) or not path or raw.get("exists") is False or \
+                not any(op in raw for op in OPS):
+            return None
+        section = path.split(".", 1)[0]
+        return None if section in _ALWAYS_THERE else frozenset((section,))
+    if len(raw) != 1:
+        return None
+    if isinstance(raw.get("all"), list):
+        found = [r for r in (required_sections(c) for c in raw["all"]) if r is not None]
+        return min(found, key=len) if found else None
+    if isinstance(raw.get("any"), list) and raw["any"]:
+        out: set[str] = set()
+        for c in raw["any"]:
+            r = required_sections(c)
+            if r is None:
+                return None
+            out |= r
+        return frozenset(out)
+    return None
+
+
 # -- optimisations ---------------------------------------------------------------------
 
 _GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsu]+)\)")

@@ -29,6 +29,7 @@ from socd.engine.compiler import (
     as_text,
     index_key,
     make_getter,
+    required_sections,
 )
 from socd.engine.loader import CompiledRule
 from socd.event import Event, fingerprint, set_severity
@@ -258,14 +259,30 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _route_key_fn(paths: Sequence[str]) -> Callable[[Event], tuple[Any, ...]]:
-    """One function reading every routing field of an event into its dispatch key (the
-    values made hashable). Equal to ``tuple(_hashable(make_getter(p)(e)) for p in paths)``
-    but one call per event instead of two per field: every routing field (INDEX_FIELDS)
-    is two levels deep, and most events hold them as plain strings."""
+def _required(slot: _Slot) -> frozenset[str] | None:
+    """Top-level keys of which an event needs one for ``slot`` to match it (see
+    :func:`required_sections`), or None."""
+    rule = slot.crule.rule
+    if rule.match is not None:
+        return required_sections(rule.match)
+    if slot.kind == SEQUENCE and rule.sequence is not None:
+        # the engine tries a sequence rule's event only when one of its steps matches
+        return required_sections({"any": [step.match for step in rule.sequence.steps]})
+    return None
+
+
+def _route_key_fn(paths: Sequence[str],
+                  presence: Sequence[str] = ()) -> Callable[[Event], tuple[Any, ...]]:
+    """One function reading an event's dispatch key: every routing field (its value made
+    hashable), then whether each top-level key of ``presence`` is there (not None). The
+    routing part equals ``tuple(_hashable(make_getter(p)(e)) for p in paths)`` but costs
+    one call per event instead of two per field: every routing field (INDEX_FIELDS) is
+    two levels deep, and most events hold them as plain strings."""
+    keys = tuple(presence)
     if not all(p.count(".") == 1 for p in paths):
         getters = tuple(make_getter(p) for p in paths)
-        return lambda e: tuple([_hashable(g(e)) for g in getters])
+        return lambda e: tuple([_hashable(g(e)) for g in getters] +
+                               [e.get(k) is not None for k in keys])
     split = [p.split(".") for p in paths]
     # (section, field, whether the section is the previous field's: one get for both)
     pairs = tuple((a, b, i > 0 and split[i - 1][0] == a) for i, (a, b) in enumerate(split))
@@ -282,6 +299,8 @@ def _route_key_fn(paths: Sequence[str]) -> Callable[[Event], tuple[Any, ...]]:
             v = section.get(b)
             t = type(v)
             out.append(_hashable(v) if t is list or t is dict else v)
+        for k in keys:
+            out.append(e.get(k) is not None)
         return tuple(out)
     return route_key
 
@@ -444,13 +463,23 @@ class RuleEngine:
         used = [p for p in INDEX_FIELDS if p in table]
         self._index_paths = used
         self._index_getters = tuple(make_getter(p) for p in used)
-        self._route_key = _route_key_fn(used)
         self._index_tables = [table[p] for p in used]
+        # Catch-all rules the index cannot route still need some top-level keys (a rule on
+        # file hashes needs `file`): whether the event has each is part of the dispatch key.
+        needs = {slot.order: _required(slot) for slot in catch_all}
+        presence = sorted({k for req in needs.values() if req is not None for k in req})
+        self._presence = tuple(presence)
+        self._catch_all_needs = [(slot, needs[slot.order]) for slot in catch_all]
+        self._route_key = _route_key_fn(used, self._presence)
         self._catch_all = catch_all
         self._dispatch: dict[Any, tuple[_Slot, ...]] = {}
 
-    def _candidates_for(self, values: tuple[Any, ...]) -> tuple[_Slot, ...]:
-        found: dict[int, _Slot] = {s.order: s for s in self._catch_all}
+    def _candidates_for(self, key: tuple[Any, ...]) -> tuple[_Slot, ...]:
+        n = len(self._index_tables)
+        values = key[:n]
+        present = {k for k, there in zip(self._presence, key[n:], strict=True) if there}
+        found: dict[int, _Slot] = {s.order: s for s, need in self._catch_all_needs
+                                   if need is None or not need.isdisjoint(present)}
         for value, tbl in zip(values, self._index_tables, strict=True):
             if value is None:
                 continue

@@ -332,7 +332,13 @@ def _compact(value: Any) -> Any:
 
 
 def _key(getters: tuple[Callable[[Event], Any], ...], event: Event) -> tuple[Any, ...]:
-    return tuple(_compact(_hashable(g(event))) for g in getters)
+    out: list[Any] = []
+    for g in getters:
+        v = g(event)
+        # a short text (most group-by values: addresses, names) is its own key part
+        out.append(v if type(v) is str and len(v) <= _CACHE_VALUE_MAX
+                   else _compact(_hashable(v)))
+    return tuple(out)
 
 
 def _clone(value: Any) -> Any:

@@ -1,9 +1,10 @@
 """The rules engine: a :class:`~socd.engine.classify.Processor` that adds rule alerts.
 
 Hot path: each event is routed through an index (:data:`INDEX_FIELDS` values ->
-candidate rules, cached per value combination) so it meets only the rules that
-can match it; compiled closures do the matching; nothing is copied unless a
-rule fires. Stateful rules (threshold, sequence) keep bounded, LRU-evicted
+candidate rules, cached per value combination; a rule no routing field selects is
+routed on the top-level keys it needs, see :func:`required_sections`) so it meets
+only the rules that can match it; compiled closures do the matching; nothing is
+copied unless a rule fires. Stateful rules (threshold, sequence) keep bounded, LRU-evicted
 state per key and measure windows in event time, so replays give the same
 alerts as live processing.
 """

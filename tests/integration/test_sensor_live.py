@@ -191,7 +191,8 @@ def test_live_capture_between_namespaces(netns: dict[str, str], tmp_path: Path) 
     assert dns_flow["destination"] == {"ip": ip_a, "port": 53, "packets": 1, "bytes": sent["r"]}
     assert dns_flow["network"]["protocol"] == "dns"
     [dns] = [e for e in events if e["event"]["dataset"] == "socd.sensor.dns"]
-    assert dns["dns"]["question"] == {"name": "c2.example.vn", "type": "A"}
+    assert dns["dns"]["question"] == {"name": "c2.example.vn", "type": "A",
+                                      "registered_domain": "example.vn"}
     assert dns["dns"]["resolved_ip"] == ["198.51.100.66"]
     assert dns["source"]["ip"] == ip_b
 

@@ -239,9 +239,13 @@ class SocdProcess:
         return "\n".join(self.log_text().splitlines()[-n:])
 
     def kill(self) -> None:
+        """Kill socd if it still runs and close its log (a test that failed before
+        stop() must not leave the file to be collected during the next test)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc is not None and not self._log.closed:
+            self._log.close()
 
 
 def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:

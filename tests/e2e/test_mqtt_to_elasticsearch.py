@@ -250,6 +250,10 @@ def test_elasticsearch_outage_loses_nothing(services, unique, socd_process, tmp_
         config["sinks"]["es"]["retry_max_backoff_secs"] = 1
         socd = socd_process(config, start=False).start(wait_ready=False)
         wait_for(lambda: socd._get("/healthz")[0] == 200, 60, "socd /healthz")
+        # /readyz is 503 while the sink is down: wait for the MQTT subscription itself,
+        # or messages published before the broker has it reach no subscriber.
+        wait_for(lambda: socd.metrics().get(
+            'socd_component_up{kind="collector",name="mqtt"}') == 1, 60, "the MQTT subscription")
         with Publisher(services) as pub:
             pub.publish(f"socd-e2e/{unique}/ids",
                         [_dumps(ecs_alert(i, unique)) for i in range(500)])
@@ -283,6 +287,10 @@ def test_a_stuck_sink_pushes_back_to_the_broker_with_bounded_memory(
         config["sinks"]["es"]["spool"] = {"enabled": True, "max_bytes": 1024 * 1024}
         socd = socd_process(config, start=False).start(wait_ready=False)
         wait_for(lambda: socd._get("/healthz")[0] == 200, 60, "socd /healthz")
+        # /readyz is 503 while the sink is down: wait for the MQTT subscription itself,
+        # or messages published before the broker has it reach no subscriber.
+        wait_for(lambda: socd.metrics().get(
+            'socd_component_up{kind="collector",name="mqtt"}') == 1, 60, "the MQTT subscription")
         total = 20_000  # ~9 MB of alerts, 35 times the memory budget
         payloads = [_dumps(server_edr_record(i, unique)) for i in range(total)]
         pub = Publisher(services)

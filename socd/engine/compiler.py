@@ -381,6 +381,16 @@ class _Prefix:
 _FAST: weakref.WeakKeyDictionary[Test, _FoldSet | _Search | _Prefix] = weakref.WeakKeyDictionary()
 
 
+def _test_value(v: Any, test: Test) -> bool:
+    """``test`` on a field's value the way every leaf reads it: absent is False, a list
+    matches when one of its items does. The fused leaves' path off their fast case."""
+    if v is None:
+        return False
+    if type(v) is list:
+        return any(x is not None and test(x) for x in v)
+    return test(v)
+
+
 def _fused_leaf2(a: str, b: str, test: Test) -> Matcher | None:
     """A leaf on ``a.b`` with ``test``'s string case inlined; None when ``test`` has no
     fast path. Lists, other scalars and values past the fast path's bound go through
@@ -400,14 +410,7 @@ def _fused_leaf2(a: str, b: str, test: Test) -> Matcher | None:
                     return False
                 f = fold_cache.get(v)
                 return (f if f is not None else folded(v)) in targets
-            if v is None:
-                return False
-            if type(v) is list:
-                for x in v:  # noqa: SIM110
-                    if x is not None and test(x):
-                        return True
-                return False
-            return test(v)
+            return _test_value(v, test)
         return fold_leaf2
     if isinstance(fast, _Search):
         search, limits = fast.search, fast.limits
@@ -419,14 +422,7 @@ def _fused_leaf2(a: str, b: str, test: Test) -> Matcher | None:
             v = v.get(b)
             if type(v) is str and len(v) * 4 <= limits.max_field_bytes:
                 return search(encode(v))  # within the bound: the common case
-            if v is None:
-                return False
-            if type(v) is list:
-                for x in v:  # noqa: SIM110
-                    if x is not None and test(x):
-                        return True
-                return False
-            return test(v)
+            return _test_value(v, test)
         return regex_leaf2
     if isinstance(fast, _Prefix):
         prefixes, span = fast.prefixes, fast.span
@@ -438,14 +434,7 @@ def _fused_leaf2(a: str, b: str, test: Test) -> Matcher | None:
             v = v.get(b)
             if type(v) is str:
                 return folded(v if len(v) <= span else v[:span]).startswith(prefixes)
-            if v is None:
-                return False
-            if type(v) is list:
-                for x in v:  # noqa: SIM110
-                    if x is not None and test(x):
-                        return True
-                return False
-            return test(v)
+            return _test_value(v, test)
         return prefix_leaf2
     return None
 

@@ -3,13 +3,14 @@
 #   * Mosquitto      (Debian package `mosquitto`, own instance, loopback only)
 #   * Elasticsearch  (8.19.x single node, Maven Central integ-test-zip, run as user socd-es)
 #   * Prometheus     (Debian package `prometheus`, own instance, loopback only)
+#   * Kafka          (Apache Kafka 4.x KRaft single node, kafka_2.13 jars from Maven Central)
 #
 # Usage:
 #   bash scripts/services.sh up       start whatever is not running+healthy, print the env
 #   bash scripts/services.sh down     stop everything started from this state dir
 #   bash scripts/services.sh status   show each service; exit 0 only when all are healthy
 #   bash scripts/services.sh env      print <statedir>/services.env (exit 1 when not up)
-#   bash scripts/services.sh fetch    install packages, download and unpack ES; start nothing
+#   bash scripts/services.sh fetch    install packages, download ES and Kafka; start nothing
 #   bash scripts/services.sh clean    down, then delete the state dir (data, logs, targets, rules)
 #
 # Environment:
@@ -19,9 +20,14 @@
 #   SOCD_ES_USER       unprivileged user Elasticsearch runs as when we are root (default socd-es)
 #   SOCD_ES_HEAP       heap size (default 512m)
 #   SOCD_ES_WAIT       seconds to wait for cluster health yellow (default 120)
-#   SOCD_MQTT_PORT, SOCD_ES_PORT, SOCD_ES_TRANSPORT_PORT, SOCD_PROMETHEUS_PORT
-#                      preferred ports (defaults 18830, 19200, 19300, 19090); a busy preferred
-#                      port is replaced by a free one picked at random.
+#   SOCD_KAFKA_VERSION Apache Kafka version (default 4.1.1)
+#   SOCD_KAFKA_HEAP    broker heap size (default 512m)
+#   SOCD_KAFKA_WAIT    seconds to wait for the broker to answer (default 90)
+#   SOCD_MQTT_PORT, SOCD_ES_PORT, SOCD_ES_TRANSPORT_PORT, SOCD_PROMETHEUS_PORT,
+#   SOCD_KAFKA_PORT, SOCD_KAFKA_CONTROLLER_PORT, SOCD_KAFKA_SASL_PORT, SOCD_KAFKA_TLS_PORT
+#                      preferred ports (defaults 18830, 19200, 19300, 19090, 19092, 19093,
+#                      19094, 19095); a busy preferred port is replaced by a free one picked
+#                      at random.
 #   M2_REPO            Maven local repository (default $HOME/.m2/repository)
 #
 # After `up`, <statedir>/services.env (shell KEY=VALUE) and <statedir>/services.json hold the
@@ -45,10 +51,16 @@ ES_GROUP_ID="org.elasticsearch.distribution.integ-test-zip"
 ES_ARTIFACT="$ES_GROUP_ID:elasticsearch:$ES_VERSION:zip"
 ES_ZIP="$M2_REPO/${ES_GROUP_ID//.//}/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
 ES_DIST="$CACHE_DIR/elasticsearch-$ES_VERSION"
+KAFKA_VERSION="${SOCD_KAFKA_VERSION:-4.1.1}"
+KAFKA_LOG4J_VERSION=2.24.3   # log4j-slf4j-impl: the binding the broker's log4j2 needs
+KAFKA_HEAP="${SOCD_KAFKA_HEAP:-512m}"
+KAFKA_WAIT="${SOCD_KAFKA_WAIT:-90}"
+KAFKA_DIST="$CACHE_DIR/kafka-$KAFKA_VERSION"
 
 HOST=127.0.0.1
 MQTT_DIR="$STATE_DIR/mosquitto"
 PROM_DIR="$STATE_DIR/prometheus"
+KAFKA_DIR="$STATE_DIR/kafka"
 ES_LINK="$STATE_DIR/elasticsearch"   # a dir, or a symlink to ES_RUN when STATE_DIR is private
 
 T0=$SECONDS
@@ -668,6 +680,193 @@ elasticsearch_down() {
     stop_strays "$marker" elasticsearch java
 }
 
+# ------------------------------------------------------------------ kafka ----
+# Apache Kafka 4.x, KRaft mode, one combined broker+controller node, from Maven Central:
+# org.apache.kafka:kafka_2.13 and its runtime dependencies copied into
+# $SOCD_CACHE/kafka-<version>/libs by `mvn dependency:copy-dependencies` (no tarball).
+# Listeners: PLAINTEXT (KAFKA_BOOTSTRAP), SASL_PLAINTEXT (KAFKA_SASL_BOOTSTRAP, PLAIN and
+# SCRAM-SHA-256/512 for user KAFKA_SASL_USER) and SASL_SSL (KAFKA_TLS_BOOTSTRAP, server
+# certificate from a test CA, KAFKA_TLS_CA).
+KAFKA_PORT=""
+KAFKA_SASL_PORT=""
+KAFKA_TLS_PORT=""
+KAFKA_CONTROLLER_PORT=""
+KAFKA_SASL_USER=socd
+KAFKA_SASL_PASSWORD=""
+
+kafka_fetch() {
+    ensure_java
+    local jar="$KAFKA_DIST/libs/kafka_2.13-$KAFKA_VERSION.jar"
+    if [ -s "$jar" ] && [ -f "$KAFKA_DIST/.socd-complete" ]; then return 0; fi
+    need_cmd mvn maven
+    log "downloading Apache Kafka $KAFKA_VERSION (kafka_2.13 + runtime deps) from Maven Central"
+    mkdir -p "$CACHE_DIR"
+    local tmp
+    tmp=$(mktemp -d "$CACHE_DIR/.kafka.XXXXXX")
+    # A throw-away POM naming the broker jar and the slf4j binding its log4j2 needs.
+    cat >"$tmp/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>socd.dev</groupId><artifactId>kafka-broker</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>$KAFKA_LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+POM
+    if ! (cd "$tmp" && mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$M2_REPO" \
+            org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$tmp/libs" >&2); then
+        rm -rf "$tmp"
+        die "mvn could not download org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its dependencies"
+    fi
+    [ -s "$tmp/libs/kafka_2.13-$KAFKA_VERSION.jar" ] || { rm -rf "$tmp"; die "mvn finished but the kafka_2.13 jar is missing"; }
+    rm -rf "$KAFKA_DIST"
+    mkdir -p "$KAFKA_DIST"
+    mv "$tmp/libs" "$KAFKA_DIST/libs"
+    rm -rf "$tmp"
+    touch "$KAFKA_DIST/.socd-complete"
+}
+
+kafka_java() { "$ES_JAVA_HOME/bin/java" -cp "$KAFKA_DIST/libs/*" "$@"; }
+
+# kafka_ready PORT : the broker answers a metadata request (a raw ApiVersions probe would
+# pass before the controller elected itself; the Python client is what the tests use).
+kafka_ready() {
+    local py=$REPO_ROOT/.venv/bin/python
+    if [ -x "$py" ] && "$py" -c 'import confluent_kafka' 2>/dev/null; then
+        timeout 20 "$py" - "$HOST:$1" <<'PY' >/dev/null 2>&1
+import sys
+from confluent_kafka.admin import AdminClient
+md = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=5)
+sys.exit(0 if md.brokers and md.controller_id >= 0 else 1)
+PY
+    else
+        grep -q 'Kafka Server started' "$KAFKA_DIR/kafka.log" 2>/dev/null &&
+            (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+    fi
+}
+
+# kafka_tls : a test CA and a server certificate for 127.0.0.1/localhost (PEM, as the
+# broker's PEM key store reads them); made once per state dir.
+kafka_tls() {
+    local d=$KAFKA_DIR/tls
+    [ -s "$d/server.pem" ] && [ -s "$d/ca.pem" ] && return 0
+    need_cmd openssl openssl
+    mkdir -p "$d"
+    (
+        cd "$d"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=socd dev Kafka test CA" \
+            -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout server.key -out server.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile san.ext -out server.crt 2>/dev/null
+        # PKCS#8 key then the certificate chain: the broker's PEM key store format.
+        openssl pkcs8 -topk8 -nocrypt -in server.key -out server.p8
+        cat server.p8 server.crt ca.pem >server.pem
+        rm -f server.csr san.ext server.p8 ca.srl
+    ) || die "could not create the Kafka test CA and server certificate in $d"
+}
+
+kafka_fail() {
+    tail_log "$KAFKA_DIR/kafka.log" 60
+    die "$*"
+}
+
+kafka_up() {
+    ensure_java
+    kafka_fetch
+    local pidfile=$KAFKA_DIR/kafka.pid conf=$KAFKA_DIR/server.properties
+    mkdir -p "$KAFKA_DIR"
+
+    if pid_alive "$pidfile" "$conf"; then
+        KAFKA_PORT=$(read_file "$KAFKA_DIR/port")
+        if [ -n "$KAFKA_PORT" ] && kafka_ready "$KAFKA_PORT"; then
+            log "kafka already running (pid $(cat "$pidfile"), port $KAFKA_PORT)"
+            KAFKA_SASL_PORT=$(read_file "$KAFKA_DIR/sasl_port")
+            KAFKA_TLS_PORT=$(read_file "$KAFKA_DIR/tls_port")
+            KAFKA_CONTROLLER_PORT=$(read_file "$KAFKA_DIR/controller_port")
+            KAFKA_SASL_PASSWORD=$(read_file "$KAFKA_DIR/sasl_password")
+            TAKEN_PORTS="$TAKEN_PORTS$KAFKA_PORT $KAFKA_SASL_PORT $KAFKA_TLS_PORT $KAFKA_CONTROLLER_PORT "
+            return 0
+        fi
+        log "kafka running but not answering; restarting it"
+        kafka_down
+    fi
+    stop_strays "$conf" kafka java
+    rm -f "$pidfile"
+
+    choose_port KAFKA_PORT "${SOCD_KAFKA_PORT:-19092}" "$(read_file "$KAFKA_DIR/port")"
+    choose_port KAFKA_SASL_PORT "${SOCD_KAFKA_SASL_PORT:-19094}" "$(read_file "$KAFKA_DIR/sasl_port")"
+    choose_port KAFKA_TLS_PORT "${SOCD_KAFKA_TLS_PORT:-19095}" "$(read_file "$KAFKA_DIR/tls_port")"
+    choose_port KAFKA_CONTROLLER_PORT "${SOCD_KAFKA_CONTROLLER_PORT:-19093}" "$(read_file "$KAFKA_DIR/controller_port")"
+    echo "$KAFKA_PORT" >"$KAFKA_DIR/port"
+    echo "$KAFKA_SASL_PORT" >"$KAFKA_DIR/sasl_port"
+    echo "$KAFKA_TLS_PORT" >"$KAFKA_DIR/tls_port"
+    echo "$KAFKA_CONTROLLER_PORT" >"$KAFKA_DIR/controller_port"
+
+    KAFKA_SASL_PASSWORD=$(read_file "$KAFKA_DIR/sasl_password")
+    if [ -z "$KAFKA_SASL_PASSWORD" ]; then
+        KAFKA_SASL_PASSWORD="dev-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+        (umask 077 && printf '%s\n' "$KAFKA_SASL_PASSWORD" >"$KAFKA_DIR/sasl_password")
+    fi
+    kafka_tls
+    render "$TEMPLATE_DIR/kafka.properties.in" "$conf" \
+        KAFKA_PORT="$KAFKA_PORT" KAFKA_SASL_PORT="$KAFKA_SASL_PORT" \
+        KAFKA_TLS_PORT="$KAFKA_TLS_PORT" KAFKA_CONTROLLER_PORT="$KAFKA_CONTROLLER_PORT" \
+        KAFKA_SASL_USER="$KAFKA_SASL_USER" KAFKA_SASL_PASSWORD="$KAFKA_SASL_PASSWORD" \
+        KAFKA_TLS_DIR="$KAFKA_DIR/tls" KAFKA_DATA_DIR="$KAFKA_DIR/data"
+    chmod 600 "$conf"
+    render "$TEMPLATE_DIR/kafka-log4j2.yaml.in" "$KAFKA_DIR/log4j2.yaml" KAFKA_LOG="$KAFKA_DIR/kafka.log"
+
+    # KRaft needs its storage formatted once (cluster id, SCRAM users in the metadata log).
+    if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+        local cid
+        cid=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/kafka.log") ||
+            kafka_fail "kafka StorageTool random-uuid failed"
+        log "formatting kafka storage (cluster $cid)"
+        mkdir -p "$KAFKA_DIR/data"
+        kafka_java -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.yaml" kafka.tools.StorageTool format \
+            -t "$cid" -c "$conf" \
+            --add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
+            --add-scram "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
+            >>"$KAFKA_DIR/kafka.log" 2>&1 || kafka_fail "kafka StorageTool format failed"
+    fi
+
+    log "starting kafka $KAFKA_VERSION on $HOST:$KAFKA_PORT (SASL $KAFKA_SASL_PORT, TLS $KAFKA_TLS_PORT, controller $KAFKA_CONTROLLER_PORT)"
+    printf '\n===== %s start =====\n' "$(date -Is)" >>"$KAFKA_DIR/kafka.log"
+    (cd "$KAFKA_DIR" && { ulimit -n 65535 || true; } 2>/dev/null
+        exec setsid "$ES_JAVA_HOME/bin/java" "-Xms$KAFKA_HEAP" "-Xmx$KAFKA_HEAP" \
+            -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+            -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.yaml" \
+            -cp "$KAFKA_DIST/libs/*" kafka.Kafka "$conf" \
+            </dev/null >>"$KAFKA_DIR/kafka.log" 2>&1 9>&-) &
+    local pid=$!
+    echo "$pid" >"$pidfile"
+
+    local deadline=$((SECONDS + KAFKA_WAIT))
+    while :; do
+        proc_running "$pid" || kafka_fail "kafka exited during startup"
+        kafka_ready "$KAFKA_PORT" && { log "kafka ready"; return 0; }
+        [ "$SECONDS" -lt "$deadline" ] || kafka_fail "kafka did not answer on $HOST:$KAFKA_PORT within ${KAFKA_WAIT}s"
+        sleep 0.5
+    done
+}
+
+kafka_down() {
+    local pidfile=$KAFKA_DIR/kafka.pid
+    if pid_alive "$pidfile" "$KAFKA_DIR/server.properties"; then
+        stop_pid "$(cat "$pidfile")" kafka 60
+    fi
+    rm -f "$pidfile"
+    stop_strays "$KAFKA_DIR/server.properties" kafka java
+}
+
 # ------------------------------------------------------------------ output ----
 env_line() {
     local k=$1 v=$2
@@ -706,6 +905,16 @@ write_env() {
         PROMETHEUS_TARGETS_DIR "$PROM_DIR/targets"
         PROMETHEUS_RULES_DIR "$PROM_DIR/rules"
         PROMETHEUS_LOG "$PROM_DIR/prometheus.log"
+        KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT"
+        KAFKA_SASL_BOOTSTRAP "$HOST:$KAFKA_SASL_PORT"
+        KAFKA_TLS_BOOTSTRAP "$HOST:$KAFKA_TLS_PORT"
+        KAFKA_TLS_CA "$KAFKA_DIR/tls/ca.pem"
+        KAFKA_SASL_USER "$KAFKA_SASL_USER"
+        KAFKA_SASL_PASSWORD "$KAFKA_SASL_PASSWORD"
+        KAFKA_VERSION "$KAFKA_VERSION"
+        KAFKA_JAVA "$ES_JAVA_HOME/bin/java"
+        KAFKA_CLASSPATH "$KAFKA_DIST/libs/*"
+        KAFKA_LOG "$KAFKA_DIR/kafka.log"
     )
     local i envtmp=$STATE_DIR/services.env.tmp jsontmp=$STATE_DIR/services.json.tmp
     {
@@ -763,6 +972,7 @@ cmd_up() {
     t=$SECONDS; mosquitto_up;     log "mosquitto step took $((SECONDS - t))s"
     t=$SECONDS; prometheus_up;    log "prometheus step took $((SECONDS - t))s"
     t=$SECONDS; elasticsearch_up; log "elasticsearch step took $((SECONDS - t))s"
+    t=$SECONDS; kafka_up;         log "kafka step took $((SECONDS - t))s"
     write_env
     log "all services up in $((SECONDS - T0))s; env in $STATE_DIR/services.env and services.json"
     grep -v '^#' "$STATE_DIR/services.env"
@@ -772,6 +982,7 @@ cmd_down() {
     if [ ! -d "$STATE_DIR" ]; then log "nothing to stop ($STATE_DIR does not exist)"; return 0; fi
     lock_state
     rm -f "$STATE_DIR/services.env" "$STATE_DIR/services.json"
+    kafka_down
     elasticsearch_down
     prometheus_down
     mosquitto_down
@@ -813,6 +1024,16 @@ cmd_status() {
     else
         echo "elasticsearch: stopped"; ok=1
     fi
+    if pid_alive "$KAFKA_DIR/kafka.pid" "$KAFKA_DIR/server.properties"; then
+        port=$(read_file "$KAFKA_DIR/port"); pid=$(cat "$KAFKA_DIR/kafka.pid")
+        if kafka_ready "$port"; then
+            echo "kafka:         running  pid $pid  $HOST:$port  ready"
+        else
+            echo "kafka:         running  pid $pid  $HOST:$port  NOT ANSWERING"; ok=1
+        fi
+    else
+        echo "kafka:         stopped"; ok=1
+    fi
     if [ "$ok" -eq 0 ] && [ -f "$STATE_DIR/services.env" ]; then
         echo "env: $STATE_DIR/services.env"
     fi
@@ -830,7 +1051,9 @@ cmd_fetch() {
     need_cmd prometheus prometheus
     es_fetch
     ensure_es_user
+    kafka_fetch
     echo "$ES_DIST"
+    echo "$KAFKA_DIST"
 }
 
 cmd_clean() {

@@ -55,6 +55,36 @@ def services() -> dict[str, Any]:
     return data
 
 
+def _kafka_env() -> dict[str, Any]:
+    """The KAFKA_* entries of services.json; fails (never skips) when Kafka is not up."""
+    path = SERVICES_DIR / "services.json"
+    if not path.exists():
+        pytest.fail(f"{path} not found: start the real services with `make services` "
+                    "(make test does this)", pytrace=False)
+    data: dict[str, Any] = json.loads(path.read_text())
+    if not data.get("KAFKA_BOOTSTRAP"):
+        pytest.fail(f"no KAFKA_BOOTSTRAP in {path}: `make services` did not start Kafka",
+                    pytrace=False)
+    for key in ("KAFKA_BOOTSTRAP", "KAFKA_SASL_BOOTSTRAP", "KAFKA_TLS_BOOTSTRAP"):
+        host, _, port = str(data[key]).rpartition(":")
+        if not _reachable(host, int(port)):
+            pytest.fail(f"Kafka {key}={data[key]} (from {path}) is not answering; "
+                        "run `make services`", pytrace=False)
+    return {k: v for k, v in data.items() if k.startswith("KAFKA_")}
+
+
+@pytest.fixture(scope="session")
+def kafka_services() -> dict[str, Any]:
+    """Every KAFKA_* endpoint: plain, SASL (user, password) and TLS (CA file) listeners."""
+    return _kafka_env()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_services: dict[str, Any]) -> str:
+    """``host:port`` of the real dev broker's PLAINTEXT listener."""
+    return str(kafka_services["KAFKA_BOOTSTRAP"])
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique name for this test's topic, index or collector."""

@@ -1,10 +1,15 @@
-"""Report renderers: Markdown, HTML (Jinja2), PDF (WeasyPrint, from the same HTML), XLSX.
+"""Report renderers: Markdown, HTML (Jinja2), PDF (WeasyPrint, from the same HTML), XLSX,
+DOCX (python-docx).
 
 All of them read one :class:`~socd.reports.data.ReportData` through :func:`view`, the
 formatted Vietnamese texts and table rows, so a number reads the same in every format
 (XLSX keeps numbers as numbers). The HTML is self-contained (inline CSS, charts as
 ``data:`` URIs, UTF-8) and has print CSS (A4), which is what WeasyPrint lays out for
-the PDF; text uses DejaVu Sans, whose glyphs cover Vietnamese.
+the PDF. HTML, PDF and DOCX are in the official layout of Decree 30/2020/NĐ-CP
+(:mod:`socd.reports.official`: letterhead, number, place and date, title, recipients,
+signature; the ``documents:`` section) in Times New Roman, or in the PDF Liberation
+Serif / DejaVu Serif where it is missing (their glyphs cover Vietnamese). Markdown and
+XLSX are working copies and carry only the title.
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ from socd.reports.vn import (
 
 if TYPE_CHECKING:
     from socd.config import Config
+    from socd.config.documents import DocumentsConfig
+    from socd.reports.official import Letterhead
+    from socd.reports.word import Block
 
-FORMATS = ("md", "html", "pdf", "xlsx")
+FORMATS = ("md", "html", "pdf", "xlsx", "docx")
 SHEETS = {"he_thong": "Theo hệ thống giám sát", "xu_huong": "Xu hướng", "theo_ngay": "Theo ngày",
           "luat": "Luật phát hiện", "may": "Hệ thống bị ảnh hưởng", "don_vi": "Đơn vị",
           "ioc": "IoC", "chan": "Chặn địa chỉ", "su_co": "Sự cố", "lop_4": "Chia sẻ lớp 4"}
@@ -263,14 +271,31 @@ def _environment() -> Any:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render_html(data: ReportData, charts: dict[str, bytes] | None = None) -> str:
-    """The self-contained HTML report (charts drawn unless given)."""
+def letterhead(data: ReportData, documents: DocumentsConfig | None = None,
+               number: str | None = None) -> Letterhead:
+    """The report's fixed parts from the ``documents:`` section (its defaults when None),
+    dated the day the report was generated, in the report's zone."""
+    from socd.config.documents import DocumentsConfig
+    from socd.reports.official import letterhead as official_letterhead
+
+    zone = local_zone(data.period.timezone)
+    return official_letterhead(
+        documents or DocumentsConfig(), "report", title=data.title, number=number,
+        when=data.generated_at.astimezone(zone),
+        subtitle="" if data.period.kind == "weekly" else f"({data.period.range_text})")
+
+
+def render_html(data: ReportData, charts: dict[str, bytes] | None = None, *,
+                head: Letterhead | None = None) -> str:
+    """The self-contained HTML report (charts drawn unless given), in the official layout
+    (``head``: :func:`letterhead` with the default ``documents:`` unless given)."""
     from socd.reports import charts as charts_mod
 
     pngs = charts if charts is not None else charts_mod.all_charts(data)
     images = {name: charts_mod.data_uri(png) for name, png in pngs.items()}
     template = _environment().get_template("report.html.j2")
-    return nfc(template.render(v=view(data), images=images, cell=_cell))
+    return nfc(template.render(v=view(data), images=images, cell=_cell,
+                               h=head or letterhead(data)))
 
 
 def pdf_unavailable() -> str | None:
@@ -303,13 +328,49 @@ def check_formats(config: Config) -> None:
         f"{PDF_HINT}; or leave PDF out: `formats: [{', '.join(others)}]`")])
 
 
-def render_pdf(data: ReportData, html: str | None = None) -> bytes:
+def render_pdf(data: ReportData, html: str | None = None, *,
+               head: Letterhead | None = None) -> bytes:
     try:
         import weasyprint
     except (ImportError, OSError) as exc:
         raise RenderError(f"{PDF_HINT} ({type(exc).__name__}: {exc})") from exc
-    document = weasyprint.HTML(string=html or render_html(data), base_url=".")
+    document = weasyprint.HTML(string=html or render_html(data, head=head), base_url=".")
     return bytes(document.write_pdf())
+
+
+def docx_blocks(data: ReportData, charts: dict[str, bytes] | None = None) -> list[Block]:
+    """The report's body for Word: the sections of the HTML, the same :func:`tables`."""
+    from socd.reports import charts as charts_mod
+    from socd.reports.word import Bullets, Grid, Heading, Para, Picture
+
+    v = view(data)
+    pngs = charts if charts is not None else charts_mod.all_charts(data)
+    blocks: list[Block] = []
+    if v["unit"]:
+        blocks.append(Para(f"Đơn vị: {v['unit']}"))
+    blocks += [Para(f"Ngày lập: {v['generated']} — nguồn số liệu: {v['source']}", italic=True),
+               Heading("1. Tình hình chung"), Para(v["summary"]),
+               Bullets(v["kind_sentences"]), Para(v["handling"])]
+    if v["trend"]:
+        blocks.append(Para(v["trend"]))
+    blocks += [Picture(pngs[name]) for name in ("daily", "kinds") if name in pngs]
+    for i, table in enumerate(v["tables"], start=2):
+        blocks.append(Heading(f"{i}. {table.title}"))
+        if table.key == "luat" and table.rows and "rules" in pngs:
+            blocks.append(Picture(pngs["rules"]))
+        if table.rows:
+            blocks.append(Grid(table.headers, [[_cell(c) for c in row] for row in table.rows],
+                               frozenset(table.numeric)))
+        else:
+            blocks.append(Para(table.note, italic=True))
+    return blocks
+
+
+def render_docx(data: ReportData, *, head: Letterhead | None = None) -> bytes:
+    """The report as a Word document in the official layout (agencies edit and sign it)."""
+    from socd.reports.word import write
+
+    return write(head or letterhead(data), docx_blocks(data))
 
 
 def _summary_sheet(ws: Any, data: ReportData, v: dict[str, Any]) -> None:
@@ -402,14 +463,21 @@ def _sheet_name(title: str, taken: Sequence[str]) -> str:
     return name
 
 
-def render(data: ReportData, fmt: str) -> bytes:
-    """One format as bytes (text formats UTF-8)."""
+def render(data: ReportData, fmt: str, *, documents: DocumentsConfig | None = None,
+           number: str | None = None) -> bytes:
+    """One format as bytes (text formats UTF-8). ``documents`` (the config's
+    ``documents:`` section, its defaults when None) and ``number`` (the document's
+    number, else left blank for the clerk) fill the official layout of html, pdf, docx.
+    """
     if fmt == "md":
         return render_markdown(data).encode("utf-8")
-    if fmt == "html":
-        return render_html(data).encode("utf-8")
-    if fmt == "pdf":
-        return render_pdf(data)
     if fmt == "xlsx":
         return render_xlsx(data)
+    head = letterhead(data, documents, number)
+    if fmt == "html":
+        return render_html(data, head=head).encode("utf-8")
+    if fmt == "pdf":
+        return render_pdf(data, head=head)
+    if fmt == "docx":
+        return render_docx(data, head=head)
     raise RenderError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")

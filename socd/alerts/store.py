@@ -15,7 +15,7 @@ Guarantees:
   the current row, applies the caller's decision and appends to
   ``alert_history``: two operators acting at once are serialized, and the
   history always explains the current status.
-* Opening a version 1 file migrates it to version 2 in place, in one
+* Opening a version 1 or 2 file migrates it to version 3 in place, in one
   transaction (a crash leaves the old schema, never half a new one). A file
   written by a newer socd is refused rather than misread (:class:`socd.sqlite.Schema`).
 
@@ -38,7 +38,7 @@ from socd.severity import fold
 from socd.sqlite import Schema, Store, has_table
 from socd.tz import iso_or_none
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # Version 2, created as a whole in a new file. A version 1 file gets the same
 # shape from _MIGRATE_1_2. ``ts_ms`` (epoch milliseconds of @timestamp) exists
@@ -88,6 +88,17 @@ _HISTORY = (
     "CREATE INDEX alerts_status ON alerts (status, rule_id)",
     "CREATE INDEX alerts_rule ON alerts (rule_id)",
 )
+# Version 3: the console's alert queue (socd.console) pages through alerts newest first
+# under any mix of filters, with 1,000,000 alerts in ≤ 200 ms. Each index starts with
+# ``kind`` (the queue shows alerts only) and ends with ``ts_ms`` (the order), so a
+# page is a range walk that stops after one page, and the counts per severity are
+# covering range counts. Measured on 1M alerts: +3 % insert time, +13 % file size.
+_CONSOLE = (
+    "CREATE INDEX alerts_q_ts ON alerts (kind, ts_ms)",
+    "CREATE INDEX alerts_q_severity ON alerts (kind, severity, unit, ts_ms)",
+    "CREATE INDEX alerts_q_unit ON alerts (kind, unit, ts_ms)",
+    "CREATE INDEX alerts_q_status ON alerts (kind, status, ts_ms)",
+)
 _MIGRATE_1_2 = (
     "ALTER TABLE alerts ADD COLUMN assignee TEXT",
     "ALTER TABLE alerts ADD COLUMN status_by TEXT",
@@ -107,11 +118,13 @@ def _version_1(db: sqlite3.Connection) -> str | None:
 
 SCHEMA: Final = Schema(
     name="alert store",
-    create=(*_SCHEMA_2, *_HISTORY),
+    create=(*_SCHEMA_2, *_HISTORY, *_CONSOLE),
     version=SCHEMA_VERSION,
-    # A version 1 file may predate the meta table too.
+    # A version 1 file may predate the meta table too. Building the version 3 indexes
+    # of a large file takes a few seconds (4 s for 1,000,000 alerts), once.
     upgrades={"1": ("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-                    *_MIGRATE_1_2, *_HISTORY)},
+                    *_MIGRATE_1_2, *_HISTORY, *_CONSOLE),
+              "2": _CONSOLE},
     legacy=_version_1,
     create_always=False,
     unknown="newer",
@@ -207,6 +220,78 @@ class Updated:
     before: StoredAlert
     after: StoredAlert
     changed: bool  # False: the decision was a no-op, nothing was written
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """A filter over alerts (event.kind alert) and one page of them: the console's queue
+    (:meth:`AlertStore.search`; the Elasticsearch reader in socd.console answers the same
+    query with the same alerts). ``None`` leaves a field unfiltered.
+
+    ``text`` is a case-insensitive substring of the id, rule id or name, host name or
+    unit. ``after`` is the keyset cursor: the ``(ts_ms, id)`` of the last alert of the
+    previous page; pages are ordered by ``(ts_ms, id)``, newest first unless
+    ``oldest_first``."""
+
+    severity: str | None = None
+    status: str | None = None
+    unit: str | None = None
+    layer: int | None = None
+    asset_kind: str | None = None
+    rule: str | None = None  # rule.id or rule.name
+    source_ip: str | None = None
+    destination_ip: str | None = None
+    since_ms: int | None = None  # ts_ms >= since_ms
+    until_ms: int | None = None  # ts_ms < until_ms
+    text: str | None = None
+    after: tuple[int, str] | None = None
+    oldest_first: bool = False
+    limit: int = 50
+
+
+# AlertQuery fields compared for equality, and their columns.
+_EQUAL: Final = (("severity", "severity"), ("status", "status"), ("unit", "unit"),
+                 ("layer", "layer"), ("asset_kind", "asset_kind"),
+                 ("source_ip", "source_ip"), ("destination_ip", "destination_ip"))
+# The columns free text is looked for in (``LIKE``, ASCII case ignored).
+_TEXT_COLUMNS: Final = ("id", "rule_id", "rule_name", "host_name", "unit")
+
+
+def _like(text: str) -> str:
+    """``text`` as a ``LIKE ... ESCAPE '\\'`` substring pattern (its % and _ literal)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _where(q: AlertQuery, *, page: bool) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``q`` (with its cursor when ``page``); values are parameters,
+    column names come from this module."""
+    where = ["kind = 'alert'"]
+    params: list[Any] = []
+    for name, column in _EQUAL:
+        value = getattr(q, name)
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if q.rule is not None:
+        where.append("(rule_id = ? OR rule_name = ?)")
+        params += [q.rule, q.rule]
+    if q.since_ms is not None:
+        where.append("ts_ms >= ?")
+        params.append(q.since_ms)
+    if q.until_ms is not None:
+        where.append("ts_ms < ?")
+        params.append(q.until_ms)
+    if q.text:
+        pattern = _like(q.text)
+        where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in _TEXT_COLUMNS) + ")")
+        params += [pattern] * len(_TEXT_COLUMNS)
+    if page and q.after is not None:
+        # The range on ts_ms lets the index walk start at the cursor; ids break ties.
+        op = ">" if q.oldest_first else "<"
+        where.append(f"ts_ms {op}= ? AND (ts_ms {op} ? OR id {op} ?)")
+        params += [q.after[0], q.after[0], q.after[1]]
+    return " AND ".join(where), params
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +392,58 @@ class AlertStore(Store):
                           "ORDER BY ts_ms DESC, id LIMIT ?", params)
         return [_alert(r) for r in rows]
 
+    def search(self, q: AlertQuery) -> list[StoredAlert]:
+        """One page of the alerts ``q`` selects (see :class:`AlertQuery`)."""
+        where, params = _where(q, page=True)
+        order = "ASC" if q.oldest_first else "DESC"
+        rows = self.query(f"{_SELECT} WHERE {where} "
+                          f"ORDER BY ts_ms {order}, id {order} LIMIT ?", [*params, q.limit])
+        return [_alert(r) for r in rows]
+
+    def count_matching(self, q: AlertQuery, cap: int) -> int:
+        """How many alerts ``q`` selects (its cursor ignored), counted up to ``cap``: a
+        count over a million rows that a filter does not narrow would cost seconds, so
+        the queue shows "10.000+" instead."""
+        where, params = _where(q, page=False)
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM alerts WHERE {where} LIMIT ?)"  # noqa: S608
+        return int(self.query(sql, [*params, cap])[0][0])
+
+    def update_many(self, alert_ids: Sequence[str],
+                    decide: Callable[[StoredAlert], Change | None]) -> list[Updated]:
+        """:meth:`update` for many alerts in one transaction (one ``fsync``: a bulk
+        action on 1,000 alerts takes milliseconds, not seconds). ``decide`` may raise
+        to refuse the whole batch (nothing is written). Ids of no alert are left out of
+        the result."""
+        out: list[Updated] = []
+        with self.transaction() as tx:
+            db = tx.db
+            now = now_iso()
+            for alert_id in dict.fromkeys(alert_ids):
+                row = db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchone()
+                if row is None:
+                    continue
+                before = _alert(row)
+                change = decide(before)
+                if change is None:
+                    out.append(Updated(before, before, changed=False))
+                    continue
+                out.append(Updated(before, self._write(db, before, change, now), changed=True))
+        return out
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, before: StoredAlert, change: Change,
+               now: str) -> StoredAlert:
+        """Apply ``change`` to the alert's row and append its history entry."""
+        assignee = before.assignee if change.assignee is KEEP else change.assignee
+        db.execute("UPDATE alerts SET status = ?, assignee = ?, status_by = ?, "
+                   "status_note = ?, status_at = ? WHERE id = ?",
+                   (change.status, assignee, change.by, change.note, now, before.id))
+        db.execute('INSERT INTO alert_history (alert_id, ts, action, status_from, '
+                   'status_to, "by", note) VALUES (?,?,?,?,?,?,?)',
+                   (before.id, now, change.action, before.status, change.status,
+                    change.by, change.note))
+        return _alert(db.execute(f"{_SELECT} WHERE id = ?", (before.id,)).fetchone())
+
     def history(self, alert_id: str) -> list[HistoryEntry]:
         rows = self.query('SELECT id, alert_id, ts, action, status_from, status_to, "by", note '
                           "FROM alert_history WHERE alert_id = ? ORDER BY id", (alert_id,))
@@ -328,17 +465,7 @@ class AlertStore(Store):
             if change is None:
                 tx.rollback()
                 return Updated(before, before, changed=False)
-            now = now_iso()
-            assignee = before.assignee if change.assignee is KEEP else change.assignee
-            db.execute("UPDATE alerts SET status = ?, assignee = ?, status_by = ?, "
-                       "status_note = ?, status_at = ? WHERE id = ?",
-                       (change.status, assignee, change.by, change.note, now, alert_id))
-            db.execute('INSERT INTO alert_history (alert_id, ts, action, status_from, '
-                       'status_to, "by", note) VALUES (?,?,?,?,?,?,?)',
-                       (alert_id, now, change.action, before.status, change.status,
-                        change.by, change.note))
-            after = _alert(db.execute(f"{_SELECT} WHERE id = ?", (alert_id,)).fetchone())
-            return Updated(before, after, changed=True)
+            return Updated(before, self._write(db, before, change, now_iso()), changed=True)
 
     def status_counts(self, since_ms: int | None = None) -> dict[str, int]:
         """Alerts by current status (alert time at or after ``since_ms``, if given)."""

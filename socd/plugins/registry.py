@@ -65,6 +65,8 @@ _BUILTIN: tuple[PluginSpec, ...] = (
                "HTTP webhook: POSTed JSON or NDJSON batches with a bearer token per source."),
     PluginSpec("collector", "sensor", "socd.collectors.sensor:SensorCollector",
                "Network sensor (scapy): per-flow connection and DNS events, live or pcap."),
+    PluginSpec("collector", "kafka", "socd.collectors.kafka:KafkaCollector",
+               "Kafka consumer group: commits offsets only once records are stored."),
     PluginSpec("decoder", "json", "socd.decoders.json:JsonDecoder",
                "ECS-shaped JSON objects, arrays or NDJSON."),
     PluginSpec("decoder", "mapping", "socd.decoders.mapping:MappingDecoder",

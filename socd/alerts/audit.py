@@ -57,7 +57,9 @@ GENESIS: Final = "0" * 64
 KEY_ENV: Final = "SOCD_AUDIT_KEY"
 DB_NAME: Final = "audit.db"
 ANCHOR_SUFFIX: Final = ".anchor"
-ObjectType = Literal["alert", "incident"]
+# What a record is about: alerts and incidents; the console also records its users'
+# sign-ins and changes to users, IoC lists, blocks and reports (socd.console.audit).
+ObjectType = Literal["alert", "incident", "user", "ioc", "block", "report"]
 
 # The mode of one record. ``hmac-sha256`` binds the mode into the HMAC; ``hmac-sha256-v1``
 # marks records of logs keyed before that (HMAC over the record alone, still needing the

@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from socd.config.console import ConsoleConfig
+from socd.config.documents import DocumentsConfig
 from socd.config.incidents import IncidentsConfig
 from socd.config.models import HttpLimits, StrictModel
 from socd.config.notifications import NotificationsConfig
@@ -227,3 +229,9 @@ class DocumentConfig(StrictModel):
     incidents: IncidentsConfig = IncidentsConfig()
     sharing: SharingConfig = SharingConfig()
     reports: ReportsConfig = ReportsConfig()
+    documents: DocumentsConfig = Field(
+        default_factory=DocumentsConfig, description="The official layout (Decree "
+        "30/2020/NĐ-CP) of the reports and incident documents: issuing body, number, place "
+        "and date, recipients, signer, font (docs/reports.md).")
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="The analyst "
+                                   "console (docs/console.md).")

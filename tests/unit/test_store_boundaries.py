@@ -50,9 +50,12 @@ OWNERS: dict[str, frozenset[str]] = {
     "groups": frozenset({"socd.notify.queue"}),
     "dedup": frozenset({"socd.notify.queue"}),
     "outbox": frozenset({"socd.notify.queue"}),
+    # console-users.db
+    "console_users": frozenset({"socd.console.users"}),
+    "console_sessions": frozenset({"socd.console.users"}),
     # Each versioned store has its own `meta` table; the base reads their version rows.
     "meta": frozenset({BASE, "socd.alerts.store", "socd.ioc.store", "socd.block.decisions",
-                       "socd.incidents.store", "socd.alerts.audit"}),
+                       "socd.incidents.store", "socd.alerts.audit", "socd.console.users"}),
     "sqlite_master": frozenset({BASE}),
 }
 
@@ -164,7 +167,8 @@ def test_every_store_is_built_on_the_base() -> None:
     stores = {"socd.alerts.store": "AlertStore", "socd.ioc.store": "IocDatabase",
               "socd.block.decisions": "BlockStore", "socd.incidents.store": "IncidentStore",
               "socd.sharing.records": "ExchangeLog", "socd.app.spool": "SpoolFile",
-              "socd.alerts.audit": "AuditLog", "socd.notify.queue": "NotifyStore"}
+              "socd.alerts.audit": "AuditLog", "socd.notify.queue": "NotifyStore",
+              "socd.console.users": "UserStore"}
     for module, name in stores.items():
         assert issubclass(getattr(importlib.import_module(module), name), Store), module
     owners = set().union(*OWNERS.values()) - {BASE}

@@ -1,0 +1,69 @@
+"""CSRF protection: every POST, PUT, PATCH and DELETE carries the session's token.
+
+The token is per session (made at sign-in, kept in the user store) and is sent either
+as the ``X-CSRF-Token`` header (htmx sends it from ``<body hx-headers>``, see
+base.html) or as the ``csrf_token`` form field (plain forms). It is compared in
+constant time. A signed-out browser's only state change is signing in: its form
+carries the pre-session cookie's token (login CSRF). Requests a browser marks as
+cross-site (``Sec-Fetch-Site: cross-site``) or whose ``Origin`` is another host are
+refused before the token is looked at. The session cookie's ``SameSite=Strict`` is a
+third, independent guard.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from socd.console.auth import Handler
+from socd.console.keys import SESSION_KEY
+from socd.console.sessions import anon_token
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+HEADER = "X-CSRF-Token"
+FIELD = "csrf_token"
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def expected_token(request: web.Request) -> str:
+    """The token this request must carry ("" when it has none to carry)."""
+    session = request.get(SESSION_KEY)
+    return session.csrf if session is not None else anon_token(request)
+
+
+async def supplied_token(request: web.Request) -> str:
+    """The token the request carries: the header, else the form field."""
+    header = request.headers.get(HEADER)
+    if header:
+        return header
+    if request.content_type in _FORMS and request.can_read_body:
+        form = await request.post()  # cached: the handler reads the same form
+        value = form.get(FIELD)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def _cross_site(request: web.Request) -> bool:
+    if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    if origin == "null":
+        return True
+    return urlsplit(origin).netloc.lower() != request.host.lower()
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method in UNSAFE_METHODS:
+        if _cross_site(request):
+            raise web.HTTPForbidden(reason="cross-site")
+        expected = expected_token(request)
+        supplied = await supplied_token(request)
+        if not expected or not hmac.compare_digest(expected.encode(), supplied.encode()):
+            raise web.HTTPForbidden(reason="csrf")
+    return await handler(request)

@@ -93,6 +93,8 @@ _BUILTIN: tuple[PluginSpec, ...] = (
                "Block decisions: nftables/ipset and feeds for firewall appliances."),
     PluginSpec("sink", "syslog_cef", "socd.alerting.cef:SyslogCefSink",
                "Forward alerts as CEF over syslog (UDP, TCP, TLS) to an upstream SIEM."),
+    PluginSpec("sink", "kafka", "socd.alerting.kafka:KafkaSink",
+               "Produce events as JSON to a Kafka topic (idempotent, acks=all, keyed)."),
     PluginSpec("notifier", "email", "socd.alerting.notifiers.email:EmailNotifier",
                "E-mail over SMTP (STARTTLS or implicit TLS, AUTH)."),
     PluginSpec("notifier", "webhook", "socd.alerting.notifiers.webhook:WebhookNotifier",

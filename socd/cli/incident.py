@@ -159,7 +159,10 @@ def register(sub: Subparsers,  # noqa: PLR0915 (one parser per command)
     common(p, by=False, sink=True)
     p.add_argument("id", metavar="ID")
     p.add_argument("--kind", choices=("notification", "final"), required=True)
-    p.add_argument("--format", choices=("md", "html", "pdf"), default="md")
+    p.add_argument("--format", choices=("md", "html", "pdf", "docx"), default="md",
+                   help="html, pdf and docx are in the official layout (`documents:`)")
+    p.add_argument("--number", help="the document's number in the `Số:` line (default: "
+                   "blank, for the clerk who registers it)")
     p.add_argument("--out", help="output file (default: stdout)")
     p.set_defaults(handler=_doc)
 
@@ -567,7 +570,9 @@ def _doc(args: argparse.Namespace) -> int:
             finally:
                 alerts.close()
         ctx = context(inc, args.kind, events=events, missing_alerts=missing,
-                      contact=s.config.contact, zone=s.config.timezone)
+                      contact=s.config.contact, zone=s.config.timezone,
+                      documents=s.full.document.documents if s.full else None,
+                      number=args.number)
         data = render(ctx, args.format)
         if args.out:
             write_output(args.out, data)

@@ -1,13 +1,16 @@
 """``socd report``: a weekly, monthly or six-monthly report in Vietnamese.
 
 ``socd report weekly|monthly|semiannual [--from DATE --to DATE] --format
-md|html|pdf|xlsx [--unit U] [--out FILE] [--source auto|store|elasticsearch]``
+md|html|pdf|xlsx|docx [--unit U] [--number N] [--out FILE] [--source
+auto|store|elasticsearch]``
 
 The numbers come from Elasticsearch when the config has an ``elasticsearch`` sink and
 from the embedded store (``sqlite`` sink) otherwise; ``--source`` forces one. Both give
 the same numbers. Without dates the period is the last full week (Monday-Sunday),
 month or half-year in Asia/Ho_Chi_Minh. Without ``--out`` text formats go to stdout
-and binary ones (pdf, xlsx) to ``<slug>.<format>`` in the current folder.
+and binary ones (pdf, xlsx, docx) to ``<slug>.<format>`` in the current folder. html, pdf
+and docx are in the official layout of the ``documents:`` section (docs/reports.md);
+``--number`` fills the number of its ``Số:`` line, left blank otherwise for the clerk.
 
 Exit codes: 0 written, 1 the data could not be read or a format cannot be produced,
 2 usage or configuration.
@@ -43,7 +46,11 @@ def register(sub: Subparsers, with_config: WithConfig) -> None:
     p.add_argument("--to", dest="date_to", metavar="DATE",
                    help="last day, inclusive (default: the kind's length from --from)")
     p.add_argument("--format", "-f", dest="fmt", default="md",
-                   choices=("md", "html", "pdf", "xlsx"), help="output format (default md)")
+                   choices=("md", "html", "pdf", "xlsx", "docx"),
+                   help="output format (default md); html, pdf and docx in the official "
+                   "layout (`documents:`)")
+    p.add_argument("--number", help="the report's number in the `Số:` line (default: blank, "
+                   "for the clerk who registers it)")
     p.add_argument("--unit", help="only alerts of this unit (socd.unit); case and diacritics "
                    "do not matter, as for severities")
     p.add_argument("--out", "-o", help="output file ('-' = stdout)")
@@ -73,7 +80,7 @@ def _report(args: argparse.Namespace) -> int:
         return fail(exc, EXIT_USAGE if isinstance(exc, ReportSetupError) else EXIT_FAILURE)
     try:
         data = build_report(backend, period, unit=args.unit, sides=SideSources.from_config(cfg))
-        body = render(data, args.fmt)
+        body = render(data, args.fmt, documents=cfg.document.documents, number=args.number)
     except (ReportError, RenderError) as exc:
         return fail(exc)
     except StoreError as exc:
@@ -81,7 +88,7 @@ def _report(args: argparse.Namespace) -> int:
     finally:
         backend.close()
     out = args.out
-    if out is None and args.fmt in ("pdf", "xlsx"):
+    if out is None and args.fmt in ("pdf", "xlsx", "docx"):
         out = f"{period.slug}.{args.fmt}"
     if out is None or out == "-":
         write_stdout(body)

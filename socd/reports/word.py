@@ -47,7 +47,7 @@ class Bullets:
 
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """A data table: headers and already formatted cells."""
+    """A data table: headers (none: a key-value table) and already formatted cells."""
 
     headers: Sequence[str]
     rows: Sequence[Sequence[str]]
@@ -95,18 +95,37 @@ def _page(doc: Any, head: Letterhead) -> None:
         fonts.set(qn(attr), head.font_family)
     normal.paragraph_format.space_after = Pt(3)
     normal.paragraph_format.space_before = Pt(0)
+    _page_numbers(section)
+
+
+def _page_numbers(section: Any) -> None:
+    """The page number centred at the top, from the second page on (the decree)."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    section.different_first_page_header_footer = True
+    p = section.header.paragraphs[0]
+    _para_align(p, "center")
+    field = OxmlElement("w:fldSimple")
+    field.set(qn("w:instr"), "PAGE")
+    p._p.append(field)
+
+
+def _para_align(p: Any, align: str) -> None:
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+
+    p.alignment = {"center": WD_ALIGN_PARAGRAPH.CENTER, "left": WD_ALIGN_PARAGRAPH.LEFT,
+                   "right": WD_ALIGN_PARAGRAPH.RIGHT,
+                   "justify": WD_ALIGN_PARAGRAPH.JUSTIFY}[align]
 
 
 def _para(container: Any, text: str = "", *, bold: bool = False, italic: bool = False,
           underline: bool = False, size: float | None = None, align: str = "center") -> Any:
     """A paragraph with one run; ``align`` is center, left, right or justify."""
-    from docx.enum.text import WD_ALIGN_PARAGRAPH
     from docx.shared import Pt
 
     p = container.add_paragraph()
-    p.alignment = {"center": WD_ALIGN_PARAGRAPH.CENTER, "left": WD_ALIGN_PARAGRAPH.LEFT,
-                   "right": WD_ALIGN_PARAGRAPH.RIGHT,
-                   "justify": WD_ALIGN_PARAGRAPH.JUSTIFY}[align]
+    _para_align(p, align)
     p.paragraph_format.space_after = Pt(0)
     if text:
         run = p.add_run(text)
@@ -215,14 +234,17 @@ def _grid(doc: Any, grid: Grid) -> None:
     from docx.oxml.ns import qn
     from docx.shared import Pt
 
-    table = doc.add_table(rows=1 + len(grid.rows), cols=len(grid.headers), style="Table Grid")
-    header = table.rows[0]
-    repeat = OxmlElement("w:tblHeader")  # the header row is repeated on each page
-    repeat.set(qn("w:val"), "true")
-    header._tr.get_or_add_trPr().append(repeat)
-    for i, text in enumerate(grid.headers):
-        _cell(header.cells[i], text, bold=True, align="center")
-    for r, row in enumerate(grid.rows, start=1):
+    skip = 1 if grid.headers else 0  # key-value tables have no header row
+    table = doc.add_table(rows=skip + len(grid.rows),
+                          cols=len(grid.headers) or len(grid.rows[0]), style="Table Grid")
+    if grid.headers:
+        header = table.rows[0]
+        repeat = OxmlElement("w:tblHeader")  # the header row is repeated on each page
+        repeat.set(qn("w:val"), "true")
+        header._tr.get_or_add_trPr().append(repeat)
+        for i, text in enumerate(grid.headers):
+            _cell(header.cells[i], text, bold=True, align="center")
+    for r, row in enumerate(grid.rows, start=skip):
         cells = table.rows[r].cells
         for i, text in enumerate(row):
             _cell(cells[i], text, align="right" if i in grid.numeric else "left")

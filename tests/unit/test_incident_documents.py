@@ -74,7 +74,8 @@ def test_final_report_html(incident: tuple[str, str], capsys: pytest.CaptureFixt
     assert "<td>16:00 ngày 12/11/2025</td>" in html  # the response ended
     assert "<td>16:00 ngày 17/11/2025</td>" in html  # the final report is due 5 days later
     assert "<code>185.220.101.7</code>" in html
-    assert 'font-family: "DejaVu Sans"' in html
+    # the official layout's font, then fallbacks with Vietnamese glyphs (issue 19)
+    assert 'font-family: "Times New Roman", "Liberation Serif", "DejaVu Serif", serif' in html
 
 
 def test_pdf_keeps_vietnamese_text(incident: tuple[str, str], tmp_path: Path,

@@ -55,7 +55,7 @@ _HEADERS = (("socd-event-hash", "event.hash"), ("socd-rule-id", "rule.id"),
 class KafkaSink:
     """Produces events to one topic and returns once the brokers confirmed them."""
 
-    class Config(SinkConfig, KafkaClientConfig):
+    class Config(KafkaClientConfig, SinkConfig):
         type: Literal["kafka"]
         topic: str = Field(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$",
                            description="Topic to write to (created beforehand, with the "

@@ -67,7 +67,7 @@ class TopicSubscription(StrictModel):
 class KafkaCollector:
     """Consumes Kafka topics in a consumer group and commits only what is stored."""
 
-    class Config(CollectorConfig, KafkaClientConfig):
+    class Config(KafkaClientConfig, CollectorConfig):
         type: Literal["kafka"]
         group_id: str | None = Field(None, description="Consumer group; members of one "
                                      "group split the topics' partitions. Default "

@@ -49,6 +49,7 @@ CI_IDS = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 SENSOR_VALUES = CHART / "ci" / "sensor-values.yaml"
 TLS_VALUES = CHART / "ci" / "tls-values.yaml"
 SCALEOUT_VALUES = CHART / "ci" / "scaleout-values.yaml"
+KAFKA_VALUES = CHART / "ci" / "kafka-values.yaml"
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 
 
@@ -67,11 +68,25 @@ def socd_configs(rendering: Rendering) -> dict[str, dict[str, Any]]:
             for cm in rendering.of_kind("ConfigMap") if "socd.yaml" in cm.get("data", {})}
 
 
+def role_args(workload: dict[str, Any], kafka: bool) -> list[str]:
+    """The `--role` a workload must pass: its component in Kafka mode, where the sensor
+    is an intake too; none for the single pipeline."""
+    component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+    if component in ("intake", "worker"):
+        return ["--role", component]
+    return ["--role", "intake"] if kafka and component == "sensor" else []
+
+
+def kafka_mode(rendering: Rendering) -> bool:
+    return any(w["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
+               for w in rendering.workloads())
+
+
 # --------------------------------------------------------------- the chart as a whole
 
 
 def test_ci_values_files_cover_the_required_scenarios() -> None:
-    assert {"minimal", "sensor", "tls", "scaleout"} <= set(CI_IDS)
+    assert {"minimal", "sensor", "tls", "scaleout", "kafka"} <= set(CI_IDS)
 
 
 def test_app_version_is_the_socd_version() -> None:
@@ -263,7 +278,8 @@ def test_probes_on_healthz_and_readyz(render: Render, values: Path) -> None:
         config = configs[cm_name]
         assert config["http"]["port"] == ports["http"]
         assert config["http"].get("enabled", True) is True
-        assert container["args"] == ["run", "-c", "/etc/socd/socd.yaml"]
+        assert container["args"] == ["run", "-c", "/etc/socd/socd.yaml",
+                                     *role_args(workload, kafka_mode(rendering))]
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert config["state_dir"] in mounts
         assert mounts["/etc/socd"]["readOnly"] is True
@@ -381,6 +397,157 @@ def test_deployment_persistence_is_one_claim_with_recreate(render: Render) -> No
     assert volumes["state"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
 
 
+# --------------------------------------------------------------------- Kafka mode
+
+
+def component(doc: dict[str, Any]) -> str:
+    return str(doc["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def test_kafka_mode_runs_intake_and_workers_instead_of_the_pipeline(render: Render) -> None:
+    rendering = render([KAFKA_VALUES])
+    workloads = {component(w): w for w in rendering.workloads()}
+    assert set(workloads) == {"intake", "worker", "sensor"}
+    intake, worker = workloads["intake"], workloads["worker"]
+    assert intake["metadata"]["name"] == "soc-socd-intake"
+    assert worker["metadata"]["name"] == "soc-socd-worker"
+    assert (intake["kind"], worker["kind"]) == ("StatefulSet", "StatefulSet")
+    assert (intake["spec"]["replicas"], worker["spec"]["replicas"]) == (2, 3)
+    for workload in (intake, worker):
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert selector["app.kubernetes.io/component"] == component(workload)
+        assert workload["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
+        # Each pod keeps its own state_dir (spool, journal).
+        (claim,) = workload["spec"]["volumeClaimTemplates"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    (intake_c,) = intake["spec"]["template"]["spec"]["containers"]
+    (worker_c,) = worker["spec"]["template"]["spec"]["containers"]
+    assert intake_c["args"][-2:] == ["--role", "intake"]
+    assert worker_c["args"][-2:] == ["--role", "worker"]
+    assert worker_c["resources"]["requests"] == {"cpu": "1", "memory": "512Mi"}
+    assert intake_c["resources"] == yaml.safe_load((CHART / "values.yaml").read_text())[
+        "resources"]
+    # One configuration for both roles (and the sensor, an intake too).
+    config = socd_configs(rendering)["soc-socd"]
+    assert config["cluster"] == {
+        "kafka": {"bootstrap_servers": ["kafka-0.kafka.soc.svc:9093",
+                                        "kafka-1.kafka.soc.svc:9093",
+                                        "kafka-2.kafka.soc.svc:9093"],
+                  "tls": {"ca_file": "/etc/socd/tls/kafka/ca.crt",
+                          "cert_file": "/etc/socd/tls/kafka/tls.crt",
+                          "key_file": "/etc/socd/tls/kafka/tls.key"},
+                  "sasl": {"mechanism": "SCRAM-SHA-512", "username": "${SOCD_KAFKA_USERNAME}",
+                           "password": "${SOCD_KAFKA_PASSWORD}"}},
+        "topic_prefix": "soc-hanoi", "partitions": 12, "replication_factor": 3}
+    assert "role" not in config["cluster"]  # each workload passes --role
+    sensor_config = socd_configs(rendering)["soc-socd-sensor"]
+    assert sensor_config["cluster"] == config["cluster"]
+    (sensor_c,) = workloads["sensor"]["spec"]["template"]["spec"]["containers"]
+    assert sensor_c["args"][-2:] == ["--role", "intake"]
+
+
+def test_kafka_credentials_come_from_the_named_secrets(render: Render) -> None:
+    rendering = render([KAFKA_VALUES])
+    for workload in rendering.workloads():
+        spec = workload["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+                if "secretKeyRef" in e.get("valueFrom", {})}
+        assert refs["SOCD_KAFKA_USERNAME"] == {"name": "socd-kafka-user", "key": "username"}
+        assert refs["SOCD_KAFKA_PASSWORD"] == {"name": "socd-kafka-user", "key": "password"}
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "config"]
+        secrets = [src["secret"] for src in volume["projected"]["sources"] if "secret" in src]
+        assert {"name": "socd-kafka-tls", "items": [
+            {"key": "ca.crt", "path": "tls/kafka/ca.crt"},
+            {"key": "tls.crt", "path": "tls/kafka/tls.crt"},
+            {"key": "tls.key", "path": "tls/kafka/tls.key"}]} in secrets
+    # Plaintext without SASL: no Kafka variables, no TLS section, no secret volume.
+    plain = render([KAFKA_VALUES], sets={"cluster.kafka.tls.enabled": "false",
+                                         "cluster.kafka.tls.existingSecret": "",
+                                         "cluster.kafka.tls.certKey": "",
+                                         "cluster.kafka.tls.keyKey": "",
+                                         "cluster.kafka.sasl.mechanism": "",
+                                         "cluster.kafka.sasl.existingSecret": ""})
+    assert set(socd_configs(plain)["soc-socd"]["cluster"]["kafka"]) == {"bootstrap_servers"}
+    assert "SOCD_KAFKA_PASSWORD" not in plain.text
+    assert "tls/kafka" not in plain.text
+    # TLS with the system CAs: an empty tls section.
+    system = render([KAFKA_VALUES], sets={"cluster.kafka.tls.existingSecret": "",
+                                          "cluster.kafka.tls.certKey": "",
+                                          "cluster.kafka.tls.keyKey": ""})
+    assert socd_configs(system)["soc-socd"]["cluster"]["kafka"]["tls"] == {}
+
+
+def test_kafka_mode_services_budgets_and_monitoring(render: Render) -> None:
+    rendering = render([KAFKA_VALUES])
+    services = {s["metadata"]["name"]: s for s in rendering.of_kind("Service")}
+    assert set(services) == {"soc-socd", "soc-socd-intake-headless", "soc-socd-worker",
+                             "soc-socd-sensor"}
+    # Senders (syslog, webhook) and port-forwards reach the intake.
+    assert services["soc-socd"]["spec"]["selector"]["app.kubernetes.io/component"] == "intake"
+    worker_svc = services["soc-socd-worker"]
+    assert worker_svc["spec"]["clusterIP"] == "None"
+    assert worker_svc["spec"]["selector"]["app.kubernetes.io/component"] == "worker"
+    statefulsets = {component(w): w for w in rendering.of_kind("StatefulSet")}
+    assert statefulsets["worker"]["spec"]["serviceName"] == "soc-socd-worker"
+    assert statefulsets["intake"]["spec"]["serviceName"] == "soc-socd-intake-headless"
+    budgets = {b["metadata"]["name"]: b["spec"] for b in rendering.of_kind("PodDisruptionBudget")}
+    assert budgets["soc-socd-intake"]["minAvailable"] == 1
+    # One worker at a time: each eviction is one rebalance.
+    assert budgets["soc-socd-worker"]["maxUnavailable"] == 1
+    assert "minAvailable" not in budgets["soc-socd-worker"]
+    for name, budget in budgets.items():
+        assert budget["selector"]["matchLabels"] == statefulsets[name.rsplit("-", 1)[1]][
+            "spec"]["selector"]["matchLabels"]
+    # Prometheus scrapes every role: the intake's Service and the workers' (not the
+    # intake's headless one, which would scrape the intake twice).
+    monitor = rendering.one("ServiceMonitor")
+    scraped = set(monitor["spec"]["selector"]["matchExpressions"][0]["values"])
+    assert {component(s) for s in services.values()} & scraped == {"intake", "worker", "sensor"}
+    policy = rendering.one("NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchExpressions"] == [{
+        "key": "app.kubernetes.io/component", "operator": "In", "values": ["intake", "worker"]}]
+    assert {"to": [{"ipBlock": {"cidr": "10.30.0.0/24"}}],
+            "ports": [{"port": 9093, "protocol": "TCP"}]} in policy["egress"]
+    # The pipeline's budget is not rendered.
+    assert "soc-socd" not in budgets
+
+
+def test_kafka_mode_with_deployments_and_no_budget_for_one_worker(render: Render,
+                                                                  tmp_path: Path) -> None:
+    path = write_values(tmp_path, {"cluster": {
+        "enabled": True, "kafka": {"bootstrapServers": ["kafka:9092"]},
+        "intake": {"replicaCount": 1}, "worker": {"replicaCount": 1}}})
+    rendering = render([path])
+    workloads = {component(w): w for w in rendering.workloads()}
+    assert set(workloads) == {"intake", "worker"}
+    assert {w["kind"] for w in workloads.values()} == {"Deployment"}
+    assert not rendering.of_kind("PodDisruptionBudget")
+    assert {s["metadata"]["name"] for s in rendering.of_kind("Service")} == {
+        "soc-socd", "soc-socd-worker"}
+    config = socd_configs(rendering)["soc-socd"]
+    assert config["cluster"] == {"kafka": {"bootstrap_servers": ["kafka:9092"]},
+                                 "topic_prefix": "socd", "partitions": 12,
+                                 "replication_factor": 3}
+    # Workers listen on nothing but http: the webhook/syslog ports are the intake's.
+    ports = render([path, TLS_VALUES])
+    by_role = {component(w): w["spec"]["template"]["spec"]["containers"][0]["ports"]
+               for w in ports.workloads()}
+    assert [p["name"] for p in by_role["worker"]] == ["http"]
+    assert [p["name"] for p in by_role["intake"]] == ["http", "webhook"]
+
+
+def test_kafka_mode_keeps_extra_cluster_settings_from_config(render: Render,
+                                                             tmp_path: Path) -> None:
+    path = write_values(tmp_path, {
+        "cluster": {"enabled": True, "kafka": {"bootstrapServers": ["kafka:9092"]},
+                    "partitions": 24, "worker": {"replicaCount": 24}},
+        "config": {"cluster": {"rebuild_slack_secs": 600, "partitions": 6}}})
+    cluster = socd_configs(render([path]))["soc-socd"]["cluster"]
+    assert cluster["rebuild_slack_secs"] == 600
+    assert cluster["partitions"] == 24  # the chart's value wins: the render checks it
+
+
 # -------------------------------------------------------- monitoring and networking
 
 
@@ -445,6 +612,23 @@ def test_network_policy(render: Render) -> None:
     ({"config.sinks.es.api_key": "${SOCD_UNSET_KEY}"}, "SOCD_UNSET_KEY"),
     ({"config.state_dir": "/data"}, "config.state_dir is set by the chart"),
     ({"config.http.port": "8080"}, "set ports.http only"),
+    ({"cluster.enabled": "true"}, "cluster.kafka.bootstrapServers"),
+    ({"cluster.enabled": "true", "cluster.kafka.bootstrapServers[0]": "k:9092",
+      "cluster.partitions": "2"}, "cluster.worker.replicaCount (3) is more than "
+                                  "cluster.partitions (2)"),
+    ({"cluster.enabled": "true", "cluster.kafka.bootstrapServers[0]": "k:9092",
+      "persistence.enabled": "true"}, "persistence.enabled in Kafka mode needs kind: "
+                                      "StatefulSet"),
+    ({"cluster.enabled": "true", "cluster.kafka.bootstrapServers[0]": "k:9092",
+      "cluster.kafka.sasl.mechanism": "PLAIN"}, "cluster.kafka.sasl.existingSecret"),
+    ({"cluster.kafka.sasl.mechanism": "GSSAPI"}, "mechanism"),
+    ({"cluster.kafka.bootstrapServers[0]": "kafka"}, "bootstrapServers"),
+    ({"cluster.kafka.bootstrap": "k:9092"}, "Additional property bootstrap is not allowed"),
+    ({"cluster.worker.replicas": "2"}, "Additional property replicas is not allowed"),
+    ({"cluster.enabled": "true", "cluster.kafka.bootstrapServers[0]": "k:9092",
+      "cluster.kafka.tls.enabled": "true", "cluster.kafka.tls.existingSecret": "s",
+      "cluster.kafka.tls.certKey": "tls.crt"}, "set both certKey and keyKey"),
+    ({"config.cluster.partitions": "3"}, "config.cluster is set but cluster.enabled is false"),
 ])
 def test_helm_refuses_bad_values(k8s_tools: K8sTools, sets: dict[str, str],
                                  message: str) -> None:
@@ -474,23 +658,43 @@ def test_secret_reference_satisfies_the_env_check(render: Render, tmp_path: Path
 # -------------------------------------------------------------------------- NOTES
 
 
+def render_notes(k8s_tools: K8sTools, tmp_path: Path, values: list[Path]) -> str:
+    """NOTES.txt for ``values``. helm template does not render NOTES.txt: render its
+    named template in a copy of the chart, inside a ConfigMap."""
+    chart = tmp_path / "socd"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        (chart / "templates" / "notes-under-test.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+            "data: {notes: {{ include \"socd.notes\" . | toJson }}}\n")
+    args = [arg for path in values for arg in ("-f", str(path))]
+    proc = run_helm(k8s_tools, "template", "soc", str(chart), "--namespace", NAMESPACE,
+                    *args, "--show-only", "templates/notes-under-test.yaml")
+    assert proc.returncode == 0, proc.stderr
+    return str(yaml.safe_load(proc.stdout)["data"]["notes"])
+
+
 def test_notes_warn_about_unshared_topics_when_scaled(k8s_tools: K8sTools,
                                                       tmp_path: Path) -> None:
-    # helm template does not render NOTES.txt: render its named template in a copy of
-    # the chart, inside a ConfigMap.
-    chart = tmp_path / "socd"
-    shutil.copytree(CHART, chart)
-    (chart / "templates" / "notes-under-test.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
-        "data: {notes: {{ include \"socd.notes\" . | toJson }}}\n")
     path = write_values(tmp_path, {"replicaCount": 2, "config": {"collectors": {"broker": {
         "subscriptions": [{"topic": "edr/servers/#", "decoder": "server_edr"},
                           {"topic": "$share/socd/ids/#", "decoder": "json"}]}}}})
-    proc = run_helm(k8s_tools, "template", "soc", str(chart), "--namespace", NAMESPACE,
-                    "-f", str(path), "--show-only", "templates/notes-under-test.yaml")
-    assert proc.returncode == 0, proc.stderr
-    notes = yaml.safe_load(proc.stdout)["data"]["notes"]
+    notes = render_notes(k8s_tools, tmp_path, [path])
     assert 'subscribes to "edr/servers/#" without $share/' in notes
     assert "ids/#" not in notes
     assert "emptyDir" in notes
     assert "kubectl -n socd port-forward svc/soc-socd 9797" in notes
+    # $share splits a source's events over the replicas: stateful rules are per replica.
+    assert "keep their state per replica" in notes
+    assert "docs/scaling.md" in notes
+
+
+def test_notes_in_kafka_mode(k8s_tools: K8sTools, tmp_path: Path) -> None:
+    notes = render_notes(k8s_tools, tmp_path, [KAFKA_VALUES])
+    assert "deployed in Kafka mode" in notes
+    assert "StatefulSet soc-socd-intake, 2 replica(s)" in notes
+    assert "StatefulSet soc-socd-worker, 3 replica(s) on 12 partitions" in notes
+    assert "exec statefulset/soc-socd-intake -- socd check-config" in notes
+    # Intake keeps no rule state: $share between intake replicas is the right thing.
+    assert "with 2 intake replicas" in notes
+    assert "keep their state per replica" not in notes

@@ -73,7 +73,68 @@ directory follows the configured rule paths.
 {{- end -}}
 {{- $_ := set $rules "paths" $paths -}}
 {{- $_ := set $config "rules" $rules -}}
+{{- if .Values.cluster.enabled -}}
+{{- $_ := set $config "cluster" (mergeOverwrite (deepCopy (default dict $config.cluster)) (fromYaml (include "socd.clusterConfig" .))) -}}
+{{- else if hasKey $config "cluster" -}}
+{{- fail "config.cluster is set but cluster.enabled is false: the chart runs one pipeline workload; set cluster.enabled=true (and the cluster.* values) for the Kafka mode" -}}
+{{- end -}}
 {{- toYaml $config -}}
+{{- end -}}
+
+{{/*
+The `cluster` section of socd.yaml in Kafka mode (docs/configuration.md, "cluster"),
+from the cluster.* values. Keys of config.cluster that these values do not set are
+kept (merged under it). The role is not here: each workload passes --role.
+*/}}
+{{- define "socd.clusterConfig" -}}
+{{- $c := .Values.cluster -}}
+{{- $kafka := dict "bootstrap_servers" $c.kafka.bootstrapServers -}}
+{{- if $c.kafka.tls.enabled -}}
+{{- $tls := dict -}}
+{{- if $c.kafka.tls.existingSecret -}}
+{{- $_ := set $tls "ca_file" (printf "/etc/socd/tls/kafka/%s" $c.kafka.tls.caKey) -}}
+{{- if $c.kafka.tls.certKey -}}
+{{- $_ := set $tls "cert_file" (printf "/etc/socd/tls/kafka/%s" $c.kafka.tls.certKey) -}}
+{{- $_ := set $tls "key_file" (printf "/etc/socd/tls/kafka/%s" $c.kafka.tls.keyKey) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $kafka "tls" $tls -}}
+{{- end -}}
+{{- if $c.kafka.sasl.mechanism -}}
+{{- $_ := set $kafka "sasl" (dict "mechanism" $c.kafka.sasl.mechanism "username" "${SOCD_KAFKA_USERNAME}" "password" "${SOCD_KAFKA_PASSWORD}") -}}
+{{- end -}}
+{{- toYaml (dict "kafka" $kafka "topic_prefix" $c.topicPrefix "partitions" (int $c.partitions) "replication_factor" (int $c.replicationFactor)) -}}
+{{- end -}}
+
+{{/* Kafka mode's values, checked before anything is rendered. */}}
+{{- define "socd.checkCluster" -}}
+{{- $c := .Values.cluster -}}
+{{- if not $c.kafka.bootstrapServers -}}
+{{- fail "cluster.enabled needs cluster.kafka.bootstrapServers (host:port of the Kafka brokers)" -}}
+{{- end -}}
+{{- if gt (int $c.worker.replicaCount) (int $c.partitions) -}}
+{{- fail (printf "cluster.worker.replicaCount (%d) is more than cluster.partitions (%d): a partition is consumed by one worker, so the extra workers would only wait; lower the replicas, or create the topics with more partitions (docs/scaling.md, \"Sizing partitions\")" (int $c.worker.replicaCount) (int $c.partitions)) -}}
+{{- end -}}
+{{- if and .Values.persistence.enabled (ne .Values.kind "StatefulSet") -}}
+{{- fail "persistence.enabled in Kafka mode needs kind: StatefulSet (one claim per intake and per worker pod; a Deployment's single ReadWriteOnce claim cannot be shared by two workloads)" -}}
+{{- end -}}
+{{- if and $c.kafka.sasl.mechanism (not $c.kafka.sasl.existingSecret) -}}
+{{- fail "cluster.kafka.sasl.mechanism is set: name the Secret with the username and password in cluster.kafka.sasl.existingSecret" -}}
+{{- end -}}
+{{- if and $c.kafka.tls.existingSecret (not $c.kafka.tls.enabled) -}}
+{{- fail "cluster.kafka.tls.existingSecret is set but cluster.kafka.tls.enabled is false" -}}
+{{- end -}}
+{{- if ne (empty $c.kafka.tls.certKey) (empty $c.kafka.tls.keyKey) -}}
+{{- fail "cluster.kafka.tls: set both certKey and keyKey (mutual TLS) or neither" -}}
+{{- end -}}
+{{- range .Values.tlsSecrets -}}
+{{- if and (eq .name "kafka") $c.kafka.tls.existingSecret -}}
+{{- fail "tlsSecrets: the name \"kafka\" is used by cluster.kafka.tls (/etc/socd/tls/kafka): rename the entry" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $c.kafka.tls.certKey (not $c.kafka.tls.existingSecret) -}}
+{{- fail "cluster.kafka.tls.certKey needs cluster.kafka.tls.existingSecret (the Secret holding the client certificate)" -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -113,6 +174,20 @@ which on the host network is the node's address, on sensor.httpPort.
       optional: true
       {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.cluster }}
+{{- if and .enabled .kafka.sasl.mechanism .kafka.sasl.existingSecret }}
+- name: SOCD_KAFKA_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .kafka.sasl.existingSecret }}
+      key: {{ .kafka.sasl.usernameKey }}
+- name: SOCD_KAFKA_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .kafka.sasl.existingSecret }}
+      key: {{ .kafka.sasl.passwordKey }}
 {{- end }}
 {{- end }}
 {{- with .Values.extraEnv }}
@@ -159,6 +234,17 @@ variable provides: socd would refuse to start.
             - key: {{ $file }}
               path: rules.d/{{ $file }}
             {{- end }}
+      {{- end }}
+      {{- with .root.Values.cluster }}
+      {{- if and .enabled .kafka.tls.enabled .kafka.tls.existingSecret }}
+      - secret:
+          name: {{ .kafka.tls.existingSecret }}
+          items:
+            {{- range (compact (list .kafka.tls.caKey .kafka.tls.certKey .kafka.tls.keyKey)) }}
+            - key: {{ . }}
+              path: tls/kafka/{{ . }}
+            {{- end }}
+      {{- end }}
       {{- end }}
       {{- range .root.Values.tlsSecrets }}
       - secret:

@@ -211,6 +211,7 @@ class Periodic:
 def build_services(config: Config, dead_letter: DeadLetter) -> list[Service]:
     """The daemon's background services for ``config`` (built, not started)."""
     # Imported here: only the daemon runs them (check-config, replay do not load them).
+    from socd.console.listener import ConsoleListener
     from socd.incidents.reminders import ReminderService
     from socd.reports.schedule import ReportScheduler
     from socd.sharing.records import refresh_metrics
@@ -224,4 +225,7 @@ def build_services(config: Config, dead_letter: DeadLetter) -> list[Service]:
     reports = ReportScheduler.from_config(config, notifiers)  # None unless reports.enabled
     if reports is not None:
         services.append(reports)
+    console = ConsoleListener.from_config(config)  # None unless console.enabled
+    if console is not None:
+        services.append(console)
     return services

@@ -54,7 +54,7 @@ __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 # The command groups, in the order of `socd --help` (and of the man page).
 _COMMAND_MODULES = ("socd.cli.run", "socd.cli.rules", "socd.cli.ioc", "socd.cli.block",
                     "socd.cli.alert", "socd.cli.incident", "socd.cli.audit", "socd.cli.share",
-                    "socd.cli.report")
+                    "socd.cli.report", "socd.cli.console")
 
 # The group of each command (what its module's register() adds; a unit test holds them
 # equal): `socd <command>` imports that group's module only.
@@ -63,7 +63,7 @@ _GROUP_OF = {
     "test-rules": "socd.cli.rules", "rules": "socd.cli.rules", "ioc": "socd.cli.ioc",
     "block": "socd.cli.block", "block-helper": "socd.cli.block", "alert": "socd.cli.alert",
     "incident": "socd.cli.incident", "audit": "socd.cli.audit", "share": "socd.cli.share",
-    "report": "socd.cli.report",
+    "report": "socd.cli.report", "console": "socd.cli.console",
 }
 
 

@@ -13,12 +13,14 @@ security headers (:func:`_security_headers`). The pages are added by
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 
 from socd.config.console import ConsoleConfig
+from socd.config.paths import resolve_path
 from socd.console import views
 from socd.console.audit import audit
 from socd.console.auth import Handler, authenticate, public, requires, wants_page
@@ -54,17 +56,26 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 _MAX_NEXT = 2048
 
 
-def build_app(cfg: ConsoleConfig, services: ConsoleServices, *, users: UserStore,
-              audit_path: str, ldap: LdapAuthenticator | None = None) -> web.Application:
-    """The console for ``cfg`` over ``services`` (the pages' data), signing users in
-    against ``users`` (and ``ldap``), writing changes to the audit log at
-    ``audit_path``."""
+def build_app(cfg: ConsoleConfig, services: ConsoleServices, *,
+              users: UserStore | None = None,
+              ldap: LdapAuthenticator | None = None) -> web.Application:
+    """The console for ``cfg`` over ``services`` (the pages' data and where the audit log
+    is). Users and sessions are in ``users`` (default: ``console.users_db`` under the
+    state folder, closed with the application); directory sign-in through ``ldap``
+    (default: built from ``console.ldap`` when set)."""
     app = web.Application(middlewares=[_error_pages, session_middleware, csrf_middleware],
                           client_max_size=cfg.max_body_bytes)
     app[CONFIG_KEY] = cfg
     app[SERVICES_KEY] = services
+    if users is None:
+        users = UserStore(users_db_path(cfg, services.state_dir))
+        app.on_cleanup.append(_closing(users))
     app[USERS_KEY] = users
-    app[AUDIT_PATH_KEY] = audit_path
+    app[AUDIT_PATH_KEY] = services.audit_path
+    if ldap is None and cfg.ldap is not None:
+        from socd.console.ldap import LdapAuthenticator
+
+        ldap = LdapAuthenticator(cfg.ldap, services.config.config_dir)
     app[LDAP_KEY] = ldap
     app[JINJA_KEY] = environment()
     app[LOGIN_LIMIT_KEY] = KeyedRateLimiter(cfg.lockout.per_address_per_minute, 60.0)
@@ -75,6 +86,18 @@ def build_app(cfg: ConsoleConfig, services: ConsoleServices, *, users: UserStore
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
     views.setup(app)
     return app
+
+
+def users_db_path(cfg: ConsoleConfig, state_dir: str) -> str:
+    """The users and sessions file (``console.users_db``, relative to the state folder)."""
+    return resolve_path(state_dir, cfg.users_db)
+
+
+def _closing(users: UserStore) -> Callable[[web.Application], Awaitable[None]]:
+    async def close(_app: web.Application) -> None:
+        users.close()
+
+    return close
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:

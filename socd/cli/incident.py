@@ -49,6 +49,12 @@ if TYPE_CHECKING:
     from socd.incidents.store import IncidentError
 
 
+def _doc_number(text: str) -> str:
+    from socd.reports.official import document_number  # the reports only when used
+
+    return document_number(text)
+
+
 def register(sub: Subparsers,  # noqa: PLR0915 (one parser per command)
              with_config: WithConfig) -> None:
     from socd.incidents.model import Impact
@@ -161,8 +167,8 @@ def register(sub: Subparsers,  # noqa: PLR0915 (one parser per command)
     p.add_argument("--kind", choices=("notification", "final"), required=True)
     p.add_argument("--format", choices=("md", "html", "pdf", "docx"), default="md",
                    help="html, pdf and docx are in the official layout (`documents:`)")
-    p.add_argument("--number", help="the document's number in the `Số:` line (default: "
-                   "blank, for the clerk who registers it)")
+    p.add_argument("--number", type=_doc_number, help="the document's number in the `Số:` "
+                   "line (default: blank, for the clerk who registers it)")
     p.add_argument("--out", help="output file (default: stdout)")
     p.set_defaults(handler=_doc)
 

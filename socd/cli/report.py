@@ -35,6 +35,12 @@ from socd.cli.common import (
 from socd.sqlite import Error as StoreError
 
 
+def _doc_number(text: str) -> str:
+    from socd.reports.official import document_number  # the reports only when used
+
+    return document_number(text)
+
+
 def register(sub: Subparsers, with_config: WithConfig) -> None:
     p = sub.add_parser("report", help="a weekly, monthly or six-monthly report (Vietnamese)")
     p.add_argument("kind", choices=("weekly", "monthly", "semiannual"),
@@ -49,8 +55,8 @@ def register(sub: Subparsers, with_config: WithConfig) -> None:
                    choices=("md", "html", "pdf", "xlsx", "docx"),
                    help="output format (default md); html, pdf and docx in the official "
                    "layout (`documents:`)")
-    p.add_argument("--number", help="the report's number in the `Số:` line (default: blank, "
-                   "for the clerk who registers it)")
+    p.add_argument("--number", type=_doc_number, help="the report's number in the `Số:` "
+                   "line (default: blank, for the clerk who registers it)")
     p.add_argument("--unit", help="only alerts of this unit (socd.unit); case and diacritics "
                    "do not matter, as for severities")
     p.add_argument("--out", "-o", help="output file ('-' = stdout)")

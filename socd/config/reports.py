@@ -15,7 +15,7 @@ from socd.tz import TimeZone
 _DAYS = {"MON": 0, "TUE": 1, "WED": 2, "THU": 3, "FRI": 4, "SAT": 5, "SUN": 6}
 _WEEKLY = re.compile(r"^\s*(MON|TUE|WED|THU|FRI|SAT|SUN)\s+(\d{1,2}):(\d{2})\s*$", re.I)
 _MONTHLY = re.compile(r"^\s*(\d{1,2})\s+(\d{1,2}):(\d{2})\s*$")
-ReportFormat = Literal["md", "html", "pdf", "xlsx"]
+ReportFormat = Literal["md", "html", "pdf", "xlsx", "docx"]
 DEFAULT_AT: Mapping[str, str] = {"weekly": "MON 07:00", "monthly": "1 07:00",
                                  "semiannual": "1 07:00"}
 
@@ -46,7 +46,8 @@ class ReportsConfig(StrictModel):
         "the 1st at 07:00).")
     formats: list[ReportFormat] = Field(
         default_factory=lambda: list[ReportFormat](["html", "pdf"]),
-        description="Formats written for each report (pdf needs `socd[pdf]`).")
+        description="Formats written for each report (pdf needs `socd[pdf]`; html, pdf "
+        "and docx are in the official layout of `documents:`).")
     out_dir: str = Field("reports", description="Folder of the generated files, relative "
                          "to state_dir.")
     notifiers: list[str] = Field(default_factory=list, description="Notifiers (names under "

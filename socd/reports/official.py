@@ -34,6 +34,22 @@ BLANK_NUMBER: Final = "\u00a0" * 8
 FALLBACK_FONTS: Final = ("Liberation Serif", "DejaVu Serif")
 
 DocumentKind = Literal["report", "incident"]
+MAX_NUMBER = 20
+
+
+def document_number(text: str) -> str:
+    """A document number as given on the command line (``--number``): 1-20 letters,
+    digits and ``.-/``. The argparse ``type`` of the commands' ``--number``: its
+    :class:`argparse.ArgumentTypeError` is a usage error with this message."""
+    import argparse
+
+    value = text.strip()
+    if not value or len(value) > MAX_NUMBER or not all(
+            ch.isalnum() or ch in ".-/" for ch in value):
+        raise argparse.ArgumentTypeError(
+            f"a document number is 1-{MAX_NUMBER} letters, digits, '.', '-' or '/', not "
+            f"{text[:40]!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,8 @@ def last_due(kind: str, at: str | None, now: datetime, zone: tzinfo) -> datetime
 
 
 _MIME = {"pdf": "application/pdf",
-         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+         "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+         "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
 
 
 class Clock(Protocol):
@@ -163,9 +164,19 @@ class ReportScheduler:
             raise ConfigError([ConfigProblem(cfg.file, "reports.notifiers",
                                              f"unknown notifier {n!r}") for n in unknown])
         notifiers = {n: notifier(n) for n in config.notifiers}
+        documents = cfg.document.documents
+
+        def render(data: ReportData, fmt: str) -> bytes:
+            # The official layout's fixed parts from `documents:` (the number is left
+            # blank for the clerk: a scheduled report is not yet registered).
+            from socd.reports.render import render as render_format
+
+            return render_format(data, fmt, documents=documents)
+
         return cls(config, state_dir=cfg.state_dir,
                    backend_factory=lambda: backend_for(cfg, config.source),
-                   sides=SideSources.from_config(cfg), notifiers=notifiers, clock=clock)
+                   sides=SideSources.from_config(cfg), notifiers=notifiers, clock=clock,
+                   render=render)
 
     # -- the daemon's background-service interface ------------------------------------------
 
@@ -309,7 +320,7 @@ class ReportScheduler:
         from socd.plugins import Notification
 
         attachments = [(f"{data.period.slug}.{fmt}", _MIME[fmt], body)
-                       for fmt, body in (bodies or {}).items() if fmt in ("pdf", "xlsx")]
+                       for fmt, body in (bodies or {}).items() if fmt in _MIME]
         notification = Notification(
             id=f"report-{data.period.slug}" + (f"-{data.unit}" if data.unit else ""),
             route="reports", group_key=f"report={data.period.slug}", severity="",

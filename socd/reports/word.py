@@ -12,6 +12,7 @@ list of :data:`Block` and call :func:`write`; the fixed parts come from a
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,16 @@ LEFT_COLUMN_MM = 62  # the letterhead's left block (issuing body, number)
 TABLE_FONT_PT = 10.5
 RECIPIENT_FONT_PT = 11
 HEADER_FONT_PT = 12.5
+# Characters XML 1.0 cannot hold (C0 controls but tab and newline, lone surrogates,
+# U+FFFE/U+FFFF): python-docx refuses them, and event fields (a host name, a rule name, a
+# command line) can carry any of them. Each becomes U+FFFD, so the reader sees one was
+# there.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with what XML cannot hold replaced by U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +139,7 @@ def _para(container: Any, text: str = "", *, bold: bool = False, italic: bool = 
     _para_align(p, align)
     p.paragraph_format.space_after = Pt(0)
     if text:
-        run = p.add_run(text)
+        run = p.add_run(xml_text(text))
         run.bold, run.italic, run.underline = bold, italic, underline
         if size is not None:
             run.font.size = Pt(size)
@@ -197,11 +208,11 @@ def _title(doc: Any, head: Letterhead) -> None:
     first.paragraph_format.space_before = Pt(12)
     size = head.font_size_pt + 1
     if head.doc_type:
-        first.add_run(head.doc_type).bold = True
+        first.add_run(xml_text(head.doc_type)).bold = True
         first.runs[0].font.size = Pt(size)
         _para(doc, head.title, bold=True, size=size)
     else:
-        run = first.add_run(head.title)
+        run = first.add_run(xml_text(head.title))
         run.bold, run.font.size = True, Pt(size)
     if head.subtitle:
         _para(doc, head.subtitle, bold=True)
@@ -222,7 +233,7 @@ def _block(doc: Any, block: Block) -> None:
             .space_after = Pt(3)
     elif isinstance(block, Bullets):
         for item in block.items:
-            doc.add_paragraph(item, style="List Bullet")
+            doc.add_paragraph(xml_text(item), style="List Bullet")
     elif isinstance(block, Picture):
         doc.add_picture(io.BytesIO(block.png), width=Mm(block.width_mm))
     else:

@@ -15,7 +15,9 @@ So every caller uses these functions:
   in canonical form: no scope id, IPv4-mapped addresses *and networks* turned
   into IPv4, host bits of a network cleared;
 * :func:`canonical` returns the text form (a /32 or /128 network is written as
-  an address);
+  an address); :func:`network_range` the integer range of one (the IoC index);
+* :func:`is_dotted_quad` answers whether a text is an IPv4 address written
+  canonically (the fast path of IoC lists);
 * :func:`canonical_address` and :func:`is_address` are cached: they run on
   every address field of every event (:func:`address_or_none` answers None
   instead of raising, for vendor fields that may hold anything);
@@ -37,7 +39,7 @@ import functools
 import ipaddress
 import re
 import socket
-from typing import Final
+from typing import Final, TypeGuard
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -156,9 +158,27 @@ def parse_network(value: object, *, strict: bool = False, count: bool = True) ->
         raise _refuse(exc, count) from None
 
 
+def is_dotted_quad(value: object) -> TypeGuard[str]:
+    """True when ``value`` is an IPv4 address in its canonical text already.
+
+    ``inet_pton`` takes for AF_INET exactly four decimal parts of 0-255 without
+    leading zeros (what :mod:`ipaddress` takes, and the unit tests check both agree),
+    and such a text is its own canonical form: IoC lists of a million addresses
+    pass here instead of through :mod:`ipaddress`, about twenty times slower."""
+    if type(value) is not str or len(value) > 15:
+        return False
+    try:
+        _pton(_AF_INET, value)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def canonical(value: object, *, count: bool = True) -> str:
     """The canonical text of an address or network: ``10.0.0.7``, ``10.0.0.0/24``,
     ``2001:db8::/32``; a host network (/32, /128) is written as the address."""
+    if is_dotted_quad(value):
+        return value
     net = parse_network(value, count=count)
     if net.prefixlen == net.max_prefixlen:
         return str(net.network_address)
@@ -230,6 +250,21 @@ def address_int(value: str) -> tuple[int, int] | None:
     if n >> 32 == 0xFFFF:
         return 4, n & 0xFFFFFFFF
     return 6, n
+
+
+def network_range(value: str, *, count: bool = True) -> tuple[int, int, int]:
+    """``(version, first, last)`` as integers of the network :func:`parse_network`
+    gives for ``value`` (an address is its own range): the IoC index's rows.
+
+    An address text takes :func:`address_int`'s path (the same answers); networks
+    and everything the fast path refuses go through :func:`parse_network`, which
+    raises and counts as usual."""
+    if "/" not in value:
+        hit = address_int(value)
+        if hit is not None:
+            return hit[0], hit[1], hit[1]
+    net = parse_network(value, count=count)
+    return net.version, int(net.network_address), int(net.broadcast_address)
 
 
 def is_address(value: object) -> bool:

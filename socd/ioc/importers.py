@@ -125,12 +125,13 @@ def parse_text(lines: Iterable[str], opts: Options) -> Parsed:
         line = raw.strip()
         if not line:
             continue
-        m = _REF_LINE.match(line)
-        if m:
-            letter = LETTER.search(m.group(1))
-            ref = letter.group(0) if letter else m.group(1).strip()
-            continue
-        words = line.split("#", 1)[0].split()
+        if line[0] == "#":  # _REF_LINE starts with one
+            m = _REF_LINE.match(line)
+            if m:
+                letter = LETTER.search(m.group(1))
+                ref = letter.group(0) if letter else m.group(1).strip()
+                continue
+        words = (line.split("#", 1)[0] if "#" in line else line).split()
         if not words:
             continue
         try:
@@ -252,6 +253,10 @@ def indicator(opts: Options, raw: str, kind: str | None = None, **fields: Any) -
     """One entry from a value as a letter writes it: defanged or not, a URL (its host
     becomes the entry, the URL a ``url:`` tag since the store has no URL kind), an address
     with a port. ``kind`` "url" means: detect the host's kind."""
+    if kind not in ("hash", "domain") and netaddr.is_dotted_quad(raw):
+        # Most lines of a blocklist: neither defanged, a URL nor with a port; the paths
+        # below would answer this same entry, a hundred thousand lines a second slower.
+        return _entry(opts, raw, "ip", **fields)
     text = refang(raw)
     if kind != "hash":
         host = url_host(text)

@@ -55,8 +55,7 @@ def normalize_ip(value: str, *, count: bool = True) -> str:
 
 def ip_range(value: str) -> tuple[int, int, int]:
     """``(family, first, last)`` as ints of a normalised IP or CIDR."""
-    net = netaddr.parse_network(value, count=False)
-    return net.version, int(net.network_address), int(net.broadcast_address)
+    return netaddr.network_range(value, count=False)
 
 
 def _idna(name: str) -> str:

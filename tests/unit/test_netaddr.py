@@ -170,3 +170,52 @@ def test_address_int_agrees_with_parse_address(text: str) -> None:
         assert netaddr.address_int(text) is None
     else:
         assert netaddr.address_int(text) == (addr.version, int(addr))
+
+
+_NETWORK_TEXTS = st.one_of(
+    _TEXTS,
+    st.builds(lambda a, n: f"{a}/{n}", st.ip_addresses(v=4), st.integers(0, 33)),
+    st.builds(lambda a, n: f"{a}/{n}", st.ip_addresses(v=6), st.integers(0, 129)),
+    st.builds(lambda a, b, c, d: f"{a}.{b}.{c}.{d}", *(
+        [st.sampled_from(["0", "00", "01", "1", "9", "10", "099", "255", "256", "+1", " 1",
+                          "1 ", "١", "0x1", ""])] * 4)),
+)
+
+
+def _slow_canonical(text: str) -> str:
+    net = netaddr.parse_network(text, count=False)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+@settings(max_examples=3000, derandomize=True, database=None, deadline=None)
+@given(_NETWORK_TEXTS)
+def test_fast_paths_agree_with_ipaddress(text: str) -> None:
+    """canonical's dotted-quad path and network_range's address path (the IoC lists'
+    fast paths) answer what the ipaddress path answers, and refuse what it refuses."""
+    try:
+        expected = _slow_canonical(text)
+    except AddressError:
+        assert not netaddr.is_dotted_quad(text)
+        with pytest.raises(AddressError):
+            netaddr.canonical(text, count=False)
+        with pytest.raises(AddressError):
+            netaddr.network_range(text, count=False)
+        return
+    assert netaddr.canonical(text, count=False) == expected
+    if netaddr.is_dotted_quad(text):
+        assert text == expected
+    net = netaddr.parse_network(text, count=False)
+    assert netaddr.network_range(text, count=False) == (
+        net.version, int(net.network_address), int(net.broadcast_address))
+
+
+def test_fast_paths_count_refusals_as_before() -> None:
+    before = _refused("bad_character")
+    with pytest.raises(AddressError):
+        netaddr.canonical("1.2.3.4 ")
+    with pytest.raises(AddressError):
+        netaddr.network_range("1.2.3.4\n")
+    assert _refused("bad_character") == before + 2
+    assert not netaddr.is_dotted_quad(None)
+    assert not netaddr.is_dotted_quad("001.2.3.4")
+    assert netaddr.is_dotted_quad("0.0.0.0")

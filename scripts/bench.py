@@ -7,6 +7,9 @@ Run with ``make bench`` (starts Mosquitto and Elasticsearch first). Scenarios:
   NDJSON payloads of 100 records (QoS 1), through socd (a separate process) into
   Elasticsearch. Events/s is measured from the first publish until socd reports
   every event stored, then the document count is checked in Elasticsearch.
+  ``socd_cpu_us_per_event`` is socd's own CPU (user + system, /proc/<pid>/stat) over
+  the same interval per event: Mosquitto and Elasticsearch share the cores, so
+  throughput alone says little about socd's cost.
 * ``mqtt_to_elasticsearch_single``: the same with one alert per MQTT message (how
   most EDR consoles forward), which is bound by per-message costs.
 * ``decode_classify``: the decode + classify stages alone (classification includes
@@ -79,6 +82,14 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_secs(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all threads), from
+    /proc/<pid>/stat: socd's own share of the run, apart from Mosquitto's and ES's."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of proc(5); [0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def mqtt_to_es(services: dict[str, Any], name: str, events: int,
                per_message: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
@@ -99,6 +110,8 @@ def mqtt_to_es(services: dict[str, Any], name: str, events: int,
                     pub.publish(f"socd-bench/{run}", payloads)
                 publish_secs.append(time.perf_counter() - t)
 
+            pid = socd.proc.pid  # type: ignore[union-attr]
+            cpu0 = _cpu_secs(pid)
             start = time.perf_counter()
             thread = threading.Thread(target=publish)
             thread.start()
@@ -109,6 +122,7 @@ def mqtt_to_es(services: dict[str, Any], name: str, events: int,
                 print(socd.log_tail(), file=sys.stderr)
                 raise
             elapsed = time.perf_counter() - start
+            cpu = _cpu_secs(pid) - cpu0
             thread.join()
             stored = es_count(es, f"socd-bench-{run}-*")
             m = socd.metrics()
@@ -129,6 +143,8 @@ def mqtt_to_es(services: dict[str, Any], name: str, events: int,
         "documents_in_elasticsearch": stored,
         "lost_or_duplicated": stored - events,
         "dropped": metric(m, "socd_events_dropped_total"),
+        "socd_cpu_seconds": round(cpu, 3),
+        "socd_cpu_us_per_event": round(1e6 * cpu / events, 1),
         "socd_peak_rss_mb": round(rss, 1),
         "socd_exit_code": rc,
         "elasticsearch": services.get("ES_VERSION"),

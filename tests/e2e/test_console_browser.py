@@ -21,11 +21,20 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.console_harness import PASSWORDS, Console, console_config, start_console
+from socd.alerts.store import AlertStore
+from tests.e2e.console_harness import (
+    PASSWORDS,
+    Console,
+    console_config,
+    socd_cli,
+    start_console,
+)
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "socd/default/sample"
 ARTIFACTS = Path(os.environ.get("SOCD_TEST_ARTIFACTS") or REPO / "tests/artifacts") / "console"
 
 
@@ -50,12 +59,54 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+# The first records of the sample week, through the real file collector and decoders.
+FEEDS = (("server_edr", "server-edr.ndjson", 40), ("workstation_edr", "workstation-edr.ndjson", 20))
+FED = sum(n for _, _, n in FEEDS)
+OWN = "10.10.0.0/16"  # the province's own networks: never an IoC, never blocked
+BLOCKED = "198.51.100.77"
+
+
+def _feeds(workdir: Path) -> dict[str, Any]:
+    collectors = {}
+    for decoder, name, count in FEEDS:
+        lines = (SAMPLE / name).read_bytes().splitlines(keepends=True)[:count]
+        path = workdir / name
+        path.write_bytes(b"".join(lines))
+        collectors[decoder] = {"type": "file", "mode": "oneshot", "paths": [str(path)],
+                               "start_at": "beginning", "decoder": decoder}
+    return collectors
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """socd with the sample's first alerts in its store, a blocker (backend none: the
+    decisions and their audit, no firewall) holding one active block, and the
+    province's networks allowlisted."""
     workdir = tmp_path_factory.mktemp("console-browser")
-    running = start_console(workdir, console_config(workdir))
-    yield running
-    running.stop()
+    sinks = {"store": {"type": "sqlite", "select": "alerts", "path": "alerts.db"},
+             "blocker": {"type": "blocker", "backend": "none", "path": "blocks.db",
+                         "select": "alerts", "allowlist_cidrs": [OWN]}}
+    config = console_config(workdir, sinks=sinks, collectors=_feeds(workdir),
+                            allowlist={"cidrs": [OWN]})
+    running = start_console(workdir, config)
+    try:
+        wait_for(lambda: _stored(running) >= FED, 60, f"{FED} alerts in the store")
+        socd_cli(running.config_path, "block", "add", BLOCKED, "--sink", "blocker",
+                 "--ttl", "7d", "--reason", "C&C theo công văn 941/CATTT-NCSC", "--no-push")
+        yield running
+    finally:
+        running.stop()
+
+
+def _stored(console: Console) -> int:
+    path = console.state / "alerts.db"
+    if not path.exists():
+        return 0
+    store = AlertStore(str(path), readonly=True)
+    try:
+        return store.count()
+    finally:
+        store.close()
 
 
 @pytest.fixture
@@ -100,3 +151,70 @@ def test_sign_in(page: Any) -> None:
     sign_in(page, "analyst")
     expect(page.locator("body")).to_contain_text("analyst")
     shot(page, "02-signed-in")
+
+
+def _open_first_alert(page: Any, **filters: str) -> str:
+    """Open the first alert of the queue under ``filters`` (chosen in the filter form)
+    by clicking it; its id."""
+    from playwright.sync_api import expect
+
+    page.goto("/alerts")
+    for name, value in filters.items():
+        field = page.locator(f"form.filters [name={name}]")
+        if field.evaluate("e => e.tagName") == "SELECT":
+            field.select_option(value)
+        else:
+            field.fill(value)
+    page.locator("form.filters button[type=submit]").click()
+    rows = page.locator("table.alerts tbody tr a")
+    expect(rows.first).to_be_visible()
+    href = rows.first.get_attribute("href") or ""
+    rows.first.click()
+    alert_id = href.rstrip("/").rsplit("/", 1)[-1]
+    expect(page).to_have_url(re.compile(re.escape(alert_id)))
+    return alert_id
+
+
+def test_triage_false_positive(page: Any, console: Console) -> None:
+    """An analyst filters the queue, opens an alert and marks it a false positive with
+    a reason: the page, the store and the hash-chained audit log all say so."""
+    from playwright.sync_api import expect
+
+    from socd.alerts.audit import opened, verify
+
+    sign_in(page, "analyst")
+    page.goto("/alerts")
+    # One page of the newest 50 of the 60 fed, and a link to the next.
+    expect(page.locator("table.alerts tbody tr")).to_have_count(50)
+    expect(page.locator("a[rel=next]")).to_be_visible()
+    shot(page, "03-queue")
+    alert_id = _open_first_alert(page, severity="high")
+    shot(page, "04-alert")
+    reason = "Quét định kỳ của Đội ứng cứu sự cố, đã xác minh với Sở Y tế"
+    form = page.locator("form:has(input[name=action][value=false_positive])")
+    form.locator("input[name=note]").fill(reason)
+    form.locator("button[type=submit]").click()
+    expect(page.get_by_text("Đã đánh dấu cảnh báo nhầm.")).to_be_visible()
+    expect(page.locator("main, body").first).to_contain_text(reason)
+    shot(page, "05-alert-false-positive")
+
+    store = AlertStore(str(console.state / "alerts.db"), readonly=True)
+    try:
+        stored = store.get(alert_id)
+        history = store.history(alert_id)
+    finally:
+        store.close()
+    assert stored is not None
+    assert stored.severity == "high"
+    assert (stored.status, stored.status_note, stored.status_by) == (
+        "false_positive", reason, "analyst")
+    assert [(h.action, h.status_to, h.by, h.note) for h in history][-1] == (
+        "false_positive", "false_positive", "analyst", reason)
+    audit_db = str(console.state / "audit.db")
+    with opened(audit_db) as log:
+        records = list(log.records(alert_id))
+    assert records
+    assert records[-1].actor == "analyst"
+    assert records[-1].details["status_to"] == "false_positive"
+    assert records[-1].details["note"] == reason
+    assert verify(audit_db).ok

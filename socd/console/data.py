@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from socd.alerts.lifecycle import Status, local_zone
 from socd.alerts.store import AlertQuery, AlertStore, HistoryEntry, StoredAlert

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 SourceName = Literal["auto", "store", "elasticsearch"]
 
 
-class NotConfigured(Exception):  # noqa: N818 (a state the pages show, not a failure)
+class NotConfigured(Exception):
     """The page's subsystem is not set up in this configuration; the message says how."""
 
 

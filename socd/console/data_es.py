@@ -1,0 +1,221 @@
+"""The console's alerts from Elasticsearch: the same :class:`AlertQuery` as the store,
+the same page.
+
+The ``elasticsearch`` sink writes each alert to ``<index_prefix>-<day>`` with the
+event's fields mapped as keywords (socd/alerting/elasticsearch.py), its id the
+``event.hash`` and its lifecycle in ``socd.alert.*`` (kept in step with the store by
+:func:`socd.alerts.lifecycle.update_elasticsearch` and :func:`bulk_update`). Parity with
+:class:`socd.console.data.StoreAlertSource`:
+
+* the order is ``@timestamp`` (as epoch milliseconds) then ``event.hash``, both
+  descending (ascending for ``oldest_first``), and the cursor is the last hit's sort
+  values (``search_after``), as the store's ``(ts_ms, id)``;
+* a document without ``socd.alert.status`` is ``new``, as the store stores it;
+* free text is a case-insensitive ``wildcard`` on the same five fields as the store's
+  ``LIKE`` (its ``*``, ``?`` and ``\\`` escaped);
+* counts per severity are exact here and cut at the same cap as the store's.
+
+Every value goes into the query as a term, never into query-string syntax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from socd.alerts.lifecycle import es_client, es_fields
+from socd.alerts.store import AlertQuery, StoredAlert
+from socd.console.data import COUNT_CAP, AlertPage, SourceError, paged
+from socd.event import get
+from socd.severity import Severity
+
+T = TypeVar("T")
+
+# AlertQuery fields compared for equality, and the document fields they are.
+_TERMS: Final = (("severity", "socd.severity"), ("unit", "socd.unit"),
+                 ("layer", "socd.layer"), ("asset_kind", "socd.asset_kind"),
+                 ("source_ip", "source.ip"), ("destination_ip", "destination.ip"))
+_TEXT_FIELDS: Final = ("event.hash", "rule.id", "rule.name", "host.name", "socd.unit")
+_STATUS: Final = "socd.alert.status"
+
+
+def _wildcard(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
+    return f"*{escaped}*"
+
+
+def _status_filter(status: str) -> dict[str, Any]:
+    if status != "new":
+        return {"term": {_STATUS: status}}
+    # The store stores a missing or unknown status as new.
+    return {"bool": {"should": [{"term": {_STATUS: "new"}},
+                                {"bool": {"must_not": {"exists": {"field": _STATUS}}}}],
+                     "minimum_should_match": 1}}
+
+
+def es_query(q: AlertQuery) -> dict[str, Any]:
+    """The ``bool`` query of ``q`` (its cursor aside: that is ``search_after``)."""
+    filters: list[dict[str, Any]] = [{"term": {"event.kind": "alert"}}]
+    for name, path in _TERMS:
+        value = getattr(q, name)
+        if value is not None:
+            filters.append({"term": {path: value}})
+    if q.status is not None:
+        filters.append(_status_filter(q.status))
+    if q.rule is not None:
+        filters.append({"bool": {"should": [{"term": {"rule.id": q.rule}},
+                                            {"term": {"rule.name": q.rule}}],
+                                 "minimum_should_match": 1}})
+    if q.since_ms is not None or q.until_ms is not None:
+        bounds: dict[str, Any] = {"format": "epoch_millis"}
+        if q.since_ms is not None:
+            bounds["gte"] = q.since_ms
+        if q.until_ms is not None:
+            bounds["lt"] = q.until_ms
+        filters.append({"range": {"@timestamp": bounds}})
+    if q.text:
+        pattern = _wildcard(q.text)
+        filters.append({"bool": {"should": [
+            {"wildcard": {f: {"value": pattern, "case_insensitive": True}}}
+            for f in _TEXT_FIELDS], "minimum_should_match": 1}})
+    return {"bool": {"filter": filters}}
+
+
+def stored(hit: Any) -> StoredAlert:
+    """A hit as the store's row type, so pages render either source the same way."""
+    src: dict[str, Any] = hit["_source"]
+    sort = hit.get("sort") or []
+    ts_ms = int(sort[0]) if sort and isinstance(sort[0], int | float) else None
+    status = get(src, _STATUS)
+    return StoredAlert(
+        id=str(get(src, "event.hash") or hit["_id"]), ts=str(src.get("@timestamp", "")),
+        ts_ms=ts_ms, kind=str(get(src, "event.kind", "alert")),
+        severity=get(src, "socd.severity"), layer=get(src, "socd.layer"),
+        asset_kind=get(src, "socd.asset_kind"), unit=get(src, "socd.unit"),
+        module=get(src, "event.module"), rule_id=get(src, "rule.id"),
+        rule_name=get(src, "rule.name"), host_name=get(src, "host.name"),
+        source_ip=get(src, "source.ip"), destination_ip=get(src, "destination.ip"),
+        ioc=bool(get(src, "socd.ioc.matched")),
+        status=status if status in {"new", "acknowledged", "false_positive", "resolved"}
+        else "new",
+        assignee=get(src, "socd.alert.assignee"), status_by=get(src, "socd.alert.updated_by"),
+        status_note=get(src, "socd.alert.note"), status_at=get(src, "socd.alert.updated"),
+        doc=orjson.dumps(src))
+
+
+class ElasticsearchAlertSource:
+    """``<index_prefix>-*`` of an ``elasticsearch`` sink (see the module docstring)."""
+
+    name = "elasticsearch"
+
+    def __init__(self, config: Any, client: Any = None) -> None:
+        self.config = config
+        self.index = f"{config.index_prefix}-*"
+        self._own = client is None
+        self.es = es_client(config) if client is None else client
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        with _errors(self.config):
+            return fn()
+
+    def _search(self, **kwargs: Any) -> Any:
+        return self._call(lambda: self.es.search(
+            index=self.index, allow_no_indices=True, ignore_unavailable=True, **kwargs))
+
+    def page(self, query: AlertQuery) -> AlertPage:
+        order = "asc" if query.oldest_first else "desc"
+        body: dict[str, Any] = {
+            "query": es_query(query), "size": query.limit + 1, "track_total_hits": False,
+            "sort": [{"@timestamp": {"order": order, "format": "epoch_millis"}},
+                     {"event.hash": {"order": order}}]}
+        if query.after is not None:
+            body["search_after"] = [query.after[0], query.after[1]]
+        hits = self._search(**body)["hits"]["hits"]
+        for hit in hits:  # epoch_millis sort values come back as text
+            hit["sort"] = [int(float(hit["sort"][0])), hit["sort"][1]]
+        return paged([stored(h) for h in hits], query.limit, self._counts(query))
+
+    def _counts(self, query: AlertQuery) -> dict[str, int]:
+        resp = self._search(query=es_query(replace(query, severity=None)), size=0,
+                            track_total_hits=False,
+                            aggs={"sev": {"terms": {"field": "socd.severity", "size": 10}}})
+        buckets = {b["key"]: int(b["doc_count"])
+                   for b in resp.get("aggregations", {}).get("sev", {}).get("buckets", [])}
+        return {s.value: min(buckets.get(s.value, 0), COUNT_CAP + 1) for s in Severity}
+
+    def get(self, alert_id: str) -> StoredAlert | None:
+        resp = self._search(query={"bool": {"filter": [{"ids": {"values": [alert_id]}},
+                                                        {"term": {"event.kind": "alert"}}]}},
+                            size=1, sort=[{"@timestamp": {"format": "epoch_millis"}}])
+        hits = resp["hits"]["hits"]
+        if not hits:
+            return None
+        hits[0]["sort"] = [int(float(hits[0]["sort"][0]))]
+        return stored(hits[0])
+
+    def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        resp = self._search(query={"bool": {"filter": [
+            {"prefix": {"event.hash": prefix}}, {"term": {"event.kind": "alert"}}]}},
+            size=limit, source=["event.hash"], sort=[{"event.hash": "asc"}])
+        return [str(get(h["_source"], "event.hash") or h["_id"]) for h in resp["hits"]["hits"]]
+
+    def close(self) -> None:
+        if self._own:
+            self.es.close()
+
+
+@contextmanager
+def _errors(config: Any) -> Iterator[None]:
+    """Elasticsearch's failures as :class:`SourceError` (the page says what happened)."""
+    from elastic_transport import ConnectionError as TransportConnectionError
+    from elastic_transport import ConnectionTimeout
+    from elasticsearch import ApiError
+
+    try:
+        yield
+    except (TransportConnectionError, ConnectionTimeout) as exc:
+        raise SourceError(f"Elasticsearch {config.hosts} unreachable: {exc}") from exc
+    except ApiError as exc:
+        raise SourceError(f"Elasticsearch refused the query: {exc.meta.status} "
+                          f"{str(exc)[:300]}") from exc
+
+
+def bulk_update(config: Any, alerts: Sequence[StoredAlert], client: Any = None) -> str | None:
+    """Bring the documents of ``alerts`` to the store's state in one ``_bulk`` request
+    (a bulk action on 1,000 alerts; :func:`socd.alerts.lifecycle.update_elasticsearch`
+    does one alert at a time). Returns ``None``, or what went wrong: the store is the
+    record and was already changed; repeating the action repairs Elasticsearch."""
+    if not alerts:
+        return None
+    own = client is None
+    es = es_client(config) if own else client
+    try:
+        with _errors(config):
+            found = es.search(index=f"{config.index_prefix}-*", allow_no_indices=True,
+                              ignore_unavailable=True, source=False, size=len(alerts),
+                              query={"ids": {"values": [a.id for a in alerts]}})
+            where = {h["_id"]: h["_index"] for h in found["hits"]["hits"]}
+            ops: list[dict[str, Any]] = []
+            for alert in alerts:
+                if alert.id in where:
+                    ops += [{"update": {"_index": where[alert.id], "_id": alert.id,
+                                        "retry_on_conflict": 5}},
+                            {"doc": {"socd": {"alert": es_fields(alert)}}}]
+            missing = len(alerts) - len(ops) // 2
+            failed = 0
+            if ops:
+                resp = es.bulk(operations=ops, refresh=True)
+                failed = sum(1 for item in resp["items"] if item["update"].get("error"))
+    except SourceError as exc:
+        return str(exc)
+    else:
+        if failed:
+            return f"{failed} documents not updated"
+        return f"{missing} alerts not indexed yet" if missing else None
+    finally:
+        if own:
+            es.close()

@@ -17,20 +17,29 @@ reached is :class:`DirectoryUnavailable` (the sign-in page says so), not a wrong
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import ssl
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from ldap3 import BASE, NONE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError, LDAPStartTLSError
-from ldap3.utils.conv import escape_filter_chars
-from ldap3.utils.dn import escape_rdn
+
+with warnings.catch_warnings():
+    # ldap3 2.9.1 imports names pyasn1 0.6 deprecates (tagMap, typeMap): its problem,
+    # not one to fail on (the tests turn warnings into errors).
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ldap3(\.|$)")
+    from ldap3 import BASE, NONE, SUBTREE, Connection, Server, Tls
+    from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError, LDAPStartTLSError
+    from ldap3.utils.conv import escape_filter_chars
+    from ldap3.utils.dn import escape_rdn
 
 from socd.config.console import LdapConfig
-from socd.config.paths import resolve_path
+from socd.config.tls import client_context_for
 from socd.console.roles import Role
 from socd.errors import SocdError
+from socd.tls import closing_on_failure
 
 log = structlog.get_logger("socd.console.ldap")
 
@@ -51,15 +60,29 @@ class DirectoryUser:
     groups: tuple[str, ...]
 
 
+class _ContextTls(Tls):  # type: ignore[misc]  # ldap3 is untyped
+    """ldap3's TLS with socd's context (:func:`socd.tls.client_context`): Python checks
+    the certificate and the host name in the handshake. ldap3's own check calls
+    ``ssl.match_hostname``, deprecated since Python 3.7 and gone in 3.12."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(validate=ssl.CERT_NONE)  # ldap3's checks off: the context's run
+        self._context = context
+
+    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+        connection.socket = self._context.wrap_socket(
+            connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
+            server_hostname=connection.server.host)
+
+
 class LdapAuthenticator:
     """Checks console sign-ins against the directory of ``cfg``."""
 
     def __init__(self, cfg: LdapConfig, config_dir: str) -> None:
         self.cfg = cfg
-        ca_file = resolve_path(config_dir, cfg.ca_file) if cfg.ca_file else None
-        tls = Tls(validate=ssl.CERT_REQUIRED if cfg.verify else ssl.CERT_NONE,
-                  ca_certs_file=ca_file, version=ssl.PROTOCOL_TLS_CLIENT)
-        self._server = Server(cfg.url, use_ssl=cfg.url.startswith("ldaps://"), tls=tls,
+        context = client_context_for(config_dir, ca_file=cfg.ca_file, verify=cfg.verify)
+        self._server = Server(cfg.url, use_ssl=cfg.url.startswith("ldaps://"),
+                              tls=_ContextTls(closing_on_failure(context)),
                               connect_timeout=cfg.timeout_secs, get_info=NONE)
         self._roles = {_norm_dn(dn): Role.parse(role) for dn, role in cfg.group_roles.items()}
 
@@ -81,15 +104,27 @@ class LdapAuthenticator:
             raise DirectoryUnavailable(f"{self.cfg.url}: {type(exc).__name__}: {exc}") from exc
 
     def _connection(self, user: str | None, password: str | None) -> Connection:
+        # ldap3 packs receive_timeout into SO_RCVTIMEO as whole seconds.
         conn = Connection(self._server, user=user, password=password, read_only=True,
-                          receive_timeout=self.cfg.timeout_secs, raise_exceptions=False,
-                          auto_referrals=False)
-        conn.open()
-        if self.cfg.start_tls and not self.cfg.url.startswith("ldaps://") \
-                and not conn.start_tls():
-            conn.unbind()
-            raise DirectoryUnavailable(f"{self.cfg.url}: StartTLS refused: {conn.result}")
+                          receive_timeout=math.ceil(self.cfg.timeout_secs),
+                          raise_exceptions=False, auto_referrals=False)
+        try:
+            conn.open()
+            if self.cfg.start_tls and not self.cfg.url.startswith("ldaps://"):
+                self._start_tls(conn)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.unbind()
+            # A socket whose connect failed is left open by ldap3.
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                sock.close()
+            raise
         return conn
+
+    def _start_tls(self, conn: Connection) -> None:
+        if not conn.start_tls():
+            raise DirectoryUnavailable(f"{self.cfg.url}: StartTLS refused: {conn.result}")
 
     def _authenticate(self, name: str, password: str) -> DirectoryUser | None:
         cfg = self.cfg

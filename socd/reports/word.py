@@ -140,7 +140,8 @@ def _para(container: Any, text: str = "", *, bold: bool = False, italic: bool = 
     p.paragraph_format.space_after = Pt(0)
     if text:
         run = p.add_run(xml_text(text))
-        run.bold, run.italic, run.underline = bold, italic, underline
+        # only what is on: an explicit "off" would override a style the editor applies
+        run.bold, run.italic, run.underline = bold or None, italic or None, underline or None
         if size is not None:
             run.font.size = Pt(size)
     return p
@@ -175,6 +176,8 @@ def _two_columns(doc: Any, rows: int) -> tuple[Any, float, float]:
     table = doc.add_table(rows=rows, cols=2)
     table.autofit = False
     right = TEXT_WIDTH_MM - LEFT_COLUMN_MM
+    # the grid (what Word's fixed layout follows) and each cell (what other editors read)
+    table.columns[0].width, table.columns[1].width = Mm(LEFT_COLUMN_MM), Mm(right)
     for row in table.rows:
         row.cells[0].width, row.cells[1].width = Mm(LEFT_COLUMN_MM), Mm(right)
     return table, float(LEFT_COLUMN_MM), float(right)

@@ -108,14 +108,14 @@ class KafkaCollector:
             return self
 
         def default_decoder_users(self) -> list[str]:
-            users = ["the records of its `topics`"] if self.topics else []
-            return users + [f"the records of topic {sub.topic!r}"
-                            for sub in self.subscriptions if not sub.decoder]
+            unnamed = [s.topic for s in self.subscriptions if not s.decoder]
+            return (["the records of its `topics`"] if self.topics else []) + [
+                f"the records of topic {topic!r}" for topic in unnamed]
 
     def __init__(self, config: Config, ctx: PluginContext) -> None:
-        self.name = ctx.name
         self.config = config
         self.ctx = ctx
+        self.name = ctx.name
         self.group = config.group_id or f"socd-{ctx.name}"
         self.subscriptions = [*(TopicSubscription(topic=t) for t in config.topics),
                               *config.subscriptions]

@@ -24,7 +24,7 @@ from socd.config.paths import resolve_path
 from socd.console import views
 from socd.console.audit import audit
 from socd.console.auth import Handler, authenticate, public, requires, wants_page
-from socd.console.csrf import csrf_middleware
+from socd.console.csrf import csrf_middleware, read_form
 from socd.console.i18n import translate
 from socd.console.keys import (
     AUDIT_PATH_KEY,
@@ -194,7 +194,7 @@ def _login_form(request: web.Request, *, error: str = "", name: str = "",
 
 @public
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     name = str(form.get("name", ""))[:256]
     password = str(form.get("password", ""))
     next_path = _safe_next(str(form.get("next", "/")))

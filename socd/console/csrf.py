@@ -13,9 +13,12 @@ third, independent guard.
 from __future__ import annotations
 
 import hmac
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
 from socd.console.auth import Handler
 from socd.console.keys import SESSION_KEY
@@ -39,11 +42,23 @@ async def supplied_token(request: web.Request) -> str:
     if header:
         return header
     if request.content_type in _FORMS and request.can_read_body:
-        form = await request.post()  # cached: the handler reads the same form
+        form = await read_form(request)  # cached: the handler reads the same form
         value = form.get(FIELD)
         if isinstance(value, str):
             return value
     return ""
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The request's form (aiohttp caches it: every reader gets the same). A body that
+    is not a well-formed form is the client's error (400), not the console's (500);
+    one over ``console.max_body_bytes`` is 413."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise
+    except (HttpProcessingError, ValueError, UnicodeDecodeError, AssertionError) as exc:
+        raise web.HTTPBadRequest(reason="form") from exc
 
 
 def _cross_site(request: web.Request) -> bool:

@@ -36,7 +36,7 @@ def write_config(tmp: Path, *, es: dict[str, Any] | None = None,
     if es:
         sinks["es"] = {"type": "elasticsearch", "select": "alerts", **es}
     cfg: dict[str, Any] = {"state_dir": str(tmp / "state"), "rules": {"paths": []},
-                           "sinks": sinks,
+                           "sinks": sinks, "allowlist": {"cidrs": ["198.51.100.0/24"]},
                            "console": {"enabled": True, "dev_plain_http": True,
                                        "host": "127.0.0.1", "port": 0}}
     cfg.update(extra or {})

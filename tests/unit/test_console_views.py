@@ -8,6 +8,8 @@ import html
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from aiohttp import FormData
+
 from socd.alerts.audit import opened
 
 from ..console_alerts import XSS, alert, alerts
@@ -159,3 +161,66 @@ async def test_block_the_source_goes_through_the_allowlist(tmp_path: Path) -> No
         assert "done=block" in r.headers["Location"]
         blocks = c.services.blocks()
         assert [d.value for d in blocks.active()] == ["203.0.113.66"]
+
+
+async def test_ioc_import_shows_the_allowlist_refusals_and_admin_only(tmp_path: Path) -> None:
+    async with console(tmp_path) as c:
+        appendix = ("STT,Địa chỉ IP,Ghi chú\n1,203.0.113.77,C&C\n2,198.51.100.9,nhầm\n"
+                    "3,không phải IP,x\n").encode()
+        fields = {"format": "csv", "source": "NCSC", "ref": "941/CATTT-NCSC",
+                  "letter_date": "2026-11-20"}
+        await c.sign_in("analyst")
+        form = FormData({**fields, "csrf_token": c.csrf})
+        form.add_field("file", appendix, filename="phu-luc.csv")
+        r = await c.client.post("/iocs/import", data=form, allow_redirects=False,
+                                headers={"X-CSRF-Token": c.csrf})
+        assert r.status == 403
+        await c.sign_in("admin")
+        form = FormData({**fields, "csrf_token": c.csrf})
+        form.add_field("file", appendix, filename="phu-luc.csv")
+        r = await c.client.post("/iocs/import", data=form, allow_redirects=False,
+                                headers={"X-CSRF-Token": c.csrf})
+        page = await r.text()
+        assert r.status == 200, page[:500]
+        assert "198.51.100.9" in page  # refused, with the allowlist entry that covers it
+        assert "Bị từ chối do thuộc danh sách cho phép (1)" in page
+        found = await c.page("/iocs?q=203.0.113[.]77")
+        assert "941/CATTT-NCSC" in found
+        entry = c.services.iocs().entries_for("ip", "203.0.113.77")[0]
+        assert "letter_date:2026-11-20" in entry.tags
+
+
+async def test_blocks_unblock_needs_admin_and_a_reason(tmp_path: Path) -> None:
+    async with console(tmp_path) as c:
+        hostile = alert(6, source_ip="203.0.113.66")
+        c.store.insert([hostile])
+        await c.sign_in("analyst")
+        await c.post(f"/alerts/{hostile['event']['hash']}/block", {"note": "dò quét"})
+        page = await c.page("/blocks")
+        assert "203.0.113.66" in page
+        r = await c.post("/blocks/unblock", {"value": "203.0.113.66", "reason": "nhầm"})
+        assert r.status == 403
+        await c.sign_in("admin")
+        r = await c.post("/blocks/unblock", {"value": "203.0.113.66"})
+        assert "err=reason" in r.headers["Location"]
+        r = await c.post("/blocks/unblock", {"value": "203.0.113.66", "reason": "đối tác"})
+        assert "done=unblock" in r.headers["Location"]
+        assert c.services.blocks().active() == []
+        page = await c.page("/blocks?value=203.0.113.66")
+        assert "đối tác" in page  # the audit trail
+
+
+async def test_report_and_health_pages(tmp_path: Path) -> None:
+    async with console(tmp_path) as c:
+        c.store.insert(alerts(20))
+        await c.sign_in("viewer")
+        assert "Báo cáo tuần" in await c.page("/reports")
+        r = await c.client.get("/reports/download?kind=weekly&format=md&from=2026-11-16"
+                               "&to=2026-11-22")
+        assert r.status == 200
+        assert "attachment" in r.headers["Content-Disposition"]
+        assert "20" in await r.text()
+        r = await c.client.get("/reports/download?kind=yearly&format=md")
+        assert r.status == 400
+        page = await c.page("/health")
+        assert "Tình trạng hệ thống" in page

@@ -16,7 +16,7 @@ from socd.console import i18n
 from socd.console.auth import current_user, requires
 from socd.console.render import render
 from socd.console.roles import Role
-from socd.console.views import alerts, incidents, words
+from socd.console.views import alerts, blocks, health, incidents, iocs, reports, words
 from socd.console.views.common import install_filters
 
 
@@ -24,8 +24,8 @@ def setup(app: web.Application) -> None:
     i18n.extend(words.VI, words.EN)
     install_filters(app)
     app.router.add_get("/", home, name="home")
-    alerts.setup(app)
-    incidents.setup(app)
+    for pages in (alerts, incidents, iocs, blocks, reports, health):
+        pages.setup(app)
 
 
 @requires(Role.VIEWER)

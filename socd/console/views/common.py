@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from socd.alerts.lifecycle import Status, local_time
+from socd.alerts.lifecycle import Status, local_time, local_zone
 from socd.console.auth import current_user
 from socd.console.keys import JINJA_KEY, LANG_KEY, SERVICES_KEY
 from socd.console.services import ConsoleServices
@@ -112,8 +113,18 @@ def _with_lang(ctx: Any, value: Any, kind: str) -> str:
 def install_filters(app: web.Application) -> None:
     """The pages' filters on the console's Jinja environment: ``x|label('severity')``
     (and ``status``, ``asset``, ``layer``) in the page's language, ``ts|vn_time``,
-    ``n|count(cap)``."""
+    ``n|count(cap)``, ``unix_seconds|epoch_time``."""
     env = app[JINJA_KEY]
     env.filters["label"] = _with_lang
     env.filters["vn_time"] = lambda ts, seconds=True: local_time(ts, seconds=seconds)
     env.filters["count"] = _count
+    env.filters["epoch_time"] = _epoch_time
+
+
+def _epoch_time(value: Any) -> str:
+    """Unix seconds as Asia/Ho_Chi_Minh wall time (``2026-11-16 08:12``)."""
+    try:
+        when = datetime.fromtimestamp(float(value), local_zone())
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "-"
+    return when.strftime("%Y-%m-%d %H:%M")

@@ -139,16 +139,16 @@ class ConsoleConfig(StrictModel):
         "without `Secure`. Refused with any other host.")
     users_db: str = Field("console-users.db", description="Local users and sessions "
                           "(SQLite), relative to state_dir.")
-    session: SessionConfig = SessionConfig()
-    lockout: LockoutConfig = LockoutConfig()
+    session: SessionConfig = Field(SessionConfig(), description="How long a sign-in lasts.")
+    lockout: LockoutConfig = Field(LockoutConfig(), description="Limits on guessing "
+                                   "passwords.")
     ldap: LdapConfig | None = Field(None, description="Also sign users in against an LDAP "
                                     "directory or Active Directory.")
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024, description="Largest "
         "request body (an IoC appendix upload); more gets 413.")
-    limits: HttpLimits = Field(HttpLimits(max_connections=256, max_connections_per_ip=32),
-                               description="Timeouts, connection caps and header sizes of "
-                               "the console's listener.")
+    limits: HttpLimits = Field(HttpLimits(), description="Timeouts, connection caps and "
+                               "header sizes of the console's listener.")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -5,16 +5,19 @@
 * A broker that cannot be reached, or refuses the login, makes ``write`` raise a
   retryable SinkError (so the pipeline retries or spools) and the health check fail.
 * SCRAM over TLS works.
+* A real socd run whose broker goes down spools the alerts and delivers every one
+  after the broker is back.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from socd import __version__
 from socd.alerting.kafka import KafkaSink
@@ -23,7 +26,8 @@ from socd.errors import HealthCheckError, SinkError
 from socd.metrics import REGISTRY
 from socd.plugins import PluginContext
 from tests.conftest import free_port
-from tests.integration.kafka_util import create_topic
+from tests.helpers import SocdProcess, metric, wait_for
+from tests.integration.kafka_util import PrivateKafka, committed, create_topic, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -158,3 +162,66 @@ async def test_sasl_login(kafka_services: dict[str, Any], kafka_bootstrap: str, 
     with pytest.raises(HealthCheckError):
         await bad.healthcheck()
     await bad.close()
+
+
+def test_broker_outage_spools_and_delivers_after_restart(
+        kafka_services: dict[str, Any], kafka_bootstrap: str, unique: str,
+        tmp_path: Path) -> None:
+    """A real socd run: alerts read from the shared broker, written to a private broker
+    that is stopped mid-stream and started again. While it is down the sink's batches
+    go to the spool (the input is committed); after the restart every alert is there."""
+    private = PrivateKafka(kafka_services, tmp_path / "kafka").start()
+    try:
+        source, target = f"it-{unique}-src", "alerts"
+        create_topic(kafka_bootstrap, source, 1)
+        create_topic(private.bootstrap, target, 1)
+        config = {
+            "state_dir": str(tmp_path / "state"), "log": {"format": "json"},
+            "http": {"host": "127.0.0.1", "port": free_port()}, "rules": {"paths": []},
+            "collectors": {"in": {"type": "kafka", "bootstrap_servers": kafka_bootstrap,
+                                  "group_id": f"socd-it-{unique}", "topics": [source]}},
+            "sinks": {"bus": {"type": "kafka", "bootstrap_servers": private.bootstrap,
+                              "topic": target, "delivery_timeout_secs": 3,
+                              "retry_max_backoff_secs": 1, "spool": {"enabled": True}}},
+        }
+
+        def stored() -> set[bytes]:
+            return {r.key() for r in _consume_all(private.bootstrap, target)}
+
+        socd = SocdProcess(config, tmp_path)
+        try:
+            socd.start()
+            produce(kafka_bootstrap, source, [json.dumps(_alert(i)).encode()
+                                              for i in range(200)])
+            wait_for(lambda: len(stored()) == 200, 60, "the first alerts in the topic")
+            private.stop()
+            produce(kafka_bootstrap, source, [json.dumps(_alert(i)).encode()
+                                              for i in range(200, 500)])
+            wait_for(lambda: metric(socd.metrics(), "socd_spool_written_total",
+                                    sink="bus") >= 300, 60, "the alerts spooled")
+            assert committed(kafka_bootstrap, f"socd-it-{unique}", source, 1) == [500]
+            private.start()
+            wait_for(lambda: len(stored()) == 500, 90, "every alert delivered")
+            assert socd.stop() == 0
+        finally:
+            socd.kill()
+    finally:
+        private.stop()
+
+
+def _consume_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of the one-partition ``topic`` (a new group each time)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got: list[Any] = []
+        while len(got) < end:
+            batch = consumer.consume(1000, 5)
+            if not batch:
+                break
+            got += [m for m in batch if m.error() is None]
+        return got
+    finally:
+        consumer.close()

@@ -98,7 +98,8 @@ install -m 0640 "$src/deploy/systemd/socd.yaml" "$stage/etc/socd/socd.yaml"
 install -m 0640 "$src/deploy/systemd/socd.env" "$stage/etc/socd/socd.env"
 install -m 0644 "$src/deploy/debian/rules.d-README" "$stage/etc/socd/rules.d/README"
 install -m 0644 "$src/deploy/systemd/socd.service" "$src/deploy/systemd/socd-blocker.service" \
-    "$src/deploy/systemd/socd-blocker.socket" "$stage/usr/lib/systemd/system/"
+    "$src/deploy/systemd/socd-blocker.socket" "$src/deploy/systemd/socd@.service" \
+    "$stage/usr/lib/systemd/system/"
 install -m 0644 "$src/deploy/systemd/socd.sysusers" "$stage/usr/lib/sysusers.d/socd.conf"
 # The installers' marker: the socd command then defaults to /etc/socd/socd.yaml, its
 # environment file and the service user, and acts as that user on its state

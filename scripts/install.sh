@@ -11,8 +11,9 @@
 # * ETC/socd.yaml and ETC/socd.env only when absent: an operator's files are never
 #   overwritten; the shipped versions always go to socd.yaml.dist / socd.env.dist;
 # * ETC/rules.d/ for local rules (the shipped pack is loaded as `builtin`);
-# * the units in UNIT_DIR (socd.service, and the privileged firewall helper
-#   socd-blocker.service + socd-blocker.socket, enabled only by the operator), the
+# * the units in UNIT_DIR (socd.service, the template socd@.service of the Kafka
+#   scale-out roles, and the privileged firewall helper socd-blocker.service +
+#   socd-blocker.socket; the last three enabled only by the operator), the
 #   drop-in examples and all of docs/ in PREFIX/share/doc/socd, the user from
 #   /usr/lib/sysusers.d/socd.conf (systemd-sysusers, else adduser);
 # * socd on PATH (/usr/local/bin/socd -> PREFIX/bin/socd, unless another file is
@@ -61,8 +62,11 @@ if [ "$action" = uninstall ]; then
     if [ "$systemd" = 1 ] && systemd_running; then
         systemctl disable --now socd.service socd-blocker.socket socd-blocker.service \
             >/dev/null 2>&1 || true
+        systemctl stop 'socd@*.service' >/dev/null 2>&1 || true
     fi
     rm -f "$R$unit_dir/socd.service" "$R$unit_dir/multi-user.target.wants/socd.service"
+    # The scale-out template (socd@intake, socd@worker...) and its enabled instances.
+    rm -f "$R$unit_dir/socd@.service" "$R$unit_dir"/multi-user.target.wants/socd@*.service
     rm -f "$R$unit_dir/socd-blocker.service" "$R$unit_dir/socd-blocker.socket" \
         "$R$unit_dir/sockets.target.wants/socd-blocker.socket"
     rm -f "$R/usr/lib/sysusers.d/socd.conf"
@@ -187,9 +191,10 @@ if [ "$systemd" = 0 ]; then
 fi
 
 # 5. Units, user, ownership. socd-blocker.{service,socket}: the privileged firewall
-#    helper for the blocker sink (docs/blocking.md); installed, never enabled here.
+#    helper for the blocker sink (docs/blocking.md); socd@.service: the Kafka scale-out
+#    roles (docs/scaling.md); installed, never enabled here.
 install -d -m 0755 "$R$unit_dir" "$R/usr/lib/sysusers.d"
-for name in socd.service socd-blocker.service socd-blocker.socket; do
+for name in socd.service socd@.service socd-blocker.service socd-blocker.socket; do
     unit="$src/deploy/systemd/$name"
     if [ "$prefix" = /opt/socd ] && [ "$etc" = /etc/socd ]; then
         install -m 0644 "$unit" "$R$unit_dir/$name"

@@ -29,6 +29,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = REPO / "deploy" / "systemd"
 UNIT = SYSTEMD_DIR / "socd.service"
+# The template of the Kafka scale-out roles, socd@intake, socd@worker2... (docs/scaling.md).
+TEMPLATE_UNIT = SYSTEMD_DIR / "socd@.service"
 DROPINS = SYSTEMD_DIR / "socd.service.d"
 # The privileged firewall helper and its socket (docs/blocking.md).
 BLOCKER_UNIT = SYSTEMD_DIR / "socd-blocker.service"

@@ -93,6 +93,7 @@ def test_deb_contents(deb: Path) -> None:
                  "./usr/lib/systemd/system/socd.service",
                  "./usr/lib/systemd/system/socd-blocker.service",
                  "./usr/lib/systemd/system/socd-blocker.socket", "./usr/lib/sysusers.d/socd.conf",
+                 "./usr/lib/systemd/system/socd@.service",
                  "./opt/socd/share/doc/socd/examples/socd.service.d/sensor.conf",
                  "./opt/socd/share/doc/socd/examples/socd.service.d/blocking.conf",
                  "./opt/socd/share/doc/socd/deployment-systemd.md",
@@ -183,7 +184,8 @@ def test_deb_install_check_config_purge(deb: Path) -> None:
             assert pdf.stdout.startswith(b"%PDF-")
 
         # The installed units verify with the real paths and keep their scores.
-        for name in ("socd.service", "socd-blocker.service", "socd-blocker.socket"):
+        for name in ("socd.service", "socd-blocker.service", "socd-blocker.socket",
+                     "socd@worker2.service"):
             installed = Path("/usr/lib/systemd/system") / name
             verified = run([tool("systemd-analyze"), "verify", "--no-pager", str(installed)])
             assert verified.returncode == 0, verified.stderr
@@ -201,6 +203,7 @@ def test_deb_install_check_config_purge(deb: Path) -> None:
                      "/usr/lib/systemd/system/socd.service",
                      "/usr/lib/systemd/system/socd-blocker.service",
                      "/usr/lib/systemd/system/socd-blocker.socket", "/usr/lib/sysusers.d/socd.conf",
+                     "/usr/lib/systemd/system/socd@.service",
                      "/etc/systemd/system/multi-user.target.wants/socd.service"):
             assert not os.path.lexists(path), f"{path} left after dpkg --purge"
         # Documented: the system user stays after purge (Debian practice).
@@ -229,7 +232,7 @@ def test_install_script(tmp_path: Path) -> None:
     assert (etc / "socd.env").stat().st_mode & 0o777 == 0o640
     assert (etc / "rules.d" / "README").exists()
     assert unit.read_text() == (REPO / "deploy/systemd/socd.service").read_text()
-    for name in ("socd-blocker.service", "socd-blocker.socket"):
+    for name in ("socd-blocker.service", "socd-blocker.socket", "socd@.service"):
         assert (unit.parent / name).read_text() == (REPO / "deploy/systemd" / name).read_text()
     assert (root / "usr/lib/sysusers.d/socd.conf").exists()
     assert (root / "opt/socd/share/doc/socd/examples/socd.service.d/sensor.conf").exists()
@@ -266,6 +269,10 @@ def test_install_script(tmp_path: Path) -> None:
     assert values(entries, "ExecStart") == ["/srv/socd/bin/socd run -c /srv/etc/socd.yaml"]
     helper = parse_unit((other / "etc/systemd/system/socd-blocker.service").read_text())
     assert values(helper, "ExecStart")[0].startswith("/srv/socd/bin/socd block-helper ")
+    roles = parse_unit((other / "etc/systemd/system/socd@.service").read_text())
+    assert "exec /srv/socd/bin/socd run -c /srv/etc/socd.yaml --role" in values(
+        roles, "ExecStart")[0]
+    assert values(roles, "EnvironmentFile") == ["-/srv/etc/socd.env", "-/srv/etc/socd@%i.env"]
     assert "/srv/etc/rules.d" in (other / "srv/etc/socd.yaml").read_text()
     shutil.rmtree(other)
 
@@ -273,6 +280,10 @@ def test_install_script(tmp_path: Path) -> None:
     state = root / "var" / "lib" / "socd"
     state.mkdir(parents=True)
     (state / "alerts.db").write_text("")
+    # An enabled scale-out instance (what `systemctl enable socd@worker` links).
+    wants = unit.parent / "multi-user.target.wants"
+    wants.mkdir(exist_ok=True)
+    (wants / "socd@worker.service").symlink_to(unit.parent / "socd@.service")
     ok(["bash", script, "--uninstall", *args])
     assert not (root / "opt" / "socd").exists()
     assert not os.path.lexists(link)
@@ -280,6 +291,8 @@ def test_install_script(tmp_path: Path) -> None:
     assert not unit.exists()
     assert not (unit.parent / "socd-blocker.service").exists()
     assert not (unit.parent / "socd-blocker.socket").exists()
+    assert not (unit.parent / "socd@.service").exists()
+    assert not os.path.lexists(unit.parent / "multi-user.target.wants" / "socd@worker.service")
     assert (etc / "socd.yaml").exists()
     assert (state / "alerts.db").exists()
     ok(["bash", script, "--uninstall", "--purge", *args])

@@ -14,6 +14,11 @@
   12, finding 15): the firewall is changed by the privileged helper
   socd-blocker.service, which holds CAP_NET_ADMIN and nothing else, rates 2.5 or
   lower too, and listens on socd-blocker.socket (0660 root:socd).
+* The template socd@.service of the Kafka scale-out roles (socd@intake, socd@worker2)
+  has socd.service's directives line for line but its name, its per-instance
+  environment file and state directory and the role, which it takes from the
+  instance name (trailing digits removed) and socd's own parser accepts; it verifies
+  and rates as the base unit does.
 * socd really runs under the restrictions that can break Python silently
   (MemoryDenyWriteExecute, RestrictAddressFamilies), re-created with seccomp (see
   tests/deploy/__init__.py), and logs JSON lines for the journal.
@@ -25,6 +30,8 @@ import argparse
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +40,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from socd import cli
 from socd.block import helper
 from socd.block.protocol import DEFAULT_SOCKET
 from socd.config import PipelineConfig
@@ -42,6 +50,7 @@ from tests.deploy import (
     BLOCKER_UNIT,
     DROPINS,
     SYSTEMD_DIR,
+    TEMPLATE_UNIT,
     UNIT,
     analyze_security,
     blocker_copy,
@@ -384,3 +393,121 @@ def test_socd_runs_under_the_unit_restrictions(tmp_path: Path) -> None:
     assert "socd stopped" in events
     assert all({"event", "level", "timestamp"} <= r.keys() for r in records)
     assert (tmp_path / "state" / "alerts.db").exists()
+
+
+# -- socd@.service: the Kafka scale-out roles -------------------------------------------
+
+# What the template sets differently from socd.service: its name and documentation,
+# the per-instance environment file and state directory, and the role.
+TEMPLATE_OWN = {("Unit", "Description"), ("Unit", "Documentation"),
+                ("Service", "EnvironmentFile"), ("Service", "SyslogIdentifier"),
+                ("Service", "ExecStart"), ("Service", "StateDirectory")}
+ROLE_OF_INSTANCE = {"intake": "intake", "intake2": "intake", "worker": "worker",
+                    "worker2": "worker", "worker12": "worker", "all": "all"}
+
+
+@pytest.fixture(scope="module")
+def template() -> list[tuple[str, str, str]]:
+    return parse_unit(TEMPLATE_UNIT.read_text())
+
+
+def test_template_has_the_base_units_directives(unit: list[tuple[str, str, str]],
+                                                template: list[tuple[str, str, str]]) -> None:
+    """Same hardening, lifecycle and directories as socd.service, in the same order:
+    a change to one unit that is not made to the other fails here."""
+    def shared(entries: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+        return [(s, k, v) for s, k, v in entries if (s, k) not in TEMPLATE_OWN]
+
+    assert shared(template) == shared(unit)
+    assert values(template, "EnvironmentFile") == ["-/etc/socd/socd.env",
+                                                   "-/etc/socd/socd@%i.env"]
+    assert one(template, "StateDirectory") == "socd/%i"
+    assert one(template, "SyslogIdentifier") == "socd@%i"
+    assert "%i" in one(template, "Description", "Unit")
+    assert one(template, "Documentation", "Unit").endswith("/scaling.md")
+
+
+def systemd_argv(line: str, instance: str) -> list[str]:
+    """An Exec line as systemd runs it for socd@<instance>: the specifiers %i and %%
+    resolved, the words split (systemd's quoting is the shell's for these lines), then
+    $$ turned into $. Any other specifier or variable fails: the unit uses none."""
+    def specifier(match: re.Match[str]) -> str:
+        replacement = {"%": "%", "i": instance}.get(match.group(1))
+        assert replacement is not None, f"unexpected specifier %{match.group(1)} in {line}"
+        return replacement
+
+    words = shlex.split(re.sub(r"%(.)", specifier, line))
+    for word in words:
+        assert "$" not in word.replace("$$", ""), f"unexpected variable in {word!r}"
+    return [word.replace("$$", "$") for word in words]
+
+
+def exec_start_argv(tmp_path: Path, template: list[tuple[str, str, str]],
+                    instance: str) -> list[str]:
+    """The arguments socd gets from ExecStart= of socd@<instance>, run as systemd would
+    with a stand-in socd that prints them."""
+    stand_in = tmp_path / "socd"
+    stand_in.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                        "print(json.dumps(sys.argv[1:]))\n")
+    stand_in.chmod(0o755)
+    line = one(template, "ExecStart").replace("/opt/socd/bin/socd", str(stand_in))
+    result = subprocess.run(systemd_argv(line, instance), capture_output=True, text=True,
+                            timeout=30, check=True)
+    argv: list[str] = json.loads(result.stdout)
+    return argv
+
+
+@pytest.mark.parametrize("instance", sorted(ROLE_OF_INSTANCE))
+def test_template_runs_the_role_of_its_instance_name(
+        tmp_path: Path, template: list[tuple[str, str, str]], instance: str) -> None:
+    """socd@<instance> passes --role <instance without its trailing digits>, and socd's
+    own command-line parser accepts it."""
+    argv = exec_start_argv(tmp_path, template, instance)
+    assert argv == ["run", "-c", "/etc/socd/socd.yaml", "--role", ROLE_OF_INSTANCE[instance]]
+    args = cli._parser("run").parse_args(argv)
+    assert (args.command, args.role) == ("run", ROLE_OF_INSTANCE[instance])
+
+
+def test_template_instance_with_an_unknown_role_is_refused(
+        tmp_path: Path, template: list[tuple[str, str, str]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """socd@wroker2 (a typo) does not start as some default role: socd refuses it."""
+    argv = exec_start_argv(tmp_path, template, "wroker2")
+    assert argv[-2:] == ["--role", "wroker"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli._parser("run").parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'wroker'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("instance", ["intake", "worker", "worker2"])
+def test_template_verifies(tmp_path: Path, stub_binary: str, instance: str) -> None:
+    """systemd-analyze verify loads socd@.service from the folder for the instance."""
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    text = TEMPLATE_UNIT.read_text().replace("/opt/socd/bin/socd", stub_binary)
+    (unit_dir / TEMPLATE_UNIT.name).write_text(text)
+    result = verify(unit_dir / f"socd@{instance}.service")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+def test_template_verify_is_not_vacuous(tmp_path: Path, stub_binary: str) -> None:
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    text = TEMPLATE_UNIT.read_text().replace("/opt/socd/bin/socd", stub_binary)
+    (unit_dir / TEMPLATE_UNIT.name).write_text(text.replace("Type=notify", "Type=notfy"))
+    assert "notfy" in verify(unit_dir / "socd@worker.service").stderr
+
+
+def test_security_exposure_of_the_template(tmp_path: Path) -> None:
+    base_dir, template_dir = tmp_path / "base", tmp_path / "template"
+    base_dir.mkdir()
+    template_dir.mkdir()
+    base_exposure, base = analyze_security(unit_copy(base_dir))
+    shutil.copy(TEMPLATE_UNIT, template_dir / TEMPLATE_UNIT.name)
+    exposure, detail = analyze_security(template_dir / "socd@worker2.service")
+    print(f"systemd-analyze security exposure of socd@worker2.service: {exposure}")
+    assert exposure == base_exposure <= MAX_EXPOSURE
+    assert {str(d["name"]) for d in detail if d["set"]} == {
+        str(d["name"]) for d in base if d["set"]}

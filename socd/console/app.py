@@ -24,7 +24,7 @@ from socd.config.paths import resolve_path
 from socd.console import views
 from socd.console.audit import audit
 from socd.console.auth import Handler, authenticate, public, requires, wants_page
-from socd.console.csrf import csrf_middleware, read_form
+from socd.console.csrf import CROSS_SITE, CSRF_REFUSED, csrf_middleware, read_form
 from socd.console.i18n import translate
 from socd.console.keys import (
     AUDIT_PATH_KEY,
@@ -144,10 +144,7 @@ def _error_page(request: web.Request, exc: web.HTTPException) -> web.StreamRespo
 
 def _error_response(request: web.Request, status: int, reason: str) -> web.Response:
     lang = request.get(LANG_KEY, "vi")
-    key = f"error.{status}.{reason}" if status == 403 and reason in ("csrf",
-                                                                      "cross-site") else ""
-    if key == "error.403.cross-site":
-        key = "error.403.csrf"
+    key = "error.403.csrf" if status == 403 and reason in (CSRF_REFUSED, CROSS_SITE) else ""
     known = (400, 401, 403, 404, 405, 413, 429, 500)
     message = translate(lang, key or (f"error.{status}" if status in known else "error.other"))
     if USER_KEY not in request or not wants_page(request):

@@ -53,6 +53,8 @@ LOGINS = Counter("socd_console_logins_total", "Sign-in attempts at the console, 
 for _result in LOGIN_RESULTS:
     LOGINS.labels(_result)
 
+# The reason phrase of a 403 for a role too low (the error page words it).
+ROLE_REFUSED = "role"
 ROLE_ATTR = "__socd_console_role__"
 PUBLIC_ATTR = "__socd_console_public__"
 
@@ -111,7 +113,7 @@ def requires(role: Role) -> Callable[[H], H]:
             if user is None:
                 raise login_redirect(request)
             if user.role < role:
-                raise web.HTTPForbidden(reason="role")
+                raise web.HTTPForbidden(reason=ROLE_REFUSED)
             return await handler(request)
 
         setattr(checked, ROLE_ATTR, role)

@@ -27,6 +27,10 @@ from socd.console.sessions import anon_token
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 HEADER = "X-CSRF-Token"
 FIELD = "csrf_token"
+# Reason phrases of the refusals (the error page words them; tests read them).
+CSRF_REFUSED = "csrf"
+CROSS_SITE = "cross-site"
+BAD_FORM = "form"
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -58,7 +62,7 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
     except web.HTTPException:
         raise
     except (HttpProcessingError, ValueError, UnicodeDecodeError, AssertionError) as exc:
-        raise web.HTTPBadRequest(reason="form") from exc
+        raise web.HTTPBadRequest(reason=BAD_FORM) from exc
 
 
 def _cross_site(request: web.Request) -> bool:
@@ -76,9 +80,9 @@ def _cross_site(request: web.Request) -> bool:
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in UNSAFE_METHODS:
         if _cross_site(request):
-            raise web.HTTPForbidden(reason="cross-site")
+            raise web.HTTPForbidden(reason=CROSS_SITE)
         expected = expected_token(request)
         supplied = await supplied_token(request)
         if not expected or not hmac.compare_digest(expected.encode(), supplied.encode()):
-            raise web.HTTPForbidden(reason="csrf")
+            raise web.HTTPForbidden(reason=CSRF_REFUSED)
     return await handler(request)

@@ -40,9 +40,9 @@ def write_config(tmp: Path, *, es: dict[str, Any] | None = None,
                            "console": {"enabled": True, "dev_plain_http": True,
                                        "host": "127.0.0.1", "port": 0}}
     cfg.update(extra or {})
+    (tmp / "state").mkdir(parents=True, exist_ok=True)
     path = tmp / "socd.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
-    (tmp / "state").mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path
 
 

@@ -81,12 +81,6 @@ class Letterhead:
         names = [self.font_family, *(f for f in FALLBACK_FONTS if f != self.font_family)]
         return ", ".join(f'"{n}"' for n in names) + ", serif"
 
-    def fixed_texts(self) -> list[str]:
-        """Every fixed part's text, in reading order (what the tests look for)."""
-        return [t for t in (self.parent_body, self.issuing_body, self.national_name,
-                            self.motto, self.number_line, self.date_line, self.doc_type,
-                            self.title, *self.addressees, self.recipients_label, *self.recipients,
-                            *self.signer_title, self.signer_name) if t]
 
 
 def date_line(place: str, day: date) -> str:

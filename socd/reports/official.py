@@ -82,7 +82,6 @@ class Letterhead:
         return ", ".join(f'"{n}"' for n in names) + ", serif"
 
 
-
 def date_line(place: str, day: date) -> str:
     """``<place>, ngày dd tháng m năm yyyy`` as the decree writes it: a day below 10 and
     the months 1 and 2 take a leading zero (``ngày 05 tháng 02``), other months do not

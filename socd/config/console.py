@@ -131,9 +131,10 @@ class ConsoleConfig(StrictModel):
     tls: TlsServerConfig | None = Field(None, description="Serve HTTPS with this "
                                         "certificate.")
     trusted_proxies: list[str] = Field(
-        default_factory=list, description="Addresses or CIDRs of reverse proxies whose "
-        "`X-Forwarded-For` and `X-Forwarded-Proto` are believed; from anyone else they "
-        "are ignored.")
+        default_factory=list, description="Addresses or CIDRs of reverse proxies that "
+        "serve HTTPS in front of the console and whose `X-Forwarded-For` is believed (the "
+        "client address of the sign-in limit and the audit log); from anyone else it is "
+        "ignored.")
     dev_plain_http: bool = Field(
         False, description="Development only: plain HTTP on a loopback address, cookies "
         "without `Secure`. Refused with any other host.")

@@ -27,6 +27,7 @@ everything else goes to the topic's decoder, which dead-letters what it cannot r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -182,8 +183,20 @@ class KafkaCollector:
         now = time.monotonic()
         if now - self._last_lag >= self.config.lag_interval_secs:
             self._last_lag = now
+            if not self._ready:
+                self._probe()
             self._update_lag()
         return messages
+
+    def _probe(self) -> None:
+        """After the brokers were lost: ready again once a metadata request succeeds (an
+        idle member sees no assignment or record that would tell it)."""
+        from confluent_kafka import KafkaException
+
+        assert self._consumer is not None
+        with contextlib.suppress(KafkaException):
+            self._consumer.list_topics(timeout=1.0)
+            self._set_ready(True)
 
     def _commit(self, offsets: dict[TopicPartition, int], *, asynchronous: bool) -> None:
         if not offsets or self._consumer is None:

@@ -370,7 +370,11 @@ PLUGIN_NOTES: Mapping[tuple[str, str], str] = {
         "pipeline has taken it (with the intake journal: once it is on disk), so the broker "
         "keeps what socd has not taken yet. "
         "Payloads may be one JSON object, an array or NDJSON. "
-        "`$share/<group>/<filter>` topics are routed to their decoder by `<filter>`.",
+        "`$share/<group>/<filter>` topics are routed to their decoder by `<filter>`. "
+        "With `$share` each socd replica gets only part of the messages, and stateful "
+        "rules (thresholds, distinct counts, sequences) keep their state per replica: "
+        "events of one source spread over replicas may never reach a threshold. For "
+        "correlation across processes use the Kafka roles (docs/scaling.md).",
     ("collector", "file"):
         "Reads every matching file once, from the start, one record per non-empty line "
         "(`.gz` files are decompressed), then finishes. With `exit_when_done: true`, socd "

@@ -167,7 +167,8 @@ def build_notifications(config: Config, dead_letter: DeadLetter) -> Notification
     return NotificationCore(ncfg, notifiers,
                             {name: plugin.config for name, plugin in config.notifiers.items()},
                             path=queue_path(config.state_dir, ncfg), dead_letter=dead_letter,
-                            templates_dir=templates_dir)
+                            templates_dir=templates_dir,
+                            console_url=config.document.console.base_url)
 
 
 class Service(Protocol):

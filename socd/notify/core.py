@@ -117,7 +117,8 @@ class NotificationCore:
     def __init__(self, config: NotificationsConfig, notifiers: Mapping[str, Notifier],
                  notifier_configs: Mapping[str, NotifierConfig], *, path: str,
                  dead_letter: DeadLetterWriter, templates_dir: str | None = None,
-                 clock: Clock | None = None, run_tasks: bool = True) -> None:
+                 clock: Clock | None = None, run_tasks: bool = True,
+                 console_url: str | None = None) -> None:
         self.name = RUNNER_NAME
         self.config = config
         self.path = path
@@ -127,7 +128,8 @@ class NotificationCore:
         self.router = Router(config.routes, config.grouping)
         self.quiet = QuietHours(config.quiet_hours) if config.quiet_hours else None
         self.templates_dir = templates_dir
-        self.renderer = Renderer(config.language, templates_dir)
+        self.console_url = console_url  # console.base_url: messages link to the alert
+        self.renderer = Renderer(config.language, templates_dir, console_url)
         self.notifiers = dict(notifiers)
         self.notifier_configs = dict(notifier_configs)
         self.groups: dict[str, Group] = {}
@@ -232,7 +234,7 @@ class NotificationCore:
 
     def reload_templates(self) -> None:
         """Re-read the template files (SIGHUP when nothing else changed)."""
-        self.renderer = Renderer(self.config.language, self.templates_dir)
+        self.renderer = Renderer(self.config.language, self.templates_dir, self.console_url)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._executor is not None

@@ -277,6 +277,24 @@ def context(alerts: Sequence[Event], *, lang: str, total: int, severity: str, ro
     }
 
 
+def add_links(ctx: dict[str, Any], console_url: str) -> None:
+    """``link`` of each alert (its page in the analyst console) and ``queue_link`` (the
+    queue, filtered by the rule when the message has one): set only with
+    ``console.base_url``, so messages without it stay as they were. The id is hex and
+    the rule id is URL-encoded: event text never shapes the link."""
+    from urllib.parse import quote, urlencode
+
+    for view in ctx["alerts"]:
+        if view["hash"]:
+            view["link"] = f"{console_url}/alerts/{quote(view['hash'], safe='')}"
+    first = ctx["first"]
+    if first is not None and first["hash"] and "link" not in first:
+        first["link"] = f"{console_url}/alerts/{quote(first['hash'], safe='')}"
+    rule = first.get("rule_id") if ctx["same_rule"] else ""
+    ctx["queue_link"] = f"{console_url}/alerts" + (f"?{urlencode({'rule': rule})}" if rule
+                                                   else "")
+
+
 def _rules(views: Sequence[Mapping[str, Any]]) -> list[str]:
     """The names of the rules that fired, once each, the most severe first (then in
     the order they fired)."""
@@ -299,9 +317,12 @@ class Renderer:
     """Renders title, text and HTML of a message; thread-safe (the send queue's
     worker thread renders while the event loop runs)."""
 
-    def __init__(self, language: str = "vi", templates_dir: str | None = None) -> None:
+    def __init__(self, language: str = "vi", templates_dir: str | None = None,
+                 console_url: str | None = None) -> None:
         self.language = language
         self.templates_dir = templates_dir
+        # The analyst console's address (console.base_url): messages link to the alert.
+        self.console_url = console_url.rstrip("/") if console_url else None
         builtin = str(resources.files("socd.notify").joinpath("templates"))
         loaders: list[jinja2.BaseLoader] = []
         if templates_dir:
@@ -351,6 +372,8 @@ class Renderer:
                 contexts[lang] = context(alerts, lang=lang, total=total, severity=severity,
                                          route=route, group=group, group_key=group_key,
                                          repeated=repeated, after_quiet=after_quiet)
+                if self.console_url:
+                    add_links(contexts[lang], self.console_url)
             return contexts[lang]
 
         out: dict[str, str | None] = {}

@@ -136,7 +136,7 @@ async def _error_pages(request: web.Request, handler: Handler) -> web.StreamResp
 
 def _error_page(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:
     response = _error_response(request, exc.status, exc.reason)
-    for name in ("Retry-After", "Allow"):
+    for name in ("Retry-After", "Allow", "HX-Redirect"):
         if name in exc.headers:
             response.headers[name] = exc.headers[name]
     return response

@@ -20,6 +20,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
@@ -95,12 +96,20 @@ def wants_page(request: web.Request) -> bool:
 
 
 def login_redirect(request: web.Request) -> web.HTTPException:
-    """Where a signed-out request goes: the sign-in page (back here after), or 401."""
+    """Where a signed-out request goes: the sign-in page (back here after), or 401;
+    an htmx request's 401 says ``HX-Redirect`` (htmx then loads the sign-in page, coming
+    back to the page the user was on)."""
+    if request.method in ("GET", "HEAD"):
+        target = request.rel_url.path_qs
+    else:
+        # htmx says which page it was on; the sign-in page keeps only a local path.
+        current = urlsplit(request.headers.get("HX-Current-URL", "/"))
+        target = (current.path or "/") + (f"?{current.query}" if current.query else "")
+    location = str(request.app.router["login"].url_for().with_query(next=target))
     if not wants_page(request):
-        return web.HTTPUnauthorized(text="sign in first\n")
-    target = request.rel_url.path_qs
-    location = request.app.router["login"].url_for().with_query(next=target)
-    return web.HTTPSeeOther(location=str(location))
+        headers = {"HX-Redirect": location} if "HX-Request" in request.headers else None
+        return web.HTTPUnauthorized(text="sign in first\n", headers=headers)
+    return web.HTTPSeeOther(location=location)
 
 
 def requires(role: Role) -> Callable[[H], H]:

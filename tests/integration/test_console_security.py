@@ -91,8 +91,12 @@ async def test_signed_out_requests_go_to_the_sign_in_page(tmp_path: Path) -> Non
         page = await b.get("/")
         assert page.status == 303
         assert page.location.startswith("/login?next=")
-        htmx = await b.get("/", headers={"HX-Request": "true"})
+        htmx = await b.get("/alerts?severity=high", headers={"HX-Request": "true"})
         assert htmx.status == 401
+        assert htmx.headers["HX-Redirect"] == "/login?next=/alerts?severity%3Dhigh"
+        post = await b.post("/logout", headers={"HX-Request": "true",
+                                                "HX-Current-URL": "https://soc/alerts/7"})
+        assert post.status in (401, 403)
         static = await b.get("/static/htmx.min.js")
         assert static.status == 200
         assert "htmx" in static.text
@@ -294,3 +298,54 @@ async def test_no_listener_without_an_administrator(tmp_path: Path) -> None:
     async with running_console(tmp_path, users=False) as console:
         assert console.http is None
         assert console.url is None
+
+
+async def test_served_over_tls_with_the_configured_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    import aiohttp
+
+    from tests.integration.slapd import make_certificates
+
+    ca, cert, key = make_certificates(tmp_path / "tls")
+    tls = {"cert_file": str(cert), "key_file": str(key)}
+    async with running_console(tmp_path, trusted_proxies=[], tls=tls) as console:
+        assert console.url is not None
+        assert console.url.startswith("https://127.0.0.1:")
+        trusted = ssl.create_default_context(cafile=str(ca))
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+            async with session.get(console.url + "/login", ssl=trusted) as resp:
+                assert resp.status == 200
+                morsel = resp.cookies["__Host-socd_presession"]
+                assert morsel["secure"]
+            untrusted = ssl.create_default_context()  # the system CAs do not know it
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await session.get(console.url + "/login", ssl=untrusted)
+            plain = console.url.replace("https://", "http://")
+            with pytest.raises(aiohttp.ClientError):
+                await session.get(plain + "/login")
+
+
+async def test_a_weaker_hash_is_replaced_at_sign_in(tmp_path: Path) -> None:
+    from argon2 import PasswordHasher
+
+    from socd.console.passwords import needs_rehash
+
+    async with running_console(tmp_path) as console, browser(console) as b:
+        path = str(tmp_path / "state" / "console-users.db")
+        store = UserStore(path)
+        try:
+            weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+            store.add_user("old", Role.ANALYST,
+                           password_hash=weak.hash(PASSWORDS["analyst"]))
+        finally:
+            store.close()
+        assert (await b.login("old", PASSWORDS["analyst"])).status == 303
+        store = UserStore(path)
+        try:
+            user = store.get("old")
+        finally:
+            store.close()
+        assert user is not None
+        assert user.password_hash is not None
+        assert not needs_rehash(user.password_hash)

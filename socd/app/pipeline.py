@@ -58,6 +58,16 @@ class EventBatch:
 
 
 @dataclass(slots=True)
+class Processed:
+    """Events already decoded and classified elsewhere (a cluster worker's rule alerts):
+    routed to the sinks as they are, in order with the rest of the intake queue."""
+
+    events: list[Event]
+    ack: Ack | None
+    received: float
+
+
+@dataclass(slots=True)
 class Control:
     """An in-band instruction for the decode loop."""
 
@@ -520,7 +530,8 @@ class Pipeline:
         self.processor = processor
         self.runners = list(runners)
         self.dead_letter = dead_letter
-        self.intake: asyncio.Queue[Batch | Control | None] = asyncio.Queue(queue_max_batches)
+        self.intake: asyncio.Queue[Batch | Processed | Control | None] = \
+            asyncio.Queue(queue_max_batches)
         self.intake_events = 0
         self.events_processed = 0
         self._task: asyncio.Task[None] | None = None
@@ -588,6 +599,15 @@ class Pipeline:
                 self._freed.set()
         self.intake_events += len(records)
         await self.intake.put(Batch(records, self._budget(size, ack, seq)))
+
+    async def submit_processed(self, events: list[Event], ack: Ack | None = None,
+                               received: float | None = None) -> None:
+        """Hand events that need no decoding or classification (a cluster worker's
+        alerts) to the sinks; ``ack`` is called once every sink has them (stored,
+        spooled or dead-lettered). ``received``: when their input was received (the
+        latency metrics count from it; default now). Waits while the queue is full."""
+        await self.intake.put(Processed(events, ack, time.time() if received is None
+                                        else received))
 
     async def submit_durable(self, records: list[RawRecord], ack: Ack | None = None) -> None:
         """:meth:`submit` under the name collectors use to say that they acknowledge
@@ -823,6 +843,9 @@ class Pipeline:
                 else:
                     item.done.set_result(None)
                 continue
+            if isinstance(item, Processed):
+                await self._route(item.events, item.ack, item.received)
+                continue
             self.intake_events -= len(item.records)
             self._current = item
             try:
@@ -870,16 +893,19 @@ class Pipeline:
             runners = self.runners  # none: every event is dead-lettered below
             self.alertless.observe(collector, batch.records[0].decoder, events, bool(runners)
                                    and all(r.selects_alerts_only for r in runners))
+        await self._route(events, batch.ack, received)
+
+    async def _route(self, events: list[Event], ack: Ack | None, received: float) -> None:
+        """Put one batch of events into every sink's queue."""
         self.events_processed += len(events)
         runners = self.runners
-        ack = batch.ack
         if ack is not None:
             ack.pending = len(runners)
             if not runners:
                 ack.done()
         if not runners and events:
             for event in events:
-                dead_letter.write(stage="route", reason="no_sink", event=event)
+                self.dead_letter.write(stage="route", reason="no_sink", event=event)
             return
         out = EventBatch(events, ack, received)
         for runner in runners:

@@ -54,6 +54,7 @@ from socd.ioc.allowlist import load_allowlist
 from socd.plugins import AllowlistAware, Collector, IocAware
 
 if TYPE_CHECKING:
+    from socd.app.cluster import ClusterRole
     from socd.notify.core import NotificationCore
 
 log = structlog.get_logger("socd.server")
@@ -121,8 +122,16 @@ class Daemon:
     """One running socd. ``serve()`` returns when the daemon has stopped."""
 
     def __init__(self, config: Config, *,
-                 on_idle: Callable[[Daemon], Awaitable[None] | None] | None = None) -> None:
+                 on_idle: Callable[[Daemon], Awaitable[None] | None] | None = None,
+                 role: str | None = None) -> None:
         self.config = config
+        # The Kafka role (intake, worker, all) with a cluster: section, else None (one
+        # process; the cluster modules, and confluent_kafka, are then never imported).
+        self.cluster: ClusterRole | None = None
+        if config.document.cluster is not None or role is not None:
+            from socd.app.cluster import ClusterRole
+
+            self.cluster = ClusterRole.from_config(config, role)
         self.on_idle = on_idle
         self.dead_letter = dead_letter_for(config)
         self.pipeline: Pipeline | None = None
@@ -166,6 +175,9 @@ class Daemon:
     async def _abandon_startup(self) -> None:
         """Start-up failed part way (a port in use): close what was started, so the
         failure the CLI logs is the only line (no "Unclosed client session" after it)."""
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                await self.cluster.stop(5.0)
         if self.pipeline is not None:
             with contextlib.suppress(Exception):
                 await self.pipeline.close(5.0)  # nothing was received: returns at once
@@ -190,6 +202,10 @@ class Daemon:
         decoders = build_decoders(cfg, self.dead_letter)
         classifier = build_classifier(cfg)
         self.classifier = classifier
+        if self.cluster is not None:
+            self.cluster.prepare(classifier)
+            await self.cluster.start()
+            await self.cluster.intake_runner(self.dead_letter)
         for name, plugin in cfg.sinks.items():
             self.runners[name] = await self._start_sink(plugin)
             self.sink_plugins[name] = plugin
@@ -207,7 +223,8 @@ class Daemon:
                                  self.dead_letter, cfg.document.pipeline.queue_max_batches,
                                  cfg.document.pipeline.max_buffered_bytes,
                                  journal=Journal.from_config(cfg.document.journal, cfg.state_dir)
-                                 if cfg.document.journal.enabled else None,
+                                 if cfg.document.journal.enabled and self._takes_input
+                                 else None,
                                  warn_alertless_after_secs=cfg.document.pipeline
                                  .warn_alertless_after_secs)
         self.pipeline.start()
@@ -227,7 +244,9 @@ class Daemon:
                      paths=["/metrics", "/healthz", "/readyz"])
         # What a crash left in the journal is processed before any new input.
         await self.pipeline.recover()
-        for plugin in cfg.collectors.values():
+        if self.cluster is not None:
+            await self.cluster.start_worker(self.pipeline, self.dead_letter)
+        for plugin in cfg.collectors.values() if self._takes_input else ():
             self._start_collector(plugin)
         self.started = True
         self.services = build_services(cfg, self.dead_letter)
@@ -238,8 +257,13 @@ class Daemon:
                  notifiers=list(cfg.notifiers) if self.notify_core is not None else [])
         systemd.notify("READY=1", f"STATUS=running; {len(cfg.collectors)} collectors, "
                        f"{len(cfg.sinks)} sinks")
-        if not self.collectors:
+        if not self.collectors and self._takes_input:
             self._spawn(self._report_idle(), "idle")
+
+    @property
+    def _takes_input(self) -> bool:
+        """Whether this process runs collectors (not a cluster worker only)."""
+        return self.cluster is None or self.cluster.intake
 
     async def shutdown(self) -> None:
         assert self.pipeline is not None
@@ -247,13 +271,16 @@ class Daemon:
         log.info("stopping intake")
         await self._stop_collectors(list(self.collectors))
         timeout = 0.0 if self.force_exit else self.config.document.pipeline.drain_timeout_secs
+        if self.cluster is not None:
+            await self.cluster.stop(timeout)
         log.info("draining to sinks", timeout_secs=timeout,
                  queued_events=self.pipeline.intake_events
                  + sum(r.queued_events for r in self.runners.values()))
         lost = await self.pipeline.close(timeout)
         for task in list(self._tasks):
             task.cancel()
-        for name, runner in self.runners.items():
+        extra = [self.cluster.runner] if self.cluster and self.cluster.runner else []
+        for name, runner in [*self.runners.items(), *((r.name, r) for r in extra)]:
             try:
                 await runner.sink.close()
             except Exception:
@@ -302,11 +329,13 @@ class Daemon:
         return SinkRunner(RUNNER_NAME, core, runner_config(), self.dead_letter,
                           state_dir=self.config.state_dir)
 
-    @staticmethod
-    def _with_notifications(runners: dict[str, SinkRunner],
+    def _with_notifications(self, runners: dict[str, SinkRunner],
                             notify_runner: SinkRunner | None) -> list[SinkRunner]:
-        """The runners the pipeline feeds: the sinks, then the notification core."""
-        return [*runners.values(), *([notify_runner] if notify_runner is not None else [])]
+        """The runners the pipeline feeds: the sinks, the intake's Kafka publisher (in a
+        cluster), then the notification core."""
+        extra = [self.cluster.runner] if self.cluster and self.cluster.runner else []
+        return [*runners.values(), *extra,
+                *([notify_runner] if notify_runner is not None else [])]
 
     def _next_notify_runner(self, changed: bool, core: NotificationCore | None
                             ) -> SinkRunner | None:
@@ -432,6 +461,15 @@ class Daemon:
 
     # -- reload --------------------------------------------------------------
 
+    def _reloaded_classifier(self, new: Config) -> Classifier:
+        """The classifier of a reloaded config; in a cluster it keeps the running rule
+        split (intake and workers must agree on the topics: a rule change needs a
+        rolling restart of both, docs/scaling.md)."""
+        classifier = build_classifier(new)
+        if self.cluster is not None:
+            self.cluster.adapt(classifier)
+        return classifier
+
     async def reload(self) -> bool:
         """Reload config and rules atomically; a bad config keeps the old one."""
         async with self._reload_lock:
@@ -439,7 +477,7 @@ class Daemon:
                 new = config_mod.load(self.config.file)
                 new.require_env()
                 decoders = build_decoders(new, self.dead_letter)
-                classifier = build_classifier(new)
+                classifier = self._reloaded_classifier(new)
                 if self.classifier is not None:
                     classifier.carry_state_from(self.classifier)
                 notify_changed = self._notifications_changed(new)
@@ -507,11 +545,15 @@ class Daemon:
         configuration that has no task yet counts as not ready."""
         collectors = {n: self._collector_ready(n) for n in self.config.collectors}
         sinks = {n: r.up for n, r in self.runners.items()}
+        if self.cluster is not None and self.cluster.runner is not None:
+            sinks[self.cluster.runner.name] = self.cluster.runner.up
         if self.notify_runner is not None:
             sinks[self.notify_runner.name] = self.notify_runner.up
         ready = (self.started and self.pipeline is not None and not self.should_exit.is_set()
                  and all(collectors.values()) and all(sinks.values()))
         detail: dict[str, Any] = {"collectors": collectors, "sinks": sinks}
+        if self.cluster is not None:
+            detail["cluster"] = self.cluster.status()
         if not self.started:
             detail["starting"] = True
         journal = self.pipeline.journal_status() if self.pipeline is not None else None

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 def register(sub: Subparsers, with_config: WithConfig) -> None:
     run = sub.add_parser("run", help="run the daemon")
     with_config(run)
+    run.add_argument("--role", choices=("intake", "worker", "all"),
+                     help="with a cluster: section, this process's part (overrides "
+                     "cluster.role): intake (collectors, stateless rules, publish to Kafka), "
+                     "worker (stateful rules per partition) or all (docs/scaling.md)")
     run.set_defaults(handler=_daemon)
 
     check = sub.add_parser("check-config", help="validate a config file")
@@ -78,8 +82,8 @@ def _daemon(args: argparse.Namespace) -> int:
     for warning in cfg.warnings:
         structlog.get_logger("socd.config").warning("configuration warning",
                                                     problem=str(warning))
-    daemon = Daemon(cfg, on_idle=_print_summary)
     try:
+        daemon = Daemon(cfg, on_idle=_print_summary, role=getattr(args, "role", None))
         asyncio.run(daemon.serve())
     except ConfigError as exc:  # a file the config names, found missing or unreadable
         _log_config_error(logger, exc)

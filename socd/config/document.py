@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from socd.config.cluster import ClusterConfig
 from socd.config.console import ConsoleConfig
 from socd.config.documents import DocumentsConfig
 from socd.config.incidents import IncidentsConfig
@@ -235,3 +236,5 @@ class DocumentConfig(StrictModel):
         "and date, recipients, signer, font (docs/reports.md).")
     console: ConsoleConfig = Field(default_factory=ConsoleConfig, description="The analyst "
                                    "console (docs/console.md).")
+    cluster: ClusterConfig | None = Field(None, description="Partitioned correlation on "
+                                          "Kafka (docs/scaling.md); absent: one process.")

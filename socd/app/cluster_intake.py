@@ -1,0 +1,129 @@
+"""The intake role's link to the workers: a sink that publishes events to Kafka.
+
+It runs as one more sink of the pipeline (its runner, its spool), so an event batch is
+acknowledged to its source (and released from the journal) only once Kafka confirmed
+every message of it (``acks=all``, idempotent producer): a crash or a Kafka outage loses
+nothing, and while Kafka is away the batches go to the spool on disk like any sink's.
+
+Each event is published once per repartition topic one of whose rules matches it (the
+engine's own routing and conditions), keyed by that topic's fields. The rule alerts the
+intake's own (stateless) rules raised are not published: in one process the engine never
+sees its own alerts either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from socd.app.cluster_metrics import PUBLISHED
+from socd.app.cluster_plan import ClusterPlan
+from socd.errors import HealthCheckError, SinkError
+from socd.event import Event
+
+NAME = "cluster"
+# A message librdkafka could not deliver within this is reported failed; the runner then
+# spools the batch. Covers a broker restart (seconds) without any duplicate.
+MESSAGE_TIMEOUT_MS = 60_000
+
+
+def producer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Idempotent, acks=all, Java-compatible key hashing (murmur2), batched."""
+    return {**settings, "enable.idempotence": True, "acks": "all",
+            "partitioner": "murmur2_random", "linger.ms": 5, "compression.type": "lz4",
+            "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+            "queue.buffering.max.messages": 500_000}
+
+
+def is_rule_alert(event: Event) -> bool:
+    """An alert the rules engine raised: the classifier removes ``socd.rule`` from every
+    input event, and only the engine writes it."""
+    socd = event.get("socd")
+    return type(socd) is dict and "rule" in socd
+
+
+class RepartitionSink:
+    """Publishes the events the stateful rules need; see the module docstring."""
+
+    name = NAME
+
+    def __init__(self, plan: ClusterPlan, settings: dict[str, Any]) -> None:
+        self.plan = plan
+        self.settings = producer_settings(settings)
+        self._producer: Any = None
+        self._published = {t.name: PUBLISHED.labels(t.name) for t in plan.topics}
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        from confluent_kafka import Producer
+
+        self._producer = Producer(self.settings)
+
+    async def healthcheck(self) -> None:
+        producer = self._producer
+        if producer is None:
+            raise HealthCheckError("the Kafka producer is not started")
+        try:
+            await asyncio.to_thread(producer.list_topics, None, 10.0)
+        except Exception as exc:
+            raise HealthCheckError(f"Kafka does not answer: {exc}") from exc
+
+    def _messages(self, events: Sequence[Event]) -> list[tuple[str, bytes, bytes]]:
+        out: list[tuple[str, bytes, bytes]] = []
+        topics = self.plan.topics
+        for event in events:
+            if is_rule_alert(event):
+                continue
+            value: bytes | None = None
+            for topic in topics:
+                if topic.concerns(event):
+                    if value is None:
+                        value = orjson.dumps(event, default=str)
+                    out.append((topic.name, topic.key(event), value))
+        return out
+
+    async def write(self, events: Sequence[Event]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise SinkError("the Kafka producer is not started")
+        messages = self._messages(events)
+        if not messages:
+            return
+        failures: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        # produce() only queues; flush() waits for every delivery report. Both in one
+        # thread: a full local queue (BufferError) is drained by polling there.
+        def send() -> int:
+            with self._lock:
+                for topic, key, value in messages:
+                    while True:
+                        try:
+                            producer.produce(topic, value, key, on_delivery=delivered)
+                            break
+                        except BufferError:
+                            producer.poll(0.05)
+                left: int = producer.flush(MESSAGE_TIMEOUT_MS / 1000 + 30)
+                return left
+
+        left = await asyncio.to_thread(send)
+        if failures or left:
+            raise SinkError(f"Kafka did not confirm {len(failures) + left} of "
+                            f"{len(messages)} messages: {failures[:1] or 'timeout'}")
+        counts: dict[str, int] = {}
+        for topic, _, _ in messages:
+            counts[topic] = counts.get(topic, 0) + 1
+        for topic, n in counts.items():
+            self._published[topic].inc(n)
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await asyncio.to_thread(producer.flush, 10.0)

@@ -26,6 +26,7 @@ from socd.alerts.lifecycle import AlertError, InvalidTransition
 from socd.console import data_actions as actions
 from socd.console.audit import audit
 from socd.console.auth import requires
+from socd.console.csrf import read_form
 from socd.console.data import (
     COUNT_CAP,
     SourceError,
@@ -134,7 +135,7 @@ _BULK: Final = ("ack", "false_positive", "resolve", "assign", "incident_new", "i
 
 @requires(Role.ANALYST)
 async def bulk(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     action = field(form, "action", 32)
     back = {k: field(form, f"f_{k}", 200) for k in ("severity", "status", "unit", "layer",
                                                    "asset_kind", "rule", "source_ip",
@@ -280,7 +281,7 @@ def _back(request: web.Request, alert_id: str, **notice: Any) -> web.HTTPSeeOthe
 @requires(Role.ANALYST)
 async def change(request: web.Request) -> web.StreamResponse:
     alert_id = _alert_id(request)
-    form = await request.post()
+    form = await read_form(request)
     action = field(form, "action", 32)
     if action not in ("ack", "false_positive", "resolve", "assign"):
         raise web.HTTPBadRequest(reason="unknown action")
@@ -302,7 +303,7 @@ async def change(request: web.Request) -> web.StreamResponse:
 @requires(Role.ANALYST)
 async def to_incident(request: web.Request) -> web.StreamResponse:
     alert_id = _alert_id(request)
-    form = await request.post()
+    form = await read_form(request)
     return await _incident_from(request, [alert_id], form, {})
 
 
@@ -310,7 +311,7 @@ async def to_incident(request: web.Request) -> web.StreamResponse:
 async def block_source(request: web.Request) -> web.StreamResponse:
     """Block the alert's source address through the blocker's rules and allowlist."""
     alert_id = _alert_id(request)
-    form = await request.post()
+    form = await read_form(request)
     svc = services(request)
     alert = await off_loop(svc.alerts().get, alert_id)
     if alert is None:

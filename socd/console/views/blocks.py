@@ -17,6 +17,7 @@ from aiohttp import web
 from socd.console import data_actions as actions
 from socd.console.audit import audit
 from socd.console.auth import requires
+from socd.console.csrf import read_form
 from socd.console.render import render, url_for
 from socd.console.roles import Role
 from socd.console.services import NotConfigured
@@ -56,7 +57,7 @@ async def block_page(request: web.Request) -> web.StreamResponse:
 
 @requires(Role.ADMIN)
 async def unblock(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     value = field(form, "value", 100).strip()
     reason = actions.clean(field(form, "reason"))
     if not value or not reason:

@@ -18,6 +18,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from socd.console.auth import requires
+from socd.console.csrf import read_form
 from socd.console.render import render, url_for
 from socd.console.roles import Role
 from socd.console.services import NotConfigured
@@ -152,7 +153,7 @@ _CHANGES: Final = ("action", "impacts", "system", "assign", "notified", "respons
 @requires(Role.ANALYST)
 async def incident_change(request: web.Request) -> web.StreamResponse:
     incident_id = normalize_id(request.match_info["id"][:40])
-    form = await request.post()
+    form = await read_form(request)
     what = field(form, "change", 32)
     if what not in _CHANGES:
         raise web.HTTPBadRequest(reason="unknown change")

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from socd.console.audit import audit
 from socd.console.auth import requires
+from socd.console.csrf import read_form
 from socd.console.data_actions import clean
 from socd.console.render import render
 from socd.console.roles import Role
@@ -91,7 +92,7 @@ async def _page(request: web.Request, report: dict[str, Any] | None = None,
 
 @requires(Role.ADMIN)
 async def ioc_import(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    form = await read_form(request)
     upload = form.get("file")
     fmt = field(form, "format", 16)
     source = clean(field(form, "source", 200), 200)

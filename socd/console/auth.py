@@ -35,8 +35,8 @@ from socd.console.keys import (
     USERS_KEY,
 )
 from socd.console.passwords import needs_rehash, verify, verify_dummy
-from socd.console.roles import Role
-from socd.console.users import Source, UserError, UserRecord, UserStore, normalise_name
+from socd.console.roles import ConsoleUser, Role
+from socd.console.users import UserError, UserRecord, UserStore, normalise_name
 from socd.metrics import REGISTRY
 
 __all__ = ["ConsoleUser", "LoginResult", "Role", "authenticate", "current_user", "public",
@@ -58,19 +58,6 @@ for _result in LOGIN_RESULTS:
 ROLE_REFUSED = "role"
 ROLE_ATTR = "__socd_console_role__"
 PUBLIC_ATTR = "__socd_console_public__"
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleUser:
-    """The signed-in user of a request."""
-
-    name: str
-    display_name: str
-    role: Role
-    source: Source
-
-    def can(self, role: Role) -> bool:
-        return self.role >= role
 
 
 def public(handler: H) -> H:

@@ -14,10 +14,9 @@ if TYPE_CHECKING:
     import jinja2
 
     from socd.config.console import ConsoleConfig
-    from socd.console.auth import ConsoleUser
     from socd.console.ldap import LdapAuthenticator
+    from socd.console.roles import ConsoleUser, Session
     from socd.console.services import ConsoleServices
-    from socd.console.sessions import Session
     from socd.console.users import UserStore
     from socd.ratelimit import KeyedRateLimiter
 

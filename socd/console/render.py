@@ -27,7 +27,7 @@ from socd.console.keys import ANON_CSRF_KEY, JINJA_KEY, LANG_KEY, SESSION_KEY, U
 from socd.console.roles import Role
 
 if TYPE_CHECKING:
-    from socd.console.sessions import Session
+    from socd.console.roles import Session
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"

@@ -17,12 +17,11 @@ import asyncio
 import ipaddress
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from socd.config.console import ConsoleConfig
-from socd.console.auth import ConsoleUser, Handler, is_public, login_redirect, user_of
+from socd.console.auth import Handler, is_public, login_redirect, user_of
 from socd.console.i18n import LANGUAGES, language_of
 from socd.console.keys import (
     ANON_CSRF_KEY,
@@ -33,20 +32,10 @@ from socd.console.keys import (
     USER_KEY,
     USERS_KEY,
 )
-from socd.console.roles import Role
+from socd.console.roles import ConsoleUser, Role, Session
 
 _ID_MAX = 128  # longer cookie values are not ours: not even looked up
 LANG_COOKIE = "socd_lang"
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """The session of a request."""
-
-    id: str
-    csrf: str
-    user: ConsoleUser
-    created: float
 
 
 def session_cookie(cfg: ConsoleConfig) -> str:

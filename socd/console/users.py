@@ -19,12 +19,10 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from socd.console.roles import Role
+from socd.console.roles import Role, Source
 from socd.sqlite import Schema, Store
-
-Source = Literal["local", "ldap"]
 
 # A session's last use is written at most this often (not at every request).
 _TOUCH_SECS = 30.0

@@ -16,7 +16,7 @@ from socd.event import (
     FIELDS,
     INPUT_SOCD_KEYS,
     Event,
-    fingerprint,
+    fingerprint_prefix,
     normalize,
     now_iso,
     set_severity,
@@ -26,6 +26,8 @@ from socd.severity import BUILTIN_TABLES, Severity, SeverityTable
 from socd.vocabulary import ASSET_KINDS
 
 _ISO_CACHE: dict[int, str] = {}
+# A code as the input spells it -> its Severity (a StrEnum: the members are their codes).
+_SEVERITIES: dict[object, Severity] = {s.value: s for s in Severity}
 
 MAX_UNIT_CHARS = 256  # an agency name; longer values are not one (and bloat every index)
 
@@ -162,6 +164,7 @@ class BaseDecoder:
 
     name: str
     socd_keys: frozenset[str] = INPUT_SOCD_KEYS
+    _prefix_of: tuple[str, hashlib.blake2b] | None = None
 
     def __init__(self, name: str, *, severity_table: str | None = None,
                  keep_original: bool = False) -> None:
@@ -176,8 +179,13 @@ class BaseDecoder:
     def decode(self, record: RawRecord) -> DecodeResult:
         result = DecodeResult()
         items, result.failures = split_json(record.data)
-        digest = hashlib.blake2b(record.data, digest_size=16).digest()
+        # Per record: the payload's digest, hashed into the fingerprint prefix once, and
+        # the created/ingested times; per event only its index is hashed.
+        prefix = self._prefix.copy()
+        prefix.update(hashlib.blake2b(record.data, digest_size=16).digest())
+        prefix.update(b"\x00")
         created = _received_iso(record.received)
+        ingested = now_iso()
         for index, (obj, line) in enumerate(items):
             if not isinstance(obj, dict):
                 raw = _raw_item(record.data, items, index, line)
@@ -187,7 +195,7 @@ class BaseDecoder:
                 continue
             try:
                 event = self.convert(obj)
-                self.finish(event, record, created, digest, index,
+                self.finish(event, record, created, (prefix, ingested), index,
                             line if line is not None else None)
             except DecodeError as exc:
                 raw = _raw_item(record.data, items, index, line)
@@ -196,27 +204,43 @@ class BaseDecoder:
             result.events.append(event)
         return result
 
-    def finish(self, event: Event, record: RawRecord, created: str, digest: bytes, index: int,
-               line: bytes | None) -> None:
+    @property
+    def _prefix(self) -> hashlib.blake2b:
+        """The fingerprint hasher after the decoder's name (:func:`fingerprint_prefix`):
+        ``fingerprint(name, digest, index)`` without hashing the name per event."""
+        cached = self._prefix_of
+        if cached is None or cached[0] != self.name:
+            cached = self._prefix_of = (self.name, fingerprint_prefix(self.name))
+        return cached[1]
+
+    def finish(self, event: Event, record: RawRecord, created: str,
+               hashed: tuple[hashlib.blake2b, str], index: int, line: bytes | None) -> None:
         """Drop the socd keys that are socd's own, stamp provenance, fingerprint and
-        severity, then normalize types."""
+        severity, then normalize types. ``hashed``: the fingerprint hasher after the
+        decoder's name and the record's digest, and the record's ingested time."""
         ev = event.setdefault("event", {})
         if not isinstance(ev, dict):
             raise DecodeError("invalid_field", "event must be an object")
         ev.setdefault("created", created)
-        ev["hash"] = fingerprint(self.name, digest, str(index))
-        ev["ingested"] = now_iso()
+        prefix, ingested = hashed
+        h = prefix.copy()
+        h.update(str(index).encode())
+        h.update(b"\x00")
+        ev["hash"] = h.hexdigest()
+        ev["ingested"] = ingested
         if self.keep_original:
             ev["original"] = (line if line is not None else record.data).decode(
                 "utf-8", "replace")
         socd = gate_socd(event, self.name, self.socd_keys)
         stamp_provenance(socd, record, self.name)
         if "severity" in socd:
+            code = socd["severity"]
             try:
-                set_severity(event, Severity(socd["severity"]))
-            except ValueError as exc:
-                raise DecodeError("invalid_field", f"socd.severity {socd['severity']!r} is not "
+                severity = _SEVERITIES.get(code) or Severity(code)
+            except (TypeError, ValueError) as exc:
+                raise DecodeError("invalid_field", f"socd.severity {code!r} is not "
                                   "low, medium, high or critical") from exc
+            set_severity(event, severity)
         elif self.severity_table is not None and socd.get("vendor_severity") is not None:
             sev = self.severity_table.lookup(socd["vendor_severity"])
             if sev is not None:

@@ -46,19 +46,28 @@ class MappingDecoder(BaseDecoder):
         super().__init__(ctx.name, severity_table=config.severity_table,
                          keep_original=config.keep_original)
         self.path, self.spec = load_mapping(config.mapping, ctx.config_dir)
-        # Hot path: constants are serialized once and each event starts as a parse of
-        # them (faster than setting each one); fields are (parent path, leaf key,
-        # top-level source key or None, source path). A constant wins over a field
-        # with the same destination, as the mapping format documents.
+        # Hot path: each event starts as a copy of the constants (two levels of plain
+        # values: dict copies; anything deeper: a parse of their JSON, as fresh as a
+        # copy); fields are (index of the parent object, parent path, leaf key,
+        # top-level source key or None, source path); the parent objects of one event
+        # are kept in a list by index (a tuple key would be hashed per field). A
+        # constant wins over a field with the same destination, as the mapping format
+        # documents.
         template: Event = {}
         for dst, value in self.spec.constants.items():
             put_parts(template, dst.split("."), value)
         self._template = orjson.dumps(template)
+        self._flat_template = list(template.items()) if all(
+            type(v) is dict and not any(isinstance(x, dict | list) for x in v.values())
+            for v in template.values()) else None
         constant_paths = set(self.spec.constants)
+        parents: dict[tuple[str, ...], int] = {}
         self._fields = [
-            (tuple(dst.split(".")[:-1]), dst.split(".")[-1],
+            (parents.setdefault(tuple(dst.split(".")[:-1]), len(parents)),
+             tuple(dst.split(".")[:-1]), dst.split(".")[-1],
              src if "." not in src else None, src.split("."))
             for dst, src in self.spec.fields.items() if dst not in constant_paths]
+        self._parents = len(parents)
         sev = self.spec.severity
         self._severity = (
             (sev.field, SeverityTable(self.spec.name, {k: v.value for k, v in sev.table.items()},
@@ -66,13 +75,22 @@ class MappingDecoder(BaseDecoder):
         ts = self.spec.timestamp
         self._tz = _parse_offset(ts.timezone) if ts else timezone(timedelta(hours=7))
 
+    def _fresh(self) -> Event:
+        """A new event holding the constants."""
+        flat = self._flat_template
+        if flat is None:
+            event: Event = orjson.loads(self._template)
+            return event
+        return {key: value.copy() for key, value in flat}
+
     def convert(self, obj: dict[str, Any]) -> Event:
-        event: Event = orjson.loads(self._template)
-        nodes: dict[tuple[str, ...], dict[str, Any]] = {(): event}
-        for parent, leaf, key, src in self._fields:
+        event = self._fresh()
+        nodes: list[dict[str, Any] | None] = [None] * self._parents
+        get_top = obj.get
+        for i, parent, leaf, key, src in self._fields:
             value: Any
             if key is not None:
-                value = obj.get(key)
+                value = get_top(key)
             else:
                 value = obj
                 for part in src:
@@ -82,9 +100,9 @@ class MappingDecoder(BaseDecoder):
                     value = value.get(part)
             if value is None or value == "":
                 continue
-            node = nodes.get(parent)
+            node = nodes[i]
             if node is None:
-                node = nodes[parent] = node_at(event, parent)
+                node = nodes[i] = node_at(event, parent)
             node[leaf] = value
         ts = self.spec.timestamp
         if ts is not None:

@@ -136,6 +136,47 @@ async def test_only_what_emit_confirmed_is_committed_and_the_rest_comes_again(
     assert second.numbers() == list(range(stored, 1000))
 
 
+async def test_without_the_journal_offsets_wait_for_the_sinks(
+        kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """With a plain ``emit`` (no intake journal) a batch is committed only once every
+    sink acknowledged it, and never past an older batch still out."""
+    topic = f"it-{unique}-acks"
+    create_topic(kafka_bootstrap, topic, 1)
+    await asyncio.to_thread(produce, kafka_bootstrap, topic, _values(0, 300))
+    acks: list[Ack] = []
+    sizes: list[int] = []
+    received = Received()
+
+    async def emit(records: list[RawRecord], ack: Ack | None = None) -> None:
+        assert ack is not None  # not durable: the collector asks to be called back
+        acks.append(ack)
+        sizes.append(len(records))
+        await received.emit(records)
+
+    collector = _collector(kafka_bootstrap, unique, tmp_path, topics=[topic])
+    task = asyncio.create_task(collector.run(emit))
+    await received.wait_for(300)
+    group = collector.group
+
+    async def committed_now() -> int:
+        return (await asyncio.to_thread(committed, kafka_bootstrap, group, topic, 1))[0]
+
+    assert await committed_now() < 0  # nothing acknowledged yet
+    acks[1].done()  # a younger batch stored first: still nothing to commit
+    assert collector.ledger.take() == {}
+    acks[0].done()  # now the first two batches are stored
+    first_two = sizes[0] + sizes[1]
+    for _ in range(200):
+        if await committed_now() == first_two:
+            break
+        await asyncio.sleep(0.05)
+    assert await committed_now() == first_two
+    for ack in acks[2:]:
+        ack.done()
+    await _stop(task)  # the last commit is made on the way out
+    assert await committed_now() == 300
+
+
 def test_socd_killed_mid_stream_loses_nothing(kafka_bootstrap: str, unique: str,
                                               tmp_path: Path) -> None:
     topic = f"it-{unique}-crash"

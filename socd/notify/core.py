@@ -4,7 +4,8 @@ The daemon feeds alerts to :class:`NotificationCore` through a normal
 :class:`~socd.app.pipeline.SinkRunner`, so batching, back-pressure and
 acknowledgement work as for any sink. Inside:
 
-1. ``write`` routes each alert, drops repeats (dedup within
+1. ``write`` routes each alert, drops an alert it already took (same ``event.hash``:
+   a redelivery) and repeats (dedup within
    ``repeat_interval_secs``), holds alerts in quiet hours and stores the
    accepted ones as *pending* in the SQLite queue, in one transaction, before it
    returns: once ``write`` returned, the input may be acknowledged.
@@ -31,7 +32,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,6 +106,19 @@ class _Plan:
     ready: dict[str, tuple[int, float]] = field(default_factory=dict)  # gid -> (n, first)
     held: dict[str, Counter[float]] = field(default_factory=dict)
     outcomes: Counter[str] = field(default_factory=Counter)
+    seen: list[str] = field(default_factory=list)  # event.hash of every alert taken
+
+
+# Alert ids (event.hash) remembered to drop a repeated delivery of the same alert: a
+# journal replay after a crash, or a Kafka worker's batch processed again after a
+# rebalance (docs/scaling.md). Bounded: the oldest are forgotten first.
+SEEN_MAX = 65_536
+
+
+def _alert_id(event: Event) -> str | None:
+    ev = event.get("event")
+    digest = ev.get("hash") if type(ev) is dict else None
+    return digest if type(digest) is str and digest else None
 
 
 class NotificationCore:
@@ -134,6 +148,7 @@ class NotificationCore:
         self.notifier_configs = dict(notifier_configs)
         self.groups: dict[str, Group] = {}
         self.dedup: dict[bytes, float] = {}
+        self.seen: OrderedDict[str, None] = OrderedDict()
         self.senders: dict[str, Sender] = {}
         self.store: NotifyStore | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -275,7 +290,15 @@ class NotificationCore:
         quiet = self.quiet
         routes_for = self.router.routes_for
         dedup, new_dedup = self.dedup, plan.dedup
+        seen, batch_seen = self.seen, set[str]()
         for event in events:
+            digest = _alert_id(event)
+            if digest is not None:
+                if digest in seen or digest in batch_seen:
+                    plan.outcomes["deduplicated"] += 1  # the same alert delivered again
+                    continue
+                batch_seen.add(digest)
+                plan.seen.append(digest)
             routes = routes_for(event)
             if not routes:
                 plan.outcomes["unrouted"] += 1
@@ -334,6 +357,11 @@ class NotificationCore:
     def _apply(self, plan: _Plan) -> None:
         """Mirror a committed plan in memory."""
         self.dedup.update(plan.dedup)
+        seen = self.seen
+        for digest in plan.seen:
+            seen[digest] = None
+        while len(seen) > SEEN_MAX:
+            seen.popitem(last=False)
         for gid, row in plan.groups.items():
             group = self.groups.get(gid)
             if group is None:

@@ -453,3 +453,27 @@ async def test_unserializable_alert_is_dead_lettered_and_others_go_on(
         ("notify", "unserializable")]
     assert await core.flush_due(T0) == 1
     assert outbox(core)[0].alerts[0]["event"]["hash"] == "hash000002"
+
+
+async def test_a_redelivered_alert_is_notified_once(make_core: Factory) -> None:
+    """The same alert delivered again (a journal replay after a crash, a Kafka worker's
+    batch processed again after a rebalance: same event.hash) is taken once, even
+    without a repeat interval and within one batch; the seen-set is bounded."""
+    from socd.notify import core as core_mod
+
+    core = make_core({"grouping": grouping(repeat_interval_secs=0)})
+    await core.start()
+    before = sample_value("socd_notification_alerts_total", outcome="deduplicated")
+    await core.write([alert(1), alert(2), alert(1)])
+    await core.write([alert(2), alert(3)])
+    assert sample_value("socd_notification_alerts_total", outcome="deduplicated") \
+        - before == 2
+    await core.flush_due(T0 + 30)
+    [message] = outbox(core)
+    assert [a["event"]["hash"] for a in message.alerts] == [
+        "hash000001", "hash000002", "hash000003"]
+    for i in range(10, 10 + core_mod.SEEN_MAX):
+        core.seen[f"other{i}"] = None
+    await core.write([alert(4)])
+    assert len(core.seen) == core_mod.SEEN_MAX
+    assert "hash000001" not in core.seen  # the oldest forgotten first

@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
 from socd.console.auth import Handler
-from socd.console.keys import SESSION_KEY
+from socd.console.keys import CONFIG_KEY, SESSION_KEY
 from socd.console.sessions import anon_token
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -73,7 +73,11 @@ def _cross_site(request: web.Request) -> bool:
         return False
     if origin == "null":
         return True
-    return urlsplit(origin).netloc.lower() != request.host.lower()
+    allowed = {request.host.lower()}
+    base_url = request.app[CONFIG_KEY].base_url
+    if base_url:  # a proxy that rewrites Host: the address analysts use is the console's
+        allowed.add(urlsplit(base_url).netloc.lower())
+    return urlsplit(origin).netloc.lower() not in allowed
 
 
 @web.middleware

@@ -349,3 +349,17 @@ async def test_a_weaker_hash_is_replaced_at_sign_in(tmp_path: Path) -> None:
         assert user is not None
         assert user.password_hash is not None
         assert not needs_rehash(user.password_hash)
+
+
+async def test_origin_of_the_base_url_is_same_site(tmp_path: Path) -> None:
+    """Behind a proxy that rewrites Host, the browser's Origin is the base URL's."""
+    async with running_console(tmp_path, base_url="https://soc.example.vn") as console, \
+            browser(console) as b:
+        await b.login("admin")
+        await b.get("/")
+        same = await b.post("/logout", headers={"Origin": "https://soc.example.vn"})
+        assert same.status == 303
+        await b.login("admin")
+        await b.get("/")
+        other = await b.post("/logout", headers={"Origin": "https://soc.example.vn.evil"})
+        assert other.status == 403

@@ -82,9 +82,12 @@ class StoreAlertSource:
 
     def page(self, query: AlertQuery) -> AlertPage:
         found = self.store.search(replace(query, limit=query.limit + 1))
-        counts = {s.value: self.store.count_matching(replace(query, severity=s.value),
-                                                     COUNT_CAP + 1)
-                  for s in Severity}
+        if query.text:  # a LIKE reads every row: once, grouped, not once per severity
+            exact = self.store.severity_counts(query)
+            counts = {s.value: min(exact.get(s.value, 0), COUNT_CAP + 1) for s in Severity}
+        else:  # each severity's count walks its index and stops at the cap
+            counts = {s.value: self.store.count_matching(replace(query, severity=s.value),
+                                                         COUNT_CAP + 1) for s in Severity}
         return paged(found, query.limit, counts)
 
     def get(self, alert_id: str) -> StoredAlert | None:

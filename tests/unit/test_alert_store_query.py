@@ -154,3 +154,12 @@ def test_a_page_is_an_index_walk_not_a_sort(store: AlertStore, query: AlertQuery
         params))
     assert f"USING INDEX {index}" in plan
     assert "TEMP B-TREE FOR ORDER BY" not in plan  # "RIGHT PART OF ORDER BY" is the ties
+
+
+def test_severity_counts_in_one_pass_match_the_capped_counts(store: AlertStore) -> None:
+    store.insert(alerts(40))
+    query = AlertQuery(text="host-1", severity="low")  # its severity is ignored
+    grouped = store.severity_counts(query)
+    for severity in ("low", "medium", "high", "critical"):
+        assert grouped.get(severity, 0) == store.count_matching(
+            replace(query, severity=severity), 1000)

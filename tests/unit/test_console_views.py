@@ -224,3 +224,41 @@ async def test_report_and_health_pages(tmp_path: Path) -> None:
         assert r.status == 400
         page = await c.page("/health")
         assert "Tình trạng hệ thống" in page
+
+
+def test_every_key_the_pages_use_has_both_texts() -> None:
+    """Keys named in the templates (literal ones, and each value of the dynamic ones)."""
+    import re
+
+    from socd.console import i18n
+    from socd.console.render import TEMPLATES
+    from socd.console.views import words
+
+    i18n.extend(words.VI, words.EN)
+    used: set[str] = set()
+    for path in TEMPLATES.glob("*.html"):
+        used |= set(re.findall(r"""\bt\(["']([a-z0-9_.]+[a-z0-9_])["']""", path.read_text()))
+    dynamic = {"action": ["ack", "false_positive", "resolve", "assign", "unassign", "reopen",
+                          "incident_new", "incident_add", "block", "block_same"],
+               "notice.err": ["reason", "title", "incident", "transition", "no_source",
+                              "no_blocker", "block_refused"],
+               "notice.one": ["ack", "false_positive", "resolve", "assign", "block",
+                              "block_same"],
+               "doc": ["notification", "final"], "serious": ["level", "impact", "capacity"],
+               "source": ["store", "elasticsearch"],
+               "timeline": ["discovered", "opened", "notified", "response_ended", "reported",
+                            "closed", "alert", "layer1", "layer2", "layer3", "layer4"],
+               "iocs.err": ["missing", "parse", "date"],
+               "blocks.err": ["reason", "not_blocked"],
+               "reports.kind": ["weekly", "monthly", "semiannual"],
+               "metric": list(_HEALTH_METRICS)}
+    used |= {f"{family}.{v}" for family, values in dynamic.items() for v in values}
+    assert used - set(i18n.VI) == set()
+    assert used - set(i18n.EN) == set()
+
+
+_HEALTH_METRICS = ("socd_spool_events", "socd_spool_bytes", "socd_spool_max_bytes",
+                   "socd_journal_records", "socd_journal_bytes",
+                   "socd_journal_oldest_age_seconds", "socd_notification_queue_depth",
+                   "socd_notifications_failed_total", "socd_dead_letters_total",
+                   "socd_queue_depth", "socd_component_up")

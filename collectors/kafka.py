@@ -73,6 +73,12 @@ class KafkaCollector:
         group_id: str | None = Field(None, description="Consumer group; members of one "
                                      "group split the topics' partitions. Default "
                                      "`socd-<collector name>`.")
+        group_instance_id: str | None = Field(
+            None, min_length=1, max_length=249, description="Static group membership "
+            "(group.instance.id), unique per member, e.g. the pod name of a StatefulSet: a "
+            "member restarted within `session_timeout_secs` gets its partitions back "
+            "without a rebalance. A static member that stops does not leave the group: "
+            "its partitions wait `session_timeout_secs` for it.")
         topics: list[str] = Field(default_factory=list, description="Shorthand: topics "
                                   "decoded by `decoder`.")
         subscriptions: list[TopicSubscription] = Field(default_factory=list)
@@ -166,7 +172,8 @@ class KafkaCollector:
             self.config, group_id=self.group, client_id=f"socd-{self.name}",
             config_dir=self.ctx.config_dir, auto_offset_reset=self.config.auto_offset_reset,
             session_timeout_secs=self.config.session_timeout_secs,
-            max_poll_interval_secs=self.config.max_poll_interval_secs)
+            max_poll_interval_secs=self.config.max_poll_interval_secs,
+            instance_id=self.config.group_instance_id)
         settings.update(error_cb=self._on_error, on_commit=self._on_commit,
                         logger=librdkafka_logger(self.name))
         consumer = Consumer(settings)

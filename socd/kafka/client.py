@@ -39,6 +39,7 @@ RESERVED_SETTINGS = frozenset({
     "sasl.username", "sasl.password", "enable.auto.commit", "enable.auto.offset.store",
     "enable.idempotence", "acks", "request.required.acks", "group.id",
     "partition.assignment.strategy", "isolation.level", "transactional.id",
+    "group.instance.id",
     "on_commit", "error_cb", "stats_cb", "logger", "throttle_cb", "oauth_cb",
 })
 
@@ -155,11 +156,14 @@ def librdkafka_settings(cfg: KafkaClientConfig, *, client_id: str,
 def consumer_settings(cfg: KafkaClientConfig, *, group_id: str, client_id: str,
                       config_dir: str = ".", auto_offset_reset: str = "earliest",
                       session_timeout_secs: float = 45.0,
-                      max_poll_interval_secs: float = 300.0) -> dict[str, str]:
+                      max_poll_interval_secs: float = 300.0,
+                      instance_id: str | None = None) -> dict[str, str]:
     """Settings of a consumer-group member that commits by hand: auto commit and auto
     offset store off (an offset is committed only once its record is stored or
     journaled), cooperative-sticky assignment (a rebalance moves only the partitions
-    that change owner; the others keep flowing), committed reads only."""
+    that change owner; the others keep flowing), committed reads only. ``instance_id``
+    makes the member static (group.instance.id): a restart within the session timeout
+    gets its partitions back without a rebalance."""
     out = librdkafka_settings(cfg, client_id=client_id, config_dir=config_dir)
     out.update({
         "group.id": group_id,
@@ -172,6 +176,8 @@ def consumer_settings(cfg: KafkaClientConfig, *, group_id: str, client_id: str,
         "max.poll.interval.ms": str(int(max_poll_interval_secs * 1000)),
         "enable.partition.eof": "false",
     })
+    if instance_id:
+        out["group.instance.id"] = instance_id
     return out
 
 

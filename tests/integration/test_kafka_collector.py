@@ -177,6 +177,28 @@ async def test_without_the_journal_offsets_wait_for_the_sinks(
     assert await committed_now() == 300
 
 
+async def test_a_static_member_resumes_where_it_stopped(
+        kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    topic = f"it-{unique}-static"
+    create_topic(kafka_bootstrap, topic, 2)
+    await asyncio.to_thread(produce, kafka_bootstrap, topic, _values(0, 50))
+    first = Received()
+    options = {"topics": [topic], "group_instance_id": f"member-{unique}"}
+    task = asyncio.create_task(_collector(kafka_bootstrap, unique, tmp_path,
+                                          **options).run(first.emit))
+    await first.wait_for(50)
+    await _stop(task)
+    await asyncio.to_thread(produce, kafka_bootstrap, topic, _values(50, 80))
+    again = Received()
+    # the same instance id takes its partitions back at once (no session timeout wait)
+    task = asyncio.create_task(_collector(kafka_bootstrap, unique, tmp_path,
+                                          **options).run(again.emit))
+    await again.wait_for(30, within=20)
+    await _stop(task)
+    assert sorted(first.numbers()) == list(range(50))
+    assert sorted(again.numbers()) == list(range(50, 80))
+
+
 def test_socd_killed_mid_stream_loses_nothing(kafka_bootstrap: str, unique: str,
                                               tmp_path: Path) -> None:
     topic = f"it-{unique}-crash"

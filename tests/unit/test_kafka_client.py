@@ -98,6 +98,9 @@ def test_pass_through_settings_are_kept_but_cannot_weaken_delivery() -> None:
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
     assert consumer["group.id"] == "g"
     assert consumer["max.poll.interval.ms"] == "60000"
+    assert "group.instance.id" not in consumer
+    static = consumer_settings(cfg, group_id="g", client_id="c", instance_id="socd-worker-0")
+    assert static["group.instance.id"] == "socd-worker-0"
 
 
 def test_ledger_releases_offsets_in_consume_order() -> None:

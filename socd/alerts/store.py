@@ -408,6 +408,17 @@ class AlertStore(Store):
         sql = f"SELECT count(*) FROM (SELECT 1 FROM alerts WHERE {where} LIMIT ?)"  # noqa: S608
         return int(self.query(sql, [*params, cap])[0][0])
 
+    def units(self, limit: int = 500) -> list[str]:
+        """The units alerts are stored under (sorted, at most ``limit``): the queue's
+        unit filter offers them. Each step asks the (kind, unit) index for the next
+        unit, so it reads one index entry per unit, not one per alert."""
+        rows = self.query(
+            "WITH RECURSIVE u(unit) AS (SELECT min(unit) FROM alerts WHERE kind = 'alert' "
+            "UNION ALL SELECT (SELECT min(unit) FROM alerts WHERE kind = 'alert' AND "
+            "unit > u.unit) FROM u WHERE u.unit IS NOT NULL) "
+            "SELECT unit FROM u WHERE unit IS NOT NULL LIMIT ?", (limit,))
+        return [str(r[0]) for r in rows]
+
     def severity_counts(self, q: AlertQuery) -> dict[str, int]:
         """Exact alerts per severity that ``q`` selects (its severity and cursor
         ignored), in one pass: cheaper than four :meth:`count_matching` calls when the

@@ -68,6 +68,10 @@ class AlertSource(Protocol):
         """Full ids starting with ``prefix`` (a short id pasted into the search box)."""
         ...
 
+    def units(self, limit: int) -> list[str]:
+        """The units alerts carry, sorted (the unit filter's choices)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -95,6 +99,9 @@ class StoreAlertSource:
 
     def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
         return self.store.ids_with_prefix(prefix, limit)
+
+    def units(self, limit: int) -> list[str]:
+        return self.store.units(limit)
 
     def history(self, alert_id: str) -> list[HistoryEntry]:
         return self.store.history(alert_id)

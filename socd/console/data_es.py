@@ -163,6 +163,14 @@ class ElasticsearchAlertSource:
             size=limit, source=["event.hash"], sort=[{"event.hash": "asc"}])
         return [str(get(h["_source"], "event.hash") or h["_id"]) for h in resp["hits"]["hits"]]
 
+    def units(self, limit: int) -> list[str]:
+        resp = self._search(query={"term": {"event.kind": "alert"}}, size=0,
+                            track_total_hits=False,
+                            aggs={"u": {"terms": {"field": "socd.unit", "size": limit,
+                                                  "order": {"_key": "asc"}}}})
+        buckets = resp.get("aggregations", {}).get("u", {}).get("buckets", [])
+        return [str(b["key"]) for b in buckets]
+
     def close(self) -> None:
         if self._own:
             self.es.close()

@@ -99,6 +99,7 @@ async def test_the_same_query_gives_the_same_alerts(indexed: Any, tmp_path: Path
         assert (a.id, a.ts_ms, a.severity, a.unit, a.host_name, a.status) == (
             b.id, b.ts_ms, b.severity, b.unit, b.host_name, b.status)
         assert theirs.ids_with_prefix(one[:8], 5) == ours.ids_with_prefix(one[:8], 5)
+        assert theirs.units(500) == ours.units(500)
     finally:
         theirs.close()
         store.close()

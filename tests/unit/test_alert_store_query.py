@@ -163,3 +163,9 @@ def test_severity_counts_in_one_pass_match_the_capped_counts(store: AlertStore) 
     for severity in ("low", "medium", "high", "critical"):
         assert grouped.get(severity, 0) == store.count_matching(
             replace(query, severity=severity), 1000)
+
+
+def test_units_are_listed_once_each_sorted(store: AlertStore) -> None:
+    store.insert(alerts(30))
+    assert store.units() == sorted({e["socd"]["unit"] for e in alerts(30)})
+    assert store.units(limit=1) == [sorted({e["socd"]["unit"] for e in alerts(30)})[0]]

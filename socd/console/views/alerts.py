@@ -45,6 +45,7 @@ from socd.severity import Severity
 from socd.vocabulary import ASSET_KINDS, LAYERS
 
 POLL_SECS: Final = 30
+MAX_UNITS: Final = 500  # units offered by the unit filter
 _ID_CHARS: Final = frozenset("0123456789abcdef")
 
 
@@ -75,9 +76,10 @@ async def queue(request: web.Request) -> web.StreamResponse:
     try:
         source = services(request).alerts()
         page = await off_loop(source.page, query)
+        context["units"] = await off_loop(source.units, MAX_UNITS)
         context["source"] = source.name
     except (NotConfigured, SourceError) as exc:
-        context.update(error=str(exc), page=None, source="")
+        context.update(error=str(exc), page=None, source="", units=[])
         return render(request, "alerts.html", context)
     newest = max((a.ts_ms or 0 for a in page.alerts), default=0)
     context.update(

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from socd.config.console import ConsoleConfig
 from socd.config.paths import resolve_path
-from socd.console import views
+from socd.console import admin, views
 from socd.console.audit import audit
 from socd.console.auth import Handler, authenticate, public, requires, wants_page
 from socd.console.csrf import CROSS_SITE, CSRF_REFUSED, csrf_middleware, read_form
@@ -84,6 +84,7 @@ def build_app(cfg: ConsoleConfig, services: ConsoleServices, *,
     app.router.add_post("/login", login_submit, name="login_submit")
     app.router.add_post("/logout", logout, name="logout")
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    admin.setup(app)
     views.setup(app)
     return app
 

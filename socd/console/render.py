@@ -32,10 +32,13 @@ if TYPE_CHECKING:
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
-#: The main menu: (route name, i18n key), shown when the route exists.
-NAV: tuple[tuple[str, str], ...] = (
-    ("alerts", "nav.alerts"), ("incidents", "nav.incidents"), ("iocs", "nav.iocs"),
-    ("blocks", "nav.blocks"), ("reports", "nav.reports"), ("health", "nav.health"),
+#: The main menu: (route name, i18n key, lowest role that sees it), shown when the
+#: route exists.
+NAV: tuple[tuple[str, str, Role], ...] = (
+    ("alerts", "nav.alerts", Role.VIEWER), ("incidents", "nav.incidents", Role.VIEWER),
+    ("iocs", "nav.iocs", Role.VIEWER), ("blocks", "nav.blocks", Role.VIEWER),
+    ("reports", "nav.reports", Role.VIEWER), ("health", "nav.health", Role.VIEWER),
+    ("users", "nav.users", Role.ADMIN),
 )
 
 
@@ -48,10 +51,11 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def url_for(request: web.Request, name: str, query: Mapping[str, Any] | None = None,
+def url_for(request: web.Request, route: str, /, query: Mapping[str, Any] | None = None,
             **parts: Any) -> str:
-    """The path of the route ``name`` with its ``{parts}`` filled and ``query`` added."""
-    url = request.app.router[name].url_for(**{k: str(v) for k, v in parts.items()})
+    """The path of the route named ``route`` with its ``{parts}`` filled (a part may be
+    called ``name``) and ``query`` added."""
+    url = request.app.router[route].url_for(**{k: str(v) for k, v in parts.items()})
     if query:
         url = url.with_query({k: str(v) for k, v in query.items() if v is not None})
     return str(url)
@@ -68,13 +72,15 @@ def page_context(request: web.Request) -> dict[str, Any]:
     """What every page gets (see the module docstring)."""
     lang = request.get(LANG_KEY, "vi")
     names = {r.name for r in request.app.router.routes() if r.name}
+    user = request.get(USER_KEY)
+    role = user.role if user is not None else Role.VIEWER
     return {
         "t": functools.partial(translate, lang),
         "csrf_token": functools.partial(csrf_token, request),
-        "user": request.get(USER_KEY),
+        "user": user,
         "url_for": functools.partial(url_for, request),
         "static": lambda path: f"/static/{path}",
-        "nav": [(name, key) for name, key in NAV if name in names],
+        "nav": [(name, key) for name, key, least in NAV if name in names and role >= least],
         "lang": lang,
         "other_lang": "en" if lang == "vi" else "vi",
         "path": request.path,

@@ -363,3 +363,62 @@ async def test_origin_of_the_base_url_is_same_site(tmp_path: Path) -> None:
         await b.get("/")
         other = await b.post("/logout", headers={"Origin": "https://soc.example.vn.evil"})
         assert other.status == 403
+
+
+async def test_users_page_for_administrators(tmp_path: Path) -> None:
+    from socd.alerts.audit import AuditLog
+
+    async with running_console(tmp_path) as console, browser(console) as admin, \
+            browser(console) as other:
+        await other.login("analyst")
+        assert (await other.get("/users")).status == 403
+        assert "/users" not in (await other.get("/")).text  # not in an analyst's menu
+        await admin.login("admin")
+        page = await admin.get("/users")
+        assert page.status == 200
+        assert "Người dùng" in page.text
+        assert 'href="/users"' in page.text
+        new_password = "Mật khẩu của Hoa 2026"
+        added = await admin.post("/users", {"name": "Hoa", "display_name": "Lê Thị Hoa",
+                                            "role": "analyst", "password": new_password})
+        assert added.status == 200
+        assert "Đã thêm người dùng hoa" in added.text
+        short = await admin.post("/users", {"name": "x", "role": "viewer",
+                                            "password": "short"})
+        assert short.status == 400
+        assert "12 characters" in short.text
+        other.cookies.clear()
+        assert (await other.login("hoa", new_password)).status == 303
+        assert (await other.get("/")).status == 200
+        # A new role ends her session; disabling refuses her sign-in.
+        assert (await admin.post("/users/hoa/role", {"role": "viewer"})).status == 200
+        assert (await other.get("/")).status == 303
+        assert (await admin.post("/users/hoa/disabled", {"disabled": "1"})).status == 200
+        assert (await other.login("hoa", new_password)).status == 401
+        assert (await admin.post("/users/hoa/disabled", {"disabled": "0"})).status == 200
+        renewed = "Mật khẩu mới của Hoa 2027"
+        assert (await admin.post("/users/hoa/password", {"password": renewed})).status == 200
+        assert (await other.login("hoa", new_password)).status == 401
+        assert (await other.login("hoa", renewed)).status == 303
+        # The last enabled administrator stays one.
+        last = await admin.post("/users/admin/disabled", {"disabled": "1"})
+        assert last.status == 400
+        assert "last enabled administrator" in last.text
+        # An administrator who demotes themself is signed out.
+        await admin.post("/users/hoa/role", {"role": "admin"})
+        out = await admin.post("/users/admin/role", {"role": "analyst"})
+        assert out.status == 303
+        assert (await admin.get("/users")).status == 303
+    log = AuditLog(str(tmp_path / "state" / "audit.db"), use_env=False)
+    try:
+        changes = [(r.action, r.actor, r.object_id) for r in log.records()
+                   if r.action.startswith("user_")]
+    finally:
+        log.close()
+    assert changes == [
+        ("user_add", "admin", "hoa"), ("user_role", "admin", "hoa"),
+        ("user_disable", "admin", "hoa"), ("user_enable", "admin", "hoa"),
+        ("user_password", "admin", "hoa"), ("user_role", "admin", "hoa"),
+        ("user_role", "admin", "admin")]
+    raw = (tmp_path / "state" / "audit.db").read_bytes()
+    assert "Mật khẩu".encode() not in raw

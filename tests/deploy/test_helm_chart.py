@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 import socd
+from socd.kafka.client import KafkaClientConfig
 
 from .conftest import (
     CHART,
@@ -440,6 +441,9 @@ def test_kafka_mode_runs_intake_and_workers_instead_of_the_pipeline(render: Rend
                            "password": "${SOCD_KAFKA_PASSWORD}"}},
         "topic_prefix": "soc-hanoi", "partitions": 12, "replication_factor": 3}
     assert "role" not in config["cluster"]  # each workload passes --role
+    # The client settings are what socd's shared Kafka client model accepts.
+    client = KafkaClientConfig.model_validate(config["cluster"]["kafka"])
+    assert client.security_protocol == "SASL_SSL"
     sensor_config = socd_configs(rendering)["soc-socd-sensor"]
     assert sensor_config["cluster"] == config["cluster"]
     (sensor_c,) = workloads["sensor"]["spec"]["template"]["spec"]["containers"]

@@ -241,7 +241,7 @@ def test_every_key_the_pages_use_has_both_texts() -> None:
     dynamic = {"action": ["ack", "false_positive", "resolve", "assign", "unassign", "reopen",
                           "incident_new", "incident_add", "block", "block_same"],
                "notice.err": ["reason", "title", "incident", "transition", "no_source",
-                              "no_blocker", "block_refused"],
+                              "no_blocker", "block_refused", "no_store"],
                "notice.one": ["ack", "false_positive", "resolve", "assign", "block",
                               "block_same"],
                "doc": ["notification", "final"], "serious": ["level", "impact", "capacity"],
@@ -262,3 +262,16 @@ _HEALTH_METRICS = ("socd_spool_events", "socd_spool_bytes", "socd_spool_max_byte
                    "socd_journal_oldest_age_seconds", "socd_notification_queue_depth",
                    "socd_notifications_failed_total", "socd_dead_letters_total",
                    "socd_queue_depth", "socd_component_up")
+
+
+async def test_without_the_configured_source_the_pages_say_so(tmp_path: Path) -> None:
+    async with console(tmp_path, source="elasticsearch") as c:  # and no elasticsearch sink
+        event = alert(1)
+        c.store.insert([event])
+        await c.sign_in("analyst")
+        page = await c.page("/alerts")
+        assert "no `elasticsearch` sink" in page
+        r = await c.post(f"/alerts/{event['event']['hash']}/block", {"note": "x"})
+        assert r.status == 303
+        assert "err=no_store" in r.headers["Location"]
+        assert "cần sink sqlite" in await c.page(r.headers["Location"])

@@ -16,6 +16,7 @@ and is in the audit log with the user.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any, Final
 
@@ -25,7 +26,7 @@ from aiohttp import web
 from socd.alerts.lifecycle import AlertError, InvalidTransition
 from socd.console import data_actions as actions
 from socd.console.audit import audit
-from socd.console.auth import requires
+from socd.console.auth import Handler, requires
 from socd.console.csrf import read_form
 from socd.console.data import (
     COUNT_CAP,
@@ -130,12 +131,27 @@ async def fresh(request: web.Request) -> web.StreamResponse:
         "reload_url": url_for(request, "alerts", kept)})
 
 
-# -- bulk ------------------------------------------------------------------------------
+# -- changes ---------------------------------------------------------------------------
+
+
+def _store_needed(handler: Handler) -> Handler:
+    """Changes are written to the alert store: without one (an Elasticsearch-only
+    config, or before the daemon stored an alert) the queue says so instead of failing."""
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (NotConfigured, SourceError):
+            raise web.HTTPSeeOther(location=url_for(
+                request, "alerts", {"done": "none", "err": "no_store"})) from None
+    return wrapped
+
 
 _BULK: Final = ("ack", "false_positive", "resolve", "assign", "incident_new", "incident_add")
 
 
 @requires(Role.ANALYST)
+@_store_needed
 async def bulk(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     action = field(form, "action", 32)
@@ -281,6 +297,7 @@ def _back(request: web.Request, alert_id: str, **notice: Any) -> web.HTTPSeeOthe
 
 
 @requires(Role.ANALYST)
+@_store_needed
 async def change(request: web.Request) -> web.StreamResponse:
     alert_id = _alert_id(request)
     form = await read_form(request)
@@ -303,6 +320,7 @@ async def change(request: web.Request) -> web.StreamResponse:
 
 
 @requires(Role.ANALYST)
+@_store_needed
 async def to_incident(request: web.Request) -> web.StreamResponse:
     alert_id = _alert_id(request)
     form = await read_form(request)
@@ -310,6 +328,7 @@ async def to_incident(request: web.Request) -> web.StreamResponse:
 
 
 @requires(Role.ANALYST)
+@_store_needed
 async def block_source(request: web.Request) -> web.StreamResponse:
     """Block the alert's source address through the blocker's rules and allowlist."""
     alert_id = _alert_id(request)

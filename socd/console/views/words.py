@@ -52,6 +52,8 @@ VI: Final[dict[str, str]] = {
                              "(mở lại) cảnh báo trước.",
     "notice.err.no_source": "Cảnh báo không có địa chỉ nguồn để chặn.",
     "notice.err.no_blocker": "Chưa cấu hình chặn (sink blocker).",
+    "notice.err.no_store": "Không đọc hoặc ghi được cảnh báo: cần sink sqlite (daemon tạo kho "
+                           "khi lưu cảnh báo đầu tiên) và nguồn đọc đã cấu hình hoạt động.",
     "notice.err.block_refused": "Không chặn",
     "notice.one.ack": "Đã tiếp nhận cảnh báo.", "notice.one.false_positive":
         "Đã đánh dấu cảnh báo nhầm.", "notice.one.resolve": "Đã đánh dấu đã xử lý.",
@@ -207,6 +209,9 @@ EN: Final[dict[str, str]] = {
                              "the alert first.",
     "notice.err.no_source": "The alert has no source address to block.",
     "notice.err.no_blocker": "Blocking is not configured (blocker sink).",
+    "notice.err.no_store": "Alerts cannot be read or changed: a sqlite sink is needed (the "
+                           "daemon creates its store with the first alert) and the "
+                           "configured source must answer.",
     "notice.err.block_refused": "Not blocked",
     "notice.one.ack": "Alert acknowledged.", "notice.one.false_positive":
         "Marked as a false positive.", "notice.one.resolve": "Marked as resolved.",

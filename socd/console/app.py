@@ -34,6 +34,7 @@ from socd.console.keys import (
     LDAP_KEY,
     LOGIN_LIMIT_KEY,
     SERVICES_KEY,
+    UNKNOWN_LIMIT_KEY,
     USER_KEY,
     USERS_KEY,
 )
@@ -79,6 +80,10 @@ def build_app(cfg: ConsoleConfig, services: ConsoleServices, *,
     app[LDAP_KEY] = ldap
     app[JINJA_KEY] = environment()
     app[LOGIN_LIMIT_KEY] = KeyedRateLimiter(cfg.lockout.per_address_per_minute, 60.0)
+    # An account locks at its max_failures-th failure; a name without one refuses the
+    # attempt after as many: the same sequence of answers either way.
+    app[UNKNOWN_LIMIT_KEY] = KeyedRateLimiter(max(1, cfg.lockout.max_failures - 1),
+                                              cfg.lockout.lock_secs)
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/login", login_page, name="login")
     app.router.add_post("/login", login_submit, name="login_submit")

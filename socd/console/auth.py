@@ -31,6 +31,7 @@ from socd.console.keys import (
     CONFIG_KEY,
     LDAP_KEY,
     LOGIN_LIMIT_KEY,
+    UNKNOWN_LIMIT_KEY,
     USER_KEY,
     USERS_KEY,
 )
@@ -168,6 +169,11 @@ async def _authenticate(request: web.Request, name: str, password: str) -> Login
     record = await asyncio.to_thread(store.get, key)
     if record is not None and (until := await asyncio.to_thread(store.locked_until, key)):
         return LoginResult("locked", retry_after=until - _now(store))
+    unknown = app[UNKNOWN_LIMIT_KEY]
+    if record is None and not unknown.hit(key):
+        # A name with no account "locks" like an account does (same attempt, same
+        # words): the lockout must not tell which names exist.
+        return LoginResult("locked", retry_after=unknown.retry_after(key))
     if record is not None and record.source == "local":
         return await _local(request, store, record, password)
     ldap = app[LDAP_KEY]

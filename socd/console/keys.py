@@ -27,6 +27,8 @@ USERS_KEY: web.AppKey[UserStore] = web.AppKey("socd_console_users")
 JINJA_KEY: web.AppKey[jinja2.Environment] = web.AppKey("socd_console_jinja")
 LDAP_KEY: web.AppKey[LdapAuthenticator | None] = web.AppKey("socd_console_ldap")
 LOGIN_LIMIT_KEY: web.AppKey[KeyedRateLimiter] = web.AppKey("socd_console_login_limit")
+#: Sign-in attempts per name that has no account (see socd.console.auth).
+UNKNOWN_LIMIT_KEY: web.AppKey[KeyedRateLimiter] = web.AppKey("socd_console_unknown_limit")
 AUDIT_PATH_KEY: web.AppKey[str] = web.AppKey("socd_console_audit_path")
 
 # -- request keys -----------------------------------------------------------------------

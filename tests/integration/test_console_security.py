@@ -171,6 +171,15 @@ async def test_lockout_after_failed_sign_ins(tmp_path: Path) -> None:
         assert "__Host-socd_session" not in b.cookies
         # Another account is not affected.
         assert (await b.login("viewer")).status == 303
+        # A name without an account answers the same sequence: the lockout does not
+        # tell which names exist.
+        b.cookies.clear()
+        words = []
+        for _ in range(3):
+            text = (await b.login("no-such-user", "wrong password 1234")).text
+            words.append("tạm khoá" if "tạm khoá" in text else
+                         "không đúng" if "không đúng" in text else text[:100])
+        assert words == ["không đúng", "không đúng", "tạm khoá"]
 
 
 async def test_sign_in_rate_limit_per_address(tmp_path: Path) -> None:

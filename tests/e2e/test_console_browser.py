@@ -218,3 +218,50 @@ def test_triage_false_positive(page: Any, console: Console) -> None:
     assert records[-1].details["status_to"] == "false_positive"
     assert records[-1].details["note"] == reason
     assert verify(audit_db).ok
+
+
+def test_incident_from_two_alerts(page: Any, console: Console) -> None:
+    """Two alerts ticked in the queue become one incident; its page shows the Circular
+    20 deadlines (the notification's countdown or overdue mark, the final report not
+    started) and both alerts in its timeline."""
+    from playwright.sync_api import expect
+
+    from socd.incidents.store import IncidentStore
+
+    sign_in(page, "analyst")
+    page.goto("/alerts?severity=medium")
+    boxes = page.locator("table.alerts tbody input[type=checkbox][name=id]")
+    expect(boxes.nth(1)).to_be_visible()
+    chosen = [boxes.nth(i).get_attribute("value") or "" for i in (0, 1)]
+    for i in (0, 1):
+        boxes.nth(i).check()
+    bulk = page.locator("fieldset.bulk-actions")
+    bulk.locator("select[name=action]").select_option("incident_new")
+    title = "Mã độc đánh cắp mật khẩu trên máy chủ dịch vụ công"
+    bulk.locator("input[name=title]").fill(title)
+    shot(page, "06-queue-two-selected")
+    bulk.locator("button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/incidents/[^/]+$"))
+    expect(page.locator("h1")).to_contain_text(title)
+    deadlines = page.locator("dl").first
+    expect(deadlines).to_contain_text("Báo cáo ban đầu (5 ngày)")
+    expect(deadlines).to_contain_text("Báo cáo kết thúc (5 ngày)")
+    expect(deadlines.locator(".deadline.pending, .deadline.overdue")).to_have_count(1)
+    expect(deadlines.locator(".deadline").first).to_have_text(
+        re.compile(r"(còn|quá hạn) \d+ ngày \d+ giờ"))
+    expect(deadlines).to_contain_text("chưa tính (chưa kết thúc ứng cứu)")
+    for alert_id in chosen:
+        expect(page.locator(f"a[href$='{alert_id}']").first).to_be_visible()
+    shot(page, "07-incident")
+
+    incident_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    store = IncidentStore(str(console.state / "incidents.db"))
+    try:
+        incident = store.get(incident_id)
+    finally:
+        store.close()
+    assert incident.title == title
+    assert sorted(incident.alerts) == sorted(chosen)
+    assert incident.opened_by == "analyst"
+    assert incident.notify_due
+    assert incident.report_due is None

@@ -257,6 +257,7 @@ def test_every_key_the_pages_use_has_both_texts() -> None:
     assert used - set(i18n.EN) == set()
 
 
+_PAGES = ("/alerts", "/incidents", "/iocs", "/blocks", "/reports", "/health")
 _HEALTH_METRICS = ("socd_spool_events", "socd_spool_bytes", "socd_spool_max_bytes",
                    "socd_journal_records", "socd_journal_bytes",
                    "socd_journal_oldest_age_seconds", "socd_notification_queue_depth",
@@ -275,3 +276,29 @@ async def test_without_the_configured_source_the_pages_say_so(tmp_path: Path) ->
         assert r.status == 303
         assert "err=no_store" in r.headers["Location"]
         assert "cần sink sqlite" in await c.page(r.headers["Location"])
+
+
+async def test_every_page_change_refuses_viewers_and_missing_tokens(tmp_path: Path) -> None:
+    """Each POST route the pages add: a viewer gets 403, an analyst without the CSRF
+    token gets 403, and nothing is written."""
+    async with console(tmp_path) as c:
+        event = alert(1)
+        c.store.insert([event])
+        routes = sorted({r.resource.canonical for r in c.client.app.router.routes()
+                         if r.method == "POST" and r.resource is not None
+                         and r.resource.canonical.startswith(_PAGES)})
+        paths = [p.replace("{id}", "SC-2026-0001" if p.startswith("/incidents")
+                           else event["event"]["hash"]) for p in routes]
+        assert "/alerts/bulk" in paths
+        assert len(paths) >= 8
+        await c.sign_in("viewer")
+        for path in paths:
+            r = await c.post(path, {"action": "ack", "id": event["event"]["hash"]})
+            assert r.status == 403, path
+        await c.sign_in("admin")
+        for path in paths:
+            r = await c.post(path, {"action": "ack", "id": event["event"]["hash"]}, csrf=False)
+            assert r.status == 403, path
+        stored = c.store.get(event["event"]["hash"])
+        assert stored is not None
+        assert stored.status == "new"

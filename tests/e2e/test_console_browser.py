@@ -265,3 +265,53 @@ def test_incident_from_two_alerts(page: Any, console: Console) -> None:
     assert incident.opened_by == "analyst"
     assert incident.notify_due
     assert incident.report_due is None
+
+
+# A letter's appendix as the authority sends it (one indicator a line); 10.10.20.11 is
+# the province's own portal server, listed by mistake: the allowlist refuses it.
+APPENDIX = """# Phụ lục: danh sách IoC kèm Công văn 941/CATTT-NCSC
+45.137.21.9
+185.220.101.47
+10.10.20.11
+update-kaspersky-cdn.com
+"""
+LETTER = "941/CATTT-NCSC"
+
+
+def test_ioc_import_refuses_allowlisted(page: Any, console: Console,
+                                        tmp_path: Path) -> None:
+    """An administrator uploads a letter's appendix; the import report names the
+    allowlisted address it refused and why; the IoC store has the rest, with the
+    letter's number, and not the refused address."""
+    from playwright.sync_api import expect
+
+    from socd.ioc.store import IocDatabase
+
+    appendix = tmp_path / "phu-luc-941.txt"
+    appendix.write_text(APPENDIX, encoding="utf-8")
+    sign_in(page, "admin")
+    page.goto("/iocs")
+    form = page.locator("form[action$='/iocs/import']")
+    form.locator("input[name=file]").set_input_files(str(appendix))
+    form.locator("select[name=format]").select_option("text")
+    form.locator("input[name=ref]").fill(LETTER)
+    form.locator("input[name=letter_date]").fill("2026-11-20")
+    form.locator("input[name=source]").fill("NCSC")
+    form.locator("button[type=submit]").click()
+    report = page.locator("#import-report")
+    expect(report).to_be_visible()
+    expect(report).to_contain_text("phu-luc-941.txt")
+    refused = report.locator("table.refused tbody tr")
+    expect(refused).to_have_count(1)
+    expect(refused.first).to_contain_text("10.10.20.11")
+    expect(refused.first).to_contain_text("allowlist")
+    expect(report).to_contain_text(LETTER)
+    shot(page, "08-ioc-import-report")
+
+    db = IocDatabase(str(console.state / "ioc.db"), readonly=True)
+    try:
+        entries = {e.value: e for e in db.find(source="NCSC")}
+    finally:
+        db.close()
+    assert set(entries) == {"45.137.21.9", "185.220.101.47", "update-kaspersky-cdn.com"}
+    assert {e.ref for e in entries.values()} == {LETTER}

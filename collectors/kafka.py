@@ -39,6 +39,7 @@ from pydantic import Field, model_validator
 
 from socd import metrics
 from socd.config import CollectorConfig, StrictModel
+from socd.errors import SocdError
 from socd.kafka import metrics as kafka_metrics
 from socd.kafka.client import KafkaClientConfig, consumer_settings, librdkafka_logger
 from socd.kafka.offsets import Batch, OffsetLedger, TopicPartition
@@ -56,6 +57,10 @@ _MAX_ROUTES = 1024  # topic -> decoder cache entries (regex subscriptions)
 # librdkafka error names that mean "cannot reach or log in to the cluster".
 _DOWN = frozenset({"_ALL_BROKERS_DOWN", "_TRANSPORT", "_AUTHENTICATION",
                    "SASL_AUTHENTICATION_FAILED", "_SSL", "_RESOLVE"})
+
+
+class KafkaFatalError(SocdError):
+    """librdkafka reported a fatal error: this consumer instance is unusable."""
 
 
 class TopicSubscription(StrictModel):
@@ -135,6 +140,7 @@ class KafkaCollector:
         self._consumer: Consumer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._last_lag = 0.0
+        self._fatal: str | None = None
         self._log_limit = LogLimiter(60.0)
         metrics.init_collector(self.name)
         metrics.COLLECTOR_RECONNECTS.labels(self.name)
@@ -280,6 +286,8 @@ class KafkaCollector:
 
     def _on_error(self, err: KafkaError) -> None:
         name = err.name()
+        if err.fatal():  # e.g. a static member fenced by another with the same id
+            self._fatal = f"{name}: {err.str()}"
         metrics.ERRORS.labels(f"collector/{self.name}", f"Kafka{name}").inc()
         if name in _DOWN:
             if self._ready:
@@ -305,6 +313,10 @@ class KafkaCollector:
     # -- the loop --------------------------------------------------------------------------
 
     async def run(self, emit: Emit) -> None:
+        # The daemon calls run again after a failure: a batch of the failed run that was
+        # never stored must not hold back the commits of the new consumer's batches.
+        self.ledger = OffsetLedger()
+        self._fatal = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-{self.name}")
         durable = durable_emit(emit)
         limit = min(self.config.batch_max_events, 10_000)
@@ -316,6 +328,10 @@ class KafkaCollector:
                      security=self.config.security_protocol)
             while True:
                 messages = await self._call(lambda: self._poll(limit))
+                if self._fatal is not None:
+                    # the consumer cannot go on: the daemon runs the collector again,
+                    # with a new consumer, after a backoff
+                    raise KafkaFatalError(f"fatal Kafka consumer error {self._fatal}")
                 if messages:
                     await self._hand_on(messages, emit, durable)
         finally:
@@ -380,6 +396,8 @@ class KafkaCollector:
 
     def _message_error(self, err: KafkaError, topic: str | None) -> None:
         name = err.name()
+        if err.fatal() or name == "_FATAL":  # consume reports it as a message error
+            self._fatal = err.str()
         metrics.ERRORS.labels(f"collector/{self.name}", f"Kafka{name}").inc()
         if self._log_limit.allow(("message", name, topic)) is None:
             return

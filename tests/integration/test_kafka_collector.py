@@ -23,7 +23,7 @@ import pytest
 
 from socd import metrics
 from socd.app.deadletter import DeadLetter
-from socd.collectors.kafka import KafkaCollector
+from socd.collectors.kafka import KafkaCollector, KafkaFatalError
 from socd.plugins import Ack, PluginContext, RawRecord
 from tests.conftest import free_port
 from tests.helpers import SocdProcess, wait_for
@@ -197,6 +197,27 @@ async def test_a_static_member_resumes_where_it_stopped(
     await _stop(task)
     assert sorted(first.numbers()) == list(range(50))
     assert sorted(again.numbers()) == list(range(50, 80))
+
+
+async def test_a_fenced_static_member_stops_with_a_fatal_error(
+        kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    """Two members with one group_instance_id: the broker fences the older one, whose
+    consumer is then unusable; its run ends with KafkaFatalError, so the daemon starts
+    it again with a new consumer (after a backoff) instead of polling a dead one."""
+    topic = f"it-{unique}-fenced"
+    create_topic(kafka_bootstrap, topic, 1)
+    await asyncio.to_thread(produce, kafka_bootstrap, topic, _values(0, 10))
+    options = {"topics": [topic], "group_instance_id": f"member-{unique}"}
+    first, second = Received(), Received()
+    old = asyncio.create_task(_collector(kafka_bootstrap, unique, tmp_path,
+                                         **options).run(first.emit))
+    await first.wait_for(10)
+    new = asyncio.create_task(_collector(kafka_bootstrap, unique + "-2", tmp_path,
+                                         **{**options, "group_id": f"socd-it-{unique}"}
+                                         ).run(second.emit))
+    with pytest.raises(KafkaFatalError, match="fenced"):
+        await asyncio.wait_for(old, 60)
+    await _stop(new)
 
 
 def test_socd_killed_mid_stream_loses_nothing(kafka_bootstrap: str, unique: str,

@@ -59,6 +59,12 @@ class ConsoleListener:
         self._services = ConsoleServices.from_config(self.config)
         try:
             await self._listen()
+        except ListenError as exc:
+            # The daemon goes on without its console (alerts keep flowing); the log
+            # says what to fix, and a reload tries again.
+            log.error("console not served", error=str(exc), hint=exc.hint)
+            await self.stop()
+            return
         except BaseException:
             await self.stop()
             raise

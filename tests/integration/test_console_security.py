@@ -431,3 +431,16 @@ async def test_users_page_for_administrators(tmp_path: Path) -> None:
         ("user_role", "admin", "admin")]
     raw = (tmp_path / "state" / "audit.db").read_bytes()
     assert "Mật khẩu".encode() not in raw
+
+
+async def test_a_port_in_use_leaves_the_daemon_running_without_console(
+        tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        async with running_console(tmp_path, port=port) as console:
+            assert console.http is None
+            assert console.url is None

@@ -5,6 +5,7 @@ per-address limiter, the catalogues and the ``console:`` config checks."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -311,3 +312,87 @@ def test_console_is_off_by_default() -> None:
     assert cfg.session.idle_timeout_secs == 1800
     assert cfg.session.absolute_timeout_secs == 12 * 3600
     assert cfg.secure_cookies
+
+
+# -- CSRF, redirects and client addresses (no network) ----------------------------------------
+
+
+def _request(headers: dict[str, str] | None = None, *, peer: str = "127.0.0.1",
+             base_url: str | None = None, path: str = "/", method: str = "POST") -> Any:
+    from unittest import mock
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from socd.config.console import ConsoleConfig
+    from socd.console.keys import CONFIG_KEY
+
+    app = web.Application()
+    app[CONFIG_KEY] = ConsoleConfig(dev_plain_http=True, base_url=base_url)
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        (peer, 40000) if name == "peername" else default)
+    return make_mocked_request(method, path, headers={"Host": "console.local", **(headers or {})},
+                               app=app, transport=transport)
+
+
+def test_cross_site_requests_are_recognised() -> None:
+    from socd.console.csrf import _cross_site
+
+    assert not _cross_site(_request())
+    assert not _cross_site(_request({"Origin": "https://console.local"}))
+    assert not _cross_site(_request({"Sec-Fetch-Site": "same-origin"}))
+    assert _cross_site(_request({"Sec-Fetch-Site": "cross-site"}))
+    assert _cross_site(_request({"Origin": "null"}))
+    assert _cross_site(_request({"Origin": "https://console.local.evil.example"}))
+    assert not _cross_site(_request({"Origin": "https://soc.example.vn"},
+                                    base_url="https://soc.example.vn"))
+
+
+def test_next_is_a_local_path() -> None:
+    from socd.console.app import _safe_next
+
+    for bad in ("https://evil.example/", "//evil.example", "/\\evil.example", "evil",
+                "/login?next=/x", "/x\r\nSet-Cookie: a=b", "/" + "a" * 3000):
+        assert _safe_next(bad) == "/", bad
+    assert _safe_next("/alerts?severity=high") == "/alerts?severity=high"
+
+
+def test_forwarded_for_only_from_trusted_proxies() -> None:
+    from socd.console.sessions import client_address
+
+    forwarded = {"X-Forwarded-For": "198.51.100.7, 10.0.0.5"}
+    assert client_address(_request(forwarded, peer="192.0.2.9"), []) == "192.0.2.9"
+    assert client_address(_request(forwarded, peer="192.0.2.9"),
+                          ["127.0.0.1/32"]) == "192.0.2.9"
+    # From the proxy: the right-most address that is not a trusted proxy.
+    assert client_address(_request(forwarded, peer="127.0.0.1"),
+                          ["127.0.0.1/32", "10.0.0.0/8"]) == "198.51.100.7"
+    assert client_address(_request({"X-Forwarded-For": "garbage, 203.0.113.4"},
+                                   peer="127.0.0.1"), ["127.0.0.1/32"]) == "203.0.113.4"
+    assert client_address(_request({}, peer="127.0.0.1"), ["127.0.0.1/32"]) == "127.0.0.1"
+
+
+async def test_csrf_tokens_are_compared_whole() -> None:
+    from aiohttp import web
+
+    from socd.console.csrf import csrf_middleware
+    from socd.console.keys import SESSION_KEY
+    from socd.console.roles import ConsoleUser, Session
+
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(text="done")
+
+    user = ConsoleUser("lan", "Lan", Role.ANALYST, "local")
+    for supplied, ok in (("t" * 43, True), ("t" * 42, False), ("t" * 44, False),
+                         ("", False), ("T" * 43, False)):
+        request = _request({"X-CSRF-Token": supplied} if supplied else {})
+        request[SESSION_KEY] = Session("sid", "t" * 43, user, T0)
+        if ok:
+            assert (await csrf_middleware(request, handler)).status == 200
+        else:
+            with pytest.raises(web.HTTPForbidden):
+                await csrf_middleware(request, handler)
+    get = _request(method="GET")
+    get[SESSION_KEY] = None
+    assert (await csrf_middleware(get, handler)).status == 200  # reads need no token

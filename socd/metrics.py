@@ -100,6 +100,21 @@ CONFIG_RELOADS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+CONFIG_LAST_RELOAD = Gauge(
+    "socd_config_last_reload_timestamp_seconds",
+    "Unix time of the last configuration reload, by result (`success`, `failure`); 0 until "
+    "one happens (the console's health page shows it).",
+    ["result"],
+    registry=REGISTRY,
+)
+
+
+def reloaded(result: str) -> None:
+    """Count a configuration reload (``success``/``failure``) and note when it was."""
+    CONFIG_RELOADS.labels(result).inc()
+    CONFIG_LAST_RELOAD.labels(result).set_to_current_time()
+
+
 DEAD_LETTERS = Counter(
     "socd_dead_letters_total",
     "Records written to the dead-letter file.",
@@ -211,6 +226,7 @@ for _stage in ("intake",):
     QUEUE_DEPTH.labels(_stage).set(0)
 for _result in ("success", "failure"):
     CONFIG_RELOADS.labels(_result)
+    CONFIG_LAST_RELOAD.labels(_result)
 for _outcome in ("routed", "unrouted", "deduplicated", "deferred_quiet"):
     NOTIFY_ALERTS.labels(_outcome)
 

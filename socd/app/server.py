@@ -486,7 +486,7 @@ class Daemon:
                 new_core = build_notifications(new, self.dead_letter) if notify_changed else None
                 new_services = build_services(new, self.dead_letter)
             except Exception as exc:  # whatever goes wrong, the running config stays
-                metrics.CONFIG_RELOADS.labels("failure").inc()
+                metrics.reloaded("failure")
                 log.error("reload rejected; the running configuration stays in force",
                           config=self.config.file, error=str(exc))
                 systemd.notify("STATUS=running; last reload rejected (see log)")
@@ -503,7 +503,7 @@ class Daemon:
                     if name not in new.sinks:
                         del runners[name]
             except Exception as exc:
-                metrics.CONFIG_RELOADS.labels("failure").inc()
+                metrics.reloaded("failure")
                 log.error("reload rejected: a sink failed to start", error=str(exc))
                 for name in started:  # the new sinks never saw an event: just close them
                     with contextlib.suppress(Exception):
@@ -528,7 +528,7 @@ class Daemon:
             self._restart_collectors(new, changed)
             self.runners = runners
             self.sink_plugins = dict(new.sinks)
-            metrics.CONFIG_RELOADS.labels("success").inc()
+            metrics.reloaded("success")
             log.info("configuration reloaded", restarted_collectors=changed,
                      restarted_sinks=started, retired_sinks=[r.name for r in retired],
                      restarted_notifications=notify_changed)

@@ -251,6 +251,7 @@ def test_every_key_the_pages_use_has_both_texts() -> None:
                "iocs.err": ["missing", "parse", "date"],
                "blocks.err": ["reason", "not_blocked"],
                "reports.kind": ["weekly", "monthly", "semiannual"],
+               "health.reload": ["success", "failure"],
                "metric": list(_HEALTH_METRICS)}
     used |= {f"{family}.{v}" for family, values in dynamic.items() for v in values}
     assert used - set(i18n.VI) == set()

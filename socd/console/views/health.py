@@ -31,6 +31,7 @@ _SHOWN: Final = ("socd_component_up", "socd_collector_last_received_timestamp_se
                  "socd_journal_records", "socd_journal_bytes",
                  "socd_journal_oldest_age_seconds", "socd_notification_queue_depth",
                  "socd_notifications_failed_total", "socd_config_reloads_total",
+                 "socd_config_last_reload_timestamp_seconds",
                  "socd_dead_letters_total", "socd_queue_depth")
 
 
@@ -80,4 +81,6 @@ async def health_page(request: web.Request) -> web.StreamResponse:
     return render(request, "health.html", {
         "ready": ready, "m": metrics, "silent_secs": last,
         "reloads": {labels.get("result", "?"): int(v) for labels, v in
-                    metrics["socd_config_reloads_total"]}})
+                    metrics["socd_config_reloads_total"]},
+        "last_reload": {labels.get("result", "?"): v for labels, v in
+                        metrics["socd_config_last_reload_timestamp_seconds"] if v > 0}})

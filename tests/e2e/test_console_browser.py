@@ -315,3 +315,33 @@ def test_ioc_import_refuses_allowlisted(page: Any, console: Console,
         db.close()
     assert set(entries) == {"45.137.21.9", "185.220.101.47", "update-kaspersky-cdn.com"}
     assert {e.ref for e in entries.values()} == {LETTER}
+
+
+def test_unblock_with_reason(page: Any, console: Console) -> None:
+    """An administrator lifts the active block on an address with a reason: the list
+    empties, the audit trail on the page names the administrator and the reason, and
+    the blocker's store (read by ``socd block``) no longer enforces it."""
+    from playwright.sync_api import expect
+
+    sign_in(page, "admin")
+    page.goto("/blocks")
+    row = page.locator("table.blocks tbody tr", has_text=BLOCKED)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("941/CATTT-NCSC")
+    shot(page, "09-blocks")
+    reason = "Công văn 1020/CATTT-NCSC: địa chỉ đã được thu hồi, gỡ chặn"
+    row.locator("input[name=reason]").fill(reason)
+    row.locator("button[type=submit]").click()
+    expect(page.locator("table.blocks tbody tr", has_text=BLOCKED)).to_have_count(0)
+    trail = page.locator("table", has_text=reason)
+    expect(trail).to_be_visible()
+    expect(trail.locator("tr", has_text=reason).first).to_contain_text("admin")
+    shot(page, "10-unblocked")
+
+    active = socd_cli(console.config_path, "block", "list", "--sink", "blocker", "--json")
+    assert BLOCKED not in active
+    audit = socd_cli(console.config_path, "block", "audit", "--sink", "blocker")
+    lifted = [line for line in audit.splitlines() if f" remove  {BLOCKED} " in line]
+    assert len(lifted) == 1, audit
+    assert "by console:admin" in lifted[0]
+    assert lifted[0].endswith(reason)

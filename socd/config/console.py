@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -100,6 +101,14 @@ class LdapConfig(StrictModel):
         if not value.startswith(("ldap://", "ldaps://")):
             raise ValueError("must start with ldap:// or ldaps://")
         return value
+
+    @model_validator(mode="after")
+    def _encrypted(self) -> LdapConfig:
+        host = urlsplit(self.url).hostname or ""
+        if self.url.startswith("ldap://") and not self.start_tls and not _loopback(host):
+            raise ValueError("users' passwords would cross the network in clear text: use "
+                             "ldaps:// or start_tls: true")
+        return self
 
     @model_validator(mode="after")
     def _how_to_find(self) -> LdapConfig:

@@ -290,13 +290,15 @@ def test_every_vietnamese_text_has_an_english_one() -> None:
     ("{enabled: true, dev_plain_http: true, host: 0.0.0.0}", "loopback host only"),
     ("{enabled: true, trusted_proxies: [not-a-cidr]}", "not an address or CIDR"),
     ("{ldap: {url: 'http://x'}}", "ldap:// or ldaps://"),
-    ("{ldap: {url: 'ldap://x', group_roles: {cn=a: admin}}}", "user_dn_template or"),
-    ("{ldap: {url: 'ldap://x', user_dn_template: 'uid=x', default_role: viewer}}",
+    ("{ldap: {url: 'ldaps://x', group_roles: {cn=a: admin}}}", "user_dn_template or"),
+    ("{ldap: {url: 'ldaps://x', user_dn_template: 'uid=x', default_role: viewer}}",
      "must contain {user}"),
-    ("{ldap: {url: 'ldap://x', user_dn_template: 'uid={user}'}}", "group_roles"),
-    ("{ldap: {url: 'ldap://x', user_dn_template: 'uid={user}', default_role: root}}",
+    ("{ldap: {url: 'ldaps://x', user_dn_template: 'uid={user}'}}", "group_roles"),
+    ("{ldap: {url: 'ldaps://x', user_dn_template: 'uid={user}', default_role: root}}",
      "default_role"),
     ("{session: {idle_timeout_secs: 5}}", "idle_timeout_secs"),
+    ("{ldap: {url: 'ldap://dc01.tinh.gov.vn', user_dn_template: 'uid={user}', "
+     "default_role: viewer}}", "clear text"),
 ])
 def test_bad_console_config_is_refused(section: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:

@@ -224,11 +224,7 @@ class KafkaCollector:
             else:
                 self._consumer.commit(offsets=listed, asynchronous=False)
         except KafkaException as exc:
-            # Not fatal: those records are read again after the next rebalance or restart.
-            metrics.ERRORS.labels(f"collector/{self.name}", "KafkaCommit").inc()
-            log.warning("offset commit failed; the records after the last commit will be "
-                        "delivered again", collector=self.name, group=self.group,
-                        error=str(exc.args[0] if exc.args else exc))
+            self._commit_failed(str(exc.args[0] if exc.args else exc))
 
     def _update_lag(self) -> None:
         consumer = self._consumer
@@ -305,10 +301,17 @@ class KafkaCollector:
 
     def _on_commit(self, err: KafkaError | None, _partitions: list[KafkaTopicPartition]) -> None:
         if err is not None:
-            metrics.ERRORS.labels(f"collector/{self.name}", "KafkaCommit").inc()
+            self._commit_failed(err.str())
+
+    def _commit_failed(self, error: str) -> None:
+        """Not fatal: the records after the last commit are read again after the next
+        rebalance or restart (and stored once, by event.hash)."""
+        metrics.ERRORS.labels(f"collector/{self.name}", "KafkaCommit").inc()
+        held = self._log_limit.allow("commit")
+        if held is not None:
             log.warning("offset commit failed; the records after the last commit will be "
                         "delivered again", collector=self.name, group=self.group,
-                        error=err.str())
+                        error=error, repeated=held)
 
     # -- the loop --------------------------------------------------------------------------
 

@@ -303,3 +303,17 @@ async def test_every_page_change_refuses_viewers_and_missing_tokens(tmp_path: Pa
         stored = c.store.get(event["event"]["hash"])
         assert stored is not None
         assert stored.status == "new"
+
+
+async def test_the_polled_fragment_counts_arrivals(tmp_path: Path) -> None:
+    async with console(tmp_path) as c:
+        events = alerts(10)
+        c.store.insert(events[:6])
+        await c.sign_in("viewer")
+        page = await c.page("/alerts")
+        fresh = html.unescape(page.split('hx-get="')[1].split('"')[0])
+        assert "Có" not in await c.page(fresh)  # nothing new yet
+        c.store.insert(events[6:])
+        text = await c.page(fresh)
+        assert "Có 4 cảnh báo mới" in text
+        assert "Thấp: <b>" in text

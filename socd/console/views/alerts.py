@@ -106,26 +106,25 @@ def _notice(request: web.Request) -> dict[str, str]:
 @requires(Role.VIEWER)
 async def fresh(request: web.Request) -> web.StreamResponse:
     """The polled fragment: counts per severity, and how many alerts arrived since the
-    page was loaded (a link reloads it)."""
+    page was loaded (a link reloads it). One query: the newest page under the same
+    filters has the counts, and its alerts newer than the loaded page's newest are the
+    arrivals (shown as "50+" when they fill it)."""
     params = dict(request.query)
-    query = query_from_params(params)
-    newer = replace(query_from_params({**params, "sort": ""}), after=None, limit=200)
-    since = params.get("newer", "")
+    query = replace(query_from_params({**params, "sort": ""}), after=None)
+    since = params.get("newer", "")[:15]
     try:
         source = services(request).alerts()
         page = await off_loop(source.page, query)
-        arrived = 0
-        if since.isdigit():
-            later = await off_loop(source.page, replace(
-                newer, since_ms=max(int(since[:15]) + 1, newer.since_ms or 0)))
-            arrived = len(later.alerts)
     except (NotConfigured, SourceError) as exc:
         return render(request, "alerts_fresh.html", {"error": str(exc), "page": None,
                                                      "arrived": 0, "cap": COUNT_CAP,
                                                      "severity_url": {}, "reload_url": ""})
+    newest = int(since) if since.isdigit() else None
+    arrived = 0 if newest is None else sum(1 for a in page.alerts if (a.ts_ms or 0) > newest)
     kept = filter_params(params)
     return render(request, "alerts_fresh.html", {
-        "error": "", "page": page, "arrived": arrived, "cap": COUNT_CAP,
+        "error": "", "page": page, "arrived": arrived, "full": arrived >= query.limit,
+        "cap": COUNT_CAP,
         "severity_url": {s.value: url_for(request, "alerts", {**kept, "severity": s.value})
                          for s in Severity},
         "reload_url": url_for(request, "alerts", kept)})

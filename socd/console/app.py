@@ -23,7 +23,7 @@ from socd.config.console import ConsoleConfig
 from socd.config.paths import resolve_path
 from socd.console import admin, views
 from socd.console.audit import audit
-from socd.console.auth import Handler, authenticate, public, requires, wants_page
+from socd.console.auth import Handler, authenticate, public, requires
 from socd.console.csrf import CROSS_SITE, CSRF_REFUSED, csrf_middleware, read_form
 from socd.console.i18n import translate
 from socd.console.keys import (
@@ -153,8 +153,10 @@ def _error_response(request: web.Request, status: int, reason: str) -> web.Respo
     key = "error.403.csrf" if status == 403 and reason in (CSRF_REFUSED, CROSS_SITE) else ""
     known = (400, 401, 403, 404, 405, 413, 429, 500)
     message = translate(lang, key or (f"error.{status}" if status in known else "error.other"))
-    if USER_KEY not in request or not wants_page(request):
-        # Before the session middleware ran, or htmx/a form post: no page around it.
+    if (USER_KEY not in request or "HX-Request" in request.headers
+            or "text/html" not in request.headers.get("Accept", "")):
+        # Before the session middleware ran, for htmx (which shows no error pages) or a
+        # client that does not ask for HTML: the words alone.
         return web.Response(text=message + "\n", status=status, charset="utf-8")
     try:
         return render(request, "error.html", {"status": status, "message": message},

@@ -444,3 +444,17 @@ async def test_a_port_in_use_leaves_the_daemon_running_without_console(
         async with running_console(tmp_path, port=port) as console:
             assert console.http is None
             assert console.url is None
+
+
+async def test_a_refused_form_post_shows_the_error_page(tmp_path: Path) -> None:
+    async with running_console(tmp_path) as console, browser(console) as b:
+        await b.login("admin")
+        await b.get("/")
+        page = await b.post("/logout", token="", headers={"Accept": "text/html"})
+        assert page.status == 403
+        assert page.headers["Content-Type"].startswith("text/html")
+        assert "Phiên biểu mẫu không hợp lệ" in page.text
+        htmx = await b.post("/logout", token="", headers={"Accept": "text/html",
+                                                           "HX-Request": "true"})
+        assert htmx.status == 403
+        assert htmx.headers["Content-Type"].startswith("text/plain")

@@ -51,13 +51,30 @@ def query_panels() -> list[dict[str, Any]]:
     return [p for p in panels(load()) if p["type"] != "row"]
 
 
+KAFKA_ROW = "Mở rộng trên Kafka (Kafka scale-out)"
+
+
+def row_panels(title: str) -> list[dict[str, Any]]:
+    """The query panels of the row ``title``: those that follow it up to the next row."""
+    found: list[dict[str, Any]] = []
+    current = None
+    for panel in load()["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+            found += panel.get("panels", []) if current == title else []
+        elif current == title:
+            found.append(panel)
+    return found
+
+
 def exprs() -> list[str]:
     return [t["expr"] for p in query_panels() for t in p["targets"]]
 
 
 def exported_series() -> set[str]:
     """Every sample name socd can export, with all plugin modules imported."""
-    for name in ("socd.block.sink", "socd.engine.engine", "socd.ioc.store"):
+    for name in ("socd.block.sink", "socd.engine.engine", "socd.ioc.store",
+                 "socd.kafka.metrics", "socd.app.cluster_metrics"):
         importlib.import_module(name)
     import socd.collectors
 
@@ -107,11 +124,32 @@ def test_panels_cover_the_requested_metrics() -> None:
                  "socd_alerts_by_unit_total", "socd_spool_events", "socd_notification_alerts_total",
                  "socd_notifications_sent_total", "socd_notifications_failed_total",
                  "socd_notification_queue_depth", "socd_collector_lag_seconds_bucket",
-                 "socd_collector_last_received_timestamp_seconds"):
+                 "socd_collector_last_received_timestamp_seconds",
+                 # The Kafka scale-out row (docs/scaling.md).
+                 "socd_kafka_consumer_lag", "socd_kafka_rebalances_total",
+                 "socd_kafka_produce_errors_total", "socd_cluster_partitions_assigned",
+                 "socd_cluster_state_keys", "socd_cluster_state_rebuild_seconds_sum",
+                 "socd_cluster_state_rebuild_seconds_count",
+                 "socd_cluster_state_rebuild_events_total", "socd_cluster_rebuilds_total",
+                 "socd_cluster_events_published_total",
+                 "socd_cluster_events_processed_total"):
         assert name in used, f"no panel shows {name}"
     by = " ".join(exprs())
     for label in ("severity", "asset_kind", "layer"):
         assert f"sum by ({label}) (rate(socd_alerts_total" in by, f"no alerts-by-{label} panel"
+
+
+def test_kafka_row_shows_the_scale_out_metrics() -> None:
+    """The Kafka scale-out row holds the socd_kafka_* and socd_cluster_* panels, and
+    only those (tests/e2e/test_grafana_panels.py runs them against a Kafka cluster)."""
+    row = row_panels(KAFKA_ROW)
+    assert len(row) >= 8
+    for panel in query_panels():
+        names = {m for t in panel["targets"] for m in METRIC.findall(t["expr"])}
+        scale_out = {n for n in names if n.startswith(("socd_kafka_", "socd_cluster_"))}
+        assert (panel in row) == bool(scale_out), panel["title"]
+        if panel in row:
+            assert names == scale_out, panel["title"]
 
 
 def test_every_metric_in_a_query_exists() -> None:

@@ -52,6 +52,9 @@ def register(sub: Subparsers, with_config: WithConfig) -> None:
         p.add_argument("--password-file", metavar="FILE",
                        help="read the password from the first line of FILE (default: a "
                        "prompt, or standard input when it is not a terminal)")
+        # `--password X` (or argparse's abbreviation of --password-file) would put the
+        # password in `ps` and the shell history: refused, without repeating it.
+        p.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
 
     admin = actions.add_parser("create-admin", help="create an administrator (the console "
                                "is served once one exists)")
@@ -99,6 +102,14 @@ def register(sub: Subparsers, with_config: WithConfig) -> None:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+class _RefusePassword(argparse.Action):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error("a password is never taken on the command line (ps and the shell "
+                     "history would show it): use --password-file FILE, the prompt, or "
+                     "standard input")
 
 
 def _paths(args: argparse.Namespace) -> tuple[str, str]:

@@ -39,7 +39,7 @@ import hashlib
 import hmac
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -89,6 +89,17 @@ _SCHEMA = (
 
 class AuditError(SocdError):
     """The audit log cannot be opened or used (for example: keyed, but no key given)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A record to append: who did what to which object (:meth:`AuditLog.append_many`)."""
+
+    actor: str
+    object_type: ObjectType
+    object_id: str
+    action: str
+    details: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,23 +205,40 @@ class AuditLog(Store):
     def append(self, actor: str, object_type: ObjectType, object_id: str, action: str,
                details: Mapping[str, Any] | None = None) -> Record:
         """Append one record atomically and move the anchor to it."""
-        details = dict(details or {})
+        return self.append_many([Entry(actor, object_type, object_id, action, details)])[0]
+
+    def append_many(self, entries: Sequence[Entry]) -> list[Record]:
+        """Append several records, each its own link of the chain, in one transaction,
+        and move the anchor once, to the last: a bulk change of 1,000 alerts (the
+        analyst console) is 1,000 records but one durable write, not 1,000. All or none
+        are appended."""
+        if not entries:
+            return []
         mac = MAC_KEYED if self.key else MAC_PLAIN
+        out: list[Record] = []
         with self.transaction() as tx:
             seq, prev = self._next_position()
-            rec = Record(seq, _now(), actor, object_type, object_id, action, details,
-                         prev, "", mac)
-            value = record_hash(rec, mac, self.key)
-            tx.db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?)",
-                          (seq, rec.ts, actor, object_type, object_id, action,
-                           orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode(),
-                           prev, value, mac))
+            ts = _now()
+            rows = []
+            for entry in entries:
+                details = dict(entry.details or {})
+                rec = Record(seq, ts, entry.actor, entry.object_type, entry.object_id,
+                             entry.action, details, prev, "", mac)
+                value = record_hash(rec, mac, self.key)
+                rows.append((seq, ts, entry.actor, entry.object_type, entry.object_id,
+                             entry.action,
+                             orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode(),
+                             prev, value, mac))
+                out.append(Record(seq, ts, entry.actor, entry.object_type, entry.object_id,
+                                  entry.action, details, prev, value, mac))
+                seq, prev = seq + 1, value
+            tx.db.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        last = out[-1]
         try:
-            write_anchor(anchor_path(self.path), seq, value, self.key)
+            write_anchor(anchor_path(self.path), last.seq, last.hash, self.key)
         except OSError as exc:
             log.warning("audit anchor not updated", path=anchor_path(self.path), error=str(exc))
-        return Record(seq, rec.ts, actor, object_type, object_id, action, details, prev,
-                      value, mac)
+        return out
 
     def _next_position(self) -> tuple[int, str]:
         """(seq, prev_hash) of the record to append, inside the append transaction;
@@ -605,6 +633,26 @@ def record(path: str, actor: str, object_type: ObjectType, object_id: str, actio
         return None
 
 
+def record_many(path: str, entries: Sequence[Entry]) -> list[Record] | None:
+    """:func:`record` for many records in one transaction (:meth:`AuditLog.append_many`);
+    never raises either: ``None`` (logged) when they could not be written."""
+    try:
+        with opened(path) as audit:
+            return audit.append_many(entries)
+    except (sqlite3.Error, OSError, AuditError) as exc:
+        log.error("audit records not written", path=path, records=len(entries),
+                  error=str(exc))
+        return None
+
+
+def alert_change_details(updated: Any) -> dict[str, Any]:
+    """What an alert's audit record says about one lifecycle change (before -> after)."""
+    before, after = updated.before, updated.after
+    return {"status_from": before.status, "status_to": after.status,
+            "assignee_from": before.assignee, "assignee_to": after.assignee,
+            "note": after.status_note}
+
+
 def record_alert_change(store_path: str, updated: Any, action: str | None = None
                         ) -> Record | None:
     """The audit record of one alert lifecycle change (called by :mod:`socd.alerts.lifecycle`).
@@ -612,9 +660,7 @@ def record_alert_change(store_path: str, updated: Any, action: str | None = None
     The log is ``audit.db`` next to the alert store (the store is ``<state_dir>/alerts.db``
     unless the sqlite sink's ``path`` moves it)."""
     before, after = updated.before, updated.after
-    details = {"status_from": before.status, "status_to": after.status,
-               "assignee_from": before.assignee, "assignee_to": after.assignee,
-               "note": after.status_note}
+    details = alert_change_details(updated)
     action = action or ("status" if before.status != after.status else "assign")
     path = os.path.join(os.path.dirname(os.path.abspath(store_path)), DB_NAME)
     return record(path, after.status_by or "?", "alert", after.id, action, details)

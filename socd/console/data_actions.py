@@ -5,9 +5,10 @@ One alert goes through :mod:`socd.alerts.lifecycle` exactly as ``socd alert`` do
 transition rules, the history entry, the audit record with the user as ``by``). A bulk
 action applies the same transition rules to every selected alert in **one** store
 transaction (:meth:`AlertStore.update_many`): an alert whose status does not allow the
-change is skipped and counted, never half-written; the view appends one audit record
-for the batch that lists every alert and its change (one record, not 1,000: each
-audit append is a durable write of its own). Elasticsearch sinks are then brought to
+change is skipped and counted, never half-written; the view appends an audit record for
+every changed alert, as a single change does, all in one audit-log transaction
+(:meth:`socd.alerts.audit.AuditLog.append_many`: one durable write for 1,000 records).
+Elasticsearch sinks are then brought to
 the store's state (one ``_bulk`` request); a failure there is reported, the store being
 the record.
 
@@ -19,10 +20,11 @@ daemon pushes the decision to the firewall within its ``expiry_interval_secs``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from socd.alerts.audit import Entry, alert_change_details
 from socd.alerts.lifecycle import (
     TRANSITIONS,
     VERBS,
@@ -32,7 +34,7 @@ from socd.alerts.lifecycle import (
     set_status,
     update_elasticsearch,
 )
-from socd.alerts.store import KEEP, Change, StoredAlert
+from socd.alerts.store import KEEP, Change, StoredAlert, Updated
 from socd.console.services import ConsoleServices
 
 MAX_BULK: Final = 5000  # alerts in one bulk action (a form field each)
@@ -53,21 +55,28 @@ def clean(text: str | None, limit: int = MAX_NOTE) -> str | None:
 
 @dataclass
 class BulkResult:
-    """What a bulk action did: alerts changed, already in that state, refused by the
-    transition rules (their current status), and not found."""
+    """What a bulk action did: alerts changed (with the lifecycle action each took),
+    already in that state, refused by the transition rules (by current status), and not
+    found."""
 
-    changed: list[StoredAlert] = field(default_factory=list)
+    changes: list[tuple[Updated, str]] = field(default_factory=list)
     unchanged: int = 0
     refused: dict[str, int] = field(default_factory=dict)  # current status -> alerts
     missing: int = 0
     es_errors: list[str] = field(default_factory=list)
 
-    def audit_details(self, action: str, note: str | None) -> dict[str, Any]:
-        """The batch's audit record: every changed alert with its before and after."""
-        return {"action": action, "note": note, "count": len(self.changed),
-                "alerts": [{"id": a.id, "status_to": a.status, "assignee_to": a.assignee}
-                           for a in self.changed],
-                "unchanged": self.unchanged, "refused": self.refused}
+    @property
+    def changed(self) -> list[StoredAlert]:
+        return [u.after for u, _ in self.changes]
+
+    def audit_entries(self, actor: str, extra: Mapping[str, Any]) -> list[Entry]:
+        """One audit record per changed alert, as a single change writes it
+        (:func:`socd.alerts.audit.record_alert_change`), plus ``extra`` (the console's
+        ``via`` and client) and the size of the batch."""
+        size = {"bulk": len(self.changes)}
+        return [Entry(actor, "alert", u.after.id, action,
+                      {**alert_change_details(u), **extra, **size})
+                for u, action in self.changes]
 
 
 def _current(alert: StoredAlert) -> Status:
@@ -104,9 +113,17 @@ def bulk_change(services: ConsoleServices, ids: Sequence[str], action: str, *, b
     if action != "assign" and action not in BULK_ACTIONS:
         raise ValueError(f"unknown bulk action {action!r}")
     wanted_ids = list(dict.fromkeys(ids))[:MAX_BULK]
-    updated = store.update_many(wanted_ids, decide)
+    made: dict[str, str] = {}
+
+    def deciding(current: StoredAlert) -> Change | None:
+        change = decide(current)
+        if change is not None:
+            made[current.id] = change.action
+        return change
+
+    updated = store.update_many(wanted_ids, deciding)
     result.missing = len(wanted_ids) - len(updated)
-    result.changed = [u.after for u in updated if u.changed]
+    result.changes = [(u, made[u.after.id]) for u in updated if u.changed]
     result.unchanged = sum(1 for u in updated if not u.changed) - sum(result.refused.values())
     result.es_errors = sync_elasticsearch(services, result.changed)
     return result

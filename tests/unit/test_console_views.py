@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import FormData
 
-from socd.alerts.audit import opened
+from socd.alerts.audit import opened, verify
 
 from ..console_alerts import XSS, alert, alerts
 from ..console_pages import console
@@ -63,11 +63,16 @@ async def test_bulk_ack_changes_the_store_and_the_audit_log(tmp_path: Path) -> N
                                           "note": "máy quét nội bộ", "f_status": "new"})
         assert parse_qs(urlsplit(r.headers["Location"]).query)["n"] == ["18"]
         with opened(str(c.state / "audit.db")) as log_:
-            records = list(log_.records())
-        bulk = [r for r in records if r.action.startswith("bulk_")]
-        assert [r.actor for r in bulk] == ["analyst", "analyst"]
-        assert len(bulk[0].details["alerts"]) == 12
-        assert bulk[0].details["via"] == "console"
+            records = [r for r in log_.records() if r.object_type == "alert"]
+        # one record per changed alert, as a single change writes it
+        assert [(r.action, r.object_id) for r in records[:12]] == [("ack", i) for i in ids]
+        assert {r.actor for r in records} == {"analyst"}
+        assert len(records) == 30
+        first = records[0].details
+        assert (first["status_from"], first["status_to"], first["via"], first["bulk"]) == (
+            "new", "acknowledged", "console", 12)
+        assert {r.details["note"] for r in records[12:]} == {"máy quét nội bộ"}
+        assert verify(str(c.state / "audit.db"), use_env=False).ok
 
 
 async def test_false_positive_needs_a_reason_and_viewers_change_nothing(tmp_path: Path

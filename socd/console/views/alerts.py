@@ -23,6 +23,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from socd.alerts.audit import record_many
 from socd.alerts.lifecycle import AlertError, InvalidTransition
 from socd.console import data_actions as actions
 from socd.console.audit import audit
@@ -36,6 +37,7 @@ from socd.console.data import (
     filter_params,
     query_from_params,
 )
+from socd.console.keys import CLIENT_KEY
 from socd.console.render import render, url_for
 from socd.console.roles import Role
 from socd.console.services import NotConfigured
@@ -176,9 +178,10 @@ async def bulk(request: web.Request) -> web.StreamResponse:
     to = actions.clean(field(form, "to", 128), 128) if action == "assign" else None
     result = await off_loop(actions.bulk_change, services(request), ids, action, by=me(request),
                             note=note, to=to)
-    if result.changed:
-        await audit(request, f"bulk_{action}", ("alert", f"bulk:{len(result.changed)}"),
-                    result.audit_details(action, note))
+    if result.changes:
+        extra = {"via": "console", "client": request.get(CLIENT_KEY, request.remote or "")}
+        await off_loop(record_many, services(request).audit_path,
+                       result.audit_entries(me(request), extra))
     raise see_other_alerts(request, back, {
         "done": action, "n": len(result.changed), "same": result.unchanged,
         "refused": sum(result.refused.values()), "missing": result.missing,

@@ -65,7 +65,7 @@ class AlertSource(Protocol):
         ...
 
     def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
-        """Full ids starting with ``prefix`` (a short id pasted into the search box)."""
+        """Full ids starting with ``prefix`` (a short id from a notification or the CLI)."""
         ...
 
     def units(self, limit: int) -> list[str]:

@@ -322,3 +322,24 @@ async def test_the_polled_fragment_counts_arrivals(tmp_path: Path) -> None:
         text = await c.page(fresh)
         assert "Có 4 cảnh báo mới" in text
         assert "Thấp: <b>" in text
+
+
+async def test_an_overdue_incident_is_marked(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    async with console(tmp_path) as c:
+        event = alert(2)
+        c.store.insert([event])
+        store = c.services.incidents()
+        late = store.open_incident(title="Dò quét kéo dài", by="an",
+                                   alerts=[(event["event"]["hash"], "high", "Sở Y tế")],
+                                   discovered=datetime.now(UTC) - timedelta(days=6, hours=2))
+        await c.sign_in("viewer")
+        listing = await c.page("/incidents")
+        assert "QUÁ HẠN" in listing
+        assert "quá hạn 1 ngày 2 giờ" in listing
+        page = await c.page(f"/incidents/{late.id}")
+        assert "quá hạn 1 ngày 2 giờ" in page
+        r = await c.client.get(f"/incidents/{late.id}/documents/notification.pdf")
+        assert r.status == 200
+        assert (await r.read()).startswith(b"%PDF")

@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 run: venv
 	$(VENV)/bin/socd run
 
-## Start real Mosquitto, Elasticsearch and Prometheus (idempotent).
+## Start real Mosquitto, Elasticsearch, Prometheus and Kafka (idempotent).
 services:
 	@bash scripts/services.sh up
 

@@ -98,6 +98,18 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         running.stop()
 
 
+def _severity_counts(console: Console) -> dict[str, int]:
+    store = AlertStore(str(console.state / "alerts.db"), readonly=True)
+    try:
+        rows = store.query("SELECT severity, count(*) FROM alerts GROUP BY severity")
+    finally:
+        store.close()
+    counts = {"critical": 0, "high": 0, "medium": 0, "low": 0}
+    counts.update({str(sev): int(n) for sev, n in rows})
+    assert sum(counts.values()) == FED
+    return counts
+
+
 def _stored(console: Console) -> int:
     path = console.state / "alerts.db"
     if not path.exists():
@@ -184,9 +196,12 @@ def test_triage_false_positive(page: Any, console: Console) -> None:
 
     sign_in(page, "analyst")
     page.goto("/alerts")
-    # One page of the newest 50 of the 60 fed, and a link to the next.
+    # One page of the newest 50 of the 60 fed, a link to the next, and the counts per
+    # severity of all 60 as the store has them.
     expect(page.locator("table.alerts tbody tr")).to_have_count(50)
     expect(page.locator("a[rel=next]")).to_be_visible()
+    for severity, count in _severity_counts(console).items():
+        expect(page.locator(f".counts .sev-{severity} b")).to_have_text(str(count))
     shot(page, "03-queue")
     alert_id = _open_first_alert(page, severity="high")
     shot(page, "04-alert")

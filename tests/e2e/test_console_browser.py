@@ -360,3 +360,20 @@ def test_unblock_with_reason(page: Any, console: Console) -> None:
     assert len(lifted) == 1, audit
     assert "by console:admin" in lifted[0]
     assert lifted[0].endswith(reason)
+
+
+def test_viewer_reads_without_actions(page: Any) -> None:
+    """A viewer sees the queue and an alert but is offered no change: no row to tick,
+    no bulk form, no action forms (the routes refuse a viewer as well: the security
+    tests check that over HTTP)."""
+    from playwright.sync_api import expect
+
+    sign_in(page, "viewer")
+    page.goto("/alerts")
+    expect(page.locator("table.alerts tbody tr")).to_have_count(50)
+    expect(page.locator("table.alerts input[type=checkbox]")).to_have_count(0)
+    expect(page.locator("fieldset.bulk-actions")).to_have_count(0)
+    page.locator("table.alerts tbody tr a").first.click()
+    expect(page.locator("h1")).to_be_visible()
+    expect(page.locator("form[method=post]:not([action$='/logout'])")).to_have_count(0)
+    shot(page, "11-viewer-alert")

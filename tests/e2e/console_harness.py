@@ -153,7 +153,10 @@ class HttpClient:
                 **(headers or {})}
         if not self.cookies:
             hdrs.pop("Cookie")
-        for attempt in (1, 2):
+        # A kept-alive connection the server closed while idle is reopened for a GET;
+        # a POST is never sent twice.
+        attempts = 2 if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
             try:
                 self.conn.request(method, path, body=body, headers=hdrs)
                 resp = self.conn.getresponse()
@@ -162,7 +165,7 @@ class HttpClient:
             except (ConnectionError, http.client.HTTPException, ssl.SSLError):
                 self.conn.close()
                 self.conn = self._connect()
-                if attempt == 2:
+                if attempt == attempts:
                     raise
         for name, value in resp.getheaders():
             if name.lower() == "set-cookie":

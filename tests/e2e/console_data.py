@@ -44,7 +44,8 @@ def _sample_docs() -> tuple[bytes, ...]:
     from socd.app.deadletter import DeadLetter
     from socd.app.replay import replay
 
-    cfg = config_mod.load()
+    # The embedded default explicitly: $SOCD_CONFIG or /etc/socd must not change the data.
+    cfg = config_mod.load(REPO / "socd/default/config.yaml")
     docs: list[bytes] = []
     with tempfile.TemporaryDirectory(prefix="socd-console-data-") as tmp:
         dead = DeadLetter(tmp)

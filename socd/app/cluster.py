@@ -20,10 +20,10 @@ from typing import Any
 import structlog
 
 from socd.app.cluster_intake import NAME as INTAKE_SINK
-from socd.app.cluster_intake import RepartitionSink
-from socd.app.cluster_kafka import client_settings, ensure_topics, group_id
+from socd.app.cluster_intake import RepartitionSink, producer_config
+from socd.app.cluster_kafka import client_config, client_settings, ensure_topics, group_id
 from socd.app.cluster_plan import ClusterPlan, build_plan
-from socd.app.cluster_worker import AlertFinisher, ClusterWorker
+from socd.app.cluster_worker import AlertFinisher, ClusterWorker, consumer_config
 from socd.app.deadletter import DeadLetter
 from socd.app.pipeline import Pipeline, SinkRunner
 from socd.config import Config, SinkConfig
@@ -56,6 +56,7 @@ class ClusterRole:
         self.role = role
         self.intake = role in ("intake", "all")
         self.worker_role = role in ("worker", "all")
+        self.client = client_config(config, cluster)
         self.settings = client_settings(config, cluster)
         self.plan: ClusterPlan | None = None
         self.stateless: RuleEngine | None = None
@@ -121,7 +122,8 @@ class ClusterRole:
         """The runner of the sink that publishes to Kafka (intake roles), started."""
         if not self.intake or self.plan is None:
             return None
-        sink = RepartitionSink(self.plan, self.settings)
+        sink = RepartitionSink(self.plan, producer_config(self.client, self.config.config_dir),
+                               dead_letter)
         await sink.start()
         runner = SinkRunner(INTAKE_SINK, sink, runner_config(), dead_letter,
                             state_dir=self.config.state_dir)
@@ -146,9 +148,11 @@ class ClusterRole:
             if classifier is not None:
                 classifier.iocs.maybe_refresh()  # `ioc` conditions see imports and expiry
 
+        settings = consumer_config(self.client, self.config.config_dir,
+                                   group_id(self.cluster), self.cluster)
         self.worker = ClusterWorker(
-            self.plan, self.settings, self.cluster, group_id(self.cluster), self._engine,
-            deliver, AlertFinisher(self.config.document.classification), dead_letter,
+            self.plan, settings, self.cluster, self._engine, deliver,
+            AlertFinisher(self.config.document.classification), dead_letter,
             before_batch=refresh)
         await self.worker.start()
 

@@ -22,21 +22,31 @@ import orjson
 
 from socd.app.cluster_metrics import PUBLISHED
 from socd.app.cluster_plan import ClusterPlan
+from socd.app.deadletter import DeadLetter
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event
+from socd.kafka.client import KafkaClientConfig, librdkafka_logger, producer_settings
 
 NAME = "cluster"
 # A message librdkafka could not deliver within this is reported failed; the runner then
 # spools the batch. Covers a broker restart (seconds) without any duplicate.
 MESSAGE_TIMEOUT_MS = 60_000
+# An event larger than this (after JSON) cannot be published: it is dead-lettered.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
-def producer_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Idempotent, acks=all, Java-compatible key hashing (murmur2), batched."""
-    return {**settings, "enable.idempotence": True, "acks": "all",
-            "partitioner": "murmur2_random", "linger.ms": 5, "compression.type": "lz4",
-            "message.timeout.ms": MESSAGE_TIMEOUT_MS,
-            "queue.buffering.max.messages": 500_000}
+def producer_config(client: KafkaClientConfig, config_dir: str) -> dict[str, Any]:
+    """Idempotent, acks=all (socd.kafka.client), Java-compatible key hashing (murmur2:
+    a Kafka Streams or Java client reading the topics finds the same partitions),
+    batched and compressed; librdkafka's log lines go to socd's log."""
+    settings: dict[str, Any] = dict(producer_settings(
+        client, client_id="socd-cluster-intake", config_dir=config_dir,
+        delivery_timeout_secs=MESSAGE_TIMEOUT_MS / 1000,
+        max_message_bytes=MAX_MESSAGE_BYTES))
+    settings.setdefault("compression.type", "lz4")
+    settings.update({"partitioner": "murmur2_random", "queue.buffering.max.messages": 500_000,
+                     "logger": librdkafka_logger("cluster-intake")})
+    return settings
 
 
 def is_rule_alert(event: Event) -> bool:
@@ -51,9 +61,11 @@ class RepartitionSink:
 
     name = NAME
 
-    def __init__(self, plan: ClusterPlan, settings: dict[str, Any]) -> None:
+    def __init__(self, plan: ClusterPlan, settings: dict[str, Any],
+                 dead_letter: DeadLetter) -> None:
         self.plan = plan
-        self.settings = producer_settings(settings)
+        self.settings = settings
+        self.dead_letter = dead_letter
         self._producer: Any = None
         self._published = {t.name: PUBLISHED.labels(t.name) for t in plan.topics}
         self._lock = threading.Lock()
@@ -83,6 +95,10 @@ class RepartitionSink:
                 if topic.concerns(event):
                     if value is None:
                         value = orjson.dumps(event, default=str)
+                        if len(value) > MAX_MESSAGE_BYTES:  # Kafka would refuse it for good
+                            self.dead_letter.write(stage=f"sink/{NAME}", reason="oversize",
+                                                   event=event, detail=f"{len(value)} bytes")
+                            break
                     out.append((topic.name, topic.key(event), value))
         return out
 

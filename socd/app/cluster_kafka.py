@@ -9,31 +9,40 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from socd.config import Config
 from socd.config.cluster import ClusterConfig
 from socd.errors import ConfigError, ConfigProblem
+from socd.kafka.client import KafkaClientConfig, librdkafka_logger, librdkafka_settings
 
 log = structlog.get_logger("socd.cluster")
 
 ADMIN_TIMEOUT_SECS = 30.0
 
 
+def client_config(config: Config, cluster: ClusterConfig) -> KafkaClientConfig:
+    """``cluster.kafka`` checked by the shared Kafka client model (bootstrap servers,
+    TLS, SASL...); a bad key is a ConfigError naming ``cluster.kafka.<key>``. (The
+    section is kept as a mapping in the config model: socd.config does not import the
+    Kafka package, whose models build on it.)"""
+    try:
+        return KafkaClientConfig.model_validate(cluster.kafka)
+    except ValidationError as exc:
+        raise ConfigError([
+            ConfigProblem(config.file, ".".join(["cluster", "kafka",
+                                                 *(str(p) for p in err["loc"])]),
+                          err["msg"], "see the Kafka client keys in docs/configuration.md")
+            for err in exc.errors()]) from None
+
+
 def client_settings(config: Config, cluster: ClusterConfig) -> dict[str, Any]:
-    """librdkafka settings for ``cluster.kafka`` (bootstrap, TLS, SASL), checked by the
-    shared Kafka client model; a bad key is a ConfigError naming ``cluster.kafka.<key>``."""
-    raw = dict(cluster.kafka)
-    servers = raw.get("bootstrap_servers")
-    if isinstance(servers, list):
-        servers = ",".join(str(s) for s in servers)
-    if not isinstance(servers, str) or not servers:
-        raise ConfigError([ConfigProblem(config.file, "cluster.kafka.bootstrap_servers",
-                                         "required: the brokers (host:port, ...)",
-                                         "e.g. bootstrap_servers: [kafka-1:9092]")])
-    settings: dict[str, Any] = {"bootstrap.servers": servers, "log_level": 3}
-    client_id = raw.get("client_id")
-    if isinstance(client_id, str) and client_id:
-        settings["client.id"] = client_id
+    """librdkafka settings of the cluster's admin client; librdkafka's own log lines go
+    to socd's log (not stderr)."""
+    settings: dict[str, Any] = dict(librdkafka_settings(
+        client_config(config, cluster), client_id="socd-cluster",
+        config_dir=config.config_dir))
+    settings["logger"] = librdkafka_logger("cluster")
     return settings
 
 

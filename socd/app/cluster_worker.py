@@ -52,6 +52,8 @@ from socd.config import ClassificationConfig
 from socd.config.cluster import ClusterConfig
 from socd.engine import CompiledRule, RuleEngine
 from socd.event import Event, set_severity
+from socd.kafka.client import KafkaClientConfig, consumer_settings, librdkafka_logger
+from socd.kafka.metrics import LagGauge, count_rebalance, init_group, partition_lag
 from socd.metrics import count_alert
 from socd.plugins import Ack
 from socd.vocabulary import ASSET_KINDS
@@ -65,17 +67,19 @@ TP = tuple[str, int]
 STAGE = "cluster/worker"
 _REVOKE_WAIT_SECS = 60.0
 _POLL_SECS = 0.5
+_LAG_EVERY_SECS = 5.0
 
 
-def consumer_settings(settings: dict[str, Any], group: str, cfg: ClusterConfig) -> dict[str, Any]:
-    """One group, cooperative-sticky, offsets committed by socd only."""
-    return {**settings, "group.id": group,
-            "partition.assignment.strategy": "cooperative-sticky",
-            "enable.auto.commit": False, "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest", "session.timeout.ms": cfg.session_timeout_ms,
-            "heartbeat.interval.ms": max(500, cfg.session_timeout_ms // 5),
-            "max.poll.interval.ms": max(300_000, cfg.session_timeout_ms),
-            "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024}
+def consumer_config(client: KafkaClientConfig, config_dir: str, group: str,
+                    cfg: ClusterConfig) -> dict[str, Any]:
+    """One group, cooperative-sticky, offsets committed by socd only (socd.kafka.client),
+    the group's session timeout from ``cluster.session_timeout_ms``."""
+    settings: dict[str, Any] = dict(consumer_settings(
+        client, group_id=group, client_id="socd-cluster-worker", config_dir=config_dir,
+        session_timeout_secs=cfg.session_timeout_ms / 1000))
+    settings.update({"heartbeat.interval.ms": max(500, cfg.session_timeout_ms // 5),
+                     "logger": librdkafka_logger("cluster-worker")})
+    return settings
 
 
 def _retry(call: Callable[[], Any], attempts: int = 20) -> Any:
@@ -153,14 +157,14 @@ class ClusterWorker:
     """Consumes the repartition topics; see the module docstring."""
 
     def __init__(self, plan: ClusterPlan, settings: dict[str, Any], cfg: ClusterConfig,
-                 group: str, make_engine: EngineFactory, deliver: Deliver,
+                 make_engine: EngineFactory, deliver: Deliver,
                  finisher: AlertFinisher, dead_letter: DeadLetter,
                  before_batch: Callable[[], None] | None = None) -> None:
         self.plan = plan
         self.topics = plan.by_name()
         self.cfg = cfg
-        self.group = group
-        self.settings = consumer_settings(settings, group, cfg)
+        self.group = str(settings["group.id"])
+        self.settings = settings
         self.make_engine = make_engine
         self.deliver = deliver
         self.finisher = finisher
@@ -176,7 +180,11 @@ class ClusterWorker:
         self._lock = threading.Condition()
         self._inflight: deque[_InFlight] = deque()
         self._ready: dict[TP, int] = {}
+        self._owned: set[TP] = set()  # as the consume thread knows it
         self._room = asyncio.Event()
+        self.lag = LagGauge(self.group)
+        self._lag_at = 0.0
+        init_group(self.group)
         self._drained = asyncio.Event()  # set whenever nothing is in flight
         self.events_processed = 0
         self.ready = False
@@ -210,6 +218,7 @@ class ClusterWorker:
     def _close(self, consumer: Any) -> None:
         self._commit(consumer)
         consumer.close()  # leaves the group: the revoke callback runs (nothing in flight)
+        self.lag.forget_all()
         for tp in list(self.parts):
             self._drop(tp)
 
@@ -219,13 +228,37 @@ class ClusterWorker:
         consumer = self._consumer
         self._commit(consumer)
         msgs: list[Any] = consumer.consume(self.cfg.batch_max_events, _POLL_SECS)
+        if time.monotonic() - self._lag_at >= _LAG_EVERY_SECS:
+            self._lag_at = time.monotonic()
+            self._update_lag(consumer)
         return msgs
+
+    def _update_lag(self, consumer: Any) -> None:
+        """socd_kafka_consumer_lag of the owned partitions: the end offset librdkafka
+        learnt from its last fetch minus the position (no request to the brokers)."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        with self._lock:
+            owned = sorted(self._owned)
+        self.lag.forget([tp for tp in self.lag.owned if tp not in set(owned)])
+        if not owned:
+            return
+        try:
+            positions = consumer.position([TopicPartition(t, p) for t, p in owned])
+            for tp in positions:
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                self.lag.set(tp.topic, tp.partition, partition_lag(low, high, tp.offset))
+        except KafkaException as exc:
+            log.debug("consumer lag not known", error=str(exc))
 
     def _commit(self, consumer: Any, only: set[TP] | None = None) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
         with self._lock:
-            ready = {tp: o for tp, o in self._ready.items() if only is None or tp in only}
+            # Only partitions this worker still owns: a late commit of a partition given
+            # away would move its group offset back behind the new owner's.
+            ready = {tp: o for tp, o in self._ready.items()
+                     if tp in self._owned and (only is None or tp in only)}
             for tp in ready:
                 del self._ready[tp]
         if not ready:
@@ -254,6 +287,9 @@ class ClusterWorker:
     def _assign(self, consumer: Any, partitions: list[Any]) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
+        if not partitions:  # a rebalance that gives this worker nothing new
+            consumer.incremental_assign(partitions)
+            return
         committed = _retry(lambda: consumer.committed(partitions, timeout=10))
         now_ms = int(time.time() * 1000)
         queries = []
@@ -278,6 +314,9 @@ class ClusterWorker:
             self._changes.append(("assign", (tp.topic, tp.partition),
                                   max(start, 0), live_from))
         consumer.incremental_assign(starts)
+        count_rebalance(self.group, "assigned", len(starts))
+        with self._lock:
+            self._owned.update((t.topic, t.partition) for t in starts)
         log.info("partitions assigned", group=self.group,
                  partitions=[f"{t.topic}[{t.partition}]@{t.offset}" for t in starts])
 
@@ -289,19 +328,29 @@ class ClusterWorker:
             self._commit(consumer, tps)
         except Exception:  # not committed: the next owner processes a little again
             log.exception("commit on revocation failed")
+        self._disown(tps)
         consumer.incremental_unassign(partitions)
+        count_rebalance(self.group, "revoked", len(tps))
         self._changes.extend(("revoke", tp, 0, 0) for tp in tps)
         log.info("partitions revoked", group=self.group, partitions=len(tps))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         tps = {(tp.topic, tp.partition) for tp in partitions}
-        with self._lock:
-            for tp in tps:
-                self._ready.pop(tp, None)
+        self._disown(tps)
         consumer.incremental_unassign(partitions)
+        count_rebalance(self.group, "lost", len(tps))
         self._changes.extend(("revoke", tp, 0, 0) for tp in tps)
         log.warning("partitions lost (the group gave them away)", group=self.group,
                     partitions=len(tps))
+
+    def _disown(self, tps: set[TP]) -> None:
+        """Forget partitions given away: nothing more is committed for them (what was
+        not is processed again by the next owner)."""
+        with self._lock:
+            self._owned -= tps
+            for tp in tps:
+                self._ready.pop(tp, None)
+        self.lag.forget(tps)
 
     # -- the event loop ------------------------------------------------------------------
 
@@ -437,7 +486,7 @@ class ClusterWorker:
             entry.done = True
             while self._inflight and self._inflight[0].done:
                 for tp, offset in self._inflight.popleft().offsets.items():
-                    if tp in self.parts or self._consumer is None:
+                    if tp in self._owned:
                         self._ready[tp] = max(offset, self._ready.get(tp, 0))
             self._lock.notify_all()
             if not self._inflight:

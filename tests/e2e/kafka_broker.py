@@ -81,7 +81,7 @@ class PrivateKafka:
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         while True:
             assert self.proc is not None
             if self.proc.poll() is not None:

@@ -1,0 +1,131 @@
+"""A worker's state rebuild on assignment, with a window still open (issue 18).
+
+Real Kafka (the `make services` broker), the intake's publishing sink and two workers in
+one process: worker A counts 3 of 5 failures of a threshold rule (the window is open,
+no alert) and leaves the group; worker B takes the partition over, replays those 3 with
+alerts muted to rebuild the state, and the next 2 failures complete the threshold: one
+alert, with the id one RuleEngine gives for the same 5 events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from socd.app.cluster_intake import RepartitionSink, producer_config
+from socd.app.cluster_plan import build_plan
+from socd.app.cluster_worker import AlertFinisher, ClusterWorker, consumer_config, state_size
+from socd.app.deadletter import DeadLetter
+from socd.config import ClassificationConfig
+from socd.config.cluster import ClusterConfig
+from socd.engine import CompiledRule, RuleEngine, load_text
+from socd.event import Event
+from socd.kafka.client import KafkaClientConfig
+from socd.plugins import Ack
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+RULES = """
+rules:
+  - id: k2-rebuild-bruteforce
+    title: "Dò mật khẩu (kiểm thử)"
+    severity: high
+    match: {field: event.outcome, equals: failure}
+    threshold: {count: 5, window: 10m, group_by: [source.ip]}
+"""
+
+
+def _event(i: int) -> Event:
+    return {"@timestamp": f"2026-11-20T08:00:{i:02d}+07:00",
+            "event": {"outcome": "failure", "hash": f"k2-rebuild-{i}",
+                      "created": "2026-11-20T01:00:00Z"},
+            "source": {"ip": "203.0.113.77"}, "user": {"name": f"u{i}"},
+            "socd": {"collector": "test", "asset_kind": "server"}}
+
+
+async def _until(condition: Callable[[], bool], what: str, limit_secs: float = 60) -> None:
+    """Poll a state (no fixed sleep decides anything): fail after ``limit_secs``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_secs
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_rebuild_with_an_open_window_completes_the_threshold(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    rules, problems = load_text(RULES)
+    assert not problems
+
+    def make_engine(subset: Any) -> RuleEngine:
+        return RuleEngine(subset)
+
+    prefix = f"k2rb{uuid.uuid4().hex[:8]}"
+    plan = build_plan(rules, prefix, make_engine)
+    [topic] = plan.topics
+    assert topic.name == f"{prefix}.events.by.source.ip"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
+    admin.create_topics([NewTopic(topic.name, num_partitions=3,
+                                  replication_factor=1)])[topic.name].result()
+    client = KafkaClientConfig.model_validate({"bootstrap_servers": [kafka_bootstrap]})
+    cluster = ClusterConfig.model_validate({"kafka": {}, "topic_prefix": prefix,
+                                            "partitions": 3, "session_timeout_ms": 6000})
+    dead_letter = DeadLetter(str(tmp_path / "dead-letter"))
+    sink = RepartitionSink(plan, producer_config(client, str(tmp_path)), dead_letter)
+    await sink.start()
+    alerts: list[Event] = []
+
+    async def deliver(batch: list[Event], ack: Ack, _received: float) -> None:
+        alerts.extend(batch)
+        ack.pending = 1
+        ack.done()
+
+    def worker() -> ClusterWorker:
+        return ClusterWorker(plan, consumer_config(client, str(tmp_path),
+                                                   f"{prefix}.workers", cluster),
+                             cluster, make_engine, deliver,
+                             AlertFinisher(ClassificationConfig()), dead_letter)
+
+    events = [_event(i) for i in range(5)]
+    try:
+        await sink.write(events[:3])
+        first = worker()
+        await first.start()
+        await _until(lambda: first.events_processed == 3, "worker A to count 3 failures")
+        [state] = [s for s in first.parts.values() if s.engine.max_time > 0]
+        assert state_size(state.engine) == 1
+        assert alerts == []
+        await first.stop(10.0)  # commits, leaves the group
+
+        await sink.write(events[3:])
+        second = worker()
+        await second.start()
+        await _until(lambda: bool(alerts), "worker B to raise the threshold alert")
+        [taken] = [s for s in second.parts.values() if s.replayed]
+        assert taken.replayed == 3
+        assert taken.live_from == 3
+        assert not taken.rebuilding
+        assert second.events_processed == 2
+        await second.stop(10.0)
+    finally:
+        await sink.close()
+        dead_letter.close()
+        admin.delete_topics([topic.name])
+    one_process = _single_process(rules, events)
+    assert [a["event"]["hash"] for a in alerts] == [a["event"]["hash"] for a in one_process]
+    assert alerts[0]["socd"]["alert"] == {"status": "new"}
+    assert alerts[0]["socd"]["rule"]["count"] == 5
+
+
+def _single_process(rules: list[CompiledRule], events: list[Event]) -> list[Event]:
+    out = RuleEngine(rules).process(list(events))
+    return out[len(events):]

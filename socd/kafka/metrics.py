@@ -31,7 +31,7 @@ REBALANCES = Counter(
     "(handed over cleanly, offsets committed first) or `lost` (the member was thrown "
     "out, e.g. after missing max.poll.interval.ms: its uncommitted records are "
     "delivered again to the new owner).",
-    ["group", "event"],
+    ["group", "change"],
     registry=REGISTRY,
 )
 PRODUCE_ERRORS = Counter(

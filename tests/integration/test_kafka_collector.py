@@ -107,7 +107,7 @@ async def test_topics_reach_emit_with_their_decoders_and_all_is_committed(
         end_offsets(kafka_bootstrap, logs, 3)
     assert committed(kafka_bootstrap, collector.group, edr, 1) == [50]
     assert metrics.REGISTRY.get_sample_value("socd_kafka_rebalances_total", {
-        "group": collector.group, "event": "assigned"}) >= 1
+        "group": collector.group, "change": "assigned"}) >= 1
 
 
 async def test_only_what_emit_confirmed_is_committed_and_the_rest_comes_again(

@@ -33,6 +33,8 @@ from .conftest import sample_value, series_exists
 SAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "collector": {
         "file": {"type": "file", "paths": ["logs/*.ndjson"]},
+        "kafka": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9092"],
+                  "topics": ["edr"]},
         "mqtt": {"type": "mqtt", "topics": ["edr/#"]},
         "sensor": {"type": "sensor", "pcap_files": ["capture.pcap"]},
         "syslog": {"type": "syslog", "listeners": [{"protocol": "udp", "port": 5514}]},
@@ -51,6 +53,8 @@ SAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "sink": {
         "blocker": {"type": "blocker", "backend": "none"},
         "elasticsearch": {"type": "elasticsearch"},
+        "kafka": {"type": "kafka", "bootstrap_servers": ["127.0.0.1:9092"],
+                  "topic": "socd-alerts"},
         "ndjson": {"type": "ndjson", "path": "out.ndjson"},
         "sqlite": {"type": "sqlite"},
         "syslog_cef": {"type": "syslog_cef", "host": "siem.example.vn"},
@@ -234,10 +238,10 @@ def test_only_socd_series_in_registry() -> None:
 
 @pytest.mark.parametrize(("kind", "typo", "hint"), [
     ("collector", "mqqt", "did you mean 'mqtt'?"),
-    ("collector", "kafka", ""),
+    ("collector", "amqp", ""),
     ("decoder", "mapings", "did you mean 'mapping'?"),
     ("sink", "sqlit", "did you mean 'sqlite'?"),
-    ("sink", "kafka", ""),
+    ("sink", "amqp", ""),
 ])
 def test_unknown_type_lists_known_types(kind: str, typo: str, hint: str) -> None:
     text = yaml.safe_dump({SECTIONS[kind]: {"x": {"type": typo}}})

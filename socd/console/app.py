@@ -89,6 +89,7 @@ def build_app(cfg: ConsoleConfig, services: ConsoleServices, *,
     app.router.add_post("/login", login_submit, name="login_submit")
     app.router.add_post("/logout", logout, name="logout")
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    app.router.add_get("/favicon.ico", favicon, name="favicon")
     admin.setup(app)
     views.setup(app)
     return app
@@ -120,6 +121,13 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     if not request.path.startswith("/static/"):
         # Pages show alerts and who is signed in: no shared or back-button caches.
         headers["Cache-Control"] = "no-store"
+
+
+@public
+async def favicon(_request: web.Request) -> web.StreamResponse:
+    """Browsers ask for ``/favicon.ico`` whatever the page links (``base.html`` links
+    ``static/favicon.svg``): a 204 keeps a 404 out of their consoles and the logs."""
+    return web.Response(status=204)
 
 
 # -- error pages ----------------------------------------------------------------------

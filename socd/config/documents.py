@@ -17,6 +17,9 @@ from pydantic import Field, field_validator
 from socd.config.models import StrictModel
 
 NUMBER_FIELDS = frozenset({"number", "type", "code"})
+PLACEHOLDER = "……"
+# The fields whose shipped values (deploy/systemd/socd.yaml, the defaults) are dots.
+_PLACEHOLDER_FIELDS = ("parent_body", "issuing_body", "place")
 
 
 class DocumentsConfig(StrictModel):
@@ -91,3 +94,21 @@ class DocumentsConfig(StrictModel):
         if any(not line.strip() or len(line) > 200 for line in value):
             raise ValueError("each line must be 1-200 characters, not blank")
         return value
+
+
+def placeholder_warnings(documents: DocumentsConfig) -> list[tuple[tuple[str, ...], str, str]]:
+    """``(key path, message, hint)`` for each letterhead field that still holds the
+    ``……`` of the shipped config: every report and incident notice would print the dots
+    where the province's name belongs. A warning, not an error: the daemon works, only
+    the documents that leave the SOC are not ready."""
+    out: list[tuple[tuple[str, ...], str, str]] = []
+    for name in _PLACEHOLDER_FIELDS:
+        value = getattr(documents, name)
+        if PLACEHOLDER in value:
+            example = {"parent_body": "UBND TỈNH BÌNH ĐỊNH", "place": "Bình Định"}.get(
+                name, "SỞ KHOA HỌC VÀ CÔNG NGHỆ")
+            out.append((("documents", name),
+                        f"still the placeholder {value!r}: reports and incident documents "
+                        "would print the dots in the official layout",
+                        f"write the agency's own text, e.g. `{name}: {example}`"))
+    return out

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from socd.access import read_problem
 from socd.config.document import DocumentConfig
+from socd.config.documents import placeholder_warnings
 from socd.config.env import UnsetVariables
 from socd.config.located import (
     Lines,
@@ -215,7 +216,11 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
             doc, config_dir, {n: decoders[n] for n in user_decoders if n in decoders},
             make), *unset.fatal, *unset.deferred])
     warnings = tuple(make(loc, message, hint) for loc, message, hint in [
-        *_blocking_warnings(collectors, sinks), *_decoder_warnings(collectors, sinks)])
+        *_blocking_warnings(collectors, sinks), *_decoder_warnings(collectors, sinks),
+        # Only a written `documents:` section (copied from the shipped file): a config
+        # without one makes no official documents worth warning about at every start.
+        *(placeholder_warnings(doc.documents) if "documents" in doc.model_fields_set
+          else [])])
     return Config(file=file, document=doc, config_dir=config_dir, state_dir=state_dir,
                   decoders=decoders, collectors=collectors, sinks=sinks, notifiers=notifiers,
                   warnings=warnings, unresolved=tuple(unset.deferred))

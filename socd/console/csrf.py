@@ -13,7 +13,8 @@ third, independent guard.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -32,6 +33,9 @@ CSRF_REFUSED = "csrf"
 CROSS_SITE = "cross-site"
 BAD_FORM = "form"
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FIELDS_ATTR = "_socd_console_form_fields"
+_FORM_KEY: web.RequestKey[MultiDictProxy[Any]] = web.RequestKey("socd_console_form")
+H = TypeVar("H", bound=Handler)
 
 
 def expected_token(request: web.Request) -> str:
@@ -53,16 +57,39 @@ async def supplied_token(request: web.Request) -> str:
     return ""
 
 
+def form_fields(limit: int) -> Callable[[H], H]:
+    """Let the route's form have up to ``limit`` fields instead of aiohttp's 1,000 (the
+    bulk form: one ``id`` field per ticked alert). Put it outermost: :func:`read_form`
+    reads it from the route's handler, whoever reads the form first (this middleware
+    or the handler)."""
+
+    def mark(handler: H) -> H:
+        setattr(handler, _FIELDS_ATTR, limit)
+        return handler
+
+    return mark
+
+
 async def read_form(request: web.Request) -> MultiDictProxy[Any]:
-    """The request's form (aiohttp caches it: every reader gets the same). A body that
+    """The request's form, read once (every reader gets the same). A body that
     is not a well-formed form is the client's error (400), not the console's (500);
-    one over ``console.max_body_bytes`` is 413."""
+    one over ``console.max_body_bytes``, or with more fields than the route allows
+    (:func:`form_fields`, else aiohttp's 1,000), is 413."""
+    cached = request.get(_FORM_KEY)
+    if cached is not None:
+        return cached
+    limit = getattr(request.match_info.handler, _FIELDS_ATTR, None)
+    # The field limit is a request attribute aiohttp sets from the application; a clone
+    # made before the body is read carries another one and reads the same body.
+    reader = request if limit is None else request.clone(client_max_fields=limit)
     try:
-        return await request.post()
+        form = await reader.post()
     except web.HTTPException:
         raise
     except (HttpProcessingError, ValueError, UnicodeDecodeError, AssertionError) as exc:
         raise web.HTTPBadRequest(reason=BAD_FORM) from exc
+    request[_FORM_KEY] = form
+    return form
 
 
 def _cross_site(request: web.Request) -> bool:

@@ -28,7 +28,7 @@ from socd.alerts.lifecycle import AlertError, InvalidTransition
 from socd.console import data_actions as actions
 from socd.console.audit import audit
 from socd.console.auth import Handler, requires
-from socd.console.csrf import read_form
+from socd.console.csrf import form_fields, read_form
 from socd.console.data import (
     COUNT_CAP,
     SourceError,
@@ -151,10 +151,20 @@ def _store_needed(handler: Handler) -> Handler:
 _BULK: Final = ("ack", "false_positive", "resolve", "assign", "incident_new", "incident_add")
 
 
+# The bulk form's fields: an id per ticked alert, the filters (f_*) and a few more.
+_BULK_FIELDS: Final = actions.MAX_BULK + 32
+
+
+@form_fields(_BULK_FIELDS)
 @requires(Role.ANALYST)
 @_store_needed
 async def bulk(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
+    ticked = form.getall("id", [])
+    if len(ticked) > actions.MAX_BULK:
+        # Refused whole, never cut: the analyst would believe every ticked alert changed.
+        raise web.HTTPRequestEntityTooLarge(max_size=actions.MAX_BULK,
+                                            actual_size=len(ticked))
     action = field(form, "action", 32)
     back = {k: field(form, f"f_{k}", 200) for k in ("severity", "status", "unit", "layer",
                                                    "asset_kind", "rule", "source_ip",
@@ -166,8 +176,7 @@ async def bulk(request: web.Request) -> web.StreamResponse:
     if field(form, "scope", 16) == "filter":
         ids = await _matching(request, back)
     else:
-        ids = alert_ids([v for v in form.getall("id", []) if isinstance(v, str)],
-                        actions.MAX_BULK)
+        ids = alert_ids([v for v in ticked if isinstance(v, str)], actions.MAX_BULK)
     if not ids:
         raise see_other_alerts(request, back, {"done": "none"})
     if action.startswith("incident"):

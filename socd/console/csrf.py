@@ -75,7 +75,7 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
     is not a well-formed form is the client's error (400), not the console's (500);
     one over ``console.max_body_bytes``, or with more fields than the route allows
     (:func:`form_fields`, else aiohttp's 1,000), is 413."""
-    cached = request.get(_FORM_KEY)
+    cached: MultiDictProxy[Any] | None = request.get(_FORM_KEY)
     if cached is not None:
         return cached
     limit = getattr(request.match_info.handler, _FIELDS_ATTR, None)

@@ -154,6 +154,13 @@ class ConsoleConfig(StrictModel):
                                    "passwords.")
     ldap: LdapConfig | None = Field(None, description="Also sign users in against an LDAP "
                                     "directory or Active Directory.")
+    alert_source: str = Field(
+        "auto", min_length=1, max_length=100, description="Where the alert queue reads "
+        "alerts: `auto` (the `sqlite` sink's store when there is one, else the first "
+        "`elasticsearch` sink), `store` (the first `sqlite` sink), `elasticsearch` (the "
+        "first `elasticsearch` sink), or the name of one `sqlite` or `elasticsearch` sink "
+        "when there are several. Changes are always written to a `sqlite` sink's store "
+        "(the named one, else the first).")
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024, description="Largest "
         "request body (an IoC appendix upload); more gets 413.")

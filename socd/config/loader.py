@@ -208,6 +208,8 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
             problem(("incidents", "notifiers", j), f"unknown notifier {ref!r}",
                     "declare it under notifiers:")
 
+    _check_alert_source(doc.console.alert_source, sinks, problem)
+
     if problems or unset.fatal:
         # Every problem at once, the unset variables a later command would need included,
         # and those of the second pass (reference_problems), which otherwise come only
@@ -224,6 +226,28 @@ def loads(text: str, *, file: str = "<string>", env: Mapping[str, str] | None = 
     return Config(file=file, document=doc, config_dir=config_dir, state_dir=state_dir,
                   decoders=decoders, collectors=collectors, sinks=sinks, notifiers=notifiers,
                   warnings=warnings, unresolved=tuple(unset.deferred))
+
+
+def _check_alert_source(wanted: str, sinks: Mapping[str, Plugin],
+                        problem: typing.Callable[..., None]) -> None:
+    """``console.alert_source`` must name something that exists: a console reading
+    nothing would show an empty queue instead of the alerts the daemon stores."""
+    kinds = {"store": "sqlite", "elasticsearch": "elasticsearch"}
+    readable = {name: p.config.type for name, p in sinks.items()
+                if p.config.type in kinds.values()}
+    if wanted == "auto" or wanted in readable or kinds.get(wanted) in readable.values():
+        return
+    options = ["auto", *(k for k, t in kinds.items() if t in readable.values()),
+               *sorted(readable)]
+    if wanted in kinds:
+        message = f"alert_source is {wanted!r} but no sink has type {kinds[wanted]}"
+    elif wanted in sinks:
+        message = (f"sink {wanted!r} has type {sinks[wanted].config.type}: the console "
+                   "reads alerts from a sqlite or elasticsearch sink")
+    else:
+        message = f"no sink named {wanted!r} to read alerts from"
+    problem(("console", "alert_source"), message,
+            did_you_mean(wanted, options) or f"use one of {', '.join(options)}")
 
 
 def _blocking_warnings(collectors: Mapping[str, Plugin], sinks: Mapping[str, Plugin]

@@ -4,8 +4,9 @@ The console works on the daemon's own files and services, as the CLI does, throu
 their owners' APIs (never SQL on their tables):
 
 * alerts: the embedded store (``sqlite`` sink) is the record of the lifecycle; the
-  queue reads it or Elasticsearch (``alert_source``: ``store``, ``elasticsearch`` or
-  ``auto`` = the store when there is one), :mod:`socd.console.data`;
+  queue reads it or Elasticsearch (``console.alert_source``: ``store``,
+  ``elasticsearch``, ``auto`` = the store when there is one, or a sink's name; the
+  loader refused a name of nothing), :mod:`socd.console.data`;
 * incidents: ``incidents.db`` (:class:`socd.incidents.store.IncidentStore`), changes
   audited to ``audit.db`` beside the alert store (the chain alerts and incidents share);
 * IoC lists: the IoC store and the allowlist (:mod:`socd.ioc`);
@@ -51,14 +52,23 @@ class ConsoleServices:
     """The data the pages use, found from ``config`` (see the module docstring)."""
 
     config: Config
-    alert_source: SourceName = "auto"
+    alert_source: str = "auto"  # a SourceName or a sink's name
     _open: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def from_config(cls, config: Config, alert_source: SourceName = "auto"
+    def from_config(cls, config: Config, alert_source: str | None = None
                     ) -> ConsoleServices:
-        return cls(config, alert_source)
+        """``alert_source`` overrides ``console.alert_source`` (tests read both sources
+        of one config)."""
+        return cls(config, alert_source or config.document.console.alert_source)
+
+    def _named(self, kind: str) -> tuple[str, Any] | None:
+        """The ``kind`` sink ``alert_source`` names, else the first one, else ``None``."""
+        sinks = _sinks(self.config, kind)
+        if self.alert_source in sinks:
+            return self.alert_source, sinks[self.alert_source]
+        return next(iter(sinks.items()), None)
 
     # -- where things are -------------------------------------------------------------
 
@@ -68,11 +78,10 @@ class ConsoleServices:
 
     @property
     def alert_store_path(self) -> str | None:
-        """The first ``sqlite`` sink's file (the record of the alert lifecycle)."""
-        stores = _sinks(self.config, "sqlite")
-        if not stores:
-            return None
-        return resolve_path(self.state_dir, next(iter(stores.values())).path)
+        """The ``sqlite`` sink's file (the record of the alert lifecycle): the one
+        ``alert_source`` names, else the first."""
+        named = self._named("sqlite")
+        return None if named is None else resolve_path(self.state_dir, named[1].path)
 
     @property
     def es_sinks(self) -> list[tuple[str, Any]]:
@@ -131,12 +140,15 @@ class ConsoleServices:
         wanted = self.alert_source
         if wanted == "auto":
             wanted = "store" if self.alert_store_path else "elasticsearch"
+        elif wanted in _sinks(self.config, "elasticsearch"):
+            wanted = "elasticsearch"
         if wanted == "elasticsearch":
-            if not self.es_sinks:
+            named = self._named("elasticsearch")
+            if named is None:
                 raise NotConfigured("no `elasticsearch` sink to read alerts from")
             from socd.console.data_es import ElasticsearchAlertSource
 
-            config = self.es_sinks[0][1]
+            config = named[1]
             source: AlertSource = self._opened("es", lambda: ElasticsearchAlertSource(config))
             return source
         return StoreAlertSource(self.alert_store())

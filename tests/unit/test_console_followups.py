@@ -11,6 +11,7 @@ import yaml
 
 from socd import cli
 from socd import config as config_mod
+from socd.errors import ConfigError
 
 from ..console_pages import console
 
@@ -50,3 +51,66 @@ def test_check_config_warns_on_the_documents_placeholders(
     del doc["documents"]
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     assert config_mod.load(str(path)).warnings == ()
+
+
+def _sources_config(alert_source: str, tmp_path: Path) -> str:
+    return (f"state_dir: {tmp_path}\n"
+            "sinks:\n"
+            "  store:\n    type: sqlite\n    select: alerts\n    path: alerts.db\n"
+            "  archive:\n    type: sqlite\n    select: alerts\n    path: archive.db\n"
+            "  es:\n    type: elasticsearch\n    hosts: ['http://127.0.0.1:9']\n"
+            "    index_prefix: socd-a\n"
+            "  es2:\n    type: elasticsearch\n    hosts: ['http://127.0.0.1:9']\n"
+            "    index_prefix: socd-b\n"
+            "  blocker:\n    type: blocker\n    dry_run: true\n"
+            f"console:\n  alert_source: {alert_source}\n")
+
+
+@pytest.mark.parametrize(("wanted", "store_file", "source"), [
+    ("auto", "alerts.db", "store"), ("store", "alerts.db", "store"),
+    ("archive", "archive.db", "store"), ("elasticsearch", "alerts.db", "socd-a-*"),
+    ("es2", "alerts.db", "socd-b-*")])
+def test_alert_source_names_the_sink(tmp_path: Path, wanted: str, store_file: str,
+                                     source: str) -> None:
+    from socd.alerts.store import AlertStore
+    from socd.console.services import ConsoleServices
+
+    cfg = config_mod.loads(_sources_config(wanted, tmp_path), file="socd.yaml")
+    services = ConsoleServices.from_config(cfg)
+    try:
+        assert services.alert_store_path == str(tmp_path / store_file)
+        AlertStore(str(tmp_path / store_file)).close()
+        found = services.alerts()
+        assert found.name == "store" if source == "store" else found.index == source  # type: ignore[attr-defined]
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize(("wanted", "sinks", "message", "hint"), [
+    ("store", "es", "alert_source is 'store' but no sink has type sqlite",
+     "use one of auto, elasticsearch, es"),
+    ("elasticsearch", "store", "no sink has type elasticsearch", "use one of auto, store"),
+    ("blocker", "store", "sink 'blocker' has type blocker", "use one of auto, store, store"),
+    ("stroe", "store", "no sink named 'stroe'", "did you mean 'store'?")])
+def test_alert_source_of_nothing_is_a_config_error(tmp_path: Path, wanted: str, sinks: str,
+                                                   message: str, hint: str) -> None:
+    text = _sources_config(wanted, tmp_path)
+    keep = {"store": ("store", "blocker"), "es": ("es", "blocker")}[sinks]
+    lines = text.split("\n")
+    out: list[str] = []
+    name = ""
+    for line in lines:
+        if line.startswith("  ") and not line.startswith("    ") and line.strip().endswith(":"):
+            name = line.strip()[:-1]
+        if line.startswith("console:"):
+            name = ""
+        if not name or name in keep or not line.startswith("  "):
+            out.append(line)
+    with pytest.raises(ConfigError) as caught:
+        config_mod.loads("\n".join(out), file="socd.yaml")
+    [problem] = caught.value.problems
+    text = str(problem)
+    assert text.startswith("socd.yaml:"), text
+    assert "console.alert_source" in text, text
+    assert message in text, text
+    assert hint in text, text

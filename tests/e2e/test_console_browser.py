@@ -162,7 +162,15 @@ def test_sign_in(page: Any) -> None:
     shot(page, "01-login-refused")
     sign_in(page, "analyst")
     expect(page.locator("body")).to_contain_text("analyst")
+    expect(page.locator("html")).to_have_attribute("lang", "vi")
+    expect(page.locator("nav, header").first).to_contain_text("Cảnh báo")
     shot(page, "02-signed-in")
+    # The English switch, kept from page to page.
+    page.locator("a[hreflang=en]").first.click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    page.goto("/alerts")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("h1")).to_contain_text("Alerts")
 
 
 def _open_first_alert(page: Any, **filters: str) -> str:

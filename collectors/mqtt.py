@@ -47,6 +47,10 @@ log = structlog.get_logger("socd.collectors.mqtt")
 
 # MQTT 5 DISCONNECT reason 0x8E: another client connected with the same client id.
 SESSION_TAKEN_OVER = 0x8E
+# Topic names whose decoder is remembered (see MqttCollector._decoder_for), and the
+# longest name remembered (a topic name may be 64 KiB: 1,024 of them would be 64 MiB).
+_TOPICS_REMEMBERED = 1024
+_TOPIC_CHARS_REMEMBERED = 256
 
 
 class SessionFlaps:
@@ -135,6 +139,7 @@ class MqttCollector:
         self.client_id = config.client_id or f"socd-{socket.gethostname()}-{ctx.name}"
         self._routes = [(_match_filter(s.topic), s.decoder or config.decoder)
                         for s in self.subscriptions]
+        self._topic_decoders: dict[str, str] = {}
         self._ready = False
         self._flaps = SessionFlaps()
         self._flap_log = LogLimiter(60.0)
@@ -146,10 +151,19 @@ class MqttCollector:
         return self._ready
 
     def _decoder_for(self, topic: aiomqtt.Topic) -> str:
-        for pattern, decoder in self._routes:
-            if topic.matches(pattern):
-                return decoder
-        return self.config.decoder
+        """The decoder of the first subscription whose filter matches ``topic``,
+        remembered per topic name: matching filters costs more than decoding a small
+        message. Topic names come from publishers, so the memory is bounded."""
+        name = topic.value
+        decoder = self._topic_decoders.get(name)
+        if decoder is None:
+            decoder = next((d for pattern, d in self._routes if topic.matches(pattern)),
+                           self.config.decoder)
+            if len(name) <= _TOPIC_CHARS_REMEMBERED:
+                if len(self._topic_decoders) >= _TOPICS_REMEMBERED:
+                    self._topic_decoders.clear()
+                self._topic_decoders[name] = decoder
+        return decoder
 
     def _tls_context(self) -> ssl.SSLContext | None:
         tls = self.config.tls

@@ -385,3 +385,51 @@ def test_viewer_reads_without_actions(page: Any) -> None:
     expect(page.locator("h1")).to_be_visible()
     expect(page.locator("form[method=post]:not([action$='/logout'])")).to_have_count(0)
     shot(page, "11-viewer-alert")
+
+
+def test_downloads_incident_notice_and_weekly_report(page: Any, console: Console,
+                                                     tmp_path: Path) -> None:
+    """The browser downloads an incident's notification as PDF from the incident's page
+    and the weekly report of the sample's week as Word from the reports page; the files
+    are real documents (pdftotext and python-docx read them) about what was shown."""
+    import subprocess
+
+    import docx
+    from playwright.sync_api import expect
+
+    sign_in(page, "analyst")
+    page.goto("/alerts?severity=low")
+    boxes = page.locator("table.alerts tbody input[type=checkbox][name=id]")
+    boxes.first.check()
+    bulk = page.locator("fieldset.bulk-actions")
+    bulk.locator("select[name=action]").select_option("incident_new")
+    bulk.locator("input[name=title]").fill("Phần mềm không mong muốn trên máy trạm")
+    bulk.locator("button[type=submit]").click()
+    expect(page).to_have_url(re.compile(r"/incidents/[^/]+$"))
+    incident_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+    with page.expect_download() as pdf_download:
+        page.locator("a[href*='/documents/'][href$='.pdf']").first.click()
+    pdf = tmp_path / "notice.pdf"
+    pdf_download.value.save_as(pdf)
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True, timeout=60).stdout
+    assert incident_id in text
+    assert "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM" in text
+
+    page.goto("/reports")
+    shot(page, "12-reports")
+    form = page.locator("form[action$='/reports/download']")
+    form.locator("select[name=kind]").select_option("weekly")
+    form.locator("select[name=format]").select_option("docx")
+    form.locator("input[name=from]").fill("2026-11-16")
+    with page.expect_download() as docx_download:
+        form.locator("button[type=submit]").click()
+    word = tmp_path / "weekly.docx"
+    docx_download.value.save_as(word)
+    assert docx_download.value.suggested_filename.endswith(".docx")
+    document = docx.Document(str(word))
+    body = "\n".join(p.text for p in document.paragraphs)
+    cells = "\n".join(c.text for t in document.tables for r in t.rows for c in r.cells)
+    assert "16/11/2026" in body + cells
+    assert "Độc lập - Tự do - Hạnh phúc" in body + cells

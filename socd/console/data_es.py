@@ -11,8 +11,11 @@ event's fields mapped as keywords (socd/alerting/elasticsearch.py), its id the
   descending (ascending for ``oldest_first``), and the cursor is the last hit's sort
   values (``search_after``), as the store's ``(ts_ms, id)``;
 * a document without ``socd.alert.status`` is ``new``, as the store stores it;
-* free text is a case-insensitive ``wildcard`` on the same five fields as the store's
-  ``LIKE`` (its ``*``, ``?`` and ``\\`` escaped);
+* free text is a ``regexp`` on the same five fields as the store's ``search`` column,
+  each letter of the text a class of its cases (``[đĐ]``): Elasticsearch's
+  ``case_insensitive`` folds ASCII letters only, so "ĐĂNG NHẬP" would miss "đăng
+  nhập" that the store (Python's ``str.lower``) finds; no mapping change, so indices
+  written before match too;
 * counts per severity are exact here and cut at the same cap as the store's.
 
 Every value goes into the query as a term, never into query-string syntax.
@@ -28,7 +31,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from socd.alerts.lifecycle import es_client, es_fields
-from socd.alerts.store import AlertQuery, StoredAlert
+from socd.alerts.store import SEARCH_SEPARATOR, AlertQuery, StoredAlert
 from socd.console.data import COUNT_CAP, AlertPage, SourceError, paged
 from socd.event import get
 from socd.severity import Severity
@@ -43,9 +46,20 @@ _TEXT_FIELDS: Final = ("event.hash", "rule.id", "rule.name", "host.name", "socd.
 _STATUS: Final = "socd.alert.status"
 
 
-def _wildcard(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
-    return f"*{escaped}*"
+def _letter(char: str) -> str:
+    """One character of the text in Lucene's regexp syntax: a letter as the class of its
+    one-character cases, an other character escaped (every non-alphanumeric one, so no
+    operator survives; ``\\d``-style classes need a letter, never escaped)."""
+    cases = sorted({c for c in (char, char.lower(), char.upper()) if len(c) == 1})
+    if len(cases) > 1:
+        return f"[{''.join(cases)}]"
+    return char if char.isalnum() else f"\\{char}"
+
+
+def contains_regexp(text: str) -> str:
+    """A ``regexp`` (``flags: NONE``) for keywords containing ``text``, each letter's
+    case ignored as ``str.lower`` ignores it (the store's ``search`` column)."""
+    return ".*" + "".join(_letter(c) for c in text) + ".*"
 
 
 def _status_filter(status: str) -> dict[str, Any]:
@@ -78,10 +92,13 @@ def es_query(q: AlertQuery) -> dict[str, Any]:
             bounds["lt"] = q.until_ms
         filters.append({"range": {"@timestamp": bounds}})
     if q.text:
-        pattern = _wildcard(q.text)
-        filters.append({"bool": {"should": [
-            {"wildcard": {f: {"value": pattern, "case_insensitive": True}}}
-            for f in _TEXT_FIELDS], "minimum_should_match": 1}})
+        if SEARCH_SEPARATOR in q.text:  # never matches in the store either
+            filters.append({"bool": {"must_not": {"match_all": {}}}})
+        else:
+            pattern = contains_regexp(q.text)
+            filters.append({"bool": {"should": [
+                {"regexp": {f: {"value": pattern, "flags": "NONE"}}}
+                for f in _TEXT_FIELDS], "minimum_should_match": 1}})
     return {"bool": {"filter": filters}}
 
 

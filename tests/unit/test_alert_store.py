@@ -105,8 +105,8 @@ def _v1_file(path: Path, events: list[Event]) -> None:
 # -- schema ----------------------------------------------------------------------------------
 
 
-def test_new_file_is_version_3(store: AlertStore) -> None:
-    assert store.schema_version() == "3"
+def test_new_file_is_the_current_version(store: AlertStore) -> None:
+    assert store.schema_version() == "4"
     tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"alerts", "alert_history", "meta"} <= tables
 
@@ -118,7 +118,7 @@ def test_v1_file_is_migrated_in_place(tmp_path: Path) -> None:
     _v1_file(path, events)
     store = AlertStore(str(path))
     try:
-        assert store.schema_version() == "3"
+        assert store.schema_version() == "4"
         columns = {r[1] for r in store.query("PRAGMA table_info(alerts)")}
         assert {"assignee", "status_by", "status_note", "status_at", "ts_ms"} <= columns
         assert store.count() == 3
@@ -161,10 +161,10 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     AlertStore(str(path)).close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.commit()
     db.close()
-    with pytest.raises(SocdError, match="schema version 4 is newer"):
+    with pytest.raises(SocdError, match="schema version 99 is newer"):
         AlertStore(str(path))
 
 

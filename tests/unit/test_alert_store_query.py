@@ -122,14 +122,16 @@ def test_version_2_files_get_the_queue_indexes(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
     AlertStore(str(path)).close()
     db = sqlite3.connect(path)
-    for name in ("alerts_q_ts", "alerts_q_severity", "alerts_q_unit", "alerts_q_status"):
+    for name in ("alerts_q_ts", "alerts_q_severity", "alerts_q_unit", "alerts_q_status",
+                 "alerts_q_rule"):
         db.execute(f"DROP INDEX {name}")
+    db.execute("ALTER TABLE alerts DROP COLUMN search")  # version 4's
     db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     store = AlertStore(str(path))
     try:
-        assert store.schema_version() == "3"
+        assert store.schema_version() == "4"
         names = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"alerts_q_ts", "alerts_q_severity", "alerts_q_unit", "alerts_q_status"} <= names
     finally:

@@ -4,7 +4,9 @@ placeholder warning."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,6 +15,7 @@ from socd import cli
 from socd import config as config_mod
 from socd.errors import ConfigError
 
+from ..console_alerts import alert
 from ..console_pages import console
 
 
@@ -114,3 +117,70 @@ def test_alert_source_of_nothing_is_a_config_error(tmp_path: Path, wanted: str, 
     assert "console.alert_source" in text, text
     assert message in text, text
     assert hint in text, text
+
+
+# -- free text: every letter's case, alike in the store and Elasticsearch ------------------
+
+_VI = [("Lỗi ĐĂNG NHẬP SSH", "máy-chủ-01"), ("lỗi đăng nhập sai mật khẩu", "MÁY-CHỦ-02"),
+       ("Dang nhap (khong dau)", "host_%_x")]
+
+
+def _vi_alerts() -> list[dict[str, Any]]:
+    out = []
+    for i, (rule_name, host) in enumerate(_VI):
+        event = alert(i)
+        event["rule"]["name"] = rule_name
+        event["host"]["name"] = host
+        out.append(event)
+    return out
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("ĐĂNG NHẬP", [0, 1]), ("đăng nhập", [0, 1]), ("Đăng Nhập", [0, 1]), ("dang nhap", [2]),
+    ("MÁY-CHỦ", [0, 1]), ("%", [2]), ("_%_", [2]), ("nhập\x1fmáy", []), ("khẩu", [1])])
+def test_free_text_folds_every_letter(tmp_path: Path, text: str, found: list[int]) -> None:
+    from socd.alerts.store import AlertQuery, AlertStore
+
+    store = AlertStore(str(tmp_path / "alerts.db"))
+    try:
+        events = _vi_alerts()
+        store.insert(events)
+        got = {a.id for a in store.search(AlertQuery(text=text))}
+        assert got == {events[i]["event"]["hash"] for i in found}
+    finally:
+        store.close()
+
+
+def test_elasticsearch_regexp_of_a_text() -> None:
+    from socd.console.data_es import contains_regexp
+
+    assert contains_regexp("Đăng 1") == ".*[Đđ][Ăă][Nn][Gg]\\ 1.*"
+    # every operator is literal: nothing a user types widens the match
+    assert contains_regexp('.*?+|{}[]()"\\#@&<>~') == (
+        ".*" + "".join("\\" + c for c in '.*?+|{}[]()"\\#@&<>~') + ".*")
+    assert contains_regexp("中") == ".*中.*"
+
+
+def test_a_version_3_store_is_migrated_with_its_search_column(tmp_path: Path) -> None:
+    from socd.alerts.store import AlertQuery, AlertStore
+
+    path = tmp_path / "v3.db"
+    store = AlertStore(str(path))
+    store.insert(_vi_alerts())
+    store.close()
+    db = sqlite3.connect(path)  # version 3: no search column, no rule index
+    db.execute("DROP INDEX alerts_q_rule")
+    db.execute("ALTER TABLE alerts DROP COLUMN search")
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    store = AlertStore(str(path))
+    try:
+        assert store.schema_version() == "4"
+        assert len(store.search(AlertQuery(text="ĐĂNG NHẬP"))) == 2
+        [row] = store.query("SELECT search FROM alerts WHERE rule_name = ?", (_VI[0][0],))
+        assert row[0].split("\x1f")[2:] == ["lỗi đăng nhập ssh", "máy-chủ-01", "sở y tế"]
+        names = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "alerts_q_rule" in names
+    finally:
+        store.close()

@@ -227,7 +227,12 @@ class ClusterWorker:
     def _poll(self) -> list[Any]:
         consumer = self._consumer
         self._commit(consumer)
-        msgs: list[Any] = consumer.consume(self.cfg.batch_max_events, _POLL_SECS)
+        # The first message as soon as there is one (consume() would wait for a full
+        # batch or the timeout: up to _POLL_SECS of latency at low rates), then what is
+        # already fetched, without waiting.
+        first = consumer.poll(_POLL_SECS)
+        msgs: list[Any] = [] if first is None else \
+            [first, *consumer.consume(self.cfg.batch_max_events - 1, 0)]
         if time.monotonic() - self._lag_at >= _LAG_EVERY_SECS:
             self._lag_at = time.monotonic()
             self._update_lag(consumer)

@@ -14,6 +14,8 @@ Every alert id of (a) must be in Elasticsearch for (b) and nothing else, each do
 once (``_id`` = event.hash, written with ``create``: a batch processed again after the
 kill is refused by id, and counted as a version conflict). A second test restarts a
 private broker in the middle of the stream (the intake and the worker keep running).
+Which partitions move, and whether they hold data then, is Kafka's choice: the state
+rebuild itself is checked deterministically in tests/integration/test_cluster_rebuild.py.
 
 Determinism: the test waits for states, never for time: the intake runs exit once their
 input is confirmed by Kafka; the workers are done when the group's committed offsets
@@ -210,12 +212,6 @@ def test_intake_and_workers_store_the_alerts_of_one_process(
         assert len(ids) == len(got), "an alert stored twice"
         assert got - expected == set(), "alerts one process does not raise"
         assert expected - got == set(), "alerts missed"
-        rebuilt = sum(v for w in procs[1:] if w.proc is not None and w.proc.poll() is None
-                      for k, v in w.metrics().items()
-                      if k.startswith("socd_cluster_state_rebuild_events_total{"))
-        assert rebuilt > 0, "no partition was taken over with a replay:\n" + "\n".join(
-            line[:300] for w in procs for line in w.log_text().splitlines()
-            if "rebuilt" in line or "assigned" in line or "revoked" in line)
     finally:
         es_cleanup(es, index)
 

@@ -32,7 +32,8 @@ def client_config(config: Config, cluster: ClusterConfig) -> KafkaClientConfig:
         raise ConfigError([
             ConfigProblem(config.file, ".".join(["cluster", "kafka",
                                                  *(str(p) for p in err["loc"])]),
-                          err["msg"], "see the Kafka client keys in docs/configuration.md")
+                          err["msg"].removeprefix("Value error, "),
+                          "see the Kafka client keys in docs/configuration.md")
             for err in exc.errors()]) from None
 
 

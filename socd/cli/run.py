@@ -140,6 +140,10 @@ def _check(args: argparse.Namespace) -> int:
     dead_letter = dead_letter_for(cfg)
     build_decoders(cfg, dead_letter)
     build_classifier(cfg)
+    if cfg.document.cluster is not None:  # the Kafka client keys (socd.kafka's model)
+        from socd.app.cluster_kafka import client_config
+
+        client_config(cfg, cfg.document.cluster)
     sinks = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.sinks.values()]
     collectors = [instantiate(cfg, plugin, dead_letter) for plugin in cfg.collectors.values()]
     from socd.app.components import build_notifications

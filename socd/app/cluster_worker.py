@@ -56,6 +56,7 @@ from socd.kafka.client import KafkaClientConfig, consumer_settings, librdkafka_l
 from socd.kafka.metrics import LagGauge, count_rebalance, init_group, partition_lag
 from socd.metrics import count_alert
 from socd.plugins import Ack
+from socd.ratelimit import LogLimiter
 from socd.vocabulary import ASSET_KINDS
 
 log = structlog.get_logger("socd.cluster")
@@ -182,6 +183,7 @@ class ClusterWorker:
         self._ready: dict[TP, int] = {}
         self._owned: set[TP] = set()  # as the consume thread knows it
         self._room = asyncio.Event()
+        self._errors = LogLimiter(60.0)
         self.lag = LagGauge(self.group)
         self._lag_at = 0.0
         init_group(self.group)
@@ -404,9 +406,12 @@ class ClusterWorker:
     async def _handle(self, msgs: list[Any]) -> None:
         by_tp: dict[TP, list[Any]] = {}
         for msg in msgs:
-            if msg.error() is not None:
-                if not msg.error().retriable() and msg.error().code() != -191:  # not EOF
-                    log.warning("Kafka consumer error", error=str(msg.error()))
+            error = msg.error()
+            if error is not None:
+                # A broker away reports an error per poll: one line a minute per kind.
+                held = self._errors.allow(error.code())
+                if held is not None:
+                    log.warning("Kafka consumer error", error=str(error), repeated=held)
                 continue
             by_tp.setdefault((msg.topic(), msg.partition()), []).append(msg)
         alerts: list[Event] = []
@@ -430,7 +435,8 @@ class ClusterWorker:
         self.finisher.finish(alerts)
         ack = Ack(lambda: self._settle(entry))
         # latency metrics count from the first message's publication by the intake
-        await self.deliver(alerts, ack, min(m.timestamp()[1] for m in msgs) / 1000)
+        await self.deliver(alerts, ack, min(m.timestamp()[1] for batch in by_tp.values()
+                                            for m in batch) / 1000)
 
     def _run_partition(self, state: PartitionState, batch: list[Any],
                        alerts: list[Event]) -> int | None:

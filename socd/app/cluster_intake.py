@@ -86,20 +86,19 @@ class RepartitionSink:
 
     def _messages(self, events: Sequence[Event]) -> list[tuple[str, bytes, bytes]]:
         out: list[tuple[str, bytes, bytes]] = []
-        topics = self.plan.topics
+        topics_for = self.plan.topics_for
         for event in events:
             if is_rule_alert(event):
                 continue
-            value: bytes | None = None
-            for topic in topics:
-                if topic.concerns(event):
-                    if value is None:
-                        value = orjson.dumps(event, default=str)
-                        if len(value) > MAX_MESSAGE_BYTES:  # Kafka would refuse it for good
-                            self.dead_letter.write(stage=f"sink/{NAME}", reason="oversize",
-                                                   event=event, detail=f"{len(value)} bytes")
-                            break
-                    out.append((topic.name, topic.key(event), value))
+            topics = topics_for(event)
+            if not topics:
+                continue
+            value = orjson.dumps(event, default=str)
+            if len(value) > MAX_MESSAGE_BYTES:  # Kafka would refuse it for good
+                self.dead_letter.write(stage=f"sink/{NAME}", reason="oversize", event=event,
+                                       detail=f"{len(value)} bytes")
+                continue
+            out.extend((topic.name, topic.key(event), value) for topic in topics)
         return out
 
     async def write(self, events: Sequence[Event]) -> None:

@@ -134,6 +134,20 @@ class ClusterPlan:
 
     stateless: list[CompiledRule]
     topics: list[KeyTopic]
+    # One engine over every stateful rule, for routing only: one index lookup per event
+    # finds the rules (hence topics) it concerns, instead of one per topic.
+    router: RuleEngine | None = field(default=None, repr=False)
+    topic_of: dict[str, KeyTopic] = field(default_factory=dict, repr=False)
+
+    def topics_for(self, event: Event) -> list[KeyTopic]:
+        """The topics one of whose rules matches ``event``, in plan order."""
+        assert self.router is not None
+        ids = self.router.matching_rules(event)
+        if not ids:
+            return []
+        found = {id(t): t for t in (self.topic_of[r] for r in ids)}
+        return [t for t in self.topics if id(t) in found] if len(found) > 1 \
+            else list(found.values())
 
     @property
     def topic_names(self) -> list[str]:
@@ -170,4 +184,6 @@ def build_plan(rules: Sequence[CompiledRule], prefix: str,
     names = [t.name for t in topics]
     if len(set(names)) != len(names):  # pragma: no cover (digests make names distinct)
         raise ValueError(f"two key field lists map to one topic name: {names}")
-    return ClusterPlan(stateless=stateless, topics=topics)
+    stateful = [r for r in rules if is_stateful(r)]
+    return ClusterPlan(stateless=stateless, topics=topics, router=make_engine(stateful),
+                       topic_of={r.id: t for t in topics for r in t.rules})

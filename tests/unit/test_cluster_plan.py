@@ -93,6 +93,29 @@ def test_the_shipped_pack_splits_into_valid_distinct_topics() -> None:
                                 .rules}
     # a rule keyed by the same fields as another shares its topic
     assert all(partition_fields(r) == t.fields for t in plan.topics for r in t.rules)
+    # the one routing engine picks the topics the per-topic engines would
+    for rule in placed_rules(plan):
+        for test in rule.rule.tests:
+            for event in test.events:
+                nested = _nest(event)
+                assert [t.name for t in plan.topics_for(nested)] == \
+                    [t.name for t in plan.topics if t.concerns(nested)]
+
+
+def placed_rules(plan: Any) -> list[CompiledRule]:
+    return [r for t in plan.topics for r in t.rules]
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """A rule test's event (dotted keys) as an event."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *parents, last = key.split(".") if not key.startswith("@") else [key]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
 
 
 def test_topic_names() -> None:
@@ -108,11 +131,14 @@ def test_topic_names() -> None:
 
 def test_message_keys_are_canonical_and_bounded() -> None:
     rule = _rule("    threshold: {count: 5, window: 10m, group_by: [source.ip, user.name]}\n")
-    [topic] = build_plan([rule], "p", _engine).topics
+    plan = build_plan([rule], "p", _engine)
+    [topic] = plan.topics
     event: dict[str, Any] = {"event": {"outcome": "failure"}, "source": {"ip": "10.0.0.1"},
                              "user": {"name": "a"}}
     assert topic.key(event) == b'["10.0.0.1","a"]'
     assert topic.concerns(event)
+    assert plan.topics_for(event) == [topic]
+    assert plan.topics_for({"event": {"outcome": "success"}}) == []
     assert not topic.concerns({"event": {"outcome": "success"}, "source": {"ip": "10.0.0.1"}})
     # a missing field is null: every such event meets in one partition, as in one process
     assert topic.key({"event": {"outcome": "failure"}}) == b"[null,null]"

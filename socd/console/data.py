@@ -15,13 +15,22 @@ raises: a bad cursor or date means "from the start", not an error page.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, Protocol
 
 from socd.alerts.lifecycle import Status, local_zone
-from socd.alerts.store import AlertQuery, AlertStore, HistoryEntry, StoredAlert
+from socd.alerts.store import (
+    SORT_COLUMNS,
+    SORTS,
+    AlertQuery,
+    AlertStore,
+    HistoryEntry,
+    StoredAlert,
+    sort_key,
+)
 from socd.errors import SocdError
 from socd.severity import Severity
 from socd.vocabulary import ASSET_KINDS, LAYERS
@@ -31,6 +40,7 @@ MAX_PAGE_SIZE: Final = 200
 COUNT_CAP: Final = 10_000  # counts beyond this show as "10.000+"
 MAX_TEXT: Final = 200  # longest filter text kept from a URL
 _HEX = frozenset("0123456789abcdef")
+_MAX_CURSOR: Final = 4096  # a cursor's key is a stored unit or rule id, base64
 
 
 class SourceError(SocdError):
@@ -47,6 +57,7 @@ class AlertPage:
     alerts: list[StoredAlert]
     next_after: tuple[int, str] | None
     counts: dict[str, int] = field(default_factory=dict)
+    next_key: tuple[str | None] | None = None  # a keyed sort's cursor key (AlertQuery)
 
 
 class AlertSource(Protocol):
@@ -92,7 +103,7 @@ class StoreAlertSource:
         else:  # each severity's count walks its index and stops at the cap
             counts = {s.value: self.store.count_matching(replace(query, severity=s.value),
                                                          COUNT_CAP + 1) for s in Severity}
-        return paged(found, query.limit, counts)
+        return paged(found, query.limit, counts, query.sort)
 
     def get(self, alert_id: str) -> StoredAlert | None:
         return self.store.get(alert_id)
@@ -110,13 +121,15 @@ class StoreAlertSource:
         """The store belongs to the console's services, which close it."""
 
 
-def paged(found: list[StoredAlert], limit: int, counts: dict[str, int]) -> AlertPage:
+def paged(found: list[StoredAlert], limit: int, counts: dict[str, int],
+          sort: str = "newest") -> AlertPage:
     """The page from ``limit + 1`` alerts read: one more than shown says there is a next
-    page, and the last shown alert is its cursor."""
+    page, and the last shown alert is its cursor (with its key, for a keyed sort)."""
     shown = found[:limit]
     more = len(found) > limit and shown and shown[-1].ts_ms is not None
     after = (int(shown[-1].ts_ms or 0), shown[-1].id) if more else None
-    return AlertPage(shown, after, counts)
+    key = (sort_key(shown[-1], sort),) if after is not None and sort in SORT_COLUMNS else None
+    return AlertPage(shown, after, counts, key)
 
 
 # -- the query from a URL ----------------------------------------------------------------
@@ -156,25 +169,52 @@ def parse_time(text: str | None) -> int | None:
     return int(parsed.timestamp() * 1000)
 
 
-def parse_cursor(text: str | None) -> tuple[int, str] | None:
-    """``<ts_ms>:<id>`` as the queue's links write it, else ``None``."""
-    if not text or len(text) > 80:
+Cursor = tuple[tuple[int, str], tuple[str | None] | None]
+
+
+def parse_cursor(text: str | None) -> Cursor | None:
+    """``<ts_ms>:<id>[:<key>]`` as the queue's links write it (:func:`cursor_text`):
+    ``(after, after_key)`` of an :class:`AlertQuery`, else ``None``."""
+    if not text or len(text) > _MAX_CURSOR:
         return None
-    ms, _, alert_id = text.partition(":")
+    ms, _, rest = text.partition(":")
+    alert_id, _, key_text = rest.partition(":")
     value = _int(ms, 0, 2**53)
-    if value is None or not alert_id or not set(alert_id) <= _HEX:
+    if value is None or not alert_id or len(alert_id) > 40 or not set(alert_id) <= _HEX:
         return None
-    return value, alert_id
+    if not key_text:
+        return (value, alert_id), None
+    if key_text == "-":
+        return (value, alert_id), (None,)
+    encoded = key_text[1:]
+    if key_text[0] != "k":
+        return None
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_",
+                               validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (value, alert_id), (key,)
 
 
-def cursor_text(after: tuple[int, str]) -> str:
-    return f"{after[0]}:{after[1]}"
+def cursor_text(after: tuple[int, str], key: tuple[str | None] | None = None) -> str:
+    """The cursor in a link: a keyed sort's key as ``-`` (none) or ``k`` + base64url."""
+    text = f"{after[0]}:{after[1]}"
+    if key is None:
+        return text
+    if key[0] is None:
+        return f"{text}:-"
+    return f"{text}:k{base64.urlsafe_b64encode(key[0].encode()).decode().rstrip('=')}"
 
 
 def query_from_params(params: Mapping[str, str]) -> AlertQuery:
     """The queue's :class:`AlertQuery` from the page's query string (see the module
     docstring: unknown values are dropped, never an error)."""
     layer = _int(params.get("layer"), min(LAYERS), max(LAYERS))
+    sort = params.get("sort", "") if params.get("sort", "") in SORTS else "newest"
+    cursor = parse_cursor(params.get("after"))
+    if cursor is not None and (cursor[1] is not None) != (sort in SORT_COLUMNS):
+        cursor = None  # a cursor of another sort: from the start
     return AlertQuery(
         severity=_choice(params, "severity", _SEVERITIES),
         status=_choice(params, "status", _STATUSES),
@@ -187,8 +227,9 @@ def query_from_params(params: Mapping[str, str]) -> AlertQuery:
         since_ms=parse_time(params.get("since")),
         until_ms=parse_time(params.get("until")),
         text=_text(params, "q"),
-        after=parse_cursor(params.get("after")),
-        oldest_first=params.get("sort") == "oldest",
+        after=cursor[0] if cursor else None,
+        sort=sort,
+        after_key=cursor[1] if cursor else None,
         limit=_int(params.get("size"), 1, MAX_PAGE_SIZE) or PAGE_SIZE,
     )
 

@@ -31,7 +31,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from socd.alerts.lifecycle import es_client, es_fields
-from socd.alerts.store import SEARCH_SEPARATOR, AlertQuery, StoredAlert
+from socd.alerts.store import SEARCH_SEPARATOR, AlertQuery, StoredAlert, severity_groups
 from socd.console.data import COUNT_CAP, AlertPage, SourceError, paged
 from socd.event import get
 from socd.severity import Severity
@@ -44,6 +44,10 @@ _TERMS: Final = (("severity", "socd.severity"), ("unit", "socd.unit"),
                  ("source_ip", "source.ip"), ("destination_ip", "destination.ip"))
 _TEXT_FIELDS: Final = ("event.hash", "rule.id", "rule.name", "host.name", "socd.unit")
 _STATUS: Final = "socd.alert.status"
+# The keyed sorts' fields; alerts without one sort last, after every real key (U+10FFFF
+# is the last code point; `search_after` cannot carry a missing value).
+_SORT_FIELDS: Final = {"unit": "socd.unit", "rule": "rule.id"}
+_LAST: Final = "\U0010ffff"
 
 
 def _letter(char: str) -> str:
@@ -144,17 +148,53 @@ class ElasticsearchAlertSource:
             index=self.index, allow_no_indices=True, ignore_unavailable=True, **kwargs))
 
     def page(self, query: AlertQuery) -> AlertPage:
+        if query.sort == "severity":
+            hits = self._by_severity(query)
+        else:
+            hits = self._hits(query, es_query(query), query.limit + 1, query.after,
+                              query.after_key)
+        return paged([stored(h) for h in hits], query.limit, self._counts(query), query.sort)
+
+    def _hits(self, query: AlertQuery, bool_query: dict[str, Any], size: int,
+              after: tuple[int, str] | None, after_key: tuple[str | None] | None
+              ) -> list[Any]:
+        """Hits in the store's order: ``(@timestamp, event.hash)``, under a unit or rule
+        sort after its key (alerts without one last, as the store's NULL group)."""
         order = "asc" if query.oldest_first else "desc"
-        body: dict[str, Any] = {
-            "query": es_query(query), "size": query.limit + 1, "track_total_hits": False,
-            "sort": [{"@timestamp": {"order": order, "format": "epoch_millis"}},
-                     {"event.hash": {"order": order}}]}
-        if query.after is not None:
-            body["search_after"] = [query.after[0], query.after[1]]
-        hits = self._search(**body)["hits"]["hits"]
-        for hit in hits:  # epoch_millis sort values come back as text
-            hit["sort"] = [int(float(hit["sort"][0])), hit["sort"][1]]
-        return paged([stored(h) for h in hits], query.limit, self._counts(query))
+        sort: list[Any] = [{"@timestamp": {"order": order, "format": "epoch_millis"}},
+                           {"event.hash": {"order": order}}]
+        field = _SORT_FIELDS.get(query.sort)
+        if field is not None:
+            sort.insert(0, {field: {"order": "asc", "missing": _LAST}})
+        body: dict[str, Any] = {"query": bool_query, "size": size,
+                                "track_total_hits": False, "sort": sort}
+        if after is not None:
+            body["search_after"] = [after[0], after[1]]
+            if field is not None:
+                key = after_key[0] if after_key is not None else None
+                body["search_after"].insert(0, _LAST if key is None else key)
+        hits: list[Any] = self._search(**body)["hits"]["hits"]
+        for hit in hits:  # epoch_millis sort values come back as text; the key goes
+            values = hit["sort"][1:] if field is not None else hit["sort"]
+            hit["sort"] = [int(float(values[0])), values[1]]
+        return hits
+
+    def _by_severity(self, query: AlertQuery) -> list[Any]:
+        """The severity sort: severity by severity, most severe first (Elasticsearch
+        cannot order keywords by rank), each newest first, as the store does."""
+        hits: list[Any] = []
+        base = es_query(query)
+        for key in severity_groups(query.after_key):
+            group = ({"term": {"socd.severity": key}} if key is not None else
+                     {"bool": {"must_not": {"exists": {"field": "socd.severity"}}}})
+            bool_query = {"bool": {"filter": [*base["bool"]["filter"], group]}}
+            mine = query.after_key is not None and key == query.after_key[0]
+            hits += self._hits(replace(query, sort="newest"), bool_query,
+                               query.limit + 1 - len(hits), query.after if mine else None,
+                               None)
+            if len(hits) > query.limit:
+                break
+        return hits
 
     def _counts(self, query: AlertQuery) -> dict[str, int]:
         resp = self._search(query=es_query(replace(query, severity=None)), size=0,

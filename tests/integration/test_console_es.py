@@ -74,7 +74,7 @@ QUERIES = [
     AlertQuery(text="HOST-2"),
     AlertQuery(since_ms=int(BASE.timestamp() * 1000) + 5 * 60_000,
                until_ms=int(BASE.timestamp() * 1000) + 20 * 60_000),
-    AlertQuery(oldest_first=True, unit="UBND huyện Tuy Phước"),
+    AlertQuery(sort="oldest", unit="UBND huyện Tuy Phước"),
 ]
 
 

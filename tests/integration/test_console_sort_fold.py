@@ -75,13 +75,16 @@ async def sources(services: dict[str, Any], unique: str, tmp_path: Path
 
 
 def _walk(source: Any, query: AlertQuery) -> list[list[str]]:
-    pages, after = [], None
-    while True:
-        page = source.page(replace(query, after=after))
+    """Every page of the query (the ids on each), at most one per alert."""
+    pages: list[list[str]] = []
+    after, key = None, None
+    for _ in range(N + 1):
+        page = source.page(replace(query, after=after, after_key=key))
         pages.append([a.id for a in page.alerts])
         if page.next_after is None:
             return pages
-        after = page.next_after
+        after, key = page.next_after, page.next_key
+    raise AssertionError(f"more pages than alerts: {query}")
 
 
 TEXTS = ["ĐĂNG NHẬP", "đăng nhập", "Đăng Nhập", "dang nhap", "máy-chủ", "MÁY-CHỦ-1",
@@ -102,3 +105,34 @@ async def test_free_text_in_vietnamese_is_the_same_from_either(sources: Any) -> 
     assert found["ĐĂNG NHẬP"] == found["đăng nhập"] == found["Đăng Nhập"]
     assert not found["ĐĂNG NHẬP"] & found["dang nhap"]
     assert len(found["ĐĂNG NHẬP"]) == 2 * N // 5
+
+
+SORTED = [AlertQuery(sort=s) for s in ("newest", "oldest", "severity", "unit", "rule")] + [
+    AlertQuery(sort="severity", unit="Sở Y tế"),
+    AlertQuery(sort="unit", severity="high"),
+    AlertQuery(sort="unit", unit="Sở Tài chính"),
+    AlertQuery(sort="rule", text="đăng nhập"),
+    AlertQuery(sort="severity", severity="low"),
+]
+
+
+async def test_every_sort_walks_the_same_pages_from_either(sources: Any) -> None:
+    ours, theirs = sources
+    for query in SORTED:
+        for size in (1, 7, 100):
+            q = replace(query, limit=size)
+            pages = _walk(ours, q)
+            assert pages == _walk(theirs, q), (query, size)
+            walked = [i for page in pages for i in page]
+            assert len(walked) == len(set(walked)), query  # every alert once
+        everything = ours.store.search(replace(query, sort="newest", limit=N))
+        assert sorted(walked) == sorted(a.id for a in everything), query
+    # the order is the key's, then newest first; alerts without the key last
+    rows = [ours.store.get(i) for page in _walk(ours, AlertQuery(sort="unit", limit=9))
+            for i in page]
+    shown = [r for r in rows if r is not None]
+    expected = sorted(sorted(shown, key=lambda r: r.id, reverse=True),  # ties: id descending
+                      key=lambda r: (r.unit is None, r.unit or "", -(r.ts_ms or 0)))
+    assert [r.id for r in shown] == [r.id for r in expected]
+    assert rows[-1] is not None
+    assert rows[-1].unit is None

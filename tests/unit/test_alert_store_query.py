@@ -73,7 +73,8 @@ def test_pages_walk_every_alert_once_ties_broken_by_id(store: AlertStore) -> Non
         seen: list[str] = []
         after = None
         while True:
-            page = store.search(AlertQuery(after=after, oldest_first=oldest, limit=7))
+            sort = "oldest" if oldest else "newest"
+            page = store.search(AlertQuery(after=after, sort=sort, limit=7))
             if not page:
                 break
             seen += _ids(page)

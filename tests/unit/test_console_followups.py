@@ -4,6 +4,8 @@ placeholder warning."""
 
 from __future__ import annotations
 
+import html
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from socd import cli
 from socd import config as config_mod
 from socd.errors import ConfigError
 
-from ..console_alerts import alert
+from ..console_alerts import alert, alerts
 from ..console_pages import console
 
 
@@ -184,3 +186,81 @@ def test_a_version_3_store_is_migrated_with_its_search_column(tmp_path: Path) ->
         assert "alerts_q_rule" in names
     finally:
         store.close()
+
+
+# -- sorts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sort", "filters", "index"), [
+    # a severity alone: its index or the time index, both walked in time order
+    ("severity", {}, ("alerts_q_severity", "alerts_q_ts")),
+    ("severity", {"unit": "Sở Y tế"}, ("alerts_q_severity",)),
+    ("unit", {}, ("alerts_q_unit",)),
+    ("unit", {"severity": "high"}, ("alerts_q_severity",)),
+    ("rule", {}, ("alerts_q_rule",)),
+])
+def test_a_keyed_sort_walks_an_index_per_key(tmp_path: Path, sort: str,
+                                            filters: dict[str, str],
+                                            index: tuple[str, ...]) -> None:
+    """The plan, not a timing: each key's part of a page reads an index in time order and
+    stops after the page (only ties are sorted); the next key is one seek of the key's
+    index."""
+    from socd.alerts.store import _SELECT, SORT_COLUMNS, AlertQuery, AlertStore, _where
+
+    store = AlertStore(str(tmp_path / "alerts.db"))
+    try:
+        store.insert(alerts(200))
+        column = SORT_COLUMNS[sort]
+        where, params = _where(AlertQuery(after=(1, "ab"), **filters), page=True)  # type: ignore[arg-type]
+        plan = " | ".join(str(r[3]) for r in store.query(
+            f"EXPLAIN QUERY PLAN {_SELECT} WHERE {where} AND {column} = ? "
+            "ORDER BY ts_ms DESC, id DESC LIMIT 51", [*params, "x"]))
+        assert any(f"USING INDEX {name} " in plan for name in index), plan
+        assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+        if sort != "severity":
+            plan = " | ".join(str(r[3]) for r in store.query(
+                f"EXPLAIN QUERY PLAN SELECT min({column}) FROM alerts "
+                f"WHERE kind = 'alert' AND {column} > ?", ["x"]))
+            assert "USING COVERING INDEX" in plan, plan
+    finally:
+        store.close()
+
+
+def test_cursors_carry_the_sort_key() -> None:
+    from socd.console.data import cursor_text, parse_cursor, query_from_params
+
+    hexid = "ab" * 20
+    for key in (None, "Sở Y tế", "", "a:b/c=="):
+        text = cursor_text((1_700_000_000_000, hexid), (key,))
+        assert parse_cursor(text) == ((1_700_000_000_000, hexid), (key,))
+    assert parse_cursor(cursor_text((5, hexid))) == ((5, hexid), None)
+    q = query_from_params({"sort": "unit", "after": cursor_text((5, hexid), ("Sở Y tế",))})
+    assert (q.sort, q.after, q.after_key) == ("unit", (5, hexid), ("Sở Y tế",))
+    # hostile or mismatched cursors mean "from the start", never an error
+    for sort, after in (("unit", f"5:{hexid}"), ("newest", f"5:{hexid}:-"),
+                        ("rule", f"5:{hexid}:k%%%"), ("rule", f"5:{hexid}:x" + "A" * 8),
+                        ("rule", f"5:{hexid}:k" + "A" * 5000), ("rule", f"5:{hexid}:k_w")):
+        q = query_from_params({"sort": sort, "after": after})
+        assert (q.after, q.after_key) == (None, None), (sort, after)
+    assert query_from_params({"sort": "drop table"}).sort == "newest"
+
+
+async def test_the_queue_sorts_by_severity_and_pages_with_the_key(tmp_path: Path) -> None:
+    async with console(tmp_path) as c:
+        events = alerts(40)
+        c.store.insert(events)
+        await c.sign_in("viewer")
+        text = await c.page("/alerts?sort=severity&size=15")
+        assert '<option value="severity" selected>' in text
+        ids = re.findall(r'href="/alerts/([0-9a-f]{40})"', text)
+        critical = {e["event"]["hash"] for e in events if e["socd"]["severity"] == "critical"}
+        assert set(ids[:10]) == critical  # 10 critical first, newest first
+        nxt = re.search(r'href="([^"]+)" rel="next"', text)
+        assert nxt is not None
+        assert "sort=severity" in nxt.group(1)
+        second = await c.page(html.unescape(nxt.group(1)))
+        more = re.findall(r'href="/alerts/([0-9a-f]{40})"', second)
+        high = [e for e in reversed(events) if e["socd"]["severity"] == "high"]
+        assert more[:10] == [e["event"]["hash"] for e in high[5:]] + [
+            e["event"]["hash"] for e in reversed(events)
+            if e["socd"]["severity"] == "medium"][:5]

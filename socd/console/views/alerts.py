@@ -87,7 +87,8 @@ async def queue(request: web.Request) -> web.StreamResponse:
     newest = max((a.ts_ms or 0 for a in page.alerts), default=0)
     context.update(
         page=page, error="",
-        next_url=url_for(request, "alerts", {**kept, "after": cursor_text(page.next_after)})
+        next_url=url_for(request, "alerts",
+                         {**kept, "after": cursor_text(page.next_after, page.next_key)})
         if page.next_after else "",
         first_url=url_for(request, "alerts", kept) if query.after else "",
         fresh_url=url_for(request, "alerts_fresh", {**kept, "newer": newest}),

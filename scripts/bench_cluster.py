@@ -257,7 +257,7 @@ def throughput(lines_count: int = 54_000, times: int = 20) -> list[dict[str, Any
     return out
 
 
-def rebalance(lines_count: int = 54_000, times: int = 20) -> dict[str, Any]:
+def rebalance(lines_count: int = 54_000, times: int = 40) -> dict[str, Any]:
     bootstrap = _bootstrap()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -272,22 +272,38 @@ def rebalance(lines_count: int = 54_000, times: int = 20) -> dict[str, Any]:
             wait_for(lambda: _processed(a) > 0, 120, "worker A processing")
             b.start()
             t0 = time.perf_counter()
-            wait_for(lambda: _processed(b) > 0, 120, "worker B processing", interval=0.02)
+            wait_for(lambda: _rebuilt_all(b), 120, "worker B's partitions rebuilt",
+                     interval=0.02)
             secs = time.perf_counter() - t0
             m = b.metrics()
             rebuild_n = sum(v for k, v in m.items()
                             if k.startswith("socd_cluster_state_rebuild_seconds_count"))
             rebuild_s = sum(v for k, v in m.items()
                             if k.startswith("socd_cluster_state_rebuild_seconds_sum"))
+            replayed = sum(v for k, v in m.items()
+                           if k.startswith("socd_cluster_state_rebuild_events_total{"))
+            longest = max((v for k, v in m.items()
+                           if k.startswith("socd_cluster_state_rebuild_seconds_sum")),
+                          default=0.0)
         finally:
             a.kill()
             b.kill()
     return {"benchmark": "cluster_rebalance", "seconds_to_processing": round(secs, 2),
-            "partitions_rebuilt": int(rebuild_n),
+            "partitions_rebuilt": int(rebuild_n), "replayed_events": int(replayed),
+            "slowest_topic_rebuild_secs": round(longest, 3),
             "mean_rebuild_secs": round(rebuild_s / rebuild_n, 3) if rebuild_n else None,
             "meets_target": secs < 30,
-            "scope": f"worker B ready (subscribed) -> its first partition processing: "
-                     f"cooperative rebalance, A's commit on revocation, B's replay; {SCOPE}"}
+            "scope": f"worker B ready (subscribed) -> every partition it received rebuilt "
+                     f"and processing live: cooperative rebalance, A's commit on revocation, "
+                     f"B's replays; {SCOPE}"}
+
+
+def _rebuilt_all(proc: SocdProcess) -> bool:
+    """Whether the worker owns partitions and has rebuilt every one (processing live)."""
+    m = proc.metrics()
+    owned = sum(v for k, v in m.items() if k.startswith("socd_cluster_partitions_assigned{"))
+    rebuilt = sum(v for k, v in m.items() if k.startswith("socd_cluster_rebuilds_total{"))
+    return owned > 0 and rebuilt >= owned
 
 
 def _processed(proc: SocdProcess) -> float:

@@ -184,6 +184,8 @@ class ClusterWorker:
         self._owned: set[TP] = set()  # as the consume thread knows it
         self._room = asyncio.Event()
         self._errors = LogLimiter(60.0)
+        # How long a revocation waits for the batches in flight (shorter when stopping).
+        self._revoke_wait = _REVOKE_WAIT_SECS
         self.lag = LagGauge(self.group)
         self._lag_at = 0.0
         init_group(self.group)
@@ -215,6 +217,7 @@ class ClusterWorker:
         if self._inflight:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), drain_secs)
+        self._revoke_wait = 0.0  # what is still in flight is read again by the next owner
         await asyncio.to_thread(self._close, consumer)
 
     def _close(self, consumer: Any) -> None:
@@ -331,7 +334,7 @@ class ClusterWorker:
         tps = {(tp.topic, tp.partition) for tp in partitions}
         try:
             with self._lock:
-                self._lock.wait_for(lambda: not self._inflight, timeout=_REVOKE_WAIT_SECS)
+                self._lock.wait_for(lambda: not self._inflight, timeout=self._revoke_wait)
             self._commit(consumer, tps)
         except Exception:  # not committed: the next owner processes a little again
             log.exception("commit on revocation failed")

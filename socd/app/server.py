@@ -249,7 +249,7 @@ class Daemon:
         for plugin in cfg.collectors.values() if self._takes_input else ():
             self._start_collector(plugin)
         self.started = True
-        self.services = build_services(cfg, self.dead_letter)
+        self.services = self._services(cfg)
         await self._start_services(self.services)
         self._spawn(self._heartbeat(), "heartbeat")
         log.info("socd started", version=__version__, config=cfg.file,
@@ -264,6 +264,12 @@ class Daemon:
     def _takes_input(self) -> bool:
         """Whether this process runs collectors (not a cluster worker only)."""
         return self.cluster is None or self.cluster.intake
+
+    def _services(self, config: Config) -> list[Service]:
+        """The background services (reminders, report schedules...): in one process, or
+        in a cluster's intakes only: every worker running them would send each reminder
+        and report once per worker."""
+        return build_services(config, self.dead_letter) if self._takes_input else []
 
     async def shutdown(self) -> None:
         assert self.pipeline is not None
@@ -484,7 +490,7 @@ class Daemon:
                 # Built, not started: the new core opens the queue file only once the
                 # old one has written its last batch and closed.
                 new_core = build_notifications(new, self.dead_letter) if notify_changed else None
-                new_services = build_services(new, self.dead_letter)
+                new_services = self._services(new)
             except Exception as exc:  # whatever goes wrong, the running config stays
                 metrics.reloaded("failure")
                 log.error("reload rejected; the running configuration stays in force",
@@ -543,7 +549,8 @@ class Daemon:
         """Ready: start-up is done (the journal replayed) and every configured collector
         is up (listening, subscribed...) or finished, every sink up. A collector of the
         configuration that has no task yet counts as not ready."""
-        collectors = {n: self._collector_ready(n) for n in self.config.collectors}
+        collectors = {n: self._collector_ready(n) for n in self.config.collectors
+                      if self._takes_input}
         sinks = {n: r.up for n, r in self.runners.items()}
         if self.cluster is not None and self.cluster.runner is not None:
             sinks[self.cluster.runner.name] = self.cluster.runner.up

@@ -161,10 +161,13 @@ def procs() -> Iterator[list[SocdProcess]]:
 
 
 def _worker(tmp: Path, name: str, es_url: str, index: str, cluster: dict[str, Any],
-            procs: list[SocdProcess]) -> SocdProcess:
+            procs: list[SocdProcess], files: list[Path] | None = None) -> SocdProcess:
+    """A worker process; with ``files``, its config names collectors as the intake's does
+    (one file for every role): a worker must not run them, nor wait for them to be ready."""
     work = tmp / name
     work.mkdir()
-    proc = SocdProcess(_config(work / "state", es_url, index, cluster=cluster), work)
+    proc = SocdProcess(_config(work / "state", es_url, index, files=files, cluster=cluster),
+                       work)
     procs.append(proc)
     return proc.start()
 
@@ -183,7 +186,8 @@ def test_intake_and_workers_store_the_alerts_of_one_process(
     es_url = services["ES_URL"]
     try:
         workers = [_worker(tmp_path, f"worker-{i}", es_url, index,
-                           _cluster(kafka_bootstrap, prefix, "worker"), procs)
+                           _cluster(kafka_bootstrap, prefix, "worker"), procs,
+                           files=list(data[0]))
                    for i in range(3)]
 
         def intake(k: int) -> None:

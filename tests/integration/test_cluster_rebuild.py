@@ -129,3 +129,38 @@ async def test_rebuild_with_an_open_window_completes_the_threshold(
 def _single_process(rules: list[CompiledRule], events: list[Event]) -> list[Event]:
     out = RuleEngine(rules).process(list(events))
     return out[len(events):]
+
+
+def test_topics_are_created_and_a_wrong_partition_count_refused(kafka_bootstrap: str,
+                                                                 tmp_path: Path) -> None:
+    """The partition count is fixed at creation: start-up creates the missing topics
+    with cluster.partitions and refuses an existing one with another count."""
+    from confluent_kafka.admin import AdminClient
+
+    from socd import config as config_mod
+    from socd.app.cluster_kafka import client_settings, ensure_topics
+    from socd.errors import ConfigError
+
+    prefix = f"k2tp{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "socd.yaml"
+    path.write_text(f"state_dir: {tmp_path}/state\ncluster:\n  kafka: {{bootstrap_servers: "
+                    f"['{kafka_bootstrap}']}}\n  topic_prefix: {prefix}\n  partitions: 3\n")
+    cfg = config_mod.load(str(path))
+    cluster = cfg.document.cluster
+    assert cluster is not None
+    settings = client_settings(cfg, cluster)
+    names = [f"{prefix}.events.by.a", f"{prefix}.events.by.b"]
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
+    try:
+        assert sorted(ensure_topics(cfg, cluster, settings, names)) == names
+        found = admin.list_topics(timeout=10).topics
+        assert [len(found[n].partitions) for n in names] == [3, 3]
+        assert ensure_topics(cfg, cluster, settings, names) == []  # there, right count
+        other = cluster.model_copy(update={"partitions": 4})
+        with pytest.raises(ConfigError) as info:
+            ensure_topics(cfg, other, settings, names)
+        problem = info.value.problems[0]
+        assert problem.path == "cluster.partitions"
+        assert "4 partitions configured" in problem.message
+    finally:
+        admin.delete_topics(names)

@@ -108,9 +108,13 @@ class ClusterRole:
     def adapt(self, classifier: Classifier) -> None:
         """On reload: the running split stays (a change of the rules needs a rolling
         restart of intake and workers, which must agree on the topics)."""
-        if self.stateless is not None:
+        if self.stateless is not None and self.plan is not None:
             classifier.rules = self.stateless
             self._classifier = classifier
+            # the running rules' `ioc` conditions read the reloaded IoC store
+            for crule in [*self.stateless.rules, *(r for t in self.plan.topics
+                                                   for r in t.rules)]:
+                crule.ioc.lookup = classifier.ioc_lookup
 
     async def start(self) -> None:
         """Create or check the repartition topics; build the intake's sink runner."""
@@ -139,12 +143,11 @@ class ClusterRole:
         """Join the workers' group (worker roles)."""
         if not self.worker_role or self.plan is None:
             return
-        classifier = self._classifier
-
         async def deliver(alerts: list[Any], ack: Ack, received: float) -> None:
             await pipeline.submit_processed(alerts, ack, received)
 
         def refresh() -> None:
+            classifier = self._classifier  # the reloaded one after a SIGHUP
             if classifier is not None:
                 classifier.iocs.maybe_refresh()  # `ioc` conditions see imports and expiry
 

@@ -199,3 +199,31 @@ def test_one_process_never_imports_kafka(tmp_path: Path) -> None:
         " 'socd.kafka'))]\n"
         "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_split_is_kept_across_a_reload(tmp_path: Path) -> None:
+    """prepare() gives the intake's classifier the stateless rules only; a reload keeps
+    the running split (intake and workers must agree on the topics) and points the
+    running rules' `ioc` conditions at the reloaded IoC store."""
+    from socd.app.cluster import ClusterRole
+    from socd.app.components import build_classifier
+
+    cfg = _config(tmp_path, f"state_dir: {tmp_path}/state\ncluster:\n  role: intake\n"
+                  "  kafka: {bootstrap_servers: ['127.0.0.1:9']}\n")
+    role = ClusterRole.from_config(cfg)
+    assert role is not None
+    assert role.intake
+    assert not role.worker_role
+    classifier = build_classifier(cfg)
+    every = {r.id for r in classifier.rules.rules} if classifier.rules else set()
+    role.prepare(classifier)
+    assert role.plan is not None
+    assert classifier.rules is role.stateless
+    assert {r.id for r in classifier.rules.rules} == {r.id for r in role.plan.stateless}
+    assert {r.id for t in role.plan.topics for r in t.rules} | \
+        {r.id for r in role.plan.stateless} == every
+    reloaded = build_classifier(cfg)
+    role.adapt(reloaded)
+    assert reloaded.rules is role.stateless
+    some = role.plan.topics[0].rules[0]
+    assert some.ioc.lookup == reloaded.ioc_lookup

@@ -106,7 +106,7 @@ def _v1_file(path: Path, events: list[Event]) -> None:
 
 
 def test_new_file_is_the_current_version(store: AlertStore) -> None:
-    assert store.schema_version() == "4"
+    assert store.schema_version() == "5"
     tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"alerts", "alert_history", "meta"} <= tables
 
@@ -118,7 +118,7 @@ def test_v1_file_is_migrated_in_place(tmp_path: Path) -> None:
     _v1_file(path, events)
     store = AlertStore(str(path))
     try:
-        assert store.schema_version() == "4"
+        assert store.schema_version() == "5"
         columns = {r[1] for r in store.query("PRAGMA table_info(alerts)")}
         assert {"assignee", "status_by", "status_note", "status_at", "ts_ms"} <= columns
         assert store.count() == 3

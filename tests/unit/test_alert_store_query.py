@@ -124,15 +124,15 @@ def test_version_2_files_get_the_queue_indexes(tmp_path: Path) -> None:
     AlertStore(str(path)).close()
     db = sqlite3.connect(path)
     for name in ("alerts_q_ts", "alerts_q_severity", "alerts_q_unit", "alerts_q_status",
-                 "alerts_q_rule"):
+                 "alerts_q_rule", "alerts_q_text"):
         db.execute(f"DROP INDEX {name}")
-    db.execute("ALTER TABLE alerts DROP COLUMN search")  # version 4's
+    db.execute("ALTER TABLE alerts DROP COLUMN search")  # versions 4 and 5
     db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     store = AlertStore(str(path))
     try:
-        assert store.schema_version() == "4"
+        assert store.schema_version() == "5"
         names = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"alerts_q_ts", "alerts_q_severity", "alerts_q_unit", "alerts_q_status"} <= names
     finally:

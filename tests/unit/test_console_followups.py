@@ -170,20 +170,46 @@ def test_a_version_3_store_is_migrated_with_its_search_column(tmp_path: Path) ->
     store = AlertStore(str(path))
     store.insert(_vi_alerts())
     store.close()
-    db = sqlite3.connect(path)  # version 3: no search column, no rule index
+    db = sqlite3.connect(path)  # version 3: no search column, no rule or text index
     db.execute("DROP INDEX alerts_q_rule")
+    db.execute("DROP INDEX alerts_q_text")
     db.execute("ALTER TABLE alerts DROP COLUMN search")
     db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     store = AlertStore(str(path))
     try:
-        assert store.schema_version() == "4"
+        assert store.schema_version() == "5"
         assert len(store.search(AlertQuery(text="ĐĂNG NHẬP"))) == 2
         [row] = store.query("SELECT search FROM alerts WHERE rule_name = ?", (_VI[0][0],))
         assert row[0].split("\x1f")[2:] == ["lỗi đăng nhập ssh", "máy-chủ-01", "sở y tế"]
         names = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert "alerts_q_rule" in names
+        assert {"alerts_q_rule", "alerts_q_text"} <= names
+    finally:
+        store.close()
+
+
+def test_free_text_walks_the_text_index_not_the_rows(tmp_path: Path) -> None:
+    """The plan, not a timing: a page of free text tests ``search`` on the entries of
+    ``alerts_q_text`` in time order; its counts per severity are a covering scan."""
+    from socd.alerts.store import AlertQuery, AlertStore, _select, _where
+
+    store = AlertStore(str(tmp_path / "alerts.db"))
+    try:
+        store.insert(alerts(50))
+        q = AlertQuery(text="ĐĂNG", unit="Sở Y tế")
+        where, params = _where(q, page=True)
+        plan = " | ".join(str(r[3]) for r in store.query(
+            f"EXPLAIN QUERY PLAN {_select(q)} WHERE {where} ORDER BY ts_ms DESC, id DESC "
+            "LIMIT 51", params))
+        assert "USING INDEX alerts_q_text" in plan, plan
+        assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+        expected: dict[str, int] = {}
+        for e in alerts(50):
+            if e["host"]["name"] == "host-1":
+                expected[e["socd"]["severity"]] = expected.get(e["socd"]["severity"], 0) + 1
+        assert store.severity_counts(AlertQuery(text="host-1")) == expected
+        assert store.count_matching(AlertQuery(text="HOST-1"), 100) == 7
     finally:
         store.close()
 
@@ -192,8 +218,8 @@ def test_a_version_3_store_is_migrated_with_its_search_column(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("sort", "filters", "index"), [
-    # a severity alone: its index or the time index, both walked in time order
-    ("severity", {}, ("alerts_q_severity", "alerts_q_ts")),
+    # a severity alone: its index or a time index (severity tested on the entry)
+    ("severity", {}, ("alerts_q_severity", "alerts_q_ts", "alerts_q_text")),
     ("severity", {"unit": "Sở Y tế"}, ("alerts_q_severity",)),
     ("unit", {}, ("alerts_q_unit",)),
     ("unit", {"severity": "high"}, ("alerts_q_severity",)),

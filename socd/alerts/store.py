@@ -309,12 +309,13 @@ def sort_key(alert: StoredAlert, sort: str) -> str | None:
     return alert.unit if sort == "unit" else alert.rule_id
 
 
-def severity_groups(after_key: tuple[str | None] | None) -> list[str | None]:
-    """The severity sort's keys, from the cursor's on (the NULL group last)."""
+def severity_groups(q: AlertQuery) -> list[str | None]:
+    """The severity sort's keys, from the cursor's on (the NULL group last); only the
+    filtered severity when ``q`` has one (the other groups are empty)."""
     order: list[str | None] = [*SEVERITY_ORDER, None]
-    if after_key is None or after_key[0] not in order:
-        return order
-    return order[order.index(after_key[0]):]
+    if q.after_key is not None and q.after_key[0] in order:
+        order = order[order.index(q.after_key[0]):]
+    return order if q.severity is None else [k for k in order if k == q.severity]
 
 
 # AlertQuery fields compared for equality, and their columns.
@@ -502,7 +503,7 @@ class AlertStore(Store):
     def _groups(self, q: AlertQuery, column: str) -> Iterable[str | None]:
         """The keys of a keyed sort from the cursor's on, then ``None``."""
         if q.sort == "severity":
-            yield from severity_groups(q.after_key)
+            yield from severity_groups(q)
             return
         if q.after_key is not None and q.after_key[0] is None:
             yield None

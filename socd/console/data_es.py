@@ -184,7 +184,7 @@ class ElasticsearchAlertSource:
         cannot order keywords by rank), each newest first, as the store does."""
         hits: list[Any] = []
         base = es_query(query)
-        for key in severity_groups(query.after_key):
+        for key in severity_groups(query):
             group = ({"term": {"socd.severity": key}} if key is not None else
                      {"bool": {"must_not": {"exists": {"field": "socd.severity"}}}})
             bool_query = {"bool": {"filter": [*base["bool"]["filter"], group]}}

@@ -237,8 +237,8 @@ def _check_alert_source(wanted: str, sinks: Mapping[str, Plugin],
                 if p.config.type in kinds.values()}
     if wanted == "auto" or wanted in readable or kinds.get(wanted) in readable.values():
         return
-    options = ["auto", *(k for k, t in kinds.items() if t in readable.values()),
-               *sorted(readable)]
+    options = list(dict.fromkeys(["auto", *(k for k, t in kinds.items()
+                                            if t in readable.values()), *sorted(readable)]))
     if wanted in kinds:
         message = f"alert_source is {wanted!r} but no sink has type {kinds[wanted]}"
     elif wanted in sinks:

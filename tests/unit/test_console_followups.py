@@ -95,7 +95,7 @@ def test_alert_source_names_the_sink(tmp_path: Path, wanted: str, store_file: st
     ("store", "es", "alert_source is 'store' but no sink has type sqlite",
      "use one of auto, elasticsearch, es"),
     ("elasticsearch", "store", "no sink has type elasticsearch", "use one of auto, store"),
-    ("blocker", "store", "sink 'blocker' has type blocker", "use one of auto, store, store"),
+    ("blocker", "store", "sink 'blocker' has type blocker", "use one of auto, store)"),
     ("stroe", "store", "no sink named 'stroe'", "did you mean 'store'?")])
 def test_alert_source_of_nothing_is_a_config_error(tmp_path: Path, wanted: str, sinks: str,
                                                    message: str, hint: str) -> None:

@@ -302,21 +302,58 @@ _IP_FIELDS = tuple(f.name for f in FIELDS if f.type == "ip")
 _MISSING = object()
 
 
-def _typed_tree() -> dict[str, Any]:
-    """The integer and IP fields as a tree of path parts -> "int" / "ip", so that
-    normalize() walks only the branches an event actually has."""
-    tree: dict[str, Any] = {}
+# Path parts -> a deeper TypedTree, or at a typed field its kind ("int" or "ip") and
+# dotted path (for the refusal's message).
+TypedTree = dict[str, Any]
+
+
+def _typed_tree() -> TypedTree:
+    """The integer and IP fields as a tree of path parts -> (kind, dotted path), so that
+    normalize() walks only the branches an event actually has and builds no path text
+    unless a value is refused."""
+    tree: TypedTree = {}
     for kind, paths in (("int", _INT_FIELDS), ("ip", _IP_FIELDS)):
         for path in paths:
             parts = path.split(".")
             node = tree
             for part in parts[:-1]:
                 node = node.setdefault(part, {})
-            node[parts[-1]] = kind
+            node[parts[-1]] = (kind, path)
     return tree
 
 
 _TYPED_TREE: Final = _typed_tree()
+
+
+def typed_fields_at(paths: Iterable[str]) -> TypedTree:
+    """The part of the typed-field tree that an event holding values only at ``paths``
+    (dotted; each value may be a whole object) can reach: ``normalize(event,
+    typed=...)`` then checks exactly what the full walk would find in such an event.
+
+    A typed field is kept when a path leads to it or through it (a value there, or an
+    object where an integer or address belongs, is checked and refused as before) or
+    when it lies under a path (the value may be an object holding it). Decoders that
+    know every path they write (the mapping decoder) compute this once: the walk over
+    the 31 typed fields in 14 branches was a fifth of decoding a server-EDR line.
+    """
+    split = {tuple(path.split(".")) for path in paths}
+
+    def prune(tree: TypedTree, here: tuple[str, ...]) -> TypedTree:
+        # Only branches some path goes through are entered, so "under a path" is met
+        # where the path ends.
+        out: TypedTree = {}
+        for key, spec in tree.items():
+            at = (*here, key)
+            if at in split:
+                out[key] = spec  # a value written here: the whole branch
+            elif any(p[:len(at)] == at for p in split):  # paths written through it
+                if type(spec) is not dict:
+                    out[key] = spec  # under a typed leaf: an object there, refused
+                elif branch := prune(spec, at):
+                    out[key] = branch
+        return out
+
+    return prune(_TYPED_TREE, ())
 
 
 # Dotted paths split once: get() runs for several fields of every event (classification,
@@ -486,30 +523,32 @@ def _canonical_ip(value: Any, path: str) -> str:
                           f"{str(value)[:64]!r}") from None
 
 
-def _check_typed(node: dict[str, Any], tree: dict[str, Any], prefix: str) -> None:
+def _check_typed(node: dict[str, Any], tree: TypedTree) -> None:
     for key, spec in tree.items():
         value = node.get(key, _MISSING)
         if value is _MISSING or value is None:
             continue
         if type(spec) is dict:
             if type(value) is dict:
-                _check_typed(value, spec, f"{prefix}{key}.")
+                _check_typed(value, spec)
             continue
-        if spec == "int":
+        kind, path = spec
+        if kind == "int":
             if type(value) is not int:
-                node[key] = _as_int(value, f"{prefix}{key}")
+                node[key] = _as_int(value, path)
         elif isinstance(value, list):
             for i, item in enumerate(value):
-                text = _canonical_ip(item, f"{prefix}{key}")
+                text = _canonical_ip(item, path)
                 if text != item:
                     value[i] = text
         else:
-            text = _canonical_ip(value, f"{prefix}{key}")
+            text = _canonical_ip(value, path)
             if text != value:
                 node[key] = text
 
 
-def normalize(event: Event, *, received: float | None = None) -> Event:
+def normalize(event: Event, *, received: float | None = None,
+              typed: TypedTree = _TYPED_TREE, own_timestamp: str | None = None) -> Event:
     """Check and coerce the typed fields of ``event`` in place and return it.
 
     Raises :class:`DecodeError` with reason ``invalid_field`` when a field has a
@@ -517,10 +556,19 @@ def normalize(event: Event, *, received: float | None = None) -> Event:
     here instead of failing a bulk request later. Address fields must pass
     :mod:`socd.netaddr` (an IPv6 zone id is refused) and are rewritten to their
     canonical text (``::ffff:203.0.113.9`` becomes ``203.0.113.9``).
+
+    ``typed``: the typed fields to check, :func:`typed_fields_at` of every path the
+    caller's event can hold (default: all). ``own_timestamp``: the ``@timestamp``
+    text the decoder formatted itself (``datetime.isoformat()`` of an aware time, which
+    :func:`parse_timestamp` returns unchanged); it is trusted only when the event
+    holds that very object, which no input can supply, so any other value is parsed.
     """
     ts = event.get("@timestamp")
-    event["@timestamp"] = parse_timestamp(ts) if ts is not None else now_iso()
-    _check_typed(event, _TYPED_TREE, "")
+    if ts is None:
+        event["@timestamp"] = now_iso()
+    elif ts is not own_timestamp:
+        event["@timestamp"] = parse_timestamp(ts)
+    _check_typed(event, typed)
     socd = event.get("socd")
     if isinstance(socd, dict):
         layer = socd.get("layer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,9 +17,11 @@ from socd.event import (
     FIELDS,
     INPUT_SOCD_KEYS,
     Event,
+    TypedTree,
     fingerprint_prefix,
     normalize,
     set_severity,
+    typed_fields_at,
 )
 from socd.plugins import DecodeFailure, DecodeResult, RawRecord
 from socd.severity import BUILTIN_TABLES, Severity, SeverityTable
@@ -28,6 +30,15 @@ from socd.vocabulary import ASSET_KINDS
 _ISO_CACHE: dict[int, str] = {}
 # A code as the input spells it -> its Severity (a StrEnum: the members are their codes).
 _SEVERITIES: dict[object, Severity] = {s.value: s for s in Severity}
+
+# Every path BaseDecoder.finish() (with gate_socd, stamp_provenance and normalize's clock
+# time) may write: a decoder that knows the paths its convert() writes checks only the
+# typed fields under both (typed_fields_at); tests/unit/test_decoder_typed_plan.py holds
+# finish to it.
+FINISH_PATHS: frozenset[str] = frozenset({
+    "@timestamp", "event.created", "event.hash", "event.ingested", "event.original",
+    "socd.collector", "socd.decoder", "socd.source", "socd.transport", "socd.severity",
+    "socd.severity_label", "socd.vendor_severity"})
 
 MAX_UNIT_CHARS = 256  # an agency name; longer values are not one (and bloat every index)
 
@@ -165,6 +176,11 @@ class BaseDecoder:
     name: str
     socd_keys: frozenset[str] = INPUT_SOCD_KEYS
     _prefix_of: tuple[str, hashlib.blake2b] | None = None
+    # normalize()'s typed-field plan (every typed field unless the decoder knows the
+    # paths it writes: typed_plan) and the @timestamp text convert() formatted last.
+    written_paths: frozenset[str] | None = None
+    _typed: TypedTree | None = None
+    _own_timestamp: str | None = None
 
     def __init__(self, name: str, *, severity_table: str | None = None,
                  keep_original: bool = False) -> None:
@@ -175,6 +191,14 @@ class BaseDecoder:
 
     def convert(self, obj: dict[str, Any]) -> Event:
         raise NotImplementedError
+
+    def typed_plan(self, convert_paths: Iterable[str]) -> None:
+        """Check only the typed fields at or under ``convert_paths`` (every path
+        :meth:`convert` may write, each value possibly an object) and
+        :data:`FINISH_PATHS`; any other path of an event goes unchecked, so a decoder
+        declares all of them or none."""
+        self.written_paths = frozenset([*convert_paths, *FINISH_PATHS])
+        self._typed = typed_fields_at(self.written_paths)
 
     def decode(self, record: RawRecord) -> DecodeResult:
         result = DecodeResult()
@@ -247,7 +271,10 @@ class BaseDecoder:
                 set_severity(event, sev)
         if "vendor_severity" in socd and socd["vendor_severity"] is not None:
             socd["vendor_severity"] = str(socd["vendor_severity"])
-        normalize(event)
+        if self._typed is None:
+            normalize(event)
+        else:
+            normalize(event, typed=self._typed, own_timestamp=self._own_timestamp)
 
 
 Factory = Callable[[dict[str, Any]], Event]

@@ -74,6 +74,9 @@ class MappingDecoder(BaseDecoder):
                                       sev.default)) if sev else None)
         ts = self.spec.timestamp
         self._tz = _parse_offset(ts.timezone) if ts else timezone(timedelta(hours=7))
+        # Every path convert() writes: normalize() checks only the typed fields there.
+        self.typed_plan([*self.spec.fields, *self.spec.constants, "@timestamp",
+                         "socd.vendor_severity", "socd.severity", "socd.vendor"])
 
     def _fresh(self) -> Event:
         """A new event holding the constants."""
@@ -134,7 +137,9 @@ class MappingDecoder(BaseDecoder):
                                   f"{fmt or 'ISO 8601'}") from exc
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=self._tz)
-            return parsed.isoformat()
+            # normalize() would parse this text again only to return it unchanged.
+            text = self._own_timestamp = parsed.isoformat()
+            return text
         return value
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -218,6 +219,9 @@ def _replay(args: argparse.Namespace) -> int:
         return fail(f"unknown format {args.format!r}; known: {', '.join(sorted(decoders))}",
                     EXIT_CONFIG)
     classifier = build_classifier(cfg)
+    # What start-up built (the rule pack, the IoC lists: a million entries) lives until the
+    # end: out of the collector's sight, the full collections do not walk it again.
+    gc.freeze()
     from socd import access
 
     # The files are the operator's: read with the invoking user's rights (see identity).

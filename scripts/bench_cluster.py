@@ -201,8 +201,15 @@ def _owned(proc: SocdProcess) -> float:
                if k.startswith("socd_cluster_partitions_assigned{"))
 
 
+def _cpu_secs(proc: SocdProcess) -> float:
+    """User + system CPU seconds of a socd process so far (proc(5) stat fields 14, 15)."""
+    assert proc.proc is not None
+    fields = Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _drain(tmp: Path, bootstrap: str, src: str, prefix: str, workers: int,
-           times: int) -> tuple[int, float]:
+           times: int) -> tuple[int, float, float]:
     """Start ``workers`` on empty topics, wait until each owns partitions (the group is
     settled), then produce the backlog and time it until the group committed it all."""
     _create(bootstrap, src, prefix)
@@ -213,11 +220,13 @@ def _drain(tmp: Path, bootstrap: str, src: str, prefix: str, workers: int,
             p.start(wait_ready=False)
         for p in procs:
             wait_for(lambda p=p: p.ready() and _owned(p) > 0, 60, "a worker owning partitions")
+        cpu0 = sum(_cpu_secs(p) for p in procs)
         t0 = time.perf_counter()
         _amplify(bootstrap, src, prefix, times)
         total = wait_for(lambda: _drained(bootstrap, prefix), 900, "the workers to drain",
                          interval=0.2)
-        return int(total), time.perf_counter() - t0
+        return (int(total), time.perf_counter() - t0,
+                sum(_cpu_secs(p) for p in procs) - cpu0)
     finally:
         for p in procs:
             p.kill()
@@ -232,12 +241,14 @@ def throughput(lines_count: int = 54_000, times: int = 20) -> list[dict[str, Any
         src = _source(tmp, bootstrap, lines_count)
         for workers in (1, 2):
             prefix = f"bench{uuid.uuid4().hex[:8]}"
-            messages, secs = _drain(tmp, bootstrap, src, prefix, workers, times)
+            messages, secs, cpu = _drain(tmp, bootstrap, src, prefix, workers, times)
             rates[workers] = messages / secs
             out.append({"benchmark": f"cluster_throughput_{workers}_worker",
                         "messages": messages, "partitions": PARTITIONS,
                         "workers": workers, "seconds": round(secs, 2),
                         "events_per_sec": round(rates[workers]),
+                        "workers_cpu_secs": round(cpu, 2),
+                        "events_per_worker_cpu_sec": round(messages / cpu) if cpu else None,
                         "meets_target": True,
                         "load_average_1m": round(os.getloadavg()[0], 2),
                         "scope": f"the events an intake published for {SOURCE['lines']} "

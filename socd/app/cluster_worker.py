@@ -69,6 +69,7 @@ STAGE = "cluster/worker"
 _REVOKE_WAIT_SECS = 60.0
 _POLL_SECS = 0.5
 _LAG_EVERY_SECS = 5.0
+_COMMIT_EVERY_SECS = 0.2
 
 
 def consumer_config(client: KafkaClientConfig, config_dir: str, group: str,
@@ -188,6 +189,7 @@ class ClusterWorker:
         self._revoke_wait = _REVOKE_WAIT_SECS
         self.lag = LagGauge(self.group)
         self._lag_at = 0.0
+        self._commit_at = 0.0
         init_group(self.group)
         self._drained = asyncio.Event()  # set whenever nothing is in flight
         self.events_processed = 0
@@ -198,7 +200,7 @@ class ClusterWorker:
     async def start(self) -> None:
         from confluent_kafka import Consumer
 
-        self._consumer = Consumer(self.settings)
+        self._consumer = Consumer({**self.settings, "on_commit": self._on_commit})
         self._consumer.subscribe(self.plan.topic_names, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._task = asyncio.create_task(self._run(), name="cluster/worker")
@@ -231,7 +233,11 @@ class ClusterWorker:
 
     def _poll(self) -> list[Any]:
         consumer = self._consumer
-        self._commit(consumer)
+        if time.monotonic() - self._commit_at >= _COMMIT_EVERY_SECS:
+            # Asynchronous between polls (a broker round trip per batch would cap the
+            # rate); the revocation and the close commit synchronously.
+            self._commit_at = time.monotonic()
+            self._commit(consumer, wait=False)
         # The first message as soon as there is one (consume() would wait for a full
         # batch or the timeout: up to _POLL_SECS of latency at low rates), then what is
         # already fetched, without waiting.
@@ -261,7 +267,8 @@ class ClusterWorker:
         except KafkaException as exc:
             log.debug("consumer lag not known", error=str(exc))
 
-    def _commit(self, consumer: Any, only: set[TP] | None = None) -> None:
+    def _commit(self, consumer: Any, only: set[TP] | None = None, *,
+                wait: bool = True) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
         with self._lock:
@@ -275,7 +282,7 @@ class ClusterWorker:
             return
         try:
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in ready.items()],
-                            asynchronous=False)
+                            asynchronous=not wait)
         except KafkaException as exc:
             # Not lost: the next owner (or this worker, on the next batch) commits later;
             # at worst those batches are processed again (same alert ids).
@@ -283,6 +290,19 @@ class ClusterWorker:
             with self._lock:
                 for tp, o in ready.items():
                     self._ready[tp] = max(o, self._ready.get(tp, 0))
+
+    def _on_commit(self, err: Any, partitions: list[Any]) -> None:
+        """An asynchronous commit that failed (a rebalance under way, the coordinator
+        moving) is tried again with the next one, for the partitions still owned: a
+        partition that gets no more messages would else keep its old offset."""
+        failed = [tp for tp in partitions if err is not None or tp.error is not None]
+        if not failed:
+            return
+        with self._lock:
+            for tp in failed:
+                key = (tp.topic, tp.partition)
+                if key in self._owned and tp.offset >= 0:
+                    self._ready[key] = max(tp.offset, self._ready.get(key, 0))
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         # An exception must not leave a rebalance callback: confluent-kafka would raise

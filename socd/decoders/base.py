@@ -17,7 +17,7 @@ from socd.event import (
     FIELDS,
     INPUT_SOCD_KEYS,
     Event,
-    TypedTree,
+    TypedPlan,
     fingerprint_prefix,
     normalize,
     set_severity,
@@ -179,7 +179,7 @@ class BaseDecoder:
     # normalize()'s typed-field plan (every typed field unless the decoder knows the
     # paths it writes: typed_plan) and the @timestamp text convert() formatted last.
     written_paths: frozenset[str] | None = None
-    _typed: TypedTree | None = None
+    _typed: TypedPlan | None = None
     _own_timestamp: str | None = None
 
     def __init__(self, name: str, *, severity_table: str | None = None,
@@ -271,10 +271,7 @@ class BaseDecoder:
                 set_severity(event, sev)
         if "vendor_severity" in socd and socd["vendor_severity"] is not None:
             socd["vendor_severity"] = str(socd["vendor_severity"])
-        if self._typed is None:
-            normalize(event)
-        else:
-            normalize(event, typed=self._typed, own_timestamp=self._own_timestamp)
+        normalize(event, typed=self._typed, own_timestamp=self._own_timestamp)
 
 
 Factory = Callable[[dict[str, Any]], Event]

@@ -34,6 +34,9 @@ from socd.plugins import PluginContext
 from socd.severity import SeverityTable
 from socd.tz import parse_iso
 
+_TIMES_CACHED = 4096  # vendor timestamp texts and their RFC 3339 form, per decoder
+_TIME_CHARS_CACHED = 64
+
 
 class MappingDecoder(BaseDecoder):
     """Vendor JSON in, events out, as a mapping file says."""
@@ -48,11 +51,11 @@ class MappingDecoder(BaseDecoder):
         self.path, self.spec = load_mapping(config.mapping, ctx.config_dir)
         # Hot path: each event starts as a copy of the constants (two levels of plain
         # values: dict copies; anything deeper: a parse of their JSON, as fresh as a
-        # copy); fields are (index of the parent object, parent path, leaf key,
-        # top-level source key or None, source path); the parent objects of one event
-        # are kept in a list by index (a tuple key would be hashed per field). A
-        # constant wins over a field with the same destination, as the mapping format
-        # documents.
+        # copy); fields are (index of the parent object, parent path, its key when it
+        # is a top-level object (made inline: most are), leaf key, top-level source key
+        # or None, source path); the parent objects of one event are kept in a list by
+        # index (a tuple key would be hashed per field). A constant wins over a field
+        # with the same destination, as the mapping format documents.
         template: Event = {}
         for dst, value in self.spec.constants.items():
             put_parts(template, dst.split("."), value)
@@ -64,8 +67,8 @@ class MappingDecoder(BaseDecoder):
         parents: dict[tuple[str, ...], int] = {}
         self._fields = [
             (parents.setdefault(tuple(dst.split(".")[:-1]), len(parents)),
-             tuple(dst.split(".")[:-1]), dst.split(".")[-1],
-             src if "." not in src else None, src.split("."))
+             tuple(dst.split(".")[:-1]), dst.split(".")[0] if dst.count(".") == 1 else None,
+             dst.split(".")[-1], src if "." not in src else None, src.split("."))
             for dst, src in self.spec.fields.items() if dst not in constant_paths]
         self._parents = len(parents)
         sev = self.spec.severity
@@ -74,6 +77,7 @@ class MappingDecoder(BaseDecoder):
                                       sev.default)) if sev else None)
         ts = self.spec.timestamp
         self._tz = _parse_offset(ts.timezone) if ts else timezone(timedelta(hours=7))
+        self._times: dict[str, str] = {}
         # Every path convert() writes: normalize() checks only the typed fields there.
         self.typed_plan([*self.spec.fields, *self.spec.constants, "@timestamp",
                          "socd.vendor_severity", "socd.severity", "socd.vendor"])
@@ -90,7 +94,7 @@ class MappingDecoder(BaseDecoder):
         event = self._fresh()
         nodes: list[dict[str, Any] | None] = [None] * self._parents
         get_top = obj.get
-        for i, parent, leaf, key, src in self._fields:
+        for i, parent, top, leaf, key, src in self._fields:
             value: Any
             if key is not None:
                 value = get_top(key)
@@ -105,7 +109,13 @@ class MappingDecoder(BaseDecoder):
                 continue
             node = nodes[i]
             if node is None:
-                node = nodes[i] = node_at(event, parent)
+                if top is None:
+                    node = nodes[i] = node_at(event, parent)
+                else:  # node_at(event, (top,)) without the call
+                    node = event.get(top)
+                    if not isinstance(node, dict):
+                        node = event[top] = {}
+                    nodes[i] = node
             node[leaf] = value
         ts = self.spec.timestamp
         if ts is not None:
@@ -126,21 +136,34 @@ class MappingDecoder(BaseDecoder):
         return event
 
     def _timestamp(self, value: Any) -> Any:
-        fmt = self.spec.timestamp.format if self.spec.timestamp else None
         if isinstance(value, str):
-            try:
-                parsed = (datetime.strptime(value.strip(), fmt) if fmt
-                          else parse_iso(value.strip(), naive=None))
-            except ValueError as exc:
-                raise DecodeError("invalid_field",
-                                  f"timestamp {value[:64]!r} does not match "
-                                  f"{fmt or 'ISO 8601'}") from exc
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=self._tz)
+            # Records of one second share their timestamp text: its RFC 3339 form is
+            # kept for short texts (a long one is no time; never a big cache key).
+            text = self._times.get(value)
+            if text is None:
+                text = self._parse_time(value)
+                if len(value) <= _TIME_CHARS_CACHED:
+                    if len(self._times) >= _TIMES_CACHED:
+                        self._times.clear()
+                    self._times[value] = text
             # normalize() would parse this text again only to return it unchanged.
-            text = self._own_timestamp = parsed.isoformat()
+            self._own_timestamp = text
             return text
         return value
+
+    def _parse_time(self, value: str) -> str:
+        """RFC 3339 text of a vendor timestamp, read with the mapping's format (ISO 8601
+        by default) in its time zone when the text has none."""
+        fmt = self.spec.timestamp.format if self.spec.timestamp else None
+        try:
+            parsed = (datetime.strptime(value.strip(), fmt) if fmt
+                      else parse_iso(value.strip(), naive=None))
+        except ValueError as exc:
+            raise DecodeError("invalid_field", f"timestamp {value[:64]!r} does not match "
+                              f"{fmt or 'ISO 8601'}") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=self._tz)
+        return parsed.isoformat()
 
 
 def _parse_offset(text: str) -> timezone:

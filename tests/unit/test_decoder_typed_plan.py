@@ -99,11 +99,17 @@ def test_the_plan_of_the_written_paths_finds_what_the_full_walk_finds(
 
 
 def test_the_plan_keeps_only_branches_a_path_reaches() -> None:
-    assert typed_fields_at(["host.name", "event.kind", "tags"]) == {}
-    assert typed_fields_at(["process.pid"]) == {"process": {"pid": ("int", "process.pid")}}
+    assert typed_fields_at(["host.name", "event.kind", "tags"]) == ()
+    assert typed_fields_at(["process.pid"]) == ((("process",), (("pid", "int", "process.pid"),)),)
     assert typed_fields_at(["process.pid.x"]) == typed_fields_at(["process.pid"])
-    assert typed_fields_at(["process"])["process"]["parent"] == {
-        "pid": ("int", "process.parent.pid")}
+    assert typed_fields_at(["process", "destination.ip", "source"]) == (
+        (("source",), (("port", "int", "source.port"), ("bytes", "int", "source.bytes"),
+                       ("packets", "int", "source.packets"))),
+        (("source", "as"), (("number", "int", "source.as.number"),)),
+        (("source",), (("ip", "ip", "source.ip"),)),  # the walk's order: ints first
+        (("destination",), (("ip", "ip", "destination.ip"),)),
+        (("process",), (("pid", "int", "process.pid"),)),
+        (("process", "parent"), (("pid", "int", "process.parent.pid"),)))
 
 
 def _decoder(mapping: str, tmp_path: Path) -> MappingDecoder:
@@ -156,7 +162,21 @@ def test_mapping_decoders_answer_as_with_the_full_walk(tmp_path: Path) -> None:
         planned, full = _decoder(mapping, tmp_path), _decoder(mapping, tmp_path)
         full._typed = None  # the full walk and a parse of every @timestamp
         for data in RECORDS:
+            full._times.clear()  # and no text from the timestamp cache
             assert _outcome(_decode(planned, data)) == _outcome(_decode(full, data)), data
+
+
+def test_the_timestamp_cache_is_bounded() -> None:
+    dec = _decoder("server_edr", Path("."))
+    padded = " " * 100 + "2026-11-16T00:11:43+07:00"
+    line = orjson.dumps({"alert_id": "1", "detected_at": padded})
+    [event] = _decode(dec, line).events
+    assert event["@timestamp"] == "2026-11-16T00:11:43+07:00"
+    assert padded not in dec._times  # a long text is no cache key
+    start = datetime(2026, 11, 16, tzinfo=timezone(timedelta(hours=7)))
+    for i in range(5000):
+        dec._timestamp((start + timedelta(seconds=i)).isoformat())
+        assert len(dec._times) <= 4096
 
 
 def test_mapping_decoders_write_only_the_paths_they_declare(tmp_path: Path) -> None:

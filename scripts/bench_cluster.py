@@ -275,12 +275,13 @@ def rebalance(lines_count: int = 54_000, times: int = 40) -> dict[str, Any]:
         tmp = Path(tmp_name)
         src = _source(tmp, bootstrap, lines_count)
         _create(bootstrap, src, prefix)
-        _amplify(bootstrap, src, prefix, times)
+        backlog = _amplify(bootstrap, src, prefix, times)
         a = _proc(tmp, "a", _cfg(tmp / "a" / "s", bootstrap, prefix, "worker"))
         b = _proc(tmp, "b", _cfg(tmp / "b" / "s", bootstrap, prefix, "worker"))
         try:
             a.start()
-            wait_for(lambda: _processed(a) > 0, 120, "worker A processing")
+            # B joins once A is half way: the partitions it receives have state to rebuild
+            wait_for(lambda: _processed(a) > backlog / 2, 300, "worker A half way")
             b.start()
             t0 = time.perf_counter()
             wait_for(lambda: _rebuilt_all(b), 120, "worker B's partitions rebuilt",

@@ -51,11 +51,9 @@ class MappingDecoder(BaseDecoder):
         self.path, self.spec = load_mapping(config.mapping, ctx.config_dir)
         # Hot path: each event starts as a copy of the constants (two levels of plain
         # values: dict copies; anything deeper: a parse of their JSON, as fresh as a
-        # copy); fields are (index of the parent object, parent path, its key when it
-        # is a top-level object (made inline: most are), leaf key, top-level source key
-        # or None, source path); the parent objects of one event are kept in a list by
-        # index (a tuple key would be hashed per field). A constant wins over a field
-        # with the same destination, as the mapping format documents.
+        # copy); fields are _FieldSteps; the parent objects of one event are kept in a
+        # list by index (a tuple key would be hashed per field). A constant wins over a
+        # field with the same destination, as the mapping format documents.
         template: Event = {}
         for dst, value in self.spec.constants.items():
             put_parts(template, dst.split("."), value)
@@ -65,11 +63,8 @@ class MappingDecoder(BaseDecoder):
             for v in template.values()) else None
         constant_paths = set(self.spec.constants)
         parents: dict[tuple[str, ...], int] = {}
-        self._fields = [
-            (parents.setdefault(tuple(dst.split(".")[:-1]), len(parents)),
-             tuple(dst.split(".")[:-1]), dst.split(".")[0] if dst.count(".") == 1 else None,
-             dst.split(".")[-1], src if "." not in src else None, src.split("."))
-            for dst, src in self.spec.fields.items() if dst not in constant_paths]
+        self._fields = [_field_step(parents, dst, src)
+                        for dst, src in self.spec.fields.items() if dst not in constant_paths]
         self._parents = len(parents)
         sev = self.spec.severity
         self._severity = (
@@ -94,13 +89,12 @@ class MappingDecoder(BaseDecoder):
         event = self._fresh()
         nodes: list[dict[str, Any] | None] = [None] * self._parents
         get_top = obj.get
-        for i, parent, top, leaf, key, src in self._fields:
-            value: Any
-            if key is not None:
-                value = get_top(key)
-            else:
-                value = obj
-                for part in src:
+        for i, parent, top, leaf, first, second, deeper in self._fields:
+            value: Any = get_top(first)
+            if second is not None:
+                value = value.get(second) if isinstance(value, dict) else None
+            elif deeper:
+                for part in deeper:
                     if not isinstance(value, dict):
                         value = None
                         break
@@ -164,6 +158,22 @@ class MappingDecoder(BaseDecoder):
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=self._tz)
         return parsed.isoformat()
+
+
+# How convert() fills one destination: (index of the parent object, parent path, its key
+# when it is a top-level object (made inline: most are), leaf key; the source path as
+# its first part, its second when it has exactly two (most nested ones: inline), else
+# the parts after the first).
+_FieldStep = tuple[int, tuple[str, ...], str | None, str, str, str | None, tuple[str, ...]]
+
+
+def _field_step(parents: dict[tuple[str, ...], int], dst: str, src: str) -> _FieldStep:
+    """The step for ``dst: src``, numbering a new parent object in ``parents``."""
+    *parent, leaf = dst.split(".")
+    first, *rest = src.split(".")
+    return (parents.setdefault(tuple(parent), len(parents)), tuple(parent),
+            parent[0] if len(parent) == 1 else None, leaf, first,
+            rest[0] if len(rest) == 1 else None, tuple(rest) if len(rest) > 1 else ())
 
 
 def _parse_offset(text: str) -> timezone:

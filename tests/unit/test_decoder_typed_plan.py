@@ -43,7 +43,8 @@ HOSTILE: list[Any] = [
 DEEP_MAPPING = """\
 name: deep
 timestamp: {field: ts}
-fields: {host.name: hostname, destination.ip: ip, process: process, source: peer,
+fields: {user.name: process.owner.name, user.domain: a.b.c, host.name: hostname,
+         destination.ip: ip, process: process, source: peer,
          event.severity: level, process.parent.pid.x: ppid, "@timestamp": time,
          socd.layer: layer}
 severity: {field: sev, table: {cao: high}}
@@ -164,6 +165,19 @@ def test_mapping_decoders_answer_as_with_the_full_walk(tmp_path: Path) -> None:
         for data in RECORDS:
             full._times.clear()  # and no text from the timestamp cache
             assert _outcome(_decode(planned, data)) == _outcome(_decode(full, data)), data
+
+
+def test_sources_one_two_and_more_parts_deep(tmp_path: Path) -> None:
+    dec = _decoder("deep.yaml", tmp_path)
+    ts = '"ts": "2026-11-16T00:11:43+07:00"'
+    [event] = _decode(dec, b'{%s, "hostname": "h", "process": {"owner": {"name": "u"}}, '
+                           b'"a": {"b": {"c": "d"}}}' % ts.encode()).events
+    assert event["user"] == {"name": "u", "domain": "d"}
+    assert event["host"] == {"name": "h"}
+    for other in (b'"process": {"owner": "u"}, "a": {"b": 1}', b'"process": 1, "a": []',
+                  b'"process": {"owner": {"name": ""}}, "a": {"b": {"c": null}}'):
+        [event] = _decode(dec, b'{%s, %s}' % (ts.encode(), other)).events
+        assert "user" not in event
 
 
 def test_the_timestamp_cache_is_bounded() -> None:

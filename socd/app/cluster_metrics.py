@@ -36,3 +36,8 @@ PROCESSED = Counter(
     "socd_cluster_events_processed_total",
     "Events a worker ran through a partition's rules (live, not rebuild replays).",
     ["topic"], registry=REGISTRY)
+DUPLICATES = Counter(
+    "socd_cluster_duplicates_skipped_total",
+    "Events a worker skipped because their event.hash was already seen in the partition "
+    "within its rules' longest window (an intake published a batch again after a crash).",
+    ["topic"], registry=REGISTRY)

@@ -17,7 +17,9 @@ them away after a timeout) are dropped without a commit.
 notification core as in one process); its offsets are committed once they are stored or
 spooled, in order. A crash replays from the last commit: the alerts raised again have the
 same ids (``event.hash`` = rule, key, first trigger event), which Elasticsearch, the
-SQLite store and the notification queue each keep once.
+SQLite store and the notification queue each keep once. An event an intake published
+twice (it crashed between Kafka's confirmation and its journal's release) is skipped
+by its ``event.hash`` (:mod:`socd.app.cluster_seen`), so a count does not count it twice.
 
 Every Kafka call is made in one worker thread at a time (confluent-kafka is blocking);
 rebalance callbacks run inside ``consume`` there, while the event loop is not using the
@@ -39,6 +41,7 @@ import orjson
 import structlog
 
 from socd.app.cluster_metrics import (
+    DUPLICATES,
     PARTITIONS_ASSIGNED,
     PROCESSED,
     REBUILD_EVENTS,
@@ -47,6 +50,7 @@ from socd.app.cluster_metrics import (
     STATE_KEYS,
 )
 from socd.app.cluster_plan import ClusterPlan, KeyTopic
+from socd.app.cluster_seen import SeenHashes
 from socd.app.deadletter import DeadLetter
 from socd.config import ClassificationConfig
 from socd.config.cluster import ClusterConfig
@@ -114,6 +118,8 @@ class PartitionState:
     # The committed offset at assignment: messages before it are a muted replay.
     live_from: int
     next_offset: int
+    # event.hash values seen lately: an intake's republished batch is skipped
+    seen: SeenHashes
     assigned_at: float = field(default_factory=time.monotonic)
     rebuilding: bool = True
     replayed: int = 0
@@ -193,6 +199,7 @@ class ClusterWorker:
         init_group(self.group)
         self._drained = asyncio.Event()  # set whenever nothing is in flight
         self.events_processed = 0
+        self.duplicates_skipped = 0
         self.ready = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -406,8 +413,10 @@ class ClusterWorker:
                 self._drop(tp)
                 continue
             topic = self.topics[tp[0]]
+            window_ms = int((topic.window + self.cfg.rebuild_slack_secs) * 1000)
             state = PartitionState(topic, tp[1], self.make_engine(topic.rules),
-                                   live_from=live_from, next_offset=start)
+                                   live_from=live_from, next_offset=start,
+                                   seen=SeenHashes(window_ms))
             self.parts[tp] = state
             if start >= live_from:
                 state.finish_rebuild()
@@ -467,21 +476,28 @@ class ClusterWorker:
         muted: list[Event] = []
         live: list[Event] = []
         last_live: int | None = None
+        repeats = 0
+        seen = state.seen
         for msg in batch:
             offset = msg.offset()
             if offset < state.next_offset:
                 continue  # already seen (a seek back in a rebalance)
             state.next_offset = offset + 1
             event = self._decode(msg)
-            if offset < state.live_from:
-                if event is not None:
-                    muted.append(event)
+            is_live = offset >= state.live_from
+            if is_live:
+                last_live = offset  # committed even when skipped below
+            if event is None:
                 continue
-            last_live = offset
-            if event is not None:
-                live.append(event)
+            if seen.repeated(event["event"].get("hash"), msg.timestamp()[1]):
+                repeats += is_live  # a replayed repeat was counted by its first reader
+                continue
+            (live if is_live else muted).append(event)
         engine = state.engine
         name = state.topic.name
+        if repeats:
+            DUPLICATES.labels(name).inc(repeats)
+            self.duplicates_skipped += repeats
         if muted:
             engine.process(muted)  # alerts muted: the previous owner raised them
             state.replayed += len(muted)

@@ -1,0 +1,129 @@
+"""An intake's republished batch is not counted twice by a worker (issue 18).
+
+An intake that crashes after Kafka confirmed a batch and before its journal released it
+publishes the batch again at restart, from a new producer session (Kafka's idempotence
+does not span sessions). Real Kafka (the `make services` broker): the same events are
+published twice by two publishing sinks; the worker skips the second copies by
+``event.hash`` and raises exactly the alerts one RuleEngine raises for the events once,
+with the same ids. A second worker that takes the partition over refills its memory of
+hashes from the muted rebuild replay and skips a third copy too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from socd.app.cluster_intake import RepartitionSink, producer_config
+from socd.app.cluster_plan import build_plan
+from socd.app.cluster_worker import AlertFinisher, ClusterWorker, consumer_config
+from socd.app.deadletter import DeadLetter
+from socd.config import ClassificationConfig
+from socd.config.cluster import ClusterConfig
+from socd.engine import RuleEngine, load_text
+from socd.event import Event
+from socd.kafka.client import KafkaClientConfig
+from socd.plugins import Ack
+from tests.integration.test_cluster_rebuild import _until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+RULES = """
+rules:
+  - id: k4-dedup-bruteforce
+    title: "Dò mật khẩu (kiểm thử)"
+    severity: high
+    match: {field: event.outcome, equals: failure}
+    threshold: {count: 5, window: 10m, group_by: [source.ip]}
+"""
+
+
+def _events() -> list[Event]:
+    """5 failures of one address (one alert), 4 of another (none: 8 if counted twice),
+    and 7 of a third (one alert; a second copy would make it 14, a second alert)."""
+    out: list[Event] = []
+    for ip, n in (("203.0.113.5", 5), ("203.0.113.4", 4), ("203.0.113.7", 7)):
+        out.extend({"@timestamp": f"2026-11-20T08:00:{i:02d}+07:00",
+                    "event": {"outcome": "failure", "hash": f"k4-{ip}-{i}",
+                              "created": "2026-11-20T01:00:00Z"},
+                    "source": {"ip": ip}, "user": {"name": f"u{i}"},
+                    "socd": {"collector": "test", "asset_kind": "server"}}
+                   for i in range(n))
+    return out
+
+
+async def test_a_republished_batch_raises_each_alert_once(kafka_bootstrap: str,
+                                                          tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    rules, problems = load_text(RULES)
+    assert not problems
+
+    def make_engine(subset: Any) -> RuleEngine:
+        return RuleEngine(subset)
+
+    prefix = f"k4dd{uuid.uuid4().hex[:8]}"
+    plan = build_plan(rules, prefix, make_engine)
+    [topic] = plan.topics
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
+    admin.create_topics([NewTopic(topic.name, num_partitions=2,
+                                  replication_factor=1)])[topic.name].result()
+    client = KafkaClientConfig.model_validate({"bootstrap_servers": [kafka_bootstrap]})
+    cluster = ClusterConfig.model_validate({"kafka": {}, "topic_prefix": prefix,
+                                            "partitions": 2, "session_timeout_ms": 6000})
+    dead_letter = DeadLetter(str(tmp_path / "dead-letter"))
+    alerts: list[Event] = []
+
+    async def deliver(batch: list[Event], ack: Ack, _received: float) -> None:
+        alerts.extend(batch)
+        ack.pending = 1
+        ack.done()
+
+    def worker() -> ClusterWorker:
+        return ClusterWorker(plan, consumer_config(client, str(tmp_path),
+                                                   f"{prefix}.workers", cluster),
+                             cluster, make_engine, deliver,
+                             AlertFinisher(ClassificationConfig()), dead_letter)
+
+    async def publish(events: list[Event]) -> None:
+        """One producer session, as an intake run (a restart is a new one)."""
+        sink = RepartitionSink(plan, producer_config(client, str(tmp_path)), dead_letter)
+        await sink.start()
+        try:
+            await sink.write([dict(e) for e in events])
+        finally:
+            await sink.close()
+
+    events = _events()
+    total = len(events)
+    try:
+        await publish(events)
+        await publish(events)  # the intake's journal replays the batch after a crash
+        first = worker()
+        await first.start()
+        await _until(lambda: first.events_processed + first.duplicates_skipped == 2 * total,
+                     "worker A to read both copies")
+        assert first.events_processed == total
+        assert first.duplicates_skipped == total
+        await first.stop(10.0)  # commits, leaves the group
+        raised = [a["event"]["hash"] for a in alerts]
+
+        await publish(events)  # once more, read by the next owner after its rebuild
+        second = worker()
+        await second.start()
+        await _until(lambda: second.duplicates_skipped == total,
+                     "worker B to skip the third copy")
+        assert second.events_processed == 0
+        assert sum(s.replayed for s in second.parts.values()) == total
+        await second.stop(10.0)
+    finally:
+        dead_letter.close()
+        admin.delete_topics([topic.name])
+    once = RuleEngine(rules).process([dict(e) for e in events])[total:]
+    assert sorted(raised) == sorted(a["event"]["hash"] for a in once)
+    assert len(raised) == 2
+    assert [a["event"]["hash"] for a in alerts] == raised  # nothing more from worker B

@@ -1,0 +1,69 @@
+"""The cluster's Kafka clients and its memory of event hashes (issue 18)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from socd import config as config_mod
+from socd.app.cluster import ClusterRole
+from socd.app.cluster_intake import producer_config
+from socd.app.cluster_kafka import group_id
+from socd.app.cluster_seen import SeenHashes
+from socd.app.cluster_worker import consumer_config
+
+
+def test_a_hash_repeats_only_within_the_window() -> None:
+    seen = SeenHashes(window_ms=1000)
+    assert not seen.repeated("a", 10_000)
+    assert seen.repeated("a", 10_500)
+    assert not seen.repeated("b", 11_000)
+    assert seen.repeated("a", 11_000)  # exactly the window: still remembered
+    assert not seen.repeated("a", 11_001)  # forgotten, then remembered anew
+    assert seen.repeated("a", 11_002)
+    assert not seen.repeated("b", 12_500)  # 11_000 and 11_001 are out of the window now
+    assert len(seen) == 1
+
+
+def test_the_memory_is_bounded_oldest_first() -> None:
+    seen = SeenHashes(window_ms=10**9, limit=3)
+    for h in "abcd":
+        assert not seen.repeated(h, 1)
+    assert len(seen) == 3
+    assert not seen.repeated("a", 1)  # the oldest went first
+    assert seen.repeated("d", 1)
+
+
+def test_events_without_a_text_hash_are_never_repeats() -> None:
+    seen = SeenHashes(window_ms=1000)
+    for value in (None, 7, None, 7, b"x", b"x"):
+        assert not seen.repeated(value, 1)
+    assert len(seen) == 0
+
+
+def test_the_runtime_clients_honour_tls_and_sasl(tmp_path: Path) -> None:
+    """The admin, producer and consumer settings a cluster process runs with are built
+    from cluster.kafka through KafkaClientConfig: TLS files (relative to the config's
+    directory), SASL mechanism and credentials, not only the bootstrap servers."""
+    path = tmp_path / "socd.yaml"
+    path.write_text(
+        f"state_dir: {tmp_path}/state\ncluster:\n  topic_prefix: k4\n  kafka:\n"
+        "    bootstrap_servers: ['kafka-1.example:9093']\n"
+        "    tls: {ca_file: tls/ca.pem}\n"
+        "    sasl: {mechanism: SCRAM-SHA-512, username: socd, password: s3cret}\n")
+    cfg = config_mod.load(str(path))
+    role = ClusterRole.from_config(cfg, "all")
+    assert role is not None
+    clients = {
+        "admin": role.settings,
+        "producer": producer_config(role.client, cfg.config_dir),
+        "consumer": consumer_config(role.client, cfg.config_dir, group_id(role.cluster),
+                                    role.cluster),
+    }
+    for name, settings in clients.items():
+        assert settings["bootstrap.servers"] == "kafka-1.example:9093", name
+        assert settings["security.protocol"] == "SASL_SSL", name
+        assert settings["ssl.ca.location"] == str(tmp_path / "tls" / "ca.pem"), name
+        assert (settings["sasl.mechanism"], settings["sasl.username"],
+                settings["sasl.password"]) == ("SCRAM-SHA-512", "socd", "s3cret"), name
+    assert clients["consumer"]["group.id"] == "k4.workers"
+    assert clients["producer"]["acks"] == "all"

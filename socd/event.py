@@ -507,27 +507,32 @@ def parse_timestamp(value: Any) -> str:
     raise DecodeError("invalid_field", f"@timestamp has type {type(value).__name__}")
 
 
-def _coerce_int(event: Event, path: str) -> None:
-    value = get(event, path, _MISSING)
-    if value is _MISSING or value is None:
-        return
-    number = _as_int(value, path)
-    if number is not value:
-        put(event, path, number)
+# Elasticsearch's long: a larger integer fails its bulk item, and orjson (every sink)
+# refuses one beyond 64 bits outright, so it is refused here with the other bad values.
+_LONG_MIN: Final = -(2**63)
+_LONG_MAX: Final = 2**63 - 1
 
 
 def _as_int(value: Any, path: str) -> int:
-    """``value`` as an int (the same object when it already is one)."""
+    """``value`` as an int (the same object when it already is one) in the range of a
+    64-bit signed integer."""
+    number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
         try:
-            return int(value)
+            number = int(value)
         except ValueError:  # "--5", "²": isdigit() accepts what int() refuses
-            pass
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    raise DecodeError("invalid_field", f"{path} must be an integer, got {str(value)[:64]!r}")
+            number = None
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None:
+        raise DecodeError("invalid_field",
+                          f"{path} must be an integer, got {str(value)[:64]!r}")
+    if not _LONG_MIN <= number <= _LONG_MAX:
+        raise DecodeError("invalid_field", f"{path} is outside the 64-bit integer range, "
+                          f"got {str(value)[:64]!r}")
+    return number
 
 
 def _canonical_ip(value: Any, path: str) -> str:
@@ -551,7 +556,7 @@ def _check_typed(node: dict[str, Any], tree: TypedTree) -> None:
                 _check_typed(value, spec)
             continue
         kind, path = spec
-        if kind != "int" or type(value) is not int:
+        if kind != "int" or type(value) is not int or not _LONG_MIN <= value <= _LONG_MAX:
             _check_value(node, key, value, kind, path)
 
 
@@ -566,12 +571,13 @@ def _check_plan(event: Event, plan: TypedPlan) -> None:
         else:
             for key, kind, path in fields:
                 value = node.get(key)
-                if value is not None and (kind != "int" or type(value) is not int):
+                if value is not None and (kind != "int" or type(value) is not int
+                                          or not _LONG_MIN <= value <= _LONG_MAX):
                     _check_value(node, key, value, kind, path)
 
 
 def _check_value(node: dict[str, Any], key: str, value: Any, kind: str, path: str) -> None:
-    """Coerce or refuse one typed value (an int already an int never gets here)."""
+    """Coerce or refuse one typed value (a 64-bit int never gets here)."""
     if kind == "int":
         node[key] = _as_int(value, path)
     elif isinstance(value, list):

@@ -14,6 +14,7 @@ sees its own alerts either.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,7 @@ import orjson
 
 from socd.app.cluster_metrics import PUBLISHED
 from socd.app.cluster_plan import ClusterPlan
+from socd.app.cluster_seen import PUBLISH_HEADER
 from socd.app.deadletter import DeadLetter
 from socd.errors import HealthCheckError, SinkError
 from socd.event import Event
@@ -109,6 +111,9 @@ class RepartitionSink:
         if not messages:
             return
         failures: list[str] = []
+        # which write published these: a worker skips an event already read from another
+        # one (a batch published again after a crash or a partial failure; cluster_seen)
+        headers = [(PUBLISH_HEADER, os.urandom(8))]
 
         def delivered(err: Any, _msg: Any) -> None:
             if err is not None:
@@ -121,7 +126,8 @@ class RepartitionSink:
                 for topic, key, value in messages:
                     while True:
                         try:
-                            producer.produce(topic, value, key, on_delivery=delivered)
+                            producer.produce(topic, value, key, on_delivery=delivered,
+                                             headers=headers)
                             break
                         except BufferError:
                             producer.poll(0.05)

@@ -1,60 +1,81 @@
-"""The event.hash values a worker saw lately in one partition (issue 18).
+"""What a worker read lately in one partition, to skip an intake's republished batch
+(issue 18).
 
 An intake that crashes after Kafka confirmed a batch and before its journal released it
-publishes that batch again at restart. Kafka's idempotent producer deduplicates retries
-within one producer session only, so the worker reads those events twice, and a plain
-count threshold could count them twice. Each owned partition therefore remembers the
-``event.hash`` of the events it ran within the partition's longest window (the span a
-rebuild replays, so the muted replay after an assignment refills it), bounded in size;
-an event whose hash is remembered is skipped.
+publishes that batch again at restart (and its sink runner writes a batch again after a
+partial failure). Kafka's idempotent producer deduplicates only its own retries within
+one producer session, so the worker reads those events twice, and a plain count
+threshold could count them twice.
 
-Time is the Kafka message timestamp (the intake's publication time): every message has
-one, and a republished batch comes after the original, so it is compared with what was
-seen before it.
+``event.hash`` alone cannot tell a republication from a source that sent the same bytes
+twice (two identical syslog lines in one second): one process counts both, so must the
+cluster. The intake therefore marks each message with the id of the write that
+published it (header ``socd-publish``, random per write), and an event is a repeat when
+its ``event.hash`` and ``event.created`` (the receive time, kept by the journal) were
+already read *from another write*. Identical records of one batch share a write and
+are all counted; a republished batch comes from a new write and is skipped.
+
+Each owned partition remembers the events of the partition's longest window (the span
+a rebuild replays, so the muted replay after an assignment refills it), bounded in
+size. Time is the Kafka message timestamp (the publication time): every message has
+one, and a republished batch follows its original.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-# At most this many hashes per partition (about 170 bytes each): a republished batch
-# follows its original closely, so the newest ones are those that matter.
-MAX_SEEN_PER_PARTITION = 50_000
+# At most this many events per partition (about 300 bytes each: 10 MB at the cap): a
+# republished batch follows its original within seconds, so the newest ones matter.
+MAX_SEEN_PER_PARTITION = 32_768
+PUBLISH_HEADER = "socd-publish"
 
 
-class SeenHashes:
-    """Hashes seen within ``window_ms`` of the newest message time, oldest forgotten
-    first; at most ``limit`` of them."""
+class SeenEvents:
+    """Events (hash, created) seen within ``window_ms`` of the newest message time, with
+    the write that published each, oldest forgotten first; at most ``limit``."""
 
-    __slots__ = ("_order", "_set", "limit", "newest_ms", "window_ms")
+    __slots__ = ("_by_key", "_order", "limit", "newest_ms", "window_ms")
 
     def __init__(self, window_ms: int, limit: int = MAX_SEEN_PER_PARTITION) -> None:
         self.window_ms = window_ms
         self.limit = limit
         self.newest_ms = 0
         self._order: deque[tuple[int, str]] = deque()
-        self._set: set[str] = set()
+        self._by_key: dict[str, bytes | None] = {}
 
     def __len__(self) -> int:
-        return len(self._set)
+        return len(self._by_key)
 
-    def repeated(self, value: object, at_ms: int) -> bool:
-        """True if ``value`` (an event.hash) was seen within the window before; else
-        remember it. A missing or non-text hash is never a repeat (nothing to compare)."""
-        if type(value) is not str:
+    def repeated(self, hash_: object, created: object, publish: bytes | None,
+                 at_ms: int) -> bool:
+        """True if this event was read within the window from another write; else
+        remember it. Without a text hash nothing is compared (never a repeat)."""
+        if type(hash_) is not str:
             return False
         if at_ms > self.newest_ms:
             self.newest_ms = at_ms
             self._expire(at_ms - self.window_ms)
-        if value in self._set:
-            return True
-        self._set.add(value)
-        self._order.append((at_ms, value))
+        key = f"{hash_}|{created}"
+        by_key = self._by_key
+        if key in by_key:
+            return by_key[key] != publish
+        by_key[key] = publish
+        self._order.append((at_ms, key))
         if len(self._order) > self.limit:
-            self._set.discard(self._order.popleft()[1])
+            del by_key[self._order.popleft()[1]]
         return False
 
     def _expire(self, before_ms: int) -> None:
         order = self._order
         while order and order[0][0] < before_ms:
-            self._set.discard(order.popleft()[1])
+            del self._by_key[order.popleft()[1]]
+
+
+def publish_id(headers: list[tuple[str, bytes]] | None) -> bytes | None:
+    """The ``socd-publish`` header of a message (None from a publisher without it)."""
+    if headers:
+        for name, value in headers:
+            if name == PUBLISH_HEADER:
+                return value
+    return None

@@ -19,7 +19,7 @@ spooled, in order. A crash replays from the last commit: the alerts raised again
 same ids (``event.hash`` = rule, key, first trigger event), which Elasticsearch, the
 SQLite store and the notification queue each keep once. An event an intake published
 twice (it crashed between Kafka's confirmation and its journal's release) is skipped
-by its ``event.hash`` (:mod:`socd.app.cluster_seen`), so a count does not count it twice.
+(:mod:`socd.app.cluster_seen`), so a count does not count it twice.
 
 Every Kafka call is made in one worker thread at a time (confluent-kafka is blocking);
 rebalance callbacks run inside ``consume`` there, while the event loop is not using the
@@ -50,7 +50,7 @@ from socd.app.cluster_metrics import (
     STATE_KEYS,
 )
 from socd.app.cluster_plan import ClusterPlan, KeyTopic
-from socd.app.cluster_seen import SeenHashes
+from socd.app.cluster_seen import SeenEvents, publish_id
 from socd.app.deadletter import DeadLetter
 from socd.config import ClassificationConfig
 from socd.config.cluster import ClusterConfig
@@ -118,8 +118,8 @@ class PartitionState:
     # The committed offset at assignment: messages before it are a muted replay.
     live_from: int
     next_offset: int
-    # event.hash values seen lately: an intake's republished batch is skipped
-    seen: SeenHashes
+    # events read lately: an intake's republished batch is skipped
+    seen: SeenEvents
     assigned_at: float = field(default_factory=time.monotonic)
     rebuilding: bool = True
     replayed: int = 0
@@ -416,7 +416,7 @@ class ClusterWorker:
             window_ms = int((topic.window + self.cfg.rebuild_slack_secs) * 1000)
             state = PartitionState(topic, tp[1], self.make_engine(topic.rules),
                                    live_from=live_from, next_offset=start,
-                                   seen=SeenHashes(window_ms))
+                                   seen=SeenEvents(window_ms))
             self.parts[tp] = state
             if start >= live_from:
                 state.finish_rebuild()
@@ -489,7 +489,9 @@ class ClusterWorker:
                 last_live = offset  # committed even when skipped below
             if event is None:
                 continue
-            if seen.repeated(event["event"].get("hash"), msg.timestamp()[1]):
+            ev = event["event"]
+            if seen.repeated(ev.get("hash"), ev.get("created"), publish_id(msg.headers()),
+                             msg.timestamp()[1]):
                 repeats += is_live  # a replayed repeat was counted by its first reader
                 continue
             (live if is_live else muted).append(event)

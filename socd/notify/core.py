@@ -110,8 +110,9 @@ class _Plan:
 
 
 # Alert ids (event.hash) remembered to drop a repeated delivery of the same alert: a
-# journal replay after a crash, or a Kafka worker's batch processed again after a
-# rebalance (docs/scaling.md). Bounded: the oldest are forgotten first.
+# journal replay after a crash, or a batch a Kafka worker processes again itself (a
+# repeat raised by another worker, after a crash, is not known here: docs/scaling.md,
+# Delivery semantics). Bounded: the oldest are forgotten first.
 SEEN_MAX = 65_536
 
 

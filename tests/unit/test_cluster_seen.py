@@ -8,36 +8,50 @@ from socd import config as config_mod
 from socd.app.cluster import ClusterRole
 from socd.app.cluster_intake import producer_config
 from socd.app.cluster_kafka import group_id
-from socd.app.cluster_seen import SeenHashes
+from socd.app.cluster_seen import PUBLISH_HEADER, SeenEvents, publish_id
 from socd.app.cluster_worker import consumer_config
 
 
-def test_a_hash_repeats_only_within_the_window() -> None:
-    seen = SeenHashes(window_ms=1000)
-    assert not seen.repeated("a", 10_000)
-    assert seen.repeated("a", 10_500)
-    assert not seen.repeated("b", 11_000)
-    assert seen.repeated("a", 11_000)  # exactly the window: still remembered
-    assert not seen.repeated("a", 11_001)  # forgotten, then remembered anew
-    assert seen.repeated("a", 11_002)
-    assert not seen.repeated("b", 12_500)  # 11_000 and 11_001 are out of the window now
-    assert len(seen) == 1
+def test_a_repeat_is_an_event_read_before_from_another_write() -> None:
+    seen = SeenEvents(window_ms=1000)
+    assert not seen.repeated("a", "t0", b"w1", 10_000)
+    assert not seen.repeated("a", "t0", b"w1", 10_000)  # the same bytes twice in one write
+    assert seen.repeated("a", "t0", b"w2", 10_500)  # the write published again
+    assert not seen.repeated("a", "t1", b"w2", 10_500)  # received again later: counted
+    assert not seen.repeated("b", "t0", None, 10_600)
+
+
+def test_a_repeat_counts_only_within_the_window() -> None:
+    seen = SeenEvents(window_ms=1000)
+    assert not seen.repeated("a", "t", b"w1", 10_000)
+    assert seen.repeated("a", "t", b"w2", 11_000)  # exactly the window: still remembered
+    assert not seen.repeated("b", "t", b"w2", 11_001)  # forgets "a"
+    assert not seen.repeated("a", "t", b"w3", 11_002)  # forgotten, then remembered anew
+    assert seen.repeated("a", "t", b"w4", 11_003)
+    assert len(seen) == 2
 
 
 def test_the_memory_is_bounded_oldest_first() -> None:
-    seen = SeenHashes(window_ms=10**9, limit=3)
+    seen = SeenEvents(window_ms=10**9, limit=3)
     for h in "abcd":
-        assert not seen.repeated(h, 1)
+        assert not seen.repeated(h, "t", b"w1", 1)
     assert len(seen) == 3
-    assert not seen.repeated("a", 1)  # the oldest went first
-    assert seen.repeated("d", 1)
+    assert not seen.repeated("a", "t", b"w2", 1)  # the oldest went first
+    assert seen.repeated("d", "t", b"w2", 1)
 
 
 def test_events_without_a_text_hash_are_never_repeats() -> None:
-    seen = SeenHashes(window_ms=1000)
+    seen = SeenEvents(window_ms=1000)
     for value in (None, 7, None, 7, b"x", b"x"):
-        assert not seen.repeated(value, 1)
+        assert not seen.repeated(value, "t", b"w1", 1)
+        assert not seen.repeated(value, "t", b"w2", 1)
     assert len(seen) == 0
+
+
+def test_the_publish_header_is_found_among_others() -> None:
+    assert publish_id(None) is None
+    assert publish_id([]) is None
+    assert publish_id([("x", b"1"), (PUBLISH_HEADER, b"w")]) == b"w"
 
 
 def test_the_runtime_clients_honour_tls_and_sasl(tmp_path: Path) -> None:

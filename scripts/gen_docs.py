@@ -821,13 +821,14 @@ Elasticsearch index template are generated from it. Events may carry other field
   their input (IoC marks, alert status, rule metadata, block and notify actions,
   provenance) and count it in `socd_input_fields_stripped_total`. Those are written
   only by classification, the rules engine and the lifecycle commands.
-* Fields of type `long` and `byte` that hold integer text (`"443"`) become integers;
-  `ip` fields must hold one IP address that passes the address gate (`socd.netaddr`: no
-  IPv6 zone id such as `2001:db8::5%x`, no whitespace) and are rewritten to its
-  canonical text (`::ffff:203.0.113.9` becomes `203.0.113.9`, `2001:DB8::1` becomes
-  `2001:db8::1`); `socd.layer` must be 1-4 and `socd.system_level` 1-5. An event that
-  breaks one of these rules is not delivered: it is dead-lettered with reason
-  `invalid_field`, so it cannot fail a bulk request later.
+* Fields of type `long` and `byte` that hold integer text (`"443"`) become integers,
+  which must fit a signed 64-bit integer (`1e20` is refused); `ip` fields must hold
+  one IP address that passes the address gate (`socd.netaddr`: no IPv6 zone id such
+  as `2001:db8::5%x`, no whitespace) and are rewritten to its canonical text
+  (`::ffff:203.0.113.9` becomes `203.0.113.9`, `2001:DB8::1` becomes `2001:db8::1`);
+  `socd.layer` must be 1-4 and `socd.system_level` 1-5. An event that breaks one of
+  these rules is not delivered: it is dead-lettered with reason `invalid_field`, so it
+  cannot fail a bulk request later.
 
 ## Fields
 

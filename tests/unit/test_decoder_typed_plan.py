@@ -180,8 +180,8 @@ def test_sources_one_two_and_more_parts_deep(tmp_path: Path) -> None:
         assert "user" not in event
 
 
-def test_the_timestamp_cache_is_bounded() -> None:
-    dec = _decoder("server_edr", Path("."))
+def test_the_timestamp_cache_is_bounded(tmp_path: Path) -> None:
+    dec = _decoder("server_edr", tmp_path)
     padded = " " * 100 + "2026-11-16T00:11:43+07:00"
     line = orjson.dumps({"alert_id": "1", "detected_at": padded})
     [event] = _decode(dec, line).events

@@ -29,6 +29,12 @@ from collections import deque
 # republished batch follows its original within seconds, so the newest ones matter.
 MAX_SEEN_PER_PARTITION = 32_768
 PUBLISH_HEADER = "socd-publish"
+# The topics are an input like any other: what is kept per event is bounded (socd's
+# hashes have 32 characters, its times about 24, its write ids 8 bytes). A longer hash
+# is not compared at all; a longer time or write id is cut (only forged events merge).
+MAX_HASH_CHARS = 128
+MAX_CREATED_CHARS = 64
+MAX_PUBLISH_BYTES = 16
 
 
 class SeenEvents:
@@ -50,13 +56,15 @@ class SeenEvents:
     def repeated(self, hash_: object, created: object, publish: bytes | None,
                  at_ms: int) -> bool:
         """True if this event was read within the window from another write; else
-        remember it. Without a text hash nothing is compared (never a repeat)."""
-        if type(hash_) is not str:
+        remember it. Without a text hash of socd's size nothing is compared (never a
+        repeat); ``publish`` is at most MAX_PUBLISH_BYTES (:func:`publish_id`)."""
+        if type(hash_) is not str or len(hash_) > MAX_HASH_CHARS:
             return False
         if at_ms > self.newest_ms:
             self.newest_ms = at_ms
             self._expire(at_ms - self.window_ms)
-        key = f"{hash_}|{created}"
+        when = created[:MAX_CREATED_CHARS] if type(created) is str else ""
+        key = f"{hash_}|{when}"
         by_key = self._by_key
         if key in by_key:
             return by_key[key] != publish
@@ -73,9 +81,10 @@ class SeenEvents:
 
 
 def publish_id(headers: list[tuple[str, bytes]] | None) -> bytes | None:
-    """The ``socd-publish`` header of a message (None from a publisher without it)."""
+    """The ``socd-publish`` header of a message (None from a publisher without it),
+    at most MAX_PUBLISH_BYTES of it."""
     if headers:
         for name, value in headers:
             if name == PUBLISH_HEADER:
-                return value
+                return value[:MAX_PUBLISH_BYTES] if type(value) is bytes else None
     return None

@@ -16,10 +16,12 @@ them away after a timeout) are dropped without a commit.
 (:meth:`~socd.app.pipeline.Pipeline.submit_processed`: same runners, spools and
 notification core as in one process); its offsets are committed once they are stored or
 spooled, in order. A crash replays from the last commit: the alerts raised again have the
-same ids (``event.hash`` = rule, key, first trigger event), which Elasticsearch, the
-SQLite store and the notification queue each keep once. An event an intake published
-twice (it crashed between Kafka's confirmation and its journal's release) is skipped
-(:mod:`socd.app.cluster_seen`), so a count does not count it twice.
+same ids (``event.hash`` = rule, key, first trigger event), which Elasticsearch and the
+SQLite store keep once; a notification queue knows only its own process, so alerts
+another worker raised before it crashed may be notified again (docs/scaling.md). An
+event an intake published twice (it crashed between Kafka's confirmation and its
+journal's release) is skipped (:mod:`socd.app.cluster_seen`), so a count does not
+count it twice.
 
 Every Kafka call is made in one worker thread at a time (confluent-kafka is blocking);
 rebalance callbacks run inside ``consume`` there, while the event loop is not using the

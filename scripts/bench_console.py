@@ -17,7 +17,8 @@ HTTP client signed in through the login form measures:
 
 * ``console_store`` (the store alone): ``queue_p95_ms``, the first page of the
   queue filtered by severity and unit (60 requests, every severity and unit);
-  ``detail_p95_ms``, an alert's page (60 alerts); ``bulk_ack_selected``, 1,000 ticked alerts acknowledged in one form;
+  ``detail_p95_ms``, an alert's page (60 alerts); ``bulk_ack_selected``, 1,000
+  ticked alerts acknowledged in one form;
   ``bulk_ack_filter``, "all that match" (critical, one agency, new: about 1,200
   alerts) acknowledged in one action: a page shows at most 200 rows, so this is how
   an analyst acknowledges 1,000. The store copy is checked after.

@@ -44,6 +44,41 @@ def _formats() -> tuple[str, ...]:
     return tuple(FORMATS)
 
 
+Reason = tuple[str, dict[str, str]]  # an i18n key and its values
+
+
+def why_refused(allowlist: Any, kind: str, value: str, said: str | None = None
+                ) -> Reason | None:
+    """Why the allowlist refuses ``value``, as words of the page's language (the
+    allowlist's own :meth:`~socd.ioc.allowlist.Allowlist.reason` is English, for logs
+    and the CLI): the key names the case, the values the entries that cover it. ``said``
+    (the allowlist's English reason, when the import already has it) is kept for a case
+    not recognised here; ``None`` when the value is not allowlisted."""
+    said = said if said is not None else allowlist.reason(kind, value)
+    if said is None:
+        return None
+    if kind == "ip":
+        try:
+            hits = allowlist.overlapping(value)
+        except ValueError:
+            hits = []
+        if hits:
+            single = "/" not in value or value.endswith(("/32", "/128"))
+            return ("iocs.why.ip_in" if single else "iocs.why.ip_overlaps",
+                    {"value": value, "entries": ", ".join(str(n) for n in hits[:3])})
+    elif kind == "domain":
+        name = value.removeprefix("*.")
+        labels = name.split(".")
+        own = next((s for s in (".".join(labels[i:]) for i in range(len(labels)))
+                    if s in allowlist.hosts), None)
+        if own is not None:
+            return "iocs.why.host_below", {"value": value, "entry": own}
+        below = sorted(h for h in allowlist.hosts if h.endswith("." + name))
+        if value.startswith("*.") and below:
+            return "iocs.why.host_covers", {"value": value, "entry": below[0]}
+    return "iocs.why.other", {"said": said}
+
+
 def _search(svc: Any, text: str) -> dict[str, Any]:
     """What the store holds for a value as a letter writes it (defanged, a URL...)."""
     from socd.ioc.importers import Options, indicator
@@ -55,7 +90,8 @@ def _search(svc: Any, text: str) -> dict[str, Any]:
     except IndicatorError as exc:
         return {"error": str(exc)}
     entries = store.entries_for(found.kind, found.value)
-    allow = store.allowlist.reason(found.kind, found.value) if store.allowlist else None
+    allow = why_refused(store.allowlist, found.kind, found.value) if store.allowlist \
+        else None
     return {"kind": found.kind, "value": found.value, "entries": entries,
             "allowlisted": allow, "now": time.time()}
 
@@ -141,7 +177,9 @@ def _import(svc: Any, data: bytes, fmt: str, source: str, letter: str,
     for e in entries:
         refs[e.ref or "-"] = refs.get(e.ref or "-", 0) + 1
     return {"inserted": result.inserted, "updated": result.updated,
-            "refused": [(f"{e.kind} {e.value}", why) for e, why in result.refused][:SHOWN],
+            "refused": [(f"{e.kind} {e.value}", why_refused(svc.iocs().allowlist, e.kind,
+                                                            e.value, why))
+                        for e, why in result.refused[:SHOWN]],
             "refused_total": len(result.refused),
             "rejected": list(rejected)[:SHOWN], "rejected_total": len(rejected),
             "refs": sorted(refs.items(), key=lambda kv: -kv[1])[:10]}

@@ -547,7 +547,10 @@ class BlockStore(Store):
         return Change(action, dec, old.expires if (old is not None and active) else None, why)
 
     def remove(self, value: str, *, actor: str, why: str = "removed by operator",
-               now: float | None = None, dry_run: bool = False) -> Change | None:
+               now: float | None = None, dry_run: bool = False,
+               origin: str | None = None) -> Change | None:
+        """Lift an active block. The audit row names ``actor`` and ``origin`` (where
+        the removal came from, e.g. ``console``; default: the decision's own origin)."""
         now = time.time() if now is None else now
         try:
             value, _ = normalise(value)
@@ -564,7 +567,7 @@ class BlockStore(Store):
             previous = dec.expires
             self._db.execute("UPDATE decisions SET state = 'removed', updated = ?, expires = ? "
                              "WHERE value = ?", (now, now, value))
-            req = Request(value, why, dec.origin, dec.ref, actor=actor)
+            req = Request(value, why, origin or dec.origin, dec.ref, actor=actor)
             self._audit(now, "remove", value, why, req, now, dec.count, dry_run or dec.dry_run)
             dec.state, dec.updated, dec.expires = "removed", now, now
             return Change("remove", dec, previous, why)

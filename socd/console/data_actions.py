@@ -239,5 +239,5 @@ def unblock(services: ConsoleServices, value: str, *, reason: str, by: str) -> b
     store = services.blocks()
     assert cfg is not None
     change = store.remove(value.strip(), actor=f"console:{by}", why=reason,
-                          dry_run=cfg.dry_run)
+                          dry_run=cfg.dry_run, origin="console")
     return change is not None

@@ -141,7 +141,10 @@ def sync_elasticsearch(services: ConsoleServices, alerts: Sequence[StoredAlert])
         else:
             from socd.console.data_es import bulk_update
 
-            error = bulk_update(config, alerts)
+            # The next page reads what the queue reads: wait for Elasticsearch's
+            # refresh only when that is Elasticsearch (see bulk_update).
+            error = bulk_update(config, alerts, refresh="wait_for"
+                                if services.reads_elasticsearch() else None)
         if error:
             errors.append(f"{name}: {error}")
     return errors

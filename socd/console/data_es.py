@@ -23,9 +23,10 @@ Every value goes into the query as a term, never into query-string syntax.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -147,19 +148,50 @@ class ElasticsearchAlertSource:
         return self._call(lambda: self.es.search(
             index=self.index, allow_no_indices=True, ignore_unavailable=True, **kwargs))
 
+    def _msearch(self, bodies: Sequence[dict[str, Any]]) -> list[Any]:
+        """Several searches in one round trip (``_msearch``); a failed one raises as a
+        single search would."""
+        head = {"index": self.index, "allow_no_indices": True, "ignore_unavailable": True}
+        searches: list[dict[str, Any]] = []
+        for body in bodies:
+            searches += [head, body]
+        resp = self._call(lambda: self.es.msearch(searches=searches))
+        out: list[Any] = []
+        for item in resp["responses"]:
+            if "error" in item:
+                raise SourceError(f"Elasticsearch refused the query: {item.get('status')} "
+                                  f"{str(item['error'])[:300]}")
+            out.append(item)
+        return out
+
     def page(self, query: AlertQuery) -> AlertPage:
+        """The page and its counts per severity in one ``_msearch`` (two searches, one
+        round trip: the busy-machine p95 is mostly waiting for Elasticsearch's search
+        threads, twice); the severity sort asks group after group."""
         if query.sort == "severity":
             hits = self._by_severity(query)
+            counts = self._counts(query)
         else:
-            hits = self._hits(query, es_query(query), query.limit + 1, query.after,
-                              query.after_key)
-        return paged([stored(h) for h in hits], query.limit, self._counts(query), query.sort)
+            body, field = self._hits_body(query, es_query(query), query.limit + 1,
+                                          query.after, query.after_key)
+            page, totals = self._msearch([body, self._counts_body(query)])
+            hits = _sorted_hits(page, field)
+            counts = _severity_counts(totals)
+        return paged([stored(h) for h in hits], query.limit, counts, query.sort)
 
     def _hits(self, query: AlertQuery, bool_query: dict[str, Any], size: int,
               after: tuple[int, str] | None, after_key: tuple[str | None] | None
               ) -> list[Any]:
-        """Hits in the store's order: ``(@timestamp, event.hash)``, under a unit or rule
-        sort after its key (alerts without one last, as the store's NULL group)."""
+        body, field = self._hits_body(query, bool_query, size, after, after_key)
+        return _sorted_hits(self._search(**body), field)
+
+    @staticmethod
+    def _hits_body(query: AlertQuery, bool_query: dict[str, Any], size: int,
+                   after: tuple[int, str] | None, after_key: tuple[str | None] | None
+                   ) -> tuple[dict[str, Any], str | None]:
+        """The search for hits in the store's order: ``(@timestamp, event.hash)``, under
+        a unit or rule sort after its key (alerts without one last, as the store's NULL
+        group); and that key's field."""
         order = "asc" if query.oldest_first else "desc"
         sort: list[Any] = [{"@timestamp": {"order": order, "format": "epoch_millis"}},
                            {"event.hash": {"order": order}}]
@@ -173,11 +205,7 @@ class ElasticsearchAlertSource:
             if field is not None:
                 key = after_key[0] if after_key is not None else None
                 body["search_after"].insert(0, _LAST if key is None else key)
-        hits: list[Any] = self._search(**body)["hits"]["hits"]
-        for hit in hits:  # epoch_millis sort values come back as text; the key goes
-            values = hit["sort"][1:] if field is not None else hit["sort"]
-            hit["sort"] = [int(float(values[0])), values[1]]
-        return hits
+        return body, field
 
     def _by_severity(self, query: AlertQuery) -> list[Any]:
         """The severity sort: severity by severity, most severe first (Elasticsearch
@@ -197,21 +225,26 @@ class ElasticsearchAlertSource:
         return hits
 
     def _counts(self, query: AlertQuery) -> dict[str, int]:
-        resp = self._search(query=es_query(replace(query, severity=None)), size=0,
-                            track_total_hits=False,
-                            aggs={"sev": {"terms": {"field": "socd.severity", "size": 10}}})
-        buckets = {b["key"]: int(b["doc_count"])
-                   for b in resp.get("aggregations", {}).get("sev", {}).get("buckets", [])}
-        return {s.value: min(buckets.get(s.value, 0), COUNT_CAP + 1) for s in Severity}
+        return _severity_counts(self._search(**self._counts_body(query)))
+
+    @staticmethod
+    def _counts_body(query: AlertQuery) -> dict[str, Any]:
+        return {"query": es_query(replace(query, severity=None)), "size": 0,
+                "track_total_hits": False,
+                "aggs": {"sev": {"terms": {"field": "socd.severity", "size": 10}}}}
 
     def get(self, alert_id: str) -> StoredAlert | None:
+        """One alert by id: a filter on ``ids``, no sort (sorting one hit costs a
+        fielddata look-up on every shard of 90 indices); ``ts_ms`` from ``@timestamp``."""
         resp = self._search(query={"bool": {"filter": [{"ids": {"values": [alert_id]}},
                                                         {"term": {"event.kind": "alert"}}]}},
-                            size=1, sort=[{"@timestamp": {"format": "epoch_millis"}}])
+                            size=1, track_total_hits=False)
         hits = resp["hits"]["hits"]
         if not hits:
             return None
-        hits[0]["sort"] = [int(float(hits[0]["sort"][0]))]
+        ts_ms = epoch_ms(hits[0]["_source"].get("@timestamp"))
+        if ts_ms is not None:
+            hits[0]["sort"] = [ts_ms]
         return stored(hits[0])
 
     def ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
@@ -233,6 +266,35 @@ class ElasticsearchAlertSource:
             self.es.close()
 
 
+def _sorted_hits(resp: Any, field: str | None) -> list[Any]:
+    """The hits with their sort values as the store's ``(ts_ms, id)``: epoch_millis
+    sort values come back as text, and a keyed sort's key goes."""
+    hits: list[Any] = resp["hits"]["hits"]
+    for hit in hits:
+        values = hit["sort"][1:] if field is not None else hit["sort"]
+        hit["sort"] = [int(float(values[0])), values[1]]
+    return hits
+
+
+def _severity_counts(resp: Any) -> dict[str, int]:
+    buckets = {b["key"]: int(b["doc_count"])
+               for b in resp.get("aggregations", {}).get("sev", {}).get("buckets", [])}
+    return {s.value: min(buckets.get(s.value, 0), COUNT_CAP + 1) for s in Severity}
+
+
+def epoch_ms(ts: Any) -> int | None:
+    """``@timestamp`` (RFC 3339, any offset) as epoch milliseconds, else ``None``."""
+    if not isinstance(ts, str) or not ts:
+        return None
+    try:
+        when = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:  # never written so: the machine's local time, as the sink
+        when = when.astimezone()
+    return int(when.timestamp() * 1000)
+
+
 @contextmanager
 def _errors(config: Any) -> Iterator[None]:
     """Elasticsearch's failures as :class:`SourceError` (the page says what happened)."""
@@ -249,32 +311,85 @@ def _errors(config: Any) -> Iterator[None]:
                           f"{str(exc)[:300]}") from exc
 
 
-def bulk_update(config: Any, alerts: Sequence[StoredAlert], client: Any = None) -> str | None:
+def day_index(prefix: str, alert: StoredAlert) -> str | None:
+    """The index the ``elasticsearch`` sink wrote ``alert`` to: ``<prefix>-YYYY.MM.DD``
+    of its event time's UTC day (:func:`socd.alerting.elasticsearch.daily_index`);
+    ``None`` without a usable time (the sink then used its arrival day: searched)."""
+    from socd.alerting.elasticsearch import daily_index
+
+    ts_ms = alert.ts_ms if alert.ts_ms is not None else epoch_ms(alert.ts)
+    if ts_ms is None:
+        return None
+    return daily_index(prefix, datetime.fromtimestamp(ts_ms / 1000, UTC).date())
+
+
+def _locate(es: Any, config: Any, ids: Sequence[str]) -> dict[str, str]:
+    """Where the documents of ``ids`` are, by an ``ids`` search over every index (for
+    the few the day's name misses: a reindex, a time-less alert)."""
+    found = es.search(index=f"{config.index_prefix}-*", allow_no_indices=True,
+                      ignore_unavailable=True, source=False, size=len(ids),
+                      query={"ids": {"values": list(ids)}})
+    return {h["_id"]: h["_index"] for h in found["hits"]["hits"]}
+
+
+def _bulk_ops(alerts: Sequence[StoredAlert], where: Mapping[str, str]) -> list[Any]:
+    ops: list[dict[str, Any]] = []
+    for alert in alerts:
+        if alert.id in where:
+            ops += [{"update": {"_index": where[alert.id], "_id": alert.id,
+                                "retry_on_conflict": 5}},
+                    {"doc": {"socd": {"alert": es_fields(alert)}}}]
+    return ops
+
+
+def _not_found(item: Mapping[str, Any]) -> bool:
+    error = item["update"].get("error")
+    return bool(error) and (item["update"].get("status") == 404
+                            or error.get("type") in ("document_missing_exception",
+                                                     "index_not_found_exception"))
+
+
+def bulk_update(config: Any, alerts: Sequence[StoredAlert], client: Any = None, *,
+                refresh: bool | str | None = None) -> str | None:
     """Bring the documents of ``alerts`` to the store's state in one ``_bulk`` request
     (a bulk action on 1,000 alerts; :func:`socd.alerts.lifecycle.update_elasticsearch`
     does one alert at a time). Returns ``None``, or what went wrong: the store is the
-    record and was already changed; repeating the action repairs Elasticsearch."""
+    record and was already changed; repeating the action repairs Elasticsearch.
+
+    Each document's index is the sink's name for its event day (no search over 90
+    indices first); the few a day's name misses (reindexed, or written on an arrival
+    day) are found by an ``ids`` search and sent in a second request. ``refresh``
+    decides when the change is searchable (the sink's own ``refresh`` option, for
+    tests, makes it at once): without it, within the index's ``refresh_interval``
+    (1 s), no forced refresh of up to 90 indices; the console passes ``wait_for`` when
+    its queue reads Elasticsearch, so the page after the action shows the change."""
     if not alerts:
         return None
     own = client is None
     es = es_client(config) if own else client
+    if getattr(config, "refresh", False):  # the sink's option (tests): at once
+        refresh = True
     try:
         with _errors(config):
-            found = es.search(index=f"{config.index_prefix}-*", allow_no_indices=True,
-                              ignore_unavailable=True, source=False, size=len(alerts),
-                              query={"ids": {"values": [a.id for a in alerts]}})
-            where = {h["_id"]: h["_index"] for h in found["hits"]["hits"]}
-            ops: list[dict[str, Any]] = []
-            for alert in alerts:
-                if alert.id in where:
-                    ops += [{"update": {"_index": where[alert.id], "_id": alert.id,
-                                        "retry_on_conflict": 5}},
-                            {"doc": {"socd": {"alert": es_fields(alert)}}}]
-            missing = len(alerts) - len(ops) // 2
-            failed = 0
+            where = {a.id: i for a in alerts if (i := day_index(config.index_prefix, a))}
+            ops, failed, retry = _bulk_ops(alerts, where), 0, [a.id for a in alerts
+                                                            if a.id not in where]
             if ops:
-                resp = es.bulk(operations=ops, refresh=True)
-                failed = sum(1 for item in resp["items"] if item["update"].get("error"))
+                resp = es.bulk(operations=ops, refresh=refresh)
+                for (head, _), item in zip(zip(ops[::2], ops[1::2], strict=True),
+                                           resp["items"], strict=True):
+                    if _not_found(item):
+                        retry.append(head["update"]["_id"])
+                    elif item["update"].get("error"):
+                        failed += 1
+            missing = len(retry)
+            if retry:
+                located = _locate(es, config, retry)
+                again = _bulk_ops([a for a in alerts if a.id in located], located)
+                missing -= len(again) // 2
+                if again:
+                    resp = es.bulk(operations=again, refresh=refresh)
+                    failed += sum(1 for item in resp["items"] if item["update"].get("error"))
     except SourceError as exc:
         return str(exc)
     else:

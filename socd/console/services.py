@@ -133,16 +133,18 @@ class ConsoleServices:
         store: AlertStore = self._opened("alerts", lambda: AlertStore(path))
         return store
 
+    def reads_elasticsearch(self) -> bool:
+        """Whether the queue reads Elasticsearch (else the store): see ``alert_source``."""
+        wanted = self.alert_source
+        if wanted == "auto":
+            return not self.alert_store_path
+        return wanted == "elasticsearch" or wanted in _sinks(self.config, "elasticsearch")
+
     def alerts(self) -> AlertSource:
         """The source the queue reads (see ``alert_source``)."""
         from socd.console.data import StoreAlertSource
 
-        wanted = self.alert_source
-        if wanted == "auto":
-            wanted = "store" if self.alert_store_path else "elasticsearch"
-        elif wanted in _sinks(self.config, "elasticsearch"):
-            wanted = "elasticsearch"
-        if wanted == "elasticsearch":
+        if self.reads_elasticsearch():
             named = self._named("elasticsearch")
             if named is None:
                 raise NotConfigured("no `elasticsearch` sink to read alerts from")

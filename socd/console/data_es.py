@@ -288,11 +288,11 @@ def epoch_ms(ts: Any) -> int | None:
         return None
     try:
         when = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
+        if when.tzinfo is None:  # never written so: the machine's local time, as the sink
+            when = when.astimezone()
+        return int(when.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):  # any text can arrive in a document
         return None
-    if when.tzinfo is None:  # never written so: the machine's local time, as the sink
-        when = when.astimezone()
-    return int(when.timestamp() * 1000)
 
 
 @contextmanager
@@ -320,7 +320,10 @@ def day_index(prefix: str, alert: StoredAlert) -> str | None:
     ts_ms = alert.ts_ms if alert.ts_ms is not None else epoch_ms(alert.ts)
     if ts_ms is None:
         return None
-    return daily_index(prefix, datetime.fromtimestamp(ts_ms / 1000, UTC).date())
+    try:
+        return daily_index(prefix, datetime.fromtimestamp(ts_ms / 1000, UTC).date())
+    except (ValueError, OverflowError, OSError):  # out of datetime's range: searched
+        return None
 
 
 def _locate(es: Any, config: Any, ids: Sequence[str]) -> dict[str, str]:

@@ -80,3 +80,25 @@ async def test_an_unblock_is_audited_with_the_console_user(tmp_path: Path) -> No
             ("remove", "console:admin", "console")
         page = await c.page("/blocks?value=203.0.113.66")
         assert "console:admin" in page
+
+
+def test_an_alerts_elasticsearch_index_from_any_time() -> None:
+    """The bulk sync's index name from the alert's time, as the sink names it; a time
+    it cannot use (hostile text, out of range) gives no name, so the document is
+    searched for instead, never an exception."""
+    from socd.alerts.store import StoredAlert
+    from socd.console.data_es import day_index, epoch_ms
+
+    def stored(ts: str, ts_ms: int | None) -> StoredAlert:
+        return StoredAlert("a" * 40, ts, ts_ms, "alert", None, None, None, None, None,
+                           None, None, None, None, None, False, "new", None, None, None,
+                           None, b"{}")
+
+    assert epoch_ms("2026-11-16T23:30:00-02:00") == epoch_ms("2026-11-17T01:30:00Z")
+    assert day_index("p", stored("2026-11-16T23:30:00-02:00", None)) == "p-2026.11.17"
+    assert day_index("p", stored("x", 1_763_337_600_000)) == "p-2025.11.17"
+    for ts in ("", "not a time", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00",
+               "2026-13-01T00:00:00Z", "\x00" * 100):
+        day_index("p", stored(ts, None))  # a name or None, never an exception
+    assert day_index("p", stored("x", 10**18)) is None
+    assert epoch_ms(None) is None

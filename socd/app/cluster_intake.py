@@ -71,6 +71,11 @@ class RepartitionSink:
         self._producer: Any = None
         self._published = {t.name: PUBLISHED.labels(t.name) for t in plan.topics}
         self._lock = threading.Lock()
+        # One id per intake run, not per write: the sink runner merges and splits the
+        # pipeline's batches into writes as it likes, so identical records a source sent
+        # (two identical syslog lines in one second) can land in two writes of one run;
+        # they must both count, as in one process.
+        self._session = os.urandom(8)
 
     async def start(self) -> None:
         from confluent_kafka import Producer
@@ -111,9 +116,9 @@ class RepartitionSink:
         if not messages:
             return
         failures: list[str] = []
-        # which write published these: a worker skips an event already read from another
-        # one (a batch published again after a crash or a partial failure; cluster_seen)
-        headers = [(PUBLISH_HEADER, os.urandom(8))]
+        # which intake run published these: a worker skips an event already read from
+        # another run (a batch the journal published again after a crash; cluster_seen)
+        headers = [(PUBLISH_HEADER, self._session)]
 
         def delivered(err: Any, _msg: Any) -> None:
             if err is not None:

@@ -38,6 +38,6 @@ PROCESSED = Counter(
     ["topic"], registry=REGISTRY)
 DUPLICATES = Counter(
     "socd_cluster_duplicates_skipped_total",
-    "Events a worker skipped because it had read them from another write of an intake "
-    "within the partition's longest window (a batch published again after a crash).",
+    "Events a worker skipped because it had read them from another intake run within "
+    "the partition's longest window (a batch the journal published again after a crash).",
     ["topic"], registry=REGISTRY)

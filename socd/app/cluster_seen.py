@@ -9,11 +9,17 @@ threshold could count them twice.
 
 ``event.hash`` alone cannot tell a republication from a source that sent the same bytes
 twice (two identical syslog lines in one second): one process counts both, so must the
-cluster. The intake therefore marks each message with the id of the write that
-published it (header ``socd-publish``, random per write), and an event is a repeat when
-its ``event.hash`` and ``event.created`` (the receive time, kept by the journal) were
-already read *from another write*. Identical records of one batch share a write and
-are all counted; a republished batch comes from a new write and is skipped.
+cluster. The intake therefore marks each message with the id of the intake *run* that
+published it (header ``socd-publish``, random per start: the sink runner merges and
+splits batches into writes as it likes, so a per-write id would split identical records
+of one run), and an event is a repeat when its ``event.hash`` and ``event.created`` (the
+receive time, kept by the journal) were already read *from another run*. Copies are
+counted per run: the n-th copy of an event from a run is a repeat only when some run
+already brought n copies, so a run that died after publishing the first of two identical
+records, and the next run that publishes both again from the journal, count two, as one
+process does. A write retried within one run (a partial failure, the spool) is not
+deduplicated: librdkafka retries inside a write until ``message.timeout.ms``, so this
+takes an outage longer than that with part of a write delivered (docs/scaling.md).
 
 Each owned partition remembers the events of the partition's longest window (the span
 a rebuild replays, so the muted replay after an assignment refills it), bounded in
@@ -35,6 +41,31 @@ PUBLISH_HEADER = "socd-publish"
 MAX_HASH_CHARS = 128
 MAX_CREATED_CHARS = 64
 MAX_PUBLISH_BYTES = 16
+# Writes remembered per event: a real event is republished by a handful of writes at most;
+# forged headers could name thousands (the oldest is then forgotten).
+MAX_WRITES_PER_EVENT = 8
+
+
+class _Copies:
+    """How many copies of one event were counted, and how many each write brought."""
+
+    __slots__ = ("counted", "writes")
+
+    def __init__(self, publish: bytes | None) -> None:
+        self.counted = 1
+        self.writes: dict[bytes | None, int] = {publish: 1}
+
+    def repeated(self, publish: bytes | None) -> bool:
+        """Whether this copy (the next one of ``publish``'s write) was counted already."""
+        writes = self.writes
+        copy = writes.get(publish, 0) + 1
+        if copy == 1 and len(writes) >= MAX_WRITES_PER_EVENT:
+            del writes[next(iter(writes))]
+        writes[publish] = copy
+        if copy > self.counted:
+            self.counted = copy
+            return False
+        return True
 
 
 class SeenEvents:
@@ -48,14 +79,14 @@ class SeenEvents:
         self.limit = limit
         self.newest_ms = 0
         self._order: deque[tuple[int, str]] = deque()
-        self._by_key: dict[str, bytes | None] = {}
+        self._by_key: dict[str, _Copies] = {}
 
     def __len__(self) -> int:
         return len(self._by_key)
 
     def repeated(self, hash_: object, created: object, publish: bytes | None,
                  at_ms: int) -> bool:
-        """True if this event was read within the window from another write; else
+        """True if this event was read within the window from another run; else
         remember it. Without a text hash of socd's size nothing is compared (never a
         repeat); ``publish`` is at most MAX_PUBLISH_BYTES (:func:`publish_id`)."""
         if type(hash_) is not str or len(hash_) > MAX_HASH_CHARS:
@@ -66,13 +97,14 @@ class SeenEvents:
         when = created[:MAX_CREATED_CHARS] if type(created) is str else ""
         key = f"{hash_}|{when}"
         by_key = self._by_key
-        if key in by_key:
-            return by_key[key] != publish
-        by_key[key] = publish
-        self._order.append((at_ms, key))
-        if len(self._order) > self.limit:
-            del by_key[self._order.popleft()[1]]
-        return False
+        entry = by_key.get(key)
+        if entry is None:
+            by_key[key] = _Copies(publish)
+            self._order.append((at_ms, key))
+            if len(self._order) > self.limit:
+                del by_key[self._order.popleft()[1]]
+            return False
+        return entry.repeated(publish)
 
     def _expire(self, before_ms: int) -> None:
         order = self._order

@@ -123,7 +123,8 @@ async def test_hostile_republish_marks_are_bounded_and_passed(kafka_bootstrap: s
         kept = state.seen._by_key  # noqa: SLF001 - the memory under test
         assert len(kept) == 5 + 1  # the valid events and the long time cut to 64
         assert max(len(k) for k in kept) <= MAX_HASH_CHARS + 1 + MAX_CREATED_CHARS
-        assert all(v is None or len(v) <= MAX_PUBLISH_BYTES for v in kept.values())
+        assert all(w is None or len(w) <= MAX_PUBLISH_BYTES
+                   for v in kept.values() for w in v.writes)
         assert sum(sys.getsizeof(k) for k in kept) < 64 * 1024
     finally:
         await worker.stop(10.0)

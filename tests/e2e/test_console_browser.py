@@ -341,7 +341,7 @@ def test_ioc_import_refuses_allowlisted(page: Any, console: Console,
     refused = report.locator("table.refused tbody tr")
     expect(refused).to_have_count(1)
     expect(refused.first).to_contain_text("10.10.20.11")
-    expect(refused.first).to_contain_text("allowlist")
+    expect(refused.first).to_contain_text("thuộc danh sách cho phép")
     expect(report).to_contain_text(LETTER)
     shot(page, "08-ioc-import-report")
 

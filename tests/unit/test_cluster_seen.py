@@ -81,3 +81,25 @@ def test_the_runtime_clients_honour_tls_and_sasl(tmp_path: Path) -> None:
                 settings["sasl.password"]) == ("SCRAM-SHA-512", "socd", "s3cret"), name
     assert clients["consumer"]["group.id"] == "k4.workers"
     assert clients["producer"]["acks"] == "all"
+
+
+def test_copies_are_counted_per_write() -> None:
+    """A write that failed part-way (one of two identical copies delivered) and its retry
+    (both copies) count two, as one process counts the source's two identical records;
+    a third write with both copies adds nothing."""
+    seen = SeenEvents(window_ms=60_000)
+    first, retry, again = b"w1", b"w2", b"w3"
+    assert not seen.repeated("h" * 32, "t", first, 1)
+    assert seen.repeated("h" * 32, "t", retry, 2)  # the retry's first copy: counted
+    assert not seen.repeated("h" * 32, "t", retry, 3)  # its second: new
+    assert seen.repeated("h" * 32, "t", again, 4)
+    assert seen.repeated("h" * 32, "t", again, 5)
+    assert not seen.repeated("h" * 32, "t", again, 6)  # a third copy is new again
+
+
+def test_writes_remembered_per_event_are_bounded() -> None:
+    seen = SeenEvents(window_ms=60_000)
+    for i in range(1000):
+        seen.repeated("h" * 32, "t", b"%d" % i, i)
+    copies = next(iter(seen._by_key.values()))
+    assert len(copies.writes) <= 8

@@ -13,8 +13,6 @@ everything (nothing is read again) and keep running. Real Kafka, worker in-proce
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +20,8 @@ import orjson
 import pytest
 
 from socd.app import deadletter
-from socd.app.cluster_plan import build_plan
-from socd.app.cluster_worker import STAGE, AlertFinisher, ClusterWorker, consumer_config
-from socd.app.deadletter import DeadLetter
-from socd.config import ClassificationConfig
-from socd.config.cluster import ClusterConfig
-from socd.engine import RuleEngine, load_text
-from socd.event import Event
-from socd.kafka.client import KafkaClientConfig
-from socd.plugins import Ack
+from socd.app.cluster_worker import STAGE
+from tests.cluster_support import WorkerRig, until
 from tests.unit.conftest import sample_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -75,62 +66,37 @@ HOSTILE_BUT_WELL_FORMED = [
 async def test_hostile_messages_are_dead_lettered_and_passed(kafka_bootstrap: str,
                                                              tmp_path: Path) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
 
-    rules, problems = load_text(RULES)
-    assert not problems
-    prefix = f"k2adv{uuid.uuid4().hex[:8]}"
-    plan = build_plan(rules, prefix, RuleEngine)
-    [topic] = plan.topics
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
-    admin.create_topics([NewTopic(topic.name, num_partitions=1,
-                                  replication_factor=1)])[topic.name].result()
+    rig = WorkerRig(kafka_bootstrap, tmp_path, RULES, "k2adv")
+    topic = rig.topic.name
     values = [orjson.dumps(_valid(0)), *MALFORMED[:4], orjson.dumps(_valid(1)),
               *MALFORMED[4:], *(orjson.dumps(e) for e in HOSTILE_BUT_WELL_FORMED),
               *(orjson.dumps(_valid(i)) for i in range(2, 5))]
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
     for value in values:
-        producer.produce(topic.name, value, b"k")
-    producer.produce(topic.name, None, b"null value")  # a tombstone
+        producer.produce(topic, value, b"k")
+    producer.produce(topic, None, b"null value")  # a tombstone
     assert producer.flush(30) == 0
     malformed = len(MALFORMED) + 1
 
-    client = KafkaClientConfig.model_validate({"bootstrap_servers": [kafka_bootstrap]})
-    cluster = ClusterConfig.model_validate({"kafka": {}, "topic_prefix": prefix,
-                                            "partitions": 1, "session_timeout_ms": 6000})
-    dead = DeadLetter(str(tmp_path / "dead-letter"))
-    alerts: list[Event] = []
-
-    async def deliver(batch: list[Event], ack: Ack, _received: float) -> None:
-        alerts.extend(batch)
-        ack.pending = 1
-        ack.done()
-
     before = sample_value("socd_events_dropped_total", stage=STAGE, reason="invalid_message")
-    worker = ClusterWorker(plan, consumer_config(client, str(tmp_path), f"{prefix}.workers",
-                                                 cluster), cluster, RuleEngine, deliver,
-                           AlertFinisher(ClassificationConfig()), dead)
+    worker = rig.worker()
     await worker.start()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while worker.events_processed < len(values) + 1 - malformed:  # noqa: ASYNC110
-            assert loop.time() < deadline, "the worker did not get through the topic"
-            await asyncio.sleep(0.05)
+        await until(lambda: worker.events_processed >= len(values) + 1 - malformed,
+                    "the worker to get through the topic")
     finally:
         await worker.stop(10.0)
-        dead.close()
         check = Consumer({"bootstrap.servers": kafka_bootstrap, "log_level": 0,
-                          "group.id": f"{prefix}.workers"})
-        [done] = check.committed([TopicPartition(topic.name, 0)], timeout=10)
+                          "group.id": rig.group})
+        [done] = check.committed([TopicPartition(topic, 0)], timeout=10)
         check.close()
-        admin.delete_topics([topic.name])
+        rig.close()
     assert done.offset == len(values) + 1  # committed past everything
-    assert [a["rule"]["id"] for a in alerts] == ["k2-adversarial-threshold"]
+    assert [a["rule"]["id"] for a in rig.alerts] == ["k2-adversarial-threshold"]
     assert sample_value("socd_events_dropped_total", stage=STAGE,
                         reason="invalid_message") - before == malformed
-    entries = deadletter.read(dead.path)
+    entries = deadletter.read(rig.dead.path)
     assert [e["reason"] for e in entries] == ["invalid_message"] * malformed
     assert [e["raw"] for e in entries] == [*MALFORMED, b""]
-    assert all(e["source"].startswith(f"{topic.name}[0]@") for e in entries)
+    assert all(e["source"].startswith(f"{topic}[0]@") for e in entries)

@@ -14,29 +14,19 @@ for the events given once.
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from socd.app.cluster_plan import build_plan
 from socd.app.cluster_seen import (
     MAX_CREATED_CHARS,
     MAX_HASH_CHARS,
     MAX_PUBLISH_BYTES,
     PUBLISH_HEADER,
 )
-from socd.app.cluster_worker import AlertFinisher, ClusterWorker, consumer_config
-from socd.app.deadletter import DeadLetter
-from socd.config import ClassificationConfig
-from socd.config.cluster import ClusterConfig
-from socd.engine import RuleEngine, load_text
-from socd.event import Event
-from socd.kafka.client import KafkaClientConfig
-from socd.plugins import Ack
-from tests.integration.test_cluster_rebuild import _until
+from tests.cluster_support import WorkerRig, one_process, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -83,42 +73,20 @@ def _messages() -> tuple[list[tuple[bytes, list[tuple[str, bytes | None]]]], int
 async def test_hostile_republish_marks_are_bounded_and_passed(kafka_bootstrap: str,
                                                                tmp_path: Path) -> None:
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
 
-    rules, problems = load_text(RULES)
-    assert not problems
-    prefix = f"k4adv{uuid.uuid4().hex[:8]}"
-    plan = build_plan(rules, prefix, RuleEngine)
-    [topic] = plan.topics
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
-    admin.create_topics([NewTopic(topic.name, num_partitions=1,
-                                  replication_factor=1)])[topic.name].result()
+    rig = WorkerRig(kafka_bootstrap, tmp_path, RULES, "k4adv")
     messages, skipped = _messages()
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "log_level": 0,
                          "message.max.bytes": 8 * MIB})
     for value, headers in messages:
-        producer.produce(topic.name, value, b"k", headers=headers)
+        producer.produce(rig.topic.name, value, b"k", headers=headers)
     assert producer.flush(30) == 0
 
-    client = KafkaClientConfig.model_validate({"bootstrap_servers": [kafka_bootstrap]})
-    cluster = ClusterConfig.model_validate({"kafka": {}, "topic_prefix": prefix,
-                                            "partitions": 1, "session_timeout_ms": 6000})
-    dead = DeadLetter(str(tmp_path / "dead-letter"))
-    alerts: list[Event] = []
-
-    async def deliver(batch: list[Event], ack: Ack, _received: float) -> None:
-        alerts.extend(batch)
-        ack.pending = 1
-        ack.done()
-
-    worker = ClusterWorker(plan, consumer_config(client, str(tmp_path), f"{prefix}.workers",
-                                                 cluster), cluster, RuleEngine, deliver,
-                           AlertFinisher(ClassificationConfig()), dead)
+    worker = rig.worker()
     await worker.start()
     try:
-        await _until(lambda: worker.events_processed + worker.duplicates_skipped
-                     == len(messages), "the worker to get through the topic")
+        await until(lambda: worker.events_processed + worker.duplicates_skipped
+                    == len(messages), "the worker to get through the topic")
         [state] = worker.parts.values()
         kept = state.seen._by_key  # noqa: SLF001 - the memory under test
         assert len(kept) == 5 + 1  # the valid events and the long time cut to 64
@@ -128,12 +96,11 @@ async def test_hostile_republish_marks_are_bounded_and_passed(kafka_bootstrap: s
         assert sum(sys.getsizeof(k) for k in kept) < 64 * 1024
     finally:
         await worker.stop(10.0)
-        dead.close()
-        admin.delete_topics([topic.name])
+        rig.close()
     assert worker.duplicates_skipped == skipped
     # one process, given each event once (the forged republication left out)
     once = [orjson.loads(v) for n, (v, _) in enumerate(messages) if not 3 <= n < 3 + skipped]
-    expected = RuleEngine(rules).process(once)[len(once):]
+    expected = one_process(rig.rules, once)
     assert len(expected) == 2  # the valid address and the hostile one (5 failures each)
-    assert sorted(a["event"]["hash"] for a in alerts) == \
+    assert sorted(a["event"]["hash"] for a in rig.alerts) == \
         sorted(a["event"]["hash"] for a in expected)

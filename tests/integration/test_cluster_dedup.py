@@ -11,23 +11,12 @@ hashes from the muted rebuild replay and skips a third copy too.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from socd.app.cluster_intake import RepartitionSink, producer_config
-from socd.app.cluster_plan import build_plan
-from socd.app.cluster_worker import AlertFinisher, ClusterWorker, consumer_config
-from socd.app.deadletter import DeadLetter
-from socd.config import ClassificationConfig
-from socd.config.cluster import ClusterConfig
-from socd.engine import RuleEngine, load_text
 from socd.event import Event
-from socd.kafka.client import KafkaClientConfig
-from socd.plugins import Ack
-from tests.integration.test_cluster_rebuild import _until
+from tests.cluster_support import WorkerRig, one_process, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -60,41 +49,11 @@ def _events() -> list[Event]:
 
 async def test_a_republished_batch_raises_each_alert_once(kafka_bootstrap: str,
                                                           tmp_path: Path) -> None:
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
-
-    rules, problems = load_text(RULES)
-    assert not problems
-
-    def make_engine(subset: Any) -> RuleEngine:
-        return RuleEngine(subset)
-
-    prefix = f"k4dd{uuid.uuid4().hex[:8]}"
-    plan = build_plan(rules, prefix, make_engine)
-    [topic] = plan.topics
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
-    admin.create_topics([NewTopic(topic.name, num_partitions=2,
-                                  replication_factor=1)])[topic.name].result()
-    client = KafkaClientConfig.model_validate({"bootstrap_servers": [kafka_bootstrap]})
-    cluster = ClusterConfig.model_validate({"kafka": {}, "topic_prefix": prefix,
-                                            "partitions": 2, "session_timeout_ms": 6000})
-    dead_letter = DeadLetter(str(tmp_path / "dead-letter"))
-    alerts: list[Event] = []
-
-    async def deliver(batch: list[Event], ack: Ack, _received: float) -> None:
-        alerts.extend(batch)
-        ack.pending = 1
-        ack.done()
-
-    def worker() -> ClusterWorker:
-        return ClusterWorker(plan, consumer_config(client, str(tmp_path),
-                                                   f"{prefix}.workers", cluster),
-                             cluster, make_engine, deliver,
-                             AlertFinisher(ClassificationConfig()), dead_letter)
+    rig = WorkerRig(kafka_bootstrap, tmp_path, RULES, "k4dd", partitions=2)
 
     async def publish(events: list[Event]) -> None:
         """One producer session, as an intake run (a restart is a new one)."""
-        sink = RepartitionSink(plan, producer_config(client, str(tmp_path)), dead_letter)
+        sink = rig.sink()
         await sink.start()
         try:
             await sink.write([dict(e) for e in events])
@@ -106,27 +65,26 @@ async def test_a_republished_batch_raises_each_alert_once(kafka_bootstrap: str,
     try:
         await publish(events)
         await publish(events)  # the intake's journal replays the batch after a crash
-        first = worker()
+        first = rig.worker()
         await first.start()
-        await _until(lambda: first.events_processed + first.duplicates_skipped == 2 * total,
-                     "worker A to read both copies")
+        await until(lambda: first.events_processed + first.duplicates_skipped == 2 * total,
+                    "worker A to read both copies")
         assert first.events_processed == total
         assert first.duplicates_skipped == total
         await first.stop(10.0)  # commits, leaves the group
-        raised = [a["event"]["hash"] for a in alerts]
+        raised = [a["event"]["hash"] for a in rig.alerts]
 
         await publish(events)  # once more, read by the next owner after its rebuild
-        second = worker()
+        second = rig.worker()
         await second.start()
-        await _until(lambda: second.duplicates_skipped == total,
-                     "worker B to skip the third copy")
+        await until(lambda: second.duplicates_skipped == total,
+                    "worker B to skip the third copy")
         assert second.events_processed == 0
         assert sum(s.replayed for s in second.parts.values()) == total
         await second.stop(10.0)
     finally:
-        dead_letter.close()
-        admin.delete_topics([topic.name])
-    once = RuleEngine(rules).process([dict(e) for e in events])[total:]
+        rig.close()
+    once = one_process(rig.rules, events)
     assert sorted(raised) == sorted(a["event"]["hash"] for a in once)
     assert len(raised) == 3
-    assert [a["event"]["hash"] for a in alerts] == raised  # nothing more from worker B
+    assert [a["event"]["hash"] for a in rig.alerts] == raised  # nothing more from worker B

@@ -9,24 +9,15 @@ alert, with the id one RuleEngine gives for the same 5 events.
 
 from __future__ import annotations
 
-import asyncio
+import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from socd.app.cluster_intake import RepartitionSink, producer_config
-from socd.app.cluster_plan import build_plan
-from socd.app.cluster_worker import AlertFinisher, ClusterWorker, consumer_config, state_size
-from socd.app.deadletter import DeadLetter
-from socd.config import ClassificationConfig
-from socd.config.cluster import ClusterConfig
-from socd.engine import CompiledRule, RuleEngine, load_text
+from socd.app.cluster_worker import state_size
 from socd.event import Event
-from socd.kafka.client import KafkaClientConfig
-from socd.plugins import Ack
+from tests.cluster_support import WorkerRig, one_process, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -48,68 +39,28 @@ def _event(i: int) -> Event:
             "socd": {"collector": "test", "asset_kind": "server"}}
 
 
-async def _until(condition: Callable[[], bool], what: str, limit_secs: float = 60) -> None:
-    """Poll a state (no fixed sleep decides anything): fail after ``limit_secs``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_secs
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_rebuild_with_an_open_window_completes_the_threshold(
         kafka_bootstrap: str, tmp_path: Path) -> None:
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
-
-    rules, problems = load_text(RULES)
-    assert not problems
-
-    def make_engine(subset: Any) -> RuleEngine:
-        return RuleEngine(subset)
-
-    prefix = f"k2rb{uuid.uuid4().hex[:8]}"
-    plan = build_plan(rules, prefix, make_engine)
-    [topic] = plan.topics
-    assert topic.name == f"{prefix}.events.by.source.ip"
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
-    admin.create_topics([NewTopic(topic.name, num_partitions=3,
-                                  replication_factor=1)])[topic.name].result()
-    client = KafkaClientConfig.model_validate({"bootstrap_servers": [kafka_bootstrap]})
-    cluster = ClusterConfig.model_validate({"kafka": {}, "topic_prefix": prefix,
-                                            "partitions": 3, "session_timeout_ms": 6000})
-    dead_letter = DeadLetter(str(tmp_path / "dead-letter"))
-    sink = RepartitionSink(plan, producer_config(client, str(tmp_path)), dead_letter)
+    rig = WorkerRig(kafka_bootstrap, tmp_path, RULES, "k2rb", partitions=3)
+    assert rig.topic.name == f"{rig.prefix}.events.by.source.ip"
+    sink = rig.sink()
     await sink.start()
-    alerts: list[Event] = []
-
-    async def deliver(batch: list[Event], ack: Ack, _received: float) -> None:
-        alerts.extend(batch)
-        ack.pending = 1
-        ack.done()
-
-    def worker() -> ClusterWorker:
-        return ClusterWorker(plan, consumer_config(client, str(tmp_path),
-                                                   f"{prefix}.workers", cluster),
-                             cluster, make_engine, deliver,
-                             AlertFinisher(ClassificationConfig()), dead_letter)
-
+    alerts = rig.alerts
     events = [_event(i) for i in range(5)]
     try:
         await sink.write(events[:3])
-        first = worker()
+        first = rig.worker()
         await first.start()
-        await _until(lambda: first.events_processed == 3, "worker A to count 3 failures")
+        await until(lambda: first.events_processed == 3, "worker A to count 3 failures")
         [state] = [s for s in first.parts.values() if s.engine.max_time > 0]
         assert state_size(state.engine) == 1
         assert alerts == []
         await first.stop(10.0)  # commits, leaves the group
 
         await sink.write(events[3:])
-        second = worker()
+        second = rig.worker()
         await second.start()
-        await _until(lambda: bool(alerts), "worker B to raise the threshold alert")
+        await until(lambda: bool(alerts), "worker B to raise the threshold alert")
         [taken] = [s for s in second.parts.values() if s.replayed]
         assert taken.replayed == 3
         assert taken.live_from == 3
@@ -118,17 +69,11 @@ async def test_rebuild_with_an_open_window_completes_the_threshold(
         await second.stop(10.0)
     finally:
         await sink.close()
-        dead_letter.close()
-        admin.delete_topics([topic.name])
-    one_process = _single_process(rules, events)
-    assert [a["event"]["hash"] for a in alerts] == [a["event"]["hash"] for a in one_process]
+        rig.close()
+    single = one_process(rig.rules, events)
+    assert [a["event"]["hash"] for a in alerts] == [a["event"]["hash"] for a in single]
     assert alerts[0]["socd"]["alert"] == {"status": "new"}
     assert alerts[0]["socd"]["rule"]["count"] == 5
-
-
-def _single_process(rules: list[CompiledRule], events: list[Event]) -> list[Event]:
-    out = RuleEngine(rules).process(list(events))
-    return out[len(events):]
 
 
 def test_topics_are_created_and_a_wrong_partition_count_refused(kafka_bootstrap: str,
@@ -153,7 +98,13 @@ def test_topics_are_created_and_a_wrong_partition_count_refused(kafka_bootstrap:
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
     try:
         assert sorted(ensure_topics(cfg, cluster, settings, names)) == names
+        # The controller answered the creation; a broker's metadata cache may show the
+        # topics a moment later (seen once, with the broker just started): poll it.
+        deadline = time.monotonic() + 30
         found = admin.list_topics(timeout=10).topics
+        while not all(n in found for n in names) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            found = admin.list_topics(timeout=10).topics
         assert [len(found[n].partitions) for n in names] == [3, 3]
         assert ensure_topics(cfg, cluster, settings, names) == []  # there, right count
         other = cluster.model_copy(update={"partitions": 4})

@@ -908,3 +908,162 @@ def routed_condition(raw: Any) -> Any:
                     return None
                 return rest[0] if len(rest) == 1 else {"all": rest}
     return NOT_ROUTED
+
+
+# -- per-bucket verdicts ------------------------------------------------------------------
+# The engine's dispatch key holds some facts of an event beyond the index values (whether
+# a field is there, the results of the leaves on a few low-variety fields). A rule that
+# cannot match any event with those facts is left out of the key's candidates once, when
+# the key is first met, instead of being tried (and failing) on every event.
+
+
+def required_paths(raw: Any) -> frozenset[str] | None:
+    """Field paths of which a condition needs at least one (not None) to hold; the
+    path-level form of :func:`required_sections` (same reasoning, whole paths)."""
+    if not isinstance(raw, Mapping):
+        return None
+    if "field" in raw:
+        path = raw["field"]
+        if not isinstance(path, str) or not path or raw.get("exists") is False or \
+                not any(op in raw for op in OPS):
+            return None
+        return None if path in _ALWAYS_THERE else frozenset((path,))
+    if len(raw) != 1:
+        return None
+    if isinstance(raw.get("all"), list):
+        found = [r for r in (required_paths(c) for c in raw["all"]) if r is not None]
+        return min(found, key=len) if found else None
+    if isinstance(raw.get("any"), list) and raw["any"]:
+        out: set[str] = set()
+        for c in raw["any"]:
+            r = required_paths(c)
+            if r is None:
+                return None
+            out |= r
+        return frozenset(out)
+    return None
+
+
+def condition_leaves(raw: Any) -> list[Mapping[str, Any]]:
+    """The leaves of a (valid) condition tree, in order."""
+    out: list[Mapping[str, Any]] = []
+    stack = [raw]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Mapping):
+            continue
+        if "field" in node:
+            out.append(node)
+            continue
+        for kind in ("not", "any", "all"):
+            body = node.get(kind)
+            if isinstance(body, list):
+                stack.extend(reversed(body))
+            elif body is not None:
+                stack.append(body)
+    return out
+
+
+def condition_verdict(raw: Any, known: Callable[[Mapping[str, Any]], bool | None]) -> \
+        bool | None:
+    """What a condition says of every event of which ``known`` tells some leaves' results
+    (True, False, or None when the leaf depends on what is not known): True or False
+    when the known leaves decide it, else None (three-valued all/any/not)."""
+    if not isinstance(raw, Mapping):
+        return None
+    if "field" in raw:
+        return known(raw)
+    if len(raw) != 1:
+        return None
+    if "not" in raw:
+        inner = condition_verdict(raw["not"], known)
+        return None if inner is None else not inner
+    kind = "all" if "all" in raw else "any" if "any" in raw else None
+    body = raw.get(kind) if kind is not None else None
+    if not isinstance(body, list) or not body:
+        return None
+    decided = kind == "any"  # the child result that decides the group
+    result: bool | None = not decided
+    for child in body:
+        v = condition_verdict(child, known)
+        if v is None:
+            result = None
+        elif v is decided:
+            return decided
+    return result
+
+
+def leaf_matcher(raw: Mapping[str, Any], ioc: IocRef, limits: Limits) -> Matcher | None:
+    """The matcher of one (valid) leaf alone, as the rule's compiled tree runs it."""
+    ctx = Context("<leaf>", ioc=ioc, limits=limits)
+    fn = compile_condition(raw, (), ctx)
+    return None if ctx.problems else fn
+
+
+# -- generated code -------------------------------------------------------------------
+
+
+class CodeGen:
+    """Builds one Python function over an event ``e`` from lines of generated code.
+
+    Everything that comes from rules or input (field names, values, tests) reaches the
+    code as a constant bound in a closure, named by this generator's counter; the source
+    text holds only those names, fixed keywords and operators. Sections of the event
+    (``e[a]`` of a path ``a.b``) are read once, a missing or non-mapping one standing for
+    an empty mapping."""
+
+    def __init__(self, consts: Mapping[str, Any] | None = None) -> None:
+        self.consts: dict[str, Any] = {"_dict": dict, "_str": str, "_list": list,
+                                       "_E": _EMPTY, **(consts or {})}
+        self.body: list[str] = []
+        self.counter = 0
+        self.indent = 1
+        self.sections: dict[str, str] = {}
+
+    def name(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def const(self, value: Any) -> str:
+        name = self.name("_c")
+        self.consts[name] = value
+        return name
+
+    def line(self, text: str) -> None:
+        self.body.append("    " * self.indent + text)
+
+    def section(self, key: str) -> str:
+        """A local holding ``e[key]`` if it is a mapping, else an empty one."""
+        sec = self.sections.get(key)
+        if sec is None:
+            sec = self.sections[key] = self.name("s")
+            self.line(f"{sec} = e.get({self.const(key)})")
+            self.line(f"if type({sec}) is not _dict:")
+            self.line(f"    {sec} = _E")
+        return sec
+
+    def read(self, path: str) -> str:
+        """A new local holding the value at ``path``, as :func:`make_getter` reads it."""
+        parts = path.split(".")
+        var = self.name("v")
+        if len(parts) == 1:
+            self.line(f"{var} = e.get({self.const(path)})")
+        elif len(parts) == 2:
+            self.line(f"{var} = {self.section(parts[0])}.get({self.const(parts[1])})")
+        else:
+            self.line(f"{var} = {self.const(make_getter(path))}(e)")
+        return var
+
+    def function(self, name: str) -> Any:
+        """The generated function (named ``name`` in tracebacks and profiles)."""
+        names = sorted(self.consts)
+        source = (f"def _make({', '.join(names)}):\n"
+                  "    def _fn(e):\n" +
+                  "\n".join("    " + line for line in self.body) +
+                  "\n    return _fn\n")
+        namespace: dict[str, Any] = {}
+        exec(compile(source, f"<socd.engine {name}>", "exec"), namespace)  # noqa: S102
+        return namespace["_make"](*(self.consts[n] for n in names))
+
+
+_EMPTY: dict[str, Any] = {}  # read only: stands for a section that is not a mapping

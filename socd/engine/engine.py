@@ -1,9 +1,11 @@
 """The rules engine: a :class:`~socd.engine.classify.Processor` that adds rule alerts.
 
 Hot path: each event is routed through an index (:data:`INDEX_FIELDS` values ->
-candidate rules, cached per value combination; a rule no routing field selects is
-routed on the top-level keys it needs, see :func:`required_sections`) so it meets
-only the rules that can match it; compiled closures do the matching; nothing is
+candidate rules, cached per dispatch key; a rule no routing field selects is routed on
+the fields it needs, see :func:`required_paths`). The dispatch key also holds which
+leaves on a few :data:`CLASS_FIELDS` hold and which needed fields are there, and a rule
+that cannot match an event with that key is left out of its candidates, once per key
+(:func:`condition_verdict`). Compiled closures do the matching; nothing is
 copied unless a rule fires. Stateful rules (threshold, sequence) keep bounded, LRU-evicted
 state per key and measure windows in event time, so replays give the same
 alerts as live processing.
@@ -16,7 +18,7 @@ import gc
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -26,11 +28,15 @@ from prometheus_client import Counter
 from socd.engine.compiler import (
     DEFAULT_MAX_FIELD_BYTES,
     INDEX_FIELDS,
+    CodeGen,
     IocLookup,
     as_text,
+    condition_leaves,
+    condition_verdict,
     index_key,
+    leaf_matcher,
     make_getter,
-    required_sections,
+    required_paths,
 )
 from socd.engine.loader import CompiledRule
 from socd.event import Event, fingerprint, set_severity
@@ -86,6 +92,10 @@ COPY_SECTIONS = ("host", "source", "destination", "user", "process", "file", "ur
 SOCD_COPY = ("unit", "asset_kind", "system_level", "collector", "vendor_severity")
 
 STATELESS, THRESHOLD, DISTINCT, SEQUENCE = 0, 1, 2, 3
+
+# Fields of few values whose leaves' results are part of the dispatch key (see
+# _FieldClass): a program name rules on other programs test, an outcome.
+CLASS_FIELDS = ("process.name", "event.outcome")
 
 # Provenance of an event for blocking, as ordered (rank, collector) pairs so that the
 # weakest of several events is their max(): an authenticated transport, an
@@ -261,49 +271,118 @@ def _hashable(value: Any) -> Any:
 
 
 def _required(slot: _Slot) -> frozenset[str] | None:
-    """Top-level keys of which an event needs one for ``slot`` to match it (see
-    :func:`required_sections`), or None."""
+    """Fields of which an event needs one for ``slot`` to match it (see
+    :func:`required_paths`), or None."""
     rule = slot.crule.rule
     if rule.match is not None:
-        return required_sections(rule.match)
+        return required_paths(rule.match)
     if slot.kind == SEQUENCE and rule.sequence is not None:
         # the engine tries a sequence rule's event only when one of its steps matches
-        return required_sections({"any": [step.match for step in rule.sequence.steps]})
+        return required_paths({"any": [step.match for step in rule.sequence.steps]})
     return None
 
 
-def _route_key_fn(paths: Sequence[str],
-                  presence: Sequence[str] = ()) -> Callable[[Event], tuple[Any, ...]]:
-    """One function reading an event's dispatch key: every routing field (its value made
-    hashable), then whether each top-level key of ``presence`` is there (not None). The
-    routing part equals ``tuple(_hashable(make_getter(p)(e)) for p in paths)`` but costs
-    one call per event instead of two per field: every routing field (INDEX_FIELDS) is
-    two levels deep, and most events hold them as plain strings."""
-    keys = tuple(presence)
-    if not all(p.count(".") == 1 for p in paths):
-        getters = tuple(make_getter(p) for p in paths)
-        return lambda e: tuple([_hashable(g(e)) for g in getters] +
-                               [e.get(k) is not None for k in keys])
-    split = [p.split(".") for p in paths]
-    # (section, field, whether the section is the previous field's: one get for both)
-    pairs = tuple((a, b, i > 0 and split[i - 1][0] == a) for i, (a, b) in enumerate(split))
+# A routing value of a type events decoded from JSON do not hold (a tuple, a set): it
+# routes nowhere (a leaf never matches such a value) and tells the verdicts nothing.
+_OPAQUE = object()
 
-    def route_key(e: Event) -> tuple[Any, ...]:
-        out: list[Any] = []
-        section: Any = None
-        for a, b, same in pairs:
-            if not same:
-                section = e.get(a)
-            if type(section) is not dict:
-                out.append(None)
-                continue
-            v = section.get(b)
-            t = type(v)
-            out.append(_hashable(v) if t is list or t is dict else v)
-        for k in keys:
-            out.append(e.get(k) is not None)
-        return tuple(out)
-    return route_key
+
+def _route_value(value: Any) -> Any:
+    """A routing field's value as part of the dispatch key (after the str/None case)."""
+    t = type(value)
+    if t is list or t is dict:
+        return _hashable(value)
+    if t is int or t is float or t is bool:
+        return value
+    return _OPAQUE
+
+
+# Which leaves on a class field hold, per value of the field: bounded by count and by
+# the length of a value (longer values are classified each time, never kept).
+_CLASS_CACHE_MAX = 4096
+
+
+class _FieldClass:
+    """The leaves of every rule on one low-variety field (``process.name``), and the
+    bit mask of those that hold for a value: the dispatch key holds the mask, so a rule
+    whose leaf on the field fails is left out of the key's candidates once."""
+
+    def __init__(self, path: str, leaves: list[tuple[Any, Callable[[Event], bool]]]) -> None:
+        self.path = path
+        self.leaves = leaves
+        self.cache: dict[str, int] = {}
+        self.none = self.classify(None)
+
+    def classify(self, value: Any) -> int:
+        event = _synthetic(self.path, value)
+        mask = 0
+        for i, (_, matcher) in enumerate(self.leaves):
+            if matcher(event):
+                mask |= 1 << i
+        if type(value) is str and len(value) <= _CACHE_VALUE_MAX:
+            if len(self.cache) >= _CLASS_CACHE_MAX:
+                self.cache.clear()
+            self.cache[value] = mask
+        return mask
+
+
+def _synthetic(path: str, value: Any) -> Event:
+    """An event holding only ``value`` at ``path``: what a leaf on ``path`` reads."""
+    out: Any = value
+    for part in reversed(path.split(".")):
+        out = {part: out}
+    return out  # type: ignore[no-any-return]
+
+
+def _route_key_fn(paths: Sequence[str], classes: Sequence[_FieldClass] = (),
+                  presence: Sequence[str] = ()) -> Callable[[Event], tuple[Any, ...]]:
+    """One generated function reading an event's dispatch key: every routing field (a
+    list or mapping made hashable, see :func:`_route_value`), the leaf mask of each class
+    field, then whether each field of ``presence`` is there (not None). Each section is
+    read once; one call per event. Field names reach the code as closure constants
+    (``_c<n>``), never as source text."""
+    gen = CodeGen({"_rv": _route_value})
+    out: list[str] = []
+    for path in paths:
+        var = gen.read(path)
+        gen.line(f"if {var} is not None and type({var}) is not _str:")
+        gen.line(f"    {var} = _rv({var})")
+        out.append(var)
+    for cls in classes:
+        var = gen.read(cls.path)
+        k = gen.name("k")
+        gen.line(f"if {var} is None:")
+        gen.line(f"    {k} = {gen.const(cls.none)}")
+        gen.line("else:")
+        gen.line(f"    {k} = {gen.const(cls.cache)}.get({var}) if type({var}) is _str else None")
+        gen.line(f"    if {k} is None:")
+        gen.line(f"        {k} = {gen.const(cls.classify)}({var})")
+        out.append(k)
+    for path in presence:
+        out.append(f"{gen.read(path)} is not None")
+    gen.line(f"return ({', '.join(out)},)" if out else "return ()")
+    fn: Callable[[Event], tuple[Any, ...]] = gen.function("route_key")
+    return fn
+
+
+def _conditions(slot: _Slot) -> list[Any]:
+    """The raw condition trees a rule's matching reads: its match, its sequence steps."""
+    rule = slot.crule.rule
+    out: list[Any] = [rule.match] if rule.match is not None else []
+    if rule.sequence is not None:
+        out.extend(step.match for step in rule.sequence.steps)
+    return out
+
+
+def _possible(slot: _Slot, leaf_result: Callable[[Mapping[str, Any]], bool | None]) -> bool:
+    """Whether ``slot`` may match an event of which ``leaf_result`` tells some leaves."""
+    rule = slot.crule.rule
+    if rule.match is not None and condition_verdict(rule.match, leaf_result) is False:
+        return False
+    if slot.kind == SEQUENCE and rule.sequence is not None:
+        return any(condition_verdict(step.match, leaf_result) is not False
+                   for step in rule.sequence.steps)
+    return True
 
 
 _CACHE_VALUE_MAX = 256
@@ -471,22 +550,58 @@ class RuleEngine:
         self._index_paths = used
         self._index_getters = tuple(make_getter(p) for p in used)
         self._index_tables = [table[p] for p in used]
-        # Catch-all rules the index cannot route still need some top-level keys (a rule on
-        # file hashes needs `file`): whether the event has each is part of the dispatch key.
+        # Catch-all rules the index cannot route still need some fields (a rule on file
+        # hashes needs `file.hash.*`): whether the event has each is part of the dispatch
+        # key, and a rule none of whose fields the event has is not a candidate.
         needs = {slot.order: _required(slot) for slot in catch_all}
         presence = sorted({k for req in needs.values() if req is not None for k in req})
         self._presence = tuple(presence)
-        self._catch_all_needs = [(slot, needs[slot.order]) for slot in catch_all]
-        self._route_key = _route_key_fn(used, self._presence)
+        # Leaves on the class fields, one bit each (equal leaves of several rules share
+        # one): which hold is part of the dispatch key (see _FieldClass).
+        self._leaf_owner: dict[int, CompiledRule] = {}
+        leaves = []
+        for slot in self._slots:
+            for cond in _conditions(slot):
+                for leaf in condition_leaves(cond):
+                    leaves.append(leaf)
+                    self._leaf_owner[id(leaf)] = slot.crule
+        self._leaf_fns: dict[int, Callable[[Event], bool] | None] = {}
+        self._leaf_bits: dict[int, tuple[int, int]] = {}  # id(leaf) -> (class, bit)
+        classes: list[_FieldClass] = []
+        for path in CLASS_FIELDS:
+            distinct: dict[bytes, int] = {}
+            members: list[tuple[Any, Callable[[Event], bool]]] = []
+            for leaf in leaves:
+                if leaf.get("field") != path or "ioc" in leaf:
+                    continue
+                text = orjson.dumps(leaf, option=orjson.OPT_SORT_KEYS, default=str)
+                bit = distinct.get(text)
+                if bit is None:
+                    fn = self._leaf_fn(leaf)
+                    if fn is None:
+                        continue
+                    bit = distinct[text] = len(members)
+                    members.append((leaf, fn))
+                self._leaf_bits[id(leaf)] = (len(classes), bit)
+            if members:
+                classes.append(_FieldClass(path, members))
+        self._classes = classes
+        self._route_key = _route_key_fn(used, classes, self._presence)
         self._catch_all = catch_all
         self._dispatch: dict[Any, tuple[_Slot, ...]] = {}
+
+    def _leaf_fn(self, leaf: Any) -> Callable[[Event], bool] | None:
+        """The matcher of one leaf of a rule (compiled on first use, kept per engine)."""
+        key = id(leaf)
+        if key not in self._leaf_fns:
+            crule = self._leaf_owner[key]
+            self._leaf_fns[key] = leaf_matcher(leaf, crule.ioc, crule.limits)
+        return self._leaf_fns[key]
 
     def _candidates_for(self, key: tuple[Any, ...]) -> tuple[_Slot, ...]:
         n = len(self._index_tables)
         values = key[:n]
-        present = {k for k, there in zip(self._presence, key[n:], strict=True) if there}
-        found: dict[int, _Slot] = {s.order: s for s, need in self._catch_all_needs
-                                   if need is None or not need.isdisjoint(present)}
+        found: dict[int, _Slot] = {s.order: s for s in self._catch_all}
         for value, tbl in zip(values, self._index_tables, strict=True):
             if value is None:
                 continue
@@ -496,14 +611,46 @@ class RuleEngine:
                     continue
                 for slot in tbl.get(k, ()):
                     found[slot.order] = slot
-        return tuple(found[o] for o in sorted(found))
+        # What the key tells of the event: the value of a routing field when it is a
+        # text (or a list of texts), the class masks, absent and present fields.
+        known: dict[str, Any] = {}
+        for path, value in zip(self._index_paths, values, strict=True):
+            if value is None or type(value) is str:
+                known[path] = value
+            elif type(value) is tuple and all(type(v) is str for v in value):
+                known[path] = list(value)  # only a list of texts becomes such a tuple
+        masks = key[n:n + len(self._classes)]
+        present: set[str] = set()
+        for path, there in zip(self._presence, key[n + len(self._classes):], strict=True):
+            if there:
+                present.add(path)
+            else:
+                known[path] = None
+
+        def leaf_result(leaf: Mapping[str, Any]) -> bool | None:
+            bit = self._leaf_bits.get(id(leaf))
+            if bit is not None:
+                return bool(masks[bit[0]] >> bit[1] & 1)
+            path = leaf.get("field")
+            if path in known:
+                value = known[path]
+                if value is not None and "ioc" in leaf:
+                    return None  # the IoC lists change while the key is cached
+                fn = self._leaf_fn(leaf)
+                return None if fn is None else fn(_synthetic(path, value))
+            if path in present and "exists" in leaf:
+                return leaf["exists"] is True
+            return None
+
+        return tuple(found[o] for o in sorted(found) if _possible(found[o], leaf_result))
 
     def candidates(self, event: Event) -> tuple[_Slot, ...]:
         values = self._route_key(event)
         cands = self._dispatch.get(values)
         if cands is None:
             cands = self._candidates_for(values)
-            if _cacheable(values):
+            # the key's own length is the engine's (routing, class, presence fields)
+            if all(_cacheable(v) for v in values):
                 if len(self._dispatch) >= 65536:
                     self._dispatch.clear()
                 self._dispatch[values] = cands

@@ -9,7 +9,7 @@ in ``socd_alerts_total``. The rules engine plugs in at the same place
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -41,9 +41,13 @@ _IP_PATHS = ("source.ip", "destination.ip")
 _HASH_PATHS = ("file.hash.sha256", "file.hash.sha1", "file.hash.md5")
 _DOMAIN_PATHS = ("dns.question.name", "url.domain", "destination.domain")
 _IOC_PATHS = (("ip", _IP_PATHS), ("hash", _HASH_PATHS), ("domain", _DOMAIN_PATHS))
-# (kind, section, field) of every path above, all two levels deep except the hashes:
-# read with plain dict gets, as every event goes through them.
-_IOC_GETS = tuple((kind, path.split(".", 1)) for kind, paths in _IOC_PATHS for path in paths)
+# (kind, section, field, path) of every path above, all two levels deep except the
+# hashes and the DNS name: read with plain dict gets, as every event goes through them.
+_IOC_GETS = tuple((kind, *path.split(".", 1), path) for kind, paths in _IOC_PATHS
+                  for path in paths)
+# The top-level sections they are in (Classifier.process spells them out): most events
+# (an sshd line: source at most) lack most of them, and one with none has nothing to mark.
+_IOC_SECTIONS = frozenset(section for _, section, _, _ in _IOC_GETS)
 
 
 class Enricher(Protocol):
@@ -101,18 +105,26 @@ class Classifier:
         cfg = self.config
         # Picks up `socd ioc import` and expiry; cheap, usually a time check.
         self.iocs.maybe_refresh()
-        check_iocs = len(self.iocs) > 0
+        # One matcher a batch: its cache keeps the verdict on a value for the events
+        # after the first that carries it (IocStore.ref_matcher).
+        match = self.iocs.ref_matcher() if len(self.iocs) > 0 else None
         enrich = self.enricher.enrich if self.enricher is not None else None
+        default_kind = cfg.default_asset_kind
+        owned = _OWNED
         counts = _AlertCounts(self._asset_kinds)
         for event in events:
             if enrich is not None:
                 enrich(event)
             socd: dict[str, Any] = event["socd"]
-            _reset_owned(socd)
+            if not socd.keys().isdisjoint(owned):  # never, from the shipped decoders
+                _reset_owned(socd)
             if "asset_kind" not in socd:
-                socd["asset_kind"] = cfg.default_asset_kind
-            if check_iocs:
-                self._mark_iocs(event, socd)
+                socd["asset_kind"] = default_kind
+            # The sections of _IOC_GETS, spelt out: most events have none or one.
+            if match is not None and ("source" in event or "destination" in event
+                                      or "file" in event or "dns" in event
+                                      or "url" in event):
+                _mark_iocs(event, socd, match)
             ev = event["event"]
             if ev.get("kind") != "alert":
                 continue
@@ -137,43 +149,58 @@ class Classifier:
         counts.flush()
         return events
 
-    def _mark_iocs(self, event: Event, socd: dict[str, Any]) -> None:
-        values: list[str] = []
-        refs: list[str] = []
-        kinds: set[str] = set()
-        match = self.iocs.match_ref
-        for kind, (section, rest) in _IOC_GETS:
-            node = event.get(section)
-            if node is None:
-                continue  # most events: no such section
-            if type(node) is dict and "." not in rest:
-                value = node.get(rest)
-            else:
-                value = get(event, f"{section}.{rest}")
-            if value and isinstance(value, str):
-                ref = match(kind, value)
-                if ref is not None:
-                    values.append(value)
-                    refs.append(ref)
-                    kinds.add(kind)
-        if not values:
-            return
-        socd["ioc"] = {"matched": True, "values": values, "refs": sorted(set(refs))}
-        tags = event.setdefault("tags", [])
-        if "ioc" not in tags:
-            tags.append("ioc")
-        for kind in kinds:
-            metrics.IOC_HITS.labels(kind).inc()
-        ev = event["event"]
-        if ev.get("kind") != "alert":
-            # Contact with a listed indicator is an alert in itself (CONTEXT.md:
-            # provinces block IoC addresses); the rules engine refines this.
-            ev["kind"] = "alert"
-            set_severity(event, Severity.HIGH)
-            # Vietnamese like the shipped rules' names (rule.title.vi); notifications name
-            # it per language (socd.notify.render.OWN_RULES).
-            event.setdefault("rule", {}).setdefault("name", IOC_MATCH_NAME)
-            event["rule"].setdefault("id", IOC_MATCH_ID)
+
+
+def _mark_iocs(event: Event, socd: dict[str, Any],
+               match: Callable[[str, str], str | None]) -> None:
+    """Mark the values of the IoC paths found on the lists (``match``: the batch's
+    :meth:`IocStore.ref_matcher`); contact with a listed indicator is an alert."""
+    if "destination" not in event and "file" not in event and "dns" not in event \
+            and "url" not in event:
+        # The common case (an sshd line): source.ip at most, one lookup.
+        node = event["source"]
+        value = node.get("ip") if type(node) is dict else get(event, "source.ip")
+        if value and isinstance(value, str):
+            ref = match("ip", value)
+            if ref is not None:
+                _mark_hits(event, socd, [value], [ref], {"ip"})
+        return
+    values: list[str] = []
+    refs: list[str] = []
+    kinds: set[str] = set()
+    for kind, section, rest, path in _IOC_GETS:
+        node = event.get(section)
+        if node is None:
+            continue  # most events: no such section
+        value = node.get(rest) if type(node) is dict and "." not in rest else get(event, path)
+        if value and isinstance(value, str):
+            ref = match(kind, value)
+            if ref is not None:
+                values.append(value)
+                refs.append(ref)
+                kinds.add(kind)
+    if values:
+        _mark_hits(event, socd, values, refs, kinds)
+
+
+def _mark_hits(event: Event, socd: dict[str, Any], values: list[str], refs: list[str],
+               kinds: set[str]) -> None:
+    socd["ioc"] = {"matched": True, "values": values, "refs": sorted(set(refs))}
+    tags = event.setdefault("tags", [])
+    if "ioc" not in tags:
+        tags.append("ioc")
+    for kind in kinds:
+        metrics.IOC_HITS.labels(kind).inc()
+    ev = event["event"]
+    if ev.get("kind") != "alert":
+        # Contact with a listed indicator is an alert in itself (CONTEXT.md:
+        # provinces block IoC addresses); the rules engine refines this.
+        ev["kind"] = "alert"
+        set_severity(event, Severity.HIGH)
+        # Vietnamese like the shipped rules' names (rule.title.vi); notifications name
+        # it per language (socd.notify.render.OWN_RULES).
+        event.setdefault("rule", {}).setdefault("name", IOC_MATCH_NAME)
+        event["rule"].setdefault("id", IOC_MATCH_ID)
 
 
 class _AlertCounts:

@@ -43,7 +43,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import structlog
@@ -693,6 +693,69 @@ def _static_rows(static: Sequence[Entry], attrs: dict[int, Attribution],
     return rows
 
 
+def _match(index: IocIndex, kind: str, value: str, now: float) -> Attribution | None:
+    """:meth:`IocStore.match` in ``index`` at the time ``now``."""
+    if kind == "ip":
+        parsed = ip_int(value)
+        if parsed is None or not index.contains_ip(*parsed):
+            return None
+        return index.best(index.ip_attrs(*parsed), now)
+    if kind == "domain":
+        if not (index.domains or index.wildcards):
+            return None
+        name = event_domain(value)  # "" when too long to be a domain
+        return index.best(index.domain_attrs(name), now) if name else None
+    if kind == "hash":
+        text = value.strip()
+        if len(text) > MAX_HASH_CHARS:
+            return None  # not a digest: no need to lower a huge field
+        a = index.hashes.get(text.lower())
+        return None if a is None else index.best((a,), now)
+    raise ValueError(f"unknown indicator kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
+# Bounds of a matcher's cache (_cached_refs), per kind: values cached, and the longest
+# value cached (an address is at most 64 characters, a domain name 254, a digest 128;
+# a longer value is looked up every time, never kept: input must not make huge keys).
+_REF_CACHE_ENTRIES = 8192
+_REF_CACHE_CHARS = 256
+_MISS: Any = object()
+
+
+def _cached_refs(index: IocIndex, clock: Callable[[], float]) -> Callable[[str, str], str | None]:
+    """``ref(kind, value)``: the reference (else the source) of the best unexpired entry of
+    ``index`` for the value, or None, as :meth:`IocStore.match` finds it, cached.
+
+    A verdict depends on the index and on the time only through expiry: until the
+    earliest expiry among the entries (``index.valid_until``) every moment gives the
+    same answer. So a verdict found before then is kept and served until then; from
+    then on (until the reload that drops the expired entries) every call looks up
+    afresh at its own time, as an uncached lookup would. Each kind's cache holds at
+    most ``_REF_CACHE_ENTRIES`` values and is emptied when full.
+    """
+    caches: dict[str, dict[str, str | None]] = {kind: {} for kind in KINDS}
+    valid_until = index.valid_until
+    timeless = valid_until == NEVER  # no entry expires: the clock need not be read
+
+    def ref(kind: str, value: str) -> str | None:
+        cache = caches.get(kind)
+        if cache is not None and type(value) is str:
+            hit = cache.get(value, _MISS)
+            if hit is not _MISS and (timeless or clock() < valid_until):
+                return cast("str | None", hit)
+        now = clock()
+        found = _match(index, kind, value, now)
+        out = None if found is None else (found.ref or found.source)
+        if (cache is not None and now < valid_until and type(value) is str
+                and len(value) <= _REF_CACHE_CHARS):
+            if len(cache) >= _REF_CACHE_ENTRIES:
+                cache.clear()
+            cache[value] = out
+        return out
+
+    return ref
+
+
 # -- the store ----------------------------------------------------------------------------
 
 
@@ -725,6 +788,8 @@ class IocStore:
         self._next_check = 0.0
         self._reloading: threading.Thread | None = None
         self._index = IocIndex()
+        # (index, its cached matcher): see ref_matcher.
+        self._refs: tuple[IocIndex, Callable[[str, str], str | None]] | None = None
         if load:
             self.reload()
 
@@ -794,34 +859,33 @@ class IocStore:
         ``source``: is it on an entry of that source (expired ones included, as
         :meth:`entries_for` lists them)? This is the rules engine's ``ioc`` condition."""
         if source is None:
-            return self.match(kind, value) is not None
+            return self.ref_matcher()(kind, value) is not None
         return any(e.source == source for e in self.entries_for(kind, value))
 
     def match(self, kind: str, value: str) -> Attribution | None:
         """The best unexpired entry's attribution for the value, or None."""
-        index = self._index
-        now = self.clock()
-        if kind == "ip":
-            parsed = ip_int(value)
-            if parsed is None or not index.contains_ip(*parsed):
-                return None
-            return index.best(index.ip_attrs(*parsed), now)
-        if kind == "domain":
-            if not (index.domains or index.wildcards):
-                return None
-            name = event_domain(value)  # "" when too long to be a domain
-            return index.best(index.domain_attrs(name), now) if name else None
-        if kind == "hash":
-            text = value.strip()
-            if len(text) > MAX_HASH_CHARS:
-                return None  # not a digest: no need to lower a huge field
-            a = index.hashes.get(text.lower())
-            return None if a is None else index.best((a,), now)
-        raise ValueError(f"unknown indicator kind {kind!r}; use one of {', '.join(KINDS)}")
+        return _match(self._index, kind, value, self.clock())
 
     def match_ref(self, kind: str, value: str) -> str | None:
-        found = self.match(kind, value)
-        return None if found is None else (found.ref or found.source)
+        """The reference (else the source) of :meth:`match`'s entry, or None; cached."""
+        return self.ref_matcher()(kind, value)
+
+    def ref_matcher(self) -> Callable[[str, str], str | None]:
+        """:meth:`match_ref` for the index loaded now, its verdicts cached.
+
+        The classifier takes it once per batch and the rules engine's ``ioc`` condition
+        through :meth:`lookup`: the same addresses recur in almost every event of a
+        batch (an attacker's, a server's), and a lookup through the index costs several
+        calls (address parsing, a bisect, the attribution ranking). A reload builds a new
+        index and so a new, empty cache (:func:`_cached_refs` says when a verdict holds).
+        """
+        index = self._index
+        refs = self._refs
+        if refs is not None and refs[0] is index:
+            return refs[1]
+        matcher = _cached_refs(index, self.clock)
+        self._refs = (index, matcher)
+        return matcher
 
     def match_ip(self, value: str) -> str | None:
         """Reference of the best entry covering the address, or None: the network

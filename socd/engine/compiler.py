@@ -16,7 +16,7 @@ import math
 import re
 import unicodedata
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1033,26 +1033,49 @@ class CodeGen:
         self.body.append("    " * self.indent + text)
 
     def section(self, key: str) -> str:
-        """A local holding ``e[key]`` if it is a mapping, else an empty one."""
+        """A local holding the mapping at dotted ``key`` (``e[a]``, ``e[a][b]``...), or an
+        empty one when it is missing or not a mapping."""
         sec = self.sections.get(key)
         if sec is None:
+            parent, _, last = key.rpartition(".")
+            source = f"{self.section(parent)}.get" if parent else "e.get"
             sec = self.sections[key] = self.name("s")
-            self.line(f"{sec} = e.get({self.const(key)})")
+            self.line(f"{sec} = {source}({self.const(last)})")
             self.line(f"if type({sec}) is not _dict:")
             self.line(f"    {sec} = _E")
         return sec
 
     def read(self, path: str) -> str:
         """A new local holding the value at ``path``, as :func:`make_getter` reads it."""
-        parts = path.split(".")
+        parent, _, last = path.rpartition(".")
         var = self.name("v")
-        if len(parts) == 1:
-            self.line(f"{var} = e.get({self.const(path)})")
-        elif len(parts) == 2:
-            self.line(f"{var} = {self.section(parts[0])}.get({self.const(parts[1])})")
-        else:
-            self.line(f"{var} = {self.const(make_getter(path))}(e)")
+        source = f"{self.section(parent)}.get" if parent else "e.get"
+        self.line(f"{var} = {source}({self.const(last)})")
         return var
+
+    def presence(self, paths: Sequence[str]) -> list[str]:
+        """Locals telling whether each of ``paths`` is there (not None), in order. The
+        paths under one top-level section are read only when that section is a mapping
+        (most events lack most sections)."""
+        out = [self.name("p") for _ in paths]
+        groups: dict[str, list[int]] = {}
+        for i, path in enumerate(paths):
+            if "." in path:
+                groups.setdefault(path.split(".", 1)[0], []).append(i)
+            else:
+                self.line(f"{out[i]} = {self.read(path)} is not None")
+        for top, members in groups.items():
+            sec = self.section(top)
+            self.line(f"if {sec} is _E:")
+            self.line("    " + " = ".join(out[i] for i in members) + " = False")
+            self.line("else:")
+            self.indent += 1
+            outer = dict(self.sections)  # sections read in this branch stay in it
+            for i in members:
+                self.line(f"{out[i]} = {self.read(paths[i])} is not None")
+            self.sections = outer
+            self.indent -= 1
+        return out
 
     def function(self, name: str) -> Any:
         """The generated function (named ``name`` in tracebacks and profiles)."""

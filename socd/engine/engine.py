@@ -30,6 +30,7 @@ from socd.engine.compiler import (
     INDEX_FIELDS,
     CodeGen,
     IocLookup,
+    Matcher,
     as_text,
     condition_leaves,
     condition_verdict,
@@ -290,7 +291,11 @@ _OPAQUE = object()
 def _route_value(value: Any) -> Any:
     """A routing field's value as part of the dispatch key (after the str/None case)."""
     t = type(value)
-    if t is list or t is dict:
+    if t is list:
+        if len(value) == 1 and type(value[0]) is str:
+            return (value[0],)  # most lists of routing values: ECS event.category
+        return _hashable(value)
+    if t is dict:
         return _hashable(value)
     if t is int or t is float or t is bool:
         return value
@@ -358,8 +363,7 @@ def _route_key_fn(paths: Sequence[str], classes: Sequence[_FieldClass] = (),
         gen.line(f"    if {k} is None:")
         gen.line(f"        {k} = {gen.const(cls.classify)}({var})")
         out.append(k)
-    for path in presence:
-        out.append(f"{gen.read(path)} is not None")
+    out.extend(gen.presence(presence))
     gen.line(f"return ({', '.join(out)},)" if out else "return ()")
     fn: Callable[[Event], tuple[Any, ...]] = gen.function("route_key")
     return fn
@@ -374,15 +378,32 @@ def _conditions(slot: _Slot) -> list[Any]:
     return out
 
 
-def _possible(slot: _Slot, leaf_result: Callable[[Mapping[str, Any]], bool | None]) -> bool:
-    """Whether ``slot`` may match an event of which ``leaf_result`` tells some leaves."""
+# A candidate rule of a dispatch key: the rule, the matcher still to run on its events
+# (None: the key decides the condition holds), and for a sequence the steps that match
+# (None: decided per event). Entries are built once per key, see _candidates_for.
+_Entry = tuple["_Slot", "Matcher | None", "tuple[int, ...] | None"]
+
+
+def _entry(slot: _Slot, leaf_result: Callable[[Mapping[str, Any]], bool | None]) -> \
+        _Entry | None:
+    """``slot``'s entry for events of which ``leaf_result`` tells some leaves; None when
+    it cannot match them."""
     rule = slot.crule.rule
-    if rule.match is not None and condition_verdict(rule.match, leaf_result) is False:
-        return False
+    match = slot.routed
+    if rule.match is not None:
+        verdict = condition_verdict(rule.match, leaf_result)
+        if verdict is False:
+            return None
+        if verdict is True:
+            match = None
+    hit: tuple[int, ...] | None = None
     if slot.kind == SEQUENCE and rule.sequence is not None:
-        return any(condition_verdict(step.match, leaf_result) is not False
-                   for step in rule.sequence.steps)
-    return True
+        steps = [condition_verdict(step.match, leaf_result) for step in rule.sequence.steps]
+        if all(v is False for v in steps):
+            return None
+        if all(v is not None for v in steps):
+            hit = tuple(i for i, v in enumerate(steps) if v)
+    return slot, match, hit
 
 
 _CACHE_VALUE_MAX = 256
@@ -554,7 +575,9 @@ class RuleEngine:
         # hashes needs `file.hash.*`): whether the event has each is part of the dispatch
         # key, and a rule none of whose fields the event has is not a candidate.
         needs = {slot.order: _required(slot) for slot in catch_all}
-        presence = sorted({k for req in needs.values() if req is not None for k in req})
+        # (the value of a routing or class field is in the key already)
+        presence = sorted({k for req in needs.values() if req is not None for k in req
+                           if k not in used and k not in CLASS_FIELDS})
         self._presence = tuple(presence)
         # Leaves on the class fields, one bit each (equal leaves of several rules share
         # one): which hold is part of the dispatch key (see _FieldClass).
@@ -588,7 +611,7 @@ class RuleEngine:
         self._classes = classes
         self._route_key = _route_key_fn(used, classes, self._presence)
         self._catch_all = catch_all
-        self._dispatch: dict[Any, tuple[_Slot, ...]] = {}
+        self._dispatch: dict[Any, tuple[_Entry, ...]] = {}
 
     def _leaf_fn(self, leaf: Any) -> Callable[[Event], bool] | None:
         """The matcher of one leaf of a rule (compiled on first use, kept per engine)."""
@@ -598,7 +621,7 @@ class RuleEngine:
             self._leaf_fns[key] = leaf_matcher(leaf, crule.ioc, crule.limits)
         return self._leaf_fns[key]
 
-    def _candidates_for(self, key: tuple[Any, ...]) -> tuple[_Slot, ...]:
+    def _candidates_for(self, key: tuple[Any, ...]) -> tuple[_Entry, ...]:
         n = len(self._index_tables)
         values = key[:n]
         found: dict[int, _Slot] = {s.order: s for s in self._catch_all}
@@ -642,9 +665,16 @@ class RuleEngine:
                 return leaf["exists"] is True
             return None
 
-        return tuple(found[o] for o in sorted(found) if _possible(found[o], leaf_result))
+        out: list[_Entry] = []
+        for order in sorted(found):
+            entry = _entry(found[order], leaf_result)
+            if entry is not None:
+                out.append(entry)
+        return tuple(out)
 
-    def candidates(self, event: Event) -> tuple[_Slot, ...]:
+    def entries(self, event: Event) -> tuple[_Entry, ...]:
+        """The candidate rules of ``event``, each with what is left to test (see
+        :data:`_Entry`), cached per dispatch key."""
         values = self._route_key(event)
         cands = self._dispatch.get(values)
         if cands is None:
@@ -656,9 +686,13 @@ class RuleEngine:
                 self._dispatch[values] = cands
         return cands
 
+    def candidates(self, event: Event) -> tuple[_Slot, ...]:
+        """The rules ``event`` is tried on."""
+        return tuple(entry[0] for entry in self.entries(event))
+
     @staticmethod
-    def _slot_matches(slot: _Slot, event: Event, routed: bool = False) -> bool:
-        match = slot.routed if routed else slot.match
+    def _slot_matches(slot: _Slot, event: Event) -> bool:
+        match = slot.match
         if match is not None and not match(event):
             return False
         if slot.kind == SEQUENCE:
@@ -666,8 +700,17 @@ class RuleEngine:
         return True
 
     def matching_rules(self, event: Event) -> list[str]:
-        """Ids of the rules whose conditions match ``event`` (through the index)."""
-        return [s.id for s in self.candidates(event) if self._slot_matches(s, event, True)]
+        """Ids of the rules whose conditions match ``event`` (through the index and the
+        dispatch key's verdicts, as :meth:`process` tries them)."""
+        out = []
+        for slot, match, hit in self.entries(event):
+            if match is not None and not match(event):
+                continue
+            if slot.kind == SEQUENCE and not (
+                    hit if hit is not None else any(step(event) for step in slot.steps)):
+                continue
+            out.append(slot.id)
+        return out
 
     def matching_rules_bruteforce(self, event: Event) -> list[str]:
         """:meth:`matching_rules` without the index (for tests)."""
@@ -694,7 +737,7 @@ class RuleEngine:
 
     def _process(self, events: list[Event]) -> list[Event]:  # noqa: PLR0915 (hot loop)
         alerts: list[Event] = []
-        pending: list[tuple[float, int, _Slot, Event, list[int] | None]] = []
+        pending: list[tuple[float, int, _Slot, Event, tuple[int, ...] | None]] = []
         route_key = self._route_key
         dispatch = self._dispatch
         bound = self.max_out_of_order_secs
@@ -707,7 +750,7 @@ class RuleEngine:
             values = route_key(event)
             cands = dispatch.get(values)
             if cands is None:
-                cands = self.candidates(event)
+                cands = self.entries(event)
             ts = event_time(event.get("@timestamp"))
             if ts is None:
                 ts = max_time if max_time > -math.inf else 0.0
@@ -731,15 +774,15 @@ class RuleEngine:
                 continue
             counted_late = False
             windowed = False
-            for slot in cands:
-                match = slot.routed
+            for slot, match, hit in cands:
                 kind = slot.kind
                 if kind == SEQUENCE:
                     if match is not None and not match(event):
                         continue
-                    hit = [i for i, step in enumerate(slot.steps) if step(event)]
-                    if not hit:
-                        continue
+                    if hit is None:
+                        hit = tuple([i for i, step in enumerate(slot.steps) if step(event)])
+                        if not hit:
+                            continue
                     if late:
                         counted_late = True
                         continue
@@ -833,7 +876,7 @@ class RuleEngine:
             self._fire(slot, event, ts, len(seen), key, [h for _, h, _ in entries], alerts,
                        max(t for _, _, t in entries))
 
-    def _sequence(self, slot: _Slot, event: Event, ts: float, hit: list[int],
+    def _sequence(self, slot: _Slot, event: Event, ts: float, hit: tuple[int, ...],
                   alerts: list[Event]) -> None:
         crule = slot.crule
         seq = crule.rule.sequence

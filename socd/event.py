@@ -603,9 +603,10 @@ def normalize(event: Event, *, received: float | None = None,
 
     ``typed``: the typed fields to check, :func:`typed_fields_at` of every path the
     caller's event can hold (None: all). ``own_timestamp``: the ``@timestamp``
-    text the decoder formatted itself (``datetime.isoformat()`` of an aware time, which
-    :func:`parse_timestamp` returns unchanged); it is trusted only when the event
-    holds that very object, which no input can supply, so any other value is parsed.
+    text the decoder formatted (``datetime.isoformat()`` of an aware time, which
+    :func:`parse_timestamp` returns unchanged) or found already in that form and
+    checked itself; it is trusted only when the event holds that very object, which
+    the decoder put there, so any other value (an equal text included) is parsed.
     """
     ts = event.get("@timestamp")
     if ts is None:

@@ -177,7 +177,8 @@ class BaseDecoder:
     socd_keys: frozenset[str] = INPUT_SOCD_KEYS
     _prefix_of: tuple[str, hashlib.blake2b] | None = None
     # normalize()'s typed-field plan (every typed field unless the decoder knows the
-    # paths it writes: typed_plan) and the @timestamp text convert() formatted last.
+    # paths it writes: typed_plan) and the @timestamp text convert() formatted (or
+    # checked) last.
     written_paths: frozenset[str] | None = None
     _typed: TypedPlan | None = None
     _own_timestamp: str | None = None

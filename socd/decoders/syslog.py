@@ -163,6 +163,33 @@ _SUDO = Pattern(r"\s*(\S+) : (?:(.*?) ; )?TTY=(\S*) ; PWD=(.*?) ; USER=(\S+) ;"
                 r"(?: GROUP=\S+ ;)?(?: ENV=.*? ;)? COMMAND=(.*)$", captures=True)
 _SUDO_MAX = 64 * 1024
 _SSH_PROCS = frozenset({"sshd", "sshd-session", "sshd-auth"})
+_OWN_PAYLOADS = frozenset({"sudo", "filterlog"})  # programs _payload reads by name
+
+# _parse_fast's view of the messages _sshd_line reads: the one regex of its elif chain
+# (or _pam's) that can match a message, by the message's first character (their literal
+# starts differ there: "Failed", "Accepted", "Invalid user", "Connection closed",
+# "error: maximum"/"maximum", and PAM's "pam_", "(pam_unix) ", "PAM ", "authentication").
+# A message none of them matches is a plain event, as in _sshd_line.
+_K_PLAIN, _K_FAILED, _K_ACCEPTED, _K_INVALID, _K_CLOSED, _K_MAX_TRIES, _K_PAM = range(7)
+_SSH_BY_FIRST: dict[str, tuple[int, re.Pattern[str]]] = {
+    "F": (_K_FAILED, _SSH_FAILED), "A": (_K_ACCEPTED, _SSH_ACCEPTED),
+    "I": (_K_INVALID, _SSH_INVALID), "C": (_K_CLOSED, _SSH_CLOSED),
+    "e": (_K_MAX_TRIES, _SSH_MAX_TRIES), "m": (_K_MAX_TRIES, _SSH_MAX_TRIES),
+    "p": (_K_PAM, _PAM_FAILURE), "(": (_K_PAM, _PAM_FAILURE), "P": (_K_PAM, _PAM_FAILURE),
+    "a": (_K_PAM, _PAM_FAILURE),
+}  # fmt: skip
+# _FAST_HEADER without the hosts _rfc3164 refuses on it ("UTC...", "GMT...").
+_FAST_SYSLOG = re.compile(_FAST_HEADER.pattern.replace(" (", " (?!UTC|GMT)(", 1))
+# The <PRI> texts _PRI reads as a priority parse() keeps (ASCII digits only: \d reads
+# other digits too, which parse() alone handles).
+_PRI_CODES = {f"{n:0{width}d}": n for width in (1, 2, 3) for n in range(192)
+              if len(str(n)) <= width}
+# Facility code and name, severity code and name of each priority.
+_PRI_PARTS = tuple((pri >> 3, FACILITIES[pri >> 3], pri & 7, SEVERITIES[pri & 7])
+                   for pri in range(192))
+# The bytes of _GARBAGE: a UTF-8 text holds one of these characters only where its bytes
+# hold the byte.
+_GARBAGE_BYTES = bytes([*range(0x09), *range(0x0E, 0x20), 0x7F])
 
 _FORTI_MAP: dict[str, tuple[str, str]] = {
     "srcip": ("source.ip", "ip"), "dstip": ("destination.ip", "ip"),
@@ -177,6 +204,7 @@ _FORTI_ALERT_SUBTYPES = frozenset({"ips", "virus", "anomaly", "botnet"})
 
 
 _STAMPS_CACHED = 4096
+_ADDRESS_KEY_MAX = 64  # longest address text SyslogDecoder._addresses keeps
 _NO_MINUTE = ("", "")  # _minutes.get's default: not read yet (None: read, no fast path)
 _CODE_TEXT = tuple(str(code) for code in range(8))  # socd.vendor_severity of plain events
 _PAYLOAD_TAGS = frozenset({"CEF", "LEEF"})  # "host CEF: ..." is a payload, not a tag
@@ -224,11 +252,12 @@ def _pam_action(service: str, legacy: bool) -> str:
     return f"{service}_auth"
 
 
-def _set_rhost(event: Event, rhost: str) -> None:
+def _set_rhost(event: Event, rhost: str) -> bool:
     """PAM's rhost= as ``source.ip`` (through the address gate) or, when it is a host
     name (the client's reverse DNS, sshd's UseDNS), as ``source.domain``.
 
     A name is never resolved or blocked: its owner chooses what the reverse zone says.
+    True when it set ``source.ip``.
     """
     try:
         address = netaddr.canonical_address(rhost, count=False)
@@ -238,8 +267,9 @@ def _set_rhost(event: Event, rhost: str) -> None:
             event["source"] = {"domain": name}
         elif _ADDRESS_LIKE.fullmatch(rhost):
             netaddr.count_refusal(exc.reason)  # an address the gate refuses (zone id, junk)
-    else:
-        event["source"] = {"ip": address}
+        return False
+    event["source"] = {"ip": address}
+    return True
 
 
 def parse_structured_data(text: str) -> tuple[dict[str, dict[str, str]] | None, str]:
@@ -325,6 +355,23 @@ class SyslogDecoder(BaseDecoder):
         # The table's severity for each plain syslog severity code (parse's common case).
         self._code_severity = tuple(
             None if sev is None else sev.value for sev in map(self.table.lookup, _CODE_TEXT))
+        # _parse_fast reads only lines that give the events of the general path with
+        # payload parsing on and no required payload; its socd keys pass the gate as is.
+        self._fast = (parse_payloads and require is None
+                      and {"vendor_severity", "vendor", "severity"} <= self._ungated_keys)
+        # One-entry caches of per-record values that repeat from record to record (a
+        # replay or collector batch shares its receive time and its source): the last
+        # receive time and its event.created text, the last ingest millisecond and its
+        # event.ingested text, the last record source and its log.source address.
+        self._created: tuple[float, str] | None = None
+        self._ingested: tuple[int, str] = (-1, "")
+        self._source: tuple[str, str | None] = ("", None)
+        # The receive time _stamps was last checked against (see _parse_fast): reset by
+        # _local_now whenever it takes another now (another minute or zone).
+        self._stamps_for: float | None = None
+        # Canonical text of the addresses sshd lines name (accepted ones only: a refusal
+        # is counted on every line); bounded in count and in key length.
+        self._addresses: dict[str, str] = {}
 
     def assume_zones(self, zones: Mapping[str, SenderZones]) -> None:
         """The zones of the collectors that name one (:class:`~socd.plugins.ZoneAware`)."""
@@ -332,12 +379,15 @@ class SyslogDecoder(BaseDecoder):
 
     # -- the decoder protocol ------------------------------------------------------------
 
-    def decode(self, record: RawRecord) -> DecodeResult:
+    def decode(self, record: RawRecord) -> DecodeResult:  # noqa: PLR0915 - hot path
         data = record.data
         zones = self._zones.get(record.collector) if self._zones else None
+        fast = None
         try:
             if zones is None:
-                event = self.parse(data, record.received)
+                event = fast = self._parse_fast(data, record.received) if self._fast else None
+                if event is None:
+                    event = self.parse(data, record.received)
             else:
                 event = self._parse_in_zones(zones, record)
         except _Invalid as exc:
@@ -345,12 +395,49 @@ class SyslogDecoder(BaseDecoder):
         except Exception as exc:  # a parser bug must not lose the record silently
             return DecodeResult(failures=[DecodeFailure(
                 "invalid_syslog", data, f"parser error: {type(exc).__name__}: {exc}"[:500])])
-        if record.source:
-            scheme, sep, address = record.source.partition("://")
-            if sep and scheme in ("udp", "tcp", "tls"):
+        source = record.source
+        if source:
+            last = self._source
+            if last[0] == source:
+                address = last[1]
+            else:
+                scheme, sep, address_ = source.partition("://")
+                address = address_ if sep and scheme in ("udp", "tcp", "tls") else None
+                self._source = (source, address)
+            if address is not None:
                 event["log"]["source"] = {"address": address}
         digest = hashlib.blake2b(data, digest_size=16).digest()
-        ingested = _received_iso(time.time())
+        now = time.time()
+        ms = int(now * 1000)
+        if self._ingested[0] == ms:
+            ingested = self._ingested[1]
+        else:  # the text of _received_iso(now), looked up once a millisecond
+            ingested = _received_iso(now)
+            self._ingested = (ms, ingested)
+        if fast is not None:
+            # _finish for _parse_fast's event: one copy (no "message repeated"), no
+            # event.created yet, socd keys the gate keeps (see _setup).
+            ev = fast["event"]
+            received = record.received
+            created = self._created
+            if created is None or created[0] != received:
+                created = self._created = (received, _received_iso(received))
+            ev["created"] = created[1]
+            prefix = self._fingerprint_prefix
+            if prefix is None or prefix[0] != self.name:
+                prefix = self._fingerprint_prefix = (self.name, fingerprint_prefix(self.name))
+            h = prefix[1].copy()
+            h.update(digest + b"\x000\x00")  # index 0
+            ev["hash"] = h.hexdigest()
+            ev["ingested"] = ingested
+            if self.keep_original:
+                ev["original"] = data.decode("utf-8", "replace")
+            socd = fast["socd"]
+            stamp_provenance(socd, record, self.name)
+            severity = socd.get("severity")
+            if severity is not None:
+                socd["severity_label"] = _LABELS[severity]
+            return DecodeResult(events=[fast])
         copies = _repeats(event) if event["event"].get("outcome") == "failure" else 1
         if copies == 1:
             self._finish(event, record, digest, ingested)
@@ -374,7 +461,10 @@ class SyslogDecoder(BaseDecoder):
         """
         ev = event["event"]
         if "created" not in ev:
-            ev["created"] = _received_iso(record.received)
+            created = self._created
+            if created is None or created[0] != record.received:
+                created = self._created = (record.received, _received_iso(record.received))
+            ev["created"] = created[1]
         prefix = self._fingerprint_prefix
         if prefix is None or prefix[0] != self.name:
             prefix = self._fingerprint_prefix = (self.name, fingerprint_prefix(self.name))
@@ -393,6 +483,191 @@ class SyslogDecoder(BaseDecoder):
             socd["severity_label"] = _LABELS[severity]
 
     # -- parsing -------------------------------------------------------------------------
+
+    def _parse_fast(self, data: bytes, received: float) -> Event | None:  # noqa: PLR0915
+        """:meth:`parse` of the common line, or None when it is not one this reads
+        (parse() then reads it).
+
+        It reads a UTF-8 RFC 3164 line with the fast header (:data:`_FAST_SYSLOG`), a
+        stamp that is a date, and a plain message or one of the sshd and PAM messages
+        of _sshd_line, for a decoder that parses payloads and requires none, without
+        zones by sender. Its event is the one parse() builds, with the same keys in the
+        same order (the equivalence runs of issue 17 compare the bytes). Anything else
+        (a CEF or LEEF text, "message repeated", sudo, firewall, Cisco or FortiGate
+        payloads, a bad date, control characters) returns None before any side effect
+        but the caches'.
+        """
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        text = text.rstrip("\r\n\x00 ")
+        if text[:1] == "<":
+            end = text.find(">", 2, 5)
+            pri = _PRI_CODES.get(text[1:end]) if end > 0 else None
+            if pri is None:
+                return None
+            pos = end + 1
+        else:
+            if len(data.translate(None, _GARBAGE_BYTES)) != len(data):
+                return None  # parse() refuses control characters without a <PRI>
+            pri = 13  # RFC 3164 4.3.3: a message without PRI is user.notice
+            pos = 0
+        m = _FAST_SYSLOG.match(text, pos)
+        if m is None:
+            return None
+        host, name, pid = m.groups()
+        if name in _PAYLOAD_TAGS:
+            return None
+        message = text[m.end():]
+        if message[:1] == " ":
+            message = message.lstrip(" ")
+        if "CEF:" in message or "LEEF:" in message:
+            return None
+        kind = _K_PLAIN
+        sm: re.Match[str] | None = None
+        if name in _SSH_PROCS:
+            entry = _SSH_BY_FIRST.get(message[:1])
+            if entry is not None:
+                sm = entry[1].match(message)
+                if sm is not None:
+                    kind = entry[0]
+                elif message.startswith("message repeated "):
+                    return None
+        elif (name in _OWN_PAYLOADS
+              or message.find("authentication failure", 0, 160) >= 0
+              or ("IN=" in message and " SRC=" in message) or message[:1] == "%"
+              or ("date=" in message[:64] and "devname=" in message)):
+            return None  # _payload has more to read in it
+        stamp = text[pos:pos + 15]
+        # _stamps holds the texts of the current now (minute and zone): valid for this
+        # receive time when it is the one last checked and no other now was taken since.
+        self._zone = self.tz
+        ts = None
+        if received == self._stamps_for:
+            ts = self._stamps.get(stamp)
+            if ts is None:
+                # _clock_stamp's miss, inline for a minute _minute_text has read
+                # (_minutes belongs to the same now as _stamps).
+                minute = self._minutes.get(stamp[:12])
+                second = stamp[13:15]
+                if minute is not None and second < "60":
+                    ts = minute[0] + second + minute[1]
+                    if len(self._stamps) >= _STAMPS_CACHED:
+                        self._stamps.clear()
+                    self._stamps[stamp] = ts
+        if ts is None:
+            ts = self._clock_stamp(stamp, received)
+            if ts is None:
+                return None  # no date: tagged by the general path
+            self._stamps_for = received
+        facility, facility_name, severity, severity_name = _PRI_PARTS[pri]
+        syslog: dict[str, Any] = {
+            "priority": pri,
+            "facility": {"code": facility, "name": facility_name},
+            "severity": {"code": severity, "name": severity_name},
+            "hostname": host,
+            "appname": name,
+        }
+        if pid is None:
+            process: dict[str, Any] = {"name": name}
+        else:
+            syslog["procid"] = pid
+            process = {"name": name, "pid": int(pid)}
+        socd: dict[str, Any] = {"vendor_severity": _CODE_TEXT[severity]}
+        # _auth's keys come in this order whichever way it sets them.
+        ev: dict[str, Any] = (
+            {"kind": "event", "dataset": "syslog"} if kind == _K_PLAIN
+            else {"kind": "event", "dataset": "system.auth", "category": ["authentication"]})
+        event: Event = {"event": ev, "log": {"syslog": syslog}, "@timestamp": ts,
+                        "host": {"hostname": host, "name": host}, "process": process,
+                        "message": message, "socd": socd}
+        if pos == 0:
+            event["tags"] = ["syslog_no_pri"]
+        if sm is not None:
+            self._fast_sshd(event, ev, socd, kind, sm, name)
+        value = self._code_severity[severity]  # the payload left vendor_severity alone
+        if value is not None:
+            socd["severity"] = value
+        return event
+
+    def _fast_sshd(self, event: Event, ev: dict[str, Any],  # noqa: PLR0915 - hot path
+                   socd: dict[str, Any], kind: int, m: re.Match[str], name: str) -> None:
+        """_sshd_line's fields for :meth:`_parse_fast`, from the match of its regex."""
+        if kind == _K_PAM:
+            service, more, text = m.group("service", "more", "fields")
+            service = service or name
+            fields = _PAM_FIELDS.match(text)
+            if fields is None:  # tagged
+                self._pam_failure(event, service, more, text, False)
+                return
+            # _pam_failure's fields, in its order.
+            pam: dict[str, Any] = {"service": service}
+            if more is not None:
+                pam["more_failures"] = int(more)
+            logname, uid, euid, tty, ruser, rhost, user = fields.groups("")
+            user = user.rstrip()
+            pam["logname"] = logname
+            pam["uid"] = uid
+            pam["euid"] = euid
+            pam["tty"] = tty
+            pam["ruser"] = ruser
+            pam["rhost"] = rhost
+            pam["user"] = user
+            ev["action"] = _pam_action(service, False)
+            ev["outcome"] = "failure"
+            ev["module"] = "system"
+            user = user or logname or ruser
+            if user:
+                event["user"] = {"name": user}
+            if rhost:
+                address = self._addresses.get(rhost)
+                if address is not None:
+                    event["source"] = {"ip": address}  # what _set_rhost sets for it
+                elif _set_rhost(event, rhost) and len(rhost) <= _ADDRESS_KEY_MAX:
+                    if len(self._addresses) >= _STAMPS_CACHED:
+                        self._addresses.clear()
+                    self._addresses[rhost] = event["source"]["ip"]
+            socd["vendor"] = {"pam": pam}
+            return
+        port: str | None
+        if kind == _K_FAILED:
+            method, invalid, user, ip, port = m.groups()
+            action, outcome = "ssh_login", "failure"
+            socd["vendor"] = {"sshd": {"method": method, "invalid_user": bool(invalid)}}
+        elif kind == _K_INVALID:
+            user, ip, port = m.groups()
+            action, outcome = "ssh_invalid_user", "failure"
+        elif kind == _K_ACCEPTED:
+            method, user, ip, port = m.groups()
+            action, outcome = "ssh_login", "success"
+            socd["vendor"] = {"sshd": {"method": method}}
+        elif kind == _K_CLOSED:
+            user, ip, port = m.groups()
+            action, outcome = "ssh_preauth_closed", "failure"
+        else:
+            invalid, user, ip, port = m.groups()
+            action, outcome = "ssh_max_auth_tries", "failure"
+            socd["vendor"] = {"sshd": {"invalid_user": bool(invalid)}}
+        # _auth's fields, in its order (event.category is in ev already).
+        ev["action"] = action
+        ev["outcome"] = outcome
+        ev["module"] = "system"
+        if user:
+            event["user"] = {"name": user}
+        addr = self._addresses.get(ip)
+        if addr is None:
+            addr = netaddr.address_or_none(ip)
+            if addr is None:
+                return
+            if len(ip) <= _ADDRESS_KEY_MAX:
+                if len(self._addresses) >= _STAMPS_CACHED:
+                    self._addresses.clear()
+                self._addresses[ip] = addr
+        if port and port.isdigit() and port.isascii() and int(port) <= 65535:
+            event["source"] = {"ip": addr, "port": int(port)}
+        else:
+            event["source"] = {"ip": addr}
 
     def _parse_in_zones(self, zones: SenderZones, record: RawRecord) -> Event:
         """Parse with the zone of the record's sender: by its address first; a host
@@ -682,6 +957,7 @@ class SyslogDecoder(BaseDecoder):
             self._now = datetime.fromtimestamp(received, self._zone)
             self._stamps.clear()  # they were read with the previous now or zone
             self._minutes.clear()
+            self._stamps_for = None
         return self._now
 
     @staticmethod
@@ -822,23 +1098,41 @@ class SyslogDecoder(BaseDecoder):
             return None
         process = event.get("process")
         service = m.group("service") or (process.get("name") if process else None) or "pam"
+        return self._pam_failure(event, service, m.group("more"), m.group("fields"), legacy)
+
+    def _pam_failure(self, event: Event, service: str, more: str | None, text: str,
+                     legacy: bool) -> str:
+        """:meth:`_pam` after its match: the service, the count of a summary line and
+        the text after "authentication failure; "."""
         pam: dict[str, Any] = {"service": service}
-        more = m.group("more")
         if more is not None:
             pam["more_failures"] = int(more)
         user = rhost = None
-        fields = _PAM_FIELDS.match(m.group("fields"))
+        fields = _PAM_FIELDS.match(text)
         if fields is not None:
-            values = {k: v or "" for k, v in fields.groupdict().items()}
-            values["user"] = values["user"].rstrip()
-            pam.update(values)
-            user = values["user"] or values["logname"] or values["ruser"] or None
-            rhost = values["rhost"] or None
+            # The groups in _PAM_FIELDS' order; one that took no part is "".
+            logname, uid, euid, tty, ruser, rhost_, user_ = fields.groups("")
+            user_ = user_.rstrip()
+            pam["logname"] = logname
+            pam["uid"] = uid
+            pam["euid"] = euid
+            pam["tty"] = tty
+            pam["ruser"] = ruser
+            pam["rhost"] = rhost_
+            pam["user"] = user_
+            user = user_ or logname or ruser or None
+            rhost = rhost_ or None
         else:
             self._tag(event, "pam_fields_unparsed")  # not Linux-PAM's layout: no source
         self._auth(event, _pam_action(service, legacy), "failure", user)
         if rhost is not None:
-            _set_rhost(event, rhost)
+            address = self._addresses.get(rhost)
+            if address is not None:
+                event["source"] = {"ip": address}  # what _set_rhost sets for it
+            elif _set_rhost(event, rhost) and len(rhost) <= _ADDRESS_KEY_MAX:
+                if len(self._addresses) >= _STAMPS_CACHED:
+                    self._addresses.clear()
+                self._addresses[rhost] = event["source"]["ip"]
         event.setdefault("socd", {})["vendor"] = {"pam": pam}
         return "pam"
 

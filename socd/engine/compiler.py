@@ -1053,29 +1053,29 @@ class CodeGen:
         self.line(f"{var} = {source}({self.const(last)})")
         return var
 
-    def presence(self, paths: Sequence[str]) -> list[str]:
-        """Locals telling whether each of ``paths`` is there (not None), in order. The
-        paths under one top-level section are read only when that section is a mapping
-        (most events lack most sections)."""
-        out = [self.name("p") for _ in paths]
+    def presence(self, paths: Sequence[str]) -> str:
+        """A local holding a bit mask of which of ``paths`` are there (not None): bit
+        ``i`` for ``paths[i]``. The paths under one top-level section are read only when
+        that section is a mapping (most events lack most sections)."""
+        mask = self.name("m")
+        self.line(f"{mask} = 0")
         groups: dict[str, list[int]] = {}
         for i, path in enumerate(paths):
             if "." in path:
                 groups.setdefault(path.split(".", 1)[0], []).append(i)
             else:
-                self.line(f"{out[i]} = {self.read(path)} is not None")
+                self.line(f"if {self.read(path)} is not None:")
+                self.line(f"    {mask} |= {1 << i}")
         for top, members in groups.items():
-            sec = self.section(top)
-            self.line(f"if {sec} is _E:")
-            self.line("    " + " = ".join(out[i] for i in members) + " = False")
-            self.line("else:")
+            self.line(f"if {self.section(top)} is not _E:")
             self.indent += 1
             outer = dict(self.sections)  # sections read in this branch stay in it
             for i in members:
-                self.line(f"{out[i]} = {self.read(paths[i])} is not None")
+                self.line(f"if {self.read(paths[i])} is not None:")
+                self.line(f"    {mask} |= {1 << i}")
             self.sections = outer
             self.indent -= 1
-        return out
+        return mask
 
     def function(self, name: str) -> Any:
         """The generated function (named ``name`` in tracebacks and profiles)."""

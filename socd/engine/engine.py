@@ -343,7 +343,8 @@ def _route_key_fn(paths: Sequence[str], classes: Sequence[_FieldClass] = (),
                   presence: Sequence[str] = ()) -> Callable[[Event], tuple[Any, ...]]:
     """One generated function reading an event's dispatch key: every routing field (a
     list or mapping made hashable, see :func:`_route_value`), the leaf mask of each class
-    field, then whether each field of ``presence`` is there (not None). Each section is
+    field, then a bit mask of the fields of ``presence`` that are there (not None, bit
+    ``i`` for ``presence[i]``; left out when there are none). Each section is
     read once; one call per event. Field names reach the code as closure constants
     (``_c<n>``), never as source text."""
     gen = CodeGen({"_rv": _route_value})
@@ -363,7 +364,8 @@ def _route_key_fn(paths: Sequence[str], classes: Sequence[_FieldClass] = (),
         gen.line(f"    if {k} is None:")
         gen.line(f"        {k} = {gen.const(cls.classify)}({var})")
         out.append(k)
-    out.extend(gen.presence(presence))
+    if presence:
+        out.append(gen.presence(presence))
     gen.line(f"return ({', '.join(out)},)" if out else "return ()")
     fn: Callable[[Event], tuple[Any, ...]] = gen.function("route_key")
     return fn
@@ -442,6 +444,25 @@ def _key(getters: tuple[Callable[[Event], Any], ...], event: Event) -> tuple[Any
     return tuple(out)
 
 
+def _key_part(value: Any) -> Any:
+    return _compact(_hashable(value))
+
+
+def _key_fn(paths: Sequence[str]) -> Callable[[Event], tuple[Any, ...]]:
+    """A generated function equal to ``_key(tuple(make_getter(p) for p in paths), e)``:
+    each section read once, a short text (most group-by values) kept as it is."""
+    gen = CodeGen({"_kp": _key_part, "_n": _CACHE_VALUE_MAX})
+    out = []
+    for path in paths:
+        var = gen.read(path)
+        gen.line(f"if type({var}) is not _str or len({var}) > _n:")
+        gen.line(f"    {var} = _kp({var})")
+        out.append(var)
+    gen.line(f"return ({', '.join(out)},)" if out else "return ()")
+    fn: Callable[[Event], tuple[Any, ...]] = gen.function("group_key")
+    return fn
+
+
 def _clone(value: Any) -> Any:
     t = type(value)
     if t is dict:
@@ -504,7 +525,8 @@ class RuleState:
 class _Slot:
     """A rule as the hot loop sees it (attributes resolved once)."""
 
-    __slots__ = ("crule", "id", "kind", "match", "order", "routed", "state", "steps")
+    __slots__ = ("crule", "group_key", "id", "kind", "match", "order", "routed", "state",
+                 "steps")
 
     def __init__(self, crule: CompiledRule, state: RuleState) -> None:
         self.crule = crule
@@ -515,6 +537,7 @@ class _Slot:
         self.routed = crule.routed if crule.routed_ok else crule.match
         self.steps = crule.steps
         self.state = state
+        self.group_key = _key_fn(crule.group_fields)
         th = crule.rule.threshold
         if th is not None:
             self.kind = DISTINCT if th.distinct is not None else THRESHOLD
@@ -644,8 +667,9 @@ class RuleEngine:
                 known[path] = list(value)  # only a list of texts becomes such a tuple
         masks = key[n:n + len(self._classes)]
         present: set[str] = set()
-        for path, there in zip(self._presence, key[n + len(self._classes):], strict=True):
-            if there:
+        there = key[-1] if self._presence else 0
+        for i, path in enumerate(self._presence):
+            if there >> i & 1:
                 present.add(path)
             else:
                 known[path] = None
@@ -746,12 +770,18 @@ class RuleEngine:
         # Nothing is from the future: past this, a sender's clock or zone is ahead.
         future = time.time() + skew if skew else math.inf
         timing = self._timing
+        ts_cache = _TS_CACHE
+        last_ts = -math.inf
+        ordered = True  # pending is in (time, event, rule) order as it is appended
         for n, event in enumerate(events):
             values = route_key(event)
             cands = dispatch.get(values)
             if cands is None:
                 cands = self.entries(event)
-            ts = event_time(event.get("@timestamp"))
+            stamp = event.get("@timestamp")
+            ts = ts_cache.get(stamp) if type(stamp) is str else None
+            if ts is None:
+                ts = event_time(stamp)
             if ts is None:
                 ts = max_time if max_time > -math.inf else 0.0
             own_time: float | None = None  # set when windows use the arrival time instead
@@ -768,8 +798,8 @@ class RuleEngine:
                 if (arrival is not None and abs(ts - arrival) > skew
                         and max_time - bound <= arrival <= max_time + skew):
                     own_time, ts, late = ts, arrival, False
-            if own_time is None:
-                max_time = max(max_time, ts)
+            if own_time is None and ts > max_time:  # as max(): NaN leaves it
+                max_time = ts
             if not cands:
                 continue
             counted_late = False
@@ -786,6 +816,9 @@ class RuleEngine:
                     if late:
                         counted_late = True
                         continue
+                    if not ts >= last_ts:  # (NaN too: then the full sort decides)
+                        ordered = False
+                    last_ts = ts
                     pending.append((ts, n, slot, event, hit))
                     windowed = True
                     continue
@@ -797,6 +830,9 @@ class RuleEngine:
                 elif late:
                     counted_late = True
                 else:
+                    if not ts >= last_ts:
+                        ordered = False
+                    last_ts = ts
                     pending.append((ts, n, slot, event, None))
                     windowed = True
             if counted_late:
@@ -806,7 +842,10 @@ class RuleEngine:
         self.max_time = max_time
         timing.report()
         if pending:
-            pending.sort(key=lambda p: (p[0], p[1], p[2].order))
+            if not ordered:
+                # Appended in event order and, per event, rule order: already sorted
+                # unless some event time went back.
+                pending.sort(key=lambda p: (p[0], p[1], p[2].order))
             for ts, _, slot, event, steps_hit in pending:
                 if slot.kind == THRESHOLD:
                     self._threshold(slot, event, ts, alerts)
@@ -824,7 +863,7 @@ class RuleEngine:
         th = crule.rule.threshold
         assert th is not None
         assert th.count is not None
-        key = _key(crule.group_getters, event) if crule.group_getters else ()
+        key = slot.group_key(event)
         items: list[tuple[float, str, Taint]] = slot.state.groups.touch(key, list)
         item = (ts, _event_hash(event), taint_of(event))
         if not items or ts >= items[-1][0]:
@@ -852,7 +891,7 @@ class RuleEngine:
         value = crule.distinct_getter(event)
         if value is None:
             return
-        key = _key(crule.group_getters, event) if crule.group_getters else ()
+        key = slot.group_key(event)
         seen: dict[str, tuple[float, str, Taint]] = slot.state.groups.touch(key, dict)
         h = _event_hash(event)
         taint = taint_of(event)
@@ -881,7 +920,7 @@ class RuleEngine:
         crule = slot.crule
         seq = crule.rule.sequence
         assert seq is not None
-        key = _key(crule.group_getters, event) if crule.group_getters else ()
+        key = slot.group_key(event)
         groups = slot.state.groups
         last = len(slot.steps) - 1
         # Per step: (start, time, hashes, weakest provenance of the chain so far).

@@ -204,6 +204,7 @@ _FORTI_ALERT_SUBTYPES = frozenset({"ips", "virus", "anomaly", "botnet"})
 
 
 _STAMPS_CACHED = 4096
+_RAW_HASHER = hashlib.blake2b(digest_size=16)  # empty: copied for each record's digest
 _ADDRESS_KEY_MAX = 64  # longest address text SyslogDecoder._addresses keeps
 _NO_MINUTE = ("", "")  # _minutes.get's default: not read yet (None: read, no fast path)
 _CODE_TEXT = tuple(str(code) for code in range(8))  # socd.vendor_severity of plain events
@@ -406,7 +407,9 @@ class SyslogDecoder(BaseDecoder):
                 self._source = (source, address)
             if address is not None:
                 event["log"]["source"] = {"address": address}
-        digest = hashlib.blake2b(data, digest_size=16).digest()
+        hasher = _RAW_HASHER.copy()  # hashlib.blake2b(data, digest_size=16), without
+        hasher.update(data)  # parsing the constructor's arguments per line
+        digest = hasher.digest()
         now = time.time()
         ms = int(now * 1000)
         if self._ingested[0] == ms:
@@ -437,7 +440,7 @@ class SyslogDecoder(BaseDecoder):
             severity = socd.get("severity")
             if severity is not None:
                 socd["severity_label"] = _LABELS[severity]
-            return DecodeResult(events=[fast])
+            return DecodeResult([fast], [])
         copies = _repeats(event) if event["event"].get("outcome") == "failure" else 1
         if copies == 1:
             self._finish(event, record, digest, ingested)
@@ -602,18 +605,14 @@ class SyslogDecoder(BaseDecoder):
                 self._pam_failure(event, service, more, text, False)
                 return
             # _pam_failure's fields, in its order.
-            pam: dict[str, Any] = {"service": service}
-            if more is not None:
-                pam["more_failures"] = int(more)
             logname, uid, euid, tty, ruser, rhost, user = fields.groups("")
             user = user.rstrip()
-            pam["logname"] = logname
-            pam["uid"] = uid
-            pam["euid"] = euid
-            pam["tty"] = tty
-            pam["ruser"] = ruser
-            pam["rhost"] = rhost
-            pam["user"] = user
+            pam: dict[str, Any] = (
+                {"service": service, "logname": logname, "uid": uid, "euid": euid, "tty": tty,
+                 "ruser": ruser, "rhost": rhost, "user": user} if more is None
+                else {"service": service, "more_failures": int(more), "logname": logname,
+                      "uid": uid, "euid": euid, "tty": tty, "ruser": ruser, "rhost": rhost,
+                      "user": user})
             ev["action"] = _pam_action(service, False)
             ev["outcome"] = "failure"
             ev["module"] = "system"

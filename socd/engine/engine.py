@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import gc
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -142,15 +143,38 @@ _TS_CACHE: dict[str, float] = {}
 _TS_CACHED_CHARS = 64  # RFC 3339 with nanoseconds and an offset is 35
 
 
+# Epoch seconds of the start of a minute, by the text of a whole-second RFC 3339 time
+# without its seconds ("2026-06-01T06:55:" + "+07:00"): a syslog stream has a new time
+# text every second, and most fall in a minute whose start is known. Filled only from
+# texts that parsed; bounded.
+_MINUTES: dict[str, float] = {}
+_MINUTES_MAX = 4096
+_SECONDS = {f"{i:02d}": i for i in range(60)}
+_MINUTE_SHAPE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](?:Z|[+-][0-9]{2}:[0-9]{2})")
+
+
 def event_time(value: Any) -> float | None:
     """Epoch seconds of an ``@timestamp`` value (cached per text), or None."""
     if type(value) is str:
         t = _TS_CACHE.get(value)
         if t is None:
-            try:
-                t = parse_iso(value).timestamp()
-            except ValueError:
-                return None
+            n = len(value)
+            sec = _SECONDS.get(value[17:19]) if n in (20, 25) else None
+            base = _MINUTES.get(value[:17] + value[19:]) if sec is not None else None
+            if base is not None and sec is not None:
+                # Another second of a minute parsed before: the same as parsing it
+                # (whole seconds, so both are exact integers).
+                t = base + sec
+            else:
+                try:
+                    t = parse_iso(value).timestamp()
+                except ValueError:
+                    return None
+                if sec is not None and _MINUTE_SHAPE.fullmatch(value):
+                    if len(_MINUTES) >= _MINUTES_MAX:
+                        _MINUTES.clear()
+                    _MINUTES[value[:17] + value[19:]] = t - sec
             if len(value) > _TS_CACHED_CHARS:
                 # fromisoformat takes any number of fraction digits: a 1 MiB
                 # timestamp parses, but must not become one of 65,536 cache keys.
@@ -455,7 +479,7 @@ def _key_fn(paths: Sequence[str]) -> Callable[[Event], tuple[Any, ...]]:
     out = []
     for path in paths:
         var = gen.read(path)
-        gen.line(f"if type({var}) is not _str or len({var}) > _n:")
+        gen.line(f"if {var} is not None and (type({var}) is not _str or len({var}) > _n):")
         gen.line(f"    {var} = _kp({var})")
         out.append(var)
     gen.line(f"return ({', '.join(out)},)" if out else "return ()")
@@ -846,26 +870,31 @@ class RuleEngine:
                 # Appended in event order and, per event, rule order: already sorted
                 # unless some event time went back.
                 pending.sort(key=lambda p: (p[0], p[1], p[2].order))
+            last: Event | None = None
+            h, taint = "", TRUSTED
             for ts, _, slot, event, steps_hit in pending:
+                if event is not last:  # an event's entries are adjacent: hash it once
+                    last, h, taint = event, _event_hash(event), taint_of(event)
                 if slot.kind == THRESHOLD:
-                    self._threshold(slot, event, ts, alerts)
+                    self._threshold(slot, event, ts, alerts, h, taint)
                 elif slot.kind == DISTINCT:
-                    self._distinct(slot, event, ts, alerts)
+                    self._distinct(slot, event, ts, alerts, h, taint)
                 else:
                     assert steps_hit is not None
-                    self._sequence(slot, event, ts, steps_hit, alerts)
+                    self._sequence(slot, event, ts, steps_hit, alerts, h, taint)
         if not alerts:
             return events
         return events + alerts
 
-    def _threshold(self, slot: _Slot, event: Event, ts: float, alerts: list[Event]) -> None:
+    def _threshold(self, slot: _Slot, event: Event, ts: float, alerts: list[Event], h: str,
+                   taint: Taint) -> None:
         crule = slot.crule
         th = crule.rule.threshold
         assert th is not None
         assert th.count is not None
         key = slot.group_key(event)
         items: list[tuple[float, str, Taint]] = slot.state.groups.touch(key, list)
-        item = (ts, _event_hash(event), taint_of(event))
+        item = (ts, h, taint)
         if not items or ts >= items[-1][0]:
             items.append(item)
         else:
@@ -882,7 +911,8 @@ class RuleEngine:
             self._fire(slot, event, ts, len(items), key, hashes, alerts,
                        max(t for _, _, t in items))
 
-    def _distinct(self, slot: _Slot, event: Event, ts: float, alerts: list[Event]) -> None:
+    def _distinct(self, slot: _Slot, event: Event, ts: float, alerts: list[Event], h: str,
+                  taint: Taint) -> None:
         crule = slot.crule
         th = crule.rule.threshold
         assert th is not None
@@ -893,13 +923,12 @@ class RuleEngine:
             return
         key = slot.group_key(event)
         seen: dict[str, tuple[float, str, Taint]] = slot.state.groups.touch(key, dict)
-        h = _event_hash(event)
-        taint = taint_of(event)
         for v in (value if type(value) is list else (value,)):
-            text = as_text(v)
+            text = v if type(v) is str else as_text(v)
             if text is None:
                 continue
-            text = _compact(text)
+            if len(text) > _CACHE_VALUE_MAX:
+                text = _compact(text)
             old = seen.get(text)
             if old is None or old[0] <= ts:
                 seen[text] = (ts, h, taint)
@@ -916,7 +945,7 @@ class RuleEngine:
                        max(t for _, _, t in entries))
 
     def _sequence(self, slot: _Slot, event: Event, ts: float, hit: tuple[int, ...],
-                  alerts: list[Event]) -> None:
+                  alerts: list[Event], h: str, taint: Taint) -> None:
         crule = slot.crule
         seq = crule.rule.sequence
         assert seq is not None
@@ -932,8 +961,6 @@ class RuleEngine:
             parts = groups.touch(key, lambda: [None] * last)
         else:
             groups.move_to_end(key)
-        h = _event_hash(event)
-        taint = taint_of(event)
         for j in reversed(hit):
             if j == 0:
                 parts[0] = (ts, ts, (h,), taint)

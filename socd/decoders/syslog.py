@@ -565,23 +565,26 @@ class SyslogDecoder(BaseDecoder):
                 return None  # no date: tagged by the general path
             self._stamps_for = received
         facility, facility_name, severity, severity_name = _PRI_PARTS[pri]
-        syslog: dict[str, Any] = {
-            "priority": pri,
-            "facility": {"code": facility, "name": facility_name},
-            "severity": {"code": severity, "name": severity_name},
-            "hostname": host,
-            "appname": name,
-        }
+        # Whole literals: a dict built key by key past 5 keys is resized on the way.
+        syslog: dict[str, Any]
+        process: dict[str, Any]
         if pid is None:
-            process: dict[str, Any] = {"name": name}
+            syslog = {"priority": pri, "facility": {"code": facility, "name": facility_name},
+                      "severity": {"code": severity, "name": severity_name},
+                      "hostname": host, "appname": name}
+            process = {"name": name}
         else:
-            syslog["procid"] = pid
+            syslog = {"priority": pri, "facility": {"code": facility, "name": facility_name},
+                      "severity": {"code": severity, "name": severity_name},
+                      "hostname": host, "appname": name, "procid": pid}
             process = {"name": name, "pid": int(pid)}
         socd: dict[str, Any] = {"vendor_severity": _CODE_TEXT[severity]}
-        # _auth's keys come in this order whichever way it sets them.
+        # _auth's keys, in its order whichever way it sets them; action and outcome are
+        # set by _fast_sshd (PAM's _auth sets all of them again, in place).
         ev: dict[str, Any] = (
             {"kind": "event", "dataset": "syslog"} if kind == _K_PLAIN
-            else {"kind": "event", "dataset": "system.auth", "category": ["authentication"]})
+            else {"kind": "event", "dataset": "system.auth", "category": ["authentication"],
+                  "action": "", "outcome": "failure", "module": "system"})
         event: Event = {"event": ev, "log": {"syslog": syslog}, "@timestamp": ts,
                         "host": {"hostname": host, "name": host}, "process": process,
                         "message": message, "socd": socd}
@@ -614,8 +617,6 @@ class SyslogDecoder(BaseDecoder):
                       "uid": uid, "euid": euid, "tty": tty, "ruser": ruser, "rhost": rhost,
                       "user": user})
             ev["action"] = _pam_action(service, False)
-            ev["outcome"] = "failure"
-            ev["module"] = "system"
             user = user or logname or ruser
             if user:
                 event["user"] = {"name": user}
@@ -648,10 +649,8 @@ class SyslogDecoder(BaseDecoder):
             invalid, user, ip, port = m.groups()
             action, outcome = "ssh_max_auth_tries", "failure"
             socd["vendor"] = {"sshd": {"invalid_user": bool(invalid)}}
-        # _auth's fields, in its order (event.category is in ev already).
-        ev["action"] = action
+        ev["action"] = action  # _auth's fields (the others are in ev already)
         ev["outcome"] = outcome
-        ev["module"] = "system"
         if user:
             event["user"] = {"name": user}
         addr = self._addresses.get(ip)

@@ -120,11 +120,19 @@ class Classifier:
                 _reset_owned(socd)
             if "asset_kind" not in socd:
                 socd["asset_kind"] = default_kind
-            # The sections of _IOC_GETS, spelt out: most events have none or one.
-            if match is not None and ("source" in event or "destination" in event
-                                      or "file" in event or "dns" in event
-                                      or "url" in event):
-                _mark_iocs(event, socd, match)
+            # The sections of _IOC_GETS, spelt out: most events have none, or only
+            # source (an sshd line: its address, one lookup, done here).
+            if match is not None:
+                if "destination" in event or "file" in event or "dns" in event \
+                        or "url" in event:
+                    _mark_iocs(event, socd, match)
+                elif "source" in event:
+                    node = event["source"]
+                    value = node.get("ip") if type(node) is dict else get(event, "source.ip")
+                    if value and isinstance(value, str):
+                        ref = match("ip", value)
+                        if ref is not None:
+                            _mark_hits(event, socd, [value], [ref], {"ip"})
             ev = event["event"]
             if ev.get("kind") != "alert":
                 continue
@@ -155,16 +163,6 @@ def _mark_iocs(event: Event, socd: dict[str, Any],
                match: Callable[[str, str], str | None]) -> None:
     """Mark the values of the IoC paths found on the lists (``match``: the batch's
     :meth:`IocStore.ref_matcher`); contact with a listed indicator is an alert."""
-    if "destination" not in event and "file" not in event and "dns" not in event \
-            and "url" not in event:
-        # The common case (an sshd line): source.ip at most, one lookup.
-        node = event["source"]
-        value = node.get("ip") if type(node) is dict else get(event, "source.ip")
-        if value and isinstance(value, str):
-            ref = match("ip", value)
-            if ref is not None:
-                _mark_hits(event, socd, [value], [ref], {"ip"})
-        return
     values: list[str] = []
     refs: list[str] = []
     kinds: set[str] = set()

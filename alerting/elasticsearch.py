@@ -650,30 +650,51 @@ class ElasticsearchSink:
         prefix = self._action_prefix.get(index)
         if prefix is None:
             prefix = orjson.dumps({"create": {"_index": index}})[:-2] + b',"_id":'
+            if len(self._action_prefix) >= 4096:  # one per day index: input picks days
+                self._action_prefix.clear()
             self._action_prefix[index] = prefix
         return prefix
 
-    async def write(self, events: Sequence[Event]) -> None:
-        await self._ensure_setup()
+    def _serialize(self, events: Sequence[Event]) -> tuple[list[Event], list[bytes],
+                                                           list[int]]:
+        """The events to send (not refused before, serializable), their bulk lines
+        (action, document, action, document...) and each pair's size."""
         kept: list[Event] = []
-        lines: list[bytes] = []  # action, document, action, document...
+        lines: list[bytes] = []
         sizes: list[int] = []
+        # Per event, the index and its action line from the caches by hand (_index_for
+        # and _action are the misses): two calls per event less.
+        refused, day_index, prefixes = self._rejected, self._day_index, self._action_prefix
+        dumps = orjson.dumps
         for event in events:
             ev_hash = event["event"]["hash"]
-            if ev_hash in self._rejected:
+            if ev_hash in refused:
                 continue
             try:
-                doc = orjson.dumps(event)
+                doc = dumps(event)
             except orjson.JSONEncodeError as exc:
                 self._remember_rejected(ev_hash)
                 self.ctx.dead_letter.write(
                     stage=f"sink/{self.name}", reason="unserializable", event=event,
                     collector=event.get("socd", {}).get("collector", ""), detail=str(exc))
                 continue
-            action = self._action(self._index_for(event)) + orjson.dumps(ev_hash) + b"}}"
+            ts = event.get("@timestamp")
+            index = day_index.get(ts[:16] + ts[-6:]) if type(ts) is str else None
+            if index is None:
+                index = self._index_for(event)
+            prefix = prefixes.get(index)
+            if prefix is None:
+                prefix = self._action(index)
+            action = prefix + dumps(ev_hash) + b"}}"
             kept.append(event)
-            lines += (action, doc)
+            lines.append(action)
+            lines.append(doc)
             sizes.append(len(action) + len(doc) + 2)
+        return kept, lines, sizes
+
+    async def write(self, events: Sequence[Event]) -> None:
+        await self._ensure_setup()
+        kept, lines, sizes = self._serialize(events)
         if not kept:
             return
         spans = self._split(sizes)

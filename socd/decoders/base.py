@@ -16,6 +16,7 @@ from socd.errors import DecodeError
 from socd.event import (
     FIELDS,
     INPUT_SOCD_KEYS,
+    SEVERITY_CODE_LABEL,
     Event,
     TypedPlan,
     fingerprint_prefix,
@@ -28,6 +29,10 @@ from socd.severity import BUILTIN_TABLES, Severity, SeverityTable
 from socd.vocabulary import ASSET_KINDS
 
 _ISO_CACHE: dict[int, str] = {}
+# An event's index in its record as the fingerprint hashes it (decimal, then NUL), made
+# once for the indexes of a payload's usual size.
+_INDEXES = 1024
+_INDEX_PARTS: tuple[bytes, ...] = tuple(b"%d\x00" % i for i in range(_INDEXES))
 # A code as the input spells it -> its Severity (a StrEnum: the members are their codes).
 _SEVERITIES: dict[object, Severity] = {s.value: s for s in Severity}
 
@@ -71,9 +76,10 @@ def gate_socd(event: Event, decoder: str,
         return socd
     if not isinstance(socd, dict):
         raise DecodeError("invalid_field", "socd must be an object")
-    for key in [k for k in socd if k not in allowed]:
-        del socd[key]
-        count_stripped(decoder, key)
+    if not allowed.issuperset(socd):  # the keys, walked in C: most events pass
+        for key in [k for k in socd if k not in allowed]:
+            del socd[key]
+            count_stripped(decoder, key)
     kind = socd.get("asset_kind")
     if kind is not None and (not isinstance(kind, str) or kind not in ASSET_KINDS):
         del socd["asset_kind"]
@@ -117,26 +123,53 @@ def split_json(data: bytes) -> tuple[list[tuple[Any, bytes | None]], list[Decode
     Returns ``(value, raw_line)`` pairs (``raw_line`` set for NDJSON, so a bad
     line is dead-lettered alone) and failures for what could not be parsed.
     """
+    error = ""
+    if not _ndjson(data):
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            error = str(exc)
+        else:
+            if isinstance(value, list):
+                return [(item, None) for item in value], []
+            return [(value, None)], []
+    stripped = data.strip()
+    if b"\n" in stripped:
+        items: list[tuple[Any, bytes | None]] = []
+        failures: list[DecodeFailure] = []
+        for line in stripped.split(b"\n"):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                items.append((orjson.loads(line), line))
+            except orjson.JSONDecodeError as line_exc:
+                failures.append(DecodeFailure(_json_reason(line), line, str(line_exc)))
+        return items, failures
+    return [], [DecodeFailure(_json_reason(data), data, error)]
+
+
+_JSON_SPACE = b" \t\r\n"
+
+
+def _ndjson(data: bytes) -> bool:
+    """True when ``data`` is a complete JSON value on its first line followed by more
+    than JSON whitespace: then ``orjson.loads(data)`` fails, and its error, which holds
+    the whole payload as text, costs as much as parsing a third of an NDJSON payload of
+    100 lines. False says nothing (one value, or a first line that is not one)."""
+    newline = data.find(b"\n")
+    if newline < 0:
+        return False
+    end = len(data)
+    while end > newline and data[end - 1] in _JSON_SPACE:
+        end -= 1
+    if end <= newline:
+        return False  # one line, and whitespace after it
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        stripped = data.strip()
-        if b"\n" in stripped:
-            items: list[tuple[Any, bytes | None]] = []
-            failures: list[DecodeFailure] = []
-            for line in stripped.split(b"\n"):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    items.append((orjson.loads(line), line))
-                except orjson.JSONDecodeError as line_exc:
-                    failures.append(DecodeFailure(_json_reason(line), line, str(line_exc)))
-            return items, failures
-        return [], [DecodeFailure(_json_reason(data), data, str(exc))]
-    if isinstance(value, list):
-        return [(item, None) for item in value], []
-    return [(value, None)], []
+        orjson.loads(data[:newline])
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _raw_item(data: bytes, items: list[tuple[Any, bytes | None]], index: int,
@@ -210,7 +243,8 @@ class BaseDecoder:
         prefix.update(hashlib.blake2b(record.data, digest_size=16).digest())
         prefix.update(b"\x00")
         created = _received_iso(record.received)
-        ingested = _received_iso(time.time())  # now_iso's text, from the per-ms cache
+        hashed = (prefix, _received_iso(time.time()))  # now_iso's text, per-ms cache
+        convert, finish, events = self.convert, self.finish, result.events
         for index, (obj, line) in enumerate(items):
             if not isinstance(obj, dict):
                 raw = _raw_item(record.data, items, index, line)
@@ -219,14 +253,13 @@ class BaseDecoder:
                                   f"{type(obj).__name__}"))
                 continue
             try:
-                event = self.convert(obj)
-                self.finish(event, record, created, (prefix, ingested), index,
-                            line if line is not None else None)
+                event = convert(obj)
+                finish(event, record, created, hashed, index, line)
             except DecodeError as exc:
                 raw = _raw_item(record.data, items, index, line)
                 result.failures.append(DecodeFailure(exc.reason, raw, exc.detail))
                 continue
-            result.events.append(event)
+            events.append(event)
         return result
 
     @property
@@ -249,8 +282,7 @@ class BaseDecoder:
         ev.setdefault("created", created)
         prefix, ingested = hashed
         h = prefix.copy()
-        h.update(str(index).encode())
-        h.update(b"\x00")
+        h.update(_INDEX_PARTS[index] if index < _INDEXES else b"%d\x00" % index)
         ev["hash"] = h.hexdigest()
         ev["ingested"] = ingested
         if self.keep_original:
@@ -265,13 +297,15 @@ class BaseDecoder:
             except (TypeError, ValueError) as exc:
                 raise DecodeError("invalid_field", f"socd.severity {code!r} is not "
                                   "low, medium, high or critical") from exc
-            set_severity(event, severity)
+            # set_severity() without the call (socd is event["socd"]).
+            socd["severity"], socd["severity_label"] = SEVERITY_CODE_LABEL[severity]
         elif self.severity_table is not None and socd.get("vendor_severity") is not None:
             sev = self.severity_table.lookup(socd["vendor_severity"])
             if sev is not None:
                 set_severity(event, sev)
-        if "vendor_severity" in socd and socd["vendor_severity"] is not None:
-            socd["vendor_severity"] = str(socd["vendor_severity"])
+        vendor_severity = socd.get("vendor_severity")
+        if vendor_severity is not None and type(vendor_severity) is not str:
+            socd["vendor_severity"] = str(vendor_severity)
         normalize(event, typed=self._typed, own_timestamp=self._own_timestamp)
 
 

@@ -41,11 +41,14 @@ _TIMES_CACHED = 4096  # vendor timestamp texts and their RFC 3339 form, per deco
 _TIME_CHARS_CACHED = 64
 _SEVERITIES_CACHED = 256  # vendor severity texts and their code, per decoder
 _MISSING = object()
+_DIGITS = "0123456789"
 # An ISO 8601 time to the second with a numeric offset, in the very form isoformat()
 # writes an aware time (ASCII digits only: [0-9], not \d): such a text, once
-# fromisoformat() accepts it, is its own RFC 3339 form; only "-00:00" is written "+00:00".
+# fromisoformat() accepts it, is its own RFC 3339 form; only "-00:00" is written "+00:00",
+# and an offset's minutes past 59 are carried into its hours (fromisoformat() takes
+# "+07:60" as +08:00), so they are left to the parse.
 _RFC3339_SECONDS = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-9]{2}")
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[+-][0-9]{2}:[0-5][0-9]")
 
 
 class MappingDecoder(BaseDecoder):
@@ -83,6 +86,7 @@ class MappingDecoder(BaseDecoder):
         ts = self.spec.timestamp
         self._tz = _parse_offset(ts.timezone) if ts else timezone(timedelta(hours=7))
         self._times: dict[str, str] = {}
+        self._minutes: set[str] = set()  # RFC 3339 texts without seconds, found valid
         self._severity_codes: dict[str, str | None] = {}
         # Every path convert() writes: normalize() checks only the typed fields there.
         self.typed_plan([*self.spec.fields, *self.spec.constants, "@timestamp",
@@ -181,16 +185,25 @@ class MappingDecoder(BaseDecoder):
         """RFC 3339 text of a vendor timestamp, read with the mapping's format (ISO 8601
         by default) in its time zone when the text has none."""
         fmt = self.spec.timestamp.format if self.spec.timestamp else None
-        if fmt is None and _RFC3339_SECONDS.fullmatch(value) and value[19:] != "-00:00":
-            # Already the text isoformat() would write (what most vendors send): it is
-            # checked (an impossible date or offset is refused as below) but not
-            # formatted again (isoformat() is most of a parse's cost).
-            try:
-                datetime.fromisoformat(value)
-            except ValueError as exc:
-                raise DecodeError("invalid_field", f"timestamp {value[:64]!r} does not "
-                                  "match ISO 8601") from exc
-            return value
+        if fmt is None and len(value) == 25:
+            # A minute already found valid in this form (the text without its seconds):
+            # the text is valid exactly when its seconds are 00 to 59.
+            minute = value[:17] + value[19:]
+            if minute in self._minutes and value[17] in "012345" and value[18] in _DIGITS:
+                return value
+            if _RFC3339_SECONDS.fullmatch(value) and value[19:] != "-00:00":
+                # Already the text isoformat() would write (what most vendors send): it
+                # is checked (an impossible date or offset is refused as below) but not
+                # formatted again (isoformat() is most of a parse's cost).
+                try:
+                    datetime.fromisoformat(value)
+                except ValueError as exc:
+                    raise DecodeError("invalid_field", f"timestamp {value[:64]!r} does "
+                                      "not match ISO 8601") from exc
+                if len(self._minutes) >= _TIMES_CACHED:
+                    self._minutes.clear()
+                self._minutes.add(minute)
+                return value
         try:
             parsed = (datetime.strptime(value.strip(), fmt) if fmt
                       else parse_iso(value.strip(), naive=None))

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socd.decoders.mapping import MappingDecoder
@@ -193,6 +193,7 @@ _DIGITS = st.sampled_from("0123456789")
 
 @given(st.lists(st.one_of(_DIGITS, st.sampled_from("٣²+-:TZ .")), min_size=25, max_size=25),
        st.sampled_from(["+", "-"]))
+@settings(max_examples=1000)
 def test_the_rfc3339_shortcut_answers_as_the_parse(chars: list[str], sign: str) -> None:
     dec = _DEC
     shaped = list("2026-11-16T00:11:43+07:00")
@@ -211,6 +212,19 @@ def test_the_shortcut_on_real_times(when: datetime, minutes: int) -> None:
     for value in (text, text.replace("+00:00", "-00:00"), text.replace("T", " "),
                   text[:-6], text + " "):
         assert _parse_time(_DEC, value) == _parse_time_long_way(_DEC, value)
+
+
+def test_the_minutes_found_valid_answer_as_the_parse() -> None:
+    """A text of a minute found valid before is valid exactly when its seconds are."""
+    dec = _make_dec()
+    seconds = [f"{i:02d}" for i in range(100)] + ["6x", "x0", "٣٣", "5 ", " 5", "+0", "-1"]
+    for minute in ("2026-11-16T23:59", "2026-02-28T00:00", "2024-02-29T12:30", "2026-11-16T24:00",
+                   "2026-02-29T00:00", "9999-12-31T23:59", "0001-01-01T00:00"):
+        for offset in ("+07:00", "-00:00", "+00:00", "-23:59", "+24:00", "+07:60"):
+            for second in ["00", *seconds]:  # the first one makes the minute known
+                text = f"{minute}:{second}{offset}"
+                assert _parse_time(dec, text) == _parse_time_long_way(dec, text), text
+    assert len(dec._minutes) <= 4096
 
 
 def _make_dec() -> MappingDecoder:

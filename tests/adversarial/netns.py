@@ -32,7 +32,7 @@ from tests.helpers import SocdProcess, parse_metrics
 
 PY = sys.executable
 TCP_PORT = 18081  # the listener in A that B connects to (is B blocked?)
-_STALE = re.compile(r"^socdg[0-9a-f]{4}[ab]$")
+
 
 
 def need(cmd: str, package: str) -> str:
@@ -131,10 +131,24 @@ class NsPair:
         return self.in_a("nft", "list", "set", "inet", table, name).stdout
 
 
-def _delete_stale() -> None:
+def owned_tag(prefix: str) -> tuple[str, int]:
+    """A name stem for namespaces and veth interfaces: ``prefix``, this test process's
+    pid in hex, 4 random hex digits (at most 3 + 6 + 4 characters: with a two-letter
+    suffix still within an interface name's 15); and a number 1-250 from the random
+    part for a /24. :func:`delete_stale` of another test run going on at the same time
+    leaves these alone while this process lives."""
+    tag = secrets.token_hex(2)
+    return f"{prefix}{os.getpid():x}{tag}", int(tag, 16) % 250 + 1
+
+
+def delete_stale(prefix: str) -> None:
+    """Delete the namespaces :func:`owned_tag` named whose test process is gone (a run
+    killed before its clean-up)."""
+    stale = re.compile(rf"^{re.escape(prefix)}([0-9a-f]{{1,6}})[0-9a-f]{{4}}[a-z]+$")
     for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if _STALE.match(name):
+        m = stale.match(name)
+        if m is not None and not Path(f"/proc/{int(m.group(1), 16)}").exists():
             sh("ip", "netns", "delete", name, check=False)
 
 
@@ -143,10 +157,9 @@ def ns_pair(workdir: Path) -> Iterator[NsPair]:
     """Namespaces A and B on a veth pair, with a TCP listener in A on :data:`TCP_PORT`."""
     need("ip", "iproute2")
     need("nft", "nftables")
-    _delete_stale()
-    tag = secrets.token_hex(2)
-    net = int(tag, 16) % 250 + 1
-    p = NsPair(a=f"socdg{tag}a", b=f"socdg{tag}b", addr_a=f"10.204.{net}.1",
+    delete_stale("sdg")
+    owner, net = owned_tag("sdg")
+    p = NsPair(a=f"{owner}a", b=f"{owner}b", addr_a=f"10.204.{net}.1",
                addr_b=f"10.204.{net}.6", addr_b2=f"10.204.{net}.7", workdir=workdir)
     listener: subprocess.Popen[bytes] | None = None
     try:

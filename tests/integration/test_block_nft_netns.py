@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -26,10 +25,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.adversarial.netns import delete_stale, owned_tag
+
 pytestmark = pytest.mark.integration
 
 PY = sys.executable
-STALE = re.compile(r"^socdb[0-9a-f]{4}[ab]$")
 PORT = 18080
 
 
@@ -97,23 +97,15 @@ class Pair:
         return self.in_a("nft", "list", "set", "inet", self.table, "blocked4").stdout
 
 
-def _delete_stale() -> None:
-    out = sh("ip", "netns", "list", check=False).stdout
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if STALE.match(name):
-            sh("ip", "netns", "delete", name, check=False)
-
-
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
     _need("ip", "iproute2")
     _need("nft", "nftables")
-    _delete_stale()
-    tag = secrets.token_hex(2)
-    net = int(tag, 16) % 250 + 1
-    p = Pair(a=f"socdb{tag}a", b=f"socdb{tag}b", addr_a=f"10.202.{net}.1",
-             addr_b=f"10.202.{net}.6", addr_allowed=f"10.202.{net}.3", table=f"socdt{tag}",
+    delete_stale("sdb")
+    owner, net = owned_tag("sdb")
+    p = Pair(a=f"{owner}a", b=f"{owner}b", addr_a=f"10.202.{net}.1",
+             addr_b=f"10.202.{net}.6", addr_allowed=f"10.202.{net}.3",
+             table=f"socdt{owner[3:]}",
              workdir=tmp_path)
     listener: subprocess.Popen[bytes] | None = None
     try:

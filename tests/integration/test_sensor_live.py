@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -29,9 +28,10 @@ from typing import Any
 
 import pytest
 
+from tests.adversarial.netns import delete_stale, owned_tag
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python")
-PREFIX = "socdt"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -49,22 +49,14 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           check=check)
 
 
-def _delete_stale() -> None:
-    listing = _ip("netns", "list", check=False).stdout.split()
-    for name in listing:
-        if name.startswith(PREFIX) and name.endswith(("a", "b")) and len(name) == 11:
-            _ip("netns", "delete", name, check=False)
-
-
 @pytest.fixture
 def netns() -> Iterator[dict[str, str]]:
     if os.geteuid() != 0:
         pytest.fail("the sensor namespace test needs root (ip netns)", pytrace=False)
-    _delete_stale()
-    tag = f"{random.randrange(16**4):04x}"
-    net = random.randrange(1, 250)
-    env = {"a": f"{PREFIX}{tag}a", "b": f"{PREFIX}{tag}b", "va": f"{PREFIX}{tag}va",
-           "vb": f"{PREFIX}{tag}vb", "ip_a": f"10.201.{net}.1", "ip_b": f"10.201.{net}.2"}
+    delete_stale("sds")
+    owner, net = owned_tag("sds")
+    env = {"a": f"{owner}a", "b": f"{owner}b", "va": f"{owner}va", "vb": f"{owner}vb",
+           "ip_a": f"10.201.{net}.1", "ip_b": f"10.201.{net}.2"}
     try:
         _ip("netns", "add", env["a"])
         _ip("netns", "add", env["b"])

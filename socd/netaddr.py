@@ -177,8 +177,13 @@ def is_dotted_quad(value: object) -> TypeGuard[str]:
 def canonical(value: object, *, count: bool = True) -> str:
     """The canonical text of an address or network: ``10.0.0.7``, ``10.0.0.0/24``,
     ``2001:db8::/32``; a host network (/32, /128) is written as the address."""
-    if is_dotted_quad(value):
-        return value
+    if type(value) is str and len(value) <= 15:
+        try:  # is_dotted_quad, inline: IoC lists call this for each of a million lines
+            _pton(_AF_INET, value)
+        except (OSError, ValueError):
+            pass
+        else:
+            return value
     net = parse_network(value, count=count)
     if net.prefixlen == net.max_prefixlen:
         return str(net.network_address)

@@ -191,3 +191,26 @@ def test_index_offsets() -> None:
             _fill_step_by_step(expected, array(u32, starts))
             store_mod._fill_offsets(got, array(u32, starts))
             assert got == expected
+
+
+def test_static_rows_share_attributions_by_value() -> None:
+    ref_a, ref_b = "".join(["1298/", "CATTT"]), "".join(["1298/", "CATTT"])  # equal, two objects
+    assert ref_a == ref_b
+    assert ref_a is not ref_b
+    entries = [Entry("ip", "192.0.2.1", "list", ref_a), Entry("ip", "192.0.2.2", "list", ref_b),
+               Entry("ip", "2001:db8::1", "list", ref_a, 70),
+               Entry("ip", "198.51.100.0/24", "list", ref_a, 50, expires=2_000_000_000),
+               Entry("domain", "evil.example", "list", ref_b),
+               Entry("hash", "c" * 64, "other", "x", tags=("t",))]
+    attrs: dict[int, store_mod.Attribution] = {}
+    rows = store_mod._static_rows(entries, attrs, 1_000_000.0)
+    assert len(attrs) == 4
+    (a1, a2) = (rows[4][0][2], rows[4][1][2])
+    assert rows[4][:2] == [(0xC0000201, 0xC0000201, a1), (0xC0000202, 0xC0000202, a1)]
+    assert a1 == a2
+    assert rows[4][2] == (0xC6336400, 0xC63364FF, rows[4][2][2])
+    assert rows[4][2][2] != a1
+    assert rows[6] == [(0x20010DB8 << 96 | 1, 0x20010DB8 << 96 | 1, rows[6][0][2])]
+    assert attrs[rows[6][0][2]].confidence == 70
+    assert rows["domain"] == [("evil.example", a1)]
+    assert attrs[rows["hash"][0][1]].tags == ("t",)

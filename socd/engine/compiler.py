@@ -1090,3 +1090,165 @@ class CodeGen:
 
 
 _EMPTY: dict[str, Any] = {}  # read only: stands for a section that is not a mapping
+
+
+# -- generated conditions ---------------------------------------------------------------
+
+
+class _NoCode(Exception):
+    """A node the generator has no form for: the condition stays closures."""
+
+
+def generate_condition(raw: Any, ioc: IocRef, limits: Limits) -> Matcher | None:
+    """A valid condition tree as one generated function with the same results as its
+    compiled closures (:func:`compile_condition`), or None where the generator has no
+    form for a node.
+
+    Groups become ``and``/``or``/``not`` expressions (short-circuited as the closures
+    are); each leaf reads its field from its section (read once per call) and inlines its
+    test's fast path (:data:`_FAST`: folded equals/in, regex, folded prefix) for a text,
+    leaving other values to the test itself through :func:`_test_value`, exactly as the
+    fused leaves do. Every value, pattern and field name is a bound constant."""
+    gen = CodeGen({"_tv": _test_value, "_folded": folded, "_enc": encode, "_F": _FOLDED})
+    scratch = Context("<generated>", ioc=ioc, limits=limits)
+    try:
+        expr = _expr(raw, ("match",), gen, scratch)
+    except _NoCode:
+        return None
+    if scratch.problems:
+        return None
+    gen.line(f"return {expr}")
+    fn: Matcher = gen.function("condition")
+    return fn
+
+
+def residual_condition(raw: Any, known: Callable[[Mapping[str, Any]], bool | None]) -> \
+        tuple[Any, Any]:
+    """``raw`` with the leaves ``known`` decides taken out, and a signature of what is left
+    (equal for equal residues of one tree): ``(True | False, None)`` when they decide it
+    (see :func:`condition_verdict`), else ``(residual tree, signature)``."""
+    if not isinstance(raw, Mapping):
+        return raw, ("?", id(raw))
+    if "field" in raw:
+        v = known(raw)
+        return (v, None) if v is not None else (raw, id(raw))
+    if len(raw) != 1:
+        return raw, ("?", id(raw))
+    kind = next(iter(raw))
+    body = raw[kind]
+    if kind == "not":
+        inner, sig = residual_condition(body, known)
+        if type(inner) is bool:
+            return not inner, None
+        return {"not": inner}, ("not", sig)
+    if kind not in ("all", "any") or not isinstance(body, list) or not body:
+        return raw, ("?", id(raw))
+    decided = kind == "any"
+    kept: list[Any] = []
+    sigs: list[Any] = []
+    for child in body:
+        rest, sig = residual_condition(child, known)
+        if type(rest) is bool:
+            if rest is decided:
+                return decided, None
+            continue
+        kept.append(rest)
+        sigs.append(sig)
+    if not kept:
+        return not decided, None
+    if len(kept) == 1:
+        return kept[0], sigs[0]
+    return {kind: kept}, (kind, tuple(sigs))
+
+
+def _expr(raw: Any, loc: tuple[Any, ...], gen: CodeGen, ctx: Context) -> str:
+    if not isinstance(raw, Mapping) or not raw:
+        raise _NoCode
+    if "field" in raw:
+        return _leaf_expr(raw, loc, gen, ctx)
+    if len(raw) != 1:
+        raise _NoCode
+    kind = next(iter(raw))
+    body = raw[kind]
+    if kind == "not":
+        return f"(not {_expr(body, (*loc, 'not'), gen, ctx)})"
+    if kind not in ("all", "any") or not isinstance(body, list) or not body:
+        raise _NoCode
+    items: list[Any] = list(body)
+    if kind == "any":
+        items = _merged_any(items, loc, ctx)
+    parts = [_expr(c, (*loc, kind, i), gen, ctx) for i, c in enumerate(items)]
+    if len(parts) == 1:
+        return parts[0]
+    return "(" + (" and " if kind == "all" else " or ").join(parts) + ")"
+
+
+def _merged_any(body: list[Any], loc: tuple[Any, ...], ctx: Context) -> list[Any]:
+    """The children of an ``any:`` with regex leaves on one field and case merged into
+    one leaf, as :func:`_merge_regexes` merges their closures."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, raw in enumerate(body):
+        info = _regex_leaf(raw)
+        if info is not None:
+            groups.setdefault(info[:2], []).append(i)
+    replaced: dict[int, Any] = {}
+    for (path, case), idxs in groups.items():
+        if len(idxs) < 2:
+            continue
+        parts = []
+        for i in idxs:
+            pattern = body[i]["regex"]
+            m = _GLOBAL_FLAGS.match(pattern)
+            if m is not None:
+                pattern = f"(?{m.group(1)}:{pattern[m.end():]})"
+            parts.append(f"(?:{pattern})")
+        merged = {"field": path, "regex": "|".join(parts), "case": case}
+        scratch = Context(ctx.file, ioc=ctx.ioc, limits=ctx.limits)
+        if _compile_leaf(merged, loc, scratch) is None or scratch.problems:
+            continue
+        replaced[idxs[0]] = merged
+        for i in idxs[1:]:
+            replaced[i] = None
+    return [replaced.get(i, raw) for i, raw in enumerate(body)
+            if i not in replaced or replaced[i] is not None]
+
+
+def _leaf_expr(raw: Mapping[str, Any], loc: tuple[Any, ...], gen: CodeGen,
+               ctx: Context) -> str:
+    path = raw.get("field")
+    ops = [k for k in raw if k in OPS]
+    if not isinstance(path, str) or not path or len(ops) != 1 or \
+            any(k not in LEAF_KEYS for k in raw):
+        raise _NoCode
+    op = ops[0]
+    value = raw[op]
+    parent, _, last = path.rpartition(".")
+    source = f"{gen.section(parent)}.get" if parent else "e.get"
+    read = f"{source}({gen.const(last)})"
+    if op == "exists":
+        if not isinstance(value, bool):
+            raise _NoCode
+        return f"({read} is {'not ' if value else ''}None)"
+    test = _scalar_test(op, value, raw.get("case", "insensitive") == "insensitive",
+                        (*loc, op), ctx, path=path)
+    if test is None:
+        raise _NoCode
+    t = gen.const(test)
+    y = gen.name("y")
+    # any value but a text: absent is False, a list matches when one of its items does
+    other = f"({y} is not None and _tv({y}, {t}))"
+    fast = _FAST.get(test)
+    if isinstance(fast, _FoldSet):
+        return (f"((len({y}) <= {gen.const(fast.longest)} and "
+                f"(_F.get({y}) or _folded({y})) in {gen.const(fast.targets)}) "
+                f"if type({y} := {read}) is _str else {other})")
+    if isinstance(fast, _Search):
+        return (f"({gen.const(fast.search)}(_enc({y})) if type({y} := {read}) is _str and "
+                f"len({y}) * 4 <= {gen.const(fast.limits)}.max_field_bytes "
+                f"else {other})")
+    if isinstance(fast, _Prefix):
+        span = gen.const(fast.span)
+        return (f"(_folded({y} if len({y}) <= {span} else {y}[:{span}])"
+                f".startswith({gen.const(fast.prefixes)}) "
+                f"if type({y} := {read}) is _str else {other})")
+    return f"({t}({y}) if type({y} := {read}) is _str else {other})"

@@ -35,10 +35,12 @@ from socd.engine.compiler import (
     as_text,
     condition_leaves,
     condition_verdict,
+    generate_condition,
     index_key,
     leaf_matcher,
     make_getter,
     required_paths,
+    residual_condition,
 )
 from socd.engine.loader import CompiledRule
 from socd.event import Event, fingerprint, set_severity
@@ -410,29 +412,8 @@ def _conditions(slot: _Slot) -> list[Any]:
 _Entry = tuple["_Slot", "Matcher | None", "tuple[int, ...] | None"]
 
 
-def _entry(slot: _Slot, leaf_result: Callable[[Mapping[str, Any]], bool | None]) -> \
-        _Entry | None:
-    """``slot``'s entry for events of which ``leaf_result`` tells some leaves; None when
-    it cannot match them."""
-    rule = slot.crule.rule
-    match = slot.routed
-    if rule.match is not None:
-        verdict = condition_verdict(rule.match, leaf_result)
-        if verdict is False:
-            return None
-        if verdict is True:
-            match = None
-    hit: tuple[int, ...] | None = None
-    if slot.kind == SEQUENCE and rule.sequence is not None:
-        steps = [condition_verdict(step.match, leaf_result) for step in rule.sequence.steps]
-        if all(v is False for v in steps):
-            return None
-        if all(v is not None for v in steps):
-            hit = tuple(i for i, v in enumerate(steps) if v)
-    return slot, match, hit
-
-
 _CACHE_VALUE_MAX = 256
+_RESIDUES_MAX = 4096  # generated condition residues per engine (a few per rule in use)
 
 
 def _cacheable(value: Any) -> bool:
@@ -659,6 +640,8 @@ class RuleEngine:
         self._route_key = _route_key_fn(used, classes, self._presence)
         self._catch_all = catch_all
         self._dispatch: dict[Any, tuple[_Entry, ...]] = {}
+        # generated residues of rule conditions, by (rule, residue signature)
+        self._residues: dict[tuple[int, Any], Matcher | None] = {}
 
     def _leaf_fn(self, leaf: Any) -> Callable[[Event], bool] | None:
         """The matcher of one leaf of a rule (compiled on first use, kept per engine)."""
@@ -715,10 +698,45 @@ class RuleEngine:
 
         out: list[_Entry] = []
         for order in sorted(found):
-            entry = _entry(found[order], leaf_result)
+            entry = self._entry(found[order], leaf_result)
             if entry is not None:
                 out.append(entry)
         return tuple(out)
+
+    def _entry(self, slot: _Slot, leaf_result: Callable[[Mapping[str, Any]], bool | None]) \
+            -> _Entry | None:
+        """``slot``'s entry for events of which ``leaf_result`` tells some leaves; None
+        when it cannot match them. What is left of its condition runs as one generated
+        function (one per rule and residue, bounded), or as the compiled closures."""
+        crule = slot.crule
+        rule = crule.rule
+        match = slot.routed
+        if rule.match is not None:
+            rest, sig = residual_condition(rule.match, leaf_result)
+            if rest is False:
+                return None
+            if rest is True:
+                match = None
+            else:
+                key = (slot.order, sig)
+                if key in self._residues:
+                    fn = self._residues[key]
+                elif len(self._residues) < _RESIDUES_MAX:
+                    fn = self._residues[key] = generate_condition(rest, crule.ioc,
+                                                                  crule.limits)
+                else:
+                    fn = None  # past the bound: the compiled closures
+                if fn is not None:
+                    match = fn
+        hit: tuple[int, ...] | None = None
+        if slot.kind == SEQUENCE and rule.sequence is not None:
+            steps = [condition_verdict(step.match, leaf_result)
+                     for step in rule.sequence.steps]
+            if all(v is False for v in steps):
+                return None
+            if all(v is not None for v in steps):
+                hit = tuple(i for i, v in enumerate(steps) if v)
+        return slot, match, hit
 
     def entries(self, event: Event) -> tuple[_Entry, ...]:
         """The candidate rules of ``event``, each with what is left to test (see

@@ -48,6 +48,13 @@ _IOC_GETS = tuple((kind, *path.split(".", 1), path) for kind, paths in _IOC_PATH
 # The top-level sections they are in (Classifier.process spells them out): most events
 # (an sshd line: source at most) lack most of them, and one with none has nothing to mark.
 _IOC_SECTIONS = frozenset(section for _, section, _, _ in _IOC_GETS)
+# _IOC_GETS by section: (section, ((position in _IOC_GETS, kind, field, path), ...)), so
+# an event is asked once for each section; the values found are put back in the order of
+# _IOC_GETS (the order of socd.ioc.values).
+_IOC_BY_SECTION = tuple(
+    (section, tuple((i, kind, rest, path) for i, (kind, sec, rest, path) in enumerate(_IOC_GETS)
+                    if sec == section))
+    for section in dict.fromkeys(sec for _, sec, _, _ in _IOC_GETS))
 
 
 class Enricher(Protocol):
@@ -83,6 +90,8 @@ class Classifier:
 
     def ioc_lookup(self, kind: str, value: str, source: str | None = None) -> bool:
         """The rules engine's `ioc` condition (:meth:`IocStore.lookup`)."""
+        if source is None:  # IocStore.lookup's own first step, one call less an event
+            return self.iocs.ref_matcher()(kind, value) is not None
         return self.iocs.lookup(kind, value, source)
 
     @classmethod
@@ -163,22 +172,26 @@ def _mark_iocs(event: Event, socd: dict[str, Any],
                match: Callable[[str, str], str | None]) -> None:
     """Mark the values of the IoC paths found on the lists (``match``: the batch's
     :meth:`IocStore.ref_matcher`); contact with a listed indicator is an alert."""
-    values: list[str] = []
-    refs: list[str] = []
-    kinds: set[str] = set()
-    for kind, section, rest, path in _IOC_GETS:
+    hits: list[tuple[int, str, str, str]] = []  # (position in _IOC_GETS, value, ref, kind)
+    for section, paths in _IOC_BY_SECTION:
         node = event.get(section)
         if node is None:
             continue  # most events: no such section
-        value = node.get(rest) if type(node) is dict and "." not in rest else get(event, path)
-        if value and isinstance(value, str):
-            ref = match(kind, value)
-            if ref is not None:
-                values.append(value)
-                refs.append(ref)
-                kinds.add(kind)
-    if values:
-        _mark_hits(event, socd, values, refs, kinds)
+        plain = type(node) is dict
+        for i, kind, rest, path in paths:
+            value = node.get(rest) if plain and "." not in rest else get(event, path)
+            if value and isinstance(value, str):
+                ref = match(kind, value)
+                if ref is not None:
+                    hits.append((i, value, ref, kind))
+    if hits:
+        hits.sort(key=_position)
+        _mark_hits(event, socd, [h[1] for h in hits], [h[2] for h in hits],
+                   {h[3] for h in hits})
+
+
+def _position(hit: tuple[int, str, str, str]) -> int:
+    return hit[0]
 
 
 def _mark_hits(event: Event, socd: dict[str, Any], values: list[str], refs: list[str],

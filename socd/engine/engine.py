@@ -911,7 +911,12 @@ class RuleEngine:
         assert th is not None
         assert th.count is not None
         key = slot.group_key(event)
-        items: list[tuple[float, str, Taint]] = slot.state.groups.touch(key, list)
+        groups = slot.state.groups
+        items: list[tuple[float, str, Taint]] | None = groups.get(key)
+        if items is None:
+            items = groups.touch(key, list)  # new: bounded there
+        else:
+            groups.move_to_end(key)  # what touch() does, without the call
         item = (ts, h, taint)
         if not items or ts >= items[-1][0]:
             items.append(item)
@@ -924,7 +929,7 @@ class RuleEngine:
         if i:
             del items[:i]
         if len(items) >= th.count:
-            del slot.state.groups[key]
+            del groups[key]
             hashes = [h for _, h, _ in items]
             self._fire(slot, event, ts, len(items), key, hashes, alerts,
                        max(t for _, _, t in items))
@@ -940,7 +945,12 @@ class RuleEngine:
         if value is None:
             return
         key = slot.group_key(event)
-        seen: dict[str, tuple[float, str, Taint]] = slot.state.groups.touch(key, dict)
+        groups = slot.state.groups
+        seen: dict[str, tuple[float, str, Taint]] | None = groups.get(key)
+        if seen is None:
+            seen = groups.touch(key, dict)
+        else:
+            groups.move_to_end(key)
         for v in (value if type(value) is list else (value,)):
             text = v if type(v) is str else as_text(v)
             if text is None:
@@ -957,7 +967,7 @@ class RuleEngine:
                      if when < low or when > ts + th.window]:
             del seen[text]
         if len(seen) >= th.distinct.count:
-            del slot.state.groups[key]
+            del groups[key]
             entries = sorted(seen.values())
             self._fire(slot, event, ts, len(seen), key, [h for _, h, _ in entries], alerts,
                        max(t for _, _, t in entries))

@@ -139,11 +139,11 @@ class _Run:
         # no copy of the event's bytes to add it), one write a batch.
         dumps, option = orjson.dumps, orjson.OPT_APPEND_NEWLINE
         if self.alerts_only:
-            chunks = [dumps(event, option=option) for event in events
+            chunks = [dumps(event, None, option) for event in events
                       if event["event"].get("kind") == "alert"]
             self.alerts += len(chunks)
         else:
-            chunks = [dumps(event, option=option) for event in events]
-            self.alerts += sum(1 for event in events if event["event"].get("kind") == "alert")
+            chunks = [dumps(event, None, option) for event in events]
+            self.alerts += [event["event"].get("kind") for event in events].count("alert")
         if chunks:
             self.write(b"".join(chunks))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -589,6 +589,48 @@ _CANONICAL_IPS: set[str] = set()
 _CANONICAL_IPS_KEPT = 4096
 
 
+# _check_plan of a plan as one generated function (see plan_checker), by the plan's id
+# with the plan itself (so an id reused by another object never matches). Plans are
+# made once per decoder: a few dozen at most; bounded all the same.
+_CHECKERS: dict[int, tuple[TypedPlan, Callable[[Event], None]]] = {}
+_CHECKERS_KEPT = 64
+
+
+def plan_checker(plan: TypedPlan) -> Callable[[Event], None]:
+    """:func:`_check_plan` with ``plan`` written out as straight lines: the loop over
+    steps and fields and their tuples cost half of the check. The keys and paths come
+    from :data:`FIELDS` (socd's own code) and are bound as namespace constants all the
+    same; every identifier comes from a counter."""
+    namespace: dict[str, Any] = {"_check_value": _check_value, "_ips": _CANONICAL_IPS}
+    lines = ["def check(event):"]
+
+    def const(value: Any) -> str:
+        name = f"_c{len(namespace)}"
+        namespace[name] = value
+        return name
+
+    for parents, fields in plan:
+        depth, node = 1, "event"
+        for part in parents:
+            lines.append("    " * depth + f"n = {node}.get({const(part)})")
+            lines.append("    " * depth + "if type(n) is dict:")
+            depth, node = depth + 1, "n"
+        pad = "    " * depth
+        for key, kind, path in fields:
+            lines.append(pad + f"v = {node}.get({const(key)})")
+            if kind == "int":
+                ok = f"type(v) is int and {const(_LONG_MIN)} <= v <= {const(_LONG_MAX)}"
+            else:
+                ok = "type(v) is str and v in _ips"
+            lines.append(pad + f"if v is not None and not ({ok}):")
+            lines.append(pad + f"    _check_value({node}, {const(key)}, v, {const(kind)}, "
+                         f"{const(path)})")
+    lines.append("    return None")
+    exec(compile("\n".join(lines) + "\n", "<typed plan>", "exec"), namespace)  # noqa: S102
+    check: Callable[[Event], None] = namespace["check"]
+    return check
+
+
 def _check_value(node: dict[str, Any], key: str, value: Any, kind: str, path: str) -> None:
     """Coerce or refuse one typed value (a 64-bit int never gets here)."""
     if kind == "int":
@@ -633,7 +675,12 @@ def normalize(event: Event, *, received: float | None = None,
     if typed is None:
         _check_typed(event, _TYPED_TREE)
     else:
-        _check_plan(event, typed)
+        compiled = _CHECKERS.get(id(typed))
+        if compiled is None or compiled[0] is not typed:
+            if len(_CHECKERS) >= _CHECKERS_KEPT:
+                _CHECKERS.clear()
+            compiled = _CHECKERS[id(typed)] = (typed, plan_checker(typed))
+        compiled[1](event)
     socd = event.get("socd")
     if isinstance(socd, dict):
         layer = socd.get("layer")

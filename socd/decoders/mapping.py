@@ -87,6 +87,7 @@ class MappingDecoder(BaseDecoder):
         self._tz = _parse_offset(ts.timezone) if ts else timezone(timedelta(hours=7))
         self._times: dict[str, str] = {}
         self._minutes: set[str] = set()  # RFC 3339 texts without seconds, found valid
+        self._iso = ts is None or ts.format is None
         self._severity_codes: dict[str, str | None] = {}
         # Every path convert() writes: normalize() checks only the typed fields there.
         self.typed_plan([*self.spec.fields, *self.spec.constants, "@timestamp",
@@ -167,15 +168,21 @@ class MappingDecoder(BaseDecoder):
 
     def _timestamp(self, value: Any) -> Any:
         if isinstance(value, str):
-            # Records of one second share their timestamp text: its RFC 3339 form is
-            # kept for short texts (a long one is no time; never a big cache key).
-            text = self._times.get(value)
-            if text is None:
-                text = self._parse_time(value)
-                if len(value) <= _TIME_CHARS_CACHED:
-                    if len(self._times) >= _TIMES_CACHED:
-                        self._times.clear()
-                    self._times[value] = text
+            if (self._iso and len(value) == 25 and value[:17] + value[19:] in self._minutes
+                    and value[17] in "012345" and value[18] in _DIGITS):
+                text = value  # of a minute found valid before: see _parse_time
+            else:
+                # Records of one second share their timestamp text: its RFC 3339 form is
+                # kept for short texts (a long one is no time; never a big cache key).
+                cached = self._times.get(value)
+                if cached is None:
+                    text = self._parse_time(value)
+                    if len(value) <= _TIME_CHARS_CACHED:
+                        if len(self._times) >= _TIMES_CACHED:
+                            self._times.clear()
+                        self._times[value] = text
+                else:
+                    text = cached
             # normalize() would parse this text again only to return it unchanged.
             self._own_timestamp = text
             return text

@@ -4,6 +4,7 @@ the gate found canonical, the fingerprint's index bytes."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import orjson
@@ -13,7 +14,16 @@ from hypothesis import strategies as st
 
 from socd.decoders.base import DecodeFailure, _json_reason, split_json
 from socd.errors import DecodeError
-from socd.event import _CANONICAL_IPS, fingerprint, normalize, typed_fields_at
+from socd.event import (
+    _CANONICAL_IPS,
+    FIELDS,
+    _check_plan,
+    fingerprint,
+    normalize,
+    plan_checker,
+    put,
+    typed_fields_at,
+)
 from socd.plugins import RawRecord
 
 
@@ -102,3 +112,34 @@ def test_the_fingerprint_of_every_index_is_as_before() -> None:
     digest = hashlib.blake2b(data, digest_size=16).digest()
     for index in (0, 9, 10, 1023, 1024, 1099):
         assert result.events[index]["event"]["hash"] == fingerprint("ecs", digest, str(index))
+
+
+_TYPED = sorted(f.name for f in FIELDS if f.type in {"long", "byte", "ip"})
+_VALUES: list[Any] = ["10.0.0.1", "::ffff:10.0.0.1", "fe80::1%eth0", "10.0.0.01", 5, 2**63,
+                      -(2**63), 2**63 - 1, "5", " 5", 5.0, 5.5, True, None, [], ["10.0.0.1"],
+                      ["bad"], {}, {"ip": "1.2.3.4"}, "x", ""]
+
+
+def _checked(check: Any, event: dict[str, Any]) -> object:
+    try:
+        check(event)
+    except DecodeError as exc:
+        return (exc.reason, exc.detail)
+    return orjson.dumps(event)
+
+
+@given(st.lists(st.sampled_from(_TYPED), min_size=1, max_size=6),
+       st.lists(st.tuples(st.sampled_from([*_TYPED, "process", "source", "host.ip.x",
+                                           "socd"]), st.sampled_from(_VALUES)), max_size=8))
+def test_the_generated_plan_check_answers_as_the_loop(paths: list[str],
+                                                      writes: list[tuple[str, Any]]) -> None:
+    plan = typed_fields_at(paths)
+    event: dict[str, Any] = {}
+    for path, value in writes:
+        put(event, path, copy.deepcopy(value))
+    loop = _checked(lambda e: _check_plan(e, plan), copy.deepcopy(event))
+    assert _checked(plan_checker(plan), copy.deepcopy(event)) == loop
+    stamp = {"@timestamp": "2026-11-16T00:11:43+07:00"}
+    assert _checked(lambda e: normalize(e, typed=plan), {**copy.deepcopy(event), **stamp}) == \
+        _checked(lambda e: (_check_plan(e, plan), normalize(e, typed=())),
+                 {**copy.deepcopy(event), **stamp})

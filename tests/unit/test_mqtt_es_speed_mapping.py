@@ -223,8 +223,19 @@ def test_the_minutes_found_valid_answer_as_the_parse() -> None:
         for offset in ("+07:00", "-00:00", "+00:00", "-23:59", "+24:00", "+07:60"):
             for second in ["00", *seconds]:  # the first one makes the minute known
                 text = f"{minute}:{second}{offset}"
-                assert _parse_time(dec, text) == _parse_time_long_way(dec, text), text
+                expected = _parse_time_long_way(dec, text)
+                assert _parse_time(dec, text) == expected, text
+                assert _timestamp(dec, text) == expected, text
+                if isinstance(expected, str):
+                    assert dec._own_timestamp == expected
     assert len(dec._minutes) <= 4096
+
+
+def _timestamp(dec: MappingDecoder, value: str) -> object:
+    try:
+        return dec._timestamp(value)
+    except DecodeError as exc:
+        return (exc.reason, exc.detail)
 
 
 def _make_dec() -> MappingDecoder:

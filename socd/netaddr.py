@@ -215,7 +215,8 @@ def canonical_address(value: object, *, count: bool = True) -> str:
     counted on every call, cached or not."""
     if not isinstance(value, str):
         return str(parse_address(value, count=count))
-    text, reason = _address_text(value)
+    # _address_text, inline (decoders call this for every address field)
+    text, reason = ("", "too_long") if len(value) > MAX_LENGTH else _address_verdict(value)
     if reason:
         if count:
             count_refusal(reason)
@@ -227,6 +228,13 @@ def address_or_none(value: object) -> str | None:
     """:func:`canonical_address`, or None when the gate refuses ``value`` (the refusal
     is counted): for an address field of a vendor record, where a zone id, whitespace
     or junk must never become ``source.ip`` but must not fail the event either."""
+    if isinstance(value, str) and len(value) <= MAX_LENGTH:
+        # canonical_address's cached path, without its raise and catch
+        text, reason = _address_verdict(value)
+        if reason:
+            count_refusal(reason)
+            return None
+        return text
     try:
         return canonical_address(value)
     except AddressError:

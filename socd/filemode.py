@@ -17,9 +17,9 @@ import stat
 import threading
 from typing import IO, Final
 
-import structlog
+from socd.log import get_logger
 
-log = structlog.get_logger("socd.filemode")
+log = get_logger("socd.filemode")
 
 FILE_MODE: Final = 0o640
 DIR_MODE: Final = 0o750

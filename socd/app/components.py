@@ -12,8 +12,6 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-import structlog
-
 from socd.access import read_problem
 from socd.app.deadletter import DeadLetter
 from socd.config import Config, Plugin
@@ -22,6 +20,7 @@ from socd.engine.classify import Classifier
 from socd.engine.enrich import build_enricher
 from socd.errors import ConfigError, ConfigProblem, PluginError
 from socd.ioc.allowlist import load_allowlist
+from socd.log import get_logger
 from socd.metrics import init_decoder
 from socd.plugins import (
     Collector,
@@ -37,7 +36,7 @@ from socd.zones import collector_zones
 if TYPE_CHECKING:
     from socd.notify.core import NotificationCore
 
-log = structlog.get_logger("socd.components")
+log = get_logger("socd.components")
 
 
 def dead_letter_for(config: Config) -> DeadLetter:

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import structlog
 
 from socd import metrics
 from socd.filemode import open_private
+from socd.log import get_logger
 
-log = structlog.get_logger("socd.deadletter")
+log = get_logger("socd.deadletter")
 
 LOG_INTERVAL_SECS = 10.0
 _MAX_LOG_KEYS = 256  # stage and reason come from fixed sets; this is a safety bound

@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
-
 from socd import metrics
 from socd.config import ClassificationConfig
 from socd.decoders.base import count_stripped
@@ -22,13 +20,14 @@ from socd.ioc import IOC_MATCH_ID, IOC_MATCH_NAME
 from socd.ioc.allowlist import Allowlist
 from socd.ioc.importers import load_text_lists
 from socd.ioc.store import IocStore
+from socd.log import get_logger
 from socd.severity import Severity
 from socd.vocabulary import ASSET_KINDS
 
 if TYPE_CHECKING:
     from socd.engine.engine import RuleEngine
 
-log = structlog.get_logger("socd.classify")
+log = get_logger("socd.classify")
 
 
 class Processor(Protocol):

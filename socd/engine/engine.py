@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
-import structlog
 from prometheus_client import Counter
 
 from socd.engine.compiler import (
@@ -45,12 +44,13 @@ from socd.engine.compiler import (
 from socd.engine.loader import CompiledRule
 from socd.event import Event, fingerprint, set_severity
 from socd.log import configured as log_configured
+from socd.log import get_logger
 from socd.metrics import REGISTRY
 from socd.patterns import encode
 from socd.ratelimit import LogLimiter
 from socd.tz import parse_iso
 
-log = structlog.get_logger("socd.engine")
+log = get_logger("socd.engine")
 
 RULE_MATCHES = Counter(
     "socd_rule_matches_total",

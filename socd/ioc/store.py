@@ -47,7 +47,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
-import structlog
 from prometheus_client import Gauge
 
 from socd import metrics, netaddr
@@ -61,9 +60,10 @@ from socd.ioc.normalize import (
     ip_range,
     normalize_ip,
 )
+from socd.log import get_logger
 from socd.sqlite import Schema, Store, has_table, open_db, read_only, script
 
-log = structlog.get_logger("socd.ioc.store")
+log = get_logger("socd.ioc.store")
 
 IOC_ENTRIES = Gauge(
     "socd_ioc_entries",

@@ -7,7 +7,6 @@ Nothing below it imports it; feature services get what they need injected (the
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -34,6 +33,8 @@ from socd.plugins import (
 from socd.zones import collector_zones
 
 if TYPE_CHECKING:
+    import asyncio
+
     from socd.notify.core import NotificationCore
 
 log = get_logger("socd.components")
@@ -191,9 +192,15 @@ class Periodic:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # asyncio imported here: only the daemon runs services, and replay and
+        # check-config start faster without it (issue 17).
+        import asyncio
+
         self._task = asyncio.create_task(self._loop(), name=self.name)
 
     async def _loop(self) -> None:
+        import asyncio
+
         while True:
             try:
                 await asyncio.to_thread(self.fn)
@@ -203,6 +210,8 @@ class Periodic:
 
     async def stop(self) -> None:
         if self._task is not None:
+            import asyncio
+
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None

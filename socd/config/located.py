@@ -126,12 +126,91 @@ def _read_fast(text: str) -> tuple[Any, dict[Loc, int]] | None:
         node = loader.get_single_node()
         if node is None:
             return None, {}
-        lines, unsure = _index(node, text.split("\n"))
-        return None if unsure else (loader.construct_document(node), lines)
+        text_lines = text.split("\n")
+        try:
+            data, lines, unsure = _build(node, loader, text_lines)
+        except _Unusual:
+            data = _NOT_BUILT
+            lines, unsure = _index(node, text_lines)
+        if unsure:
+            return None
+        return (loader.construct_document(node) if data is _NOT_BUILT else data), lines
     except yaml.YAMLError:
         return None  # PyYAML's reader words the error
     finally:
         loader.dispose()
+
+
+class _Unusual(Exception):
+    """A node :func:`_build` leaves to PyYAML's constructor."""
+
+
+_NOT_BUILT: Any = object()
+_STR = "tag:yaml.org,2002:str"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+# The other tags the resolver gives a plain scalar, built by the loader's own
+# constructor (``merge`` and ``value`` keys change the mapping: left to PyYAML).
+_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in
+                         ("null", "bool", "int", "float", "timestamp"))
+
+
+def _build(node: yaml.Node, loader: yaml.SafeLoader,
+           text_lines: list[str]) -> tuple[Any, dict[Loc, int], bool]:
+    """``loader.construct_document(node)`` and ``_index(node, text_lines)`` in one walk
+    over the nodes: the rule pack is read at every start, and SafeConstructor's
+    generic machinery (a generator for each mapping and list, the memo of every node)
+    took as long as libyaml's parse. Only plain trees: strings, the resolver's
+    scalars (built by ``loader``'s own constructors), lists and mappings with scalar
+    keys. An alias (a node met twice), a merge key (``<<``) or any other tag raises
+    :class:`_Unusual`, and the caller does both the usual way."""
+    index: dict[Loc, int] = {}
+    unsure = False
+    seen: set[int] = set()
+    construct = loader.construct_object
+    scalar_node, mapping_node, sequence_node = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+
+    def scalar(n: yaml.ScalarNode, in_flow: bool) -> Any:
+        nonlocal unsure
+        style = n.style
+        if style in ("|", ">"):
+            # as _index's check: from the node's first line to its last
+            span = text_lines[n.start_mark.line:n.end_mark.line + 1]
+            unsure = unsure or any(_GLUED_COMMENT.search(line) for line in span)
+        elif in_flow and not style and "?" in n.value:
+            unsure = True
+        tag = n.tag
+        if tag == _STR:
+            return n.value
+        if tag in _SCALAR_TAGS:
+            return construct(n)
+        raise _Unusual
+
+    def value(n: yaml.Node, loc: Loc, in_flow: bool) -> Any:
+        index[loc] = n.start_mark.line + 1
+        if isinstance(n, scalar_node):
+            return scalar(n, in_flow)
+        if id(n) in seen:
+            raise _Unusual  # an alias: the constructor shares (or recurses into) it
+        seen.add(id(n))
+        if isinstance(n, mapping_node) and n.tag == _MAP:
+            flow = bool(n.flow_style)
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                if not isinstance(key_node, scalar_node):
+                    raise _Unusual
+                key = scalar(key_node, flow)
+                at = (*loc, key_node.value)
+                line = index[at] = key_node.start_mark.line + 1
+                out[key] = value(value_node, at, flow)
+                index[at] = line
+            return out
+        if isinstance(n, sequence_node) and n.tag == _SEQ:
+            flow = bool(n.flow_style)
+            return [value(item, (*loc, i), flow) for i, item in enumerate(n.value)]
+        raise _Unusual
+
+    return value(node, (), False), index, unsure
 
 
 def line_index(node: yaml.Node) -> dict[Loc, int]:

@@ -561,7 +561,10 @@ def _check_typed(node: dict[str, Any], tree: TypedTree) -> None:
 
 
 def _check_plan(event: Event, plan: TypedPlan) -> None:
-    """:func:`_check_typed` over the fields of a plan (no walk of absent branches)."""
+    """:func:`_check_typed` over the fields of a plan (no walk of absent branches).
+
+    What :func:`plan_checker` writes out as one function for :func:`normalize`; kept as
+    the readable form the tests compare the generated one with."""
     for parents, fields in plan:
         node = event
         for part in parents:

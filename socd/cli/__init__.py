@@ -40,6 +40,7 @@ from socd.cli.common import (
     On,
     UsageError,
     fail,
+    no_collection,
     permission_message,
     run_guarded,
     with_config,
@@ -85,7 +86,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    args = _parser(words[0] if words else None).parse_args(words)
+    with no_collection():  # the command group's imports
+        args = _parser(words[0] if words else None).parse_args(words)
 
     def command() -> int:
         if hasattr(args, "config"):

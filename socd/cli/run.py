@@ -21,6 +21,7 @@ from socd.cli.common import (
     WithConfig,
     fail,
     json_line,
+    no_collection,
     permission_message,
 )
 from socd.config import install
@@ -127,6 +128,11 @@ def _print_summary(daemon: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    with no_collection():  # a one-shot command that builds everything once
+        return _check_config(args)
+
+
+def _check_config(args: argparse.Namespace) -> int:
     from socd.app.components import build_classifier, build_decoders, dead_letter_for, instantiate
 
     cfg = config_mod.load(args.config)
@@ -216,16 +222,17 @@ async def _healthchecks(sinks: list[Any], notifiers: Sequence[Any] = ()) -> list
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from socd.app.components import build_classifier, build_decoders, dead_letter_for
-    from socd.app.replay import replay
+    with no_collection():
+        from socd.app.components import build_classifier, build_decoders, dead_letter_for
+        from socd.app.replay import replay
 
-    cfg = config_mod.load(args.config)
-    decoders = build_decoders(cfg, dead_letter_for(cfg))
-    decoder = decoders.get(args.format)
-    if decoder is None:
-        return fail(f"unknown format {args.format!r}; known: {', '.join(sorted(decoders))}",
-                    EXIT_CONFIG)
-    classifier = build_classifier(cfg)
+        cfg = config_mod.load(args.config)
+        decoders = build_decoders(cfg, dead_letter_for(cfg))
+        decoder = decoders.get(args.format)
+        if decoder is None:
+            return fail(f"unknown format {args.format!r}; known: "
+                        f"{', '.join(sorted(decoders))}", EXIT_CONFIG)
+        classifier = build_classifier(cfg)
     # What start-up built (the rule pack, the IoC lists: a million entries) lives until the
     # end: out of the collector's sight, the full collections do not walk it again.
     gc.freeze()

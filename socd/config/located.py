@@ -117,6 +117,12 @@ _UNSURE_TEXT = re.compile("[\t!\r\x85\u2028\u2029\ufeff]")
 _GLUED_COMMENT = re.compile(r"[|>][-+0-9]*#")
 
 
+def read_fast(text: str) -> tuple[Any, dict[Loc, int]] | None:
+    """:func:`read` with libyaml, or None when PyYAML's reader must say (see there): for
+    the callers that read a text with PyYAML themselves, for its own error messages."""
+    return _read_fast(text)
+
+
 def _read_fast(text: str) -> tuple[Any, dict[Loc, int]] | None:
     """:func:`read` with libyaml, or None when PyYAML's reader must say (see there)."""
     if _CSafeLoader is None or _UNSURE_TEXT.search(text):

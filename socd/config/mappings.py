@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import os
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from socd.config.located import report
+from socd.config.located import read_fast, report
 from socd.config.models import StrictModel
 from socd.config.paths import resolve_path
 from socd.errors import ConfigError, ConfigProblem
@@ -70,6 +70,21 @@ class MappingSpec(StrictModel):
         return value
 
 
+def _safe_load(fh: TextIO) -> Any:
+    """``yaml.safe_load(fh)``: read by libyaml when it reads the text as PyYAML does
+    (:func:`~socd.config.located.read_fast`; the shipped EDR mappings, at every start:
+    ~5 ms less), else by PyYAML from the file, for its errors, which name the file."""
+    try:
+        text: str | None = fh.read()
+    except UnicodeDecodeError:
+        text = None  # PyYAML's reading raises it as before
+    fast = read_fast(text) if text is not None else None
+    if fast is not None:
+        return fast[0]
+    fh.seek(0)
+    return yaml.safe_load(fh)
+
+
 def load_mapping(ref: str, config_dir: str) -> tuple[str, MappingSpec]:
     """Find and validate a mapping by shipped name or by path."""
     if os.sep in ref or ref.endswith((".yaml", ".yml")):
@@ -78,7 +93,7 @@ def load_mapping(ref: str, config_dir: str) -> tuple[str, MappingSpec]:
         path = str(resources.files("socd").joinpath(f"default/mappings/{ref}.yaml"))
     try:
         with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
+            raw = _safe_load(fh)
     except OSError as exc:
         raise ConfigError([ConfigProblem(path, "", f"cannot read mapping: {exc.strerror}",
                                          "name a shipped mapping (server_edr, workstation_edr) "

@@ -110,3 +110,17 @@ def test_every_project_yaml_file_reads_as_before(path: str) -> None:
 ])
 def test_texts_read_as_before(text: str) -> None:
     _same(text)
+
+
+@pytest.mark.parametrize("path", _FILES, ids=lambda p: os.path.relpath(p, ROOT))
+def test_mapping_files_load_as_with_safe_load(path: str) -> None:
+    from socd.config.mappings import _safe_load
+
+    def outcome(load: Any) -> str:
+        with open(path, encoding="utf-8") as fh:
+            try:
+                return "data " + repr(_typed(load(fh)))
+            except Exception as exc:  # noqa: BLE001 - the same error, whatever it is
+                return f"error {type(exc).__name__}: {exc}"
+
+    assert outcome(_safe_load) == outcome(yaml.safe_load)

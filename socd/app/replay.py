@@ -18,7 +18,8 @@ from typing import BinaryIO, cast
 import orjson
 
 from socd.engine.classify import Classifier
-from socd.plugins import Decoder, RawRecord
+from socd.event import Event
+from socd.plugins import DecodeFailure, Decoder, LineDecoder, RawRecord
 
 BATCH = 1000
 BLOCK = 1 << 16  # bytes read at a time
@@ -99,6 +100,9 @@ class _Run:
     def __init__(self, decoder: Decoder, classifier: Classifier, out: BinaryIO,
                  failures: Counter[str], alerts_only: bool) -> None:
         self.decoder = decoder
+        # A decoder that reads a batch of lines in one call (the syslog decoder) gives
+        # what one decode() a line gives, without a record, a call and a result a line.
+        self.decode_lines = decoder.decode_lines if isinstance(decoder, LineDecoder) else None
         self.classifier = classifier
         self.write = out.write
         self.failures = failures
@@ -121,18 +125,22 @@ class _Run:
             gc.enable()
 
     def _batch(self, lines: list[bytes], path: str, now: float) -> None:
-        decoder = self.decoder
-        decode = decoder.decode
-        name = decoder.name
-        events = []
-        for line in lines:
-            result = decode(RawRecord(line, name, "replay", path, now))
-            events += result.events
-            if result.failures:
-                for failure in result.failures:
-                    self.failures[failure.reason] += 1
-                    print(f"socd replay: {path}: {failure.reason}: {failure.detail[:200]}",
-                          file=sys.stderr)
+        events: list[Event]
+        if self.decode_lines is not None:
+            events, failures = self.decode_lines(lines, "replay", path, now)
+            for failure in failures:
+                self._failed(failure, path)
+        else:
+            decoder = self.decoder
+            decode = decoder.decode
+            name = decoder.name
+            events = []
+            for line in lines:
+                result = decode(RawRecord(line, name, "replay", path, now))
+                events += result.events
+                if result.failures:
+                    for failure in result.failures:
+                        self._failed(failure, path)
         events = self.classifier.process(events)
         self.events += len(events)
         # One orjson call an event, each line ending in its newline (OPT_APPEND_NEWLINE:
@@ -147,3 +155,7 @@ class _Run:
             self.alerts += [event["event"].get("kind") for event in events].count("alert")
         if chunks:
             self.write(b"".join(chunks))
+
+    def _failed(self, failure: DecodeFailure, path: str) -> None:
+        self.failures[failure.reason] += 1
+        print(f"socd replay: {path}: {failure.reason}: {failure.detail[:200]}", file=sys.stderr)

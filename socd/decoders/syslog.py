@@ -30,7 +30,7 @@ import copy
 import hashlib
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
@@ -217,6 +217,15 @@ class _Invalid(Exception):
         self.detail = detail
 
 
+def _refused(data: bytes, exc: Exception) -> DecodeFailure:
+    """The failure of a record whose parse raised: its reason, or a parser bug (which
+    must not lose the record silently)."""
+    if isinstance(exc, _Invalid):
+        return DecodeFailure(exc.reason, data, exc.detail)
+    return DecodeFailure("invalid_syslog", data,
+                         f"parser error: {type(exc).__name__}: {exc}"[:500])
+
+
 # ``+07:00`` / ``-0330`` / ``UTC`` / an IANA name (``Asia/Ho_Chi_Minh``); ValueError else.
 parse_tz = parse_zone
 
@@ -380,67 +389,130 @@ class SyslogDecoder(BaseDecoder):
 
     # -- the decoder protocol ------------------------------------------------------------
 
-    def decode(self, record: RawRecord) -> DecodeResult:  # noqa: PLR0915 - hot path
+    def decode(self, record: RawRecord) -> DecodeResult:
         data = record.data
         zones = self._zones.get(record.collector) if self._zones else None
-        fast = None
-        try:
-            if zones is None:
-                event = fast = self._parse_fast(data, record.received) if self._fast else None
-                if event is None:
-                    event = self.parse(data, record.received)
-            else:
-                event = self._parse_in_zones(zones, record)
-        except _Invalid as exc:
-            return DecodeResult(failures=[DecodeFailure(exc.reason, data, exc.detail)])
-        except Exception as exc:  # a parser bug must not lose the record silently
-            return DecodeResult(failures=[DecodeFailure(
-                "invalid_syslog", data, f"parser error: {type(exc).__name__}: {exc}"[:500])])
-        source = record.source
-        if source:
-            last = self._source
-            if last[0] == source:
-                address = last[1]
-            else:
-                scheme, sep, address_ = source.partition("://")
-                address = address_ if sep and scheme in ("udp", "tcp", "tls") else None
-                self._source = (source, address)
+        if zones is None and self._fast:
+            try:
+                fast = self._parse_fast(data, record.received)
+            except Exception as exc:  # as the general path's: see _refused
+                return DecodeResult(failures=[_refused(data, exc)])
+            if fast is not None:
+                # _finish for _parse_fast's event (decode_lines does the same inline):
+                # one copy (no "message repeated"), no event.created yet, socd keys the
+                # gate keeps (see _setup).
+                address = self._source_address(record.source)
+                if address is not None:
+                    fast["log"]["source"] = {"address": address}
+                ev = fast["event"]
+                ev["created"] = self._created_text(record.received)
+                hasher = _RAW_HASHER.copy()  # hashlib.blake2b(data, digest_size=16),
+                hasher.update(data)  # without parsing the constructor's arguments
+                h = self._name_hasher().copy()
+                h.update(hasher.digest() + b"\x000\x00")  # index 0
+                ev["hash"] = h.hexdigest()
+                ev["ingested"] = self._ingested_text()
+                if self.keep_original:
+                    ev["original"] = data.decode("utf-8", "replace")
+                socd = fast["socd"]
+                stamp_provenance(socd, record, self.name)
+                severity = socd.get("severity")
+                if severity is not None:
+                    socd["severity_label"] = _LABELS[severity]
+                return DecodeResult([fast], [])
+        return self._decode_general(record, zones)
+
+    def decode_lines(self, lines: Sequence[bytes], collector: str,  # noqa: PLR0915 - hot
+                     source: str, received: float) -> tuple[list[Event], list[DecodeFailure]]:
+        """:meth:`decode` of ``RawRecord(line, self.name, collector, source, received)``
+        for each of ``lines``: their events and failures, each in the order of the lines
+        (:class:`~socd.plugins.LineDecoder`, used by ``socd replay``).
+
+        The events are decode()'s, byte for byte (hashes included); a line is not made a
+        record, its result is not a result object, and what depends only on the call's
+        arguments (the source's address, event.created, provenance) is found once, the
+        decoder's hot attributes bound to locals. Lines _parse_fast does not read go
+        through decode()'s general path one record each.
+        """
+        name = self.name
+        events: list[Event] = []
+        failures: list[DecodeFailure] = []
+        if not self._fast or (self._zones and collector in self._zones):
+            decode = self.decode
+            for line in lines:
+                result = decode(RawRecord(line, name, collector, source, received))
+                events += result.events
+                failures += result.failures
+            return events, failures
+        address = self._source_address(source)
+        created = self._created_text(received)
+        name_copy = self._name_hasher().copy
+        raw_copy = _RAW_HASHER.copy
+        keep_original = self.keep_original
+        parse_fast = self._parse_fast
+        labels = _LABELS
+        clock = time.time
+        last_ms, ingested = self._ingested
+        append = events.append
+        for data in lines:
+            try:
+                event = parse_fast(data, received)
+            except Exception as exc:  # as decode()
+                failures.append(_refused(data, exc))
+                continue
+            if event is None:
+                result = self._decode_general(RawRecord(data, name, collector, source,
+                                                        received), None)
+                events += result.events
+                failures += result.failures
+                continue
+            # decode()'s finishing of a fast event, in its order.
             if address is not None:
                 event["log"]["source"] = {"address": address}
-        hasher = _RAW_HASHER.copy()  # hashlib.blake2b(data, digest_size=16), without
-        hasher.update(data)  # parsing the constructor's arguments per line
-        digest = hasher.digest()
-        now = time.time()
-        ms = int(now * 1000)
-        if self._ingested[0] == ms:
-            ingested = self._ingested[1]
-        else:  # the text of _received_iso(now), looked up once a millisecond
-            ingested = _received_iso(now)
-            self._ingested = (ms, ingested)
-        if fast is not None:
-            # _finish for _parse_fast's event: one copy (no "message repeated"), no
-            # event.created yet, socd keys the gate keeps (see _setup).
-            ev = fast["event"]
-            received = record.received
-            created = self._created
-            if created is None or created[0] != received:
-                created = self._created = (received, _received_iso(received))
-            ev["created"] = created[1]
-            prefix = self._fingerprint_prefix
-            if prefix is None or prefix[0] != self.name:
-                prefix = self._fingerprint_prefix = (self.name, fingerprint_prefix(self.name))
-            h = prefix[1].copy()
-            h.update(digest + b"\x000\x00")  # index 0
+            ev = event["event"]
+            ev["created"] = created
+            hasher = raw_copy()
+            hasher.update(data)
+            h = name_copy()
+            h.update(hasher.digest() + b"\x000\x00")
             ev["hash"] = h.hexdigest()
+            now = clock()
+            ms = int(now * 1000)
+            if ms != last_ms:  # _ingested_text, its cache in locals
+                last_ms, ingested = ms, _received_iso(now)
             ev["ingested"] = ingested
-            if self.keep_original:
+            if keep_original:
                 ev["original"] = data.decode("utf-8", "replace")
-            socd = fast["socd"]
-            stamp_provenance(socd, record, self.name)
+            socd = event["socd"]
+            # stamp_provenance of an authenticated record.
+            socd["collector"] = collector
+            socd["decoder"] = name
+            if source:
+                socd["source"] = source
             severity = socd.get("severity")
             if severity is not None:
-                socd["severity_label"] = _LABELS[severity]
-            return DecodeResult([fast], [])
+                socd["severity_label"] = labels[severity]
+            append(event)
+        self._ingested = (last_ms, ingested)
+        return events, failures
+
+    def _decode_general(self, record: RawRecord, zones: SenderZones | None) -> DecodeResult:
+        """decode() of a record _parse_fast does not read (or is not used for)."""
+        data = record.data
+        try:
+            if zones is None:
+                event = self.parse(data, record.received)
+            else:
+                event = self._parse_in_zones(zones, record)
+        except Exception as exc:  # a parser bug must not lose the record silently
+            return DecodeResult(failures=[_refused(data, exc)])
+        address = self._source_address(record.source)
+        if address is not None:
+            event["log"]["source"] = {"address": address}
+        hasher = _RAW_HASHER.copy()
+        hasher.update(data)
+        digest = hasher.digest()
+        ingested = self._ingested_text()
         copies = _repeats(event) if event["event"].get("outcome") == "failure" else 1
         if copies == 1:
             self._finish(event, record, digest, ingested)
@@ -449,6 +521,43 @@ class SyslogDecoder(BaseDecoder):
         for index, each in enumerate(events):
             self._finish(each, record, digest, ingested, index)
         return DecodeResult(events=events)
+
+    def _source_address(self, source: str) -> str | None:
+        """The address of a network ``source`` (``udp://``, ``tcp://``, ``tls://``) for
+        ``log.source.address``; None for others (a file). The last one is remembered."""
+        if not source:
+            return None
+        last = self._source
+        if last[0] == source:
+            return last[1]
+        scheme, sep, address = source.partition("://")
+        found = address if sep and scheme in ("udp", "tcp", "tls") else None
+        self._source = (source, found)
+        return found
+
+    def _created_text(self, received: float) -> str:
+        """event.created: the text of ``received``; the last one is remembered."""
+        created = self._created
+        if created is None or created[0] != received:
+            created = self._created = (received, _received_iso(received))
+        return created[1]
+
+    def _ingested_text(self) -> str:
+        """event.ingested: the text of now, looked up once a millisecond."""
+        now = time.time()
+        ms = int(now * 1000)
+        if self._ingested[0] == ms:
+            return self._ingested[1]
+        ingested = _received_iso(now)
+        self._ingested = (ms, ingested)
+        return ingested
+
+    def _name_hasher(self) -> hashlib.blake2b:
+        """The fingerprint hasher after the decoder's name (:func:`fingerprint_prefix`)."""
+        prefix = self._fingerprint_prefix
+        if prefix is None or prefix[0] != self.name:
+            prefix = self._fingerprint_prefix = (self.name, fingerprint_prefix(self.name))
+        return prefix[1]
 
     def _finish(self, event: Event, record: RawRecord, digest: bytes, ingested: str,
                 index: int = 0) -> None:
@@ -464,14 +573,8 @@ class SyslogDecoder(BaseDecoder):
         """
         ev = event["event"]
         if "created" not in ev:
-            created = self._created
-            if created is None or created[0] != record.received:
-                created = self._created = (record.received, _received_iso(record.received))
-            ev["created"] = created[1]
-        prefix = self._fingerprint_prefix
-        if prefix is None or prefix[0] != self.name:
-            prefix = self._fingerprint_prefix = (self.name, fingerprint_prefix(self.name))
-        h = prefix[1].copy()
+            ev["created"] = self._created_text(record.received)
+        h = self._name_hasher().copy()
         h.update(digest + (b"\x00%d\x00" % index))
         ev["hash"] = h.hexdigest()
         ev["ingested"] = ingested

@@ -3,7 +3,8 @@
 * :mod:`socd.plugins.protocols` — one small typed Protocol per plugin kind
   (:class:`Collector`, :class:`Decoder`, :class:`Sink`, :class:`Notifier`), the
   records they exchange, and the optional **capabilities** (:class:`ZoneAware`,
-  :class:`IocAware`, :class:`AllowlistAware`), checked with ``isinstance``.
+  :class:`LineDecoder`, :class:`IocAware`, :class:`AllowlistAware`), checked with
+  ``isinstance``.
 * :mod:`socd.plugins.registry` — config ``type:`` → the class implementing it.
 * :mod:`socd.plugins.context` — :class:`PluginContext` (what a plugin gets besides its
   config) and :data:`NotifierFactory` (how a feature service gets notifiers).
@@ -25,6 +26,7 @@ from socd.plugins.protocols import (
     Emit,
     IocAware,
     IpLookup,
+    LineDecoder,
     Notification,
     Notifier,
     OwnInfrastructure,
@@ -37,5 +39,5 @@ from socd.plugins.protocols import (
 
 __all__ = ["Ack", "AllowlistAware", "Collector", "DeadLetterWriter", "DecodeFailure",
            "DecodeResult", "Decoder", "DurableIntake", "Emit", "IocAware", "IpLookup",
-           "Notification", "Notifier", "NotifierFactory", "OwnInfrastructure", "PluginContext",
-           "RawRecord", "Sink", "ZoneAware", "durable_emit", "intake_of"]
+           "LineDecoder", "Notification", "Notifier", "NotifierFactory", "OwnInfrastructure",
+           "PluginContext", "RawRecord", "Sink", "ZoneAware", "durable_emit", "intake_of"]

@@ -15,9 +15,9 @@ Ownership rules, so every plugin behaves the same:
   retries it. Per-document rejections are the sink's to dead-letter.
 
 Optional abilities are **capabilities**: each is one small ``runtime_checkable``
-Protocol below the role it extends (:class:`ZoneAware` for decoders,
-:class:`AllowlistAware` for sinks, :class:`IocAware` for collectors). A plugin has
-one by implementing its method (and naming the capability in that method's
+Protocol below the role it extends (:class:`ZoneAware` and :class:`LineDecoder` for
+decoders, :class:`AllowlistAware` for sinks, :class:`IocAware` for collectors). A plugin
+has one by implementing its method (and naming the capability in that method's
 docstring); the daemon asks ``isinstance(plugin, Capability)``, never ``hasattr``.
 A new optional ability is a new capability Protocol here, checked the same way.
 """
@@ -166,6 +166,20 @@ class Decoder(Protocol):
 
     def decode(self, record: RawRecord) -> DecodeResult:
         """Decode ``record``; bad input becomes failures, never an exception."""
+        ...
+
+
+@runtime_checkable
+class LineDecoder(Protocol):
+    """A decoder that decodes the lines of one source in one call (``socd replay``):
+    what one :meth:`Decoder.decode` a line would give, without a record, a result and a
+    call per line."""
+
+    def decode_lines(self, lines: Sequence[bytes], collector: str, source: str,
+                     received: float) -> tuple[list[Event], list[DecodeFailure]]:
+        """The events and failures of ``decode(RawRecord(line, <name>, collector, source,
+        received))`` for each line in turn (records with the default provenance:
+        authenticated, blocking not allowed), each list in the order of the lines."""
         ...
 
 

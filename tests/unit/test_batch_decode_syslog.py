@@ -1,0 +1,182 @@
+"""The syslog decoder's batch path (issue 17) gives decode()'s events and failures.
+
+``SyslogDecoder.decode_lines`` (the :class:`~socd.plugins.LineDecoder` capability that
+``socd replay`` uses) must give, for a list of lines, exactly what ``decode()`` of one
+record a line gives: the same events (key order, hashes, times), the same failures, in
+the same order. Every comparison here runs both on two decoders in the same state and
+compares the serialised results; ``replay()`` is run with and without the capability.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from socd.app import replay as replay_mod
+from socd.config import ClassificationConfig
+from socd.decoders.syslog import SyslogDecoder
+from socd.engine.classify import Classifier
+from socd.plugins import DecodeFailure, DecodeResult, LineDecoder, RawRecord
+from socd.zones import SenderZones
+from tests.unit.test_syslog_speed_fast_path import HEADERS, HOSTS, MESSAGES, PROGRAMS, STAMPS
+
+RECEIVED = 1780000000.5
+SOURCES = ("", "/var/log/auth.log", "udp://10.0.0.1:514", "tcp://[::1]:6", "x://y")
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: RECEIVED + 0.25)
+
+
+def _dump(events: Sequence[object], failures: Sequence[DecodeFailure]) -> bytes:
+    return orjson.dumps([events, [(f.reason, f.raw.hex(), f.detail) for f in failures]])
+
+
+def _one_by_one(decoder: SyslogDecoder, lines: Sequence[bytes], collector: str, source: str,
+                received: float) -> bytes:
+    events: list[object] = []
+    failures: list[DecodeFailure] = []
+    for line in lines:
+        result = decoder.decode(RawRecord(line, decoder.name, collector, source, received))
+        events += result.events
+        failures += result.failures
+    return _dump(events, failures)
+
+
+def _batched(decoder: SyslogDecoder, lines: Sequence[bytes], collector: str, source: str,
+             received: float) -> bytes:
+    return _dump(*decoder.decode_lines(lines, collector, source, received))
+
+
+def _lines() -> list[bytes]:
+    # Every 7th of the combinations of test_syslog_speed_fast_path (7 is prime to the
+    # count of each part: every header, stamp, host, program and message is used).
+    combos = itertools.product(HEADERS, STAMPS[:3], HOSTS, PROGRAMS, MESSAGES)
+    lines = [f"{header}{stamp} {host} {program}: {message}".encode()
+             for header, stamp, host, program, message in itertools.islice(combos, 0, None, 7)]
+    base = b"Jun  1 06:55:46 LabSZ sshd[1]: Failed password for root from 1.2.3.4 port 22 ssh2"
+    lines += [b"", b"   ", b"\xff\xfe", base + b"\r\n", base + b"\x00", b"\xef\xbb\xbf" + base,
+              base + b"\xff", base.replace(b"root", b"ro\x01ot"), b"<38>" + base,
+              b"<38>1 2024-01-01T00:00:00Z h app 1 - - rfc5424",
+              b"Jun  1 06:55:46 LabSZ sshd[1]: message repeated 3 times: [ Failed password "
+              b"for root from 1.2.3.4 port 22 ssh2]"]
+    for i in range(120):
+        lines.append(f"Jun  1 06:{i % 60:02d}:{i * 7 % 61:02d} LabSZ sshd[{i}]: "
+                     f"{MESSAGES[i % 14]}".encode())
+    return lines
+
+
+def test_the_syslog_decoder_is_a_line_decoder() -> None:
+    assert isinstance(SyslogDecoder.create("syslog"), LineDecoder)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_batch_gives_the_events_of_decode(source: str) -> None:
+    lines = _lines()
+    for received in (RECEIVED, RECEIVED + 0.001, RECEIVED + 86400 * 200):
+        one, batch = SyslogDecoder.create("syslog"), SyslogDecoder.create("syslog")
+        assert _batched(batch, lines, "c", source, received) == \
+            _one_by_one(one, lines, "c", source, received)
+        # Again, on decoders whose caches are filled (and in another order).
+        assert _batched(batch, lines[::-1], "c", source, received) == \
+            _one_by_one(one, lines[::-1], "c", source, received)
+
+
+@pytest.mark.parametrize("options", [
+    {"keep_original": True}, {"parse_payloads": False}, {"require": "cef"},
+    {"timezone": "UTC"}, {"severity_table": "cef"}])
+def test_batch_with_options(options: dict[str, object]) -> None:
+    lines = _lines()
+    one = SyslogDecoder.create("syslog", **options)  # type: ignore[arg-type]
+    batch = SyslogDecoder.create("syslog", **options)  # type: ignore[arg-type]
+    assert _batched(batch, lines, "c", "udp://10.0.0.1:514", RECEIVED) == \
+        _one_by_one(one, lines, "c", "udp://10.0.0.1:514", RECEIVED)
+
+
+def test_batch_of_a_collector_with_sender_zones() -> None:
+    lines = _lines()
+    decoders = SyslogDecoder.create("syslog"), SyslogDecoder.create("syslog")
+    for decoder in decoders:
+        decoder.assume_zones({"fw": SenderZones.from_config("UTC", {"10.0.0.0/8": "+05:30"})})
+    one, batch = decoders
+    for collector in ("fw", "other"):
+        assert _batched(batch, lines, collector, "udp://10.0.0.1:514", RECEIVED) == \
+            _one_by_one(one, lines, collector, "udp://10.0.0.1:514", RECEIVED)
+
+
+def test_batch_of_a_renamed_decoder() -> None:
+    lines = _lines()[:300]
+    one, batch = SyslogDecoder.create("a"), SyslogDecoder.create("a")
+    assert _batched(batch, lines, "c", "", RECEIVED) == _one_by_one(one, lines, "c", "", RECEIVED)
+    one.name = batch.name = "b"  # the fingerprint prefix follows the name
+    assert _batched(batch, lines, "c", "", RECEIVED) == _one_by_one(one, lines, "c", "", RECEIVED)
+
+
+def test_a_parser_error_is_a_failure_of_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    one, batch = SyslogDecoder.create("syslog"), SyslogDecoder.create("syslog")
+    real = SyslogDecoder._parse_fast  # noqa: SLF001
+
+    def flaky(self: SyslogDecoder, data: bytes, received: float) -> object:
+        if b"boom" in data:
+            raise RuntimeError("boom")
+        return real(self, data, received)
+
+    monkeypatch.setattr(SyslogDecoder, "_parse_fast", flaky)
+    lines = [b"Jun  1 06:55:46 h sshd[1]: Invalid user a from 1.2.3.4",
+             b"Jun  1 06:55:46 h sshd[1]: boom", b"Jun  1 06:55:47 h cron: x"]
+    got = _batched(batch, lines, "c", "", RECEIVED)
+    assert got == _one_by_one(one, lines, "c", "", RECEIVED)
+    assert b"parser error: RuntimeError: boom" in got
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(HEADERS), st.sampled_from(STAMPS),
+                          st.sampled_from(HOSTS), st.sampled_from(PROGRAMS),
+                          st.sampled_from(MESSAGES), st.text(max_size=8)), max_size=8),
+       st.sampled_from(SOURCES))
+def test_property_batch_equivalence(parts: list[tuple[str, str, str, str, str, str]],
+                                    source: str) -> None:
+    lines = [f"{h}{s} {host} {p}: {m}{noise}".encode("utf-8", "surrogatepass")
+             for h, s, host, p, m, noise in parts]
+    one, batch = SyslogDecoder.create("syslog"), SyslogDecoder.create("syslog")
+    assert _batched(batch, lines, "c", source, RECEIVED) == \
+        _one_by_one(one, lines, "c", source, RECEIVED)
+
+
+class _PerRecord:
+    """The syslog decoder without its batch path (a plain Decoder)."""
+
+    def __init__(self, decoder: SyslogDecoder) -> None:
+        self.name = decoder.name
+        self._decoder = decoder
+
+    def decode(self, record: RawRecord) -> DecodeResult:
+        return self._decoder.decode(record)
+
+
+def test_replay_output_is_the_same_with_and_without_the_batch_path(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "auth.log"
+    lines = _lines()
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    outputs = []
+    for wrap in (False, True):
+        decoder = SyslogDecoder.create("syslog")
+        assert not isinstance(_PerRecord(decoder), LineDecoder)
+        out = io.BytesIO()
+        stats = replay_mod.replay([str(path)], _PerRecord(decoder) if wrap else decoder,
+                                  Classifier(ClassificationConfig()), out)
+        stats.pop("seconds")
+        stats.pop("records_per_sec")
+        outputs.append((out.getvalue(), stats, capsys.readouterr().err))
+    assert outputs[0] == outputs[1]
+    assert outputs[0][1]["failed"]  # the failures were printed and counted alike

@@ -628,8 +628,8 @@ class SyslogDecoder(BaseDecoder):
         message = text[m.end():]
         if message[:1] == " ":
             message = message.lstrip(" ")
-        if "CEF:" in message or "LEEF:" in message:
-            return None
+        if "EF:" in message and ("CEF:" in message or "LEEF:" in message):
+            return None  # one scan of the message when it holds neither (the usual case)
         kind = _K_PLAIN
         sm: re.Match[str] | None = None
         if name in _SSH_PROCS:
@@ -683,7 +683,7 @@ class SyslogDecoder(BaseDecoder):
             process = {"name": name, "pid": int(pid)}
         socd: dict[str, Any] = {"vendor_severity": _CODE_TEXT[severity]}
         # _auth's keys, in its order whichever way it sets them; action and outcome are
-        # set by _fast_sshd (PAM's _auth sets all of them again, in place).
+        # set below (PAM's _auth sets all of them again, in place).
         ev: dict[str, Any] = (
             {"kind": "event", "dataset": "syslog"} if kind == _K_PLAIN
             else {"kind": "event", "dataset": "system.auth", "category": ["authentication"],
@@ -694,81 +694,79 @@ class SyslogDecoder(BaseDecoder):
         if pos == 0:
             event["tags"] = ["syslog_no_pri"]
         if sm is not None:
-            self._fast_sshd(event, ev, socd, kind, sm, name)
+            # _sshd_line's fields (or _pam's), from the match of its regex, in their order.
+            if kind == _K_PAM:
+                service, more, after = sm.group("service", "more", "fields")
+                service = service or name
+                fields = _PAM_FIELDS.match(after)
+                if fields is None:  # tagged
+                    self._pam_failure(event, service, more, after, False)
+                else:
+                    # _pam_failure's fields, in its order.
+                    logname, uid, euid, tty, ruser, rhost, user = fields.groups("")
+                    user = user.rstrip()
+                    pam: dict[str, Any] = (
+                        {"service": service, "logname": logname, "uid": uid, "euid": euid,
+                         "tty": tty, "ruser": ruser, "rhost": rhost, "user": user}
+                        if more is None
+                        else {"service": service, "more_failures": int(more),
+                              "logname": logname, "uid": uid, "euid": euid, "tty": tty,
+                              "ruser": ruser, "rhost": rhost, "user": user})
+                    ev["action"] = _pam_action(service, False)
+                    user = user or logname or ruser
+                    if user:
+                        event["user"] = {"name": user}
+                    if rhost:
+                        addresses = self._addresses
+                        address = addresses.get(rhost)
+                        if address is not None:
+                            event["source"] = {"ip": address}  # what _set_rhost sets for it
+                        elif _set_rhost(event, rhost) and len(rhost) <= _ADDRESS_KEY_MAX:
+                            if len(addresses) >= _STAMPS_CACHED:
+                                addresses.clear()
+                            addresses[rhost] = event["source"]["ip"]
+                    socd["vendor"] = {"pam": pam}
+            else:
+                port: str | None
+                if kind == _K_FAILED:
+                    method, invalid, user, ip, port = sm.groups()
+                    action, outcome = "ssh_login", "failure"
+                    socd["vendor"] = {"sshd": {"method": method, "invalid_user": bool(invalid)}}
+                elif kind == _K_INVALID:
+                    user, ip, port = sm.groups()
+                    action, outcome = "ssh_invalid_user", "failure"
+                elif kind == _K_ACCEPTED:
+                    method, user, ip, port = sm.groups()
+                    action, outcome = "ssh_login", "success"
+                    socd["vendor"] = {"sshd": {"method": method}}
+                elif kind == _K_CLOSED:
+                    user, ip, port = sm.groups()
+                    action, outcome = "ssh_preauth_closed", "failure"
+                else:
+                    invalid, user, ip, port = sm.groups()
+                    action, outcome = "ssh_max_auth_tries", "failure"
+                    socd["vendor"] = {"sshd": {"invalid_user": bool(invalid)}}
+                ev["action"] = action  # _auth's fields (the others are in ev already)
+                ev["outcome"] = outcome
+                if user:
+                    event["user"] = {"name": user}
+                addresses = self._addresses
+                addr = addresses.get(ip)
+                if addr is None:
+                    addr = netaddr.address_or_none(ip)
+                    if addr is not None and len(ip) <= _ADDRESS_KEY_MAX:
+                        if len(addresses) >= _STAMPS_CACHED:
+                            addresses.clear()
+                        addresses[ip] = addr
+                if addr is not None:
+                    if port and port.isdigit() and port.isascii() and int(port) <= 65535:
+                        event["source"] = {"ip": addr, "port": int(port)}
+                    else:
+                        event["source"] = {"ip": addr}
         value = self._code_severity[severity]  # the payload left vendor_severity alone
         if value is not None:
             socd["severity"] = value
         return event
-
-    def _fast_sshd(self, event: Event, ev: dict[str, Any],  # noqa: PLR0915 - hot path
-                   socd: dict[str, Any], kind: int, m: re.Match[str], name: str) -> None:
-        """_sshd_line's fields for :meth:`_parse_fast`, from the match of its regex."""
-        if kind == _K_PAM:
-            service, more, text = m.group("service", "more", "fields")
-            service = service or name
-            fields = _PAM_FIELDS.match(text)
-            if fields is None:  # tagged
-                self._pam_failure(event, service, more, text, False)
-                return
-            # _pam_failure's fields, in its order.
-            logname, uid, euid, tty, ruser, rhost, user = fields.groups("")
-            user = user.rstrip()
-            pam: dict[str, Any] = (
-                {"service": service, "logname": logname, "uid": uid, "euid": euid, "tty": tty,
-                 "ruser": ruser, "rhost": rhost, "user": user} if more is None
-                else {"service": service, "more_failures": int(more), "logname": logname,
-                      "uid": uid, "euid": euid, "tty": tty, "ruser": ruser, "rhost": rhost,
-                      "user": user})
-            ev["action"] = _pam_action(service, False)
-            user = user or logname or ruser
-            if user:
-                event["user"] = {"name": user}
-            if rhost:
-                address = self._addresses.get(rhost)
-                if address is not None:
-                    event["source"] = {"ip": address}  # what _set_rhost sets for it
-                elif _set_rhost(event, rhost) and len(rhost) <= _ADDRESS_KEY_MAX:
-                    if len(self._addresses) >= _STAMPS_CACHED:
-                        self._addresses.clear()
-                    self._addresses[rhost] = event["source"]["ip"]
-            socd["vendor"] = {"pam": pam}
-            return
-        port: str | None
-        if kind == _K_FAILED:
-            method, invalid, user, ip, port = m.groups()
-            action, outcome = "ssh_login", "failure"
-            socd["vendor"] = {"sshd": {"method": method, "invalid_user": bool(invalid)}}
-        elif kind == _K_INVALID:
-            user, ip, port = m.groups()
-            action, outcome = "ssh_invalid_user", "failure"
-        elif kind == _K_ACCEPTED:
-            method, user, ip, port = m.groups()
-            action, outcome = "ssh_login", "success"
-            socd["vendor"] = {"sshd": {"method": method}}
-        elif kind == _K_CLOSED:
-            user, ip, port = m.groups()
-            action, outcome = "ssh_preauth_closed", "failure"
-        else:
-            invalid, user, ip, port = m.groups()
-            action, outcome = "ssh_max_auth_tries", "failure"
-            socd["vendor"] = {"sshd": {"invalid_user": bool(invalid)}}
-        ev["action"] = action  # _auth's fields (the others are in ev already)
-        ev["outcome"] = outcome
-        if user:
-            event["user"] = {"name": user}
-        addr = self._addresses.get(ip)
-        if addr is None:
-            addr = netaddr.address_or_none(ip)
-            if addr is None:
-                return
-            if len(ip) <= _ADDRESS_KEY_MAX:
-                if len(self._addresses) >= _STAMPS_CACHED:
-                    self._addresses.clear()
-                self._addresses[ip] = addr
-        if port and port.isdigit() and port.isascii() and int(port) <= 65535:
-            event["source"] = {"ip": addr, "port": int(port)}
-        else:
-            event["source"] = {"ip": addr}
 
     def _parse_in_zones(self, zones: SenderZones, record: RawRecord) -> Event:
         """Parse with the zone of the record's sender: by its address first; a host

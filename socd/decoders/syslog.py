@@ -178,8 +178,11 @@ _SSH_BY_FIRST: dict[str, tuple[int, re.Pattern[str]]] = {
     "p": (_K_PAM, _PAM_FAILURE), "(": (_K_PAM, _PAM_FAILURE), "P": (_K_PAM, _PAM_FAILURE),
     "a": (_K_PAM, _PAM_FAILURE),
 }  # fmt: skip
-# _FAST_HEADER without the hosts _rfc3164 refuses on it ("UTC...", "GMT...").
-_FAST_SYSLOG = re.compile(_FAST_HEADER.pattern.replace(" (", " (?!UTC|GMT)(", 1))
+# _FAST_HEADER without the hosts _rfc3164 refuses on it ("UTC...", "GMT..."), then the
+# message: the rest of the text after the spaces that follow the header (what
+# _fast_header's lstrip leaves; DOTALL: a record may hold line ends).
+_FAST_SYSLOG = re.compile(_FAST_HEADER.pattern.replace(" (", " (?!UTC|GMT)(", 1) + " *(.*)",
+                          re.DOTALL)
 # The <PRI> texts _PRI reads as a priority parse() keeps (ASCII digits only: \d reads
 # other digits too, which parse() alone handles).
 _PRI_CODES = {f"{n:0{width}d}": n for width in (1, 2, 3) for n in range(192)
@@ -453,6 +456,8 @@ class SyslogDecoder(BaseDecoder):
         labels = _LABELS
         clock = time.time
         last_ms, ingested = self._ingested
+        # now*1000 in [low, high): int(now * 1000) == last_ms without making the int.
+        low, high = float(last_ms), float(last_ms + 1)
         append = events.append
         for data in lines:
             try:
@@ -477,9 +482,9 @@ class SyslogDecoder(BaseDecoder):
             h.update(hasher.digest() + b"\x000\x00")
             ev["hash"] = h.hexdigest()
             now = clock()
-            ms = int(now * 1000)
-            if ms != last_ms:  # _ingested_text, its cache in locals
-                last_ms, ingested = ms, _received_iso(now)
+            if not low <= now * 1000 < high:  # _ingested_text, its cache in locals
+                last_ms, ingested = int(now * 1000), _received_iso(now)
+                low, high = float(last_ms), float(last_ms + 1)
             ev["ingested"] = ingested
             if keep_original:
                 ev["original"] = data.decode("utf-8", "replace")
@@ -622,12 +627,9 @@ class SyslogDecoder(BaseDecoder):
         m = _FAST_SYSLOG.match(text, pos)
         if m is None:
             return None
-        host, name, pid = m.groups()
+        host, name, pid, message = m.groups()
         if name in _PAYLOAD_TAGS:
             return None
-        message = text[m.end():]
-        if message[:1] == " ":
-            message = message.lstrip(" ")
         if "EF:" in message and ("CEF:" in message or "LEEF:" in message):
             return None  # one scan of the message when it holds neither (the usual case)
         kind = _K_PLAIN
@@ -759,10 +761,9 @@ class SyslogDecoder(BaseDecoder):
                             addresses.clear()
                         addresses[ip] = addr
                 if addr is not None:
-                    if port and port.isdigit() and port.isascii() and int(port) <= 65535:
-                        event["source"] = {"ip": addr, "port": int(port)}
-                    else:
-                        event["source"] = {"ip": addr}
+                    number = int(port) if port and port.isdigit() and port.isascii() else -1
+                    event["source"] = ({"ip": addr, "port": number} if 0 <= number <= 65535
+                                       else {"ip": addr})
         value = self._code_severity[severity]  # the payload left vendor_severity alone
         if value is not None:
             socd["severity"] = value

@@ -403,18 +403,30 @@ class SyslogDecoder(BaseDecoder):
             if fast is not None:
                 # _finish for _parse_fast's event (decode_lines does the same inline):
                 # one copy (no "message repeated"), no event.created yet, socd keys the
-                # gate keeps (see _setup).
-                address = self._source_address(record.source)
-                if address is not None:
-                    fast["log"]["source"] = {"address": address}
+                # gate keeps (see _setup). The helpers' one-entry caches are read here
+                # (a call each per record), the helpers called on a miss.
+                source = record.source
+                if source:
+                    last = self._source
+                    address = last[1] if last[0] == source else self._source_address(source)
+                    if address is not None:
+                        fast["log"]["source"] = {"address": address}
                 ev = fast["event"]
-                ev["created"] = self._created_text(record.received)
+                received = record.received
+                created = self._created
+                ev["created"] = (created[1] if created is not None and created[0] == received
+                                 else self._created_text(received))
                 hasher = _RAW_HASHER.copy()  # hashlib.blake2b(data, digest_size=16),
                 hasher.update(data)  # without parsing the constructor's arguments
-                h = self._name_hasher().copy()
+                prefix = self._fingerprint_prefix
+                h = (prefix[1] if prefix is not None and prefix[0] == self.name
+                     else self._name_hasher()).copy()
                 h.update(hasher.digest() + b"\x000\x00")  # index 0
                 ev["hash"] = h.hexdigest()
-                ev["ingested"] = self._ingested_text()
+                now = time.time()
+                ingested = self._ingested
+                ev["ingested"] = (ingested[1] if ingested[0] == int(now * 1000)
+                                  else self._ingested_text(now))
                 if self.keep_original:
                     ev["original"] = data.decode("utf-8", "replace")
                 socd = fast["socd"]
@@ -517,7 +529,7 @@ class SyslogDecoder(BaseDecoder):
         hasher = _RAW_HASHER.copy()
         hasher.update(data)
         digest = hasher.digest()
-        ingested = self._ingested_text()
+        ingested = self._ingested_text(time.time())
         copies = _repeats(event) if event["event"].get("outcome") == "failure" else 1
         if copies == 1:
             self._finish(event, record, digest, ingested)
@@ -547,9 +559,8 @@ class SyslogDecoder(BaseDecoder):
             created = self._created = (received, _received_iso(received))
         return created[1]
 
-    def _ingested_text(self) -> str:
-        """event.ingested: the text of now, looked up once a millisecond."""
-        now = time.time()
+    def _ingested_text(self, now: float) -> str:
+        """event.ingested: the text of ``now`` (the clock's), looked up once a millisecond."""
         ms = int(now * 1000)
         if self._ingested[0] == ms:
             return self._ingested[1]

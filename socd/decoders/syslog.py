@@ -362,6 +362,7 @@ class SyslogDecoder(BaseDecoder):
         self._now: datetime = datetime.now(self.tz)
         self._stamps: dict[str, str | None] = {}  # see _clock_stamp
         self._minutes: dict[str, tuple[str, str] | None] = {}  # see _minute_text
+        self._hours: dict[str, tuple[str, str] | None] = {}  # see _hour_text
         self._fingerprint_prefix: tuple[str, hashlib.blake2b] | None = None  # see _finish
         # socd keys gate_socd() keeps without looking at their values (it checks these two).
         self._ungated_keys = self.socd_keys - {"asset_kind", "unit"}
@@ -1048,18 +1049,49 @@ class SyslogDecoder(BaseDecoder):
         the rule moves to the previous year, or that is no date (day 31 of June, hour
         25) is left to :meth:`_clock`, second by second.
         """
-        mon, day, h, mi = stamp[:3], int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12])
-        first = self._clock(mon, day, h, mi, 0, 0, self._zone, None, received)
-        last = self._clock(mon, day, h, mi, 59, 0, self._zone, None, received)
+        hour = self._hours.get(stamp[:9], _NO_MINUTE)
+        if hour is _NO_MINUTE:
+            hour = self._hour_text(stamp, received)
         minute: tuple[str, str] | None = None
-        if (first is not None and last is not None and first[17:19] == "00"
-                and last[17:19] == "59" and first[:17] == last[:17]
-                and first[19:] == last[19:] and first[:4] == str(self._now.year)):
-            minute = (first[:17], first[19:])
+        if hour is not None and stamp[10:12] < "60":  # two ASCII digits (the fast header)
+            minute = (hour[0] + stamp[10:13], hour[1])
+        else:
+            mon, day, h, mi = stamp[:3], int(stamp[4:6]), int(stamp[7:9]), int(stamp[10:12])
+            first = self._clock(mon, day, h, mi, 0, 0, self._zone, None, received)
+            last = self._clock(mon, day, h, mi, 59, 0, self._zone, None, received)
+            if (first is not None and last is not None and first[17:19] == "00"
+                    and last[17:19] == "59" and first[:17] == last[:17]
+                    and first[19:] == last[19:] and first[:4] == str(self._now.year)):
+                minute = (first[:17], first[19:])
         if len(self._minutes) >= _STAMPS_CACHED:
             self._minutes.clear()
         self._minutes[stamp[:12]] = minute
         return minute
+
+    def _hour_text(self, stamp: str, received: float) -> tuple[str, str] | None:
+        """:meth:`_minute_text` one level up: the text of every minute of ``stamp``'s
+        hour as (before the minutes, after the seconds), or None when each minute must
+        be read on its own; cached.
+
+        A busy log starts a new minute one line in 30 (two ``_clock`` calls, 4 µs), an
+        hour 60 times less often. The argument is the minute's: when seconds 00:00 and
+        59:59 of the hour fall in the current year and read alike around their minutes
+        and seconds (same date, hour and offset), no offset change falls inside the hour
+        (changes are months apart), so every minute of it has that offset and, the
+        previous-year rule being monotonic in the instant, the current year.
+        """
+        mon, day, h = stamp[:3], int(stamp[4:6]), int(stamp[7:9])
+        first = self._clock(mon, day, h, 0, 0, 0, self._zone, None, received)
+        last = self._clock(mon, day, h, 59, 59, 0, self._zone, None, received)
+        hour: tuple[str, str] | None = None
+        if (first is not None and last is not None and first[14:19] == "00:00"
+                and last[14:19] == "59:59" and first[:14] == last[:14]
+                and first[19:] == last[19:] and first[:4] == str(self._now.year)):
+            hour = (first[:14], first[19:])
+        if len(self._hours) >= _STAMPS_CACHED:
+            self._hours.clear()
+        self._hours[stamp[:9]] = hour
+        return hour
 
     def _local_now(self, received: float) -> datetime:
         key = (int(received) // 60, self._zone)
@@ -1068,6 +1100,7 @@ class SyslogDecoder(BaseDecoder):
             self._now = datetime.fromtimestamp(received, self._zone)
             self._stamps.clear()  # they were read with the previous now or zone
             self._minutes.clear()
+            self._hours.clear()
             self._stamps_for = None
         return self._now
 

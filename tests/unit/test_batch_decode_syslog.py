@@ -1,4 +1,5 @@
-"""The syslog decoder's batch path (issue 17) gives decode()'s events and failures.
+"""The syslog decoder's batch path (issue 17) gives decode()'s events and failures; its
+per-hour timestamp texts give _clock's.
 
 ``SyslogDecoder.decode_lines`` (the :class:`~socd.plugins.LineDecoder` capability that
 ``socd replay`` uses) must give, for a list of lines, exactly what ``decode()`` of one
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import io
 import itertools
+import random
 import time
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -27,6 +31,7 @@ from socd.engine.classify import Classifier
 from socd.plugins import DecodeFailure, DecodeResult, LineDecoder, RawRecord
 from socd.zones import SenderZones
 from tests.unit.test_syslog_speed_fast_path import HEADERS, HOSTS, MESSAGES, PROGRAMS, STAMPS
+from tests.unit.test_syslog_stamp_cache import direct, offset_changes, stamp_of
 
 RECEIVED = 1780000000.5
 SOURCES = ("", "/var/log/auth.log", "udp://10.0.0.1:514", "tcp://[::1]:6", "x://y")
@@ -180,3 +185,33 @@ def test_replay_output_is_the_same_with_and_without_the_batch_path(
         outputs.append((out.getvalue(), stats, capsys.readouterr().err))
     assert outputs[0] == outputs[1]
     assert outputs[0][1]["failed"]  # the failures were printed and counted alike
+
+
+@pytest.mark.parametrize(("zone", "year"), [
+    ("America/New_York", 2026), ("Europe/Dublin", 2026), ("Australia/Lord_Howe", 2026),
+    ("Asia/Ho_Chi_Minh", 1911), ("Asia/Ho_Chi_Minh", 1975), ("America/Sao_Paulo", 2018),
+    ("Africa/Monrovia", 1972), ("UTC", 2026),
+])
+def test_hour_texts_give_the_clock_of_every_minute(zone: str, year: int) -> None:
+    """_hour_text (the per-hour level under _minute_text): every minute of the hours
+    around each offset change, and of the last hours of the year (the previous-year
+    rule), read through the caches in a mixed order, is _clock's."""
+    tz = ZoneInfo(zone)
+    walls = [*offset_changes(tz, year), datetime(year, 12, 31, 23, 0)]
+    stamps = set()
+    for wall in walls:
+        base = wall.replace(minute=0, second=0)
+        for hours in (-1, 0, 1):
+            for minute in range(60):
+                for second in (0, 29, 59):
+                    stamps.add(stamp_of(base + timedelta(hours=hours, minutes=minute,
+                                                         seconds=second)))
+    reads = sorted(stamps)
+    random.Random(6).shuffle(reads)
+    for received in (datetime(year, 6, 30, 12, 0, tzinfo=tz).timestamp(),
+                     datetime(year, 12, 30, 23, 30, 30, tzinfo=tz).timestamp()):
+        decoder = SyslogDecoder.create("syslog", timezone=zone)
+        for stamp in reads:
+            assert decoder._clock_stamp(stamp, received) == \
+                direct(decoder, stamp, received), (stamp, received)  # noqa: SLF001
+        assert any(value is not None for value in decoder._hours.values())  # noqa: SLF001

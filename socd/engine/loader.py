@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from socd.config import parsed as parsed_form
 from socd.config import resolve_path
-from socd.config.located import parse, unknown_key_hint
+from socd.config.located import Located, parse, unknown_key_hint
 from socd.engine.compiler import (
     NOT_ROUTED,
     Context,
@@ -134,6 +135,7 @@ def load_files(files: Iterable[str]) -> list[CompiledRule]:
     problems: list[ConfigProblem] = []
     rules: list[CompiledRule] = []
     first_seen: dict[str, tuple[str, int | None]] = {}
+    builtin: tuple[str, parsed_form.Parsed | None] | None = None
     for file in files:
         try:
             text = Path(file).read_text(encoding="utf-8")
@@ -146,7 +148,14 @@ def load_files(files: Iterable[str]) -> list[CompiledRule]:
         except UnicodeDecodeError:
             problems.append(ConfigProblem(file, "", "not UTF-8 text"))
             continue
-        loaded, file_problems = load_text(text, file, start=len(rules))
+        located = None
+        if os.path.dirname(os.path.abspath(file)) == builtin_dir():
+            # the shipped pack, parsed ahead of time (socd.config.parsed); read once
+            if builtin is None:
+                builtin = (builtin_dir(), parsed_form.load(builtin_dir()))
+            if builtin[1] is not None:
+                located = builtin[1].located(text, file)
+        loaded, file_problems = load_text(text, file, start=len(rules), located=located)
         problems.extend(file_problems)
         for compiled in loaded:
             prev = first_seen.get(compiled.id)
@@ -165,13 +174,15 @@ def load_files(files: Iterable[str]) -> list[CompiledRule]:
     return rules
 
 
-def load_text(text: str, file: str = "<string>", *,
-              start: int = 0) -> tuple[list[CompiledRule], list[ConfigProblem]]:
-    """Compile the rules of one file's text; returns the rules and the problems."""
-    try:
-        located = parse(text, file)
-    except ConfigError as exc:
-        return [], exc.problems
+def load_text(text: str, file: str = "<string>", *, start: int = 0,
+              located: Located | None = None) -> tuple[list[CompiledRule], list[ConfigProblem]]:
+    """Compile the rules of one file's text; returns the rules and the problems.
+    ``located``: what ``parse(text, file)`` returns, when known (the shipped pack)."""
+    if located is None:
+        try:
+            located = parse(text, file)
+        except ConfigError as exc:
+            return [], exc.problems
     raw = located.data
     ctx = Context(file, located.lines)
     if raw is None:

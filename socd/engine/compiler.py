@@ -792,6 +792,12 @@ def required_sections(raw: Any) -> frozenset[str] | None:
     ``not:`` nothing known. None when nothing can be said. The engine leaves a rule
     whose keys an event lacks out of the candidates (the compiled matcher would say no).
     """
+    return _required(raw, lambda path: path.split(".", 1)[0])
+
+
+def _required(raw: Any, unit: Callable[[str], str]) -> frozenset[str] | None:
+    """:func:`required_sections` and :func:`required_paths`: what a leaf on ``path``
+    needs is ``unit(path)`` (its top-level key, or the path itself)."""
     if not isinstance(raw, Mapping):
         return None
     if "field" in raw:
@@ -799,17 +805,17 @@ def required_sections(raw: Any) -> frozenset[str] | None:
         if not isinstance(path, str) or not path or raw.get("exists") is False or \
                 not any(op in raw for op in OPS):
             return None
-        section = path.split(".", 1)[0]
-        return None if section in _ALWAYS_THERE else frozenset((section,))
+        needed = unit(path)
+        return None if needed in _ALWAYS_THERE else frozenset((needed,))
     if len(raw) != 1:
         return None
     if isinstance(raw.get("all"), list):
-        found = [r for r in (required_sections(c) for c in raw["all"]) if r is not None]
+        found = [r for r in (_required(c, unit) for c in raw["all"]) if r is not None]
         return min(found, key=len) if found else None
     if isinstance(raw.get("any"), list) and raw["any"]:
         out: set[str] = set()
         for c in raw["any"]:
-            r = required_sections(c)
+            r = _required(c, unit)
             if r is None:
                 return None
             out |= r
@@ -920,28 +926,7 @@ def routed_condition(raw: Any) -> Any:
 def required_paths(raw: Any) -> frozenset[str] | None:
     """Field paths of which a condition needs at least one (not None) to hold; the
     path-level form of :func:`required_sections` (same reasoning, whole paths)."""
-    if not isinstance(raw, Mapping):
-        return None
-    if "field" in raw:
-        path = raw["field"]
-        if not isinstance(path, str) or not path or raw.get("exists") is False or \
-                not any(op in raw for op in OPS):
-            return None
-        return None if path in _ALWAYS_THERE else frozenset((path,))
-    if len(raw) != 1:
-        return None
-    if isinstance(raw.get("all"), list):
-        found = [r for r in (required_paths(c) for c in raw["all"]) if r is not None]
-        return min(found, key=len) if found else None
-    if isinstance(raw.get("any"), list) and raw["any"]:
-        out: set[str] = set()
-        for c in raw["any"]:
-            r = required_paths(c)
-            if r is None:
-                return None
-            out |= r
-        return frozenset(out)
-    return None
+    return _required(raw, lambda path: path)
 
 
 def condition_leaves(raw: Any) -> list[Mapping[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -14,14 +13,7 @@ import pytest
 from socd.config import parsed
 from socd.config.located import parse
 from socd.engine import loader
-
-
-def _typed(value: Any) -> Any:
-    if isinstance(value, dict):
-        return ("dict", [(_typed(k), _typed(v)) for k, v in value.items()])
-    if isinstance(value, list):
-        return ("list", [_typed(v) for v in value])
-    return (type(value).__name__, repr(value))
+from tests.unit.test_startup_speed_yaml import _typed
 
 
 def test_the_shipped_form_is_current() -> None:

@@ -824,7 +824,11 @@ kafka_up() {
     chmod 600 "$conf"
     render "$TEMPLATE_DIR/kafka-log4j2.yaml.in" "$KAFKA_DIR/log4j2.yaml" KAFKA_LOG="$KAFKA_DIR/kafka.log"
 
-    # KRaft needs its storage formatted once (cluster id, SCRAM users in the metadata log).
+    # A scratch broker for tests and benchmarks: every start begins with empty storage.
+    # The tests' topics (uuid-named) would otherwise pile up from run to run and session
+    # to session; at some 16,000 partitions the broker's 512 MB heap ran out mid-run.
+    rm -rf "$KAFKA_DIR/data"
+    # KRaft needs its storage formatted (cluster id, SCRAM users in the metadata log).
     if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
         local cid
         cid=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_DIR/kafka.log") ||

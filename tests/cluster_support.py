@@ -37,6 +37,19 @@ async def until(condition: Callable[[], bool], what: str, limit_secs: float = 60
         await asyncio.sleep(0.05)
 
 
+def delete_topics(bootstrap: str, prefix: str, timeout_secs: float = 30) -> None:
+    """Delete the topics whose names start with ``prefix`` and wait for the broker's
+    answer: the shared test broker would otherwise keep every test's topics while it
+    runs (``delete_topics`` only sends the request when the client lives long enough)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    names = [t for t in admin.list_topics(timeout=timeout_secs).topics if t.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=timeout_secs).values():
+            future.result()
+
+
 def make_engine(subset: Any) -> RuleEngine:
     return RuleEngine(subset)
 
@@ -93,4 +106,4 @@ class WorkerRig:
 
     def close(self) -> None:
         self.dead.close()
-        self.admin.delete_topics([self.topic.name])
+        delete_topics(self.bootstrap, self.prefix)

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests.cluster_support import delete_topics
 from tests.conftest import free_port
 from tests.e2e.cluster_data import edr_records, sshd_lines
 from tests.e2e.kafka_broker import PrivateKafka
@@ -227,6 +228,9 @@ def test_intake_and_workers_store_the_alerts_of_one_process(
         assert expected - got == set(), "alerts missed"
     finally:
         es_cleanup(es, index)
+        for proc in procs:
+            proc.kill()
+        delete_topics(kafka_bootstrap, prefix)
 
 
 def test_broker_restart_mid_stream_loses_nothing(

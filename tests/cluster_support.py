@@ -50,6 +50,19 @@ def delete_topics(bootstrap: str, prefix: str, timeout_secs: float = 30) -> None
             future.result()
 
 
+def threshold_rules(rule_id: str) -> str:
+    """A rule file with one windowed rule on the repartition path the tests use: 5
+    failures of one ``source.ip`` within 10 minutes (its plan: one topic, by source.ip)."""
+    return f"""
+rules:
+  - id: {rule_id}
+    title: "Dò mật khẩu (kiểm thử)"
+    severity: high
+    match: {{field: event.outcome, equals: failure}}
+    threshold: {{count: 5, window: 10m, group_by: [source.ip]}}
+"""
+
+
 def make_engine(subset: Any) -> RuleEngine:
     return RuleEngine(subset)
 

@@ -89,6 +89,27 @@ def es_client(services: dict[str, Any]) -> Elasticsearch:
     return Elasticsearch(services["ES_URL"], request_timeout=30)
 
 
+async def index_with_es_sink(es_url: str, prefix: str, events: list[dict[str, Any]],
+                             state_dir: Path) -> None:
+    """Write ``events`` through the real elasticsearch sink (its template, mapping and
+    day indices, refreshed), as socd stores alerts; :func:`es_cleanup` removes them."""
+    from socd.alerting.elasticsearch import ElasticsearchSink
+    from socd.app.deadletter import DeadLetter
+    from socd.plugins import PluginContext
+
+    dead = DeadLetter(str(state_dir / "dead-letter"))
+    sink = ElasticsearchSink(
+        ElasticsearchSink.Config(type="elasticsearch", hosts=[es_url], index_prefix=prefix,
+                                 refresh=True),
+        PluginContext(name="es", dead_letter=dead, state_dir=str(state_dir)))
+    await sink.start()
+    try:
+        await sink.write(events)
+    finally:
+        await sink.close()
+        dead.close()
+
+
 def es_cleanup(es: Elasticsearch, prefix: str) -> None:
     """Delete what an Elasticsearch sink with ``index_prefix=prefix`` created: its
     indices (the hidden dead-letter ones too), index and component templates."""

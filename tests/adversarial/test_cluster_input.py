@@ -21,19 +21,12 @@ import pytest
 
 from socd.app import deadletter
 from socd.app.cluster_worker import STAGE
-from tests.cluster_support import WorkerRig, until
+from tests.cluster_support import WorkerRig, threshold_rules, until
 from tests.unit.conftest import sample_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-RULES = """
-rules:
-  - id: k2-adversarial-threshold
-    title: "Ngưỡng (kiểm thử)"
-    severity: high
-    match: {field: event.outcome, equals: failure}
-    threshold: {count: 5, window: 10m, group_by: [source.ip]}
-"""
+RULES = threshold_rules("k2-adversarial-threshold")
 
 MALFORMED = [
     b"{not json",

@@ -26,18 +26,11 @@ from socd.app.cluster_seen import (
     MAX_PUBLISH_BYTES,
     PUBLISH_HEADER,
 )
-from tests.cluster_support import WorkerRig, one_process, until
+from tests.cluster_support import WorkerRig, one_process, threshold_rules, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-RULES = """
-rules:
-  - id: k4-adversarial-republish
-    title: "Ngưỡng (kiểm thử)"
-    severity: high
-    match: {field: event.outcome, equals: failure}
-    threshold: {count: 5, window: 10m, group_by: [source.ip]}
-"""
+RULES = threshold_rules("k4-adversarial-republish")
 MIB = 1024 * 1024
 
 

@@ -16,18 +16,11 @@ from pathlib import Path
 import pytest
 
 from socd.event import Event
-from tests.cluster_support import WorkerRig, one_process, until
+from tests.cluster_support import WorkerRig, one_process, threshold_rules, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-RULES = """
-rules:
-  - id: k4-dedup-bruteforce
-    title: "Dò mật khẩu (kiểm thử)"
-    severity: high
-    match: {field: event.outcome, equals: failure}
-    threshold: {count: 5, window: 10m, group_by: [source.ip]}
-"""
+RULES = threshold_rules("k4-dedup-bruteforce")
 
 
 def _events() -> list[Event]:

@@ -17,18 +17,11 @@ import pytest
 
 from socd.app.cluster_worker import state_size
 from socd.event import Event
-from tests.cluster_support import WorkerRig, one_process, until
+from tests.cluster_support import WorkerRig, one_process, threshold_rules, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-RULES = """
-rules:
-  - id: k2-rebuild-bruteforce
-    title: "Dò mật khẩu (kiểm thử)"
-    severity: high
-    match: {field: event.outcome, equals: failure}
-    threshold: {count: 5, window: 10m, group_by: [source.ip]}
-"""
+RULES = threshold_rules("k2-rebuild-bruteforce")
 
 
 def _event(i: int) -> Event:

@@ -15,14 +15,12 @@ import pytest
 
 from socd.alerting.elasticsearch import ElasticsearchSink
 from socd.alerts.store import AlertQuery, AlertStore
-from socd.app.deadletter import DeadLetter
 from socd.console.data import StoreAlertSource
 from socd.console.data_es import ElasticsearchAlertSource
 from socd.event import normalize
-from socd.plugins import PluginContext
 from tests.console_alerts import BASE, alert
 from tests.console_pages import console
-from tests.helpers import es_cleanup, es_client
+from tests.helpers import es_cleanup, es_client, index_with_es_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -44,17 +42,8 @@ async def indexed(services: dict[str, Any], unique: str, tmp_path: Path
     """The alerts written by the real elasticsearch sink (its template and mapping)."""
     prefix = f"socd-it-console-{unique}"
     es_cfg = {"hosts": [services["ES_URL"]], "index_prefix": prefix, "refresh": True}
-    dead = DeadLetter(str(tmp_path / "dead-letter"))
-    sink = ElasticsearchSink(ElasticsearchSink.Config(type="elasticsearch", **es_cfg),
-                             PluginContext(name="es", dead_letter=dead,
-                                           state_dir=str(tmp_path)))
     events = _events()
-    await sink.start()
-    try:
-        await sink.write(events)
-    finally:
-        await sink.close()
-        dead.close()
+    await index_with_es_sink(services["ES_URL"], prefix, events, tmp_path)
     yield es_cfg, events
     es = es_client(services)
     es_cleanup(es, prefix)

@@ -14,13 +14,11 @@ import pytest
 
 from socd.alerting.elasticsearch import ElasticsearchSink
 from socd.alerts.store import AlertQuery, AlertStore
-from socd.app.deadletter import DeadLetter
 from socd.console.data import StoreAlertSource
 from socd.console.data_es import ElasticsearchAlertSource
 from socd.event import normalize
-from socd.plugins import PluginContext
 from tests.console_alerts import alert
-from tests.helpers import es_cleanup, es_client
+from tests.helpers import es_cleanup, es_client, index_with_es_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -49,21 +47,12 @@ async def sources(services: dict[str, Any], unique: str, tmp_path: Path
                   ) -> AsyncIterator[tuple[StoreAlertSource, ElasticsearchAlertSource]]:
     """The same alerts in the store and, written by the real elasticsearch sink, in ES."""
     prefix = f"socd-it-sortfold-{unique}"
-    es_cfg = ElasticsearchSink.Config(type="elasticsearch", hosts=[services["ES_URL"]],
-                                      index_prefix=prefix, refresh=True)
-    dead = DeadLetter(str(tmp_path / "dead-letter"))
-    sink = ElasticsearchSink(es_cfg, PluginContext(name="es", dead_letter=dead,
-                                                   state_dir=str(tmp_path)))
     events = _events()
-    await sink.start()
-    try:
-        await sink.write(events)
-    finally:
-        await sink.close()
-        dead.close()
+    await index_with_es_sink(services["ES_URL"], prefix, events, tmp_path)
     store = AlertStore(str(tmp_path / "alerts.db"))
     store.insert(events)
-    theirs = ElasticsearchAlertSource(es_cfg)
+    theirs = ElasticsearchAlertSource(ElasticsearchSink.Config(
+        type="elasticsearch", hosts=[services["ES_URL"]], index_prefix=prefix, refresh=True))
     try:
         yield StoreAlertSource(store), theirs
     finally:

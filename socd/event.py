@@ -23,6 +23,7 @@ from typing import Any, Final
 import orjson
 
 from socd import netaddr
+from socd.codegen import Source
 from socd.errors import DecodeError
 from socd.severity import Severity
 from socd.tz import parse_iso
@@ -604,33 +605,25 @@ def plan_checker(plan: TypedPlan) -> Callable[[Event], None]:
     steps and fields and their tuples cost half of the check. The keys and paths come
     from :data:`FIELDS` (socd's own code) and are bound as namespace constants all the
     same; every identifier comes from a counter."""
-    namespace: dict[str, Any] = {"_check_value": _check_value, "_ips": _CANONICAL_IPS}
-    lines = ["def check(event):"]
-
-    def const(value: Any) -> str:
-        name = f"_c{len(namespace)}"
-        namespace[name] = value
-        return name
-
+    out = Source({"_check_value": _check_value, "_ips": _CANONICAL_IPS})
+    const = out.const
     for parents, fields in plan:
         depth, node = 1, "event"
         for part in parents:
-            lines.append("    " * depth + f"n = {node}.get({const(part)})")
-            lines.append("    " * depth + "if type(n) is dict:")
+            out.add(depth, f"n = {node}.get({const(part)})")
+            out.add(depth, "if type(n) is dict:")
             depth, node = depth + 1, "n"
-        pad = "    " * depth
         for key, kind, path in fields:
-            lines.append(pad + f"v = {node}.get({const(key)})")
+            out.add(depth, f"v = {node}.get({const(key)})")
             if kind == "int":
                 ok = f"type(v) is int and {const(_LONG_MIN)} <= v <= {const(_LONG_MAX)}"
             else:
                 ok = "type(v) is str and v in _ips"
-            lines.append(pad + f"if v is not None and not ({ok}):")
-            lines.append(pad + f"    _check_value({node}, {const(key)}, v, {const(kind)}, "
-                         f"{const(path)})")
-    lines.append("    return None")
-    exec(compile("\n".join(lines) + "\n", "<typed plan>", "exec"), namespace)  # noqa: S102
-    check: Callable[[Event], None] = namespace["check"]
+            out.add(depth, f"if v is not None and not ({ok}):")
+            out.add(depth, f"    _check_value({node}, {const(key)}, v, {const(kind)}, "
+                    f"{const(path)})")
+    out.add(1, "return None")
+    check: Callable[[Event], None] = out.build("check", "event", "typed plan")
     return check
 
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field
 
+from socd.codegen import Source
 from socd.config import DecoderConfig
 from socd.config.mappings import load_mapping
 from socd.decoders.base import BaseDecoder
@@ -251,8 +252,8 @@ def _parse_offset(text: str) -> timezone:
 # function below is the same work written out once per mapping, as Python source
 # compiled at start-up: the constants' objects as one dict display, every field as a few
 # straight lines. Nothing of the mapping file enters the source text: keys, source
-# paths and constant values are names bound in the function's namespace (_c0, _c1...),
-# and every identifier comes from a counter of the writer's.
+# paths and constant values are bound names (socd.codegen), and every identifier comes
+# from a counter of the writer's.
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -292,25 +293,14 @@ def _parents(fields: list[tuple[list[str], list[str]]], template: Event,
     return parents
 
 
-class _ConvertWriter:
-    """Writes the source of one mapping's convert(), its constants in a namespace."""
+class _ConvertWriter(Source):
+    """Writes one mapping's convert() (:class:`socd.codegen.Source`: keys, paths and
+    constant values are bound names, never source text)."""
 
     def __init__(self, parents: dict[tuple[str, ...], str]) -> None:
-        self.lines: list[str] = []
-        self.namespace: dict[str, Any] = {}
+        super().__init__()
         self.parents = parents
         self.bound: set[tuple[str, ...]] = set()  # parents made with the constants
-        self._count = 0
-
-    def const(self, value: Any) -> str:
-        """A fresh name bound to ``value`` (never its text in the source)."""
-        name = f"_c{self._count}"
-        self._count += 1
-        self.namespace[name] = value
-        return name
-
-    def add(self, depth: int, line: str) -> None:
-        self.lines.append("    " * depth + line)
 
     def display(self, value: Any, path: tuple[str, ...]) -> str:
         """A display building ``value`` afresh; a parent object in it is also bound to
@@ -359,8 +349,7 @@ class _ConvertWriter:
 
     def severity(self, decoder: MappingDecoder, socd: str) -> None:
         assert decoder._severity is not None
-        self.namespace.update(_codes=decoder._severity_codes,
-                              _severity_code=decoder._severity_code)
+        self.bind(_codes=decoder._severity_codes, _severity_code=decoder._severity_code)
         self.add(1, f"vendor = {self.read(decoder._severity[0])}")
         self.add(1, f"{socd}[{self.const('vendor_severity')}] = vendor")
         # A text seen before: its code from the decoder's cache, else the table.
@@ -387,7 +376,6 @@ def _compile_convert(decoder: MappingDecoder,
             and all(dst != ["socd"] for dst, _ in fields)):
         parents.setdefault(("socd",), f"_n{len(parents)}")  # the severities' object
     out = _ConvertWriter(parents)
-    out.add(0, "def convert(obj):")
     out.add(1, "get = obj.get")
     out.add(1, f"event = {out.display(template, ())}")
     for path, name in parents.items():
@@ -395,7 +383,7 @@ def _compile_convert(decoder: MappingDecoder,
             out.add(1, f"{name} = None")
     for dst, source in fields:
         out.field(dst, source)
-    out.namespace.update(_get=get, _DecodeError=DecodeError, _timestamp=decoder._timestamp)
+    out.bind(_get=get, _DecodeError=DecodeError, _timestamp=decoder._timestamp)
     ts = spec.timestamp
     if ts is not None:
         out.add(1, f"t = {out.read(ts.field)}")
@@ -412,7 +400,6 @@ def _compile_convert(decoder: MappingDecoder,
     if spec.keep_vendor:
         out.add(1, f"{socd}[{out.const('vendor')}] = obj")
     out.add(1, "return event")
-    code = compile("\n".join(out.lines) + "\n", f"<mapping {decoder.name}>", "exec")
-    exec(code, out.namespace)  # noqa: S102 - our own text; the values are namespace names
-    function: Callable[[dict[str, Any]], Event] = out.namespace["convert"]
+    function: Callable[[dict[str, Any]], Event] = out.build("convert", "obj",
+                                                            f"mapping {decoder.name}")
     return function

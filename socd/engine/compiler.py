@@ -23,6 +23,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from socd import netaddr
+from socd.codegen import Source
 from socd.config.located import Lines, Loc, did_you_mean, dotted, line_for
 from socd.errors import ConfigProblem
 from socd.event import Event
@@ -988,34 +989,20 @@ def leaf_matcher(raw: Mapping[str, Any], ioc: IocRef, limits: Limits) -> Matcher
 # -- generated code -------------------------------------------------------------------
 
 
-class CodeGen:
-    """Builds one Python function over an event ``e`` from lines of generated code.
-
-    Everything that comes from rules or input (field names, values, tests) reaches the
-    code as a constant bound in a closure, named by this generator's counter; the source
-    text holds only those names, fixed keywords and operators. Sections of the event
-    (``e[a]`` of a path ``a.b``) are read once, a missing or non-mapping one standing for
-    an empty mapping."""
+class CodeGen(Source):
+    """Builds one Python function over an event ``e`` from lines of generated code
+    (:class:`socd.codegen.Source`: everything from rules or input is a bound constant).
+    Sections of the event (``e[a]`` of a path ``a.b``) are read once, a missing or
+    non-mapping one standing for an empty mapping."""
 
     def __init__(self, consts: Mapping[str, Any] | None = None) -> None:
-        self.consts: dict[str, Any] = {"_dict": dict, "_str": str, "_list": list,
-                                       "_E": _EMPTY, **(consts or {})}
-        self.body: list[str] = []
-        self.counter = 0
+        super().__init__({"_dict": dict, "_str": str, "_list": list, "_E": _EMPTY,
+                          **(consts or {})})
         self.indent = 1
         self.sections: dict[str, str] = {}
 
-    def name(self, prefix: str) -> str:
-        self.counter += 1
-        return f"{prefix}{self.counter}"
-
-    def const(self, value: Any) -> str:
-        name = self.name("_c")
-        self.consts[name] = value
-        return name
-
     def line(self, text: str) -> None:
-        self.body.append("    " * self.indent + text)
+        self.add(self.indent, text)
 
     def section(self, key: str) -> str:
         """A local holding the mapping at dotted ``key`` (``e[a]``, ``e[a][b]``...), or an
@@ -1063,15 +1050,8 @@ class CodeGen:
         return mask
 
     def function(self, name: str) -> Any:
-        """The generated function (named ``name`` in tracebacks and profiles)."""
-        names = sorted(self.consts)
-        source = (f"def _make({', '.join(names)}):\n"
-                  "    def _fn(e):\n" +
-                  "\n".join("    " + line for line in self.body) +
-                  "\n    return _fn\n")
-        namespace: dict[str, Any] = {}
-        exec(compile(source, f"<socd.engine {name}>", "exec"), namespace)  # noqa: S102
-        return namespace["_make"](*(self.consts[n] for n in names))
+        """The generated function of an event ``e`` (``name`` in tracebacks and profiles)."""
+        return self.build(name, "e", f"socd.engine {name}")
 
 
 _EMPTY: dict[str, Any] = {}  # read only: stands for a section that is not a mapping
